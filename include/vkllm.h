@@ -1,0 +1,273 @@
+/* vkllm public C API.
+ *
+ * Everything a program needs to load a GGUF model, tokenize, and generate text on the CPU or
+ * Vulkan backend. Opaque handles, desc structs whose zero value means "default" (fill in only
+ * what you want to change), every fallible call returns a vkllm_status, and each object keeps
+ * the message of its last error. There is no global state: two runtimes in one process are
+ * independent. Nothing else in the source tree is public.
+ */
+#ifndef VKLLM_H
+#define VKLLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VKLLM_VERSION_MAJOR 0
+#define VKLLM_VERSION_MINOR 1
+#define VKLLM_VERSION_PATCH 0
+
+/* ---- status codes ------------------------------------------------------------------------- */
+
+typedef enum vkllm_status {
+    VKLLM_OK = 0,
+    VKLLM_ERR_INVALID_ARG = -1,     /* the caller passed something wrong: see the error message */
+    VKLLM_ERR_OUT_OF_MEMORY = -2,   /* host or device allocation failed, or over the memory cap */
+    VKLLM_ERR_IO = -3,              /* file could not be opened, read or mapped */
+    VKLLM_ERR_BAD_FILE = -4,        /* model file is malformed (truncated, bad offsets, ...) */
+    VKLLM_ERR_UNSUPPORTED = -5,     /* well formed, but not something vkllm can run */
+    VKLLM_ERR_CONTEXT_FULL = -6,    /* the tokens do not fit in the session's context */
+    VKLLM_ERR_NO_DEVICE = -7,       /* the requested backend/device is not available */
+    VKLLM_ERR_CANCELLED = -8,       /* generation was cancelled by the caller */
+    VKLLM_ERR_DEVICE = -9,          /* the device reported an error (lost, ...) */
+    VKLLM_ERR_BUFFER_TOO_SMALL = -10, /* output buffer too small; the needed size is reported */
+    VKLLM_ERR_INTERNAL = -11,       /* a bug in vkllm */
+} vkllm_status;
+
+/* Short constant text for a status ("out of memory"). Never NULL. */
+const char *vkllm_status_str(vkllm_status status);
+
+/* ---- callbacks ---------------------------------------------------------------------------- */
+
+/* Allocator callbacks. All host memory the library owns goes through these. A zero struct
+ * means the C library's aligned allocation. alloc returns NULL on failure (a normal path). */
+typedef struct vkllm_allocator {
+    void *(*alloc)(void *user, size_t size, size_t alignment);
+    void (*free)(void *user, void *ptr);
+    void *user;
+} vkllm_allocator;
+
+typedef enum vkllm_log_level {
+    VKLLM_LOG_DEFAULT = 0, /* zero value: WARN */
+    VKLLM_LOG_DEBUG = 1,
+    VKLLM_LOG_INFO = 2,
+    VKLLM_LOG_WARN = 3,
+    VKLLM_LOG_ERROR = 4,
+    VKLLM_LOG_NONE = 5,
+} vkllm_log_level;
+
+/* Log callback. msg is one line without a trailing newline. NULL callback: no output. */
+typedef void (*vkllm_log_fn)(void *user, vkllm_log_level level, const char *msg);
+
+/* ---- runtime ------------------------------------------------------------------------------ */
+
+typedef struct vkllm_runtime vkllm_runtime;
+typedef struct vkllm_model vkllm_model;
+typedef struct vkllm_session vkllm_session;
+
+typedef struct vkllm_runtime_desc {
+    vkllm_allocator allocator;
+    vkllm_log_fn log;
+    void *log_user;
+    vkllm_log_level log_level;
+    /* Worker threads for the CPU backend; 0 = one per online core. */
+    int n_threads;
+    /* Which backend: NULL or "auto" (best available), "cpu", "vulkan", "vulkan:N" (Nth Vulkan
+     * device) or "vulkan:NAME" (first device whose name contains NAME). */
+    const char *device;
+    /* Highest Vulkan capability tier to use; 0 = the best the device has, N+1 = tier N. */
+    int vk_tier_plus1;
+    /* Upper bound on device memory the runtime may allocate, bytes; 0 = no cap. */
+    uint64_t memory_cap;
+} vkllm_runtime_desc;
+
+vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out);
+void vkllm_runtime_destroy(vkllm_runtime *rt);
+/* Message of the last error on this runtime (or on a create that failed: pass NULL to get the
+ * message of the last failed vkllm_runtime_create in this thread). Never NULL. */
+const char *vkllm_runtime_last_error(const vkllm_runtime *rt);
+/* Name of the backend in use, e.g. "cpu (avx2, 2 threads)". */
+const char *vkllm_runtime_backend_name(const vkllm_runtime *rt);
+
+/* Devices a runtime could use. */
+typedef struct vkllm_device_info {
+    char name[256];
+    char kind[32];       /* "cpu", "discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu-vulkan" */
+    char backend[16];    /* "cpu" or "vulkan" */
+    char features[256];  /* space separated: "avx2 fma f16c", "fp16 int8 dot ..." */
+    char driver[128];
+    uint64_t memory_bytes;
+    int index;           /* index within its backend */
+} vkllm_device_info;
+
+/* Fills up to cap entries; *n_out gets the number of devices. */
+vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out);
+
+/* ---- model -------------------------------------------------------------------------------- */
+
+typedef struct vkllm_model_desc {
+    const char *path;   /* GGUF file */
+    bool vocab_only;    /* load metadata and tokenizer only (no weights needed in the file) */
+} vkllm_model_desc;
+
+vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
+                              vkllm_model **out);
+void vkllm_model_free(vkllm_model *model);
+
+typedef struct vkllm_model_info {
+    const char *architecture;   /* "llama" */
+    const char *name;           /* general.name or "" */
+    uint32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff;
+    uint64_t n_params;
+    uint64_t weight_bytes;
+    int32_t bos, eos;           /* -1 if none */
+    bool add_bos, add_eos;
+    bool has_chat_template;
+} vkllm_model_info;
+
+void vkllm_model_get_info(const vkllm_model *model, vkllm_model_info *out);
+
+/* Metadata, for `vkllm info`: key i and its value rendered as text (arrays are shortened). */
+size_t vkllm_model_meta_count(const vkllm_model *model);
+vkllm_status vkllm_model_meta(const vkllm_model *model, size_t i, const char **key,
+                              char *value, size_t value_cap);
+/* Tensor table. */
+size_t vkllm_model_tensor_count(const vkllm_model *model);
+typedef struct vkllm_tensor_info {
+    const char *name;
+    const char *type;  /* "q4_1", "f32", ... */
+    uint32_t n_dims;
+    uint64_t ne[4];
+    uint64_t offset;   /* within the file */
+    uint64_t nbytes;
+} vkllm_tensor_info;
+vkllm_status vkllm_model_tensor(const vkllm_model *model, size_t i, vkllm_tensor_info *out);
+
+/* ---- tokens ------------------------------------------------------------------------------- */
+
+enum {
+    VKLLM_TOKENIZE_ADD_SPECIAL = 1u << 0,   /* add BOS/EOS as the model metadata says */
+    VKLLM_TOKENIZE_PARSE_SPECIAL = 1u << 1, /* text like "<|im_start|>" becomes that token */
+};
+
+/* Text -> token ids. If cap is too small returns VKLLM_ERR_BUFFER_TOO_SMALL and *n_out is the
+ * count needed. */
+vkllm_status vkllm_tokenize(vkllm_model *model, const char *text, size_t len, uint32_t flags,
+                            int32_t *ids, size_t cap, size_t *n_out);
+/* Bytes of one token. Special tokens render as their text only if render_special. The bytes
+ * of a multi-byte UTF-8 character may be split over tokens. */
+vkllm_status vkllm_token_to_piece(vkllm_model *model, int32_t id, bool render_special,
+                                  char *buf, size_t cap, size_t *n_out);
+/* Token ids -> text (concatenated pieces, special tokens rendered if render_special). */
+vkllm_status vkllm_detokenize(vkllm_model *model, const int32_t *ids, size_t n,
+                              bool render_special, char *buf, size_t cap, size_t *n_out);
+/* True for end-of-generation tokens (EOS, EOT, <|im_end|>, ...). */
+bool vkllm_token_is_eog(const vkllm_model *model, int32_t id);
+
+/* Chat template (from tokenizer.chat_template: ChatML, Llama 2, Llama 3). */
+typedef struct vkllm_chat_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+} vkllm_chat_message;
+/* Renders the messages; add_assistant appends the assistant turn opener. */
+vkllm_status vkllm_chat_apply(vkllm_model *model, const vkllm_chat_message *msgs, size_t n,
+                              bool add_assistant, char *buf, size_t cap, size_t *n_out);
+
+/* Message of the last error on this model. Never NULL. */
+const char *vkllm_model_last_error(const vkllm_model *model);
+
+/* ---- sessions and generation -------------------------------------------------------------- */
+
+typedef struct vkllm_session_desc {
+    uint32_t n_ctx;    /* context length in tokens; 0 = min(training context, 4096) */
+    uint32_t n_batch;  /* max tokens per prefill step; 0 = 512 */
+} vkllm_session_desc;
+
+vkllm_status vkllm_session_create(vkllm_model *model, const vkllm_session_desc *desc,
+                                  vkllm_session **out);
+void vkllm_session_destroy(vkllm_session *s);
+const char *vkllm_session_last_error(const vkllm_session *s);
+/* Forget the KV cache. */
+void vkllm_session_reset(vkllm_session *s);
+/* Tokens in the KV cache, and the context size. */
+uint32_t vkllm_session_n_past(const vkllm_session *s);
+uint32_t vkllm_session_n_ctx(const vkllm_session *s);
+
+/* Append tokens to the context and compute the logits of the last one. */
+vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t n);
+/* Logits (n_vocab floats) of the last evaluated token; valid until the next eval. */
+const float *vkllm_session_logits(const vkllm_session *s);
+
+/* Sampling. Zero value = greedy. */
+typedef struct vkllm_sampling {
+    float temperature;     /* <= 0: greedy (argmax) */
+    int32_t top_k;         /* 0: off */
+    float top_p;           /* 0 or >= 1: off */
+    float min_p;           /* 0: off */
+    float repeat_penalty;  /* 0 or 1: off */
+    int32_t repeat_last_n; /* tokens the penalty looks back over; 0 = 64 */
+    uint64_t seed;         /* the same seed gives the same text */
+} vkllm_sampling;
+
+/* Called once per generated token. Return false to stop generation. piece is the token's text
+ * (special tokens not rendered); it may be an incomplete UTF-8 sequence. */
+typedef bool (*vkllm_token_fn)(void *user, int32_t token, const char *piece, size_t piece_len);
+
+typedef enum vkllm_stop_reason {
+    VKLLM_STOP_NONE = 0,
+    VKLLM_STOP_EOG,        /* the model produced an end-of-generation token */
+    VKLLM_STOP_MAX_TOKENS, /* max_tokens reached */
+    VKLLM_STOP_CALLBACK,   /* the callback returned false */
+    VKLLM_STOP_CANCELLED,  /* vkllm_session_cancel */
+    VKLLM_STOP_CONTEXT,    /* the context is full */
+} vkllm_stop_reason;
+
+typedef struct vkllm_generate_desc {
+    /* The prompt: either text (tokenized with ADD_SPECIAL|PARSE_SPECIAL when the session is
+     * empty, PARSE_SPECIAL only when continuing) or tokens. Both NULL: continue from the last
+     * sampled token. */
+    const char *prompt;
+    size_t prompt_len;           /* 0 = strlen(prompt) */
+    const int32_t *tokens;
+    size_t n_tokens;
+    int32_t max_tokens;          /* 0 = until end of generation or a full context */
+    bool ignore_eog;             /* keep going past end-of-generation tokens */
+    vkllm_sampling sampling;
+    vkllm_token_fn on_token;
+    void *user;
+} vkllm_generate_desc;
+
+typedef struct vkllm_generate_result {
+    uint32_t n_prompt;       /* prompt tokens evaluated */
+    uint32_t n_generated;    /* tokens sampled */
+    double prefill_seconds;
+    double decode_seconds;
+    vkllm_stop_reason stop;
+} vkllm_generate_result;
+
+/* Evaluate the prompt, then sample tokens one by one, calling on_token for each. The sampled
+ * tokens stay in the context, so a later call continues the conversation. A prompt that does
+ * not fit in the context fails with VKLLM_ERR_CONTEXT_FULL before anything is evaluated. */
+vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *desc,
+                            vkllm_generate_result *result);
+/* Ask a running vkllm_generate on this session to stop after the current token. Safe to call
+ * from any thread or from a signal handler. */
+void vkllm_session_cancel(vkllm_session *s);
+
+/* Standalone sampler over a logits vector, for programs that drive eval themselves. */
+typedef struct vkllm_sampler vkllm_sampler;
+vkllm_status vkllm_sampler_create(vkllm_model *model, const vkllm_sampling *params,
+                                  vkllm_sampler **out);
+void vkllm_sampler_destroy(vkllm_sampler *smp);
+int32_t vkllm_sampler_sample(vkllm_sampler *smp, const float *logits);
+/* Tell the sampler a token is in the context (for the repetition penalty). */
+void vkllm_sampler_accept(vkllm_sampler *smp, int32_t token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VKLLM_H */
