@@ -40,4 +40,15 @@ bool tok_is_control(const tok_vocab *v, int32_t id);
 /* The token's text as stored in the vocab (not decoded), for debugging. */
 gguf_str tok_text(const tok_vocab *v, int32_t id);
 
+/* The pre-tokenizer in use: "default", "gpt-2", "llama3", "qwen2", "qwen35", "smollm",
+ * "falcon", or "spm" for SentencePiece vocabs. A tokenizer.ggml.pre value vkllm does not know falls back to
+ * "default" (llama.cpp refuses such a file); tok_pre_unknown() is then true so that the
+ * caller can warn that ids may differ from llama.cpp's. */
+const char *tok_pre_name(const tok_vocab *v);
+bool tok_pre_unknown(const tok_vocab *v);
+/* SentencePiece vocabs put a space in front of the text. tok_piece keeps it (pieces are per
+ * token); a detokenizer that wants llama.cpp's text drops one leading space from the first
+ * piece when this is true and the first token is not BOS. */
+bool tok_add_space_prefix(const tok_vocab *v);
+
 #endif

@@ -1,0 +1,293 @@
+/* Option parsing and set-up shared by the vkllm subcommands. Errors go to stderr as one line
+ * starting with "error:", and the command exits with status 1. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static const char *k_common_help =
+    "  -m, --model FILE       GGUF model (default: $VKLLM_MODEL, else\n"
+    "                         ~/.cache/vkllm/models/" DEFAULT_MODEL_FILE ";\n"
+    "                         scripts/fetch_model.sh downloads it)\n";
+
+static const char *k_gen_help =
+    "  -p, --prompt TEXT      prompt text\n"
+    "  -f, --file FILE        read the prompt from a file\n"
+    "  -n, --n-predict N      tokens to generate (default 256; 0 = until end or full context)\n"
+    "  -c, --ctx-size N       context length (default: min(training context, 4096))\n"
+    "  -b, --batch-size N     prompt tokens per step (default 512)\n"
+    "  -t, --threads N        CPU threads (default: all cores)\n"
+    "      --device DEV       auto (default), cpu, vulkan, vulkan:N or vulkan:NAME\n"
+    "      --vk-tier N        highest Vulkan capability tier to use (0, 1, 2)\n"
+    "      --temp T           temperature (default 0.8; 0 = greedy)\n"
+    "      --top-k N          top-k (default 40; 0 = off)\n"
+    "      --top-p P          top-p (default 0.95; 1 = off)\n"
+    "      --min-p P          min-p (default 0.05; 0 = off)\n"
+    "      --repeat-penalty R repetition penalty (default 1.0 = off)\n"
+    "      --repeat-last-n N  tokens the penalty looks back over (default 64)\n"
+    "      --seed N           random seed (default: random, printed with -v)\n"
+    "      --ignore-eos       keep generating past end-of-generation tokens\n"
+    "  -v, --verbose          log what the runtime does\n";
+
+void cli_usage(FILE *f, const char *cmd) {
+    if (!cmd) {
+        fprintf(f,
+                "vkllm %d.%d.%d: LLM inference on Vulkan or the CPU\n\n"
+                "usage: vkllm COMMAND [options]   (vkllm COMMAND --help for its options)\n\n"
+                "commands:\n"
+                "  run        generate text from a prompt\n"
+                "  chat       interactive chat with the model's chat template\n"
+                "  tokenize   print the token ids of a text\n"
+                "  info       model metadata and tensor table\n"
+                "  devices    list the devices vkllm can use\n"
+                "  bench      prefill and decode speed\n",
+                VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH);
+        return;
+    }
+    if (strcmp(cmd, "run") == 0) {
+        fprintf(f, "usage: vkllm run [options]\n\nGenerates text from a prompt; the text goes "
+                   "to stdout as it is made, a speed summary to stderr.\n\n%s%s"
+                   "      --no-echo          do not print the prompt before the output\n",
+                k_common_help, k_gen_help);
+    } else if (strcmp(cmd, "chat") == 0) {
+        fprintf(f, "usage: vkllm chat [options]\n\nInteractive chat: type a message, get the "
+                   "reply; the context is kept between turns. Ctrl-D ends; '/reset' clears "
+                   "the conversation.\n\n%s%s"
+                   "  -s, --system TEXT      system prompt\n", k_common_help, k_gen_help);
+    } else if (strcmp(cmd, "tokenize") == 0) {
+        fprintf(f, "usage: vkllm tokenize [options] -p TEXT | -f FILE\n\nPrints one line per "
+                   "token: id and its text.\n\n%s"
+                   "  -p, --prompt TEXT      text to tokenize\n"
+                   "  -f, --file FILE        read the text from a file\n"
+                   "      --ids              print only the ids, as [1, 2, 3]\n"
+                   "      --no-bos           do not add BOS/EOS tokens\n"
+                   "      --no-parse-special treat special-token text as plain text\n"
+                   "      --show-count       print the number of tokens\n", k_common_help);
+    } else if (strcmp(cmd, "info") == 0) {
+        fprintf(f, "usage: vkllm info [options]\n\nPrints a model's metadata and tensor "
+                   "table.\n\n%s      --no-tensors       metadata only\n", k_common_help);
+    } else if (strcmp(cmd, "devices") == 0) {
+        fprintf(f, "usage: vkllm devices\n\nLists the devices vkllm can run on.\n");
+    } else if (strcmp(cmd, "bench") == 0) {
+        fprintf(f, "usage: vkllm bench [options]\n\nMeasures prefill (one batch of -p tokens) "
+                   "and decode (-n tokens one at a time) speed from an empty context.\n\n%s"
+                   "  -p N                   prompt tokens (default 512)\n"
+                   "  -n N                   generated tokens (default 128)\n"
+                   "  -r N                   repetitions (default 3)\n"
+                   "  -t, --threads N        CPU threads (default: all cores)\n"
+                   "      --device DEV       auto, cpu, vulkan, ...\n", k_common_help);
+    }
+}
+
+static bool parse_int(const char *s, long lo, long hi, int *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_float(const char *s, float lo, float hi, float *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = 256;
+    o->vk_tier = -1;
+    o->sampling.temperature = 0.8f;
+    o->sampling.top_k = 40;
+    o->sampling.top_p = 0.95f;
+    o->sampling.min_p = 0.05f;
+    o->sampling.repeat_penalty = 1.0f;
+    o->sampling.repeat_last_n = 64;
+    o->bench_prompt = 512;
+    o->bench_gen = 128;
+    o->bench_reps = 3;
+    const bool bench = strcmp(cmd, "bench") == 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define IS(x) (strcmp(a, (x)) == 0)
+#define NEED()                                                                                 \
+    do {                                                                                       \
+        if (!v) {                                                                              \
+            fprintf(stderr, "error: option %s needs a value\n", a);                            \
+            return 1;                                                                          \
+        }                                                                                      \
+        i++;                                                                                   \
+    } while (0)
+#define BAD(what)                                                                              \
+    do {                                                                                       \
+        fprintf(stderr, "error: option %s: '%s' is not %s\n", a, v, (what));                   \
+        return 1;                                                                              \
+    } while (0)
+        if (IS("-h") || IS("--help")) return 2;
+        else if (IS("-m") || IS("--model")) { NEED(); o->model = v; }
+        else if (bench && IS("-p")) { NEED(); if (!parse_int(v, 1, 1 << 20, &o->bench_prompt)) BAD("a token count"); }
+        else if (bench && IS("-n")) { NEED(); if (!parse_int(v, 0, 1 << 20, &o->bench_gen)) BAD("a token count"); }
+        else if (bench && IS("-r")) { NEED(); if (!parse_int(v, 1, 1000, &o->bench_reps)) BAD("a repetition count"); }
+        else if (IS("-p") || IS("--prompt")) { NEED(); o->prompt = v; }
+        else if (IS("-f") || IS("--file")) { NEED(); o->prompt_file = v; }
+        else if (IS("-s") || IS("--system")) { NEED(); o->system = v; }
+        else if (IS("-n") || IS("--n-predict")) { NEED(); if (!parse_int(v, 0, INT_MAX, &o->n_predict)) BAD("a token count >= 0"); }
+        else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(v, 1, 1024, &o->n_threads)) BAD("a thread count in [1, 1024]"); }
+        else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(v, 1, 1 << 20, &o->n_ctx)) BAD("a context size in [1, 1048576]"); }
+        else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(v, 1, 4096, &o->n_batch)) BAD("a batch size in [1, 4096]"); }
+        else if (IS("--device")) { NEED(); o->device = v; }
+        else if (IS("--vk-tier")) { NEED(); if (!parse_int(v, 0, 2, &o->vk_tier)) BAD("a tier (0, 1 or 2)"); }
+        else if (IS("--temp")) { NEED(); if (!parse_float(v, 0.0f, 100.0f, &o->sampling.temperature)) BAD("a temperature in [0, 100]"); }
+        else if (IS("--top-k")) { NEED(); if (!parse_int(v, 0, INT_MAX, &o->sampling.top_k)) BAD("a count >= 0"); }
+        else if (IS("--top-p")) { NEED(); if (!parse_float(v, 0.0f, 1.0f, &o->sampling.top_p)) BAD("a probability in [0, 1]"); }
+        else if (IS("--min-p")) { NEED(); if (!parse_float(v, 0.0f, 1.0f, &o->sampling.min_p)) BAD("a probability in [0, 1]"); }
+        else if (IS("--repeat-penalty")) { NEED(); if (!parse_float(v, 0.0f, 100.0f, &o->sampling.repeat_penalty)) BAD("a penalty in [0, 100]"); }
+        else if (IS("--repeat-last-n")) { NEED(); if (!parse_int(v, 0, 4096, &o->sampling.repeat_last_n)) BAD("a count in [0, 4096]"); }
+        else if (IS("--seed")) {
+            NEED();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || *end || !*v) BAD("a seed (unsigned integer)");
+            o->sampling.seed = s;
+            o->seed_set = true;
+        }
+        else if (IS("--ignore-eos")) o->ignore_eos = true;
+        else if (IS("--no-echo")) o->no_echo = true;
+        else if (IS("-v") || IS("--verbose")) o->verbose = true;
+        else if (IS("--ids")) o->ids_only = true;
+        else if (IS("--no-bos")) o->no_bos = true;
+        else if (IS("--no-parse-special")) o->no_parse_special = true;
+        else if (IS("--show-count")) o->show_count = true;
+        else if (IS("--no-tensors")) o->no_tensors = true;
+        else {
+            fprintf(stderr, "error: unknown option '%s' for 'vkllm %s' (see vkllm %s --help)\n",
+                    a, cmd, cmd);
+            return 1;
+        }
+#undef IS
+#undef NEED
+#undef BAD
+    }
+    if (!o->seed_set) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        o->sampling.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
+    }
+    return 0;
+}
+
+const char *cli_model_path(const cli_opts *o, char *buf, size_t cap) {
+    if (o->model) return o->model;
+    const char *env = getenv("VKLLM_MODEL");
+    if (env && *env) return env;
+    const char *cache = getenv("VKLLM_CACHE");
+    if (cache && *cache) {
+        snprintf(buf, cap, "%s/models/%s", cache, DEFAULT_MODEL_FILE);
+    } else {
+        const char *home = getenv("HOME");
+        snprintf(buf, cap, "%s/.cache/vkllm/models/%s", home ? home : ".", DEFAULT_MODEL_FILE);
+    }
+    return buf;
+}
+
+static void log_stderr(void *user, vkllm_log_level level, const char *msg) {
+    static const char *names[] = {"", "debug", "info", "warn", "error"};
+    fprintf(stderr, "vkllm: %s: %s\n", level <= VKLLM_LOG_ERROR ? names[level] : "", msg);
+}
+
+int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model **model) {
+    char buf[4096];
+    const char *path = cli_model_path(o, buf, sizeof buf);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "error: model file not found: %s%s\n", path,
+                o->model ? "" : " (run scripts/fetch_model.sh to download the default model)");
+        return 1;
+    }
+    vkllm_runtime_desc rd = {
+        .log = log_stderr,
+        .log_level = o->verbose ? VKLLM_LOG_INFO : VKLLM_LOG_WARN,
+        .n_threads = o->n_threads,
+        .device = vocab_only ? "cpu" : o->device,
+        .vk_tier_plus1 = o->vk_tier >= 0 ? o->vk_tier + 1 : 0,
+    };
+    vkllm_status s = vkllm_runtime_create(&rd, rt);
+    if (s != VKLLM_OK) {
+        fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));
+        return 1;
+    }
+    vkllm_model_desc md = {.path = path, .vocab_only = vocab_only};
+    s = vkllm_model_load(*rt, &md, model);
+    if (s != VKLLM_OK) {
+        fprintf(stderr, "error: %s: %s\n", path, vkllm_runtime_last_error(*rt));
+        vkllm_runtime_destroy(*rt);
+        *rt = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+char *cli_read_prompt(const cli_opts *o, size_t *len) {
+    if (o->prompt && o->prompt_file) {
+        fprintf(stderr, "error: give -p or -f, not both\n");
+        return NULL;
+    }
+    if (o->prompt) {
+        *len = strlen(o->prompt);
+        char *p = malloc(*len + 1);
+        if (p) memcpy(p, o->prompt, *len + 1);
+        return p;
+    }
+    if (!o->prompt_file) {
+        fprintf(stderr, "error: no prompt (give -p TEXT or -f FILE)\n");
+        return NULL;
+    }
+    FILE *f = fopen(o->prompt_file, "rb");
+    if (!f) {
+        fprintf(stderr, "error: cannot open prompt file %s: %s\n", o->prompt_file,
+                strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *p = malloc(cap);
+    for (;;) {
+        if (!p) break;
+        if (n + 1 >= cap) {
+            char *q = realloc(p, cap * 2);
+            if (!q) {
+                free(p);
+                p = NULL;
+                break;
+            }
+            p = q;
+            cap *= 2;
+        }
+        size_t got = fread(p + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!p || bad) {
+        free(p);
+        fprintf(stderr, "error: cannot read prompt file %s\n", o->prompt_file);
+        return NULL;
+    }
+    p[n] = '\0';
+    *len = n;
+    return p;
+}

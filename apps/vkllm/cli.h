@@ -1,0 +1,58 @@
+/* Shared pieces of the vkllm command line: option parsing, model lookup, runtime set-up.
+ * The CLI uses only the public API (include/vkllm.h). */
+#ifndef VKLLM_APP_CLI_H
+#define VKLLM_APP_CLI_H
+
+#include "vkllm.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct cli_opts {
+    const char *model;
+    const char *prompt;
+    const char *prompt_file;
+    const char *system;
+    const char *device;
+    int n_predict;
+    int n_threads;
+    int n_ctx;
+    int n_batch;
+    int vk_tier; /* -1 = best */
+    vkllm_sampling sampling;
+    bool seed_set;
+    bool ignore_eos;
+    bool no_echo;
+    bool verbose;
+    /* tokenize */
+    bool ids_only;
+    bool no_bos;
+    bool no_parse_special;
+    bool show_count;
+    /* bench */
+    int bench_prompt;
+    int bench_gen;
+    int bench_reps;
+    /* info */
+    bool no_tensors;
+} cli_opts;
+
+/* Parses argv[1..] (after the subcommand). Returns 0 ok, 1 error (message printed), 2 help. */
+int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o);
+/* The model path: -m, else $VKLLM_MODEL, else the default model in the user's cache. */
+const char *cli_model_path(const cli_opts *o, char *buf, size_t cap);
+/* Creates the runtime and loads the model, printing "error: ..." on failure. */
+int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model **model);
+/* Reads the prompt from -p or -f into a malloc'd string (or NULL with an error printed). */
+char *cli_read_prompt(const cli_opts *o, size_t *len);
+void cli_usage(FILE *f, const char *cmd);
+
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,458 @@
+/* vkllm: the command line. One binary, one subcommand per job; each uses the public API only.
+ * Exit status: 0 ok, 1 error (one "error: ..." line on stderr), 2 usage shown on request. */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static vkllm_session *g_cancel_session; /* the CLI's only global: for Ctrl-C */
+
+static void on_sigint(int sig) {
+    (void)sig;
+    if (g_cancel_session) vkllm_session_cancel(g_cancel_session);
+}
+
+static bool print_piece(void *user, int32_t tok, const char *piece, size_t len) {
+    (void)user;
+    (void)tok;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+static const char *stop_name(vkllm_stop_reason r) {
+    switch (r) {
+    case VKLLM_STOP_EOG: return "end of generation";
+    case VKLLM_STOP_MAX_TOKENS: return "max tokens";
+    case VKLLM_STOP_CALLBACK: return "callback";
+    case VKLLM_STOP_CANCELLED: return "cancelled";
+    case VKLLM_STOP_CONTEXT: return "context full";
+    default: return "-";
+    }
+}
+
+static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *r) {
+    double pp = r->prefill_seconds > 0 ? r->n_prompt / r->prefill_seconds : 0;
+    /* the first sampled token needs no eval: decode speed is over the evaluated ones */
+    double tg = r->decode_seconds > 0 && r->n_generated > 1
+                    ? (r->n_generated - 1) / r->decode_seconds : 0;
+    fprintf(stderr, "\nvkllm: prompt %u tok, %.1f tok/s | generated %u tok, %.1f tok/s | %s | "
+                    "stop: %s\n", r->n_prompt, pp, r->n_generated, tg,
+            vkllm_runtime_backend_name(rt), stop_name(r->stop));
+}
+
+static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s) {
+    vkllm_session_desc sd = {.n_ctx = (uint32_t)o->n_ctx, .n_batch = (uint32_t)o->n_batch};
+    if (vkllm_session_create(model, &sd, s) != VKLLM_OK) {
+        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    cli_opts o;
+    int pr = cli_parse(argc, argv, "run", &o);
+    if (pr) {
+        if (pr == 2) cli_usage(stdout, "run");
+        return pr == 2 ? 0 : 1;
+    }
+    size_t plen;
+    char *prompt = cli_read_prompt(&o, &plen);
+    if (!prompt) return 1;
+    vkllm_runtime *rt;
+    vkllm_model *model;
+    if (cli_open(&o, false, &rt, &model)) {
+        free(prompt);
+        return 1;
+    }
+    vkllm_session *s = NULL;
+    int rc = open_session(&o, model, &s);
+    if (rc == 0) {
+        if (o.verbose)
+            fprintf(stderr, "vkllm: seed %llu\n", (unsigned long long)o.sampling.seed);
+        g_cancel_session = s;
+        signal(SIGINT, on_sigint);
+        if (!o.no_echo) {
+            fwrite(prompt, 1, plen, stdout);
+            fflush(stdout);
+        }
+        vkllm_generate_desc gd = {
+            .prompt = prompt, .prompt_len = plen, .max_tokens = o.n_predict,
+            .ignore_eog = o.ignore_eos, .sampling = o.sampling, .on_token = print_piece,
+        };
+        vkllm_generate_result r;
+        vkllm_status st = vkllm_generate(s, &gd, &r);
+        g_cancel_session = NULL;
+        if (st != VKLLM_OK) {
+            fprintf(stderr, "error: %s\n", vkllm_session_last_error(s));
+            rc = 1;
+        } else {
+            fputc('\n', stdout);
+            print_summary(rt, &r);
+        }
+    }
+    vkllm_session_destroy(s);
+    vkllm_model_free(model);
+    vkllm_runtime_destroy(rt);
+    free(prompt);
+    return rc;
+}
+
+/* ---- chat ---- */
+
+typedef struct chat_hist {
+    vkllm_chat_message *msgs;
+    char **owned;
+    size_t n, cap;
+} chat_hist;
+
+static bool hist_push(chat_hist *h, const char *role, const char *text, size_t len) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        vkllm_chat_message *m = realloc(h->msgs, cap * sizeof *m);
+        if (!m) return false;
+        h->msgs = m;
+        char **ow = realloc(h->owned, cap * sizeof *ow);
+        if (!ow) return false;
+        h->owned = ow;
+        h->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return false;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    h->owned[h->n] = copy;
+    h->msgs[h->n] = (vkllm_chat_message){role, copy};
+    h->n++;
+    return true;
+}
+
+static void hist_clear(chat_hist *h) {
+    for (size_t i = 0; i < h->n; i++) free(h->owned[i]);
+    h->n = 0;
+}
+
+static char *render(vkllm_model *model, const chat_hist *h, size_t n, bool add_ass,
+                    size_t *len) {
+    size_t need = 0;
+    vkllm_status st = vkllm_chat_apply(model, h->msgs, n, add_ass, NULL, 0, &need);
+    if (st != VKLLM_OK && st != VKLLM_ERR_BUFFER_TOO_SMALL) return NULL;
+    char *buf = malloc(need + 1);
+    if (!buf) return NULL;
+    if (vkllm_chat_apply(model, h->msgs, n, add_ass, buf, need + 1, len) != VKLLM_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+typedef struct reply_buf {
+    char *p;
+    size_t n, cap;
+} reply_buf;
+
+static bool collect_piece(void *user, int32_t tok, const char *piece, size_t len) {
+    reply_buf *r = user;
+    if (r->n + len + 1 > r->cap) {
+        size_t cap = (r->cap + len + 1) * 2;
+        char *p = realloc(r->p, cap);
+        if (!p) return false;
+        r->p = p;
+        r->cap = cap;
+    }
+    memcpy(r->p + r->n, piece, len);
+    r->n += len;
+    r->p[r->n] = '\0';
+    return print_piece(NULL, tok, piece, len);
+}
+
+int cmd_chat(int argc, char **argv) {
+    cli_opts o;
+    int pr = cli_parse(argc, argv, "chat", &o);
+    if (pr) {
+        if (pr == 2) cli_usage(stdout, "chat");
+        return pr == 2 ? 0 : 1;
+    }
+    vkllm_runtime *rt;
+    vkllm_model *model;
+    if (cli_open(&o, false, &rt, &model)) return 1;
+    vkllm_session *s = NULL;
+    int rc = open_session(&o, model, &s);
+    chat_hist h = {0};
+    reply_buf reply = {0};
+    if (rc == 0 && o.system) rc = hist_push(&h, "system", o.system, strlen(o.system)) ? 0 : 1;
+    g_cancel_session = s;
+    signal(SIGINT, on_sigint);
+    char line[8192];
+    while (rc == 0) {
+        fprintf(stderr, "> ");
+        fflush(stderr);
+        if (!fgets(line, sizeof line, stdin)) break;
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        if (strcmp(line, "/reset") == 0) {
+            vkllm_session_reset(s);
+            hist_clear(&h);
+            if (o.system) hist_push(&h, "system", o.system, strlen(o.system));
+            fprintf(stderr, "(conversation cleared)\n");
+            continue;
+        }
+        /* the new text is what the template adds for this turn (as llama.cpp does: render
+         * with and without the new message; the assistant's trailing newline after its
+         * end-of-turn token is not in the context, so it is added back) */
+        size_t past_len = 0, full_len = 0;
+        char *past = h.n ? render(model, &h, h.n, false, &past_len) : NULL;
+        if (!hist_push(&h, "user", line, len)) { rc = 1; break; }
+        char *full = render(model, &h, h.n, true, &full_len);
+        if (!full || (h.n > 1 && !past)) {
+            fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+            free(past);
+            free(full);
+            rc = 1;
+            break;
+        }
+        size_t off = past_len <= full_len ? past_len : 0;
+        char *turn = malloc(full_len - off + 2);
+        size_t tl = 0;
+        if (turn) {
+            if (past_len > 0 && past[past_len - 1] == '\n') turn[tl++] = '\n';
+            memcpy(turn + tl, full + off, full_len - off);
+            tl += full_len - off;
+            turn[tl] = '\0';
+        }
+        free(past);
+        free(full);
+        if (!turn) { rc = 1; break; }
+        reply.n = 0;
+        vkllm_generate_desc gd = {
+            .prompt = turn, .prompt_len = tl, .max_tokens = o.n_predict,
+            .sampling = o.sampling, .on_token = collect_piece, .user = &reply,
+        };
+        vkllm_generate_result r;
+        vkllm_status st = vkllm_generate(s, &gd, &r);
+        free(turn);
+        fputc('\n', stdout);
+        if (st != VKLLM_OK) {
+            fprintf(stderr, "error: %s\n", vkllm_session_last_error(s));
+            if (st == VKLLM_ERR_CONTEXT_FULL)
+                fprintf(stderr, "(type /reset to start a new conversation)\n");
+            h.n--; /* the message was not taken */
+            free(h.owned[h.n]);
+            continue;
+        }
+        if (!hist_push(&h, "assistant", reply.p ? reply.p : "", reply.n)) { rc = 1; break; }
+        if (o.verbose) print_summary(rt, &r);
+    }
+    g_cancel_session = NULL;
+    hist_clear(&h);
+    free(h.msgs);
+    free(h.owned);
+    free(reply.p);
+    vkllm_session_destroy(s);
+    vkllm_model_free(model);
+    vkllm_runtime_destroy(rt);
+    return rc;
+}
+
+/* ---- tokenize ---- */
+
+int cmd_tokenize(int argc, char **argv) {
+    cli_opts o;
+    int pr = cli_parse(argc, argv, "tokenize", &o);
+    if (pr) {
+        if (pr == 2) cli_usage(stdout, "tokenize");
+        return pr == 2 ? 0 : 1;
+    }
+    size_t len;
+    char *text = cli_read_prompt(&o, &len);
+    if (!text) return 1;
+    vkllm_runtime *rt;
+    vkllm_model *model;
+    if (cli_open(&o, true, &rt, &model)) {
+        free(text);
+        return 1;
+    }
+    uint32_t flags = (o.no_bos ? 0 : VKLLM_TOKENIZE_ADD_SPECIAL) |
+                     (o.no_parse_special ? 0 : VKLLM_TOKENIZE_PARSE_SPECIAL);
+    size_t n = 0;
+    int rc = 0;
+    vkllm_status st = vkllm_tokenize(model, text, len, flags, NULL, 0, &n);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (st == VKLLM_ERR_BUFFER_TOO_SMALL || st == VKLLM_OK)
+        st = ids ? vkllm_tokenize(model, text, len, flags, ids, n, &n) : VKLLM_ERR_OUT_OF_MEMORY;
+    if (st != VKLLM_OK) {
+        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+        rc = 1;
+    } else if (o.ids_only) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+        fputs("]\n", stdout);
+    } else {
+        char piece[512];
+        for (size_t i = 0; i < n; i++) {
+            size_t pl = 0;
+            vkllm_token_to_piece(model, ids[i], true, piece, sizeof piece, &pl);
+            if (pl > sizeof piece) pl = sizeof piece;
+            printf("%6d -> '", ids[i]);
+            fwrite(piece, 1, pl, stdout);
+            fputs("'\n", stdout);
+        }
+    }
+    if (rc == 0 && o.show_count) printf("Total number of tokens: %zu\n", n);
+    free(ids);
+    free(text);
+    vkllm_model_free(model);
+    vkllm_runtime_destroy(rt);
+    return rc;
+}
+
+/* ---- info ---- */
+
+int cmd_info(int argc, char **argv) {
+    cli_opts o;
+    int pr = cli_parse(argc, argv, "info", &o);
+    if (pr) {
+        if (pr == 2) cli_usage(stdout, "info");
+        return pr == 2 ? 0 : 1;
+    }
+    vkllm_runtime *rt;
+    vkllm_model *model;
+    if (cli_open(&o, true, &rt, &model)) return 1;
+    char value[1024];
+    size_t nkv = vkllm_model_meta_count(model);
+    printf("metadata: %zu keys\n", nkv);
+    for (size_t i = 0; i < nkv; i++) {
+        const char *key;
+        if (vkllm_model_meta(model, i, &key, value, sizeof value) == VKLLM_OK)
+            printf("  %-40s %s\n", key, value + strlen(key) + 1);
+    }
+    size_t nt = vkllm_model_tensor_count(model);
+    printf("tensors: %zu\n", nt);
+    if (!o.no_tensors) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < nt; i++) {
+            vkllm_tensor_info t;
+            if (vkllm_model_tensor(model, i, &t) != VKLLM_OK) continue;
+            char shape[96];
+            int k = 0;
+            for (uint32_t d = 0; d < t.n_dims && k < (int)sizeof shape; d++)
+                k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%llu", d ? " x " : "",
+                              (unsigned long long)t.ne[d]);
+            printf("  %-32s %-6s [%s] offset 0x%llx, %llu bytes\n", t.name, t.type, shape,
+                   (unsigned long long)t.offset, (unsigned long long)t.nbytes);
+            total += t.nbytes;
+        }
+        printf("tensor data: %.2f MiB\n", (double)total / (1024.0 * 1024.0));
+    }
+    vkllm_model_free(model);
+    vkllm_runtime_destroy(rt);
+    return 0;
+}
+
+/* ---- devices ---- */
+
+int cmd_devices(int argc, char **argv) {
+    cli_opts o;
+    int pr = cli_parse(argc, argv, "devices", &o);
+    if (pr) {
+        if (pr == 2) cli_usage(stdout, "devices");
+        return pr == 2 ? 0 : 1;
+    }
+    vkllm_device_info d[16];
+    size_t n = 0;
+    vkllm_list_devices(d, 16, &n);
+    for (size_t i = 0; i < n && i < 16; i++)
+        printf("%s:%d  %s\n    kind: %s, memory: %.1f GiB, %s\n    features: %s\n",
+               d[i].backend, d[i].index, d[i].name, d[i].kind,
+               (double)d[i].memory_bytes / (1024.0 * 1024.0 * 1024.0), d[i].driver,
+               d[i].features[0] ? d[i].features : "-");
+    return 0;
+}
+
+/* ---- bench ---- */
+
+int cmd_bench(int argc, char **argv) {
+    cli_opts o;
+    int pr = cli_parse(argc, argv, "bench", &o);
+    if (pr) {
+        if (pr == 2) cli_usage(stdout, "bench");
+        return pr == 2 ? 0 : 1;
+    }
+    vkllm_runtime *rt;
+    vkllm_model *model;
+    if (cli_open(&o, false, &rt, &model)) return 1;
+    vkllm_model_info mi;
+    vkllm_model_get_info(model, &mi);
+    uint32_t need = (uint32_t)(o.bench_prompt > o.bench_gen ? o.bench_prompt : o.bench_gen);
+    vkllm_session *s = NULL;
+    vkllm_session_desc sd = {.n_ctx = need, .n_batch = (uint32_t)o.bench_prompt};
+    int rc = 0;
+    if (vkllm_session_create(model, &sd, &s) != VKLLM_OK) {
+        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+        rc = 1;
+    }
+    int32_t *toks = malloc((size_t)need * sizeof *toks);
+    if (!toks) rc = 1;
+    /* a fixed pseudo-random token sequence: speed does not depend on the values */
+    uint64_t x = 88172645463325252ull;
+    for (uint32_t i = 0; rc == 0 && i < need; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        toks[i] = (int32_t)(x % mi.n_vocab);
+    }
+    double pp_best = 0, tg_best = 0, pp_sum = 0, tg_sum = 0;
+    for (int rep = -1; rc == 0 && rep < o.bench_reps; rep++) { /* rep -1 warms up */
+        struct timespec a, b;
+        vkllm_session_reset(s);
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        if (vkllm_session_eval(s, toks, (size_t)o.bench_prompt) != VKLLM_OK) rc = 1;
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double pp = o.bench_prompt / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9);
+        vkllm_session_reset(s);
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (int i = 0; rc == 0 && i < o.bench_gen; i++)
+            if (vkllm_session_eval(s, &toks[i], 1) != VKLLM_OK) rc = 1;
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double tg = o.bench_gen / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9);
+        if (rc) {
+            fprintf(stderr, "error: %s\n", vkllm_session_last_error(s));
+            break;
+        }
+        if (rep < 0) continue;
+        printf("rep %d: prefill %.1f tok/s, decode %.1f tok/s\n", rep + 1, pp, tg);
+        pp_sum += pp, tg_sum += tg;
+        if (pp > pp_best) pp_best = pp;
+        if (tg > tg_best) tg_best = tg;
+    }
+    if (rc == 0) {
+        printf("model: %s, %.1f MiB weights, backend: %s\n", mi.name,
+               (double)mi.weight_bytes / (1024.0 * 1024.0), vkllm_runtime_backend_name(rt));
+        printf("bench: prefill %d tok: %.1f tok/s, decode %d tok: %.1f tok/s\n", o.bench_prompt,
+               pp_sum / o.bench_reps, o.bench_gen, tg_sum / o.bench_reps);
+    }
+    free(toks);
+    vkllm_session_destroy(s);
+    vkllm_model_free(model);
+    vkllm_runtime_destroy(rt);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        cli_usage(argc < 2 ? stderr : stdout, NULL);
+        return argc < 2 ? 1 : 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"run", cmd_run},       {"chat", cmd_chat},       {"tokenize", cmd_tokenize},
+                {"info", cmd_info},     {"devices", cmd_devices}, {"bench", cmd_bench}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "error: unknown command '%s' (run 'vkllm --help' for the list)\n", argv[1]);
+    return 1;
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds llama.cpp, our comparison peer, from the pinned llama-cpp-python sdist (0.3.36, which
+# vendors llama.cpp at commit 0c1e570): a CPU build into $VKLLM_CACHE/build-cpu and, with
+# --vulkan, a Vulkan build into $VKLLM_CACHE/build-vulkan. Sources go to $VKLLM_CACHE/src/.
+# Nothing from llama.cpp enters this repository; tools/golden/ and bench/ use these builds.
+# Idempotent: a build whose binaries are all there is left alone (--force rebuilds it).
+# Usage: scripts/build_llama_cpp.sh [--vulkan | --vulkan-only] [--force] [-j N]
+#        prints each build's bin/ folder on stdout
+# Env:   VKLLM_CACHE (default ~/.cache/vkllm)
+# The build runs under `nice`: it shares the machine with whatever else is running.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${VKLLM_CACHE:-$HOME/.cache/vkllm}"
+src="$cache/src/llama_cpp_python-0.3.36"
+llsrc="$src/vendor/llama.cpp"
+# llama-cli is not among them: in this llama.cpp it is only built with LLAMA_BUILD_SERVER=ON;
+# llama-completion is the classic prompt-in, text-out tool.
+targets=(llama llama-completion llama-bench llama-tokenize llama-simple test-backend-ops)
+binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so
+          llama-completion llama-bench llama-tokenize llama-simple test-backend-ops)
+common_flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
+              -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
+              -DLLAMA_BUILD_SERVER=OFF)
+
+say() { echo "build_llama_cpp: $*" >&2; }
+die() { echo "build_llama_cpp: error: $*" >&2; exit 1; }
+
+want_cpu=1 want_vk=0 force=0 jobs=$(nproc)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --vulkan) want_vk=1 ;;
+        --vulkan-only) want_vk=1 want_cpu=0 ;;
+        --force) force=1 ;;
+        -j) [ $# -ge 2 ] || die "-j needs a number"; jobs="$2"; shift ;;
+        -j*) jobs="${1#-j}" ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
+    esac
+    shift
+done
+
+command -v cmake >/dev/null || die "cmake not found (scripts/deps.sh installs it)"
+command -v c++ >/dev/null || die "a C++ compiler is needed for llama.cpp (build-essential)"
+
+# ---- sources ----
+if [ ! -f "$llsrc/CMakeLists.txt" ] || [ ! -f "$llsrc/include/llama.h" ]; then
+    sdist=$("$here/fetch_vocabs.sh" --sdist)
+    mkdir -p "$cache/src"
+    tmp=$(mktemp -d "$cache/src/.extract.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    say "extracting $sdist into $cache/src"
+    tar -xzf "$sdist" -C "$tmp"
+    rm -rf "$src"
+    mv "$tmp/llama_cpp_python-0.3.36" "$src"
+    rm -rf "$tmp"
+    trap - EXIT
+fi
+# The sdist carries llama.cpp's git metadata, so the build records the real commit; but its
+# index holds another machine's file stat data, and git then calls every file modified
+# (ggml reports "0c1e570-dirty"). Refreshing the index fixes that once, before CMake reads it.
+if command -v git >/dev/null && [ -e "$llsrc/.git" ]; then
+    git -C "$llsrc" update-index -q --refresh >/dev/null 2>&1 || true
+fi
+
+# ---- one build ----
+# build DIR EXTRA_CMAKE_FLAGS...   (checks for "${binaries[@]}" and "${extra_bins[@]}")
+extra_bins=()
+build() {
+    local dir="$1"
+    shift
+    local need=("${binaries[@]}" "${extra_bins[@]}") missing=0 b
+    for b in "${need[@]}"; do
+        [ -e "$dir/bin/$b" ] || missing=1
+    done
+    if [ "$missing" -eq 0 ] && [ "$force" -eq 0 ]; then
+        say "$dir is built (use --force to rebuild)"
+        echo "$dir/bin"
+        return 0
+    fi
+    # A folder configured before keeps its generator (CMake refuses to switch it).
+    if [ ! -f "$dir/CMakeCache.txt" ]; then
+        local gen=()
+        command -v ninja >/dev/null && gen=(-G Ninja)
+        say "configuring $dir"
+        nice -n 10 cmake -S "$llsrc" -B "$dir" "${gen[@]}" "${common_flags[@]}" "$@" >&2 ||
+            die "CMake configure of $dir failed"
+    fi
+    say "building ${targets[*]} in $dir with $jobs jobs (this takes a while)"
+    nice -n 10 cmake --build "$dir" -j "$jobs" --target "${targets[@]}" >&2 ||
+        die "build in $dir failed"
+    for b in "${need[@]}"; do
+        [ -e "$dir/bin/$b" ] || die "build in $dir finished but $dir/bin/$b is missing"
+    done
+    echo "$dir/bin"
+}
+
+if [ "$want_cpu" -eq 1 ]; then
+    build "$cache/build-cpu"
+fi
+if [ "$want_vk" -eq 1 ]; then
+    command -v glslc >/dev/null ||
+        die "--vulkan needs glslc (Debian: apt-get install glslc libvulkan-dev)"
+    [ -f /usr/include/vulkan/vulkan.h ] || [ -n "${VULKAN_SDK:-}" ] ||
+        die "--vulkan needs the Vulkan headers and loader (Debian: apt-get install libvulkan-dev)"
+    extra_bins=(libggml-vulkan.so)
+    build "$cache/build-vulkan" -DGGML_VULKAN=ON
+fi

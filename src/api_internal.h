@@ -1,0 +1,56 @@
+/* The objects behind the public handles. Shared by src/api_*.c only. */
+#ifndef VKLLM_API_INTERNAL_H
+#define VKLLM_API_INTERNAL_H
+
+#include "core/common.h"
+#include "engine/engine.h"
+#include "loader/chat_template.h"
+#include "loader/gguf.h"
+#include "loader/model_config.h"
+#include "loader/tokenizer.h"
+#include "sched/sampler.h"
+
+#include <stdatomic.h>
+
+struct vkllm_runtime {
+    vkllm_allocator alloc_store;
+    const vkllm_allocator *alloc; /* NULL = C library */
+    vkllm_log_fn log;
+    void *log_user;
+    vkllm_log_level log_level;
+    int n_threads;
+    eng_backend *backend;
+    core_err err;
+};
+
+struct vkllm_model {
+    vkllm_runtime *rt;
+    gguf_file *file;
+    tok_vocab *vocab;
+    bool vocab_only;
+    model_config cfg;
+    eng_model em;
+    eng_graph graph;
+    chat_format chat;
+    gguf_str chat_tmpl;
+    char **tensor_names; /* NUL-terminated copies for vkllm_model_tensor */
+    core_err err;
+};
+
+struct vkllm_session {
+    vkllm_model *model;
+    eng_ctx *ctx;
+    uint32_t n_ctx, n_batch;
+    uint32_t n_past;
+    int32_t pending;   /* last sampled token, not yet evaluated; -1 if none */
+    float *logits;     /* n_vocab */
+    int32_t *tokbuf;   /* prompt tokens, n_ctx + 1 */
+    sched_sampler *sampler;
+    atomic_int cancel;
+    core_err err;
+};
+
+void rt_log(const vkllm_runtime *rt, vkllm_log_level level, const char *fmt, ...)
+    CORE_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,183 @@
+/* vkllm_model: a GGUF file opened, its tokenizer and config read, its weights bound and
+ * attached to the runtime's backend; plus tokens, chat templates, metadata and tensor tables. */
+#include "api_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
+                              vkllm_model **out) {
+    if (!rt) return VKLLM_ERR_INVALID_ARG;
+    if (!desc || !desc->path || !out)
+        return core_errf(&rt->err, VKLLM_ERR_INVALID_ARG, "model: desc, path and out are "
+                         "required");
+    *out = NULL;
+    vkllm_model *m = core_calloc(rt->alloc, 1, sizeof *m);
+    if (!m) return core_errf(&rt->err, VKLLM_ERR_OUT_OF_MEMORY, "model: out of memory");
+    m->rt = rt;
+    m->vocab_only = desc->vocab_only;
+    gguf_open_desc od = {.allocator = rt->alloc, .vocab_only = desc->vocab_only};
+    core_err *err = &rt->err;
+    vkllm_status st = gguf_open(desc->path, &od, &m->file, err);
+    if (st != VKLLM_OK) goto fail;
+    if ((st = tok_load(m->file, rt->alloc, &m->vocab, err)) != VKLLM_OK) goto fail;
+    if (gguf_get_str(m->file, "tokenizer.chat_template", &m->chat_tmpl))
+        m->chat = chat_detect(m->chat_tmpl.ptr, m->chat_tmpl.len);
+    else
+        m->chat = chat_detect(NULL, 0);
+    if (!desc->vocab_only) {
+        if ((st = model_config_load(m->file, tok_n_vocab(m->vocab), &m->cfg, err)) != VKLLM_OK)
+            goto fail;
+        if (m->cfg.n_vocab != tok_n_vocab(m->vocab)) {
+            st = core_errf(err, VKLLM_ERR_BAD_FILE, "model: vocab_size %u but the tokenizer "
+                           "has %u tokens", m->cfg.n_vocab, tok_n_vocab(m->vocab));
+            goto fail;
+        }
+        if ((st = eng_model_init(&m->em, m->file, &m->cfg, rt->alloc, err)) != VKLLM_OK)
+            goto fail;
+        if ((st = eng_graph_build(&m->em, &m->graph, err)) != VKLLM_OK) goto fail;
+        if ((st = rt->backend->vt->model_attach(rt->backend, &m->em, err)) != VKLLM_OK)
+            goto fail;
+        rt_log(rt, VKLLM_LOG_INFO, "model: %s, %u layers, %.1f M params, %.1f MiB of weights",
+               m->cfg.name, m->cfg.n_layer, (double)m->em.n_params / 1e6,
+               (double)m->em.weight_bytes / (1024.0 * 1024.0));
+    }
+    *out = m;
+    return VKLLM_OK;
+fail:
+    vkllm_model_free(m);
+    return st;
+}
+
+void vkllm_model_free(vkllm_model *m) {
+    if (!m) return;
+    const vkllm_allocator *a = m->rt->alloc;
+    eng_graph_free(&m->graph, a);
+    eng_model_free(&m->em);
+    tok_free(m->vocab);
+    if (m->tensor_names) {
+        for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) core_free(a, m->tensor_names[i]);
+        core_free(a, m->tensor_names);
+    }
+    gguf_close(m->file);
+    core_free(a, m);
+}
+
+const char *vkllm_model_last_error(const vkllm_model *m) { return m ? m->err.msg : ""; }
+
+void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *o) {
+    memset(o, 0, sizeof *o);
+    o->architecture = m->vocab_only ? "" : m->cfg.arch;
+    o->name = m->vocab_only ? "" : m->cfg.name;
+    o->n_vocab = tok_n_vocab(m->vocab);
+    o->n_ctx_train = m->cfg.n_ctx_train;
+    o->n_embd = m->cfg.n_embd;
+    o->n_layer = m->cfg.n_layer;
+    o->n_head = m->cfg.n_head;
+    o->n_head_kv = m->cfg.n_head_kv;
+    o->n_ff = m->cfg.n_ff;
+    o->n_params = m->em.n_params;
+    o->weight_bytes = m->em.weight_bytes;
+    o->bos = tok_bos(m->vocab);
+    o->eos = tok_eos(m->vocab);
+    o->add_bos = tok_add_bos(m->vocab);
+    o->add_eos = tok_add_eos(m->vocab);
+    o->has_chat_template = m->chat_tmpl.len > 0;
+}
+
+size_t vkllm_model_meta_count(const vkllm_model *m) { return (size_t)gguf_kv_count(m->file); }
+
+vkllm_status vkllm_model_meta(const vkllm_model *m, size_t i, const char **key, char *value,
+                              size_t cap) {
+    if (i >= gguf_kv_count(m->file)) return VKLLM_ERR_INVALID_ARG;
+    /* keys are not NUL-terminated in the mapping: render "key" into value's start? No: give
+     * the caller a stable copy by formatting both into value as "key\0value". */
+    gguf_str k = gguf_kv_key(m->file, i);
+    size_t kl = (size_t)k.len;
+    if (cap < kl + 2) return VKLLM_ERR_BUFFER_TOO_SMALL;
+    memcpy(value, k.ptr, kl);
+    value[kl] = '\0';
+    *key = value;
+    gguf_kv_format(m->file, i, value + kl + 1, cap - kl - 1);
+    return VKLLM_OK;
+}
+
+size_t vkllm_model_tensor_count(const vkllm_model *m) {
+    return (size_t)gguf_tensor_count(m->file);
+}
+
+vkllm_status vkllm_model_tensor(const vkllm_model *m_, size_t i, vkllm_tensor_info *o) {
+    vkllm_model *m = (vkllm_model *)m_;
+    uint64_t n = gguf_tensor_count(m->file);
+    if (i >= n) return VKLLM_ERR_INVALID_ARG;
+    const vkllm_allocator *a = m->rt->alloc;
+    if (!m->tensor_names) {
+        m->tensor_names = core_calloc(a, (size_t)n, sizeof(char *));
+        if (!m->tensor_names) return VKLLM_ERR_OUT_OF_MEMORY;
+    }
+    const gguf_tensor *t = gguf_tensor_at(m->file, i);
+    if (!m->tensor_names[i]) {
+        char *s = core_alloc(a, (size_t)t->name.len + 1, 0);
+        if (!s) return VKLLM_ERR_OUT_OF_MEMORY;
+        memcpy(s, t->name.ptr, (size_t)t->name.len);
+        s[t->name.len] = '\0';
+        m->tensor_names[i] = s;
+    }
+    o->name = m->tensor_names[i];
+    o->type = quant_type_name(t->type);
+    o->n_dims = t->n_dims;
+    memcpy(o->ne, t->ne, sizeof o->ne);
+    o->offset = t->offset;
+    o->nbytes = t->nbytes;
+    return VKLLM_OK;
+}
+
+/* ---- tokens ---- */
+
+vkllm_status vkllm_tokenize(vkllm_model *m, const char *text, size_t len, uint32_t flags,
+                            int32_t *ids, size_t cap, size_t *n_out) {
+    if (!m || (!text && len) || !n_out) return VKLLM_ERR_INVALID_ARG;
+    return tok_encode(m->vocab, text ? text : "", len, flags & VKLLM_TOKENIZE_ADD_SPECIAL,
+                      flags & VKLLM_TOKENIZE_PARSE_SPECIAL, ids, cap, n_out, &m->err);
+}
+
+vkllm_status vkllm_token_to_piece(vkllm_model *m, int32_t id, bool render_special, char *buf,
+                                  size_t cap, size_t *n_out) {
+    if (!m || !n_out) return VKLLM_ERR_INVALID_ARG;
+    if (id < 0 || (uint32_t)id >= tok_n_vocab(m->vocab))
+        return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "token id %d out of range [0, %u)", id,
+                         tok_n_vocab(m->vocab));
+    size_t n = tok_piece(m->vocab, id, render_special, buf, cap);
+    *n_out = n;
+    return n > cap ? VKLLM_ERR_BUFFER_TOO_SMALL : VKLLM_OK;
+}
+
+vkllm_status vkllm_detokenize(vkllm_model *m, const int32_t *ids, size_t n, bool render_special,
+                              char *buf, size_t cap, size_t *n_out) {
+    if (!m || (!ids && n) || !n_out) return VKLLM_ERR_INVALID_ARG;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= tok_n_vocab(m->vocab))
+            return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "token id %d out of range", ids[i]);
+        size_t room = total < cap ? cap - total : 0;
+        total += tok_piece(m->vocab, ids[i], render_special, buf ? buf + total : NULL,
+                           buf ? room : 0);
+    }
+    *n_out = total;
+    return total > cap ? VKLLM_ERR_BUFFER_TOO_SMALL : VKLLM_OK;
+}
+
+bool vkllm_token_is_eog(const vkllm_model *m, int32_t id) { return tok_is_eog(m->vocab, id); }
+
+vkllm_status vkllm_chat_apply(vkllm_model *m, const vkllm_chat_message *msgs, size_t n,
+                              bool add_assistant, char *buf, size_t cap, size_t *n_out) {
+    if (!m || (!msgs && n) || !n_out) return VKLLM_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i].role || !msgs[i].content)
+            return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "chat: message %zu has no role or "
+                             "content", i);
+    /* No BOS in the text: tokenizing with VKLLM_TOKENIZE_ADD_SPECIAL adds it, once. */
+    const char *bos_text = "";
+    return chat_render(m->chat, m->chat_tmpl.ptr, (size_t)m->chat_tmpl.len, msgs, n,
+                       add_assistant, bos_text, buf, cap, n_out);
+}

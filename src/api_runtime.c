@@ -1,0 +1,121 @@
+/* vkllm_runtime: allocator and log callbacks, the chosen backend, device listing, status text.
+ * The only thread-local is the message of a vkllm_runtime_create that failed (there is no
+ * object to hold it then). */
+#include "api_internal.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/cpu_info.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local core_err t_create_err;
+
+const char *vkllm_status_str(vkllm_status st) {
+    switch (st) {
+    case VKLLM_OK: return "ok";
+    case VKLLM_ERR_INVALID_ARG: return "invalid argument";
+    case VKLLM_ERR_OUT_OF_MEMORY: return "out of memory";
+    case VKLLM_ERR_IO: return "i/o error";
+    case VKLLM_ERR_BAD_FILE: return "malformed model file";
+    case VKLLM_ERR_UNSUPPORTED: return "unsupported";
+    case VKLLM_ERR_CONTEXT_FULL: return "context full";
+    case VKLLM_ERR_NO_DEVICE: return "no such device";
+    case VKLLM_ERR_CANCELLED: return "cancelled";
+    case VKLLM_ERR_DEVICE: return "device error";
+    case VKLLM_ERR_BUFFER_TOO_SMALL: return "buffer too small";
+    case VKLLM_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+void rt_log(const vkllm_runtime *rt, vkllm_log_level level, const char *fmt, ...) {
+    if (!rt || !rt->log || level < rt->log_level) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rt->log(rt->log_user, level, msg);
+}
+
+/* Parses the device string: "auto", "cpu", "vulkan", "vulkan:N", "vulkan:NAME". */
+static vkllm_status pick_backend(vkllm_runtime *rt, const char *dev, core_err *err) {
+    if (!dev || !*dev) dev = "auto";
+    bool want_vk = strncmp(dev, "vulkan", 6) == 0 && (dev[6] == '\0' || dev[6] == ':');
+    if (!want_vk && strcmp(dev, "auto") != 0 && strcmp(dev, "cpu") != 0)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "unknown device '%s' (expected auto, cpu, vulkan, vulkan:N or "
+                         "vulkan:NAME)", dev);
+    if (want_vk)
+        return core_errf(err, VKLLM_ERR_NO_DEVICE,
+                         "device '%s': the Vulkan backend is not available in this build; "
+                         "use --device cpu or auto", dev);
+    if (strcmp(dev, "auto") == 0)
+        rt_log(rt, VKLLM_LOG_INFO, "device auto: no Vulkan backend in this build, using the CPU");
+    cpu_backend_desc cd = {.alloc = rt->alloc, .n_threads = rt->n_threads};
+    return cpu_backend_create(&cd, &rt->backend, err);
+}
+
+vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out) {
+    vkllm_runtime_desc zero = {0};
+    if (!desc) desc = &zero;
+    if (!out)
+        return core_errf(&t_create_err, VKLLM_ERR_INVALID_ARG, "runtime: out is NULL");
+    *out = NULL;
+    if ((desc->allocator.alloc == NULL) != (desc->allocator.free == NULL))
+        return core_errf(&t_create_err, VKLLM_ERR_INVALID_ARG,
+                         "runtime: allocator needs both alloc and free, or neither");
+    if (desc->n_threads < 0 || desc->n_threads > 1024)
+        return core_errf(&t_create_err, VKLLM_ERR_INVALID_ARG,
+                         "runtime: n_threads %d out of range [0, 1024]", desc->n_threads);
+    const vkllm_allocator *a = desc->allocator.alloc ? &desc->allocator : NULL;
+    vkllm_runtime *rt = core_calloc(a, 1, sizeof *rt);
+    if (!rt) return core_errf(&t_create_err, VKLLM_ERR_OUT_OF_MEMORY, "runtime: out of memory");
+    rt->alloc_store = desc->allocator;
+    rt->alloc = a ? &rt->alloc_store : NULL;
+    rt->log = desc->log;
+    rt->log_user = desc->log_user;
+    rt->log_level = desc->log_level == VKLLM_LOG_DEFAULT ? VKLLM_LOG_WARN : desc->log_level;
+    rt->n_threads = desc->n_threads ? desc->n_threads : cpu_info_n_cores();
+    vkllm_status st = pick_backend(rt, desc->device, &t_create_err);
+    if (st != VKLLM_OK) {
+        core_free(rt->alloc, rt);
+        return st;
+    }
+    rt_log(rt, VKLLM_LOG_INFO, "backend: %s", rt->backend->name);
+    *out = rt;
+    return VKLLM_OK;
+}
+
+void vkllm_runtime_destroy(vkllm_runtime *rt) {
+    if (!rt) return;
+    if (rt->backend) rt->backend->vt->destroy(rt->backend);
+    core_free(rt->alloc, rt);
+}
+
+const char *vkllm_runtime_last_error(const vkllm_runtime *rt) {
+    return rt ? rt->err.msg : t_create_err.msg;
+}
+
+const char *vkllm_runtime_backend_name(const vkllm_runtime *rt) {
+    return rt && rt->backend ? rt->backend->name : "";
+}
+
+vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out) {
+    size_t n = 0;
+    if (infos && n < cap) {
+        vkllm_device_info *d = &infos[n];
+        memset(d, 0, sizeof *d);
+        cpu_info_name(d->name, sizeof d->name);
+        snprintf(d->kind, sizeof d->kind, "cpu");
+        snprintf(d->backend, sizeof d->backend, "cpu");
+        cpu_info_features(d->features, sizeof d->features);
+        snprintf(d->driver, sizeof d->driver, "%d cores", cpu_info_n_cores());
+        d->memory_bytes = cpu_info_memory_bytes();
+        d->index = 0;
+    }
+    n++;
+    if (n_out) *n_out = n;
+    return VKLLM_OK;
+}

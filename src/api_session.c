@@ -1,0 +1,242 @@
+/* vkllm_session: one sequence's context (KV cache on the backend), prompt evaluation in
+ * chunks of n_batch, and the generate loop with sampling, streaming callback and cancel.
+ * The last sampled token is kept "pending" (not yet evaluated) so a later call continues
+ * exactly where generation stopped. */
+#include "api_internal.h"
+
+#include <string.h>
+
+vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *desc,
+                                  vkllm_session **out) {
+    if (!m || !out) return VKLLM_ERR_INVALID_ARG;
+    *out = NULL;
+    if (m->vocab_only)
+        return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "session: the model was loaded "
+                         "vocab-only and has no weights");
+    vkllm_session_desc zero = {0};
+    if (!desc) desc = &zero;
+    const vkllm_allocator *a = m->rt->alloc;
+    uint32_t n_ctx = desc->n_ctx ? desc->n_ctx
+                                 : (m->cfg.n_ctx_train < 4096 ? m->cfg.n_ctx_train : 4096);
+    uint32_t n_batch = desc->n_batch ? desc->n_batch : 512;
+    if (n_ctx > 1u << 20)
+        return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "session: n_ctx %u too large (max %u)",
+                         n_ctx, 1u << 20);
+    if (n_batch > n_ctx) n_batch = n_ctx;
+    if (n_batch > 4096) n_batch = 4096;
+    vkllm_session *s = core_calloc(a, 1, sizeof *s);
+    if (!s) return core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "session: out of memory");
+    s->model = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    s->pending = -1;
+    s->logits = core_calloc(a, m->cfg.n_vocab, sizeof(float));
+    s->tokbuf = core_calloc(a, (size_t)n_ctx + 1, sizeof(int32_t));
+    vkllm_status st = VKLLM_OK;
+    if (!s->logits || !s->tokbuf) {
+        st = core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "session: out of memory");
+        goto fail;
+    }
+    if (sched_sampler_create(a, m->cfg.n_vocab, NULL, &s->sampler) != VKLLM_OK) {
+        st = core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "session: out of memory");
+        goto fail;
+    }
+    eng_backend *be = m->rt->backend;
+    st = be->vt->ctx_create(be, &m->em, &m->graph, n_ctx, n_batch, &s->ctx, &m->err);
+    if (st != VKLLM_OK) goto fail;
+    *out = s;
+    return VKLLM_OK;
+fail:
+    vkllm_session_destroy(s);
+    return st;
+}
+
+void vkllm_session_destroy(vkllm_session *s) {
+    if (!s) return;
+    const vkllm_allocator *a = s->model->rt->alloc;
+    if (s->ctx) s->model->rt->backend->vt->ctx_destroy(s->ctx);
+    sched_sampler_free(s->sampler);
+    core_free(a, s->logits);
+    core_free(a, s->tokbuf);
+    core_free(a, s);
+}
+
+const char *vkllm_session_last_error(const vkllm_session *s) { return s ? s->err.msg : ""; }
+
+void vkllm_session_reset(vkllm_session *s) {
+    s->n_past = 0;
+    s->pending = -1;
+}
+
+uint32_t vkllm_session_n_past(const vkllm_session *s) { return s->n_past; }
+uint32_t vkllm_session_n_ctx(const vkllm_session *s) { return s->n_ctx; }
+const float *vkllm_session_logits(const vkllm_session *s) { return s->logits; }
+
+void vkllm_session_cancel(vkllm_session *s) {
+    if (s) atomic_store(&s->cancel, 1);
+}
+
+/* Evaluates tokens in chunks of n_batch; logits of the last one land in s->logits. */
+static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n) {
+    if (n == 0) return VKLLM_OK;
+    if ((uint64_t)s->n_past + n > s->n_ctx)
+        return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
+                         "%zu tokens do not fit in the context: %u of %u already used", n,
+                         s->n_past, s->n_ctx);
+    eng_backend *be = s->model->rt->backend;
+    for (size_t i = 0; i < n;) {
+        uint32_t chunk = (uint32_t)(n - i < s->n_batch ? n - i : s->n_batch);
+        eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .pos0 = s->n_past, .n_out = 1};
+        vkllm_status st = be->vt->run(s->ctx, &b, s->logits, &s->err);
+        if (st != VKLLM_OK) return st;
+        s->n_past += chunk;
+        i += chunk;
+    }
+    return VKLLM_OK;
+}
+
+vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t n) {
+    if (!s || (!tokens && n)) return VKLLM_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->model->cfg.n_vocab)
+            return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "eval: token %zu has id %d, out "
+                             "of range [0, %u)", i, tokens[i], s->model->cfg.n_vocab);
+    s->pending = -1;
+    return eval_tokens(s, tokens, n);
+}
+
+vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
+                            vkllm_generate_result *res) {
+    if (!s || !d) return VKLLM_ERR_INVALID_ARG;
+    vkllm_generate_result r = {0};
+    if (res) *res = r;
+    vkllm_model *m = s->model;
+    atomic_store(&s->cancel, 0);
+    if (d->max_tokens < 0)
+        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: max_tokens %d < 0",
+                         d->max_tokens);
+    if (d->prompt && d->tokens)
+        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: give prompt or tokens, "
+                         "not both");
+
+    /* 1. the input: the pending token, then the prompt */
+    size_t n = 0, room = (size_t)s->n_ctx + 1;
+    if (s->pending >= 0) s->tokbuf[n++] = s->pending;
+    if (d->prompt) {
+        size_t len = d->prompt_len ? d->prompt_len : strlen(d->prompt);
+        uint32_t flags = VKLLM_TOKENIZE_PARSE_SPECIAL;
+        if (s->n_past == 0 && n == 0) flags |= VKLLM_TOKENIZE_ADD_SPECIAL;
+        size_t got = 0;
+        vkllm_status st = tok_encode(m->vocab, d->prompt, len, flags & VKLLM_TOKENIZE_ADD_SPECIAL,
+                                     true, s->tokbuf + n, room - n, &got, &s->err);
+        if (st == VKLLM_ERR_BUFFER_TOO_SMALL || (st == VKLLM_OK && s->n_past + n + got > s->n_ctx))
+            return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
+                             "prompt is %zu tokens, but the context has room for %u (n_ctx %u, "
+                             "%u used)", got, s->n_ctx - s->n_past - (uint32_t)n, s->n_ctx,
+                             s->n_past);
+        if (st != VKLLM_OK) return st;
+        n += got;
+    } else if (d->tokens) {
+        if (s->n_past + n + d->n_tokens > s->n_ctx)
+            return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
+                             "prompt is %zu tokens, but the context has room for %u (n_ctx %u)",
+                             d->n_tokens, s->n_ctx - s->n_past - (uint32_t)n, s->n_ctx);
+        for (size_t i = 0; i < d->n_tokens; i++) {
+            if (d->tokens[i] < 0 || (uint32_t)d->tokens[i] >= m->cfg.n_vocab)
+                return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: token %zu has id "
+                                 "%d, out of range", i, d->tokens[i]);
+            s->tokbuf[n++] = d->tokens[i];
+        }
+    }
+    if (n == 0 && s->n_past == 0)
+        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: empty prompt and empty "
+                         "context (nothing to continue from)");
+
+    /* 2. prefill */
+    sched_sampler_reset(s->sampler, &d->sampling);
+    double t0 = core_time_s();
+    vkllm_status st = eval_tokens(s, s->tokbuf, n);
+    if (st != VKLLM_OK) return st;
+    s->pending = -1;
+    r.n_prompt = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) sched_sampler_accept(s->sampler, s->tokbuf[i]);
+    double t1 = core_time_s();
+    r.prefill_seconds = t1 - t0;
+
+    /* 3. decode */
+    char piece[256];
+    for (;;) {
+        if (atomic_load(&s->cancel)) {
+            r.stop = VKLLM_STOP_CANCELLED;
+            break;
+        }
+        int32_t tok = sched_sampler_sample(s->sampler, s->logits);
+        sched_sampler_accept(s->sampler, tok);
+        s->pending = tok;
+        r.n_generated++;
+        bool eog = tok_is_eog(m->vocab, tok) && !d->ignore_eog;
+        if (eog) {
+            r.stop = VKLLM_STOP_EOG;
+            break;
+        }
+        if (d->on_token) {
+            size_t pl = tok_piece(m->vocab, tok, false, piece, sizeof piece);
+            if (pl > sizeof piece) pl = sizeof piece;
+            if (!d->on_token(d->user, tok, piece, pl)) {
+                r.stop = VKLLM_STOP_CALLBACK;
+                break;
+            }
+        }
+        if (d->max_tokens > 0 && r.n_generated >= (uint32_t)d->max_tokens) {
+            r.stop = VKLLM_STOP_MAX_TOKENS;
+            break;
+        }
+        if (s->n_past + 1 > s->n_ctx) {
+            r.stop = VKLLM_STOP_CONTEXT;
+            break;
+        }
+        st = eval_tokens(s, &tok, 1);
+        if (st != VKLLM_OK) break;
+        s->pending = -1;
+    }
+    r.decode_seconds = core_time_s() - t1;
+    if (res) *res = r;
+    return st;
+}
+
+/* ---- standalone sampler ---- */
+
+struct vkllm_sampler {
+    const vkllm_allocator *alloc;
+    sched_sampler *s;
+};
+
+vkllm_status vkllm_sampler_create(vkllm_model *m, const vkllm_sampling *params,
+                                  vkllm_sampler **out) {
+    if (!m || !out) return VKLLM_ERR_INVALID_ARG;
+    const vkllm_allocator *a = m->rt->alloc;
+    vkllm_sampler *smp = core_calloc(a, 1, sizeof *smp);
+    if (!smp) return VKLLM_ERR_OUT_OF_MEMORY;
+    smp->alloc = a;
+    vkllm_status st = sched_sampler_create(a, tok_n_vocab(m->vocab), params, &smp->s);
+    if (st != VKLLM_OK) {
+        core_free(a, smp);
+        return st;
+    }
+    *out = smp;
+    return VKLLM_OK;
+}
+
+void vkllm_sampler_destroy(vkllm_sampler *smp) {
+    if (!smp) return;
+    sched_sampler_free(smp->s);
+    core_free(smp->alloc, smp);
+}
+
+int32_t vkllm_sampler_sample(vkllm_sampler *smp, const float *logits) {
+    return sched_sampler_sample(smp->s, logits);
+}
+
+void vkllm_sampler_accept(vkllm_sampler *smp, int32_t token) {
+    sched_sampler_accept(smp->s, token);
+}

@@ -1,0 +1,457 @@
+/* The CPU backend: interprets the engine's op list on a thread pool.
+ *
+ * Every thread walks the whole op list and does its share of each op (rows of a matmul,
+ * tokens of a norm, (token, head) pairs of attention), with a barrier between ops that
+ * depend on each other. Weights are read in place from the file mapping; activations are
+ * quantized to the weight format's activation type before a matmul, as llama.cpp does, so
+ * results match it. The KV cache is F16. All scratch is allocated at context creation:
+ * nothing is allocated per token.
+ */
+#include "cpu/cpu_backend.h"
+
+#include "cpu/cpu_ops.h"
+#include "cpu/cpu_pool.h"
+
+#include <math.h>
+
+/* Up to this many rows, each thread quantizes a matmul's input itself instead of sharing
+ * the work and meeting at a barrier: cheaper for decode. */
+#define CPU_PRIVATE_Q_ROWS 4
+#include <stdio.h>
+#include <string.h>
+
+typedef struct cpu_backend {
+    eng_backend base;
+    const vkllm_allocator *alloc;
+    cpu_pool *pool;
+    cpu_ops k;
+} cpu_backend;
+
+struct eng_ctx {
+    cpu_backend *be;
+    const eng_model *m;
+    const eng_graph *g;
+    uint32_t n_ctx, n_batch;
+    float *buf[EB_COUNT];        /* activations, n_batch rows each (LOGITS: n_batch rows) */
+    uint8_t *qbuf[ENG_MAX_FUSED]; /* quantized matmul inputs */
+    uint64_t qbuf_bytes;
+    uint8_t *th_qbuf;             /* per-thread copies for small batches: no barrier needed */
+    uint64_t th_qbuf_bytes;       /* per thread and fused slot */
+    float *tmp;                   /* matmul output before a fused residual add */
+    uint16_t *kcache, *vcache;    /* [n_layer][n_ctx][kv_dim] f16 */
+    uint64_t kv_dim;
+    /* per-thread scratch: attention scores [n_ctx], rope cos/sin [head_dim], q in f16 */
+    float *th_scores;
+    float *th_rope;
+    uint16_t *th_q16;
+    float *th_vacc;
+    /* the current run */
+    const eng_batch *b;
+    float *logits_out;
+};
+
+/* ---- helpers ---- */
+
+/* Even split of [0, n) into nth parts, part ith; rows grouped in multiples of `align`. */
+static void split(uint32_t n, int ith, int nth, uint32_t align, uint32_t *lo, uint32_t *hi) {
+    uint32_t groups = (n + align - 1) / align;
+    uint32_t per = groups / (uint32_t)nth, extra = groups % (uint32_t)nth;
+    uint32_t g0 = (uint32_t)ith * per + ((uint32_t)ith < extra ? (uint32_t)ith : extra);
+    uint32_t g1 = g0 + per + ((uint32_t)ith < extra ? 1 : 0);
+    *lo = g0 * align < n ? g0 * align : n;
+    *hi = g1 * align < n ? g1 * align : n;
+}
+
+/* ---- ops ---- */
+
+static void op_embed(eng_ctx *c, const eng_op *op, int ith, int nth) {
+    const eng_weight *w = op->w[0];
+    const quant_traits *qt = quant_traits_of(w->type);
+    uint32_t lo, hi;
+    split(c->b->n_tokens, ith, nth, 1, &lo, &hi);
+    float *dst = c->buf[op->dst[0]];
+    uint32_t width = c->g->buf_width[op->dst[0]];
+    for (uint32_t t = lo; t < hi; t++) {
+        const uint8_t *row = (const uint8_t *)w->data + (uint64_t)c->b->tokens[t] * w->row_bytes;
+        qt->dequant(row, dst + (uint64_t)t * width, w->n_in);
+    }
+}
+
+/* First token an op works on: the output head only needs the last n_out rows. */
+static uint32_t first_row(const eng_ctx *c, const eng_op *op) {
+    return op->last_rows ? c->b->n_tokens - c->b->n_out : 0;
+}
+
+static void op_rms_norm(eng_ctx *c, const eng_op *op, int ith, int nth) {
+    const uint32_t t0 = first_row(c, op), n = c->b->n_tokens - t0;
+    uint32_t lo, hi;
+    split(n, ith, nth, 1, &lo, &hi);
+    const uint32_t d = op->w[0]->n_in;
+    const float *w = op->w[0]->data;
+    const float eps = c->m->cfg.rms_eps;
+    const uint32_t ws = c->g->buf_width[op->src], wd = c->g->buf_width[op->dst[0]];
+    for (uint32_t i = lo; i < hi; i++) {
+        const float *x = c->buf[op->src] + (uint64_t)(t0 + i) * ws;
+        float *y = c->buf[op->dst[0]] + (uint64_t)(t0 + i) * wd;
+        /* sum of squares in double, then scale and weight in float, as ggml does */
+        double sum = 0.0;
+        for (uint32_t j = 0; j < d; j++) sum += (double)(x[j] * x[j]);
+        const float scale = 1.0f / sqrtf((float)(sum / d) + eps);
+        for (uint32_t j = 0; j < d; j++) y[j] = (x[j] * scale) * w[j];
+    }
+}
+
+static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
+    const uint32_t t0 = first_row(c, op), n_tok = c->b->n_tokens - t0;
+    const uint32_t ws = c->g->buf_width[op->src];
+    const float *src = c->buf[op->src] + (uint64_t)t0 * ws;
+    const uint32_t n_in = op->w[0]->n_in;
+    /* 1. quantize the input rows once per distinct activation type */
+    const bool private_q = n_tok <= CPU_PRIVATE_Q_ROWS;
+    const uint8_t *xq[ENG_MAX_FUSED];
+    uint64_t xq_stride[ENG_MAX_FUSED];
+    for (int i = 0; i < op->n_w; i++) {
+        quant_type vdt = quant_traits_of(op->w[i]->type)->vec_dot_type;
+        int reuse = -1;
+        for (int j = 0; j < i; j++)
+            if (quant_traits_of(op->w[j]->type)->vec_dot_type == vdt) reuse = j;
+        if (reuse >= 0) {
+            xq[i] = xq[reuse];
+            xq_stride[i] = xq_stride[reuse];
+            continue;
+        }
+        uint64_t rb = 0;
+        quant_row_bytes(vdt, n_in, &rb);
+        uint8_t *q = c->qbuf[i];
+        uint32_t lo = 0, hi = n_tok;
+        if (private_q) /* every thread quantizes the few rows itself */
+            q = c->th_qbuf + ((uint64_t)ith * ENG_MAX_FUSED + (uint64_t)i) * c->th_qbuf_bytes;
+        else
+            split(n_tok, ith, nth, 1, &lo, &hi);
+        for (uint32_t t = lo; t < hi; t++)
+            cpu_quantize_row(&c->be->k, vdt, src + (uint64_t)t * ws, q + t * rb, n_in);
+        xq[i] = q;
+        xq_stride[i] = rb;
+    }
+    if (!private_q) cpu_pool_barrier(c->be->pool);
+    /* 2. rows of all fused weights, concatenated, split evenly over threads */
+    uint32_t total = 0;
+    for (int i = 0; i < op->n_w; i++) total += op->w[i]->n_out;
+    uint32_t lo, hi;
+    split(total, ith, nth, CPU_MATMUL_ROW_ALIGN, &lo, &hi);
+    uint32_t base = 0;
+    for (int i = 0; i < op->n_w; i++) {
+        const eng_weight *w = op->w[i];
+        uint32_t r0 = lo > base ? lo - base : 0, r1 = hi - base < w->n_out ? hi - base : w->n_out;
+        if (hi > base && r0 < w->n_out && r0 < r1) {
+            const uint32_t wd = c->g->buf_width[op->dst[i]];
+            float *dst = c->buf[op->dst[i]];
+            if (op->dst[i] == EB_LOGITS) dst = c->logits_out; /* rows from 0: only the last */
+            else dst += (uint64_t)t0 * wd;
+            cpu_matmul_desc md = {
+                .w_type = w->type, .w = w->data, .w_row_bytes = w->row_bytes, .n_in = n_in,
+                .r0 = r0, .r1 = r1, .x = xq[i], .x_row_bytes = xq_stride[i], .n_tokens = n_tok,
+                .y = op->accumulate ? c->tmp : dst, .y_stride = wd,
+            };
+            cpu_matmul(&c->be->k, &md);
+            if (op->accumulate)
+                for (uint32_t t = 0; t < n_tok; t++)
+                    for (uint32_t r = r0; r < r1; r++)
+                        dst[(uint64_t)t * wd + r] += c->tmp[(uint64_t)t * wd + r];
+        }
+        base += w->n_out;
+    }
+}
+
+/* RoPE "normal" mode: pairs (x[2i], x[2i+1]) rotate by pos * base^(-2i/n_rot) (Su et al.
+ * 2021, RoFormer). The angle is built by repeated multiplication in float, as ggml does, so
+ * the rounding matches llama.cpp. Then K (and V) go to the cache as F16. */
+static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
+    const model_config *cfg = &c->m->cfg;
+    const uint32_t hd = cfg->head_dim, n_rot = cfg->n_rot;
+    const float theta_scale = powf(cfg->rope_base, -2.0f / (float)n_rot);
+    float *cs = c->th_rope + (uint64_t)ith * hd * 2;
+    uint32_t lo, hi;
+    split(c->b->n_tokens, ith, nth, 1, &lo, &hi);
+    for (uint32_t t = lo; t < hi; t++) {
+        const uint32_t pos = c->b->pos0 + t;
+        float theta = (float)pos;
+        for (uint32_t i = 0; i < n_rot; i += 2) {
+            const float ff = c->m->rope_freqs ? c->m->rope_freqs[i / 2] : 1.0f;
+            const float th = cfg->rope_freq_scale * (theta / ff);
+            cs[i] = cosf(th);
+            cs[i + 1] = sinf(th);
+            theta *= theta_scale;
+        }
+        float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q];
+        float *k = c->buf[EB_K] + (uint64_t)t * c->g->buf_width[EB_K];
+        for (uint32_t h = 0; h < cfg->n_head + cfg->n_head_kv; h++) {
+            float *x = h < cfg->n_head ? q + h * hd : k + (h - cfg->n_head) * hd;
+            for (uint32_t i = 0; i < n_rot; i += 2) {
+                const float x0 = x[i], x1 = x[i + 1];
+                /* fused as llama.cpp's build fuses them (first product into an FMA) */
+                x[i] = fmaf(x0, cs[i], -(x1 * cs[i + 1]));
+                x[i + 1] = fmaf(x0, cs[i + 1], x1 * cs[i]);
+            }
+        }
+        const uint64_t slot = ((uint64_t)op->layer * c->n_ctx + pos) * c->kv_dim;
+        const float *v = c->buf[EB_V] + (uint64_t)t * c->g->buf_width[EB_V];
+        cpu_fp32_to_fp16_row(&c->be->k, k, c->kcache + slot, (int64_t)c->kv_dim);
+        cpu_fp32_to_fp16_row(&c->be->k, v, c->vcache + slot, (int64_t)c->kv_dim);
+    }
+}
+
+/* Causal attention of each (token, head) over the cache: softmax(q.k / sqrt(d)) . v
+ * (Vaswani et al. 2017), grouped-query (Ainslie et al. 2023): query head h reads KV head
+ * h / (n_head / n_head_kv).
+ *
+ * The arithmetic follows llama.cpp's CPU flash attention with an F16 cache, so that greedy
+ * output is the same token for token:
+ *  - batches of fewer than CPU_ATTN_TILE_Q tokens (decode): Q rounded to F16, online softmax
+ *    (Rabe & Staats 2021) with the weighted V sum kept in an F16 accumulator;
+ *  - larger batches (prefill): Q in F32, scores and the V sum in F32.
+ */
+#define CPU_ATTN_TILE_Q 64
+
+static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uint16_t *kc,
+                            const uint16_t *vc, float *out, int ith) {
+    const uint32_t hd = c->m->cfg.head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const cpu_vec_kernels *ak = c->be->k.ak;
+    uint16_t *q16 = c->th_q16 + (uint64_t)ith * hd;
+    uint16_t *acc16 = (uint16_t *)(c->th_vacc + (uint64_t)ith * hd);
+    cpu_fp32_to_fp16_row(&c->be->k, q, q16, hd);
+    memset(acc16, 0, hd * sizeof *acc16);
+    float S = 0.0f, M = -INFINITY;
+    for (uint32_t j = 0; j < n_kv; j++) {
+        const float s = cpu_dot_f16(&c->be->k, kc + (uint64_t)j * c->kv_dim, q16, hd) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            ak->scale_f16(acc16, ms, (int)hd);
+        } else {
+            vs = expf(s - M);
+        }
+        ak->mad_f16(acc16, vc + (uint64_t)j * c->kv_dim, vs, (int)hd);
+        S = fmaf(S, ms, vs); /* llama.cpp builds contract this into an FMA */
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (uint32_t i = 0; i < hd; i++) out[i] = core_fp16_to_fp32(acc16[i]) * inv;
+}
+
+static void attn_head_large(eng_ctx *c, const float *q, uint32_t n_kv, const uint16_t *kc,
+                            const uint16_t *vc, float *out, int ith) {
+    const uint32_t hd = c->m->cfg.head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const cpu_vec_kernels *ak = c->be->k.ak;
+    float *scores = c->th_scores + (uint64_t)ith * c->n_ctx;
+    float *acc = c->th_vacc + (uint64_t)ith * hd;
+    float mx = -INFINITY;
+    for (uint32_t j = 0; j < n_kv; j++) {
+        const float s = ak->dot_f32_f16(q, kc + (uint64_t)j * c->kv_dim, (int)hd) * scale;
+        scores[j] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (uint32_t j = 0; j < n_kv; j++) {
+        scores[j] = expf(scores[j] - mx);
+        sum += scores[j];
+    }
+    memset(acc, 0, hd * sizeof *acc);
+    for (uint32_t j = 0; j < n_kv; j++)
+        ak->axpy_f16_f32(acc, vc + (uint64_t)j * c->kv_dim, scores[j], (int)hd);
+    const float inv = 1.0f / sum;
+    for (uint32_t i = 0; i < hd; i++) out[i] = acc[i] * inv;
+}
+
+static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
+    const model_config *cfg = &c->m->cfg;
+    const uint32_t hd = cfg->head_dim, group = cfg->n_head / cfg->n_head_kv;
+    const uint16_t *kc = c->kcache + (uint64_t)op->layer * c->n_ctx * c->kv_dim;
+    const uint16_t *vc = c->vcache + (uint64_t)op->layer * c->n_ctx * c->kv_dim;
+    const bool small = c->b->n_tokens < CPU_ATTN_TILE_Q;
+    uint32_t lo, hi;
+    split(c->b->n_tokens * cfg->n_head, ith, nth, 1, &lo, &hi);
+    for (uint32_t item = lo; item < hi; item++) {
+        const uint32_t t = item / cfg->n_head, h = item % cfg->n_head;
+        const uint32_t n_kv = c->b->pos0 + t + 1, kvh = h / group;
+        const float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q] + h * hd;
+        float *out = c->buf[op->dst[0]] + (uint64_t)t * c->g->buf_width[op->dst[0]] + h * hd;
+        if (small)
+            attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd, out, ith);
+        else
+            attn_head_large(c, q, n_kv, kc + kvh * hd, vc + kvh * hd, out, ith);
+    }
+}
+
+static void op_swiglu(eng_ctx *c, const eng_op *op, int ith, int nth) {
+    const uint32_t w = c->g->buf_width[op->src];
+    uint32_t lo, hi;
+    split(c->b->n_tokens, ith, nth, 1, &lo, &hi);
+    for (uint32_t t = lo; t < hi; t++) {
+        const uint64_t off = (uint64_t)t * w;
+        c->be->k.ak->swiglu(c->buf[op->dst[0]] + off, c->buf[op->src] + off,
+                            c->buf[op->src2] + off, (int)w);
+    }
+}
+
+static void run_job(void *arg, int ith, int nth) {
+    eng_ctx *c = arg;
+    const eng_graph *g = c->g;
+    for (uint32_t i = 0; i < g->n_ops; i++) {
+        const eng_op *op = &g->ops[i];
+        switch (op->kind) {
+        case EOP_EMBED: op_embed(c, op, ith, nth); break;
+        case EOP_RMS_NORM: op_rms_norm(c, op, ith, nth); break;
+        case EOP_MATMUL: op_matmul(c, op, ith, nth); break;
+        case EOP_ROPE: op_rope_store(c, op, ith, nth); break;
+        case EOP_KV_STORE: continue; /* done with ROPE, same token split: no barrier */
+        case EOP_ATTENTION: op_attention(c, op, ith, nth); break;
+        case EOP_SWIGLU: op_swiglu(c, op, ith, nth); break;
+        }
+        cpu_pool_barrier(c->be->pool);
+#ifdef VKLLM_DEBUG_DUMP
+        if (ith == 0 && (op->kind == EOP_ROPE || op->kind == EOP_ATTENTION || (op->kind == EOP_MATMUL && op->accumulate))) {
+            int b = op->kind == EOP_ROPE ? EB_K : op->kind == EOP_ATTENTION ? EB_ATT : EB_X;
+            uint32_t w = c->g->buf_width[b];
+            const float *d = c->buf[b] + (uint64_t)(c->b->n_tokens - 1) * w;
+            double sum = 0; for (uint32_t j = 0; j < w; j++) sum += d[j];
+            printf("%s-%d sum=%.9g first=%.9g %.9g %.9g\n", op->kind == EOP_ROPE ? "Kcur" : op->kind == EOP_ATTENTION ? "kqv_out" : "x", op->layer, sum, d[0], d[1], d[2]);
+        }
+#endif
+    }
+}
+
+/* ---- backend interface ---- */
+
+static vkllm_status cpu_run(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
+    if (b->n_tokens == 0 || b->n_tokens > c->n_batch || b->n_out == 0 ||
+        b->n_out > b->n_tokens)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: batch of %u tokens (%u outputs), "
+                         "limit %u", b->n_tokens, b->n_out, c->n_batch);
+    if ((uint64_t)b->pos0 + b->n_tokens > c->n_ctx)
+        return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "cpu: positions %u..%u past context %u",
+                         b->pos0, b->pos0 + b->n_tokens - 1, c->n_ctx);
+    for (uint32_t t = 0; t < b->n_tokens; t++)
+        if (b->tokens[t] < 0 || (uint32_t)b->tokens[t] >= c->m->cfg.n_vocab)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: token id %d out of range "
+                             "[0, %u)", b->tokens[t], c->m->cfg.n_vocab);
+    c->b = b;
+    c->logits_out = logits;
+    cpu_pool_run(c->be->pool, run_job, c);
+    c->b = NULL;
+    return VKLLM_OK;
+}
+
+static void cpu_ctx_destroy(eng_ctx *c) {
+    if (!c) return;
+    const vkllm_allocator *a = c->be->alloc;
+    for (int i = 0; i < EB_COUNT; i++) core_free(a, c->buf[i]);
+    for (int i = 0; i < ENG_MAX_FUSED; i++) core_free(a, c->qbuf[i]);
+    core_free(a, c->th_qbuf);
+    core_free(a, c->tmp);
+    core_free(a, c->kcache);
+    core_free(a, c->vcache);
+    core_free(a, c->th_scores);
+    core_free(a, c->th_rope);
+    core_free(a, c->th_q16);
+    core_free(a, c->th_vacc);
+    core_free(a, c);
+}
+
+static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const eng_graph *g,
+                                   uint32_t n_ctx, uint32_t n_batch, eng_ctx **out,
+                                   core_err *err) {
+    cpu_backend *be = (cpu_backend *)base;
+    const vkllm_allocator *a = be->alloc;
+    const model_config *cfg = &m->cfg;
+    eng_ctx *c = core_calloc(a, 1, sizeof *c);
+    if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
+    c->be = be;
+    c->m = m;
+    c->g = g;
+    c->n_ctx = n_ctx;
+    c->n_batch = n_batch;
+    c->kv_dim = (uint64_t)cfg->n_head_kv * cfg->head_dim;
+    const int nth = cpu_pool_size(be->pool);
+    bool ok = true;
+    for (int i = 0; i < EB_COUNT; i++) {
+        c->buf[i] = core_calloc(a, n_batch, (size_t)g->buf_width[i] * sizeof(float));
+        ok = ok && c->buf[i];
+    }
+    uint32_t max_in = cfg->n_embd;
+    if (cfg->n_ff > max_in) max_in = cfg->n_ff;
+    if (cfg->n_head * cfg->head_dim > max_in) max_in = cfg->n_head * cfg->head_dim;
+    /* worst case activation type is F32: 4 bytes per value */
+    c->qbuf_bytes = (uint64_t)n_batch * max_in * 4;
+    for (int i = 0; i < ENG_MAX_FUSED; i++) {
+        c->qbuf[i] = core_alloc(a, c->qbuf_bytes, 64);
+        ok = ok && c->qbuf[i];
+    }
+    c->th_qbuf_bytes = (uint64_t)CPU_PRIVATE_Q_ROWS * max_in * 4;
+    c->th_qbuf = core_alloc(a, c->th_qbuf_bytes * ENG_MAX_FUSED * (uint64_t)nth, 64);
+    ok = ok && c->th_qbuf;
+    c->tmp = core_calloc(a, n_batch, (size_t)cfg->n_embd * sizeof(float));
+    uint64_t kv_elems;
+    if (!core_mul_ok((uint64_t)cfg->n_layer * n_ctx, c->kv_dim, &kv_elems) ||
+        kv_elems > SIZE_MAX / 2) {
+        cpu_ctx_destroy(c);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: KV cache for %u tokens too large",
+                         n_ctx);
+    }
+    c->kcache = core_alloc(a, kv_elems * 2, 64);
+    c->vcache = core_alloc(a, kv_elems * 2, 64);
+    c->th_scores = core_calloc(a, (size_t)nth, (size_t)n_ctx * sizeof(float));
+    c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
+    c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
+    c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(float));
+    ok = ok && c->tmp && c->kcache && c->vcache && c->th_scores && c->th_rope && c->th_q16 &&
+         c->th_vacc;
+    if (!ok) {
+        cpu_ctx_destroy(c);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "cpu: out of memory for a context of %u tokens (KV cache %.1f MiB)",
+                         n_ctx, (double)kv_elems * 4 / (1024.0 * 1024.0));
+    }
+    *out = c;
+    return VKLLM_OK;
+}
+
+static vkllm_status cpu_model_attach(eng_backend *be, const eng_model *m, core_err *err) {
+    return VKLLM_OK; /* weights are used in place */
+}
+
+static void cpu_destroy(eng_backend *base) {
+    cpu_backend *be = (cpu_backend *)base;
+    if (!be) return;
+    cpu_pool_destroy(be->pool);
+    core_free(be->alloc, be);
+}
+
+static const eng_backend_vtbl k_cpu_vtbl = {
+    .destroy = cpu_destroy,
+    .model_attach = cpu_model_attach,
+    .ctx_create = cpu_ctx_create,
+    .ctx_destroy = cpu_ctx_destroy,
+    .run = cpu_run,
+};
+
+vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
+                                core_err *err) {
+    cpu_backend *be = core_calloc(desc->alloc, 1, sizeof *be);
+    if (!be) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
+    be->alloc = desc->alloc;
+    be->base.vt = &k_cpu_vtbl;
+    vkllm_status st = cpu_pool_create(desc->alloc, desc->n_threads, &be->pool, err);
+    if (st != VKLLM_OK) {
+        core_free(desc->alloc, be);
+        return st;
+    }
+    cpu_ops_init(&be->k, desc->force_scalar ? CPU_ISA_SCALAR : CPU_ISA_BEST);
+    snprintf(be->base.name, sizeof be->base.name, "cpu (%s, %d threads)",
+             cpu_isa_name(be->k.isa), cpu_pool_size(be->pool));
+    *out = &be->base;
+    return VKLLM_OK;
+}

@@ -1,0 +1,17 @@
+/* The CPU backend (see cpu_backend.c): creation only; everything else goes through
+ * eng_backend_vtbl. */
+#ifndef VKLLM_CPU_BACKEND_H
+#define VKLLM_CPU_BACKEND_H
+
+#include "engine/engine.h"
+
+typedef struct cpu_backend_desc {
+    const vkllm_allocator *alloc;
+    int n_threads;     /* >= 1 */
+    bool force_scalar; /* reference kernels only (tests) */
+} cpu_backend_desc;
+
+vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
+                                core_err *err);
+
+#endif

@@ -1,0 +1,13 @@
+/* What the CPU is: its name and the SIMD features vkllm uses. */
+#ifndef VKLLM_CPU_INFO_H
+#define VKLLM_CPU_INFO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void cpu_info_name(char *buf, size_t cap);
+void cpu_info_features(char *buf, size_t cap);
+int cpu_info_n_cores(void);
+uint64_t cpu_info_memory_bytes(void);
+
+#endif

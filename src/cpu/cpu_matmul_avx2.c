@@ -1,0 +1,460 @@
+/* AVX2 matmul: Y[t][r] = dot(W row r, X row t), the CPU backend's hot path.
+ *
+ * Decode (one token) is memory bound: four weight rows per step, with software prefetch a
+ * few KB ahead of the rows being read, while the activation row stays in L1. Prefill is
+ * compute bound: a 3-row x 4-token tile reuses each unpacked weight block for four tokens and
+ * each activation block for three rows, with the 12 accumulators in registers; rows are
+ * walked in panels of ~64 KB so a panel stays in L2 while all token tiles pass over it.
+ *
+ * Per output the arithmetic is exactly llama.cpp's AVX2 dot product (see the top of
+ * cpu_kernels_avx2.c): tiling changes which outputs are computed together, never the
+ * operations or their order within one output. Block scales of the activations are
+ * converted to float once per token tile (fp16 -> f32 is exact, so this changes nothing).
+ */
+#include "cpu/cpu_kernels_avx2.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include "core/quant_blocks.h"
+
+#include <math.h>
+
+/* Blocks per row the stack scale buffers hold (rows up to 32768 elements); longer rows take
+ * the scalar reference path. */
+#define MAX_BLOCKS 1024
+/* Weight bytes per row panel in prefill: well inside L2 next to the activation tile. */
+#define PANEL_BYTES (64 * 1024)
+#define TT_MAX 4
+/* Prefill tile: PREFILL_RR rows x TT_MAX tokens, 12 accumulators. Measured against 2x4, 4x2,
+ * 4x3, 3x3 on Zen 3: 3x4 is 5-10% faster than the next best. */
+#define PREFILL_RR 3
+/* Decode prefetch distance in weight bytes (tuned on Zen 3: 1-8 KB all help, 4 KB best). */
+#define PREFETCH_AHEAD 4096
+
+/* The tile loops must be unrolled for the accumulators to become registers; -O2 alone
+ * leaves them as loops over a stack array. */
+#define UNROLL _Pragma("GCC unroll 4")
+
+/* ---- per-format weight access: the codes of one block as 32 bytes, and its scales -------- */
+
+/* Formats whose codes are signed (x = d*q) take the sign trick for maddubs; the others
+ * (x = d*q + m) are unsigned and add m * s_x per block. */
+INLINE bool affine(quant_type t) { return t == QT_Q4_1 || t == QT_Q5_1; }
+
+INLINE size_t wblock_bytes(quant_type t) {
+    switch (t) {
+    case QT_Q4_0: return sizeof(quant_block_q4_0);
+    case QT_Q4_1: return sizeof(quant_block_q4_1);
+    case QT_Q5_0: return sizeof(quant_block_q5_0);
+    case QT_Q5_1: return sizeof(quant_block_q5_1);
+    default: return sizeof(quant_block_q8_0);
+    }
+}
+
+/* Codes of block p; *d and *m its scale and min (m only for affine formats). */
+/* d and m of an affine block, which sit next to each other: one conversion for both. */
+INLINE void half_pair(const uint16_t *h, float *d, float *m) {
+    uint32_t u;
+    memcpy(&u, h, 4);
+    const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
+    *d = _mm_cvtss_f32(v);
+    *m = _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
+
+INLINE __m256i wcodes(quant_type t, const uint8_t *p, float *d, float *m) {
+    switch (t) {
+    case QT_Q4_0: {
+        const quant_block_q4_0 *b = (const quant_block_q4_0 *)p;
+        *d = h2f(b->d);
+        return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
+    }
+    case QT_Q4_1: {
+        const quant_block_q4_1 *b = (const quant_block_q4_1 *)p;
+        half_pair(&b->d, d, m);
+        return nibbles32(b->qs);
+    }
+    case QT_Q5_0: {
+        /* q - 16 as a signed byte: the nibble with 0xf0 or-ed in where bit 5 is clear */
+        const quant_block_q5_0 *b = (const quant_block_q5_0 *)p;
+        *d = h2f(b->d);
+        const __m256i hi = _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xf0));
+        return _mm256_or_si256(nibbles32(b->qs), hi);
+    }
+    case QT_Q5_1: {
+        const quant_block_q5_1 *b = (const quant_block_q5_1 *)p;
+        half_pair(&b->d, d, m);
+        const __m256i hi = _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10));
+        return _mm256_or_si256(nibbles32(b->qs), hi);
+    }
+    default: {
+        const quant_block_q8_0 *b = (const quant_block_q8_0 *)p;
+        *d = h2f(b->d);
+        return _mm256_loadu_si256((const __m256i *)b->qs);
+    }
+    }
+}
+
+/* Activation block geometry: Q8_1 (for affine formats) or Q8_0. */
+INLINE size_t xblock_bytes(quant_type t) {
+    return affine(t) ? sizeof(quant_block_q8_1) : sizeof(quant_block_q8_0);
+}
+INLINE size_t xqs_offset(quant_type t) {
+    return affine(t) ? offsetof(quant_block_q8_1, qs) : offsetof(quant_block_q8_0, qs);
+}
+
+/* ds[b*4 + t] = d of block b of token t (and ss the s of Q8_1); zero past tt tokens so the
+ * unused lanes of the min sums stay finite. */
+static void prep_scales(bool aff, const uint8_t *x, size_t xrb, int tt, int64_t nb, float *ds,
+                        float *ss) {
+    const size_t xb = aff ? sizeof(quant_block_q8_1) : sizeof(quant_block_q8_0);
+    for (int64_t b = 0; b < nb; b++)
+        for (int t = 0; t < TT_MAX; t++) {
+            const uint16_t *h = t < tt ? (const uint16_t *)(x + (size_t)t * xrb + b * xb) : NULL;
+            ds[b * TT_MAX + t] = h ? h2f(h[0]) : 0.0f;
+            if (aff) ss[b * TT_MAX + t] = h ? h2f(h[1]) : 0.0f;
+        }
+}
+
+/* ---- the tile --------------------------------------------------------------------------- */
+
+typedef struct tile_args {
+    const uint8_t *w; /* first row of the tile */
+    size_t w_row_bytes;
+    const uint8_t *x; /* first token of the tile */
+    size_t x_row_bytes;
+    int64_t nb;
+    const float *ds, *ss;
+    float *y; /* y[t * y_stride + r], first row and token of the tile */
+    int64_t y_stride;
+} tile_args;
+
+/* RR rows x TT tokens over all blocks. T, RR, TT are constants at every call site, so the
+ * loops unroll and the accumulators live in registers. */
+INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
+    const bool aff = affine(T);
+    const size_t wb = wblock_bytes(T), xb = xblock_bytes(T), xq = xqs_offset(T);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4][TT_MAX];
+    __m128 msum[4];
+    UNROLL
+    for (int r = 0; r < RR; r++) {
+        msum[r] = _mm_setzero_ps();
+        UNROLL
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    float ms1[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* TT == 1: the min sums as scalars */
+    for (int64_t b = 0; b < a->nb; b++) {
+        if (TT == 1) {
+            /* decode streams the weights from memory: ask for what the next tiles need
+             * (measured: +25-70% GB/s on Zen 3, whose prefetcher loses track of the RR
+             * interleaved row streams). uintptr_t: the address may lie past the matrix,
+             * which a prefetch tolerates but pointer arithmetic would not. */
+            const uintptr_t pf = (uintptr_t)a->w + PREFETCH_AHEAD + (uintptr_t)(b * RR * wb);
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
+            if (RR * wb > 128) _mm_prefetch((const char *)(pf + 128), _MM_HINT_T0);
+        }
+        __m256i q[4], uq[4];
+        /* d_w * d_x for every (row, token). With one token as a broadcast register; with
+         * more, four tokens per multiply, kept in memory and broadcast by loads, which
+         * frees registers and FP pipe slots for the products. */
+        __m256 d1[4];
+        float dd[4][TT_MAX] __attribute__((aligned(16)));
+        const __m128 dx4 = _mm_loadu_ps(a->ds + b * TT_MAX);
+        UNROLL
+        for (int r = 0; r < RR; r++) {
+            float d, m = 0.0f;
+            q[r] = wcodes(T, a->w + (size_t)r * a->w_row_bytes + b * wb, &d, &m);
+            if (TT == 1) {
+                d1[r] = _mm256_set1_ps(d * a->ds[b * TT_MAX]);
+                if (aff) ms1[r] = fmaf(m, a->ss[b * TT_MAX], ms1[r]); /* ggml: fused */
+            } else {
+                _mm_store_ps(dd[r], _mm_mul_ps(_mm_set1_ps(d), dx4));
+                /* m_w * s_x for the tile's tokens at once; lane t is ggml's fused sum */
+                if (aff)
+                    msum[r] = _mm_fmadd_ps(_mm_set1_ps(m), _mm_loadu_ps(a->ss + b * TT_MAX), msum[r]);
+            }
+            /* signed formats: |w| as the unsigned maddubs operand, its sign moved onto x */
+            uq[r] = aff ? q[r] : _mm256_sign_epi8(q[r], q[r]);
+        }
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            const __m256i qx =
+                _mm256_loadu_si256((const __m256i *)(a->x + (size_t)t * a->x_row_bytes + b * xb + xq));
+            UNROLL
+            for (int r = 0; r < RR; r++) {
+                const __m256i sx = aff ? qx : _mm256_sign_epi8(qx, q[r]);
+                const __m256i p16 = _mm256_maddubs_epi16(uq[r], sx);
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                const __m256 dd_rt = TT == 1 ? d1[r] : _mm256_broadcast_ss(&dd[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(dd_rt, p, acc[r][t]);
+            }
+        }
+    }
+    if (TT == 1) {
+        UNROLL
+        for (int r = 0; r < RR; r++) msum[r] = _mm_set_ss(ms1[r]);
+    }
+    UNROLL
+    for (int r = 0; r < RR; r++) {
+        float ms[TT_MAX];
+        _mm_storeu_ps(ms, msum[r]);
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            float v = hsum8(acc[r][t]);
+            if (aff) v += ms[t];
+            a->y[t * a->y_stride + r] = v;
+        }
+    }
+}
+
+/* The tile shapes the drivers use: 4x1 (decode), 3x4 (prefill) and their edges. */
+INLINE void run_tile(quant_type T, int rr, int tt, const tile_args *a) {
+    switch (rr * 8 + tt) {
+    case 4 * 8 + 1: tile(T, 4, 1, a); break;
+    case 3 * 8 + 1: tile(T, 3, 1, a); break;
+    case 3 * 8 + 2: tile(T, 3, 2, a); break;
+    case 3 * 8 + 3: tile(T, 3, 3, a); break;
+    case 3 * 8 + 4: tile(T, 3, 4, a); break;
+    case 1 * 8 + 1: tile(T, 1, 1, a); break;
+    case 1 * 8 + 2: tile(T, 1, 2, a); break;
+    case 1 * 8 + 3: tile(T, 1, 3, a); break;
+    default: tile(T, 1, 4, a); break;
+    }
+}
+
+static void matmul_ref(const cpu_matmul_args *a) {
+    const quant_dot_fn dot = quant_traits_of(a->w_type)->vec_dot;
+    const uint8_t *w = a->w, *x = a->x;
+    for (int64_t t = 0; t < a->n_tokens; t++)
+        for (int64_t r = a->r0; r < a->r1; r++)
+            a->y[t * a->y_stride + r] =
+                dot(a->n_in, w + (size_t)r * a->w_row_bytes, x + (size_t)t * a->x_row_bytes);
+}
+
+INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
+    const int64_t nb = a->n_in / QUANT_QK;
+    if (nb > MAX_BLOCKS) {
+        matmul_ref(a);
+        return;
+    }
+    float ds[MAX_BLOCKS * TT_MAX], ss[MAX_BLOCKS * TT_MAX];
+    const uint8_t *w = a->w, *x = a->x;
+    tile_args ta = {.w_row_bytes = a->w_row_bytes, .x_row_bytes = a->x_row_bytes, .nb = nb,
+                    .ds = ds, .ss = ss, .y_stride = a->y_stride};
+    if (a->n_tokens == 1) {
+        prep_scales(affine(T), x, a->x_row_bytes, 1, nb, ds, ss);
+        ta.x = x;
+        int64_t r = a->r0;
+        for (; r + 4 <= a->r1; r += 4) {
+            ta.w = w + (size_t)r * a->w_row_bytes;
+            ta.y = a->y + r;
+            run_tile(T, 4, 1, &ta);
+        }
+        for (; r < a->r1; r++) {
+            ta.w = w + (size_t)r * a->w_row_bytes;
+            ta.y = a->y + r;
+            run_tile(T, 1, 1, &ta);
+        }
+        return;
+    }
+    int64_t panel = (int64_t)(PANEL_BYTES / (a->w_row_bytes ? a->w_row_bytes : 1));
+    panel -= panel % PREFILL_RR;
+    if (panel < PREFILL_RR) panel = PREFILL_RR;
+    for (int64_t p0 = a->r0; p0 < a->r1; p0 += panel) {
+        const int64_t p1 = p0 + panel < a->r1 ? p0 + panel : a->r1;
+        for (int64_t t0 = 0; t0 < a->n_tokens; t0 += TT_MAX) {
+            const int tt = a->n_tokens - t0 < TT_MAX ? (int)(a->n_tokens - t0) : TT_MAX;
+            ta.x = x + (size_t)t0 * a->x_row_bytes;
+            prep_scales(affine(T), ta.x, a->x_row_bytes, tt, nb, ds, ss);
+            int64_t r = p0;
+            for (; r + PREFILL_RR <= p1; r += PREFILL_RR) {
+                ta.w = w + (size_t)r * a->w_row_bytes;
+                ta.y = a->y + t0 * a->y_stride + r;
+                run_tile(T, PREFILL_RR, tt, &ta);
+            }
+            for (; r < p1; r++) {
+                ta.w = w + (size_t)r * a->w_row_bytes;
+                ta.y = a->y + t0 * a->y_stride + r;
+                run_tile(T, 1, tt, &ta);
+            }
+        }
+    }
+}
+
+/* One function per format so each gets its own fully specialised tiles. */
+static void matmul_q4_0(const cpu_matmul_args *a) { matmul_q32(QT_Q4_0, a); }
+static void matmul_q4_1(const cpu_matmul_args *a) { matmul_q32(QT_Q4_1, a); }
+static void matmul_q5_0(const cpu_matmul_args *a) { matmul_q32(QT_Q5_0, a); }
+static void matmul_q5_1(const cpu_matmul_args *a) { matmul_q32(QT_Q5_1, a); }
+static void matmul_q8_0(const cpu_matmul_args *a) { matmul_q32(QT_Q8_0, a); }
+
+/* ---- K formats: one output at a time, ggml's AVX2 arithmetic -------------------------- */
+
+/* Per super-block ggml forms 8 int32 lanes (lane k: the products of bytes 4k..4k+3 of every
+ * 32-element chunk, times their group scale), converts them to float and fused-multiply-adds
+ * them with d_w * d_x into an 8-lane accumulator; the mins go their own way (below). The
+ * integer lane values are fixed by that definition, so the float results match bit for bit. */
+
+INLINE __m256i k_scale16(const uint8_t *sm, int g) { return _mm256_set1_epi16((short)sm[g]); }
+
+/* Q4_K: mins m_g times the 32-element sums of x (pairs of bsums) in 4 lanes, fused with
+ * -d_x * dmin_w into a 4-lane accumulator summed at the end as (0+2) + (1+3). */
+static float dot_q4_K(int64_t n, const quant_block_q4_K *x, const quant_block_q8_K *y) {
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int64_t i = 0; i < n / QUANT_QK_K; i++) {
+        const float d = y[i].d * h2f(x[i].d), dmin = -y[i].d * h2f(x[i].dmin);
+        uint8_t sm[16];
+        quant_k4_scales_mins(x[i].scales, sm);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs32)), accm);
+        __m256i sumi = _mm256_setzero_si256();
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(bits, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j));
+            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j + 32));
+            const __m256i p0 = _mm256_madd_epi16(k_scale16(sm, 2 * j), _mm256_maddubs_epi16(lo, y0));
+            const __m256i p1 = _mm256_madd_epi16(k_scale16(sm, 2 * j + 1), _mm256_maddubs_epi16(hi, y1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
+    return hsum8(acc) + _mm_cvtss_f32(accm);
+}
+
+/* Q5_K: as Q4_K with the fifth bit from qh; ggml sums its min term as a scalar, fused. */
+static float dot_q5_K(int64_t n, const quant_block_q5_K *x, const quant_block_q8_K *y) {
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / QUANT_QK_K; i++) {
+        const float d = y[i].d * h2f(x[i].d), dmin = -y[i].d * h2f(x[i].dmin);
+        uint8_t sm[16];
+        quant_k4_scales_mins(x[i].scales, sm);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i prod = _mm_madd_epi16(mins, bs32);
+        const int msum = _mm_cvtsi128_si32(prod) + _mm_extract_epi32(prod, 1) +
+                         _mm_extract_epi32(prod, 2) + _mm_extract_epi32(prod, 3);
+        summs = fmaf(dmin, (float)msum, summs);
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                               _mm256_slli_epi16(h1, 4));
+            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j));
+            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j + 32));
+            const __m256i p0 = _mm256_madd_epi16(k_scale16(sm, 2 * j), _mm256_maddubs_epi16(lo, y0));
+            const __m256i p1 = _mm256_madd_epi16(k_scale16(sm, 2 * j + 1), _mm256_maddubs_epi16(hi, y1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum8(acc) + summs;
+}
+
+/* Q6_K: codes 0..63 as unsigned bytes, the -32 offset taken off afterwards in the lane
+ * layout ggml uses (lane k: 32 * the scaled sums of elements 32k..32k+31). */
+static float dot_q6_K(int64_t n, const quant_block_q6_K *x, const quant_block_q8_K *y) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < n / QUANT_QK_K; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
+        __m256i sumi = _mm256_setzero_si256();
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            /* chunk c (elements 128h + 32c ...): low nibbles of l0, l1, then high nibbles;
+             * its top 2 bits are bits 2c, 2c+1 of qh */
+            const __m256i lo4[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+            UNROLL
+            for (int c = 0; c < 4; c++) {
+                const __m256i top = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), m2);
+                const __m256i q = _mm256_or_si256(lo4[c], _mm256_slli_epi16(top, 4));
+                const __m256i yq = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * c));
+                const int g = 8 * h + 2 * c; /* groups of 16: the two halves of the chunk */
+                const __m256i sc = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(
+                    _mm_set1_epi8(x[i].scales[g]), _mm_set1_epi8(x[i].scales[g + 1])));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, yq)));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, offset);
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum8(acc);
+}
+
+/* One dot product per output; the weight row stays in L1 across the tokens. */
+static void matmul_k(const cpu_matmul_args *a) {
+    const uint8_t *w = a->w, *x = a->x;
+    for (int64_t r = a->r0; r < a->r1; r++)
+        for (int64_t t = 0; t < a->n_tokens; t++) {
+            const void *wr = w + (size_t)r * a->w_row_bytes, *xr = x + (size_t)t * a->x_row_bytes;
+            float v;
+            switch (a->w_type) {
+            case QT_Q4_K: v = dot_q4_K(a->n_in, wr, xr); break;
+            case QT_Q5_K: v = dot_q5_K(a->n_in, wr, xr); break;
+            default: v = dot_q6_K(a->n_in, wr, xr); break;
+            }
+            a->y[t * a->y_stride + r] = v;
+        }
+}
+
+/* ---- float weights: one dot product per output ---------------------------------------- */
+
+static void matmul_float(const cpu_matmul_args *a) {
+    const uint8_t *w = a->w, *x = a->x;
+    for (int64_t t = 0; t < a->n_tokens; t++)
+        for (int64_t r = a->r0; r < a->r1; r++) {
+            const void *wr = w + (size_t)r * a->w_row_bytes, *xr = x + (size_t)t * a->x_row_bytes;
+            float v;
+            switch (a->w_type) {
+            case QT_F16: v = cpu_avx2_dot_f16(wr, xr, a->n_in); break;
+            case QT_BF16: v = cpu_avx2_dot_bf16(wr, xr, a->n_in); break;
+            default: v = cpu_avx2_dot_f32(wr, xr, a->n_in); break;
+            }
+            a->y[t * a->y_stride + r] = v;
+        }
+}
+
+void cpu_avx2_matmul(const cpu_matmul_args *a) {
+    switch (a->w_type) {
+    case QT_Q4_0: matmul_q4_0(a); break;
+    case QT_Q4_1: matmul_q4_1(a); break;
+    case QT_Q5_0: matmul_q5_0(a); break;
+    case QT_Q5_1: matmul_q5_1(a); break;
+    case QT_Q8_0: matmul_q8_0(a); break;
+    case QT_Q4_K:
+    case QT_Q5_K:
+    case QT_Q6_K: matmul_k(a); break;
+    case QT_F16:
+    case QT_BF16:
+    case QT_F32: matmul_float(a); break;
+    default: matmul_ref(a); break;
+    }
+}
+
+#endif

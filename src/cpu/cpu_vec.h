@@ -1,0 +1,38 @@
+/* Vector kernels beyond matmul (cpu_kernels.h): attention's F16 helpers and SwiGLU.
+ *
+ * vkllm's CPU path gives the same tokens as llama.cpp's, and greedy decoding is sensitive to
+ * the last bit: an F16 rounding or a Q8 activation rounding that flips early changes the
+ * text a few dozen tokens later. So these follow the arithmetic of llama.cpp's CPU backend:
+ *  - attention: the weighted V sum of small batches kept in an F16 accumulator, as its flash
+ *    attention does; F32 x F16 dot products for large batches (its tiled path);
+ *  - SiLU with the vectorised expf of Arm's optimized-routines (polynomial of degree 5 on
+ *    the reduced argument, 2^n by exponent arithmetic), which ggml uses on every SIMD ISA.
+ * The scalar versions do the same operations lane by lane with fmaf, so every ISA gives the
+ * same bits. Scalar here, AVX2 in cpu_vec_avx2.c. */
+#ifndef VKLLM_CPU_VEC_H
+#define VKLLM_CPU_VEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct cpu_vec_kernels {
+    /* y[i] = f16(f32(y[i]) * s) */
+    void (*scale_f16)(uint16_t *y, float s, int n);
+    /* y[i] = f16(f32(y[i]) + f32(x[i]) * s) */
+    void (*mad_f16)(uint16_t *y, const uint16_t *x, float s, int n);
+    /* sum q[i] * f32(k[i]) */
+    float (*dot_f32_f16)(const float *q, const uint16_t *k, int n);
+    /* y[i] += s * f32(x[i]) */
+    void (*axpy_f16_f32)(float *y, const uint16_t *x, float s, int n);
+    /* y[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)) */
+    void (*swiglu)(float *y, const float *g, const float *u, int n);
+} cpu_vec_kernels;
+
+/* exp(x) computed exactly as the SIMD versions compute each lane. */
+float cpu_vec_expf(float x);
+
+/* avx2: use the AVX2 versions (caller checked the processor has AVX2, FMA and F16C). */
+const cpu_vec_kernels *cpu_vec_kernels_get(bool avx2);
+const cpu_vec_kernels *cpu_vec_kernels_avx2(void);
+
+#endif

@@ -1,0 +1,130 @@
+/* Backend-independent model execution: the weights of a llama model, the op list of one
+ * forward step, and the interface every backend implements.
+ *
+ * The op list is data: the same list drives the CPU backend (interpreted on a thread pool)
+ * and the Vulkan backend (recorded into a command buffer). Ops name activation buffers by id,
+ * weights by pointer into eng_model; sizes come from the batch at run time, so one list
+ * serves every batch size. No backend code and no file parsing here.
+ */
+#ifndef VKLLM_ENGINE_ENGINE_H
+#define VKLLM_ENGINE_ENGINE_H
+
+#include "core/common.h"
+#include "core/quant.h"
+#include "loader/gguf.h"
+#include "loader/model_config.h"
+
+/* A weight matrix [n_out rows x n_in columns], rows contiguous, in a GGUF block format.
+ * A vector (norm weight) has n_out = 1 and type F32. */
+typedef struct eng_weight {
+    const char *name; /* tensor name, NUL-terminated copy owned by eng_model */
+    uint32_t type;    /* quant_type */
+    uint32_t n_in;
+    uint32_t n_out;
+    uint64_t row_bytes;
+    const void *data; /* host copy (the file mapping) */
+} eng_weight;
+
+typedef struct eng_layer {
+    eng_weight attn_norm, wq, wk, wv, wo;
+    eng_weight ffn_norm, w_gate, w_up, w_down;
+} eng_layer;
+
+typedef struct eng_model {
+    model_config cfg;
+    eng_weight tok_embd;
+    eng_weight output_norm;
+    eng_weight output; /* = tok_embd when the output head is tied */
+    bool tied_output;
+    const float *rope_freqs; /* optional per-pair frequency divisors (n_rot/2), Llama 3 */
+    eng_layer *layers;
+    uint64_t n_params;
+    uint64_t weight_bytes;
+    const vkllm_allocator *alloc;
+    char *names; /* storage for weight names */
+} eng_model;
+
+/* Finds and checks every tensor the llama graph needs (shape, type supported, data present). */
+vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config *cfg,
+                            const vkllm_allocator *a, core_err *err);
+void eng_model_free(eng_model *m);
+
+/* ---- the op list ---- */
+
+/* Activation buffers. Each holds n_tokens rows of its width (see eng_buf_width). */
+typedef enum eng_buf {
+    EB_X,      /* residual stream [n_embd] */
+    EB_XN,     /* normed input of a block [n_embd] */
+    EB_Q,      /* [n_head * head_dim] */
+    EB_K,      /* [n_head_kv * head_dim] */
+    EB_V,      /* [n_head_kv * head_dim] */
+    EB_ATT,    /* attention output [n_head * head_dim] */
+    EB_GATE,   /* [n_ff] */
+    EB_UP,     /* [n_ff] */
+    EB_LOGITS, /* [n_vocab], only the last n_out rows of the batch */
+    EB_COUNT
+} eng_buf;
+
+typedef enum eng_op_kind {
+    EOP_EMBED,     /* dst[t] = row tokens[t] of w, dequantized */
+    EOP_RMS_NORM,  /* dst[t] = src[t] / sqrt(mean(src[t]^2) + eps) * w */
+    EOP_MATMUL,    /* dst_i[t] (+)= w_i . src[t], for up to 3 weights sharing src */
+    EOP_ROPE,      /* rotate Q and K in place at the batch positions */
+    EOP_KV_STORE,  /* K, V rows -> the layer's cache at the batch positions */
+    EOP_ATTENTION, /* dst = causal softmax(Q K^T * scale) V over the cache, GQA */
+    EOP_SWIGLU,    /* dst = silu(src) * src2 */
+} eng_op_kind;
+
+#define ENG_MAX_FUSED 3
+
+typedef struct eng_op {
+    eng_op_kind kind;
+    uint8_t src, src2;
+    uint8_t dst[ENG_MAX_FUSED];
+    uint8_t n_w;                        /* MATMUL: number of weights */
+    bool accumulate;                    /* MATMUL: add into dst (fused residual add) */
+    bool last_rows;                     /* only the last n_out tokens (output head) */
+    uint16_t layer;
+    const eng_weight *w[ENG_MAX_FUSED]; /* EMBED, RMS_NORM, MATMUL */
+} eng_op;
+
+typedef struct eng_graph {
+    eng_op *ops;
+    uint32_t n_ops;
+    uint32_t buf_width[EB_COUNT];
+} eng_graph;
+
+vkllm_status eng_graph_build(const eng_model *m, eng_graph *g, core_err *err);
+void eng_graph_free(eng_graph *g, const vkllm_allocator *a);
+const char *eng_op_name(eng_op_kind k);
+
+/* One forward step of one sequence: tokens at consecutive positions pos0, pos0+1, ... */
+typedef struct eng_batch {
+    const int32_t *tokens;
+    uint32_t n_tokens;
+    uint32_t pos0;
+    uint32_t n_out; /* logits for the last n_out tokens (1 for generation) */
+} eng_batch;
+
+/* ---- backend interface ---- */
+
+typedef struct eng_backend eng_backend;
+typedef struct eng_ctx eng_ctx; /* a backend's per-session state: KV cache, scratch */
+
+typedef struct eng_backend_vtbl {
+    void (*destroy)(eng_backend *be);
+    /* Make the model's weights usable on this backend (upload, or nothing for the CPU). */
+    vkllm_status (*model_attach)(eng_backend *be, const eng_model *m, core_err *err);
+    vkllm_status (*ctx_create)(eng_backend *be, const eng_model *m, const eng_graph *g,
+                               uint32_t n_ctx, uint32_t n_batch, eng_ctx **out, core_err *err);
+    void (*ctx_destroy)(eng_ctx *c);
+    /* Runs the graph for the batch; writes n_out * n_vocab logits. */
+    vkllm_status (*run)(eng_ctx *c, const eng_batch *b, float *logits, core_err *err);
+} eng_backend_vtbl;
+
+struct eng_backend {
+    const eng_backend_vtbl *vt;
+    char name[128];
+};
+
+#endif

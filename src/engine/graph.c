@@ -1,0 +1,96 @@
+/* Builds the op list of one forward step of a llama model (Touvron et al. 2023, "LLaMA":
+ * pre-norm RMSNorm, rotary embeddings, grouped-query attention, SwiGLU feed-forward).
+ * The residual adds are fused into the output projections (MATMUL with accumulate). */
+#include "engine/engine.h"
+
+#include <string.h>
+
+const char *eng_op_name(eng_op_kind k) {
+    switch (k) {
+    case EOP_EMBED: return "embed";
+    case EOP_RMS_NORM: return "rms_norm";
+    case EOP_MATMUL: return "matmul";
+    case EOP_ROPE: return "rope";
+    case EOP_KV_STORE: return "kv_store";
+    case EOP_ATTENTION: return "attention";
+    case EOP_SWIGLU: return "swiglu";
+    }
+    return "?";
+}
+
+static eng_op *push(eng_graph *g, eng_op_kind kind, uint16_t layer) {
+    eng_op *op = &g->ops[g->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->layer = layer;
+    return op;
+}
+
+vkllm_status eng_graph_build(const eng_model *m, eng_graph *g, core_err *err) {
+    const model_config *c = &m->cfg;
+    memset(g, 0, sizeof *g);
+    uint32_t cap = 10 * c->n_layer + 3; /* 10 ops per layer, embed, final norm, head */
+    g->ops = core_calloc(m->alloc, cap, sizeof *g->ops);
+    if (!g->ops) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "graph: out of memory");
+    g->buf_width[EB_X] = c->n_embd;
+    g->buf_width[EB_XN] = c->n_embd > c->n_head * c->head_dim ? c->n_embd
+                                                                : c->n_head * c->head_dim;
+    g->buf_width[EB_Q] = c->n_head * c->head_dim;
+    g->buf_width[EB_K] = c->n_head_kv * c->head_dim;
+    g->buf_width[EB_V] = c->n_head_kv * c->head_dim;
+    g->buf_width[EB_ATT] = c->n_head * c->head_dim;
+    g->buf_width[EB_GATE] = c->n_ff;
+    g->buf_width[EB_UP] = c->n_ff;
+    g->buf_width[EB_LOGITS] = c->n_vocab;
+
+    eng_op *op = push(g, EOP_EMBED, 0);
+    op->dst[0] = EB_X;
+    op->w[0] = &m->tok_embd;
+    for (uint32_t il = 0; il < c->n_layer; il++) {
+        const eng_layer *L = &m->layers[il];
+        op = push(g, EOP_RMS_NORM, il);
+        op->src = EB_X, op->dst[0] = EB_XN, op->w[0] = &L->attn_norm;
+
+        op = push(g, EOP_MATMUL, il);
+        op->src = EB_XN, op->n_w = 3;
+        op->w[0] = &L->wq, op->dst[0] = EB_Q;
+        op->w[1] = &L->wk, op->dst[1] = EB_K;
+        op->w[2] = &L->wv, op->dst[2] = EB_V;
+
+        push(g, EOP_ROPE, il);
+        push(g, EOP_KV_STORE, il);
+        op = push(g, EOP_ATTENTION, il);
+        op->src = EB_Q, op->dst[0] = EB_ATT;
+
+        op = push(g, EOP_MATMUL, il);
+        op->src = EB_ATT, op->n_w = 1, op->w[0] = &L->wo, op->dst[0] = EB_X;
+        op->accumulate = true;
+
+        op = push(g, EOP_RMS_NORM, il);
+        op->src = EB_X, op->dst[0] = EB_XN, op->w[0] = &L->ffn_norm;
+
+        op = push(g, EOP_MATMUL, il);
+        op->src = EB_XN, op->n_w = 2;
+        op->w[0] = &L->w_gate, op->dst[0] = EB_GATE;
+        op->w[1] = &L->w_up, op->dst[1] = EB_UP;
+
+        op = push(g, EOP_SWIGLU, il);
+        op->src = EB_GATE, op->src2 = EB_UP, op->dst[0] = EB_GATE;
+
+        op = push(g, EOP_MATMUL, il);
+        op->src = EB_GATE, op->n_w = 1, op->w[0] = &L->w_down, op->dst[0] = EB_X;
+        op->accumulate = true;
+    }
+    op = push(g, EOP_RMS_NORM, 0);
+    op->src = EB_X, op->dst[0] = EB_XN, op->w[0] = &m->output_norm, op->last_rows = true;
+    op = push(g, EOP_MATMUL, 0);
+    op->src = EB_XN, op->n_w = 1, op->w[0] = &m->output, op->dst[0] = EB_LOGITS;
+    op->last_rows = true;
+    return VKLLM_OK;
+}
+
+void eng_graph_free(eng_graph *g, const vkllm_allocator *a) {
+    core_free(a, g->ops);
+    g->ops = NULL;
+    g->n_ops = 0;
+}

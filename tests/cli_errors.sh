@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The CLI's answers to bad input: each case must exit with status 1 (not a signal, not 0)
+# and print one "error: ..." line that says what is wrong. Also: --help exits 0.
+# Needs VKLLM_BIN and VKLLM_MODEL (set by ctest).
+set -u
+bin="${VKLLM_BIN:?VKLLM_BIN not set}"
+model="${VKLLM_MODEL:?VKLLM_MODEL not set}"
+if [ ! -f "$model" ]; then
+    echo "FAIL: default model missing at $model (run scripts/fetch_model.sh)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+
+# expect_error NAME PATTERN -- ARGS...: exit status 1 and stderr matching PATTERN
+expect_error() {
+    local name="$1" pattern="$2"
+    shift 3
+    "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    local rc=$?
+    if [ $rc -eq 1 ] && grep -q "^error: " "$tmp/err" && grep -qiE "$pattern" "$tmp/err"; then
+        pass=$((pass + 1))
+        echo "ok   $name: $(grep -m1 '^error: ' "$tmp/err")"
+    else
+        fail=$((fail + 1))
+        echo "FAIL $name: exit $rc, stderr:"
+        sed 's/^/     /' "$tmp/err" | head -5
+    fi
+}
+
+expect_ok() {
+    local name="$1"
+    shift 2
+    if "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; then
+        pass=$((pass + 1))
+        echo "ok   $name"
+    else
+        fail=$((fail + 1))
+        echo "FAIL $name: exit $?"
+        sed 's/^/     /' "$tmp/err" | head -5
+    fi
+}
+
+expect_error "missing model file" "model file not found.*nope\.gguf" -- run -m "$tmp/nope.gguf" -p hi
+VKLLM_MODEL="" VKLLM_CACHE="$tmp/empty-cache" expect_error "default model not fetched" \
+    "fetch_model" -- run -p hi
+expect_error "unknown device" "unknown device 'tpu'" -- run -m "$model" -p hi --device tpu
+expect_error "unknown vulkan device form" "unknown device" -- run -m "$model" -p hi --device vulkanx
+expect_error "prompt longer than context" "context" -- run -m "$model" -c 8 -n 4 \
+    -p "This prompt is certainly much longer than eight tokens, so it cannot fit."
+expect_error "no prompt" "no prompt" -- run -m "$model"
+expect_error "prompt file missing" "cannot open prompt file" -- run -m "$model" -f "$tmp/none.txt"
+expect_error "unknown command" "unknown command" -- frobnicate
+expect_error "unknown option" "unknown option '--frob'" -- run --frob
+expect_error "bad number" "not a token count" -- run -m "$model" -p hi -n lots
+expect_error "option without value" "needs a value" -- run -m "$model" -p
+expect_error "bad temperature" "temperature" -- run -m "$model" -p hi --temp -1
+head -c 1000000 "$model" >"$tmp/truncated.gguf"
+expect_error "truncated model" "truncated\.gguf" -- run -m "$tmp/truncated.gguf" -p hi
+printf 'not a gguf file at all' >"$tmp/garbage.gguf"
+expect_error "not a gguf file" "garbage\.gguf" -- info -m "$tmp/garbage.gguf"
+: >"$tmp/empty.gguf"
+expect_error "empty file" "empty\.gguf" -- info -m "$tmp/empty.gguf"
+expect_error "directory as model" "error" -- info -m "$tmp"
+
+expect_ok "top-level help" -- --help
+for c in run chat tokenize info devices bench; do
+    expect_ok "$c --help" -- "$c" --help
+done
+expect_ok "devices" -- devices
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
