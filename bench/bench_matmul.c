@@ -4,9 +4,10 @@
  *
  * Decode cycles over enough distinct weight matrices to exceed the last-level cache, so its
  * GB/s is what a real model (~90 MB of weights) sees, not an L2 figure. Prints weight GB/s
- * and GFLOP/s (2 * rows * cols * tokens / time; the activation quantization is not timed).
+ * and GFLOP/s (2 * rows * cols * tokens / time; the activation quantization is not timed),
+ * by wall clock and, on one thread, by the thread's CPU time.
  *
- *   bench_matmul [seconds per case, default 1]
+ *   bench_matmul [seconds per case, default 1] [only this table: scalar, avx2, ...]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pthread_barrier_t */
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct bcase {
     const char *name;
@@ -52,8 +54,17 @@ static void *run_job(void *p) {
     return NULL;
 }
 
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Seconds per repetition, wall clock; *cpu gets the calling thread's CPU seconds per
+ * repetition, which on one thread is the kernel's own time even on a busy machine. */
 static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uint8_t *w,
-                        int n_mats, const uint8_t *xq, uint64_t xrb, float *y, int reps) {
+                        int n_mats, const uint8_t *xq, uint64_t xrb, float *y, int reps,
+                        double *cpu) {
     uint64_t wrb;
     quant_row_bytes(c->type, (uint64_t)c->cols, &wrb);
     pthread_barrier_t bar;
@@ -67,12 +78,14 @@ static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uin
                               .r1 = c->rows, .x = xq, .x_row_bytes = xrb, .n_tokens = c->tokens,
                               .y = y, .y_stride = c->rows}};
     }
-    const double t0 = core_time_s();
+    const double t0 = core_time_s(), c0 = thread_cpu_s();
     for (int i = 1; i < nth; i++) pthread_create(&th[i], NULL, run_job, &jobs[i]);
     run_job(&jobs[0]);
+    const double c1 = thread_cpu_s();
     for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
     const double dt = core_time_s() - t0;
     pthread_barrier_destroy(&bar);
+    *cpu = (c1 - c0) / reps;
     return dt / reps;
 }
 
@@ -83,6 +96,7 @@ static float frand(uint64_t *s) {
 
 int main(int argc, char **argv) {
     const double budget = argc > 1 ? atof(argv[1]) : 1.0;
+    const char *only = argc > 2 ? argv[2] : NULL;
     const bcase cases[] = {
         {"decode  q4_1 1536x576 ", QT_Q4_1, 1536, 576, 1},
         {"decode  q4_1 576x1536 ", QT_Q4_1, 576, 1536, 1},
@@ -94,7 +108,7 @@ int main(int argc, char **argv) {
     uint64_t seed = 1;
     for (int isa = CPU_KERN_SCALAR; isa < CPU_KERN_COUNT; isa++) {
         const cpu_kernels *k = cpu_kernels_get((cpu_kern_isa)isa);
-        if (!k) continue;
+        if (!k || (only && strcmp(only, k->name) != 0)) continue;
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const bcase *c = &cases[ci];
             uint64_t wrb, xrb;
@@ -118,14 +132,19 @@ int main(int argc, char **argv) {
             }
             for (int nth = 1; nth <= 2; nth++) {
                 /* calibrate the repetitions to the time budget */
-                double per = time_case(k, c, nth, w, n_mats, xq, xrb, y, 1);
+                double cpu;
+                double per = time_case(k, c, nth, w, n_mats, xq, xrb, y, 1, &cpu);
                 int reps = (int)(budget / (per > 1e-7 ? per : 1e-7));
                 if (reps < 1) reps = 1;
                 if (reps > 100000) reps = 100000;
-                per = time_case(k, c, nth, w, n_mats, xq, xrb, y, reps);
+                per = time_case(k, c, nth, w, n_mats, xq, xrb, y, reps, &cpu);
                 const double flops = 2.0 * (double)c->rows * (double)c->cols * (double)c->tokens;
-                printf("%-7s %s  %d thr  %9.3f ms  %7.2f GB/s  %8.2f GFLOP/s\n", k->name, c->name,
+                printf("%-7s %s  %d thr  %9.3f ms  %7.2f GB/s  %8.2f GFLOP/s", k->name, c->name,
                        nth, per * 1e3, (double)mat / per / 1e9, flops / per / 1e9);
+                if (nth == 1) /* CPU time: the figure to compare on a loaded machine */
+                    printf("   | cpu %9.3f ms  %7.2f GB/s  %8.2f GFLOP/s", cpu * 1e3,
+                           (double)mat / cpu / 1e9, flops / cpu / 1e9);
+                printf("\n");
                 fflush(stdout);
                 if (k->isa == CPU_KERN_SCALAR && c->tokens > 1) break; /* slow: 1 thread */
             }

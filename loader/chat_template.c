@@ -27,7 +27,9 @@ static void put(out_buf *o, const char *s, size_t n) {
     }
     o->n += n;
 }
-static void puts_(out_buf *o, const char *s) { put(o, s, strlen(s)); }
+static void puts_(out_buf *o, const char *s) {
+    put(o, s, strlen(s));
+}
 
 static const char *find(const char *hay, size_t n, const char *needle) {
     size_t k = strlen(needle);
@@ -48,10 +50,14 @@ chat_format chat_detect(const char *tmpl, size_t len) {
 
 const char *chat_format_name(chat_format fmt) {
     switch (fmt) {
-    case CHAT_FORMAT_CHATML: return "chatml";
-    case CHAT_FORMAT_LLAMA2: return "llama2";
-    case CHAT_FORMAT_LLAMA3: return "llama3";
-    case CHAT_FORMAT_UNKNOWN: break;
+    case CHAT_FORMAT_CHATML:
+        return "chatml";
+    case CHAT_FORMAT_LLAMA2:
+        return "llama2";
+    case CHAT_FORMAT_LLAMA3:
+        return "llama3";
+    case CHAT_FORMAT_UNKNOWN:
+        break;
     }
     return "unknown";
 }
@@ -72,18 +78,24 @@ static size_t find_default_system(const char *t, size_t n, const char *opener, i
         const char *q = p + strlen(opener);
         int lines = 0;
         for (; lines < sep_lines; lines++) {
-            if (q < end && *q == '\n') q++;
-            else if (quote && q + 1 < end && q[0] == '\\' && q[1] == 'n') q += 2;
-            else break;
+            if (q < end && *q == '\n')
+                q++;
+            else if (quote && q + 1 < end && q[0] == '\\' && q[1] == 'n')
+                q += 2;
+            else
+                break;
         }
         if (lines < sep_lines) continue;
         const char *c = find(q, (size_t)(end - q), closer);
         if (!c || c == q) continue;
         bool constant = true;
         for (const char *s = q; s < c && constant; s++) {
-            if (quote && *s == '\\') s++; /* an escaped character is part of the text */
-            else if (quote && *s == quote) constant = false;
-            else if (!quote && *s == '{' && s + 1 < c && (s[1] == '{' || s[1] == '%')) constant = false;
+            if (quote && *s == '\\')
+                s++; /* an escaped character is part of the text */
+            else if (quote && *s == quote)
+                constant = false;
+            else if (!quote && *s == '{' && s + 1 < c && (s[1] == '{' || s[1] == '%'))
+                constant = false;
         }
         if (!constant) continue;
         *start = q;
@@ -103,21 +115,28 @@ static void put_system(out_buf *o, const char *s, size_t n, bool escaped) {
         char c = s[i];
         if (c == '\\' && i + 1 < n) {
             c = s[++i];
-            if (c == 'n') c = '\n';
-            else if (c == 't') c = '\t';
-            else if (c == 'r') c = '\r';
+            if (c == 'n')
+                c = '\n';
+            else if (c == 't')
+                c = '\t';
+            else if (c == 'r')
+                c = '\r';
         }
         put(o, &c, 1);
     }
 }
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /* Jinja's trim / Python's strip (on ASCII whitespace). */
 static void put_trimmed(out_buf *o, const char *s) {
     size_t n = strlen(s), a = 0;
-    while (a < n && is_space(s[a])) a++;
-    while (n > a && is_space(s[n - 1])) n--;
+    while (a < n && is_space(s[a]))
+        a++;
+    while (n > a && is_space(s[n - 1]))
+        n--;
     put(o, s + a, n - a);
 }
 
@@ -125,12 +144,12 @@ static bool role_is(const vkllm_chat_message *m, const char *role) {
     return strcmp(m->role, role) == 0;
 }
 
-static void render_chatml(const char *tmpl, size_t tlen, const vkllm_chat_message *msgs,
-                          size_t n, bool add_assistant, out_buf *o) {
+static void render_chatml(const char *tmpl, size_t tlen, const vkllm_chat_message *msgs, size_t n,
+                          bool add_assistant, out_buf *o) {
     const char *sys;
     bool esc;
-    size_t sys_len = find_default_system(tmpl, tlen, "<|im_start|>system", 1, "<|im_end|>", &sys,
-                                         &esc);
+    size_t sys_len =
+        find_default_system(tmpl, tlen, "<|im_start|>system", 1, "<|im_end|>", &sys, &esc);
     if (n > 0 && sys && !role_is(&msgs[0], "system")) {
         puts_(o, "<|im_start|>system\n");
         put_system(o, sys, sys_len, esc);
@@ -146,8 +165,8 @@ static void render_chatml(const char *tmpl, size_t tlen, const vkllm_chat_messag
     if (add_assistant) puts_(o, "<|im_start|>assistant\n");
 }
 
-static void render_llama3(const char *tmpl, size_t tlen, const vkllm_chat_message *msgs,
-                          size_t n, bool add_assistant, const char *bos, out_buf *o) {
+static void render_llama3(const char *tmpl, size_t tlen, const vkllm_chat_message *msgs, size_t n,
+                          bool add_assistant, const char *bos, out_buf *o) {
     const char *sys;
     bool esc;
     size_t sys_len = find_default_system(tmpl, tlen, "<|start_header_id|>system<|end_header_id|>",
@@ -189,7 +208,8 @@ static vkllm_status render_llama2(const vkllm_chat_message *msgs, size_t n, cons
                 puts_(o, "\n<</SYS>>");
                 const char *c = msgs[i].content;
                 size_t cn = strlen(c);
-                while (cn > 0 && is_space(c[cn - 1])) cn--;
+                while (cn > 0 && is_space(c[cn - 1]))
+                    cn--;
                 if (cn > 0) { /* else the strip takes the blank line after <</SYS>> too */
                     puts_(o, "\n\n");
                     put(o, c, cn);
@@ -219,12 +239,18 @@ vkllm_status chat_render(chat_format fmt, const char *tmpl, size_t tmpl_len,
     out_buf o = {buf, cap, 0};
     vkllm_status st = VKLLM_OK;
     switch (fmt) {
-    case CHAT_FORMAT_CHATML: render_chatml(tmpl, tmpl_len, msgs, n, add_assistant, &o); break;
+    case CHAT_FORMAT_CHATML:
+        render_chatml(tmpl, tmpl_len, msgs, n, add_assistant, &o);
+        break;
     case CHAT_FORMAT_LLAMA3:
         render_llama3(tmpl, tmpl_len, msgs, n, add_assistant, bos_text, &o);
         break;
-    case CHAT_FORMAT_LLAMA2: st = render_llama2(msgs, n, bos_text, &o); break;
-    case CHAT_FORMAT_UNKNOWN: st = VKLLM_ERR_UNSUPPORTED; break;
+    case CHAT_FORMAT_LLAMA2:
+        st = render_llama2(msgs, n, bos_text, &o);
+        break;
+    case CHAT_FORMAT_UNKNOWN:
+        st = VKLLM_ERR_UNSUPPORTED;
+        break;
     }
     *n_out = o.n;
     if (cap > 0) buf[o.n < cap ? o.n : cap - 1] = '\0';

@@ -82,7 +82,8 @@ static void bpe_word(const tok_vocab *v, const uint8_t *wb, size_t nb, tok_symbo
         sym[i].sid = v->byte_sid[wb[i]];
     }
     size_t nheap = 0;
-    for (size_t i = 1; i < nb; i++) try_bigram(v, sym, (int32_t)i - 1, (int32_t)i, heap, &nheap);
+    for (size_t i = 1; i < nb; i++)
+        try_bigram(v, sym, (int32_t)i - 1, (int32_t)i, heap, &nheap);
 
     while (nheap > 0) {
         tok_bigram e = tok_heap_pop(heap, &nheap);
@@ -118,8 +119,8 @@ static void bpe_word(const tok_vocab *v, const uint8_t *wb, size_t nb, tok_symbo
     }
 }
 
-vkllm_status tok_bpe_encode(const tok_vocab *v, const uint8_t *text, size_t len,
-                            tok_scratch *s, tok_out *out) {
+vkllm_status tok_bpe_encode(const tok_vocab *v, const uint8_t *text, size_t len, tok_scratch *s,
+                            tok_out *out) {
     if (!tok_buf_reserve(v, &s->cpts, len * sizeof(uint32_t)) ||
         !tok_buf_reserve(v, &s->bnd, len + 1)) {
         return VKLLM_ERR_OUT_OF_MEMORY;
@@ -138,7 +139,8 @@ vkllm_status tok_bpe_encode(const tok_vocab *v, const uint8_t *text, size_t len,
     size_t a = 0;
     while (a < n) {
         size_t b = a + 1;
-        while (!bnd[b]) b++;
+        while (!bnd[b])
+            b++;
         /* Word bytes (<= 4 per code point), then the same again x2 for the GPT-2 encoding
          * (each byte becomes at most two), one symbol per byte, and at most three queued
          * pairs per byte (one initial pair, two per merge). */
@@ -150,7 +152,8 @@ vkllm_status tok_bpe_encode(const tok_vocab *v, const uint8_t *text, size_t len,
         }
         uint8_t *wb = s->word.p;
         size_t nb = 0;
-        for (size_t i = a; i < b; i++) nb += uni_encode(cpts[i], wb + nb);
+        for (size_t i = a; i < b; i++)
+            nb += uni_encode(cpts[i], wb + nb);
         bpe_word(v, wb, nb, s->sym.p, s->heap.p, wb + max_bytes, out);
         a = b;
     }

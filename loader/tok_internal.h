@@ -67,8 +67,8 @@ struct tok_vocab {
 
     tok_model model;
     tok_pre pre;
-    bool pre_fallback;    /* tokenizer.ggml.pre named something we do not know */
-    bool ignore_merges;   /* llama3: a word that is a whole token is not merged */
+    bool pre_fallback;  /* tokenizer.ggml.pre named something we do not know */
+    bool ignore_merges; /* llama3: a word that is a whole token is not merged */
     bool add_space_prefix;
     bool add_bos, add_eos;
     int32_t bos, eos, eot, eom, unk;
@@ -175,11 +175,11 @@ typedef struct tok_scratch {
 void tok_pretokenize(tok_pre pre, const uint32_t *cpts, size_t n, uint8_t *bnd);
 
 /* BPE over one fragment of raw text (no special tokens inside). */
-vkllm_status tok_bpe_encode(const tok_vocab *v, const uint8_t *text, size_t len,
-                            tok_scratch *s, tok_out *out);
+vkllm_status tok_bpe_encode(const tok_vocab *v, const uint8_t *text, size_t len, tok_scratch *s,
+                            tok_out *out);
 /* SentencePiece over one fragment; add_prefix puts the leading space in front. */
-vkllm_status tok_spm_encode(const tok_vocab *v, const uint8_t *text, size_t len,
-                            bool add_prefix, tok_scratch *s, tok_out *out);
+vkllm_status tok_spm_encode(const tok_vocab *v, const uint8_t *text, size_t len, bool add_prefix,
+                            tok_scratch *s, tok_out *out);
 
 /* ---- special tokens (tok_special.c) ---- */
 
@@ -193,11 +193,12 @@ bool tok_build_specials(tok_vocab *v);
 /* Whitespace-stripping attributes llama.cpp sets by model name (Phi-3, jina, ...); after
  * tok_build_specials. */
 void tok_name_attrs(tok_vocab *v, const gguf_file *f);
-/* Where special tokens are cut out of t: mark[p] = id + 1 where one starts, -1 inside one or
- * in whitespace it strips, 0 in text (only written when *any). occ is scratch. False on
- * allocation failure. */
+/* Where special tokens are cut out of t: mark (int32_t per byte, allocated only if a
+ * special token occurs) gets id + 1 where one starts, -1 inside one or in whitespace it
+ * strips, 0 in text; *any says whether any was cut. occ is scratch. False on allocation
+ * failure. */
 bool tok_find_specials(const tok_vocab *v, const uint8_t *t, size_t len, bool parse_special,
-                       tok_buf *occ, int32_t *mark, bool *any);
+                       tok_buf *occ, tok_buf *mark, bool *any);
 
 /* Binary heap of tok_bigram (tok_bpe.c). n is the number of entries in use. */
 void tok_heap_push(tok_bigram *heap, size_t *n, tok_bigram e);

@@ -42,11 +42,15 @@ static inline size_t p_emit(piece *p, size_t end) {
     return len;
 }
 
-static inline bool is_wln(uint16_t f) { return (f & (UNI_WHITESPACE | UNI_LETTER | UNI_NUMBER)); }
+static inline bool is_wln(uint16_t f) {
+    return (f & (UNI_WHITESPACE | UNI_LETTER | UNI_NUMBER));
+}
 
 /* Only ASCII letters lower-case to the letters a contraction uses (checked against the
  * Unicode simple lowercase mappings), so ASCII folding is the whole of "(?i:...)" here. */
-static inline uint32_t ascii_lower(uint32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+static inline uint32_t ascii_lower(uint32_t c) {
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
 
 /* 's|'t|'re|'ve|'m|'ll|'d at pos, optionally case-insensitive: length matched or 0. */
 static size_t match_contraction(const piece *p, size_t pos, bool fold) {
@@ -78,24 +82,28 @@ static void split_gpt2(piece *p) {
         uint16_t f2 = cpt == ' ' ? p_flags(p, pos + 1) : flags;
         if (f2 & UNI_LETTER) { /* ' ?\p{L}+' */
             pos += (cpt == ' ');
-            while (f2 & UNI_LETTER) f2 = p_flags(p, ++pos);
+            while (f2 & UNI_LETTER)
+                f2 = p_flags(p, ++pos);
             p_emit(p, pos);
             continue;
         }
         if (f2 & UNI_NUMBER) { /* ' ?\p{N}+' */
             pos += (cpt == ' ');
-            while (f2 & UNI_NUMBER) f2 = p_flags(p, ++pos);
+            while (f2 & UNI_NUMBER)
+                f2 = p_flags(p, ++pos);
             p_emit(p, pos);
             continue;
         }
         if (!is_wln(f2) && f2) { /* ' ?[^\s\p{L}\p{N}]+' */
             pos += (cpt == ' ');
-            while (!is_wln(f2) && f2) f2 = p_flags(p, ++pos);
+            while (!is_wln(f2) && f2)
+                f2 = p_flags(p, ++pos);
             p_emit(p, pos);
             continue;
         }
         size_t nws = 0;
-        while (p_flags(p, pos + nws) & UNI_WHITESPACE) nws++;
+        while (p_flags(p, pos + nws) & UNI_WHITESPACE)
+            nws++;
         if (nws > 1 && p_cpt(p, pos + nws) != OUT_OF_RANGE) { /* '\s+(?!\S)': leave one */
             pos += nws - 1;
             p_emit(p, pos);
@@ -129,7 +137,8 @@ static void split_llama3(piece *p, size_t max_digits, uint16_t word) {
         if (!(cpt == '\r' || cpt == '\n' || (flags & UNI_NUMBER))) {
             if ((flags & word) || (p_flags(p, pos + 1) & word)) {
                 pos++;
-                while (p_flags(p, pos) & word) pos++;
+                while (p_flags(p, pos) & word)
+                    pos++;
                 p_emit(p, pos);
                 continue;
             }
@@ -151,9 +160,11 @@ static void split_llama3(piece *p, size_t max_digits, uint16_t word) {
         uint16_t f2 = cpt == ' ' ? p_flags(p, pos + 1) : flags;
         if (!(f2 & stop) && flags) {
             pos += (cpt == ' ');
-            while (!(f2 & stop) && f2) f2 = p_flags(p, ++pos);
+            while (!(f2 & stop) && f2)
+                f2 = p_flags(p, ++pos);
             uint32_t c2 = p_cpt(p, pos);
-            while (c2 == '\r' || c2 == '\n') c2 = p_cpt(p, ++pos);
+            while (c2 == '\r' || c2 == '\n')
+                c2 = p_cpt(p, ++pos);
             p_emit(p, pos);
             continue;
         }
@@ -184,22 +195,34 @@ static void split_llama3(piece *p, size_t max_digits, uint16_t word) {
 
 /* ---- character-class regexes (std::regex in llama.cpp) ---- */
 
-static inline bool is_number(uint32_t c) { return uni_flags(c) & UNI_NUMBER; }
+static inline bool is_number(uint32_t c) {
+    return uni_flags(c) & UNI_NUMBER;
+}
 
 /* "[\p{P}\$\+<=>\^~\|]+": punctuation plus the ASCII symbols listed (not '`'). */
 static inline bool is_punct_or_listed(uint32_t c) {
     if (c < 128) {
         switch (c) {
-        case '$': case '+': case '<': case '=': case '>': case '^': case '~': case '|':
+        case '$':
+        case '+':
+        case '<':
+        case '=':
+        case '>':
+        case '^':
+        case '~':
+        case '|':
             return true;
-        default: break;
+        default:
+            break;
         }
     }
     return uni_flags(c) & UNI_PUNCT;
 }
 
 /* Falcon's "[\p{P}\$\+<=>\^~\|`]+": the same with the backtick. */
-static inline bool is_punct_or_listed_bt(uint32_t c) { return c == '`' || is_punct_or_listed(c); }
+static inline bool is_punct_or_listed_bt(uint32_t c) {
+    return c == '`' || is_punct_or_listed(c);
+}
 
 /* Maximal runs of pred become words ("X+"). */
 static void split_runs(piece *p, bool (*pred)(uint32_t)) {
@@ -210,7 +233,8 @@ static void split_runs(piece *p, bool (*pred)(uint32_t)) {
             continue;
         }
         size_t j = i;
-        while (j < p->b && pred(p->cpts[j])) j++;
+        while (j < p->b && pred(p->cpts[j]))
+            j++;
         p->bnd[i] = 1;
         p->bnd[j] = 1;
         i = j;
@@ -260,36 +284,61 @@ static const enum pass *passes_of(tok_pre pre) {
     static const enum pass def[] = {PASS_PUNCT_RUNS, PASS_GPT2, PASS_NUMBER_RUNS,
                                     PASS_DIGIT_TRIPLES, PASS_END};
     static const enum pass gpt2[] = {PASS_GPT2, PASS_END};
-    static const enum pass falcon[] = {PASS_PUNCT_BT_RUNS, PASS_GPT2, PASS_DIGIT_TRIPLES,
-                                       PASS_END};
+    static const enum pass falcon[] = {PASS_PUNCT_BT_RUNS, PASS_GPT2, PASS_DIGIT_TRIPLES, PASS_END};
     static const enum pass llama3[] = {PASS_LLAMA3, PASS_END};
     static const enum pass qwen2[] = {PASS_QWEN2, PASS_END};
     static const enum pass qwen35[] = {PASS_QWEN35, PASS_END};
     static const enum pass smollm[] = {PASS_NUMBER_EACH, PASS_GPT2, PASS_END};
     switch (pre) {
-    case TOK_PRE_GPT2: return gpt2;
-    case TOK_PRE_LLAMA3: return llama3;
-    case TOK_PRE_QWEN2: return qwen2;
-    case TOK_PRE_QWEN35: return qwen35;
-    case TOK_PRE_SMOLLM: return smollm;
-    case TOK_PRE_FALCON: return falcon;
-    case TOK_PRE_DEFAULT: break;
+    case TOK_PRE_GPT2:
+        return gpt2;
+    case TOK_PRE_LLAMA3:
+        return llama3;
+    case TOK_PRE_QWEN2:
+        return qwen2;
+    case TOK_PRE_QWEN35:
+        return qwen35;
+    case TOK_PRE_SMOLLM:
+        return smollm;
+    case TOK_PRE_FALCON:
+        return falcon;
+    case TOK_PRE_DEFAULT:
+        break;
     }
     return def;
 }
 
 static void run_pass(enum pass pass, piece *p) {
     switch (pass) {
-    case PASS_GPT2: split_gpt2(p); break;
-    case PASS_LLAMA3: split_llama3(p, 3, UNI_LETTER); break;
-    case PASS_QWEN2: split_llama3(p, 1, UNI_LETTER); break;
-    case PASS_QWEN35: split_llama3(p, 1, UNI_LETTER | UNI_MARK); break;
-    case PASS_PUNCT_RUNS: split_runs(p, is_punct_or_listed); break;
-    case PASS_PUNCT_BT_RUNS: split_runs(p, is_punct_or_listed_bt); break;
-    case PASS_NUMBER_RUNS: split_runs(p, is_number); break;
-    case PASS_NUMBER_EACH: split_each(p, is_number); break;
-    case PASS_DIGIT_TRIPLES: split_ascii_digit_triples(p); break;
-    case PASS_END: break;
+    case PASS_GPT2:
+        split_gpt2(p);
+        break;
+    case PASS_LLAMA3:
+        split_llama3(p, 3, UNI_LETTER);
+        break;
+    case PASS_QWEN2:
+        split_llama3(p, 1, UNI_LETTER);
+        break;
+    case PASS_QWEN35:
+        split_llama3(p, 1, UNI_LETTER | UNI_MARK);
+        break;
+    case PASS_PUNCT_RUNS:
+        split_runs(p, is_punct_or_listed);
+        break;
+    case PASS_PUNCT_BT_RUNS:
+        split_runs(p, is_punct_or_listed_bt);
+        break;
+    case PASS_NUMBER_RUNS:
+        split_runs(p, is_number);
+        break;
+    case PASS_NUMBER_EACH:
+        split_each(p, is_number);
+        break;
+    case PASS_DIGIT_TRIPLES:
+        split_ascii_digit_triples(p);
+        break;
+    case PASS_END:
+        break;
     }
 }
 
@@ -302,7 +351,8 @@ void tok_pretokenize(tok_pre pre, const uint32_t *cpts, size_t n, uint8_t *bnd) 
         size_t a = 0;
         while (a < n) {
             size_t b = a + 1;
-            while (!bnd[b]) b++;
+            while (!bnd[b])
+                b++;
             piece p = {cpts, a, b, bnd, a};
             run_pass(*pass, &p);
             a = b;

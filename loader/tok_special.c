@@ -34,26 +34,28 @@ static bool text_in(const tok_vocab *v, uint32_t id, const char *const *list) {
 enum { FIM_PRE, FIM_SUF, FIM_MID, FIM_PAD, FIM_REP, FIM_SEP, N_FIM };
 
 static const char *const eot_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>",
+    "<|eot_id|>",         "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+    "<|end_of_text|>",    "<EOT>",      "_<EOT>",  "[EOT]",         "<｜end▁of▁sentence｜>",
     "<end_of_utterance>", NULL};
 static const char *const eom_texts[] = {"<|eom_id|>", NULL};
 static const char *const fim_texts[N_FIM][9] = {
-    {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>",
-     "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL},
-    {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>",
-     "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL},
-    {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>",
-     "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL},
+    {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+     "<|code_prefix|>", "<|prefix|>", NULL},
+    {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
+     "<|code_suffix|>", "<|suffix|>", NULL},
+    {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
+     "<|code_middle|>", "<|middle|>", NULL},
     {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", NULL},
     {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL},
     {"<|file_sep|>", NULL},
 };
+/* clang-format off */
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
     "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
     "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", "[e~[", NULL};
+    "<｜end▁of▁sentence｜>", "[e~[", NULL};
+/* clang-format on */
 static const char *const always_render_texts[] = {"<|channel|>", "<|message|>", "<|start|>",
                                                   "<|constrain|>", NULL};
 
@@ -114,12 +116,18 @@ void tok_detect_special(tok_vocab *v, const gguf_file *f) {
     bool has_return = false, has_call = false, has_flush = false, has_marker = false;
     for (uint32_t i = 0; i < n; i++) {
         if (!v->is_eog[i]) continue;
-        if (text_is(v, i, "<|return|>")) has_return = true;
-        else if (text_is(v, i, "<|call|>") || text_is(v, i, "<|calls|>")) has_call = true;
-        else if (text_is(v, i, "<|flush|>")) has_flush = true;
-        else if (text_is(v, i, "<|end|>")) end_id = (int32_t)i;
-        if (text_is(v, i, "<|tool_response>") || text_is(v, i, "<|plamo:eos|>")) has_marker = true;
-        else if (text_is(v, i, "</s>")) s_id = (int32_t)i;
+        if (text_is(v, i, "<|return|>"))
+            has_return = true;
+        else if (text_is(v, i, "<|call|>") || text_is(v, i, "<|calls|>"))
+            has_call = true;
+        else if (text_is(v, i, "<|flush|>"))
+            has_flush = true;
+        else if (text_is(v, i, "<|end|>"))
+            end_id = (int32_t)i;
+        if (text_is(v, i, "<|tool_response>") || text_is(v, i, "<|plamo:eos|>"))
+            has_marker = true;
+        else if (text_is(v, i, "</s>"))
+            s_id = (int32_t)i;
     }
     if (end_id >= 0 && has_call && (has_return || has_flush)) {
         v->is_eog[end_id] = 0;
@@ -158,11 +166,14 @@ bool tok_build_specials(tok_vocab *v) {
         keys[r] = (uint64_t)(UINT32_MAX - v->strs[id].len) << 32 | id;
     }
     qsort(keys, v->n_spec, sizeof *keys, cmp_u64);
-    for (uint32_t r = 0; r < v->n_spec; r++) v->spec_ids[r] = (int32_t)(uint32_t)keys[r];
+    for (uint32_t r = 0; r < v->n_spec; r++)
+        v->spec_ids[r] = (int32_t)(uint32_t)keys[r];
     core_free(v->alloc, keys);
-    for (uint32_t r = 0; r < v->n_spec; r++) v->spec_rank[v->spec_ids[r]] = (int32_t)r;
+    for (uint32_t r = 0; r < v->n_spec; r++)
+        v->spec_rank[v->spec_ids[r]] = (int32_t)r;
 
-    for (int c = 0; c < 256; c++) v->root_child[c] = -1;
+    for (int c = 0; c < 256; c++)
+        v->root_child[c] = -1;
     if (trie_bytes == 0) return true;
     if (trie_bytes > INT32_MAX / 2) return false;
     v->trie = core_alloc(v->alloc, trie_bytes * sizeof *v->trie, 0);
@@ -178,7 +189,8 @@ bool tok_build_specials(tok_vocab *v) {
             int32_t *link = node < 0 ? &v->root_child[t[k]] : &v->trie[node].first_child;
             int32_t child = *link;
             if (node >= 0) {
-                while (child >= 0 && v->trie[child].byte != t[k]) child = v->trie[child].next_sibling;
+                while (child >= 0 && v->trie[child].byte != t[k])
+                    child = v->trie[child].next_sibling;
             }
             if (child < 0) {
                 child = (int32_t)v->n_trie++;
@@ -221,7 +233,8 @@ void tok_name_attrs(tok_vocab *v, const gguf_file *f) {
         set_attr_by_text(v, "<mask>", TOK_ATTR_LSTRIP, true);
     } else if (contains(lower, ln, "phi-3") || contains(lower, ln, "phi3")) {
         /* Phi-3's chat markers eat the whitespace after them. */
-        for (uint32_t r = 0; r < v->n_spec; r++) v->attr[v->spec_ids[r]] |= TOK_ATTR_RSTRIP;
+        for (uint32_t r = 0; r < v->n_spec; r++)
+            v->attr[v->spec_ids[r]] |= TOK_ATTR_RSTRIP;
         set_attr_by_text(v, "</s>", TOK_ATTR_RSTRIP, true);
         set_attr_by_text(v, "<unk>", TOK_ATTR_RSTRIP, false);
         set_attr_by_text(v, "<s>", TOK_ATTR_RSTRIP, false);
@@ -231,7 +244,9 @@ void tok_name_attrs(tok_vocab *v, const gguf_file *f) {
     }
 }
 
-static bool is_c_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static bool is_c_space(uint8_t c) {
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
 
 typedef struct occurrence {
     uint32_t rank, pos; /* sort key: matching order of the token, then position */
@@ -251,11 +266,11 @@ static inline bool special_enabled(const tok_vocab *v, int32_t id, bool parse_sp
 
 /* Finds where special tokens are cut out of the text, with llama.cpp's result
  * (tokenizer_st_partition): tokens in matching order, each taking its leftmost
- * non-overlapping occurrences that lie wholly in text no earlier token took. mark[p] gets
- * id + 1 where a token starts and -1 inside it. Returns false on allocation failure;
- * *any is false when nothing matched (mark untouched). */
+ * non-overlapping occurrences that lie wholly in text no earlier token took. One pass over
+ * the text with the trie collects every occurrence; sorting them by (matching order,
+ * position) then replays llama.cpp's token-by-token passes without rescanning the text. */
 bool tok_find_specials(const tok_vocab *v, const uint8_t *t, size_t len, bool parse_special,
-                          tok_buf *occ_buf, int32_t *mark, bool *any) {
+                       tok_buf *occ_buf, tok_buf *mark_buf, bool *any) {
     size_t n_occ = 0;
     *any = false;
     for (size_t i = 0; i < len; i++) {
@@ -264,15 +279,18 @@ bool tok_find_specials(const tok_vocab *v, const uint8_t *t, size_t len, bool pa
             int32_t id = v->trie[node].token;
             if (id >= 0 && special_enabled(v, id, parse_special)) {
                 if (!tok_buf_reserve(v, occ_buf, (n_occ + 1) * sizeof(occurrence))) return false;
-                ((occurrence *)occ_buf->p)[n_occ++] = (occurrence){(uint32_t)v->spec_rank[id],
-                                                                   (uint32_t)i};
+                ((occurrence *)occ_buf->p)[n_occ++] =
+                    (occurrence){(uint32_t)v->spec_rank[id], (uint32_t)i};
             }
             if (++j >= len) break;
             node = v->trie[node].first_child;
-            while (node >= 0 && v->trie[node].byte != t[j]) node = v->trie[node].next_sibling;
+            while (node >= 0 && v->trie[node].byte != t[j])
+                node = v->trie[node].next_sibling;
         }
     }
     if (n_occ == 0) return true;
+    if (!tok_buf_reserve(v, mark_buf, len * sizeof(int32_t))) return false;
+    int32_t *mark = mark_buf->p;
     occurrence *occ = occ_buf->p;
     qsort(occ, n_occ, sizeof *occ, cmp_occurrence);
     memset(mark, 0, len * sizeof *mark);
@@ -287,10 +305,12 @@ bool tok_find_specials(const tok_vocab *v, const uint8_t *t, size_t len, bool pa
         size_t p = occ[k].pos, n = v->strs[id].len;
         if (p < last_end) continue;
         bool free_run = true;
-        for (size_t q = p; q < p + n && free_run; q++) free_run = mark[q] == 0;
+        for (size_t q = p; q < p + n && free_run; q++)
+            free_run = mark[q] == 0;
         if (!free_run) continue;
         mark[p] = id + 1;
-        for (size_t q = p + 1; q < p + n; q++) mark[q] = -1;
+        for (size_t q = p + 1; q < p + n; q++)
+            mark[q] = -1;
         last_end = p + n;
         /* Whitespace next to a stripping token goes with it, within the free text. */
         if (v->attr[id] & TOK_ATTR_LSTRIP) {
@@ -307,4 +327,3 @@ bool tok_find_specials(const tok_vocab *v, const uint8_t *t, size_t len, bool pa
     }
     return true;
 }
-

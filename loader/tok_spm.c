@@ -16,8 +16,8 @@
 
 #include <string.h>
 
-static void try_bigram(const tok_vocab *v, const uint8_t *t, const tok_symbol *sym,
-                       int32_t left, int32_t right, tok_bigram *heap, size_t *nheap) {
+static void try_bigram(const tok_vocab *v, const uint8_t *t, const tok_symbol *sym, int32_t left,
+                       int32_t right, tok_bigram *heap, size_t *nheap) {
     if (left < 0 || right < 0) return;
     /* Symbols are adjacent in t, so their concatenation is a slice of it. */
     uint32_t size = sym[left].n + sym[right].n;
@@ -28,8 +28,8 @@ static void try_bigram(const tok_vocab *v, const uint8_t *t, const tok_symbol *s
     tok_heap_push(heap, nheap, e);
 }
 
-vkllm_status tok_spm_encode(const tok_vocab *v, const uint8_t *text, size_t len,
-                            bool add_prefix, tok_scratch *s, tok_out *out) {
+vkllm_status tok_spm_encode(const tok_vocab *v, const uint8_t *text, size_t len, bool add_prefix,
+                            tok_scratch *s, tok_out *out) {
     /* Escaped text: every byte may become the 3 bytes of U+2581. */
     size_t max = (len + 1) * 3;
     if (!tok_buf_reserve(v, &s->word, max) ||
@@ -67,7 +67,8 @@ vkllm_status tok_spm_encode(const tok_vocab *v, const uint8_t *text, size_t len,
 
     tok_bigram *heap = s->heap.p;
     size_t nheap = 0;
-    for (int32_t i = 1; i < nsym; i++) try_bigram(v, t, sym, i - 1, i, heap, &nheap);
+    for (int32_t i = 1; i < nsym; i++)
+        try_bigram(v, t, sym, i - 1, i, heap, &nheap);
 
     while (nheap > 0) {
         tok_bigram e = tok_heap_pop(heap, &nheap);

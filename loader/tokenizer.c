@@ -37,7 +37,8 @@ static void *grow(const tok_vocab *v, void *old, size_t old_bytes, size_t new_by
 bool tok_buf_reserve(const tok_vocab *v, tok_buf *buf, size_t n) {
     if (n <= buf->cap) return true;
     size_t cap = buf->cap ? buf->cap : 256;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     void *p = grow(v, buf->p, buf->cap, cap);
     if (!p) return false;
     buf->p = p;
@@ -55,7 +56,8 @@ void tok_buf_free(const tok_vocab *v, tok_buf *buf) {
 
 static uint64_t hash_bytes(const char *s, size_t len) {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then a final mix for the low bits */
-    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     return h ^ (h >> 32);
@@ -86,7 +88,8 @@ static bool str_table_rebuild(tok_vocab *v, uint32_t slots) {
         const tok_str *e = &v->strs[sid];
         if (e->token == TOK_SHADOWED) continue;
         uint64_t i = hash_bytes(v->blob + e->off, e->len) & v->str_mask;
-        while (t[i] != TOK_NONE) i = (i + 1) & v->str_mask;
+        while (t[i] != TOK_NONE)
+            i = (i + 1) & v->str_mask;
         t[i] = sid;
     }
     return true;
@@ -125,7 +128,8 @@ static uint32_t intern_tail(tok_vocab *v, size_t off, size_t len) {
 static bool blob_append(tok_vocab *v, const char *s, size_t len) {
     if (v->blob_len + len > v->blob_cap) {
         size_t cap = v->blob_cap ? v->blob_cap : 4096;
-        while (cap < v->blob_len + len) cap *= 2;
+        while (cap < v->blob_len + len)
+            cap *= 2;
         if (cap > UINT32_MAX) return false; /* offsets are 32-bit */
         char *p = grow(v, v->blob, v->blob_len, cap);
         if (!p) return false;
@@ -174,7 +178,8 @@ static vkllm_status load_tokens(tok_vocab *v, const gguf_file *f, core_err *err)
     v->is_eog = core_calloc(v->alloc, n, 1);
     v->spec_rank = core_alloc(v->alloc, n * sizeof *v->spec_rank, 0);
     uint32_t slots = 1024;
-    while (slots < n * 4) slots *= 2;
+    while (slots < n * 4)
+        slots *= 2;
     if (!v->strs || !v->scores || !v->attr || !v->is_eog || !v->spec_rank ||
         !str_table_rebuild(v, slots)) {
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "tokenizer: out of memory (%u tokens)",
@@ -229,7 +234,8 @@ static vkllm_status load_merges(tok_vocab *v, const gguf_file *f, core_err *err)
                          (unsigned long long)n);
     }
     uint32_t slots = 16;
-    while (slots < n * 2) slots *= 2;
+    while (slots < n * 2)
+        slots *= 2;
     v->merges = core_alloc(v->alloc, (size_t)slots * sizeof *v->merges, 0);
     if (!v->merges) goto oom;
     memset(v->merges, 0xFF, (size_t)slots * sizeof *v->merges);
@@ -273,14 +279,16 @@ static vkllm_status load_scores_types(tok_vocab *v, const gguf_file *f, core_err
     int64_t si = gguf_find_key(f, "tokenizer.ggml.scores");
     if (si >= 0) {
         gguf_type t = gguf_kv_type(f, (uint64_t)si) == GGUF_TYPE_ARRAY
-                          ? gguf_kv_arr_type(f, (uint64_t)si) : GGUF_TYPE_COUNT;
+                          ? gguf_kv_arr_type(f, (uint64_t)si)
+                          : GGUF_TYPE_COUNT;
         if (t != GGUF_TYPE_FLOAT32 && t != GGUF_TYPE_INT32) {
             return core_errf(err, VKLLM_ERR_BAD_FILE, "tokenizer.ggml.scores: not f32 or i32");
         }
         if (gguf_kv_arr_len(f, (uint64_t)si) < v->n_tokens) {
-            return core_errf(err, VKLLM_ERR_BAD_FILE, "tokenizer.ggml.scores: %llu scores for "
-                             "%u tokens", (unsigned long long)gguf_kv_arr_len(f, (uint64_t)si),
-                             v->n_tokens);
+            return core_errf(err, VKLLM_ERR_BAD_FILE,
+                             "tokenizer.ggml.scores: %llu scores for "
+                             "%u tokens",
+                             (unsigned long long)gguf_kv_arr_len(f, (uint64_t)si), v->n_tokens);
         }
         for (uint32_t i = 0; i < v->n_tokens; i++) {
             double d = 0;
@@ -290,20 +298,27 @@ static vkllm_status load_scores_types(tok_vocab *v, const gguf_file *f, core_err
     }
     int64_t ti = gguf_find_key(f, "tokenizer.ggml.token_type");
     if (ti < 0) {
-        for (uint32_t i = 0; i < v->n_tokens; i++) v->attr[i] = TOK_ATTR_NORMAL;
+        for (uint32_t i = 0; i < v->n_tokens; i++)
+            v->attr[i] = TOK_ATTR_NORMAL;
         return VKLLM_OK;
     }
     if (gguf_kv_type(f, (uint64_t)ti) != GGUF_TYPE_ARRAY ||
         gguf_kv_arr_type(f, (uint64_t)ti) != GGUF_TYPE_INT32 ||
         gguf_kv_arr_len(f, (uint64_t)ti) < v->n_tokens) {
-        return core_errf(err, VKLLM_ERR_BAD_FILE, "tokenizer.ggml.token_type: not an i32 array "
-                         "of %u types", v->n_tokens);
+        return core_errf(err, VKLLM_ERR_BAD_FILE,
+                         "tokenizer.ggml.token_type: not an i32 array "
+                         "of %u types",
+                         v->n_tokens);
     }
     /* llama_token_type (1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte)
      * to attribute bits; anything else is "undefined" (0), which renders as nothing. */
-    static const uint8_t type_attr[7] = {0, TOK_ATTR_NORMAL, TOK_ATTR_UNKNOWN,
-                                         TOK_ATTR_CONTROL, TOK_ATTR_USER_DEFINED,
-                                         TOK_ATTR_UNUSED, TOK_ATTR_BYTE};
+    static const uint8_t type_attr[7] = {0,
+                                         TOK_ATTR_NORMAL,
+                                         TOK_ATTR_UNKNOWN,
+                                         TOK_ATTR_CONTROL,
+                                         TOK_ATTR_USER_DEFINED,
+                                         TOK_ATTR_UNUSED,
+                                         TOK_ATTR_BYTE};
     for (uint32_t i = 0; i < v->n_tokens; i++) {
         int64_t t = 0;
         gguf_arr_i64(f, (uint64_t)ti, i, &t);
@@ -337,29 +352,52 @@ typedef struct pre_name {
 /* tokenizer.ggml.pre values and the regex list llama.cpp uses for each. */
 static const pre_name pre_names[] = {
     {"default", TOK_PRE_DEFAULT, false},
-    {"llama3", TOK_PRE_LLAMA3, true}, {"llama-v3", TOK_PRE_LLAMA3, true},
-    {"llama-bpe", TOK_PRE_LLAMA3, true}, {"falcon3", TOK_PRE_LLAMA3, true},
-    {"falcon-h1", TOK_PRE_LLAMA3, true}, {"pixtral", TOK_PRE_LLAMA3, true},
-    {"midm-2.0", TOK_PRE_LLAMA3, true}, {"lfm2", TOK_PRE_LLAMA3, true},
+    {"llama3", TOK_PRE_LLAMA3, true},
+    {"llama-v3", TOK_PRE_LLAMA3, true},
+    {"llama-bpe", TOK_PRE_LLAMA3, true},
+    {"falcon3", TOK_PRE_LLAMA3, true},
+    {"falcon-h1", TOK_PRE_LLAMA3, true},
+    {"pixtral", TOK_PRE_LLAMA3, true},
+    {"midm-2.0", TOK_PRE_LLAMA3, true},
+    {"lfm2", TOK_PRE_LLAMA3, true},
     {"jina-v5-nano", TOK_PRE_LLAMA3, true},
-    {"dbrx", TOK_PRE_LLAMA3, false}, {"smaug-bpe", TOK_PRE_LLAMA3, false},
-    {"gpt-2", TOK_PRE_GPT2, false}, {"phi-2", TOK_PRE_GPT2, false},
-    {"jina-es", TOK_PRE_GPT2, false}, {"jina-de", TOK_PRE_GPT2, false},
-    {"gigachat", TOK_PRE_GPT2, false}, {"jina-v2-es", TOK_PRE_GPT2, false},
-    {"jina-v2-de", TOK_PRE_GPT2, false}, {"a.x-4.0", TOK_PRE_GPT2, false},
-    {"mellum", TOK_PRE_GPT2, false}, {"modern-bert", TOK_PRE_GPT2, false},
-    {"jina-v1-en", TOK_PRE_GPT2, false}, {"jina-v2-code", TOK_PRE_GPT2, false},
-    {"roberta-bpe", TOK_PRE_GPT2, false}, {"exaone4", TOK_PRE_GPT2, false},
-    {"mpt", TOK_PRE_GPT2, false}, {"olmo", TOK_PRE_GPT2, false}, {"jais", TOK_PRE_GPT2, false},
-    {"trillion", TOK_PRE_GPT2, false}, {"granite-docling", TOK_PRE_GPT2, false},
-    {"smollm", TOK_PRE_SMOLLM, false}, {"starcoder", TOK_PRE_SMOLLM, false},
-    {"refact", TOK_PRE_SMOLLM, false}, {"command-r", TOK_PRE_SMOLLM, false},
-    {"codeshell", TOK_PRE_SMOLLM, false}, {"exaone", TOK_PRE_SMOLLM, false},
-    {"minerva-7b", TOK_PRE_SMOLLM, false}, {"mellum2", TOK_PRE_SMOLLM, false},
-    {"qwen2", TOK_PRE_QWEN2, false}, {"deepseek-r1-qwen", TOK_PRE_QWEN2, false},
-    {"kormo", TOK_PRE_QWEN2, false}, {"f2llmv2", TOK_PRE_QWEN2, false},
-    {"megrez", TOK_PRE_QWEN2, false}, {"stablelm2", TOK_PRE_QWEN2, false},
-    {"hunyuan", TOK_PRE_QWEN2, false}, {"solar-open", TOK_PRE_QWEN2, false},
+    {"dbrx", TOK_PRE_LLAMA3, false},
+    {"smaug-bpe", TOK_PRE_LLAMA3, false},
+    {"gpt-2", TOK_PRE_GPT2, false},
+    {"phi-2", TOK_PRE_GPT2, false},
+    {"jina-es", TOK_PRE_GPT2, false},
+    {"jina-de", TOK_PRE_GPT2, false},
+    {"gigachat", TOK_PRE_GPT2, false},
+    {"jina-v2-es", TOK_PRE_GPT2, false},
+    {"jina-v2-de", TOK_PRE_GPT2, false},
+    {"a.x-4.0", TOK_PRE_GPT2, false},
+    {"mellum", TOK_PRE_GPT2, false},
+    {"modern-bert", TOK_PRE_GPT2, false},
+    {"jina-v1-en", TOK_PRE_GPT2, false},
+    {"jina-v2-code", TOK_PRE_GPT2, false},
+    {"roberta-bpe", TOK_PRE_GPT2, false},
+    {"exaone4", TOK_PRE_GPT2, false},
+    {"mpt", TOK_PRE_GPT2, false},
+    {"olmo", TOK_PRE_GPT2, false},
+    {"jais", TOK_PRE_GPT2, false},
+    {"trillion", TOK_PRE_GPT2, false},
+    {"granite-docling", TOK_PRE_GPT2, false},
+    {"smollm", TOK_PRE_SMOLLM, false},
+    {"starcoder", TOK_PRE_SMOLLM, false},
+    {"refact", TOK_PRE_SMOLLM, false},
+    {"command-r", TOK_PRE_SMOLLM, false},
+    {"codeshell", TOK_PRE_SMOLLM, false},
+    {"exaone", TOK_PRE_SMOLLM, false},
+    {"minerva-7b", TOK_PRE_SMOLLM, false},
+    {"mellum2", TOK_PRE_SMOLLM, false},
+    {"qwen2", TOK_PRE_QWEN2, false},
+    {"deepseek-r1-qwen", TOK_PRE_QWEN2, false},
+    {"kormo", TOK_PRE_QWEN2, false},
+    {"f2llmv2", TOK_PRE_QWEN2, false},
+    {"megrez", TOK_PRE_QWEN2, false},
+    {"stablelm2", TOK_PRE_QWEN2, false},
+    {"hunyuan", TOK_PRE_QWEN2, false},
+    {"solar-open", TOK_PRE_QWEN2, false},
     {"qwen35", TOK_PRE_QWEN35, false},
     {"falcon", TOK_PRE_FALCON, false},
 };
@@ -398,9 +436,10 @@ vkllm_status tok_load(const gguf_file *f, const vkllm_allocator *a, tok_vocab **
     } else if (model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0) {
         type = TOK_MODEL_BPE;
     } else {
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "tokenizer.ggml.model '%.*s' is not "
-                         "supported (gpt2 and llama are)", (int)(model.len > 64 ? 64 : model.len),
-                         model.ptr);
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                         "tokenizer.ggml.model '%.*s' is not "
+                         "supported (gpt2 and llama are)",
+                         (int)(model.len > 64 ? 64 : model.len), model.ptr);
     }
     tok_vocab *v = core_calloc(a, 1, sizeof *v);
     if (!v) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
@@ -477,8 +516,10 @@ vkllm_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool a
     }
     *n_out = 0;
     if (len > TOK_MAX_TEXT) {
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "tokenize: text of %zu bytes is over the "
-                         "limit of %u", len, TOK_MAX_TEXT);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "tokenize: text of %zu bytes is over the "
+                         "limit of %u",
+                         len, TOK_MAX_TEXT);
     }
     const uint8_t *t = (const uint8_t *)text;
     tok_out out = {ids, cap, 0};
@@ -493,8 +534,7 @@ vkllm_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool a
 
     bool any = false;
     if (len > 0 && v->n_trie > 0) {
-        if (!tok_buf_reserve(v, &marks, len * sizeof(int32_t)) ||
-            !tok_find_specials(v, t, len, parse_special, &occ, marks.p, &any)) {
+        if (!tok_find_specials(v, t, len, parse_special, &occ, &marks, &any)) {
             st = VKLLM_ERR_OUT_OF_MEMORY;
             goto done;
         }
@@ -518,7 +558,8 @@ vkllm_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool a
                 continue;
             }
             size_t q = p;
-            while (q < len && mark[q] == 0) q++;
+            while (q < len && mark[q] == 0)
+                q++;
             st = encode_fragment(v, t + p, q - p, after_special, &s, &out);
             after_special = false;
             p = q;
@@ -540,8 +581,10 @@ done:
     if (st != VKLLM_OK) return st;
     *n_out = out.n;
     if (out.n > cap) {
-        return core_errf(err, VKLLM_ERR_BUFFER_TOO_SMALL, "tokenize: %zu tokens do not fit in "
-                         "%zu", out.n, cap);
+        return core_errf(err, VKLLM_ERR_BUFFER_TOO_SMALL,
+                         "tokenize: %zu tokens do not fit in "
+                         "%zu",
+                         out.n, cap);
     }
     return VKLLM_OK;
 }
@@ -592,9 +635,10 @@ static uint8_t byte_token_value(const uint8_t *t, size_t len) {
     unsigned v = 0;
     for (size_t k = 3; k < len && k < 5; k++) {
         uint8_t c = t[k];
-        unsigned d = (c >= '0' && c <= '9') ? c - '0'
-                   : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                   : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : 16;
+        unsigned d = (c >= '0' && c <= '9')   ? c - '0'
+                     : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                     : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                              : 16;
         if (d == 16) break;
         v = v * 16 + d;
     }
@@ -635,12 +679,24 @@ size_t tok_piece(const tok_vocab *v, int32_t id, bool render_special, char *buf,
 
 /* ---- getters ---- */
 
-uint32_t tok_n_vocab(const tok_vocab *v) { return v ? v->n_tokens : 0; }
-int32_t tok_bos(const tok_vocab *v) { return v ? v->bos : -1; }
-int32_t tok_eos(const tok_vocab *v) { return v ? v->eos : -1; }
-bool tok_add_bos(const tok_vocab *v) { return v && v->add_bos; }
-bool tok_add_eos(const tok_vocab *v) { return v && v->add_eos; }
-bool tok_add_space_prefix(const tok_vocab *v) { return v && v->add_space_prefix; }
+uint32_t tok_n_vocab(const tok_vocab *v) {
+    return v ? v->n_tokens : 0;
+}
+int32_t tok_bos(const tok_vocab *v) {
+    return v ? v->bos : -1;
+}
+int32_t tok_eos(const tok_vocab *v) {
+    return v ? v->eos : -1;
+}
+bool tok_add_bos(const tok_vocab *v) {
+    return v && v->add_bos;
+}
+bool tok_add_eos(const tok_vocab *v) {
+    return v && v->add_eos;
+}
+bool tok_add_space_prefix(const tok_vocab *v) {
+    return v && v->add_space_prefix;
+}
 
 bool tok_is_eog(const tok_vocab *v, int32_t id) {
     return v && id >= 0 && (uint32_t)id < v->n_tokens && v->is_eog[id];
@@ -659,15 +715,24 @@ const char *tok_pre_name(const tok_vocab *v) {
     if (!v) return "";
     if (v->model == TOK_MODEL_SPM) return "spm";
     switch (v->pre) {
-    case TOK_PRE_GPT2: return "gpt-2";
-    case TOK_PRE_LLAMA3: return "llama3";
-    case TOK_PRE_QWEN2: return "qwen2";
-    case TOK_PRE_QWEN35: return "qwen35";
-    case TOK_PRE_SMOLLM: return "smollm";
-    case TOK_PRE_FALCON: return "falcon";
-    case TOK_PRE_DEFAULT: break;
+    case TOK_PRE_GPT2:
+        return "gpt-2";
+    case TOK_PRE_LLAMA3:
+        return "llama3";
+    case TOK_PRE_QWEN2:
+        return "qwen2";
+    case TOK_PRE_QWEN35:
+        return "qwen35";
+    case TOK_PRE_SMOLLM:
+        return "smollm";
+    case TOK_PRE_FALCON:
+        return "falcon";
+    case TOK_PRE_DEFAULT:
+        break;
     }
     return "default";
 }
 
-bool tok_pre_unknown(const tok_vocab *v) { return v && v->pre_fallback; }
+bool tok_pre_unknown(const tok_vocab *v) {
+    return v && v->pre_fallback;
+}

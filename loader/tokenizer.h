@@ -19,8 +19,10 @@ void tok_free(tok_vocab *v);
 
 /* text -> ids. add_special adds BOS (and EOS) as the metadata says (tokenizer.ggml.add_bos_token,
  * add_eos_token, and the model type's default). parse_special turns the text of special and
- * control tokens into those tokens. If cap is too small, returns VKLLM_ERR_BUFFER_TOO_SMALL
- * and *n_out is the number needed. */
+ * control tokens into those tokens; user-defined tokens are matched either way, as in
+ * llama.cpp. If cap is too small, returns VKLLM_ERR_BUFFER_TOO_SMALL and *n_out is the number
+ * needed (the ids that fit are written). Any bytes are accepted: invalid UTF-8 is tokenized
+ * the way llama.cpp does. */
 vkllm_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
                         bool parse_special, int32_t *ids, size_t cap, size_t *n_out,
                         core_err *err);

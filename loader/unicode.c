@@ -10,13 +10,17 @@ uint16_t uni_flags(uint32_t cpt) {
     size_t lo = 0, hi = uni_range_count;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (uni_range_start[mid] <= cpt) lo = mid;
-        else hi = mid;
+        if (uni_range_start[mid] <= cpt)
+            lo = mid;
+        else
+            hi = mid;
     }
     return uni_range_flags[lo];
 }
 
-static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
+static inline int is_cont(uint8_t b) {
+    return (b & 0xC0) == 0x80;
+}
 
 uint32_t uni_decode(const uint8_t *s, size_t len, size_t *adv) {
     uint8_t b = s[0];
@@ -78,7 +82,8 @@ static int byte_is_printable(unsigned b) {
 uint32_t uni_byte_to_cpt(uint8_t b) {
     if (byte_is_printable(b)) return b;
     uint32_t n = 0; /* how many non-printable bytes come before b */
-    for (unsigned i = 0; i < b; i++) n += !byte_is_printable(i);
+    for (unsigned i = 0; i < b; i++)
+        n += !byte_is_printable(i);
     return 256 + n;
 }
 

@@ -45,6 +45,8 @@ struct eng_ctx {
     float *th_rope;
     uint16_t *th_q16;
     float *th_vacc;
+    float *th_tile;               /* large-batch attention: K^T, V, scores, M, S, sums */
+    uint64_t th_tile_floats;
     /* the current run */
     const eng_batch *b;
     float *logits_out;
@@ -241,29 +243,64 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
     for (uint32_t i = 0; i < hd; i++) out[i] = core_fp16_to_fp32(acc16[i]) * inv;
 }
 
-static void attn_head_large(eng_ctx *c, const float *q, uint32_t n_kv, const uint16_t *kc,
-                            const uint16_t *vc, float *out, int ith) {
+/* Queries [t0, t0 + nq) of head h, nq <= CPU_VEC_TILE, against the cache in tiles of
+ * CPU_VEC_TILE positions: K tile transposed to F32, scores, online softmax per tile, V sum. */
+static void attn_block_large(eng_ctx *c, uint32_t h, uint32_t t0, uint32_t nq,
+                             const uint16_t *kc, const uint16_t *vc, float *out_buf,
+                             uint32_t out_w, int ith) {
+    enum { T = CPU_VEC_TILE };
     const uint32_t hd = c->m->cfg.head_dim;
     const float scale = 1.0f / sqrtf((float)hd);
     const cpu_vec_kernels *ak = c->be->k.ak;
-    float *scores = c->th_scores + (uint64_t)ith * c->n_ctx;
-    float *acc = c->th_vacc + (uint64_t)ith * hd;
-    float mx = -INFINITY;
-    for (uint32_t j = 0; j < n_kv; j++) {
-        const float s = ak->dot_f32_f16(q, kc + (uint64_t)j * c->kv_dim, (int)hd) * scale;
-        scores[j] = s;
-        if (s > mx) mx = s;
+    float *kt = c->th_tile + (uint64_t)ith * c->th_tile_floats;
+    float *v32 = kt + (uint64_t)hd * T;
+    float *kq = v32 + (uint64_t)hd * T;
+    float *M = kq + T, *S = M + T;
+    float *acc = S + T;
+    for (uint32_t q = 0; q < nq; q++) {
+        M[q] = -INFINITY;
+        S[q] = 0.0f;
     }
-    float sum = 0.0f;
-    for (uint32_t j = 0; j < n_kv; j++) {
-        scores[j] = expf(scores[j] - mx);
-        sum += scores[j];
+    memset(acc, 0, (size_t)nq * hd * sizeof *acc);
+    const uint32_t kv_end = c->b->pos0 + t0 + nq; /* keys the last query sees */
+    for (uint32_t j0 = 0; j0 < kv_end; j0 += T) {
+        const uint32_t cnt = kv_end - j0 < T ? kv_end - j0 : T;
+        for (uint32_t j = 0; j < T; j++) {
+            const uint16_t *kr = kc + (uint64_t)(j0 + j) * c->kv_dim;
+            const uint16_t *vr = vc + (uint64_t)(j0 + j) * c->kv_dim;
+            for (uint32_t d = 0; d < hd; d++) {
+                kt[d * T + j] = j < cnt ? core_fp16_to_fp32(kr[d]) : 0.0f;
+                v32[(uint64_t)j * hd + d] = j < cnt ? core_fp16_to_fp32(vr[d]) : 0.0f;
+            }
+        }
+        for (uint32_t q = 0; q < nq; q++) {
+            const uint32_t n_kv = c->b->pos0 + t0 + q + 1;
+            if (n_kv <= j0) continue; /* the whole tile is in this query's future */
+            const uint32_t vis = n_kv - j0 < T ? n_kv - j0 : T;
+            const float *qv = c->buf[EB_Q] + (uint64_t)(t0 + q) * c->g->buf_width[EB_Q] + h * hd;
+            ak->kq_tile(kt, qv, (int)hd, kq);
+            float tmax = -INFINITY;
+            for (uint32_t j = 0; j < T; j++) {
+                kq[j] = j < vis ? kq[j] * scale : -INFINITY;
+                tmax = kq[j] > tmax ? kq[j] : tmax;
+            }
+            const float m_new = fmaxf(M[q], tmax);
+            float *a = acc + (uint64_t)q * hd;
+            if (m_new > M[q]) {
+                const float ms = expf(M[q] - m_new);
+                for (uint32_t d = 0; d < hd; d++) a[d] *= ms;
+                S[q] *= ms;
+            }
+            M[q] = m_new;
+            S[q] = (float)((double)S[q] + ak->softmax_tile(kq, m_new));
+            ak->v_accum(a, kq, v32, (int)hd);
+        }
     }
-    memset(acc, 0, hd * sizeof *acc);
-    for (uint32_t j = 0; j < n_kv; j++)
-        ak->axpy_f16_f32(acc, vc + (uint64_t)j * c->kv_dim, scores[j], (int)hd);
-    const float inv = 1.0f / sum;
-    for (uint32_t i = 0; i < hd; i++) out[i] = acc[i] * inv;
+    for (uint32_t q = 0; q < nq; q++) {
+        const float inv = S[q] == 0.0f ? 0.0f : 1.0f / S[q];
+        float *o = out_buf + (uint64_t)(t0 + q) * out_w + h * hd;
+        for (uint32_t d = 0; d < hd; d++) o[d] = acc[(uint64_t)q * hd + d] * inv;
+    }
 }
 
 static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
@@ -271,18 +308,29 @@ static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
     const uint32_t hd = cfg->head_dim, group = cfg->n_head / cfg->n_head_kv;
     const uint16_t *kc = c->kcache + (uint64_t)op->layer * c->n_ctx * c->kv_dim;
     const uint16_t *vc = c->vcache + (uint64_t)op->layer * c->n_ctx * c->kv_dim;
-    const bool small = c->b->n_tokens < CPU_ATTN_TILE_Q;
+    float *out = c->buf[op->dst[0]];
+    const uint32_t out_w = c->g->buf_width[op->dst[0]];
     uint32_t lo, hi;
+    if (c->b->n_tokens >= CPU_ATTN_TILE_Q && hd % 8 == 0) {
+        const uint32_t n_qt = (c->b->n_tokens + CPU_VEC_TILE - 1) / CPU_VEC_TILE;
+        split(n_qt * cfg->n_head, ith, nth, 1, &lo, &hi);
+        for (uint32_t item = lo; item < hi; item++) {
+            const uint32_t h = item % cfg->n_head, qt = item / cfg->n_head;
+            const uint32_t t0 = qt * CPU_VEC_TILE;
+            const uint32_t nq = c->b->n_tokens - t0 < CPU_VEC_TILE ? c->b->n_tokens - t0
+                                                                   : CPU_VEC_TILE;
+            const uint32_t kvh = h / group;
+            attn_block_large(c, h, t0, nq, kc + kvh * hd, vc + kvh * hd, out, out_w, ith);
+        }
+        return;
+    }
     split(c->b->n_tokens * cfg->n_head, ith, nth, 1, &lo, &hi);
     for (uint32_t item = lo; item < hi; item++) {
         const uint32_t t = item / cfg->n_head, h = item % cfg->n_head;
         const uint32_t n_kv = c->b->pos0 + t + 1, kvh = h / group;
         const float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q] + h * hd;
-        float *out = c->buf[op->dst[0]] + (uint64_t)t * c->g->buf_width[op->dst[0]] + h * hd;
-        if (small)
-            attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd, out, ith);
-        else
-            attn_head_large(c, q, n_kv, kc + kvh * hd, vc + kvh * hd, out, ith);
+        attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd,
+                        out + (uint64_t)t * out_w + h * hd, ith);
     }
 }
 
@@ -358,6 +406,7 @@ static void cpu_ctx_destroy(eng_ctx *c) {
     core_free(a, c->th_rope);
     core_free(a, c->th_q16);
     core_free(a, c->th_vacc);
+    core_free(a, c->th_tile);
     core_free(a, c);
 }
 
@@ -407,6 +456,9 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
     c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
     c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(float));
+    c->th_tile_floats = (uint64_t)cfg->head_dim * CPU_VEC_TILE * 3 + 3 * CPU_VEC_TILE;
+    c->th_tile = core_calloc(a, (size_t)nth, (size_t)c->th_tile_floats * sizeof(float));
+    ok = ok && c->th_tile;
     ok = ok && c->tmp && c->kcache && c->vcache && c->th_scores && c->th_rope && c->th_q16 &&
          c->th_vacc;
     if (!ok) {

@@ -6,11 +6,12 @@
  * Tables are immutable; there is no global mutable state. Nothing here allocates, and the
  * kernels are safe to call from many threads at once on disjoint outputs.
  *
- * Numbers: the AVX2 quantizers give the same bytes as the reference; the AVX2 dot products
- * and matmul of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and F16 follow the lane order of llama.cpp's x86
- * AVX2 code, so on the same inputs they return the same floats as its CPU backend
- * (ggml_vec_dot_* and llamafile's tinyBLAS for Q8_0); against the scalar reference they
- * differ by float rounding only.
+ * Numbers: the AVX2 quantizers give the same bytes as the reference (and as llama.cpp's x86
+ * CPU backend). The AVX2 matmul of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K/F16/F32 follows
+ * the lane order of llama.cpp's x86 AVX2 ggml_vec_dot_*, so on the same inputs it returns
+ * the same floats; for Q4_1, Q5_0, Q5_1 and Q8_0 (tinyBLAS included) that is what llama.cpp's
+ * whole mul_mat returns, decode and prefill. Against the scalar reference the results differ
+ * by float rounding only. Q2_K, Q3_K and BF16 use the reference / a plain AVX2 loop.
  */
 #ifndef VKLLM_CPU_KERNELS_H
 #define VKLLM_CPU_KERNELS_H

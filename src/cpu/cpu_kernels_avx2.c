@@ -10,10 +10,13 @@
  *    float product d_w * d_x; at the end the lanes are summed as hsum8 does, plus for
  *    Q4_1/Q5_1 a scalar fused sum of m_w * s_x over blocks. Any other order would change the
  *    last bits and, sooner or later, a sampled token.
+ *    The K formats likewise follow ggml's AVX2 vec_dot (see cpu_matmul_k_avx2.c); F16 and
+ *    F32 rows its four-accumulator vec_dot.
  *  - The matmul reuses each unpacked weight block across a tile of tokens and each
  *    activation block across a tile of rows (register blocking), which keeps the per-output
  *    arithmetic above unchanged: only the loops around it are reordered.
- * The matmul itself is in cpu_matmul_avx2.c.
+ * This file holds the quantizers, the float-row helpers and the table; the matmul is in
+ * cpu_matmul_avx2.c (32-element formats, floats) and cpu_matmul_k_avx2.c (K formats).
  */
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_kernels_avx2.h"
@@ -26,8 +29,9 @@
 #include <math.h>
 #include <string.h>
 
-/* int32 x 8 -> int8 x 8 in the low 8 bytes of each 128-bit half is awkward; this packs four
- * int32 vectors (32 values, in order) into 32 int8. */
+/* Four int32 vectors (32 values, in order) -> 32 int8 with saturation. The packs work per
+ * 128-bit half, so the result comes out in 4-byte groups 0,2,4,6,1,3,5,7 and is permuted
+ * back. */
 INLINE __m256i pack_i32x32(__m256i a, __m256i b, __m256i c, __m256i d) {
     const __m256i ab = _mm256_packs_epi32(a, b); /* a0-3 b0-3 | a4-7 b4-7 */
     const __m256i cd = _mm256_packs_epi32(c, d);

@@ -1,4 +1,4 @@
-/* Internal to the AVX2 kernel files (cpu_kernels_avx2.c, cpu_matmul_avx2.c): small inline
+/* Internal to the AVX2 kernel files (cpu_kernels_avx2.c, cpu_matmul*_avx2.c): small inline
  * helpers and the functions one file lends the other. Include only from files compiled with
  * -mavx2 -mfma -mf16c; everything is inside the same feature guard as those files.
  */
@@ -55,6 +55,11 @@ float cpu_avx2_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n);
 float cpu_avx2_dot_f32(const float *a, const float *b, int64_t n);
 float cpu_avx2_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n);
 void cpu_avx2_matmul(const cpu_matmul_args *a);
+void cpu_avx2_matmul_k(const cpu_matmul_args *a); /* Q4_K, Q5_K, Q6_K */
+
+/* The tile loops must be unrolled for the accumulators to become registers; -O2 alone
+ * leaves them as loops over a stack array. */
+#define UNROLL _Pragma("GCC unroll 8")
 
 #endif
 #endif

@@ -18,6 +18,7 @@
 #include "core/quant_blocks.h"
 
 #include <math.h>
+#include <stddef.h>
 
 /* Blocks per row the stack scale buffers hold (rows up to 32768 elements); longer rows take
  * the scalar reference path. */
@@ -30,10 +31,6 @@
 #define PREFILL_RR 3
 /* Decode prefetch distance in weight bytes (tuned on Zen 3: 1-8 KB all help, 4 KB best). */
 #define PREFETCH_AHEAD 4096
-
-/* The tile loops must be unrolled for the accumulators to become registers; -O2 alone
- * leaves them as loops over a stack array. */
-#define UNROLL _Pragma("GCC unroll 4")
 
 /* ---- per-format weight access: the codes of one block as 32 bytes, and its scales -------- */
 
@@ -51,7 +48,6 @@ INLINE size_t wblock_bytes(quant_type t) {
     }
 }
 
-/* Codes of block p; *d and *m its scale and min (m only for affine formats). */
 /* d and m of an affine block, which sit next to each other: one conversion for both. */
 INLINE void half_pair(const uint16_t *h, float *d, float *m) {
     uint32_t u;
@@ -61,6 +57,8 @@ INLINE void half_pair(const uint16_t *h, float *d, float *m) {
     *m = _mm_cvtss_f32(_mm_movehdup_ps(v));
 }
 
+/* Codes of block p as 32 bytes in element order; *d and *m its scale and min (m only for
+ * affine formats). */
 INLINE __m256i wcodes(quant_type t, const uint8_t *p, float *d, float *m) {
     switch (t) {
     case QT_Q4_0: {
@@ -289,140 +287,6 @@ static void matmul_q5_0(const cpu_matmul_args *a) { matmul_q32(QT_Q5_0, a); }
 static void matmul_q5_1(const cpu_matmul_args *a) { matmul_q32(QT_Q5_1, a); }
 static void matmul_q8_0(const cpu_matmul_args *a) { matmul_q32(QT_Q8_0, a); }
 
-/* ---- K formats: one output at a time, ggml's AVX2 arithmetic -------------------------- */
-
-/* Per super-block ggml forms 8 int32 lanes (lane k: the products of bytes 4k..4k+3 of every
- * 32-element chunk, times their group scale), converts them to float and fused-multiply-adds
- * them with d_w * d_x into an 8-lane accumulator; the mins go their own way (below). The
- * integer lane values are fixed by that definition, so the float results match bit for bit. */
-
-INLINE __m256i k_scale16(const uint8_t *sm, int g) { return _mm256_set1_epi16((short)sm[g]); }
-
-/* Q4_K: mins m_g times the 32-element sums of x (pairs of bsums) in 4 lanes, fused with
- * -d_x * dmin_w into a 4-lane accumulator summed at the end as (0+2) + (1+3). */
-static float dot_q4_K(int64_t n, const quant_block_q4_K *x, const quant_block_q8_K *y) {
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int64_t i = 0; i < n / QUANT_QK_K; i++) {
-        const float d = y[i].d * h2f(x[i].d), dmin = -y[i].d * h2f(x[i].dmin);
-        uint8_t sm[16];
-        quant_k4_scales_mins(x[i].scales, sm);
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs32)), accm);
-        __m256i sumi = _mm256_setzero_si256();
-        UNROLL
-        for (int j = 0; j < 4; j++) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(bits, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j));
-            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j + 32));
-            const __m256i p0 = _mm256_madd_epi16(k_scale16(sm, 2 * j), _mm256_maddubs_epi16(lo, y0));
-            const __m256i p1 = _mm256_madd_epi16(k_scale16(sm, 2 * j + 1), _mm256_maddubs_epi16(hi, y1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
-    return hsum8(acc) + _mm_cvtss_f32(accm);
-}
-
-/* Q5_K: as Q4_K with the fifth bit from qh; ggml sums its min term as a scalar, fused. */
-static float dot_q5_K(int64_t n, const quant_block_q5_K *x, const quant_block_q8_K *y) {
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
-    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-    for (int64_t i = 0; i < n / QUANT_QK_K; i++) {
-        const float d = y[i].d * h2f(x[i].d), dmin = -y[i].d * h2f(x[i].dmin);
-        uint8_t sm[16];
-        quant_k4_scales_mins(x[i].scales, sm);
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i prod = _mm_madd_epi16(mins, bs32);
-        const int msum = _mm_cvtsi128_si32(prod) + _mm_extract_epi32(prod, 1) +
-                         _mm_extract_epi32(prod, 2) + _mm_extract_epi32(prod, 3);
-        summs = fmaf(dmin, (float)msum, summs);
-        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-        UNROLL
-        for (int j = 0; j < 4; j++) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                                               _mm256_slli_epi16(h1, 4));
-            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j));
-            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j + 32));
-            const __m256i p0 = _mm256_madd_epi16(k_scale16(sm, 2 * j), _mm256_maddubs_epi16(lo, y0));
-            const __m256i p1 = _mm256_madd_epi16(k_scale16(sm, 2 * j + 1), _mm256_maddubs_epi16(hi, y1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum8(acc) + summs;
-}
-
-/* Q6_K: codes 0..63 as unsigned bytes, the -32 offset taken off afterwards in the lane
- * layout ggml uses (lane k: 32 * the scaled sums of elements 32k..32k+31). */
-static float dot_q6_K(int64_t n, const quant_block_q6_K *x, const quant_block_q8_K *y) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
-    for (int64_t i = 0; i < n / QUANT_QK_K; i++) {
-        const float d = y[i].d * h2f(x[i].d);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
-        __m256i sumi = _mm256_setzero_si256();
-        UNROLL
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            /* chunk c (elements 128h + 32c ...): low nibbles of l0, l1, then high nibbles;
-             * its top 2 bits are bits 2c, 2c+1 of qh */
-            const __m256i lo4[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
-                                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
-            UNROLL
-            for (int c = 0; c < 4; c++) {
-                const __m256i top = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), m2);
-                const __m256i q = _mm256_or_si256(lo4[c], _mm256_slli_epi16(top, 4));
-                const __m256i yq = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * c));
-                const int g = 8 * h + 2 * c; /* groups of 16: the two halves of the chunk */
-                const __m256i sc = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(
-                    _mm_set1_epi8(x[i].scales[g]), _mm_set1_epi8(x[i].scales[g + 1])));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, yq)));
-            }
-        }
-        sumi = _mm256_sub_epi32(sumi, offset);
-        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum8(acc);
-}
-
-/* One dot product per output; the weight row stays in L1 across the tokens. */
-static void matmul_k(const cpu_matmul_args *a) {
-    const uint8_t *w = a->w, *x = a->x;
-    for (int64_t r = a->r0; r < a->r1; r++)
-        for (int64_t t = 0; t < a->n_tokens; t++) {
-            const void *wr = w + (size_t)r * a->w_row_bytes, *xr = x + (size_t)t * a->x_row_bytes;
-            float v;
-            switch (a->w_type) {
-            case QT_Q4_K: v = dot_q4_K(a->n_in, wr, xr); break;
-            case QT_Q5_K: v = dot_q5_K(a->n_in, wr, xr); break;
-            default: v = dot_q6_K(a->n_in, wr, xr); break;
-            }
-            a->y[t * a->y_stride + r] = v;
-        }
-}
-
 /* ---- float weights: one dot product per output ---------------------------------------- */
 
 static void matmul_float(const cpu_matmul_args *a) {
@@ -449,7 +313,7 @@ void cpu_avx2_matmul(const cpu_matmul_args *a) {
     case QT_Q8_0: matmul_q8_0(a); break;
     case QT_Q4_K:
     case QT_Q5_K:
-    case QT_Q6_K: matmul_k(a); break;
+    case QT_Q6_K: cpu_avx2_matmul_k(a); break;
     case QT_F16:
     case QT_BF16:
     case QT_F32: matmul_float(a); break;

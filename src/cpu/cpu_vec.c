@@ -68,7 +68,39 @@ static void swiglu(float *y, const float *g, const float *u, int n) {
     }
 }
 
-static const cpu_vec_kernels k_scalar = {scale_f16, mad_f16, dot_f32_f16, axpy_f16_f32, swiglu};
+static void kq_tile(const float *kt, const float *q, int hd, float *kq) {
+    for (int j = 0; j < CPU_VEC_TILE; j++) {
+        float acc = 0.0f;
+        for (int d = 0; d < hd; d++) acc = fmaf(kt[d * CPU_VEC_TILE + j], q[d], acc);
+        kq[j] = acc;
+    }
+}
+
+double cpu_vec_hsum8(const float *v) {
+    /* the lane order of an AVX2 horizontal add: (0+4)+(2+6) + (1+5)+(3+7) */
+    const float a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
+    return (double)((a0 + a2) + (a1 + a3));
+}
+
+static double softmax_tile(float *kq, float m) {
+    double sum = 0.0;
+    for (int j = 0; j < CPU_VEC_TILE; j += 8) {
+        for (int l = 0; l < 8; l++) kq[j + l] = cpu_vec_expf(kq[j + l] - m);
+        sum += cpu_vec_hsum8(kq + j);
+    }
+    return sum;
+}
+
+static void v_accum(float *acc, const float *p, const float *v, int hd) {
+    for (int i = 0; i < hd; i++) {
+        float a = acc[i];
+        for (int j = 0; j < CPU_VEC_TILE; j++) a = fmaf(v[j * hd + i], p[j], a);
+        acc[i] = a;
+    }
+}
+
+static const cpu_vec_kernels k_scalar = {scale_f16, mad_f16,      dot_f32_f16, axpy_f16_f32,
+                                         swiglu,    kq_tile,      softmax_tile, v_accum};
 
 const cpu_vec_kernels *cpu_vec_kernels_get(bool avx2) {
 #if defined(__x86_64__)

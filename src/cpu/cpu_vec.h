@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define CPU_VEC_TILE 64
+
 typedef struct cpu_vec_kernels {
     /* y[i] = f16(f32(y[i]) * s) */
     void (*scale_f16)(uint16_t *y, float s, int n);
@@ -26,10 +28,22 @@ typedef struct cpu_vec_kernels {
     void (*axpy_f16_f32)(float *y, const uint16_t *x, float s, int n);
     /* y[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)) */
     void (*swiglu)(float *y, const float *g, const float *u, int n);
+    /* Tiled attention over CPU_VEC_TILE key positions (the large-batch path):
+     * kq[j] = sum_d kt[d * TILE + j] * q[d], a sequential FMA chain over d from 0;
+     * softmax_tile: kq[j] = exp(kq[j] - m) for all TILE entries (-inf gives 0), returns the
+     *   sum, added 8 lanes at a time in double;
+     * v_accum: acc[i] = acc[i] + sum_j v[j * hd + i] * p[j], a sequential FMA chain over j.
+     * hd is a multiple of 8. */
+    void (*kq_tile)(const float *kt, const float *q, int hd, float *kq);
+    double (*softmax_tile)(float *kq, float m);
+    void (*v_accum)(float *acc, const float *p, const float *v, int hd);
 } cpu_vec_kernels;
 
 /* exp(x) computed exactly as the SIMD versions compute each lane. */
 float cpu_vec_expf(float x);
+
+/* Sum of 8 floats in the lane order of an AVX2 horizontal add, widened to double. */
+double cpu_vec_hsum8(const float *v);
 
 /* avx2: use the AVX2 versions (caller checked the processor has AVX2, FMA and F16C). */
 const cpu_vec_kernels *cpu_vec_kernels_get(bool avx2);

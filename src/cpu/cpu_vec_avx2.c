@@ -104,6 +104,43 @@ static void swiglu(float *y, const float *g, const float *u, int n) {
     }
 }
 
-static const cpu_vec_kernels k_avx2 = {scale_f16, mad_f16, dot_f32_f16, axpy_f16_f32, swiglu};
+static void kq_tile(const float *kt, const float *q, int hd, float *kq) {
+    for (int j = 0; j < CPU_VEC_TILE; j += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d++) {
+            const __m256 qd = _mm256_set1_ps(q[d]);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kt + d * CPU_VEC_TILE + j), qd, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(kt + d * CPU_VEC_TILE + j + 8), qd, a1);
+        }
+        _mm256_storeu_ps(kq + j, a0);
+        _mm256_storeu_ps(kq + j + 8, a1);
+    }
+}
+
+static double softmax_tile(float *kq, float m) {
+    const __m256 vm = _mm256_set1_ps(m);
+    double sum = 0.0;
+    for (int j = 0; j < CPU_VEC_TILE; j += 8) {
+        const __m256 v = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(kq + j), vm));
+        _mm256_storeu_ps(kq + j, v);
+        __m128 h = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        sum += (double)_mm_cvtss_f32(h);
+    }
+    return sum;
+}
+
+static void v_accum(float *acc, const float *p, const float *v, int hd) {
+    for (int i = 0; i < hd; i += 8) {
+        __m256 a = _mm256_loadu_ps(acc + i);
+        for (int j = 0; j < CPU_VEC_TILE; j++)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(v + j * hd + i), _mm256_set1_ps(p[j]), a);
+        _mm256_storeu_ps(acc + i, a);
+    }
+}
+
+static const cpu_vec_kernels k_avx2 = {scale_f16, mad_f16,      dot_f32_f16, axpy_f16_f32,
+                                       swiglu,    kq_tile,      softmax_tile, v_accum};
 
 const cpu_vec_kernels *cpu_vec_kernels_avx2(void) { return &k_avx2; }

@@ -32,8 +32,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     gguf_open_desc d = {.vocab_only = true};
     if (gguf_open(path, &d, &g_file, &err) != VKLLM_OK ||
         tok_load(g_file, NULL, &g_vocab, &err) != VKLLM_OK) {
-        fprintf(stderr, "fuzz_tokenizer: %s: %s (scripts/fetch_model.sh fetches the model)\n",
-                path, err.msg);
+        fprintf(stderr, "fuzz_tokenizer: %s: %s (scripts/fetch_model.sh fetches the model)\n", path,
+                err.msg);
         abort();
     }
     return 0;
@@ -48,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         bool parse_special = mode & 1, add_special = mode & 2;
         core_err err = {{0}};
         size_t n = 0, n2 = 0;
-        vkllm_status st = tok_encode(g_vocab, (const char *)data, size, add_special,
-                                     parse_special, ids, sizeof ids / sizeof ids[0], &n, &err);
+        vkllm_status st = tok_encode(g_vocab, (const char *)data, size, add_special, parse_special,
+                                     ids, sizeof ids / sizeof ids[0], &n, &err);
         if (st != VKLLM_OK) abort();
         for (size_t i = 0; i < n; i++) {
             if (ids[i] < 0 || (uint32_t)ids[i] >= n_vocab) abort();

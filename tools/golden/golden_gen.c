@@ -88,16 +88,19 @@ static long gg_unescape(char *s) {
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if there is none. */
 static size_t gg_utf8_len(const unsigned char *s, size_t n) {
-    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3
-               : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    size_t len = s[0] < 0x80             ? 1
+                 : (s[0] & 0xe0) == 0xc0 ? 2
+                 : (s[0] & 0xf0) == 0xe0 ? 3
+                 : (s[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
     if (len == 0 || len > n || (len == 2 && s[0] < 0xc2)) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
     }
     /* overlong 3/4-byte forms, UTF-16 surrogates, past U+10FFFF (RFC 3629, section 4) */
     if (len == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
-    if (len == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || s[0] > 0xf4 ||
-                     (s[0] == 0xf4 && s[1] >= 0x90))) {
+    if (len == 4 &&
+        ((s[0] == 0xf0 && s[1] < 0x90) || s[0] > 0xf4 || (s[0] == 0xf4 && s[1] >= 0x90))) {
         return 0;
     }
     return len;
@@ -110,11 +113,16 @@ static void gg_escape(FILE *f, const char *str, size_t n) {
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
         size_t len = gg_utf8_len(s + i, n - i);
-        if (c == '\\') fputs("\\\\", f);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20 || c == 0x7f || len == 0) fprintf(f, "\\x%02x", c);
+        if (c == '\\')
+            fputs("\\\\", f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c < 0x20 || c == 0x7f || len == 0)
+            fprintf(f, "\\x%02x", c);
         else {
             fwrite(s + i, 1, len, f);
             i += len;
@@ -146,7 +154,8 @@ static bool gg_topk(const float *logits, int n, int k, int *ids, float *vals) {
 
 static void gg_write_topk(FILE *f, int step, const int *ids, const float *vals) {
     fprintf(f, "top10_step%d\t", step);
-    for (int i = 0; i < TOPK; i++) fprintf(f, "%s%d:%.9g", i ? " " : "", ids[i], vals[i]);
+    for (int i = 0; i < TOPK; i++)
+        fprintf(f, "%s%d:%.9g", i ? " " : "", ids[i], vals[i]);
     fprintf(f, "\nmaxlogit_step%d\t%.9g\n", step, vals[0]);
 }
 
@@ -155,8 +164,7 @@ static int gg_decode(struct llama_context *ctx, llama_token *toks, int n, int n_
         int m = n - i < n_batch ? n - i : n_batch;
         int rc = llama_decode(ctx, llama_batch_get_one(toks + i, m));
         if (rc != 0) {
-            fprintf(stderr, "golden_gen: llama_decode failed (%d) at token %d of %d\n", rc, i,
-                    n);
+            fprintf(stderr, "golden_gen: llama_decode failed (%d) at token %d of %d\n", rc, i, n);
             return -1;
         }
     }
@@ -183,8 +191,8 @@ static int gg_run_prompt(struct llama_context *ctx, const struct llama_vocab *vo
         goto out;
     }
     if (n_prompt + o->n_gen > o->n_ctx) {
-        fprintf(stderr, "golden_gen: prompt of %d tokens + %d does not fit n_ctx %d\n",
-                n_prompt, o->n_gen, o->n_ctx);
+        fprintf(stderr, "golden_gen: prompt of %d tokens + %d does not fit n_ctx %d\n", n_prompt,
+                o->n_gen, o->n_ctx);
         goto out;
     }
     llama_memory_clear(llama_get_memory(ctx), true);
@@ -213,9 +221,11 @@ static int gg_run_prompt(struct llama_context *ctx, const struct llama_vocab *vo
     fputs("prompt\t", f);
     gg_escape(f, text, len);
     fprintf(f, "\nn_prompt\t%d\nprompt_ids\t", n_prompt);
-    for (int i = 0; i < n_prompt; i++) fprintf(f, "%s%d", i ? " " : "", toks[i]);
+    for (int i = 0; i < n_prompt; i++)
+        fprintf(f, "%s%d", i ? " " : "", toks[i]);
     fputs("\ngen_ids\t", f);
-    for (int s = 0; s < o->n_gen; s++) fprintf(f, "%s%d", s ? " " : "", toks[n_prompt + s]);
+    for (int s = 0; s < o->n_gen; s++)
+        fprintf(f, "%s%d", s ? " " : "", toks[n_prompt + s]);
     /* Pieces are joined before escaping: a character can span tokens (emoji do). */
     fputs("\ngen_text\t", f);
     size_t text_len = 0;
@@ -230,7 +240,8 @@ static int gg_run_prompt(struct llama_context *ctx, const struct llama_vocab *vo
     }
     gg_escape(f, piece, text_len);
     fputs("\ngen_margin\t", f);
-    for (int s = 0; s < o->n_gen; s++) fprintf(f, "%s%.9g", s ? " " : "", margin[s]);
+    for (int s = 0; s < o->n_gen; s++)
+        fprintf(f, "%s%.9g", s ? " " : "", margin[s]);
     fputc('\n', f);
     gg_write_topk(f, 0, first_ids, first_vals);
     gg_write_topk(f, o->n_gen - 1, ids, vals);
@@ -260,8 +271,12 @@ static bool gg_parse_int(const char *s, int *v) {
 }
 
 static int gg_parse_args(int argc, char **argv, gg_opts *o) {
-    *o = (gg_opts){.n_threads = 2, .n_gen = 32, .n_ctx = 2048, .n_batch = 512,
-                   .fa = LLAMA_FLASH_ATTN_TYPE_AUTO, .kv_type = GGML_TYPE_F16};
+    *o = (gg_opts){.n_threads = 2,
+                   .n_gen = 32,
+                   .n_ctx = 2048,
+                   .n_batch = 512,
+                   .fa = LLAMA_FLASH_ATTN_TYPE_AUTO,
+                   .kv_type = GGML_TYPE_F16};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -274,22 +289,36 @@ static int gg_parse_args(int argc, char **argv, gg_opts *o) {
             return -1;
         }
         i++;
-        if (!strcmp(a, "-m")) o->model = v;
-        else if (!strcmp(a, "-f")) o->prompts = v;
-        else if (!strcmp(a, "-o")) o->out = v;
-        else if (!strcmp(a, "-t")) ok = gg_parse_int(v, &o->n_threads);
-        else if (!strcmp(a, "-n")) ok = gg_parse_int(v, &o->n_gen);
-        else if (!strcmp(a, "-c")) ok = gg_parse_int(v, &o->n_ctx);
-        else if (!strcmp(a, "-b")) ok = gg_parse_int(v, &o->n_batch);
+        if (!strcmp(a, "-m"))
+            o->model = v;
+        else if (!strcmp(a, "-f"))
+            o->prompts = v;
+        else if (!strcmp(a, "-o"))
+            o->out = v;
+        else if (!strcmp(a, "-t"))
+            ok = gg_parse_int(v, &o->n_threads);
+        else if (!strcmp(a, "-n"))
+            ok = gg_parse_int(v, &o->n_gen);
+        else if (!strcmp(a, "-c"))
+            ok = gg_parse_int(v, &o->n_ctx);
+        else if (!strcmp(a, "-b"))
+            ok = gg_parse_int(v, &o->n_batch);
         else if (!strcmp(a, "--fa")) {
-            if (!strcmp(v, "auto")) o->fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
-            else if (!strcmp(v, "on")) o->fa = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-            else if (!strcmp(v, "off")) o->fa = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-            else ok = false;
+            if (!strcmp(v, "auto"))
+                o->fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
+            else if (!strcmp(v, "on"))
+                o->fa = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+            else if (!strcmp(v, "off"))
+                o->fa = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+            else
+                ok = false;
         } else if (!strcmp(a, "--kv-type")) {
-            if (!strcmp(v, "f16")) o->kv_type = GGML_TYPE_F16;
-            else if (!strcmp(v, "f32")) o->kv_type = GGML_TYPE_F32;
-            else ok = false;
+            if (!strcmp(v, "f16"))
+                o->kv_type = GGML_TYPE_F16;
+            else if (!strcmp(v, "f32"))
+                o->kv_type = GGML_TYPE_F32;
+            else
+                ok = false;
         } else if (!strcmp(a, "--meta")) {
             ok = o->n_meta < MAX_META && strchr(v, '=') && !strpbrk(v, "\t\n");
             if (ok) o->meta[o->n_meta++] = v;
@@ -337,7 +366,9 @@ static void gg_write_header(FILE *f, const gg_opts *o, const struct llama_contex
     fprintf(f, "meta\ttype_k\t%s\n", ggml_type_name(cp->type_k));
     fprintf(f, "meta\ttype_v\t%s\n", ggml_type_name(cp->type_v));
     fprintf(f, "meta\tflash_attn\t%s -> %s\n", llama_flash_attn_type_name(cp->flash_attn_type),
-            fa_enabled < 0 ? "unknown" : fa_enabled ? "enabled" : "disabled");
+            fa_enabled < 0 ? "unknown"
+            : fa_enabled   ? "enabled"
+                           : "disabled");
     fprintf(f, "meta\tsystem_info\t%s\n", llama_print_system_info());
 }
 
@@ -399,7 +430,8 @@ int main(int argc, char **argv) {
     while (fgets(line, MAX_LINE, in)) {
         lineno++;
         size_t n = strlen(line);
-        if (n && line[n - 1] == '\n') line[--n] = 0;
+        if (n && line[n - 1] == '\n')
+            line[--n] = 0;
         else if (!feof(in)) {
             fprintf(stderr, "golden_gen: %s:%d: line too long\n", o.prompts, lineno);
             goto done;
@@ -422,7 +454,10 @@ int main(int argc, char **argv) {
         goto done;
     }
     fprintf(stderr, "golden_gen: %d prompts, flash attention %s, wrote %s\n", n_done,
-            log_state.fa_enabled < 0 ? "unknown" : log_state.fa_enabled ? "on" : "off", o.out);
+            log_state.fa_enabled < 0 ? "unknown"
+            : log_state.fa_enabled   ? "on"
+                                     : "off",
+            o.out);
     rc = 0;
 done:
     if (in) fclose(in);
