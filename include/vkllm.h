@@ -142,7 +142,7 @@ typedef struct vkllm_tensor_info {
     const char *type;  /* "q4_1", "f32", ... */
     uint32_t n_dims;
     uint64_t ne[4];
-    uint64_t offset;   /* within the file */
+    uint64_t offset;   /* relative to the start of the file's tensor data section */
     uint64_t nbytes;
 } vkllm_tensor_info;
 vkllm_status vkllm_model_tensor(const vkllm_model *model, size_t i, vkllm_tensor_info *out);

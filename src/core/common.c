@@ -100,7 +100,7 @@ uint16_t core_fp32_to_fp16(float f) {
     if (absx < 0x38800000u) { /* result is subnormal or zero */
         if (absx < 0x33000000u) return (uint16_t)sign;
         uint32_t man = (absx & 0x7fffff) | 0x800000;
-        int shift = 126 - (int)(absx >> 23) + 10 + 1; /* 14..24 */
+        int shift = 126 - (int)(absx >> 23); /* 14..24: value = man * 2^(e-150), half ulp 2^-24 */
         uint32_t half = 1u << (shift - 1);
         uint32_t r = man >> shift;
         uint32_t rem = man & ((1u << shift) - 1);

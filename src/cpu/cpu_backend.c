@@ -41,7 +41,6 @@ struct eng_ctx {
     uint16_t *kcache, *vcache;    /* [n_layer][n_ctx][kv_dim] f16 */
     uint64_t kv_dim;
     /* per-thread scratch: attention scores [n_ctx], rope cos/sin [head_dim], q in f16 */
-    float *th_scores;
     float *th_rope;
     uint16_t *th_q16;
     float *th_vacc;
@@ -266,12 +265,16 @@ static void attn_block_large(eng_ctx *c, uint32_t h, uint32_t t0, uint32_t nq,
     for (uint32_t j0 = 0; j0 < kv_end; j0 += T) {
         const uint32_t cnt = kv_end - j0 < T ? kv_end - j0 : T;
         for (uint32_t j = 0; j < T; j++) {
-            const uint16_t *kr = kc + (uint64_t)(j0 + j) * c->kv_dim;
-            const uint16_t *vr = vc + (uint64_t)(j0 + j) * c->kv_dim;
-            for (uint32_t d = 0; d < hd; d++) {
-                kt[d * T + j] = j < cnt ? core_fp16_to_fp32(kr[d]) : 0.0f;
-                v32[(uint64_t)j * hd + d] = j < cnt ? core_fp16_to_fp32(vr[d]) : 0.0f;
+            float *vrow = v32 + (uint64_t)j * hd;
+            if (j >= cnt) {
+                memset(vrow, 0, hd * sizeof *vrow);
+                for (uint32_t d = 0; d < hd; d++) kt[d * T + j] = 0.0f;
+                continue;
             }
+            /* K row -> F32 through the V row's slot, then scattered into the transpose */
+            c->be->k.kt->fp16_to_fp32(kc + (uint64_t)(j0 + j) * c->kv_dim, vrow, hd);
+            for (uint32_t d = 0; d < hd; d++) kt[d * T + j] = vrow[d];
+            c->be->k.kt->fp16_to_fp32(vc + (uint64_t)(j0 + j) * c->kv_dim, vrow, hd);
         }
         for (uint32_t q = 0; q < nq; q++) {
             const uint32_t n_kv = c->b->pos0 + t0 + q + 1;
@@ -402,7 +405,6 @@ static void cpu_ctx_destroy(eng_ctx *c) {
     core_free(a, c->tmp);
     core_free(a, c->kcache);
     core_free(a, c->vcache);
-    core_free(a, c->th_scores);
     core_free(a, c->th_rope);
     core_free(a, c->th_q16);
     core_free(a, c->th_vacc);
@@ -452,14 +454,13 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     }
     c->kcache = core_alloc(a, kv_elems * 2, 64);
     c->vcache = core_alloc(a, kv_elems * 2, 64);
-    c->th_scores = core_calloc(a, (size_t)nth, (size_t)n_ctx * sizeof(float));
     c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
     c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
     c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(float));
     c->th_tile_floats = (uint64_t)cfg->head_dim * CPU_VEC_TILE * 3 + 3 * CPU_VEC_TILE;
     c->th_tile = core_calloc(a, (size_t)nth, (size_t)c->th_tile_floats * sizeof(float));
     ok = ok && c->th_tile;
-    ok = ok && c->tmp && c->kcache && c->vcache && c->th_scores && c->th_rope && c->th_q16 &&
+    ok = ok && c->tmp && c->kcache && c->vcache && c->th_rope && c->th_q16 &&
          c->th_vacc;
     if (!ok) {
         cpu_ctx_destroy(c);
