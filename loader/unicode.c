@@ -3,6 +3,8 @@
  */
 #include "loader/unicode.h"
 
+#include <stdbool.h>
+
 uint16_t uni_flags(uint32_t cpt) {
     if (cpt < 256) return uni_flags_latin1[cpt];
     if (cpt >= UNI_MAX_CPT) return UNI_UNDEF;
@@ -74,25 +76,23 @@ size_t uni_encode(uint32_t cpt, uint8_t out[4]) {
 }
 
 /* Printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for themselves; the other 68 bytes
- * are given U+0100, U+0101, ... in byte order. */
-static int byte_is_printable(unsigned b) {
-    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-}
-
+ * (0x00..0x20, 0x7F..0xA0, 0xAD) are given U+0100, U+0101, ... in byte order. */
 uint32_t uni_byte_to_cpt(uint8_t b) {
-    if (byte_is_printable(b)) return b;
-    uint32_t n = 0; /* how many non-printable bytes come before b */
-    for (unsigned i = 0; i < b; i++)
-        n += !byte_is_printable(i);
-    return 256 + n;
+    if (b <= 0x20) return 256u + b;
+    if (b >= 0x7F && b <= 0xA0) return 256u + 33 + (b - 0x7Fu);
+    if (b == 0xAD) return 256u + 67;
+    return b;
 }
 
 int uni_cpt_to_byte(uint32_t cpt) {
-    if (cpt < 256) return byte_is_printable(cpt) ? (int)cpt : -1;
-    if (cpt >= 256 + 68) return -1;
-    uint32_t n = cpt - 256;
-    for (unsigned i = 0; i < 256; i++) {
-        if (!byte_is_printable(i) && n-- == 0) return (int)i;
+    if (cpt < 256) {
+        bool printable = (cpt >= 0x21 && cpt <= 0x7E) || (cpt >= 0xA1 && cpt <= 0xAC) ||
+                         (cpt >= 0xAE && cpt <= 0xFF);
+        return printable ? (int)cpt : -1;
     }
+    uint32_t n = cpt - 256;
+    if (n < 33) return (int)n;
+    if (n < 67) return (int)(0x7F + n - 33);
+    if (n == 67) return 0xAD;
     return -1;
 }

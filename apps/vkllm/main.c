@@ -227,6 +227,7 @@ int cmd_chat(int argc, char **argv) {
         free(past);
         free(full);
         if (!turn) { rc = 1; break; }
+        if (o.verbose) fprintf(stderr, "vkllm: turn text: [%s]\n", turn);
         reply.n = 0;
         vkllm_generate_desc gd = {
             .prompt = turn, .prompt_len = tl, .max_tokens = o.n_predict,

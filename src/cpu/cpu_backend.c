@@ -214,17 +214,17 @@ static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
  */
 #define CPU_ATTN_TILE_Q 64
 
-static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uint16_t *kc,
-                            const uint16_t *vc, float *out, int ith) {
+/* Online softmax over keys [j0, j1) with the weighted V sum in an F16 accumulator (acc16),
+ * as llama.cpp's flash attention does for small batches; returns the running max and sum. */
+static void attn_chunk_f16(eng_ctx *c, const uint16_t *q16, uint32_t j0, uint32_t j1,
+                           const uint16_t *kc, const uint16_t *vc, uint16_t *acc16, float *m_out,
+                           float *s_out) {
     const uint32_t hd = c->m->cfg.head_dim;
     const float scale = 1.0f / sqrtf((float)hd);
     const cpu_vec_kernels *ak = c->be->k.ak;
-    uint16_t *q16 = c->th_q16 + (uint64_t)ith * hd;
-    uint16_t *acc16 = (uint16_t *)(c->th_vacc + (uint64_t)ith * hd);
-    cpu_fp32_to_fp16_row(&c->be->k, q, q16, hd);
     memset(acc16, 0, hd * sizeof *acc16);
     float S = 0.0f, M = -INFINITY;
-    for (uint32_t j = 0; j < n_kv; j++) {
+    for (uint32_t j = j0; j < j1; j++) {
         const float s = cpu_dot_f16(&c->be->k, kc + (uint64_t)j * c->kv_dim, q16, hd) * scale;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
@@ -238,8 +238,52 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
         ak->mad_f16(acc16, vc + (uint64_t)j * c->kv_dim, vs, (int)hd);
         S = fmaf(S, ms, vs); /* llama.cpp builds contract this into an FMA */
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (uint32_t i = 0; i < hd; i++) out[i] = core_fp16_to_fp32(acc16[i]) * inv;
+    *m_out = M;
+    *s_out = S;
+}
+
+/* The cache length llama.cpp's graph attends over: used cells padded to 256, at most n_ctx. */
+static uint32_t llama_padded_kv(uint32_t n_ctx, uint32_t n_kv) {
+    uint32_t p = (n_kv + 255) / 256 * 256;
+    if (p < 256) p = 256;
+    return p < n_ctx ? p : n_ctx;
+}
+
+static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uint16_t *kc,
+                            const uint16_t *vc, float *out, int ith, int nth) {
+    const uint32_t hd = c->m->cfg.head_dim;
+    uint16_t *q16 = c->th_q16 + (uint64_t)ith * hd;
+    uint16_t *acc16 = (uint16_t *)(c->th_vacc + (uint64_t)ith * hd * 2);
+    float *vsum = c->th_vacc + (uint64_t)ith * hd * 2 + hd;
+    cpu_fp32_to_fp16_row(&c->be->k, q, q16, hd);
+    const uint32_t padded = llama_padded_kv(c->n_ctx, n_kv);
+    if (c->b->n_tokens > 1 || padded < 512) {
+        float M, S;
+        attn_chunk_f16(c, q16, 0, n_kv, kc, vc, acc16, &M, &S);
+        const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+        for (uint32_t i = 0; i < hd; i++) out[i] = core_fp16_to_fp32(acc16[i]) * inv;
+        return;
+    }
+    /* A single query over a long cache: llama.cpp splits the keys into one chunk per thread
+     * and merges the partial softmaxes in chunk order; the same here, with our thread count
+     * (identical results when both use the same number of threads). */
+    const uint32_t chunk = (padded + (uint32_t)nth - 1) / (uint32_t)nth;
+    float Mf = -INFINITY, Sf = 0.0f;
+    memset(vsum, 0, hd * sizeof *vsum);
+    for (uint32_t j0 = 0; j0 < padded && j0 < n_kv; j0 += chunk) {
+        const uint32_t j1 = j0 + chunk < n_kv ? j0 + chunk : n_kv;
+        float M, S;
+        attn_chunk_f16(c, q16, j0, j1, kc, vc, acc16, &M, &S);
+        if (S == 0.0f) continue;
+        const float m_new = fmaxf(Mf, M);
+        const float so = expf(Mf - m_new), sn = expf(M - m_new);
+        for (uint32_t i = 0; i < hd; i++)
+            vsum[i] = fmaf(vsum[i], so, core_fp16_to_fp32(acc16[i]) * sn);
+        Sf = fmaf(Sf, so, S * sn);
+        Mf = m_new;
+    }
+    const float inv = Sf != 0.0f ? 1.0f / Sf : 1.0f;
+    for (uint32_t i = 0; i < hd; i++) out[i] = vsum[i] * inv;
 }
 
 /* Queries [t0, t0 + nq) of head h, nq <= CPU_VEC_TILE, against the cache in tiles of
@@ -333,7 +377,7 @@ static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
         const uint32_t n_kv = c->b->pos0 + t + 1, kvh = h / group;
         const float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q] + h * hd;
         attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd,
-                        out + (uint64_t)t * out_w + h * hd, ith);
+                        out + (uint64_t)t * out_w + h * hd, ith, nth);
     }
 }
 
@@ -456,7 +500,7 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->vcache = core_alloc(a, kv_elems * 2, 64);
     c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
     c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
-    c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(float));
+    c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
     c->th_tile_floats = (uint64_t)cfg->head_dim * CPU_VEC_TILE * 3 + 3 * CPU_VEC_TILE;
     c->th_tile = core_calloc(a, (size_t)nth, (size_t)c->th_tile_floats * sizeof(float));
     ok = ok && c->th_tile;
