@@ -156,12 +156,23 @@ vkllm_status vkllm_detokenize(vkllm_model *m, const int32_t *ids, size_t n, bool
                               char *buf, size_t cap, size_t *n_out) {
     if (!m || (!ids && n) || !n_out) return VKLLM_ERR_INVALID_ARG;
     size_t total = 0;
+    /* SentencePiece vocabs that add a space prefix when encoding drop it from the first
+     * piece when decoding (after a BOS that is not rendered), as llama.cpp does. */
+    const bool strip = tok_add_space_prefix(m->vocab);
+    const size_t first = !render_special && n > 0 && ids[0] == tok_bos(m->vocab) ? 1 : 0;
+    char piece[1024];
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || (uint32_t)ids[i] >= tok_n_vocab(m->vocab))
             return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "token id %d out of range", ids[i]);
-        size_t room = total < cap ? cap - total : 0;
-        total += tok_piece(m->vocab, ids[i], render_special, buf ? buf + total : NULL,
-                           buf ? room : 0);
+        size_t pl = tok_piece(m->vocab, ids[i], render_special, piece, sizeof piece);
+        if (pl > sizeof piece)
+            return core_errf(&m->err, VKLLM_ERR_INTERNAL, "token %d: piece of %zu bytes", ids[i],
+                             pl);
+        const size_t skip = strip && i == first && pl > 0 && piece[0] == ' ' ? 1 : 0;
+        const size_t len = pl - skip;
+        if (buf && total < cap)
+            memcpy(buf + total, piece + skip, len < cap - total ? len : cap - total);
+        total += len;
     }
     *n_out = total;
     return total > cap ? VKLLM_ERR_BUFFER_TOO_SMALL : VKLLM_OK;

@@ -407,15 +407,6 @@ static void run_job(void *arg, int ith, int nth) {
         case EOP_SWIGLU: op_swiglu(c, op, ith, nth); break;
         }
         cpu_pool_barrier(c->be->pool);
-#ifdef VKLLM_DEBUG_DUMP
-        if (ith == 0 && (op->kind == EOP_ROPE || op->kind == EOP_ATTENTION || (op->kind == EOP_MATMUL && op->accumulate))) {
-            int b = op->kind == EOP_ROPE ? EB_K : op->kind == EOP_ATTENTION ? EB_ATT : EB_X;
-            uint32_t w = c->g->buf_width[b];
-            const float *d = c->buf[b] + (uint64_t)(c->b->n_tokens - 1) * w;
-            double sum = 0; for (uint32_t j = 0; j < w; j++) sum += d[j];
-            printf("%s-%d sum=%.9g first=%.9g %.9g %.9g\n", op->kind == EOP_ROPE ? "Kcur" : op->kind == EOP_ATTENTION ? "kqv_out" : "x", op->layer, sum, d[0], d[1], d[2]);
-        }
-#endif
     }
 }
 
