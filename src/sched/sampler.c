@@ -109,16 +109,38 @@ int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
         if (c[i].logit > c[best].logit) best = i;
     if (!(p->temperature > 0.0f)) return c[best].id;
 
-    /* drop candidates that cannot matter, then sort the rest */
+    /* drop candidates that cannot matter, keep the top k (a bounded min-heap, O(n log k)),
+     * then sort what is left */
     const float mx = c[best].logit;
     const float floor_l = mx - 40.0f * (p->temperature > 1.0f ? p->temperature : 1.0f);
     uint32_t n = 0;
-    for (uint32_t i = 0; i < nv; i++)
-        if (c[i].logit >= floor_l && isfinite(c[i].logit)) c[n++] = c[i];
+    const uint32_t k = p->top_k > 0 && (uint32_t)p->top_k < nv ? (uint32_t)p->top_k : nv;
+    for (uint32_t i = 0; i < nv; i++) {
+        const cand x = c[i];
+        if (!(x.logit >= floor_l) || !isfinite(x.logit)) continue;
+        if (n < k) { /* sift up: c[0..n) is a min-heap by cand_desc order */
+            uint32_t j = n++;
+            while (j > 0 && cand_desc(&x, &c[(j - 1) / 2]) > 0) { /* x is worse */
+                c[j] = c[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
+            c[j] = x;
+        } else if (cand_desc(&x, &c[0]) < 0) { /* better than the worst kept: sift down */
+            uint32_t j = 0;
+            for (;;) {
+                uint32_t l = 2 * j + 1, r = l + 1, m = j;
+                const cand *cm = &x;
+                if (l < n && cand_desc(&c[l], cm) > 0) m = l, cm = &c[l];
+                if (r < n && cand_desc(&c[r], cm) > 0) m = r, cm = &c[r];
+                if (m == j) break;
+                c[j] = c[m];
+                j = m;
+            }
+            c[j] = x;
+        }
+    }
     if (n == 0) return (int32_t)best;
     qsort(c, n, sizeof *c, cand_desc);
-
-    if (p->top_k > 0 && (uint32_t)p->top_k < n) n = (uint32_t)p->top_k;
     if (p->top_p > 0.0f && p->top_p < 1.0f) { /* nucleus (Holtzman et al. 2019), at T = 1 */
         double z = 0.0;
         for (uint32_t i = 0; i < n; i++) z += exp((double)(c[i].logit - mx));
