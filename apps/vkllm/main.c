@@ -14,6 +14,13 @@ static void on_sigint(int sig) {
     if (g_cancel_session) vkllm_session_cancel(g_cancel_session);
 }
 
+/* Parses a subcommand's options: -1 to go on, else the exit status (help shown: 0). */
+static int cli_begin(int argc, char **argv, const char *cmd, cli_opts *o) {
+    int pr = cli_parse(argc, argv, cmd, o);
+    if (pr == 2) cli_usage(stdout, cmd);
+    return pr == 0 ? -1 : pr == 2 ? 0 : 1;
+}
+
 static bool print_piece(void *user, int32_t tok, const char *piece, size_t len) {
     (void)user;
     (void)tok;
@@ -54,11 +61,8 @@ static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s
 
 int cmd_run(int argc, char **argv) {
     cli_opts o;
-    int pr = cli_parse(argc, argv, "run", &o);
-    if (pr) {
-        if (pr == 2) cli_usage(stdout, "run");
-        return pr == 2 ? 0 : 1;
-    }
+    int pr = cli_begin(argc, argv, "run", &o);
+    if (pr >= 0) return pr;
     size_t plen;
     char *prompt = cli_read_prompt(&o, &plen);
     if (!prompt) return 1;
@@ -171,11 +175,8 @@ static bool collect_piece(void *user, int32_t tok, const char *piece, size_t len
 
 int cmd_chat(int argc, char **argv) {
     cli_opts o;
-    int pr = cli_parse(argc, argv, "chat", &o);
-    if (pr) {
-        if (pr == 2) cli_usage(stdout, "chat");
-        return pr == 2 ? 0 : 1;
-    }
+    int pr = cli_begin(argc, argv, "chat", &o);
+    if (pr >= 0) return pr;
     vkllm_runtime *rt;
     vkllm_model *model;
     if (cli_open(&o, false, &rt, &model)) return 1;
@@ -263,11 +264,8 @@ int cmd_chat(int argc, char **argv) {
 
 int cmd_tokenize(int argc, char **argv) {
     cli_opts o;
-    int pr = cli_parse(argc, argv, "tokenize", &o);
-    if (pr) {
-        if (pr == 2) cli_usage(stdout, "tokenize");
-        return pr == 2 ? 0 : 1;
-    }
+    int pr = cli_begin(argc, argv, "tokenize", &o);
+    if (pr >= 0) return pr;
     size_t len;
     char *text = cli_read_prompt(&o, &len);
     if (!text) return 1;
@@ -315,11 +313,8 @@ int cmd_tokenize(int argc, char **argv) {
 
 int cmd_info(int argc, char **argv) {
     cli_opts o;
-    int pr = cli_parse(argc, argv, "info", &o);
-    if (pr) {
-        if (pr == 2) cli_usage(stdout, "info");
-        return pr == 2 ? 0 : 1;
-    }
+    int pr = cli_begin(argc, argv, "info", &o);
+    if (pr >= 0) return pr;
     vkllm_runtime *rt;
     vkllm_model *model;
     if (cli_open(&o, true, &rt, &model)) return 1;
@@ -358,11 +353,8 @@ int cmd_info(int argc, char **argv) {
 
 int cmd_devices(int argc, char **argv) {
     cli_opts o;
-    int pr = cli_parse(argc, argv, "devices", &o);
-    if (pr) {
-        if (pr == 2) cli_usage(stdout, "devices");
-        return pr == 2 ? 0 : 1;
-    }
+    int pr = cli_begin(argc, argv, "devices", &o);
+    if (pr >= 0) return pr;
     vkllm_device_info d[16];
     size_t n = 0;
     vkllm_list_devices(d, 16, &n);
@@ -378,11 +370,8 @@ int cmd_devices(int argc, char **argv) {
 
 int cmd_bench(int argc, char **argv) {
     cli_opts o;
-    int pr = cli_parse(argc, argv, "bench", &o);
-    if (pr) {
-        if (pr == 2) cli_usage(stdout, "bench");
-        return pr == 2 ? 0 : 1;
-    }
+    int pr = cli_begin(argc, argv, "bench", &o);
+    if (pr >= 0) return pr;
     vkllm_runtime *rt;
     vkllm_model *model;
     if (cli_open(&o, false, &rt, &model)) return 1;
