@@ -25,6 +25,13 @@ vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
         m->chat = chat_detect(m->chat_tmpl.ptr, m->chat_tmpl.len);
     else
         m->chat = chat_detect(NULL, 0);
+    if (m->chat == CHAT_FORMAT_UNKNOWN) {
+        /* as llama.cpp does for templates it does not know */
+        rt_log(rt, VKLLM_LOG_WARN, "model: chat template not recognised, using ChatML");
+        m->chat = CHAT_FORMAT_CHATML;
+        m->chat_tmpl.ptr = NULL;
+        m->chat_tmpl.len = 0;
+    }
     if (!desc->vocab_only) {
         if ((st = model_config_load(m->file, tok_n_vocab(m->vocab), &m->cfg, err)) != VKLLM_OK)
             goto fail;
