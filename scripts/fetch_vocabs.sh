@@ -43,46 +43,25 @@ vocabs_ok() {
         sha256sum --check --quiet --status - 2>/dev/null)
 }
 
-# Downloads the sdist into $pipdir. First through the package index's JSON "simple" API
-# (PEP 691): a plain file download, nothing is built. If that fails (an index without PEP 691,
-# no python urllib access), `pip download` does it, at the price of preparing the sdist's
-# metadata, which pulls llama-cpp-python's build backend (scikit-build-core) from the index.
+# Downloads the sdist into $pipdir with pip, through whatever package index pip is configured
+# for. pip prepares the sdist's metadata, which pulls llama-cpp-python's build backend
+# (scikit-build-core) from the same index; nothing is compiled.
 fetch_sdist() {
-    local tmp="$sdist.tmp.$$"
     mkdir -p "$pipdir"
     say "downloading $sdist_pkg $sdist_ver sdist (about 77 MB) into $pipdir"
-    if python3 - "${PIP_INDEX_URL:-https://pypi.org/simple}" "$sdist_pkg" "$sdist_name" "$tmp" \
-        <<'EOF'
-import json, shutil, sys, urllib.parse, urllib.request
-index, pkg, name, out = sys.argv[1:5]
-req = urllib.request.Request(index.rstrip("/") + "/" + pkg + "/",
-                             headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-with urllib.request.urlopen(req, timeout=60) as r:
-    files = json.load(r)["files"]
-url = next(f["url"] for f in files if f["filename"] == name)
-url = urllib.parse.urljoin(index.rstrip("/") + "/" + pkg + "/", url)
-with urllib.request.urlopen(url, timeout=180) as r, open(out, "wb") as f:
-    shutil.copyfileobj(r, f, 1 << 20)
-EOF
-    then
-        mv -f "$tmp" "$sdist"
+    local pip_cmd=()
+    if python3 -m pip --version >/dev/null 2>&1; then
+        pip_cmd=(python3 -m pip)
+    elif command -v pip3 >/dev/null 2>&1; then
+        pip_cmd=(pip3)
+    elif command -v pip >/dev/null 2>&1; then
+        pip_cmd=(pip)
     else
-        rm -f "$tmp"
-        say "index JSON API failed; trying pip download"
-        local pip_cmd=()
-        if python3 -m pip --version >/dev/null 2>&1; then
-            pip_cmd=(python3 -m pip)
-        elif command -v pip3 >/dev/null 2>&1; then
-            pip_cmd=(pip3)
-        elif command -v pip >/dev/null 2>&1; then
-            pip_cmd=(pip)
-        else
-            die "pip not found (install python3-pip: scripts/deps.sh)"
-        fi
-        "${pip_cmd[@]}" download --no-deps --no-binary :all: --disable-pip-version-check \
-            --dest "$pipdir" "$sdist_pkg==$sdist_ver" >&2 ||
-            die "pip download $sdist_pkg==$sdist_ver failed"
+        die "pip not found (install python3-pip: scripts/deps.sh)"
     fi
+    "${pip_cmd[@]}" download --no-deps --no-binary :all: --disable-pip-version-check \
+        --dest "$pipdir" "$sdist_pkg==$sdist_ver" >&2 ||
+        die "pip download $sdist_pkg==$sdist_ver failed"
     [ -f "$sdist" ] || die "download did not produce $sdist"
 }
 
