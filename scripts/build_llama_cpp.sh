@@ -99,10 +99,17 @@ if [ "$want_cpu" -eq 1 ]; then
     build "$cache/build-cpu"
 fi
 if [ "$want_vk" -eq 1 ]; then
-    command -v glslc >/dev/null ||
-        die "--vulkan needs glslc (Debian: apt-get install glslc libvulkan-dev)"
+    # ggml-vulkan needs the shader compiler, the loader and headers, and SPIRV-Headers' CMake
+    # package (Debian ships it in spirv-headers; the LunarG SDK has all of them).
+    vk_pkgs="Debian: apt-get install glslc libvulkan-dev spirv-headers"
+    command -v glslc >/dev/null || [ -n "${VULKAN_SDK:-}" ] ||
+        die "--vulkan needs glslc ($vk_pkgs)"
     [ -f /usr/include/vulkan/vulkan.h ] || [ -n "${VULKAN_SDK:-}" ] ||
-        die "--vulkan needs the Vulkan headers and loader (Debian: apt-get install libvulkan-dev)"
+        die "--vulkan needs the Vulkan headers and loader ($vk_pkgs)"
+    compgen -G "/usr/share/cmake/SPIRV-Headers/*onfig.cmake" >/dev/null ||
+        compgen -G "/usr/lib/*/cmake/SPIRV-Headers/*onfig.cmake" >/dev/null ||
+        [ -n "${VULKAN_SDK:-}${CMAKE_PREFIX_PATH:-}" ] ||
+        die "--vulkan needs SPIRV-Headers' CMake package ($vk_pkgs)"
     extra_bins=(libggml-vulkan.so)
     build "$cache/build-vulkan" -DGGML_VULKAN=ON
 fi
