@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         -r) reps="$2"; shift ;;
         --llama-only) run_vk=0 ;;
         --vkllm-only) run_ll=0 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift

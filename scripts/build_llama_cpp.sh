@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
         --force) force=1 ;;
         -j) [ $# -ge 2 ] || die "-j needs a number"; jobs="$2"; shift ;;
         -j*) jobs="${1#-j}" ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
