@@ -133,7 +133,8 @@ void vkllm_model_get_info(const vkllm_model *model, vkllm_model_info *out);
 
 /* Metadata, for `vkllm info`: key i and its value rendered as text (arrays are shortened). */
 size_t vkllm_model_meta_count(const vkllm_model *model);
-vkllm_status vkllm_model_meta(const vkllm_model *model, size_t i, const char **key,
+/* Writes key i and its value, each NUL-terminated and cut to fit its buffer. */
+vkllm_status vkllm_model_meta(const vkllm_model *model, size_t i, char *key, size_t key_cap,
                               char *value, size_t value_cap);
 /* Tensor table. */
 size_t vkllm_model_tensor_count(const vkllm_model *model);

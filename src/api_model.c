@@ -94,18 +94,15 @@ void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *o) {
 
 size_t vkllm_model_meta_count(const vkllm_model *m) { return (size_t)gguf_kv_count(m->file); }
 
-vkllm_status vkllm_model_meta(const vkllm_model *m, size_t i, const char **key, char *value,
-                              size_t cap) {
-    if (i >= gguf_kv_count(m->file)) return VKLLM_ERR_INVALID_ARG;
-    /* keys are not NUL-terminated in the mapping: render "key" into value's start? No: give
-     * the caller a stable copy by formatting both into value as "key\0value". */
-    gguf_str k = gguf_kv_key(m->file, i);
-    size_t kl = (size_t)k.len;
-    if (cap < kl + 2) return VKLLM_ERR_BUFFER_TOO_SMALL;
-    memcpy(value, k.ptr, kl);
-    value[kl] = '\0';
-    *key = value;
-    gguf_kv_format(m->file, i, value + kl + 1, cap - kl - 1);
+vkllm_status vkllm_model_meta(const vkllm_model *m, size_t i, char *key, size_t key_cap,
+                              char *value, size_t value_cap) {
+    if (!m || i >= gguf_kv_count(m->file) || !key || !key_cap || !value || !value_cap)
+        return VKLLM_ERR_INVALID_ARG;
+    gguf_str k = gguf_kv_key(m->file, i); /* not NUL-terminated in the mapping */
+    size_t kl = k.len < key_cap - 1 ? (size_t)k.len : key_cap - 1;
+    memcpy(key, k.ptr, kl);
+    key[kl] = '\0';
+    gguf_kv_format(m->file, i, value, value_cap);
     return VKLLM_OK;
 }
 

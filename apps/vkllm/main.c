@@ -322,9 +322,9 @@ int cmd_info(int argc, char **argv) {
     size_t nkv = vkllm_model_meta_count(model);
     printf("metadata: %zu keys\n", nkv);
     for (size_t i = 0; i < nkv; i++) {
-        const char *key;
-        if (vkllm_model_meta(model, i, &key, value, sizeof value) == VKLLM_OK)
-            printf("  %-40s %s\n", key, value + strlen(key) + 1);
+        char key[256];
+        if (vkllm_model_meta(model, i, key, sizeof key, value, sizeof value) == VKLLM_OK)
+            printf("  %-40s %s\n", key, value);
     }
     size_t nt = vkllm_model_tensor_count(model);
     printf("tensors: %zu\n", nt);

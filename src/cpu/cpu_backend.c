@@ -286,9 +286,11 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
     for (uint32_t i = 0; i < hd; i++) out[i] = vsum[i] * inv;
 }
 
-/* Queries [t0, t0 + nq) of head h, nq <= CPU_VEC_TILE, against the cache in tiles of
- * CPU_VEC_TILE positions: K tile transposed to F32, scores, online softmax per tile, V sum. */
-static void attn_block_large(eng_ctx *c, uint32_t h, uint32_t t0, uint32_t nq,
+/* Queries [t0, t0 + nq) of the query heads h0 .. h0 + n_h - 1 (which share one KV head),
+ * nq <= CPU_VEC_TILE, against the cache in tiles of CPU_VEC_TILE positions: each K tile is
+ * transposed to F32 and each V tile converted once for all those heads, then per head and
+ * query: scores, online softmax per tile, V sum. */
+static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0, uint32_t nq,
                              const uint16_t *kc, const uint16_t *vc, float *out_buf,
                              uint32_t out_w, int ith) {
     enum { T = CPU_VEC_TILE };
@@ -298,13 +300,13 @@ static void attn_block_large(eng_ctx *c, uint32_t h, uint32_t t0, uint32_t nq,
     float *kt = c->th_tile + (uint64_t)ith * c->th_tile_floats;
     float *v32 = kt + (uint64_t)hd * T;
     float *kq = v32 + (uint64_t)hd * T;
-    float *M = kq + T, *S = M + T;
-    float *acc = S + T;
-    for (uint32_t q = 0; q < nq; q++) {
-        M[q] = -INFINITY;
-        S[q] = 0.0f;
+    float *M = kq + T, *S = M + (uint64_t)n_h * T; /* [head][query] */
+    float *acc = S + (uint64_t)n_h * T;             /* [head][query][hd] */
+    for (uint32_t i = 0; i < n_h * T; i++) {
+        M[i] = -INFINITY;
+        S[i] = 0.0f;
     }
-    memset(acc, 0, (size_t)nq * hd * sizeof *acc);
+    memset(acc, 0, (size_t)n_h * T * hd * sizeof *acc);
     const uint32_t kv_end = c->b->pos0 + t0 + nq; /* keys the last query sees */
     for (uint32_t j0 = 0; j0 < kv_end; j0 += T) {
         const uint32_t cnt = kv_end - j0 < T ? kv_end - j0 : T;
@@ -320,34 +322,40 @@ static void attn_block_large(eng_ctx *c, uint32_t h, uint32_t t0, uint32_t nq,
             for (uint32_t d = 0; d < hd; d++) kt[d * T + j] = vrow[d];
             c->be->k.kt->fp16_to_fp32(vc + (uint64_t)(j0 + j) * c->kv_dim, vrow, hd);
         }
-        for (uint32_t q = 0; q < nq; q++) {
-            const uint32_t n_kv = c->b->pos0 + t0 + q + 1;
-            if (n_kv <= j0) continue; /* the whole tile is in this query's future */
-            const uint32_t vis = n_kv - j0 < T ? n_kv - j0 : T;
-            const float *qv = c->buf[EB_Q] + (uint64_t)(t0 + q) * c->g->buf_width[EB_Q] + h * hd;
-            ak->kq_tile(kt, qv, (int)hd, kq);
-            float tmax = -INFINITY;
-            for (uint32_t j = 0; j < T; j++) {
-                kq[j] = j < vis ? kq[j] * scale : -INFINITY;
-                tmax = kq[j] > tmax ? kq[j] : tmax;
+        for (uint32_t hh = 0; hh < n_h; hh++) {
+            for (uint32_t q = 0; q < nq; q++) {
+                const uint32_t n_kv = c->b->pos0 + t0 + q + 1;
+                if (n_kv <= j0) continue; /* the whole tile is in this query's future */
+                const uint32_t vis = n_kv - j0 < T ? n_kv - j0 : T;
+                const float *qv = c->buf[EB_Q] + (uint64_t)(t0 + q) * c->g->buf_width[EB_Q] +
+                                  (h0 + hh) * hd;
+                ak->kq_tile(kt, qv, (int)hd, kq);
+                float tmax = -INFINITY;
+                for (uint32_t j = 0; j < T; j++) {
+                    kq[j] = j < vis ? kq[j] * scale : -INFINITY;
+                    tmax = kq[j] > tmax ? kq[j] : tmax;
+                }
+                const uint32_t sq = hh * T + q;
+                const float m_new = fmaxf(M[sq], tmax);
+                float *a = acc + (uint64_t)sq * hd;
+                if (m_new > M[sq]) {
+                    const float ms = expf(M[sq] - m_new);
+                    for (uint32_t d = 0; d < hd; d++) a[d] *= ms;
+                    S[sq] *= ms;
+                }
+                M[sq] = m_new;
+                S[sq] = (float)((double)S[sq] + ak->softmax_tile(kq, m_new));
+                ak->v_accum(a, kq, v32, (int)hd);
             }
-            const float m_new = fmaxf(M[q], tmax);
-            float *a = acc + (uint64_t)q * hd;
-            if (m_new > M[q]) {
-                const float ms = expf(M[q] - m_new);
-                for (uint32_t d = 0; d < hd; d++) a[d] *= ms;
-                S[q] *= ms;
-            }
-            M[q] = m_new;
-            S[q] = (float)((double)S[q] + ak->softmax_tile(kq, m_new));
-            ak->v_accum(a, kq, v32, (int)hd);
         }
     }
-    for (uint32_t q = 0; q < nq; q++) {
-        const float inv = S[q] == 0.0f ? 0.0f : 1.0f / S[q];
-        float *o = out_buf + (uint64_t)(t0 + q) * out_w + h * hd;
-        for (uint32_t d = 0; d < hd; d++) o[d] = acc[(uint64_t)q * hd + d] * inv;
-    }
+    for (uint32_t hh = 0; hh < n_h; hh++)
+        for (uint32_t q = 0; q < nq; q++) {
+            const uint32_t sq = hh * T + q;
+            const float inv = S[sq] == 0.0f ? 0.0f : 1.0f / S[sq];
+            float *o = out_buf + (uint64_t)(t0 + q) * out_w + (h0 + hh) * hd;
+            for (uint32_t d = 0; d < hd; d++) o[d] = acc[(uint64_t)sq * hd + d] * inv;
+        }
 }
 
 static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
@@ -359,15 +367,17 @@ static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
     const uint32_t out_w = c->g->buf_width[op->dst[0]];
     uint32_t lo, hi;
     if (c->b->n_tokens >= CPU_ATTN_TILE_Q && hd % 8 == 0) {
+        /* one item = one KV head x one tile of queries, so each K/V tile is converted once
+         * for all the query heads that read it */
         const uint32_t n_qt = (c->b->n_tokens + CPU_VEC_TILE - 1) / CPU_VEC_TILE;
-        split(n_qt * cfg->n_head, ith, nth, 1, &lo, &hi);
+        split(n_qt * cfg->n_head_kv, ith, nth, 1, &lo, &hi);
         for (uint32_t item = lo; item < hi; item++) {
-            const uint32_t h = item % cfg->n_head, qt = item / cfg->n_head;
+            const uint32_t kvh = item % cfg->n_head_kv, qt = item / cfg->n_head_kv;
             const uint32_t t0 = qt * CPU_VEC_TILE;
             const uint32_t nq = c->b->n_tokens - t0 < CPU_VEC_TILE ? c->b->n_tokens - t0
                                                                    : CPU_VEC_TILE;
-            const uint32_t kvh = h / group;
-            attn_block_large(c, h, t0, nq, kc + kvh * hd, vc + kvh * hd, out, out_w, ith);
+            attn_block_large(c, kvh * group, group, t0, nq, kc + kvh * hd, vc + kvh * hd, out,
+                             out_w, ith);
         }
         return;
     }
@@ -492,7 +502,10 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
     c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
     c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
-    c->th_tile_floats = (uint64_t)cfg->head_dim * CPU_VEC_TILE * 3 + 3 * CPU_VEC_TILE;
+    /* K^T and V tiles, scores, and per query head of a group: M, S and the V sums */
+    const uint64_t group = cfg->n_head / cfg->n_head_kv;
+    c->th_tile_floats = (uint64_t)cfg->head_dim * CPU_VEC_TILE * 2 + CPU_VEC_TILE +
+                        group * CPU_VEC_TILE * (2 + (uint64_t)cfg->head_dim);
     c->th_tile = core_calloc(a, (size_t)nth, (size_t)c->th_tile_floats * sizeof(float));
     ok = ok && c->th_tile;
     ok = ok && c->tmp && c->kcache && c->vcache && c->th_rope && c->th_q16 &&
@@ -537,9 +550,9 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
         core_free(desc->alloc, be);
         return st;
     }
-    cpu_ops_init(&be->k, desc->force_scalar ? CPU_ISA_SCALAR : CPU_ISA_BEST);
+    cpu_ops_init(&be->k, desc->force_scalar ? CPU_KERN_SCALAR : CPU_KERN_BEST);
     snprintf(be->base.name, sizeof be->base.name, "cpu (%s, %d threads)",
-             cpu_isa_name(be->k.isa), cpu_pool_size(be->pool));
+             be->k.kt->name, cpu_pool_size(be->pool));
     *out = &be->base;
     return VKLLM_OK;
 }

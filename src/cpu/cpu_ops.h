@@ -9,10 +9,7 @@
 #include "cpu/cpu_vec.h"
 #include "cpu/cpu_kernels.h"
 
-typedef enum cpu_isa { CPU_ISA_BEST = -1, CPU_ISA_SCALAR = 0, CPU_ISA_AVX2, CPU_ISA_AVX512 } cpu_isa;
-
 typedef struct cpu_ops {
-    cpu_isa isa;
     const cpu_kernels *kt;
     const cpu_vec_kernels *ak;
 } cpu_ops;
@@ -20,8 +17,8 @@ typedef struct cpu_ops {
 /* Weight rows per matmul call are split across threads in multiples of this. */
 #define CPU_MATMUL_ROW_ALIGN CPU_KERN_ROW_BLOCK
 
-void cpu_ops_init(cpu_ops *k, cpu_isa want);
-const char *cpu_isa_name(cpu_isa isa);
+/* The best kernels the processor has, or at most `want` (CPU_KERN_SCALAR for tests). */
+void cpu_ops_init(cpu_ops *k, cpu_kern_isa want);
 
 /* float row -> activation type `type` (Q8_0, Q8_1, Q8_K, F16, BF16 or F32). */
 static inline void cpu_quantize_row(const cpu_ops *k, quant_type type, const float *x, void *y,

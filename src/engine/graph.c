@@ -33,8 +33,7 @@ vkllm_status eng_graph_build(const eng_model *m, eng_graph *g, core_err *err) {
     g->ops = core_calloc(m->alloc, cap, sizeof *g->ops);
     if (!g->ops) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "graph: out of memory");
     g->buf_width[EB_X] = c->n_embd;
-    g->buf_width[EB_XN] = c->n_embd > c->n_head * c->head_dim ? c->n_embd
-                                                                : c->n_head * c->head_dim;
+    g->buf_width[EB_XN] = c->n_embd;
     g->buf_width[EB_Q] = c->n_head * c->head_dim;
     g->buf_width[EB_K] = c->n_head_kv * c->head_dim;
     g->buf_width[EB_V] = c->n_head_kv * c->head_dim;

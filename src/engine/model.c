@@ -115,7 +115,6 @@ vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config
         m->rope_freqs = rf->data;
     }
 #undef BIND
-    if (m->tied_output) m->n_params -= 0; /* tied head counted once, as tok_embd */
     return VKLLM_OK;
 fail:
     eng_model_free(m);
