@@ -1,0 +1,204 @@
+/* The Vulkan layer shared by src/vk/: device, memory, pipelines, op recording.
+ *
+ * Entry points come from volk at run time (nothing links libvulkan); device-level calls go
+ * through a per-device table (vk_dev.t), so two runtimes on two devices live side by side.
+ * Nothing here knows about models: vk_backend.c maps the engine's op list onto vk_ops.c.
+ */
+#ifndef VKLLM_VK_VK_H
+#define VKLLM_VK_VK_H
+
+#include "core/common.h"
+
+#include <volk.h>
+
+/* Capability tiers (docs/architecture.md): what a kernel variant may assume. */
+enum {
+    VK_TIER0 = 0, /* Vulkan 1.1 core: fp32 arithmetic, 32-bit storage only */
+    VK_TIER1 = 1, /* + fp16 arithmetic, 8/16-bit storage, subgroup arithmetic */
+    VK_TIER2 = 2, /* + integer dot product */
+    VK_TIER_COUNT = 3,
+};
+
+/* What a physical device offers, read once at enumeration. */
+typedef struct vk_dev_info {
+    char name[256];
+    char kind[32];     /* discrete-gpu, integrated-gpu, virtual-gpu, cpu-vulkan, other */
+    char vendor[32];
+    char driver[128];  /* driver name and version */
+    char features[256];
+    uint32_t vendor_id, device_id, api_version, driver_version;
+    uint8_t uuid[VK_UUID_SIZE];
+    uint64_t device_local_bytes; /* largest device-local heap */
+    uint32_t subgroup_size;
+    uint64_t max_buffer_range;   /* maxStorageBufferRange */
+    uint32_t max_shared;         /* maxComputeSharedMemorySize */
+    uint32_t max_wg_invocations;
+    uint32_t min_ssbo_align;
+    bool fp16, int8, storage8, storage16, subgroup_arith, int_dot;
+    int tier; /* best tier the device supports */
+    int rank; /* choice order: lower is better */
+} vk_dev_info;
+
+/* Validation messages seen on a device, for the tests: any message fails the run. */
+typedef struct vk_validation {
+    bool enabled;
+    uint32_t n_messages;
+    char first[512];
+} vk_validation;
+
+typedef void (*vk_log_fn)(void *user, vkllm_log_level level, const char *msg);
+
+typedef struct vk_dev_desc {
+    const vkllm_allocator *alloc;
+    vk_log_fn log;
+    void *log_user;
+    const char *select;  /* "vulkan", "vulkan:N", "vulkan:NAME", or NULL = best */
+    int max_tier;        /* -1 = best the device has */
+    uint64_t memory_cap; /* 0 = none */
+    uint64_t max_buffer; /* 0 = the device's maxStorageBufferRange; less forces splits */
+} vk_dev_desc;
+
+typedef struct vk_dev {
+    const vkllm_allocator *alloc;
+    vk_log_fn log;
+    void *log_user;
+    VkInstance instance;
+    VkDebugUtilsMessengerEXT messenger;
+    VkPhysicalDevice pdev;
+    VkDevice dev;
+    struct VolkDeviceTable t;
+    VkQueue queue;
+    uint32_t qfam;
+    vk_dev_info info;
+    int tier;               /* tier in use (<= info.tier) */
+    uint64_t max_buffer;    /* largest buffer (binding range) we create */
+    uint64_t memory_cap;
+    uint64_t allocated;     /* device memory allocated so far */
+    uint32_t mem_type_device, mem_type_host; /* memory type indices */
+    bool host_coherent;
+    VkCommandPool cmd_pool;
+    VkPipelineCache pipe_cache;
+    char cache_path[512];
+    vk_validation val;
+} vk_dev;
+
+/* Loads the Vulkan loader; false (with a message) when there is none. */
+vkllm_status vk_loader_init(core_err *err);
+/* Lists the physical devices, best first. */
+vkllm_status vk_enumerate(vk_dev_info *out, uint32_t cap, uint32_t *n, core_err *err);
+vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err);
+void vk_dev_destroy(vk_dev *d);
+void vk_log(const vk_dev *d, vkllm_log_level level, const char *fmt, ...) CORE_PRINTF(3, 4);
+/* VKLLM_ERR_DEVICE with the first validation message if any arrived since creation. */
+vkllm_status vk_check_validation(vk_dev *d, core_err *err);
+/* A VkResult as text. */
+const char *vk_result_str(VkResult r);
+/* One-shot command buffer: begin, (caller records), submit and wait. */
+vkllm_status vk_oneshot_begin(vk_dev *d, VkCommandBuffer *cb, core_err *err);
+vkllm_status vk_oneshot_end(vk_dev *d, VkCommandBuffer cb, core_err *err);
+
+/* ---- memory (vk_mem.c) ---- */
+
+/* A buffer with its own memory: one per arena (a large block, sub-allocated). */
+typedef struct vk_buffer {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    uint64_t size;
+    void *map; /* host-visible buffers only */
+} vk_buffer;
+
+/* A byte range of a buffer: what a descriptor binds. */
+typedef struct vk_slice {
+    VkBuffer buf;
+    uint64_t offset, size;
+    void *map; /* host pointer of the range, host-visible only */
+} vk_slice;
+
+/* Sub-allocates ranges from buffers of up to dev->max_buffer bytes, allocating a new
+ * buffer when the current one is full. A range never straddles two buffers. */
+typedef struct vk_arena {
+    vk_dev *d;
+    bool host; /* host-visible (params, readback, staging) instead of device-local */
+    uint64_t block;
+    vk_buffer *bufs;
+    uint32_t n_bufs, cap_bufs;
+    uint64_t used; /* in the last buffer */
+    const char *what;
+} vk_arena;
+
+vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *out,
+                              const char *what, core_err *err);
+void vk_buffer_destroy(vk_dev *d, vk_buffer *b);
+void vk_arena_init(vk_arena *a, vk_dev *d, bool host, uint64_t block, const char *what);
+vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err *err);
+void vk_arena_free(vk_arena *a);
+/* Copies host bytes into a device slice through a staging buffer. */
+vkllm_status vk_upload(vk_dev *d, const vk_slice *dst, const void *src, uint64_t size,
+                       core_err *err);
+vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t size,
+                         core_err *err);
+
+/* ---- pipelines (vk_pipe.c) ---- */
+
+#define VK_MAX_BINDINGS 8
+#define VK_PUSH_BYTES 128 /* the minimum maxPushConstantsSize every device has */
+
+typedef struct vk_pipe {
+    const char *name;
+    uint32_t n_bindings;
+    uint32_t local_size[3];
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipeline pipe;
+} vk_pipe;
+
+typedef struct vk_spec {
+    uint32_t n;
+    uint32_t v[8]; /* specialization constants 0..n-1 */
+} vk_spec;
+
+/* Builds the pipeline of an embedded shader (by name, e.g. "swiglu_t0"). local_size[0..2]
+ * are set through specialization constants 100..102 when non-zero. */
+vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
+                            const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
+                            core_err *err);
+void vk_pipe_destroy(vk_dev *d, vk_pipe *p);
+/* Loads the on-disk pipeline cache of this device (a bad file is ignored with a notice). */
+vkllm_status vk_pipe_cache_open(vk_dev *d, core_err *err);
+/* Writes the cache back. Errors are logged, not returned: a cache is an optimisation. */
+void vk_pipe_cache_save(vk_dev *d);
+
+/* Embedded SPIR-V (generated at build time from shaders/). */
+typedef struct vk_shader_blob {
+    const char *name;
+    const uint32_t *code;
+    const uint32_t *size; /* bytes */
+} vk_shader_blob;
+const vk_shader_blob *vk_shader_find(const char *name);
+
+/* ---- recording (vk_rec.c) ---- */
+
+/* Descriptor sets for one recorded command buffer come from its own pool. */
+typedef struct vk_rec {
+    vk_dev *d;
+    VkCommandBuffer cb;
+    VkDescriptorPool pool;
+    uint32_t max_sets;
+    uint32_t n_dispatch;
+} vk_rec;
+
+vkllm_status vk_rec_init(vk_dev *d, vk_rec *r, uint32_t max_sets, core_err *err);
+void vk_rec_free(vk_rec *r);
+/* Resets and begins recording. */
+vkllm_status vk_rec_begin(vk_rec *r, core_err *err);
+vkllm_status vk_rec_end(vk_rec *r, core_err *err);
+/* Binds the slices, pushes the constants and dispatches groups (x, y, z). */
+vkllm_status vk_rec_dispatch(vk_rec *r, const vk_pipe *p, const vk_slice *bind, uint32_t n_bind,
+                             const void *push, uint32_t push_bytes, uint32_t gx, uint32_t gy,
+                             uint32_t gz, core_err *err);
+/* A compute -> compute (and transfer) memory barrier between dependent dispatches. */
+void vk_rec_barrier(vk_rec *r);
+/* Submits the recorded buffer and waits on a fence (no vkDeviceWaitIdle). */
+vkllm_status vk_rec_submit_wait(vk_rec *r, VkFence fence, core_err *err);
+
+#endif

@@ -1,0 +1,136 @@
+/* The Vulkan ops: one module per kernel family, each with its pipelines for the device's tier
+ * and functions that record its dispatches into a vk_rec. vk_backend.c strings them together
+ * in the order of the engine's op list; tests/test_vk_ops.c runs each against the CPU
+ * reference.
+ *
+ * Conventions shared by every op (and by shaders/common.glsl):
+ *  - activations are F32 rows; a buffer of n rows of width w has row t at float t * stride;
+ *  - per-step values (positions, token ids, cache length) live in the step parameter buffer
+ *    (vk_step_params), read by the shaders, so a recorded command buffer can be replayed for
+ *    the next token with only that buffer rewritten;
+ *  - shapes that are fixed for a recording go in push constants;
+ *  - a weight larger than the device's buffer limit is split by rows into parts, each its own
+ *    binding; the matmul and embedding record one dispatch per part.
+ */
+#ifndef VKLLM_VK_VK_OPS_H
+#define VKLLM_VK_VK_OPS_H
+
+#include "vk/vk.h"
+
+/* The step parameter buffer: a header, then the batch's token ids. Mirrored by
+ * shaders/common.glsl (struct StepParams). */
+typedef struct vk_step_params {
+    uint32_t n_tokens; /* tokens in this step */
+    uint32_t pos0;     /* position of the first */
+    uint32_t n_kv;     /* cache length the last token sees: pos0 + n_tokens */
+    uint32_t n_out;    /* rows of logits wanted (the last n_out tokens) */
+    int32_t tokens[];  /* n_tokens ids */
+} vk_step_params;
+
+#define VK_MAX_PARTS 16
+
+/* The best embedded variant of a shader stem for the device's tier: "stem_tN" with the
+ * highest N <= tier; and its pipeline. */
+vkllm_status vk_pick_shader(const vk_dev *d, const char *stem, char *out, size_t cap);
+vkllm_status vk_pipe_for_tier(vk_dev *d, const char *stem, uint32_t n_bindings,
+                              const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
+                              core_err *err);
+
+/* A weight matrix on the device: [n_out rows x n_in], rows contiguous, in a GGUF block
+ * format, possibly split by rows into parts (each part under the buffer limit). */
+typedef struct vk_weight {
+    uint32_t type, n_in, n_out;
+    uint64_t row_bytes;
+    uint32_t n_parts;
+    struct {
+        vk_slice s;
+        uint32_t row0, n_rows;
+    } part[VK_MAX_PARTS];
+} vk_weight;
+
+/* Activation view: a slice of F32 rows. */
+typedef struct vk_act {
+    vk_slice s;
+    uint32_t stride; /* floats between rows */
+} vk_act;
+
+/* ---- matrix products and embedding (vk_ops_mm.c; shaders/quant.glsl, matvec.comp,
+ * matmul.comp, quantize.comp, embed.comp) ---- */
+
+typedef struct vk_mm vk_mm; /* pipelines for every supported weight type at one tier */
+
+vkllm_status vk_mm_create(vk_dev *d, vk_mm **out, core_err *err);
+void vk_mm_destroy(vk_mm *m);
+/* Whether a weight type has Vulkan kernels. */
+bool vk_mm_supports(uint32_t w_type);
+/* Bytes of one row of n_in activations quantized for weight type w_type (its vec_dot_type:
+ * Q8_0, Q8_1, Q8_K, F16, BF16 or F32). */
+uint64_t vk_mm_act_row_bytes(uint32_t w_type, uint32_t n_in);
+/* x (n_tok rows of n_in floats) -> xq in w_type's activation format, rows x_row_bytes apart;
+ * the same rounding as the CPU path (src/core quantizers). */
+vkllm_status vk_mm_quantize(vk_rec *r, vk_mm *m, uint32_t w_type, vk_act x, uint32_t n_in,
+                            uint32_t n_tok, vk_slice xq, core_err *err);
+/* y[t][r] (+)= w[r] . x[t] for t < n_tok, every row r of w; xq as vk_mm_quantize wrote it.
+ * n_tok 1..8 records matrix-vector kernels, larger the tiled matrix-matrix kernel. */
+vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, uint32_t n_tok,
+                          vk_act y, bool accumulate, core_err *err);
+/* Embedding lookup: dst[t] = row params.tokens[t] of w, dequantized to F32 exactly as
+ * src/core's dequantizer does (ids outside [0, n_out) give a zero row). */
+vkllm_status vk_embed(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice params, vk_act dst,
+                      uint32_t n_tok, core_err *err);
+
+/* ---- attention (vk_ops_attn.c, shaders/rope.comp, kv_store.comp, attention*.comp) ---- */
+
+typedef struct vk_attn vk_attn;
+
+typedef struct vk_attn_shape {
+    uint32_t n_head, n_head_kv, head_dim, n_rot;
+    uint32_t n_ctx;    /* cache positions per layer */
+    uint32_t n_splits; /* decode over a long cache: chunks merged in order (>= 1) */
+} vk_attn_shape;
+
+vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err);
+void vk_attn_destroy(vk_attn *a);
+/* Scratch bytes vk_attn_attend needs for batches of up to n_batch tokens. */
+uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t n_batch);
+/* RoPE on q and k rows in place at positions params.pos0 + t, then k and v rows stored as
+ * F16 into this layer's caches ([n_ctx][n_head_kv * head_dim]). rope_cs holds cos, sin pairs
+ * per position: [n_ctx][n_rot] floats (host-computed with the CPU path's formula). */
+vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                                vk_slice rope_cs, vk_act q, vk_act k, vk_act v, vk_slice kcache,
+                                vk_slice vcache, uint32_t n_tok, core_err *err);
+/* out[t] = causal softmax(q[t] k^T / sqrt(hd)) v over cache positions [0, pos0 + t], GQA. */
+vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                            vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
+                            vk_slice scratch, uint32_t n_tok, core_err *err);
+
+/* ---- element-wise and row ops (vk_ops_misc.c; shaders/rms_norm.comp, swiglu.comp) ---- */
+
+typedef struct vk_misc vk_misc;
+
+vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err);
+void vk_misc_destroy(vk_misc *m);
+/* dst[t] = src[t] / sqrt(mean(src[t]^2) + eps) * w for rows t0 .. t0 + n - 1. */
+vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, vk_slice w, vk_act dst, uint32_t n,
+                         uint32_t width, float eps, core_err *err);
+/* dst = silu(gate) * up, n rows of width. */
+vkllm_status vk_swiglu(vk_rec *r, vk_misc *m, vk_act gate, vk_act up, vk_act dst, uint32_t n,
+                       uint32_t width, core_err *err);
+/* ---- sampling on the device (vk_ops_sample.c, shaders/argmax.comp, topk.comp) ---- */
+
+typedef struct vk_sample vk_sample;
+
+vkllm_status vk_sample_create(vk_dev *d, vk_sample **out, core_err *err);
+void vk_sample_destroy(vk_sample *s);
+/* For each of n rows of width logits: the index of the largest (lowest index on ties) into
+ * ids[row] (uint32). */
+vkllm_status vk_argmax(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
+                       vk_slice ids, core_err *err);
+/* For each row: the k largest logits, largest first (ties: lower index first), as k ids into
+ * ids[row * k] and k values into vals[row * k]. k <= VK_TOPK_MAX. */
+#define VK_TOPK_MAX 128
+vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
+                     uint32_t k, vk_slice ids, vk_slice vals, vk_slice scratch, core_err *err);
+uint64_t vk_topk_scratch_bytes(uint32_t n, uint32_t width, uint32_t k);
+
+#endif

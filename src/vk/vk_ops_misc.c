@@ -1,0 +1,70 @@
+/* Row and element-wise ops: RMSNorm and SwiGLU. Both are bandwidth-bound and need nothing
+ * past tier 0, so tier 1+ devices run the tier-0 build of rms_norm and the tier-1 build of
+ * swiglu (fp16 extensions enabled, same arithmetic). */
+#include "vk/vk_ops.h"
+
+#include <stdio.h>
+
+struct vk_misc {
+    vk_dev *d;
+    vk_pipe rms_norm, swiglu;
+};
+
+vkllm_status vk_pick_shader(const vk_dev *d, const char *stem, char *out, size_t cap) {
+    for (int t = d->tier; t >= 0; t--) {
+        snprintf(out, cap, "%s_t%d", stem, t);
+        if (vk_shader_find(out)) return VKLLM_OK;
+    }
+    return VKLLM_ERR_INTERNAL;
+}
+
+vkllm_status vk_pipe_for_tier(vk_dev *d, const char *stem, uint32_t n_bindings,
+                              const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
+                              core_err *err) {
+    char name[96];
+    if (vk_pick_shader(d, stem, name, sizeof name) != VKLLM_OK)
+        return core_errf(err, VKLLM_ERR_INTERNAL, "no shader '%s' for tier %d", stem, d->tier);
+    return vk_pipe_create(d, name, n_bindings, local_size, spec, out, err);
+}
+
+vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err) {
+    vk_misc *m = core_calloc(d->alloc, 1, sizeof *m);
+    if (!m) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
+    m->d = d;
+    vkllm_status st = vk_pipe_for_tier(d, "rms_norm", 3, (uint32_t[3]){256, 1, 1}, NULL,
+                                       &m->rms_norm, err);
+    if (st == VKLLM_OK)
+        st = vk_pipe_for_tier(d, "swiglu", 3, (uint32_t[3]){256, 1, 1}, NULL, &m->swiglu, err);
+    if (st != VKLLM_OK) {
+        vk_misc_destroy(m);
+        return st;
+    }
+    *out = m;
+    return VKLLM_OK;
+}
+
+void vk_misc_destroy(vk_misc *m) {
+    if (!m) return;
+    vk_pipe_destroy(m->d, &m->rms_norm);
+    vk_pipe_destroy(m->d, &m->swiglu);
+    core_free(m->d->alloc, m);
+}
+
+vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, vk_slice w, vk_act dst, uint32_t n,
+                         uint32_t width, float eps, core_err *err) {
+    struct {
+        uint32_t n_rows, width, stride_s, stride_d;
+        float eps;
+    } pc = {n, width, src.stride, dst.stride, eps};
+    vk_slice b[3] = {src.s, w, dst.s};
+    return vk_rec_dispatch(r, &m->rms_norm, b, 3, &pc, sizeof pc, n, 1, 1, err);
+}
+
+vkllm_status vk_swiglu(vk_rec *r, vk_misc *m, vk_act gate, vk_act up, vk_act dst, uint32_t n,
+                       uint32_t width, core_err *err) {
+    struct {
+        uint32_t n_rows, width, stride_g, stride_u, stride_d;
+    } pc = {n, width, gate.stride, up.stride, dst.stride};
+    vk_slice b[3] = {gate.s, up.s, dst.s};
+    return vk_rec_dispatch(r, &m->swiglu, b, 3, &pc, sizeof pc, (width + 255) / 256, n, 1, err);
+}
