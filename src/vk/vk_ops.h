@@ -48,6 +48,12 @@ typedef struct vk_weight {
     } part[VK_MAX_PARTS];
 } vk_weight;
 
+/* Uploads a [n_out x n_in] matrix (rows row_bytes apart in data) from arena a, split by rows
+ * when it does not fit one buffer. name is for error messages. */
+vkllm_status vk_weight_upload(vk_dev *d, vk_arena *a, const char *name, uint32_t type,
+                              uint32_t n_in, uint32_t n_out, uint64_t row_bytes,
+                              const void *data, vk_weight *out, core_err *err);
+
 /* Activation view: a slice of F32 rows. */
 typedef struct vk_act {
     vk_slice s;
