@@ -36,8 +36,11 @@ vkllm_status vk_weight_upload(vk_dev *d, vk_arena *a, const char *name, uint32_t
         if (st == VKLLM_OK)
             st = vk_upload(d, &out->part[p].s, (const uint8_t *)data + (uint64_t)r0 * row_bytes,
                            bytes, err);
-        if (st != VKLLM_OK)
-            return core_errf(err, st, "tensor %s: %s", name, err->msg);
+        if (st != VKLLM_OK) {
+            char why[CORE_ERR_LEN];
+            memcpy(why, err->msg, sizeof why);
+            return core_errf(err, st, "tensor %s: %s", name, why);
+        }
         out->part[p].row0 = r0;
         out->part[p].n_rows = nr;
         out->n_parts = p + 1;
