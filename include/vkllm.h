@@ -100,8 +100,13 @@ typedef struct vkllm_device_info {
     char backend[16];    /* "cpu" or "vulkan" */
     char features[256];  /* space separated: "avx2 fma f16c", "fp16 int8 dot ..." */
     char driver[128];
-    uint64_t memory_bytes;
-    int index;           /* index within its backend */
+    uint64_t memory_bytes; /* host memory (cpu) or the largest device-local heap (vulkan) */
+    int index;           /* index within its backend: --device vulkan:INDEX */
+    char vendor[32];     /* vulkan: AMD, NVIDIA, Intel, ARM, Qualcomm, Mesa, ... */
+    char api_version[16]; /* vulkan: "1.3.230" */
+    uint32_t subgroup_size;
+    uint64_t max_buffer_bytes; /* vulkan: maxStorageBufferRange */
+    int tier;            /* vulkan capability tier 0..2; -1 for the CPU */
 } vkllm_device_info;
 
 /* Fills up to cap entries; *n_out gets the number of devices. */
@@ -200,7 +205,9 @@ uint32_t vkllm_session_n_ctx(const vkllm_session *s);
 
 /* Append tokens to the context and compute the logits of the last one. */
 vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t n);
-/* Logits (n_vocab floats) of the last evaluated token; valid until the next eval. */
+/* Logits (n_vocab floats) of the last token evaluated by vkllm_session_eval; valid until the
+ * next eval. vkllm_generate may sample on the device (greedy, or top-k without a repetition
+ * penalty) and then does not fetch the logits, so read them after vkllm_session_eval. */
 const float *vkllm_session_logits(const vkllm_session *s);
 
 /* Sampling. Zero value = greedy. */

@@ -4,6 +4,9 @@
 # --vulkan, a Vulkan build into $VKLLM_CACHE/build-vulkan. Sources go to $VKLLM_CACHE/src/.
 # Nothing from llama.cpp enters this repository; tools/golden/ and bench/ use these builds.
 # Idempotent: a build whose binaries are all there is left alone (--force rebuilds it).
+# The Vulkan build needs Vulkan headers 1.3.272 or newer (vk::LayerSettingEXT); where the
+# system's are older (Debian 12 has 1.3.239) it uses those of Debian 13's libvulkan-dev,
+# unpacked (not installed) into $VKLLM_CACHE/vulkan-headers/ (see vk_headers below).
 # Usage: scripts/build_llama_cpp.sh [--vulkan | --vulkan-only] [--force] [-j N]
 #        prints each build's bin/ folder on stdout
 # Env:   VKLLM_CACHE (default ~/.cache/vkllm)
@@ -63,6 +66,56 @@ if command -v git >/dev/null && [ -e "$llsrc/.git" ]; then
     git -C "$llsrc" update-index -q --refresh >/dev/null 2>&1 || true
 fi
 
+# ---- Vulkan headers ----
+# ggml-vulkan creates its instance with VK_EXT_layer_settings through vulkan.hpp, which the
+# headers have from 1.3.272 on. Older system headers are replaced for this build only by those
+# of $vk_headers_suite's libvulkan-dev: apt fetches the .deb from the Debian mirror this
+# machine's apt already uses (its own lists in $cache/apt-$vk_headers_suite, nothing added to
+# the system's sources), checks it against the signed index, and dpkg-deb unpacks it into
+# $cache/vulkan-headers. Only headers are taken: llama.cpp still links the system's loader, and
+# vulkan.hpp's dynamic dispatcher (which ggml uses) finds newer entry points at run time.
+vk_headers_suite=trixie
+vk_headers_ok() { grep -qs "struct LayerSettingEXT" "$1"/vulkan/vulkan*.hpp; }
+vk_headers() {
+    local dir="$cache/vulkan-headers" inc="$cache/vulkan-headers/usr/include"
+    if vk_headers_ok "$inc"; then
+        echo "$inc"
+        return 0
+    fi
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
+        die "--vulkan needs Vulkan headers 1.3.272 or newer: no apt here to fetch them; set" \
+            "VULKAN_SDK (LunarG SDK) or install a newer libvulkan-dev"
+    # The Debian archive behind the system's own sources (not the security one).
+    local site
+    site=$(apt-get indextargets --format '$(SITE) $(RELEASE)' 'Identifier: Packages' \
+               'Origin: Debian' 2>/dev/null | awk '$2 !~ /-/ { print $1; exit }')
+    [ -n "$site" ] ||
+        die "no Debian archive in apt's sources to fetch $vk_headers_suite's libvulkan-dev from"
+    local apt="$cache/apt-$vk_headers_suite"
+    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/deb"
+    echo "deb $site $vk_headers_suite main" >"$apt/sources.list"
+    local opts=(-q -o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+                -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache"
+                -o Dir::State::status=/dev/null -o APT::Sandbox::User="$(id -un)")
+    say "fetching the Vulkan headers of $vk_headers_suite's libvulkan-dev from $site"
+    apt-get "${opts[@]}" update >&2 || die "apt-get update of $vk_headers_suite's index failed"
+    rm -f "$apt/deb"/*.deb
+    (cd "$apt/deb" && apt-get "${opts[@]}" download libvulkan-dev >&2) ||
+        die "apt-get download libvulkan-dev ($vk_headers_suite) failed"
+    local deb tmp
+    deb=$(ls "$apt/deb"/libvulkan-dev_*.deb) || die "apt-get download left no .deb in $apt/deb"
+    tmp=$(mktemp -d "$cache/.vulkan-headers.XXXXXX")
+    if ! dpkg-deb -x "$deb" "$tmp" || ! vk_headers_ok "$tmp/usr/include"; then
+        rm -rf "$tmp"
+        die "$deb: could not unpack it, or its headers lack vk::LayerSettingEXT too"
+    fi
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    say "Vulkan headers $(basename "$deb" .deb) in $dir"
+    echo "$inc"
+}
+
 # ---- one build ----
 # build DIR EXTRA_CMAKE_FLAGS...   (checks for "${binaries[@]}" and "${extra_bins[@]}")
 extra_bins=()
@@ -78,14 +131,15 @@ build() {
         echo "$dir/bin"
         return 0
     fi
-    # A folder configured before keeps its generator (CMake refuses to switch it).
+    # A folder configured before keeps its generator (CMake refuses to switch it), and gets
+    # this run's flags again (the Vulkan headers' folder may have changed since).
+    local gen=()
     if [ ! -f "$dir/CMakeCache.txt" ]; then
-        local gen=()
         command -v ninja >/dev/null && gen=(-G Ninja)
-        say "configuring $dir"
-        nice -n 10 cmake -S "$llsrc" -B "$dir" "${gen[@]}" "${common_flags[@]}" "$@" >&2 ||
-            die "CMake configure of $dir failed"
     fi
+    say "configuring $dir"
+    nice -n 10 cmake -S "$llsrc" -B "$dir" "${gen[@]}" "${common_flags[@]}" "$@" >&2 ||
+        die "CMake configure of $dir failed"
     say "building ${targets[*]} in $dir with $jobs jobs (this takes a while)"
     nice -n 10 cmake --build "$dir" -j "$jobs" --target "${targets[@]}" >&2 ||
         die "build in $dir failed"
@@ -110,6 +164,11 @@ if [ "$want_vk" -eq 1 ]; then
         compgen -G "/usr/lib/*/cmake/SPIRV-Headers/*onfig.cmake" >/dev/null ||
         [ -n "${VULKAN_SDK:-}${CMAKE_PREFIX_PATH:-}" ] ||
         die "--vulkan needs SPIRV-Headers' CMake package ($vk_pkgs)"
+    vk_flags=()
+    if [ -z "${VULKAN_SDK:-}" ] && ! vk_headers_ok /usr/include; then
+        vk_inc=$(vk_headers)
+        vk_flags=(-DVulkan_INCLUDE_DIR="$vk_inc")
+    fi
     extra_bins=(libggml-vulkan.so)
-    build "$cache/build-vulkan" -DGGML_VULKAN=ON
+    build "$cache/build-vulkan" -DGGML_VULKAN=ON "${vk_flags[@]}"
 fi

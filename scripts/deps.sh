@@ -2,8 +2,13 @@
 # Installs what building and testing vkllm needs, from Debian's packages. Idempotent: does
 # nothing when everything is there. Needs root (or sudo) only when something is missing.
 set -euo pipefail
+# Vulkan: headers and volk (entry points loaded at run time), glslangValidator and spirv-val
+# (shaders are compiled and checked at build time), lavapipe (Mesa's CPU Vulkan driver: the
+# device the tests run on when there is no GPU) and the Khronos validation layer (on in tests).
 pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
-      python3 python3-pip unzip ca-certificates)
+      python3 python3-pip unzip ca-certificates
+      libvulkan-dev libvulkan-volk-dev glslang-tools spirv-tools mesa-vulkan-drivers
+      vulkan-validationlayers vulkan-tools)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,13 +11,15 @@ layout(std430, binding = 2) writeonly buffer D { float dst[]; };
 layout(push_constant) uniform PC {
     uint n_rows, width, stride_s, stride_d;
     float eps;
+    uint src_row0; // rows src_row0 + i are read, rows i written
+
 } pc;
 
 shared float red[gl_WorkGroupSize.x];
 
 void main() {
     const uint row = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
-    const uint base = row * pc.stride_s;
+    const uint base = (pc.src_row0 + row) * pc.stride_s;
     precise float acc = 0.0;
     for (uint i = tid; i < pc.width; i += nt) {
         precise float x = src[base + i];

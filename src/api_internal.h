@@ -44,6 +44,8 @@ struct vkllm_session {
     uint32_t n_past;
     int32_t pending;   /* last sampled token, not yet evaluated; -1 if none */
     float *logits;     /* n_vocab */
+    int32_t cand_ids[ENG_TOP_K_MAX]; /* best candidates of the last step (device sampling) */
+    float cand_vals[ENG_TOP_K_MAX];
     int32_t *tokbuf;   /* prompt tokens, n_ctx + 1 */
     sched_sampler *sampler;
     atomic_int cancel;

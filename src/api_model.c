@@ -60,6 +60,7 @@ void vkllm_model_free(vkllm_model *m) {
     if (!m) return;
     const vkllm_allocator *a = m->rt->alloc;
     eng_graph_free(&m->graph, a);
+    m->rt->backend->vt->model_detach(m->rt->backend, &m->em); /* no-op if never attached */
     eng_model_free(&m->em);
     tok_free(m->vocab);
     if (m->tensor_names) {

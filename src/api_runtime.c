@@ -4,6 +4,8 @@
 #include "api_internal.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_info.h"
+#include "vk/vk.h"
+#include "vk/vk_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,20 +41,38 @@ void rt_log(const vkllm_runtime *rt, vkllm_log_level level, const char *fmt, ...
     rt->log(rt->log_user, level, msg);
 }
 
-/* Parses the device string: "auto", "cpu", "vulkan", "vulkan:N", "vulkan:NAME". */
-static vkllm_status pick_backend(vkllm_runtime *rt, const char *dev, core_err *err) {
+static void rt_log_cb(void *user, vkllm_log_level level, const char *msg) {
+    rt_log(user, level, "%s", msg);
+}
+
+/* Parses the device string: "auto", "cpu", "vulkan", "vulkan:N", "vulkan:NAME".
+ * auto takes the best Vulkan GPU; with none, or when the only Vulkan device is a CPU
+ * implementation (lavapipe: our CPU path is faster on the same cores), the CPU backend. */
+static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *desc,
+                                 core_err *err) {
+    const char *dev = desc->device;
     if (!dev || !*dev) dev = "auto";
     bool want_vk = strncmp(dev, "vulkan", 6) == 0 && (dev[6] == '\0' || dev[6] == ':');
-    if (!want_vk && strcmp(dev, "auto") != 0 && strcmp(dev, "cpu") != 0)
+    bool is_auto = strcmp(dev, "auto") == 0;
+    if (!want_vk && !is_auto && strcmp(dev, "cpu") != 0)
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
                          "unknown device '%s' (expected auto, cpu, vulkan, vulkan:N or "
                          "vulkan:NAME)", dev);
-    if (want_vk)
-        return core_errf(err, VKLLM_ERR_NO_DEVICE,
-                         "device '%s': the Vulkan backend is not available in this build; "
-                         "use --device cpu or auto", dev);
-    if (strcmp(dev, "auto") == 0)
-        rt_log(rt, VKLLM_LOG_INFO, "device auto: no Vulkan backend in this build, using the CPU");
+    if (desc->vk_tier_plus1 < 0 || desc->vk_tier_plus1 > VK_TIER_COUNT)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk tier %d out of range [0, %d]",
+                         desc->vk_tier_plus1 - 1, VK_TIER_COUNT - 1);
+    if (want_vk || is_auto) {
+        vk_backend_desc vd = {
+            .alloc = rt->alloc, .log = rt_log_cb, .log_user = rt,
+            .select = want_vk ? dev : "vulkan", .max_tier = desc->vk_tier_plus1 - 1,
+            .memory_cap = desc->memory_cap, .n_splits = rt->n_threads,
+            .skip_cpu_devices = is_auto,
+        };
+        vkllm_status st = vk_backend_create(&vd, &rt->backend, err);
+        if (st == VKLLM_OK || want_vk) return st;
+        rt_log(rt, VKLLM_LOG_INFO, "device auto: %s; using the CPU backend", err->msg);
+        core_err_clear(err);
+    }
     cpu_backend_desc cd = {.alloc = rt->alloc, .n_threads = rt->n_threads};
     return cpu_backend_create(&cd, &rt->backend, err);
 }
@@ -78,7 +98,7 @@ vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime 
     rt->log_user = desc->log_user;
     rt->log_level = desc->log_level == VKLLM_LOG_DEFAULT ? VKLLM_LOG_WARN : desc->log_level;
     rt->n_threads = desc->n_threads ? desc->n_threads : cpu_info_n_cores();
-    vkllm_status st = pick_backend(rt, desc->device, &t_create_err);
+    vkllm_status st = pick_backend(rt, desc, &t_create_err);
     if (st != VKLLM_OK) {
         core_free(rt->alloc, rt);
         return st;
@@ -114,8 +134,34 @@ vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_
         snprintf(d->driver, sizeof d->driver, "%d cores", cpu_info_n_cores());
         d->memory_bytes = cpu_info_memory_bytes();
         d->index = 0;
+        d->tier = -1;
     }
     n++;
+    vk_dev_info vi[16];
+    uint32_t nv = 0;
+    core_err err;
+    if (vk_enumerate(vi, 16, &nv, &err) == VKLLM_OK) {
+        for (uint32_t i = 0; i < nv && i < 16; i++, n++) {
+            if (!infos || n >= cap) continue;
+            vkllm_device_info *d = &infos[n];
+            memset(d, 0, sizeof *d);
+            snprintf(d->name, sizeof d->name, "%.255s", vi[i].name);
+            snprintf(d->kind, sizeof d->kind, "%.31s", vi[i].kind);
+            snprintf(d->backend, sizeof d->backend, "vulkan");
+            snprintf(d->vendor, sizeof d->vendor, "%.31s", vi[i].vendor);
+            snprintf(d->features, sizeof d->features, "%.255s", vi[i].features);
+            snprintf(d->driver, sizeof d->driver, "%.127s", vi[i].driver);
+            snprintf(d->api_version, sizeof d->api_version, "%u.%u.%u",
+                     VK_API_VERSION_MAJOR(vi[i].api_version),
+                     VK_API_VERSION_MINOR(vi[i].api_version),
+                     VK_API_VERSION_PATCH(vi[i].api_version));
+            d->memory_bytes = vi[i].device_local_bytes;
+            d->subgroup_size = vi[i].subgroup_size;
+            d->max_buffer_bytes = vi[i].max_buffer_range;
+            d->tier = vi[i].tier;
+            d->index = (int)i;
+        }
+    }
     if (n_out) *n_out = n;
     return VKLLM_OK;
 }

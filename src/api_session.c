@@ -76,8 +76,10 @@ void vkllm_session_cancel(vkllm_session *s) {
     if (s) atomic_store(&s->cancel, 1);
 }
 
-/* Evaluates tokens in chunks of n_batch; logits of the last one land in s->logits. */
-static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n) {
+/* Evaluates tokens in chunks of n_batch; logits of the last one land in s->logits, or with
+ * top_k > 0 only its top_k best candidates in s->cand_ids / s->cand_vals (selected on the
+ * device by a GPU backend, so the logits never cross the bus). */
+static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n, uint32_t top_k) {
     if (n == 0) return VKLLM_OK;
     if ((uint64_t)s->n_past + n > s->n_ctx)
         return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
@@ -86,7 +88,10 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n)
     eng_backend *be = s->model->rt->backend;
     for (size_t i = 0; i < n;) {
         uint32_t chunk = (uint32_t)(n - i < s->n_batch ? n - i : s->n_batch);
-        eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .pos0 = s->n_past, .n_out = 1};
+        const bool last = i + chunk == n;
+        eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .pos0 = s->n_past, .n_out = 1,
+                       .top_k = last ? top_k : 0, .out_ids = s->cand_ids,
+                       .out_vals = s->cand_vals};
         vkllm_status st = be->vt->run(s->ctx, &b, s->logits, &s->err);
         if (st != VKLLM_OK) return st;
         s->n_past += chunk;
@@ -102,7 +107,7 @@ vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t 
             return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "eval: token %zu has id %d, out "
                              "of range [0, %u)", i, tokens[i], s->model->cfg.n_vocab);
     s->pending = -1;
-    return eval_tokens(s, tokens, n);
+    return eval_tokens(s, tokens, n, 0);
 }
 
 vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
@@ -154,8 +159,9 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
 
     /* 2. prefill */
     sched_sampler_reset(s->sampler, &d->sampling);
+    const uint32_t top = sched_sampler_top_needed(s->sampler, ENG_TOP_K_MAX);
     double t0 = core_time_s();
-    vkllm_status st = eval_tokens(s, s->tokbuf, n);
+    vkllm_status st = eval_tokens(s, s->tokbuf, n, top);
     if (st != VKLLM_OK) return st;
     s->pending = -1;
     r.n_prompt = (uint32_t)n;
@@ -170,7 +176,8 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
             r.stop = VKLLM_STOP_CANCELLED;
             break;
         }
-        int32_t tok = sched_sampler_sample(s->sampler, s->logits);
+        int32_t tok = top ? sched_sampler_sample_top(s->sampler, s->cand_ids, s->cand_vals, top)
+                          : sched_sampler_sample(s->sampler, s->logits);
         sched_sampler_accept(s->sampler, tok);
         s->pending = tok;
         r.n_generated++;
@@ -195,7 +202,7 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
             r.stop = VKLLM_STOP_CONTEXT;
             break;
         }
-        st = eval_tokens(s, &tok, 1);
+        st = eval_tokens(s, &tok, 1, top);
         if (st != VKLLM_OK) break;
         s->pending = -1;
     }

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "engine/engine.h"
 #include "sched/sampler.h"
 
 #define NV 5000
@@ -109,11 +110,61 @@ static void test_repeat_penalty(void **state) {
     sched_sampler_free(s);
 }
 
+/* Device-side sampling hands the sampler only the top k candidates (eng_select_top on the CPU
+ * path, a kernel on Vulkan): whenever sched_sampler_top_needed says k suffice, sampling from
+ * them must give exactly the token sampling from all logits gives, seed for seed. */
+static void test_top_candidates_equal_full(void **state) {
+    (void)state;
+    static float logits[NV];
+    uint64_t x = 42;
+    for (int i = 0; i < NV; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        logits[i] = (float)((x >> 40) % 2000) / 100.0f - 10.0f; /* many ties */
+    }
+    const vkllm_sampling cases[] = {
+        {.temperature = 0.0f},
+        {.temperature = 0.8f, .top_k = 40, .seed = 1},
+        {.temperature = 1.2f, .top_k = 5, .top_p = 0.9f, .seed = 7},
+        {.temperature = 0.7f, .top_k = 128, .min_p = 0.05f, .seed = 99},
+        {.temperature = 1.0f, .top_k = 1, .seed = 3},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sched_sampler *full, *top;
+        assert_int_equal(sched_sampler_create(NULL, NV, &cases[c], &full), VKLLM_OK);
+        assert_int_equal(sched_sampler_create(NULL, NV, &cases[c], &top), VKLLM_OK);
+        const uint32_t k = sched_sampler_top_needed(top, ENG_TOP_K_MAX);
+        assert_true(k >= 1 && k <= ENG_TOP_K_MAX);
+        int32_t ids[ENG_TOP_K_MAX];
+        float vals[ENG_TOP_K_MAX];
+        eng_select_top(logits, NV, k, ids, vals);
+        for (uint32_t i = 1; i < k; i++) /* sorted, ties to the lower id */
+            assert_true(vals[i] < vals[i - 1] || (vals[i] == vals[i - 1] && ids[i] > ids[i - 1]));
+        for (int rep = 0; rep < 200; rep++) {
+            int32_t a = sched_sampler_sample(full, logits);
+            int32_t b = sched_sampler_sample_top(top, ids, vals, k);
+            assert_int_equal(a, b);
+        }
+        sched_sampler_free(full);
+        sched_sampler_free(top);
+    }
+    /* what needs all logits */
+    sched_sampler *s;
+    const vkllm_sampling pen = {.temperature = 0.0f, .repeat_penalty = 1.1f};
+    assert_int_equal(sched_sampler_create(NULL, NV, &pen, &s), VKLLM_OK);
+    assert_int_equal(sched_sampler_top_needed(s, ENG_TOP_K_MAX), 0);
+    sched_sampler_free(s);
+    const vkllm_sampling nok = {.temperature = 0.8f};
+    assert_int_equal(sched_sampler_create(NULL, NV, &nok, &s), VKLLM_OK);
+    assert_int_equal(sched_sampler_top_needed(s, ENG_TOP_K_MAX), 0);
+    sched_sampler_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),          cmocka_unit_test(test_top_k_exact),
         cmocka_unit_test(test_min_p_and_top_p), cmocka_unit_test(test_seed_repeats),
         cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_top_candidates_equal_full),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

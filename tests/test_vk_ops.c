@@ -6,6 +6,8 @@
 
 #include "cpu/cpu_vec.h"
 
+#include <unistd.h>
+
 static const uint32_t k_widths[] = {1, 255, 576, 1537};
 static const uint32_t k_rows[] = {1, 3, 7};
 
@@ -79,7 +81,7 @@ static void test_rms_norm(void **state) {
                 vk_act da = {vt_slice(&a, NULL, (size_t)n * sd * 4), sd};
                 vk_rec r;
                 vt_begin(d, &r);
-                assert_int_equal(vk_rms_norm(&r, m, xa, ws, da, n, w, eps, &err), VKLLM_OK);
+                assert_int_equal(vk_rms_norm(&r, m, xa, 0, ws, da, n, w, eps, &err), VKLLM_OK);
                 vt_submit(&r);
                 vt_read(d, &da.s, got, (size_t)n * sd * 4);
                 const double e = vt_nmse(got, ref, (size_t)n * sd);
@@ -92,10 +94,130 @@ static void test_rms_norm(void **state) {
     }
 }
 
+/* rms_norm of the output head reads the last rows and writes rows from 0 */
+static void test_rms_norm_row0(void **state) {
+    (void)state;
+    vk_dev *d = vt_dev(0, 0);
+    core_err err = {{0}};
+    vk_misc *m;
+    assert_int_equal(vk_misc_create(d, &m, &err), VKLLM_OK);
+    const uint32_t w = 64, n = 5, row0 = 3;
+    float x[5 * 64], wt[64], got[2 * 64];
+    vt_fill(x, n * w, -1.0f, 1.0f);
+    for (uint32_t i = 0; i < w; i++) wt[i] = 1.0f;
+    vk_arena a;
+    vk_arena_init(&a, d, false, 0, "test");
+    vk_act xa = {vt_slice(&a, x, sizeof x), w};
+    vk_slice ws = vt_slice(&a, wt, sizeof wt);
+    vk_act da = {vt_slice(&a, NULL, sizeof got), w};
+    vk_rec r;
+    vt_begin(d, &r);
+    assert_int_equal(vk_rms_norm(&r, m, xa, row0, ws, da, n - row0, w, 1e-5f, &err), VKLLM_OK);
+    vt_submit(&r);
+    vt_read(d, &da.s, got, sizeof got);
+    for (uint32_t t = 0; t < n - row0; t++) {
+        double sum = 0.0;
+        for (uint32_t j = 0; j < w; j++) sum += (double)(x[(row0 + t) * w + j] * x[(row0 + t) * w + j]);
+        const float scale = 1.0f / sqrtf((float)(sum / w) + 1e-5f);
+        for (uint32_t j = 0; j < w; j++)
+            assert_true(fabsf(got[t * w + j] - x[(row0 + t) * w + j] * scale) < 1e-5f);
+    }
+    vk_arena_free(&a);
+    vk_misc_destroy(m);
+    vt_dev_done(d);
+}
+
+/* The messenger must see a real validation error (a buffer with no usage bits), and
+ * vk_check_validation must turn it into a failed status: this is what fails every other test
+ * on a message. Needs the layer: ctest sets VKLLM_VK_VALIDATION=1. */
+static void test_validation_catches(void **state) {
+    (void)state;
+    const char *v = getenv("VKLLM_VK_VALIDATION");
+    if (!v || strcmp(v, "1") != 0)
+        fail_msg("run with VKLLM_VK_VALIDATION=1 (ctest does): this test checks the layer");
+    vk_dev *d = vt_dev(0, 0);
+    assert_true(d->val.enabled);
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = 256,
+                             .usage = 0, .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+    VkBuffer b = VK_NULL_HANDLE;
+    if (d->t.vkCreateBuffer(d->dev, &bi, NULL, &b) == VK_SUCCESS)
+        d->t.vkDestroyBuffer(d->dev, b, NULL);
+    core_err err = {{0}};
+    assert_true(d->val.n_messages > 0);
+    assert_int_equal(vk_check_validation(d, &err), VKLLM_ERR_DEVICE);
+    assert_non_null(strstr(err.msg, "validation"));
+    vk_dev_destroy(d);
+}
+
+static int g_cache_damaged, g_cache_loaded;
+static void cache_log(void *user, vkllm_log_level level, const char *msg) {
+    (void)user, (void)level;
+    if (strstr(msg, "damaged")) g_cache_damaged++;
+    if (strstr(msg, "pipeline cache:") && strstr(msg, "bytes from")) g_cache_loaded++;
+}
+
+static vk_dev *cache_dev(void) {
+    vk_dev_desc dd = {.log = cache_log, .select = "vulkan", .max_tier = -1};
+    core_err err = {{0}};
+    vk_dev *d = NULL;
+    if (vk_dev_create(&dd, &d, &err) != VKLLM_OK) fail_msg("%s", err.msg);
+    vk_misc *m;
+    if (vk_misc_create(d, &m, &err) != VKLLM_OK) fail_msg("%s", err.msg);
+    vk_misc_destroy(m);
+    return d;
+}
+
+/* The on-disk pipeline cache: written on exit, read on the next start, and a damaged file
+ * (truncated, or bytes changed) is ignored with a notice, never handed to the driver. */
+static void test_pipeline_cache(void **state) {
+    (void)state;
+    char dir[] = "/tmp/vkllm_pc_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("VKLLM_CACHE", dir, 1);
+    vk_dev *d = cache_dev();
+    char path[600];
+    snprintf(path, sizeof path, "%s", d->cache_path);
+    vk_dev_destroy(d); /* writes the file */
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fclose(f);
+    assert_true(len > 32);
+    d = cache_dev();
+    assert_int_equal(g_cache_loaded, 1);
+    assert_int_equal(g_cache_damaged, 0);
+    vk_dev_destroy(d);
+    /* flip a byte in the middle */
+    f = fopen(path, "r+b");
+    fseek(f, len / 2, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, len / 2, SEEK_SET);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+    d = cache_dev();
+    assert_int_equal(g_cache_damaged, 1);
+    vt_dev_done(d); /* rewrites a good file */
+    /* truncate */
+    assert_int_equal(truncate(path, len / 3), 0);
+    d = cache_dev();
+    assert_int_equal(g_cache_damaged, 2);
+    vt_dev_done(d);
+    remove(path);
+    char sub[700];
+    snprintf(sub, sizeof sub, "%s/pipelines", dir);
+    rmdir(sub);
+    rmdir(dir);
+    unsetenv("VKLLM_CACHE");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_rms_norm),
+        cmocka_unit_test(test_rms_norm_row0),
+        cmocka_unit_test(test_validation_catches),
+        cmocka_unit_test(test_pipeline_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

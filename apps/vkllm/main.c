@@ -21,9 +21,17 @@ static int cli_begin(int argc, char **argv, const char *cmd, cli_opts *o) {
     return pr == 0 ? -1 : pr == 2 ? 0 : 1;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* user: NULL, or a double that gets the time of the first token if it is still 0 */
 static bool print_piece(void *user, int32_t tok, const char *piece, size_t len) {
-    (void)user;
     (void)tok;
+    double *first = user;
+    if (first && *first == 0.0) *first = now_s();
     fwrite(piece, 1, len, stdout);
     fflush(stdout);
     return true;
@@ -40,7 +48,8 @@ static const char *stop_name(vkllm_stop_reason r) {
     }
 }
 
-static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *r) {
+static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *r,
+                          double ttft) {
     double pp = r->prefill_seconds > 0 ? r->n_prompt / r->prefill_seconds : 0;
     /* the first sampled token needs no eval: decode speed is over the evaluated ones */
     double tg = r->decode_seconds > 0 && r->n_generated > 1
@@ -48,6 +57,9 @@ static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *
     fprintf(stderr, "\nvkllm: prompt %u tok, %.1f tok/s | generated %u tok, %.1f tok/s | %s | "
                     "stop: %s\n", r->n_prompt, pp, r->n_generated, tg,
             vkllm_runtime_backend_name(rt), stop_name(r->stop));
+    if (ttft > 0)
+        fprintf(stderr, "vkllm: first token %.3f s after start (device and model set-up, "
+                        "prefill, first sample)\n", ttft);
 }
 
 static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s) {
@@ -60,6 +72,8 @@ static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s
 }
 
 int cmd_run(int argc, char **argv) {
+    const double t_start = now_s();
+    double t_first = 0.0;
     cli_opts o;
     int pr = cli_begin(argc, argv, "run", &o);
     if (pr >= 0) return pr;
@@ -86,6 +100,7 @@ int cmd_run(int argc, char **argv) {
         vkllm_generate_desc gd = {
             .prompt = prompt, .prompt_len = plen, .max_tokens = o.n_predict,
             .ignore_eog = o.ignore_eos, .sampling = o.sampling, .on_token = print_piece,
+            .user = &t_first,
         };
         vkllm_generate_result r;
         vkllm_status st = vkllm_generate(s, &gd, &r);
@@ -95,7 +110,7 @@ int cmd_run(int argc, char **argv) {
             rc = 1;
         } else {
             fputc('\n', stdout);
-            print_summary(rt, &r);
+            print_summary(rt, &r, t_first > 0 ? t_first - t_start : 0);
         }
     }
     vkllm_session_destroy(s);
@@ -247,7 +262,7 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         if (!hist_push(&h, "assistant", reply.p ? reply.p : "", reply.n)) { rc = 1; break; }
-        if (o.verbose) print_summary(rt, &r);
+        if (o.verbose) print_summary(rt, &r, 0);
     }
     g_cancel_session = NULL;
     hist_clear(&h);
@@ -358,11 +373,23 @@ int cmd_devices(int argc, char **argv) {
     vkllm_device_info d[16];
     size_t n = 0;
     vkllm_list_devices(d, 16, &n);
-    for (size_t i = 0; i < n && i < 16; i++)
-        printf("%s:%d  %s\n    kind: %s, memory: %.1f GiB, %s\n    features: %s\n",
-               d[i].backend, d[i].index, d[i].name, d[i].kind,
-               (double)d[i].memory_bytes / (1024.0 * 1024.0 * 1024.0), d[i].driver,
-               d[i].features[0] ? d[i].features : "-");
+    for (size_t i = 0; i < n && i < 16; i++) {
+        const vkllm_device_info *x = &d[i];
+        if (strcmp(x->backend, "cpu") == 0) {
+            printf("cpu  %s\n    kind: cpu, memory: %.1f GiB, %s\n    features: %s\n", x->name,
+                   (double)x->memory_bytes / (1024.0 * 1024.0 * 1024.0), x->driver,
+                   x->features[0] ? x->features : "-");
+            continue;
+        }
+        printf("vulkan:%d  %s\n    kind: %s, vendor: %s, Vulkan %s, driver: %s\n"
+               "    device-local memory: %.1f GiB, largest buffer: %.0f MiB, subgroup size: %u\n"
+               "    tier %d; features: %s\n",
+               x->index, x->name, x->kind, x->vendor, x->api_version, x->driver,
+               (double)x->memory_bytes / (1024.0 * 1024.0 * 1024.0),
+               (double)x->max_buffer_bytes / (1024.0 * 1024.0), x->subgroup_size, x->tier,
+               x->features);
+    }
+    if (n == 1) printf("(no Vulkan device found: install a Vulkan driver, e.g. mesa-vulkan-drivers)\n");
     return 0;
 }
 

@@ -170,20 +170,12 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
 static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
     const model_config *cfg = &c->m->cfg;
     const uint32_t hd = cfg->head_dim, n_rot = cfg->n_rot;
-    const float theta_scale = powf(cfg->rope_base, -2.0f / (float)n_rot);
     float *cs = c->th_rope + (uint64_t)ith * hd * 2;
     uint32_t lo, hi;
     split(c->b->n_tokens, ith, nth, 1, &lo, &hi);
     for (uint32_t t = lo; t < hi; t++) {
         const uint32_t pos = c->b->pos0 + t;
-        float theta = (float)pos;
-        for (uint32_t i = 0; i < n_rot; i += 2) {
-            const float ff = c->m->rope_freqs ? c->m->rope_freqs[i / 2] : 1.0f;
-            const float th = cfg->rope_freq_scale * (theta / ff);
-            cs[i] = cosf(th);
-            cs[i + 1] = sinf(th);
-            theta *= theta_scale;
-        }
+        eng_rope_cs(cfg, c->m->rope_freqs, pos, cs);
         float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q];
         float *k = c->buf[EB_K] + (uint64_t)t * c->g->buf_width[EB_K];
         for (uint32_t h = 0; h < cfg->n_head + cfg->n_head_kv; h++) {
@@ -434,10 +426,17 @@ static vkllm_status cpu_run(eng_ctx *c, const eng_batch *b, float *logits, core_
         if (b->tokens[t] < 0 || (uint32_t)b->tokens[t] >= c->m->cfg.n_vocab)
             return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: token id %d out of range "
                              "[0, %u)", b->tokens[t], c->m->cfg.n_vocab);
+    if (b->top_k > ENG_TOP_K_MAX || (b->top_k && (!b->out_ids || !logits)))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: top_k %u (max %d) needs out_ids "
+                         "and a logits buffer", b->top_k, ENG_TOP_K_MAX);
     c->b = b;
     c->logits_out = logits;
     cpu_pool_run(c->be->pool, run_job, c);
     c->b = NULL;
+    const uint32_t nv = c->m->cfg.n_vocab;
+    for (uint32_t r = 0; b->top_k && r < b->n_out; r++)
+        eng_select_top(logits + (uint64_t)r * nv, nv, b->top_k, b->out_ids + r * b->top_k,
+                       b->out_vals ? b->out_vals + r * b->top_k : NULL);
     return VKLLM_OK;
 }
 
@@ -524,6 +523,8 @@ static vkllm_status cpu_model_attach(eng_backend *be, const eng_model *m, core_e
     return VKLLM_OK; /* weights are used in place */
 }
 
+static void cpu_model_detach(eng_backend *be, const eng_model *m) {}
+
 static void cpu_destroy(eng_backend *base) {
     cpu_backend *be = (cpu_backend *)base;
     if (!be) return;
@@ -534,6 +535,7 @@ static void cpu_destroy(eng_backend *base) {
 static const eng_backend_vtbl k_cpu_vtbl = {
     .destroy = cpu_destroy,
     .model_attach = cpu_model_attach,
+    .model_detach = cpu_model_detach,
     .ctx_create = cpu_ctx_create,
     .ctx_destroy = cpu_ctx_destroy,
     .run = cpu_run,

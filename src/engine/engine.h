@@ -104,7 +104,24 @@ typedef struct eng_batch {
     uint32_t n_tokens;
     uint32_t pos0;
     uint32_t n_out; /* logits for the last n_out tokens (1 for generation) */
+    /* 0: write n_out rows of logits. k >= 1: write only the k best candidates of each output
+     * row, largest first, ties to the lower id (k = 1 is argmax): out_ids[n_out * k] and, when
+     * non-NULL, out_vals[n_out * k]. A GPU backend selects on the device, so only k values
+     * per row come back. At most ENG_TOP_K_MAX. */
+    uint32_t top_k;
+    int32_t *out_ids;
+    float *out_vals;
 } eng_batch;
+
+#define ENG_TOP_K_MAX 128
+
+/* The k best of n logits, largest first, ties to the lower index (host version of top_k). */
+void eng_select_top(const float *logits, uint32_t n, uint32_t k, int32_t *ids, float *vals);
+
+/* RoPE angles of one position as (cos, sin) pairs for each of the n_rot / 2 rotated pairs, by
+ * the CPU path's formula (the angle built by repeated multiplication in float, as ggml does):
+ * both backends use these exact values. */
+void eng_rope_cs(const model_config *cfg, const float *rope_freqs, uint32_t pos, float *cs);
 
 /* ---- backend interface ---- */
 
@@ -113,12 +130,15 @@ typedef struct eng_ctx eng_ctx; /* a backend's per-session state: KV cache, scra
 
 typedef struct eng_backend_vtbl {
     void (*destroy)(eng_backend *be);
-    /* Make the model's weights usable on this backend (upload, or nothing for the CPU). */
+    /* Make the model's weights usable on this backend (upload, or nothing for the CPU), and
+     * release them again (before the model is freed). */
     vkllm_status (*model_attach)(eng_backend *be, const eng_model *m, core_err *err);
+    void (*model_detach)(eng_backend *be, const eng_model *m);
     vkllm_status (*ctx_create)(eng_backend *be, const eng_model *m, const eng_graph *g,
                                uint32_t n_ctx, uint32_t n_batch, eng_ctx **out, core_err *err);
     void (*ctx_destroy)(eng_ctx *c);
-    /* Runs the graph for the batch; writes n_out * n_vocab logits. */
+    /* Runs the graph for the batch; writes n_out * n_vocab logits (or, with b->top_k, the
+     * candidates; logits is then scratch the backend may use or ignore). */
     vkllm_status (*run)(eng_ctx *c, const eng_batch *b, float *logits, core_err *err);
 } eng_backend_vtbl;
 

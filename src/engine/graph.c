@@ -3,7 +3,42 @@
  * The residual adds are fused into the output projections (MATMUL with accumulate). */
 #include "engine/engine.h"
 
+#include <math.h>
 #include <string.h>
+
+void eng_rope_cs(const model_config *cfg, const float *rope_freqs, uint32_t pos, float *cs) {
+    const float theta_scale = powf(cfg->rope_base, -2.0f / (float)cfg->n_rot);
+    float theta = (float)pos;
+    for (uint32_t i = 0; i < cfg->n_rot; i += 2) {
+        const float ff = rope_freqs ? rope_freqs[i / 2] : 1.0f;
+        const float th = cfg->rope_freq_scale * (theta / ff);
+        cs[i] = cosf(th);
+        cs[i + 1] = sinf(th);
+        theta *= theta_scale;
+    }
+}
+
+void eng_select_top(const float *logits, uint32_t n, uint32_t k, int32_t *ids, float *vals) {
+    /* insertion into a sorted list of k: k is small (<= ENG_TOP_K_MAX) */
+    uint32_t have = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const float v = logits[i];
+        if (v != v) continue; /* NaN never wins */
+        if (have == k && !(v > (vals ? vals[k - 1] : logits[ids[k - 1]]))) continue;
+        uint32_t j = have < k ? have++ : k - 1;
+        while (j > 0 && v > (vals ? vals[j - 1] : logits[ids[j - 1]])) {
+            ids[j] = ids[j - 1];
+            if (vals) vals[j] = vals[j - 1];
+            j--;
+        }
+        ids[j] = (int32_t)i;
+        if (vals) vals[j] = v;
+    }
+    for (uint32_t j = have; j < k; j++) {
+        ids[j] = -1;
+        if (vals) vals[j] = -INFINITY;
+    }
+}
 
 const char *eng_op_name(eng_op_kind k) {
     switch (k) {

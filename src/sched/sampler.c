@@ -81,14 +81,41 @@ void sched_sampler_accept(sched_sampler *s, int32_t token) {
     if (s->hist_n < s->hist_cap) s->hist_n++;
 }
 
+static bool has_penalty(const vkllm_sampling *p) {
+    return p->repeat_penalty > 0.0f && p->repeat_penalty != 1.0f;
+}
+
+uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max) {
+    const vkllm_sampling *p = &s->p;
+    if (has_penalty(p)) return 0; /* the penalty can reorder anything: all logits */
+    if (!(p->temperature > 0.0f)) return 1;
+    if (p->top_k > 0 && (uint32_t)p->top_k <= k_max && (uint32_t)p->top_k < s->n_vocab)
+        return (uint32_t)p->top_k;
+    return 0;
+}
+
+static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vocab);
+
+int32_t sched_sampler_sample_top(sched_sampler *s, const int32_t *ids, const float *vals,
+                                 uint32_t n) {
+    if (n == 0) return 0;
+    if (!(s->p.temperature > 0.0f) || !vals) return ids[0]; /* greedy: the best is first */
+    for (uint32_t i = 0; i < n; i++) s->c[i] = (cand){vals[i], ids[i]};
+    return sample_cands(s, s->c, n, false);
+}
+
 int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
     const uint32_t nv = s->n_vocab;
-    const vkllm_sampling *p = &s->p;
     cand *c = s->c;
     for (uint32_t i = 0; i < nv; i++) c[i] = (cand){logits[i], (int32_t)i};
+    return sample_cands(s, c, nv, true);
+}
 
+/* c[0..nv): every logit (full_vocab, c[i].id == i) or the best candidates. */
+static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vocab) {
+    const vkllm_sampling *p = &s->p;
     /* repetition penalty (Keskar et al. 2019, CTRL): each recent token once */
-    if (p->repeat_penalty > 0.0f && p->repeat_penalty != 1.0f) {
+    if (full_vocab && has_penalty(p)) {
         uint32_t n = s->hist_n < (uint32_t)p->repeat_last_n ? s->hist_n : (uint32_t)p->repeat_last_n;
         for (int pass = 0; pass < 2; pass++)
             for (uint32_t k = 0; k < n; k++) {
@@ -107,7 +134,8 @@ int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
     uint32_t best = 0;
     for (uint32_t i = 1; i < nv; i++)
         if (c[i].logit > c[best].logit) best = i;
-    if (!(p->temperature > 0.0f)) return c[best].id;
+    const int32_t best_id = c[best].id;
+    if (!(p->temperature > 0.0f)) return best_id;
 
     /* drop candidates that cannot matter, keep the top k (a bounded min-heap, O(n log k)),
      * then sort what is left */
@@ -139,7 +167,7 @@ int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
             c[j] = x;
         }
     }
-    if (n == 0) return (int32_t)best;
+    if (n == 0) return best_id;
     qsort(c, n, sizeof *c, cand_desc);
     if (p->top_p > 0.0f && p->top_p < 1.0f) { /* nucleus (Holtzman et al. 2019), at T = 1 */
         double z = 0.0;

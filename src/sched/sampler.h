@@ -14,6 +14,13 @@ void sched_sampler_free(sched_sampler *s);
 /* Resets the history and re-seeds. */
 void sched_sampler_reset(sched_sampler *s, const vkllm_sampling *params);
 int32_t sched_sampler_sample(sched_sampler *s, const float *logits);
+/* How many best candidates (largest logits first) suffice to sample exactly as from all
+ * logits with the current parameters: 1 for greedy, top_k when 1 < top_k <= k_max; 0 when
+ * every logit is needed (repetition penalty, no top-k, or top-k above k_max). */
+uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max);
+/* Samples from n candidates sorted best first (vals may be NULL when n == 1). */
+int32_t sched_sampler_sample_top(sched_sampler *s, const int32_t *ids, const float *vals,
+                                 uint32_t n);
 void sched_sampler_accept(sched_sampler *s, int32_t token);
 
 #endif

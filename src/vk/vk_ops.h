@@ -67,17 +67,34 @@ typedef struct vk_mm vk_mm; /* pipelines for every supported weight type at one 
 
 vkllm_status vk_mm_create(vk_dev *d, vk_mm **out, core_err *err);
 void vk_mm_destroy(vk_mm *m);
+/* Kernel shapes. vk_mm_create picks them for the device; tests and benchmarks may set others
+ * (pipelines already built are dropped: set before recording). */
+typedef struct vk_mm_tuning {
+    uint32_t mv_threads;  /* matrix-vector workgroup size, a power of two */
+    uint32_t mv_rows;     /* rows per workgroup (mv_lane_rows: per thread), at most 16 */
+    uint32_t mv_acc;      /* rows x tokens per thread at most (fewer rows for more tokens) */
+    bool mv_lane_rows;    /* a thread per row, no reduction: for CPU drivers */
+    bool tiled;           /* n_tok > 8: the shared-memory tiled kernel, else matrix-vector
+                           * kernels over tiles of 8 tokens */
+    uint32_t tile[4];     /* tiled kernel: rows and tokens per workgroup, per thread */
+} vk_mm_tuning;
+vk_mm_tuning vk_mm_get_tuning(const vk_mm *m);
+vkllm_status vk_mm_set_tuning(vk_mm *m, const vk_mm_tuning *t, core_err *err);
 /* Whether a weight type has Vulkan kernels. */
 bool vk_mm_supports(uint32_t w_type);
 /* Bytes of one row of n_in activations quantized for weight type w_type (its vec_dot_type:
- * Q8_0, Q8_1, Q8_K, F16, BF16 or F32). */
+ * Q8_0, Q8_1, Q8_K, F16, BF16 or F32), in the device layout of shaders/quant.glsl: per 32
+ * elements 48 bytes for Q8_0/Q8_1, per 256 336 bytes for Q8_K, 4 per element for the float
+ * types (the rounded value as a float). 0 for an unsupported type or a partial block. */
 uint64_t vk_mm_act_row_bytes(uint32_t w_type, uint32_t n_in);
-/* x (n_tok rows of n_in floats) -> xq in w_type's activation format, rows x_row_bytes apart;
- * the same rounding as the CPU path (src/core quantizers). */
+/* x (n_tok rows of n_in floats) -> xq in w_type's activation format, rows
+ * vk_mm_act_row_bytes apart; the values of the CPU path's quantizers (src/core/quant.c). For
+ * F32 weights this is a copy: rows already n_in floats apart may be passed as xq directly. */
 vkllm_status vk_mm_quantize(vk_rec *r, vk_mm *m, uint32_t w_type, vk_act x, uint32_t n_in,
                             uint32_t n_tok, vk_slice xq, core_err *err);
 /* y[t][r] (+)= w[r] . x[t] for t < n_tok, every row r of w; xq as vk_mm_quantize wrote it.
- * n_tok 1..8 records matrix-vector kernels, larger the tiled matrix-matrix kernel. */
+ * n_tok 1..8 records a matrix-vector kernel, larger the tiled matrix-matrix kernel (GPUs) or
+ * matrix-vector kernels over tiles of 8 tokens (CPU drivers); see vk_mm_tuning. */
 vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, uint32_t n_tok,
                           vk_act y, bool accumulate, core_err *err);
 /* Embedding lookup: dst[t] = row params.tokens[t] of w, dequantized to F32 exactly as
@@ -85,19 +102,30 @@ vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, 
 vkllm_status vk_embed(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice params, vk_act dst,
                       uint32_t n_tok, core_err *err);
 
-/* ---- attention (vk_ops_attn.c, shaders/rope.comp, kv_store.comp, attention*.comp) ---- */
+/* ---- attention (vk_ops_attn.c; shaders/attn.glsl, rope_store.comp, attn_decode.comp,
+ * attn_merge.comp, attn_prefill.comp, attn_fma_probe.comp) ----
+ * The CPU path's arithmetic (src/cpu/cpu_backend.c), bit for bit where the device's fma()
+ * is fused or emulated (see vk_attn_create): batches under 64 tokens use the F16-accumulator
+ * online softmax, a single query over a padded cache length >= 512 splits the keys into
+ * n_splits chunks merged in order, larger batches the tiled F32 path. */
 
 typedef struct vk_attn vk_attn;
 
 typedef struct vk_attn_shape {
-    uint32_t n_head, n_head_kv, head_dim, n_rot;
+    uint32_t n_head, n_head_kv, head_dim, n_rot; /* head_dim even, <= 256 (<= 128 for
+                                                    batches of 64+ tokens); n_rot even */
     uint32_t n_ctx;    /* cache positions per layer */
-    uint32_t n_splits; /* decode over a long cache: chunks merged in order (>= 1) */
+    uint32_t n_splits; /* decode over a long cache: chunks merged in order (>= 1); the CPU
+                          path's thread count gives the CPU path's bits */
 } vk_attn_shape;
 
+/* Builds the pipelines; runs one probe dispatch to learn whether fma() is fused on the
+ * device (llvmpipe's is not) and if not, builds the kernels with an exact emulation. */
 vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err);
 void vk_attn_destroy(vk_attn *a);
-/* Scratch bytes vk_attn_attend needs for batches of up to n_batch tokens. */
+/* Scratch bytes vk_attn_attend needs for batches of up to n_batch tokens: the split-K
+ * partials of a single query, [n_head][n_splits] records of (M, S, acc[head_dim]) floats
+ * (independent of n_batch). */
 uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t n_batch);
 /* RoPE on q and k rows in place at positions params.pos0 + t, then k and v rows stored as
  * F16 into this layer's caches ([n_ctx][n_head_kv * head_dim]). rope_cs holds cos, sin pairs
@@ -105,7 +133,9 @@ uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t n_batch);
 vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                                 vk_slice rope_cs, vk_act q, vk_act k, vk_act v, vk_slice kcache,
                                 vk_slice vcache, uint32_t n_tok, core_err *err);
-/* out[t] = causal softmax(q[t] k^T / sqrt(hd)) v over cache positions [0, pos0 + t], GQA. */
+/* out[t] = causal softmax(q[t] k^T / sqrt(hd)) v over cache positions [0, pos0 + t], GQA.
+ * Records two dispatches with a barrier between them when n_tok == 1 (chunks, merge), else
+ * one. Grids depend on the shape and n_tok only: a recording replays at any pos0. */
 vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                             vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
                             vk_slice scratch, uint32_t n_tok, core_err *err);
@@ -116,9 +146,9 @@ typedef struct vk_misc vk_misc;
 
 vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err);
 void vk_misc_destroy(vk_misc *m);
-/* dst[t] = src[t] / sqrt(mean(src[t]^2) + eps) * w for rows t0 .. t0 + n - 1. */
-vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, vk_slice w, vk_act dst, uint32_t n,
-                         uint32_t width, float eps, core_err *err);
+/* dst[i] = src[src_row0 + i] / sqrt(mean(src[src_row0 + i]^2) + eps) * w, i < n. */
+vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0, vk_slice w,
+                         vk_act dst, uint32_t n, uint32_t width, float eps, core_err *err);
 /* dst = silu(gate) * up, n rows of width. */
 vkllm_status vk_swiglu(vk_rec *r, vk_misc *m, vk_act gate, vk_act up, vk_act dst, uint32_t n,
                        uint32_t width, core_err *err);
@@ -128,15 +158,21 @@ typedef struct vk_sample vk_sample;
 
 vkllm_status vk_sample_create(vk_dev *d, vk_sample **out, core_err *err);
 void vk_sample_destroy(vk_sample *s);
-/* For each of n rows of width logits: the index of the largest (lowest index on ties) into
+/* Order for both: larger first, -0 == +0, the lower index on ties, a NaN below every number
+ * (the CPU sampler's order; a NaN is only chosen when the rest are NaN too).
+ * For each of n rows of width logits: the index of the largest (lowest index on ties) into
  * ids[row] (uint32). */
 vkllm_status vk_argmax(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
                        vk_slice ids, core_err *err);
 /* For each row: the k largest logits, largest first (ties: lower index first), as k ids into
- * ids[row * k] and k values into vals[row * k]. k <= VK_TOPK_MAX. */
+ * ids[row * k] and k values into vals[row * k] (the logits' bits). 1 <= k <= VK_TOPK_MAX; past
+ * a row of fewer than k logits, ids are UINT32_MAX and values -inf. Wide rows go through
+ * scratch (records two dispatches with a barrier between). */
 #define VK_TOPK_MAX 128
 vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
                      uint32_t k, vk_slice ids, vk_slice vals, vk_slice scratch, core_err *err);
+/* Scratch for vk_topk on up to n rows of width with up to k candidates, on any device (0 when
+ * none is needed: any slice will do). */
 uint64_t vk_topk_scratch_bytes(uint32_t n, uint32_t width, uint32_t k);
 
 #endif

@@ -50,12 +50,13 @@ void vk_misc_destroy(vk_misc *m) {
     core_free(m->d->alloc, m);
 }
 
-vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, vk_slice w, vk_act dst, uint32_t n,
-                         uint32_t width, float eps, core_err *err) {
+vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0, vk_slice w,
+                         vk_act dst, uint32_t n, uint32_t width, float eps, core_err *err) {
     struct {
         uint32_t n_rows, width, stride_s, stride_d;
         float eps;
-    } pc = {n, width, src.stride, dst.stride, eps};
+        uint32_t src_row0;
+    } pc = {n, width, src.stride, dst.stride, eps, src_row0};
     vk_slice b[3] = {src.s, w, dst.s};
     return vk_rec_dispatch(r, &m->rms_norm, b, 3, &pc, sizeof pc, n, 1, 1, err);
 }

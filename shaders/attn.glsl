@@ -1,0 +1,166 @@
+// Shared by the attention kernels (src/vk/vk_ops_attn.c): the step parameter header, the
+// F16 KV cache as pairs of halves (tier 0: packed in uint words; tier 1+: f16vec2 storage),
+// rounding to F16, and llama.cpp's padded cache length. Nothing here writes memory.
+#ifndef ATTN_GLSL
+#define ATTN_GLSL
+
+// The header of vk_step_params (src/vk/vk_ops.h); the token ids that follow are not needed.
+layout(std430, binding = 0) readonly buffer Params {
+    uint n_tokens, pos0, n_kv, n_out;
+} prm;
+
+#if TIER >= 1
+#define KV_T f16vec2
+vec2 kv_get(f16vec2 w) { return vec2(w); }
+f16vec2 kv_put(vec2 v) { return f16vec2(v); }
+float f16r(float x) { return float(float16_t(x)); }
+#else
+#define KV_T uint
+vec2 kv_get(uint w) { return unpackHalf2x16(w); }
+uint kv_put(vec2 v) { return packHalf2x16(v); }
+float f16r(float x) { return unpackHalf2x16(packHalf2x16(vec2(x, 0.0))).x; }
+#endif
+
+#define NEG_INF uintBitsToFloat(0xff800000u)
+
+// The CPU path's kernels are sequential fma chains; their bits need a fused a * b + c. GLSL's
+// fma() is fused on GPUs, but llvmpipe (lavapipe) lowers it to a multiply and an add.
+// vk_attn_create probes the device (attn_fma_probe.comp) and sets EXACT_FMA where fma() is
+// not fused: xfma then emulates it with float operations that are each rounded to nearest
+// (Boldo & Melquiond 2008, "Emulation of FMA and correctly rounded sums: proved algorithms
+// using rounding to odd", IEEE TC 57(4), Algorithm 6): a * b = ph + pl exactly (Dekker's
+// product, operands split by masking to 12 significant bits), c + ph = th + tl exactly
+// (Knuth's TwoSum), then RN(th + RO(tl + pl)) with the inner sum rounded to odd.
+// Exact for finite operands without underflow in the error terms; infinities as fma.
+layout(constant_id = 0) const bool EXACT_FMA = false;
+
+void two_sum(float a, float b, out float s, out float e) {
+    precise float ss = a + b;
+    precise float bb = ss - a;
+    precise float ee = (a - (ss - bb)) + (b - bb);
+    s = ss;
+    e = ee;
+}
+
+// a * b = p + e exactly (Dekker's product; operands split by masking to 12 significant bits,
+// so every partial product is exact). No fma needed.
+void two_prod(float a, float b, out float p, out float e) {
+    precise float pp = a * b;
+    const float ah = uintBitsToFloat(floatBitsToUint(a) & 0xfffff000u);
+    const float bh = uintBitsToFloat(floatBitsToUint(b) & 0xfffff000u);
+    precise float al = a - ah, bl = b - bh;
+    precise float ee = ((ah * bh - pp) + ah * bl + al * bh) + al * bl;
+    p = pp;
+    e = ee;
+}
+
+float fma_emulated(float a, float b, float c) {
+    precise float ph = a * b;
+    if (isinf(ph) || isnan(ph) || isinf(c)) { // what fma gives (exp(-inf) needs it)
+        precise float r = ph + c;
+        return r;
+    }
+    float p, pl, th, tl, s, e;
+    two_prod(a, b, p, pl);
+    two_sum(c, ph, th, tl);
+    two_sum(tl, pl, s, e); // s rounded to odd: to the odd neighbour when inexact and even
+    uint u = floatBitsToUint(s);
+    if (e != 0.0 && (u & 1u) == 0u) u += ((floatBitsToUint(e) ^ u) >> 31) != 0u ? 0xffffffffu : 1u;
+    precise float z = th + uintBitsToFloat(u);
+    return z;
+}
+
+float xfma(float a, float b, float c) {
+    if (EXACT_FMA) return fma_emulated(a, b, c);
+    precise float r = fma(a, b, c);
+    return r;
+}
+
+// common.glsl's vexp (cpu_vec_expf's operations) with xfma for its fmas.
+float xexp(float x) {
+    const float shift = F32C(0x4b400000u);
+    const float z = xfma(x, F32C(0x3fb8aa3bu), shift);
+    precise float n = z - shift;
+    const float b = xfma(-n, F32C(0x35bfbe8eu), xfma(-n, F32C(0x3f317200u), x));
+    uint e = floatBitsToUint(z) << 23;
+    float k = uintBitsToFloat(e + 0x3f800000u);
+    precise float u = b * b;
+    precise float jm = F32C(0x3f7ffff6u) * b;
+    const float j = xfma(xfma(xfma(F32C(0x3c072010u), b, F32C(0x3d2b9f17u)), u,
+                              xfma(F32C(0x3e2aaf33u), b, F32C(0x3efffedbu))),
+                         u, jm);
+    if (!(abs(n) > 126.0)) return xfma(j, k, k);
+    uint g = n <= 0.0 ? 0x82000000u : 0u;
+    float s1 = uintBitsToFloat(g + 0x7f000000u);
+    float s2 = uintBitsToFloat(e - g);
+    if (abs(n) > 192.0) {
+        precise float r = s1 * s1;
+        return r;
+    }
+    precise float r = xfma(s2, j, s2) * s1;
+    return r;
+}
+
+// The cache length llama.cpp's graph attends over: used cells padded to 256, at most n_ctx
+// (src/cpu/cpu_backend.c llama_padded_kv); a single query splits the keys from 512 on.
+uint padded_kv(uint n_ctx, uint n_kv) {
+    uint p = max((n_kv + 255u) / 256u * 256u, 256u);
+    return min(p, n_ctx);
+}
+
+// expf as glibc computes it (sysdeps/ieee754/flt-32/e_expf.c, from Arm's optimized-routines),
+// where the CPU path calls libm: k = round(x * 32 / ln 2), r = x * 32 / ln 2 - k,
+// y = 2^(k/32) * (C0 r^3 + C1 r^2 + C2 r + 1) in double, rounded to float. Here the same
+// polynomial and table in float pairs (~2^-46 relative), so the float result is glibc's but
+// where its double value lies within ~2^-46 of a rounding midpoint (tests/test_vk_attn.c
+// finds 3.5e-7 of arguments). vexp (cpu_vec_expf's algorithm) differs from it in more than
+// half of all arguments (by up to 2 ulp): too often for the F16 accumulator's roundings.
+// Results under 2^-126 may flush to zero. EXP2_32: 2^(j/32) as (hi, lo) float pairs.
+const uint EXP2_32[64] = uint[64](
+    0x3f800000u, 0x00000000u, 0x3f82cd87u, 0xb34ea7a9u, 0x3f85aac3u, 0x334f9891u,
+    0x3f88980fu, 0xb37eda4bu, 0x3f8b95c2u, 0xb260aba1u, 0x3f8ea43au, 0xb3697465u,
+    0x3f91c3d3u, 0x33675624u, 0x3f94f4f0u, 0xb32e0212u, 0x3f9837f0u, 0x33231b71u,
+    0x3f9b8d3au, 0xb30c5563u, 0x3f9ef532u, 0x33412342u, 0x3fa27043u, 0x30c3125au,
+    0x3fa5fed7u, 0xb32c9d5eu, 0x3fa9a15bu, 0xb3162b08u, 0x3fad583fu, 0xb22deaf6u,
+    0x3fb123f6u, 0xb37c5aa8u, 0x3fb504f3u, 0x32cfe77au, 0x3fb8fbafu, 0x330ec5f7u,
+    0x3fbd08a4u, 0xb3414fe8u, 0x3fc12c4du, 0xb2d6663eu, 0x3fc5672au, 0x320aa837u,
+    0x3fc9b9beu, 0xb37323a2u, 0x3fce248cu, 0x3228fc24u, 0x3fd2a81eu, 0xb35c1daau,
+    0x3fd744fdu, 0xb2d4a58au, 0x3fdbfbb8u, 0xb3504a1cu, 0x3fe0ccdfu, 0xb21eab59u,
+    0x3fe5b907u, 0xb2441be6u, 0x3feac0c7u, 0xb24116deu, 0x3fefe4bau, 0xb348464au,
+    0x3ff5257du, 0x32292436u, 0x3ffa83b3u, 0xb2923758u);
+
+float exp_libm(float x) {
+    if (isnan(x)) return x + x;
+    if (x > uintBitsToFloat(0x42b17217u)) return uintBitsToFloat(0x7f800000u); // overflow
+    if (x < uintBitsToFloat(0xc2cff1b4u)) return 0.0; // under 2^-150
+    const float C2H = uintBitsToFloat(0x3cb17218u), C2L = uintBitsToFloat(0xae73ad2au);
+    const float C1H = uintBitsToFloat(0x3975fe73u), C1L = uintBitsToFloat(0xacf053b1u);
+    const float C0 = uintBitsToFloat(0x35e357c2u), shift = uintBitsToFloat(0x4b400000u);
+    float zh, zl, rh, rl, a1, b1, r2h, r2l, a2, b2, u, v, ph, pl, a, b;
+    two_prod(x, uintBitsToFloat(0x4238aa3bu), zh, zl); // x * 32 / ln 2
+    precise float zl2 = zl + x * uintBitsToFloat(0x35257060u);
+    precise float kf = (zh + shift) - shift;
+    precise float d0 = zh - kf;
+    two_sum(d0, zl2, rh, rl);
+    two_prod(C2H, rh, a1, b1);
+    precise float b1s = b1 + (C2H * rl + C2L * rh);
+    two_prod(rh, rh, r2h, r2l);
+    precise float r2ls = r2l + 2.0 * rh * rl;
+    two_prod(C1H, r2h, a2, b2);
+    precise float b2s = b2 + (C1H * r2ls + C1L * r2h);
+    precise float t3 = C0 * r2h * rh;
+    two_sum(a1, a2, u, v);
+    precise float vs = v + ((b1s + b2s) + t3);
+    const int k = int(kf), j = k & 31;
+    const float sh = uintBitsToFloat(EXP2_32[2 * j]), sl = uintBitsToFloat(EXP2_32[2 * j + 1]);
+    two_prod(sh, u, ph, pl);
+    precise float lo = ((pl + sh * vs) + sl) + sl * u;
+    two_sum(sh, ph, a, b);
+    precise float res = a + (b + lo);
+    const int e = k >> 5, e1 = e / 2, e2 = e - e1; // 2^e in two factors: no overflow
+    precise float y = res * uintBitsToFloat(uint(e1 + 127) << 23) *
+                      uintBitsToFloat(uint(e2 + 127) << 23);
+    return y;
+}
+
+#endif

@@ -1,0 +1,47 @@
+// Merge of attn_decode.comp's split-K partials for a single query (src/cpu/cpu_backend.c
+// attn_head_small): chunks in order, skipping empty ones, in F32 with the CPU's fma
+// placement; below a padded length of 512 the single chunk's result is scaled as the
+// unsplit path does. One workgroup per head.
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+#include "attn.glsl"
+
+layout(std430, binding = 1) readonly buffer PART { float part[]; };
+layout(std430, binding = 2) writeonly buffer O { float o[]; };
+layout(push_constant) uniform PC {
+    uint n_head, hd, n_ctx, n_splits, stride_o;
+} pc;
+
+void main() {
+    const uint h = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
+    const uint hd = pc.hd, n_kv = min(prm.pos0 + 1u, pc.n_ctx);
+    const uint b0 = h * pc.n_splits * (hd + 2u);
+    if (padded_kv(pc.n_ctx, n_kv) < 512u) {
+        const float S = part[b0 + 1u];
+        precise float inv = S == 0.0 ? 0.0 : 1.0 / S;
+        for (uint i = tid; i < hd; i += nt) {
+            precise float y = part[b0 + 2u + i] * inv;
+            o[h * hd + i] = y;
+        }
+        return;
+    }
+    for (uint i = tid; i < hd; i += nt) {
+        float Mf = NEG_INF;
+        float Sf = 0.0, vsum = 0.0;
+        for (uint s = 0u; s < pc.n_splits; s++) {
+            const uint b = b0 + s * (hd + 2u);
+            const float M = part[b], S = part[b + 1u];
+            if (S == 0.0) continue;
+            const float m_new = max(Mf, M);
+            const float so = exp_libm(Mf - m_new), sn = exp_libm(M - m_new);
+            precise float an = part[b + 2u + i] * sn, sm = S * sn;
+            vsum = xfma(vsum, so, an);
+            Sf = xfma(Sf, so, sm);
+            Mf = m_new;
+        }
+        precise float inv = Sf != 0.0 ? 1.0 / Sf : 1.0;
+        precise float y = vsum * inv;
+        o[h * hd + i] = y;
+    }
+}

@@ -1,0 +1,213 @@
+// Matrix-vector products for decode, and prefill on CPU drivers: y[t][r] (+)= w[r] . x[t],
+// NT (1..8) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
+// tokens. A thread takes whole blocks (super-blocks for the K formats), so each block's
+// integer dot product is exact and its float combination is src/core's (quant.glsl q_term /
+// q_kterm); only the order of the float sum over blocks differs from the CPU path.
+//
+// Two layouts (LANE_ROWS, from vk_mm_tuning):
+//  - GPUs: a workgroup's threads split the blocks of its NR rows, then their partial sums are
+//    added (subgroupAdd from tier 1, a shared-memory tree at tier 0);
+//  - CPU drivers (lavapipe): each thread its own NR rows over all blocks, no reduction and no
+//    barrier. lavapipe (Mesa 22) loads buffer and shared memory one lane at a time (~20
+//    cycles per 32-bit word and lane) and keeps run-time-indexed local arrays in memory too:
+//    this layout loads each weight word once and each activation word once per NR rows, and
+//    the unrolled inner loops keep every array in registers.
+//
+// Defines: TIER, WT_<type>. Specialization: 0 NT, 1 NR, 2 LANE_ROWS, 100 threads (a power of
+// two). Bindings: 0 weight part (words), 1 activations (quant.glsl layout), 2 y.
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#include "common.glsl"
+
+layout(constant_id = 0) const uint NT = 1;
+layout(constant_id = 1) const uint NR = 1;
+layout(constant_id = 2) const bool LANE_ROWS = false;
+
+layout(std430, binding = 0) readonly buffer Wb { uint w_data[]; };
+layout(std430, binding = 1) readonly buffer Xb { uint xq[]; };
+layout(std430, binding = 2) buffer Yb { float y[]; };
+layout(push_constant) uniform PC {
+    uint n_rows;      // rows of this part
+    uint y_row0;      // its first row in y
+    uint nb;          // blocks per row (elements for the float formats)
+    uint w_row_bytes;
+    uint x_row_words;
+    uint y_stride;    // floats between rows of y
+    uint accumulate;
+    uint x0, y0;      // word offset of the first token's activations, float offset of its y row
+    uint n_tok;       // tokens from x0 / y0: workgroup z takes NT of them, the last tile fewer
+} pc;
+
+#define QW(i) w_data[i]
+#include "quant.glsl"
+
+#define WG gl_WorkGroupSize.x
+shared float red[NR * NT * WG];
+
+float xf(uint i) { return uintBitsToFloat(xq[i]); }
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint wg_rows = LANE_ROWS ? NR * WG : NR;
+    const uint wg0 = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * wg_rows;
+    if (wg0 >= pc.n_rows) return; // whole workgroup
+    const uint r0 = LANE_ROWS ? wg0 + tid * NR : wg0; // this thread's first row
+    const uint x0 = pc.x0 + gl_WorkGroupID.z * NT * pc.x_row_words;
+    const uint y0 = pc.y0 + gl_WorkGroupID.z * NT * pc.y_stride;
+    const uint nt = min(NT, pc.n_tok - gl_WorkGroupID.z * NT); // tokens of this tile
+    const uint xt_last = (nt - 1u) * pc.x_row_words; // tokens past nt read the last one's
+
+    const uint b_first = LANE_ROWS ? 0u : tid, b_step = LANE_ROWS ? 1u : WG;
+    uint bo_row[NR]; // rows past the end repeat the last one; their sums are not stored
+    [[unroll]] for (uint r = 0u; r < NR; r++)
+        bo_row[r] = min(r0 + r, pc.n_rows - 1u) * pc.w_row_bytes;
+    float acc[NR * NT];
+    [[unroll]] for (uint i = 0u; i < NR * NT; i++) acc[i] = 0.0;
+
+#if defined(Q_FLOAT)
+    // products of fp16 / bf16 values are exact in fp32, so only the order of the sum differs
+    const uint n4 = pc.nb / 4u;
+    for (uint e4 = b_first; e4 < n4; e4 += b_step) {
+        vec4 wv[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) wv[r] = q_float4(bo_row[r], 4u * e4);
+        [[unroll]] for (uint t = 0u; t < NT; t++) {
+            const uint xo = x0 + min(t * pc.x_row_words, xt_last) + 4u * e4;
+            const vec4 xv = vec4(xf(xo), xf(xo + 1u), xf(xo + 2u), xf(xo + 3u));
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                precise float p = ((wv[r].x * xv.x + wv[r].y * xv.y) + wv[r].z * xv.z) +
+                                  wv[r].w * xv.w;
+                acc[r * NT + t] += p;
+            }
+        }
+    }
+    for (uint e = 4u * n4 + b_first; e < pc.nb; e += b_step)
+        [[unroll]] for (uint t = 0u; t < NT; t++)
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                precise float p =
+                    q_float(bo_row[r], e) * xf(x0 + min(t * pc.x_row_words, xt_last) + e);
+                acc[r * NT + t] += p;
+            }
+#elif defined(Q_LEGACY)
+    for (uint b = b_first; b < pc.nb; b += b_step) {
+        uint cw[NR * 8u];
+        float dw[NR], mw[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            const uint bo = bo_row[r] + b * QBYTES;
+            uint c[8];
+            q_block(bo, c, dw[r], mw[r]);
+            [[unroll]] for (uint k = 0u; k < 8u; k++) cw[r * 8u + k] = c[k];
+        }
+        [[unroll]] for (uint t = 0u; t < NT; t++) {
+            const uint xo = x0 + min(t * pc.x_row_words, xt_last) + b * XQ8_WORDS;
+            uint a[8];
+            [[unroll]] for (uint k = 0u; k < 8u; k++) a[k] = xq[xo + k];
+            const float dx = xf(xo + 8u), sx = xf(xo + 9u);
+            const int xsum = int(xq[xo + 10u]);
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                int isum = Q_OFF * xsum;
+                [[unroll]] for (uint k = 0u; k < 8u; k++) isum += q_dot4(cw[r * 8u + k], a[k]);
+                acc[r * NT + t] += q_term(isum, dw[r], mw[r], dx, sx);
+            }
+        }
+    }
+#else // K formats: integer sums over the whole super-block, then one float combination
+    for (uint b = b_first; b < pc.nb; b += b_step) {
+        int is[NR * NT], ms[NR * NT];
+        [[unroll]] for (uint i = 0u; i < NR * NT; i++) is[i] = ms[i] = 0;
+        for (uint s = 0u; s < 8u; s++) {
+            uint cw[NR * 8u];
+            int sc[NR * 2u], mn[NR * 2u];
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                const uint bo = bo_row[r] + b * QBYTES;
+                uint c[8];
+                q_codes32(bo, s, c);
+                [[unroll]] for (uint k = 0u; k < 8u; k++) cw[r * 8u + k] = c[k];
+#if Q_GROUP == 16
+                sc[2u * r] = q_sc(bo, 2u * s);
+                sc[2u * r + 1u] = q_sc(bo, 2u * s + 1u);
+                mn[2u * r] = q_mn(bo, 2u * s);
+                mn[2u * r + 1u] = q_mn(bo, 2u * s + 1u);
+#else
+                sc[2u * r] = q_sc(bo, s);
+                mn[2u * r] = q_mn(bo, s);
+#endif
+            }
+            [[unroll]] for (uint t = 0u; t < NT; t++) {
+                const uint xo = x0 + min(t * pc.x_row_words, xt_last) + b * XQ8K_WORDS;
+                uint a[8];
+                [[unroll]] for (uint k = 0u; k < 8u; k++) a[k] = xq[xo + 8u * s + k];
+                const int bs0 = int(xq[xo + 64u + 2u * s]), bs1 = int(xq[xo + 65u + 2u * s]);
+                [[unroll]] for (uint r = 0u; r < NR; r++) {
+                    int g0 = 0, g1 = 0;
+                    [[unroll]] for (uint k = 0u; k < 4u; k++) {
+                        g0 += q_dot4(cw[r * 8u + k], a[k]);
+                        g1 += q_dot4(cw[r * 8u + 4u + k], a[4u + k]);
+                    }
+                    const uint i = r * NT + t;
+#if Q_GROUP == 16
+                    is[i] += sc[2u * r] * (g0 + Q_OFF * bs0) + sc[2u * r + 1u] * (g1 + Q_OFF * bs1);
+                    ms[i] += mn[2u * r] * bs0 + mn[2u * r + 1u] * bs1;
+#else
+                    is[i] += sc[2u * r] * (g0 + g1 + Q_OFF * (bs0 + bs1));
+                    ms[i] += mn[2u * r] * (bs0 + bs1);
+#endif
+                }
+            }
+        }
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            const uint bo = bo_row[r] + b * QBYTES;
+            const float d = q_d(bo), dmin = q_dmin(bo);
+            [[unroll]] for (uint t = 0u; t < NT; t++) {
+                const float dx = xf(x0 + min(t * pc.x_row_words, xt_last) + b * XQ8K_WORDS + 80u);
+                acc[r * NT + t] += q_kterm(is[r * NT + t], ms[r * NT + t], d, dmin, dx);
+            }
+        }
+    }
+#endif
+
+    // ---- sum over the workgroup and store ----
+    if (LANE_ROWS) {
+        [[unroll]] for (uint i = 0u; i < NR * NT; i++) {
+            const uint r = i / NT, t = i - r * NT;
+            if (r0 + r >= pc.n_rows || t >= nt) continue;
+            const uint yi = y0 + t * pc.y_stride + pc.y_row0 + r0 + r;
+            y[yi] = pc.accumulate != 0u ? y[yi] + acc[i] : acc[i];
+        }
+        return;
+    }
+#if TIER >= 1
+    [[unroll]] for (uint i = 0u; i < NR * NT; i++) acc[i] = subgroupAdd(acc[i]);
+    if (gl_NumSubgroups > 1u) {
+        if (gl_SubgroupInvocationID == 0u)
+            [[unroll]] for (uint i = 0u; i < NR * NT; i++) red[i * WG + gl_SubgroupID] = acc[i];
+        barrier();
+    }
+#else
+    [[unroll]] for (uint i = 0u; i < NR * NT; i++) red[i * WG + tid] = acc[i];
+    barrier();
+    for (uint s = WG / 2u; s > 0u; s >>= 1) {
+        if (tid < s)
+            [[unroll]] for (uint i = 0u; i < NR * NT; i++)
+                red[i * WG + tid] += red[i * WG + tid + s];
+        barrier();
+    }
+#endif
+    for (uint i = tid; i < NR * NT; i += WG) {
+        const uint r = i / NT, t = i - r * NT;
+        if (r0 + r >= pc.n_rows || t >= nt) continue;
+#if TIER >= 1
+        float v;
+        if (gl_NumSubgroups > 1u) {
+            v = 0.0;
+            for (uint g = 0u; g < gl_NumSubgroups; g++) v += red[i * WG + g];
+        } else {
+            v = acc[i];
+        }
+#else
+        const float v = red[i * WG];
+#endif
+        const uint yi = y0 + t * pc.y_stride + pc.y_row0 + r0 + r;
+        y[yi] = pc.accumulate != 0u ? y[yi] + v : v;
+    }
+}
