@@ -255,7 +255,6 @@ static void test_sample_args(void **state) {
 }
 
 int main(void) {
-    (void)vt_fill, (void)vt_nmse; /* vk_test_util.h's helpers this test has no use for */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sample_exact),
         cmocka_unit_test(test_sample_many_rows),

@@ -21,14 +21,14 @@
 #include "vk/vk.h"
 #include "vk/vk_ops.h"
 
-static void vt_log(void *user, vkllm_log_level level, const char *msg) {
+static inline void vt_log(void *user, vkllm_log_level level, const char *msg) {
     (void)user;
     if (level >= VKLLM_LOG_WARN) fprintf(stderr, "vk: %s\n", msg);
 }
 
 /* A device limited to tier `tier`; fails the test if the device cannot offer that tier (on
  * lavapipe every tier exists) or validation was asked for and is not available. */
-static vk_dev *vt_dev(int tier, uint64_t max_buffer) {
+static inline vk_dev *vt_dev(int tier, uint64_t max_buffer) {
     const char *v = getenv("VKLLM_VK_VALIDATION");
     if (!v || strcmp(v, "1") != 0)
         fprintf(stderr, "note: VKLLM_VK_VALIDATION is not 1: validation layer off\n");
@@ -43,14 +43,14 @@ static vk_dev *vt_dev(int tier, uint64_t max_buffer) {
 }
 
 /* Fails the test on any validation message, then destroys the device. */
-static void vt_dev_done(vk_dev *d) {
+static inline void vt_dev_done(vk_dev *d) {
     core_err err = {{0}};
     if (vk_check_validation(d, &err) != VKLLM_OK) fail_msg("%s", err.msg);
     vk_dev_destroy(d);
 }
 
 /* A device-local slice of `bytes`, filled from host (or zeroed when host is NULL). */
-static vk_slice vt_slice(vk_arena *a, const void *host, uint64_t bytes) {
+static inline vk_slice vt_slice(vk_arena *a, const void *host, uint64_t bytes) {
     core_err err = {{0}};
     vk_slice s;
     if (vk_arena_alloc(a, bytes, &s, &err) != VKLLM_OK) fail_msg("alloc: %s", err.msg);
@@ -61,19 +61,19 @@ static vk_slice vt_slice(vk_arena *a, const void *host, uint64_t bytes) {
     return s;
 }
 
-static void vt_read(vk_dev *d, const vk_slice *s, void *host, uint64_t bytes) {
+static inline void vt_read(vk_dev *d, const vk_slice *s, void *host, uint64_t bytes) {
     core_err err = {{0}};
     if (vk_download(d, s, host, bytes, &err) != VKLLM_OK) fail_msg("download: %s", err.msg);
 }
 
 /* Begin / end+submit+wait of a one-shot recording. */
-static void vt_begin(vk_dev *d, vk_rec *r) {
+static inline void vt_begin(vk_dev *d, vk_rec *r) {
     core_err err = {{0}};
     if (vk_rec_init(d, r, 256, &err) != VKLLM_OK) fail_msg("%s", err.msg);
     if (vk_rec_begin(r, &err) != VKLLM_OK) fail_msg("%s", err.msg);
 }
 
-static void vt_submit(vk_rec *r) {
+static inline void vt_submit(vk_rec *r) {
     core_err err = {{0}};
     if (vk_rec_end(r, &err) != VKLLM_OK) fail_msg("%s", err.msg);
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
@@ -85,7 +85,7 @@ static void vt_submit(vk_rec *r) {
     if (st != VKLLM_OK) fail_msg("%s", err.msg);
 }
 
-static double vt_nmse(const float *got, const float *ref, size_t n) {
+static inline double vt_nmse(const float *got, const float *ref, size_t n) {
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < n; i++) {
         double e = (double)got[i] - (double)ref[i];
@@ -97,13 +97,13 @@ static double vt_nmse(const float *got, const float *ref, size_t n) {
 
 /* Deterministic uniform floats in [lo, hi). */
 static uint64_t vt_rng = 0x9e3779b97f4a7c15ull;
-static float vt_uniform(float lo, float hi) {
+static inline float vt_uniform(float lo, float hi) {
     vt_rng ^= vt_rng << 13;
     vt_rng ^= vt_rng >> 7;
     vt_rng ^= vt_rng << 17;
     return lo + (hi - lo) * (float)((vt_rng >> 40) / (double)(1ull << 24));
 }
-static void vt_fill(float *x, size_t n, float lo, float hi) {
+static inline void vt_fill(float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = vt_uniform(lo, hi);
 }
 
