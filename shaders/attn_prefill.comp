@@ -10,7 +10,7 @@
 // Per query and tile of 64 keys (from key 0, tiles the query cannot see skipped):
 //   kq[j] = sequential fma chain over d of k[j][d] * q[d], times scale; -inf past the query;
 //   m_new = max(M, max_j kq[j]); if it grew: acc *= exp(M - m_new), S *= the same;
-//   p[j] = cpu_vec_expf(kq[j] - m_new) (xexp);
+//   p[j] = cpu_vec_expf(kq[j] - m_new) (vexp);
 //   S = float(double(S) + sum of 8-lane groups in hsum8 order);
 //   acc[d] = sequential fma chain over j of v[j][d] * p[j], from acc[d].
 // One workgroup per (head, block of R queries); the K tile, then the V tile, staged in
@@ -132,7 +132,7 @@ void main() {
         barrier();
         for (uint r = 0u; r < nq; r++) { // softmax_tile's exponentials
             const float x = kq[r * WG + tid];
-            kq[r * WG + tid] = x == NEG_INF ? 0.0 : xexp(x - rm[r]);
+            kq[r * WG + tid] = x == NEG_INF ? 0.0 : vexp(x - rm[r]);
         }
         barrier();
         if (tid < nq && prm.pos0 + t0 + tid + 1u > j0) rs[tid] = add_tile_sum(rs[tid], tid);

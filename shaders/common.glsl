@@ -28,25 +28,78 @@ int sdot4x8(uint a, uint b, spirv_literal int fmt);
 
 layout(local_size_x_id = 100, local_size_y_id = 101, local_size_z_id = 102) in;
 
+// The CPU path's kernels are sequential fma chains; their bits need a fused a * b + c. GLSL's
+// fma() is fused on GPUs, but llvmpipe (lavapipe) lowers it to a multiply and an add.
+// vk_dev_create probes the device once (attn_fma_probe.comp) and every pipeline gets EXACT_FMA
+// (specialization constant 99) where fma() is
+// not fused: xfma then emulates it with float operations that are each rounded to nearest
+// (Boldo & Melquiond 2008, "Emulation of FMA and correctly rounded sums: proved algorithms
+// using rounding to odd", IEEE TC 57(4), Algorithm 6): a * b = ph + pl exactly (Dekker's
+// product, operands split by masking to 12 significant bits), c + ph = th + tl exactly
+// (Knuth's TwoSum), then RN(th + RO(tl + pl)) with the inner sum rounded to odd.
+// Exact for finite operands without underflow in the error terms; infinities as fma.
+layout(constant_id = 99) const bool EXACT_FMA = false; // set by vk_pipe_create
+
+void two_sum(float a, float b, out float s, out float e) {
+    precise float ss = a + b;
+    precise float bb = ss - a;
+    precise float ee = (a - (ss - bb)) + (b - bb);
+    s = ss;
+    e = ee;
+}
+
+// a * b = p + e exactly (Dekker's product; operands split by masking to 12 significant bits,
+// so every partial product is exact). No fma needed.
+void two_prod(float a, float b, out float p, out float e) {
+    precise float pp = a * b;
+    const float ah = uintBitsToFloat(floatBitsToUint(a) & 0xfffff000u);
+    const float bh = uintBitsToFloat(floatBitsToUint(b) & 0xfffff000u);
+    precise float al = a - ah, bl = b - bh;
+    precise float ee = ((ah * bh - pp) + ah * bl + al * bh) + al * bl;
+    p = pp;
+    e = ee;
+}
+
+float fma_emulated(float a, float b, float c) {
+    precise float ph = a * b;
+    if (isinf(ph) || isnan(ph) || isinf(c)) { // what fma gives (exp(-inf) needs it)
+        precise float r = ph + c;
+        return r;
+    }
+    float p, pl, th, tl, s, e;
+    two_prod(a, b, p, pl);
+    two_sum(c, ph, th, tl);
+    two_sum(tl, pl, s, e); // s rounded to odd: to the odd neighbour when inexact and even
+    uint u = floatBitsToUint(s);
+    if (e != 0.0 && (u & 1u) == 0u) u += ((floatBitsToUint(e) ^ u) >> 31) != 0u ? 0xffffffffu : 1u;
+    precise float z = th + uintBitsToFloat(u);
+    return z;
+}
+
+float xfma(float a, float b, float c) {
+    if (EXACT_FMA) return fma_emulated(a, b, c);
+    precise float r = fma(a, b, c);
+    return r;
+}
+
+
 // exp(x) exactly as the CPU path's cpu_vec_expf (Arm optimized-routines' vector expf): the
 // shader does not depend on the driver's exp precision, and SiLU and the prefill softmax give
-// the CPU's bits. precise keeps every fma fused and nothing else contracted.
+// the CPU's bits (xfma: fused even where the driver's fma() is not).
 #define F32C(bits) uintBitsToFloat(bits)
 float vexp(float x) {
     const float shift = F32C(0x4b400000u); // 0x1.8p23
-    precise float z = fma(x, F32C(0x3fb8aa3bu), shift);
+    const float z = xfma(x, F32C(0x3fb8aa3bu), shift);
     precise float n = z - shift;
-    precise float b = fma(-n, F32C(0x35bfbe8eu), fma(-n, F32C(0x3f317200u), x));
+    const float b = xfma(-n, F32C(0x35bfbe8eu), xfma(-n, F32C(0x3f317200u), x));
     uint e = floatBitsToUint(z) << 23;
     float k = uintBitsToFloat(e + 0x3f800000u);
     precise float u = b * b;
-    precise float j = fma(fma(fma(F32C(0x3c072010u), b, F32C(0x3d2b9f17u)), u,
-                              fma(F32C(0x3e2aaf33u), b, F32C(0x3efffedbu))),
-                          u, F32C(0x3f7ffff6u) * b);
-    if (!(abs(n) > 126.0)) {
-        precise float r = fma(j, k, k);
-        return r;
-    }
+    precise float jm = F32C(0x3f7ffff6u) * b;
+    const float j = xfma(xfma(xfma(F32C(0x3c072010u), b, F32C(0x3d2b9f17u)), u,
+                              xfma(F32C(0x3e2aaf33u), b, F32C(0x3efffedbu))),
+                         u, jm);
+    if (!(abs(n) > 126.0)) return xfma(j, k, k);
     uint g = n <= 0.0 ? 0x82000000u : 0u;
     float s1 = uintBitsToFloat(g + 0x7f000000u);
     float s2 = uintBitsToFloat(e - g);
@@ -54,7 +107,7 @@ float vexp(float x) {
         precise float r = s1 * s1;
         return r;
     }
-    precise float r = fma(s2, j, s2) * s1;
+    precise float r = xfma(s2, j, s2) * s1;
     return r;
 }
 

@@ -74,6 +74,7 @@ typedef struct vk_dev {
     uint64_t max_buffer;    /* largest buffer (binding range) we create */
     uint64_t memory_cap;
     uint64_t allocated;     /* device memory allocated so far */
+    bool fma_exact;         /* fma() is not fused here: shaders emulate it (EXACT_FMA) */
     uint32_t mem_type_device, mem_type_host; /* memory type indices */
     bool host_coherent;
     VkCommandPool cmd_pool;

@@ -414,7 +414,6 @@ static vkllm_status device_create(vk_dev *d, core_err *err) {
         fc.s8.storageBuffer8BitAccess = VK_TRUE;
         fc.f16i8.shaderFloat16 = VK_TRUE;
         fc.f16i8.shaderInt8 = VK_TRUE;
-        fc.f2.features.shaderInt16 = VK_FALSE;
         if (api < VK_API_VERSION_1_2) {
             exts[n_ext++] = VK_KHR_8BIT_STORAGE_EXTENSION_NAME;
             exts[n_ext++] = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
@@ -475,6 +474,50 @@ static vkllm_status device_create(vk_dev *d, core_err *err) {
     return VKLLM_OK;
 }
 
+/* Whether the device's fma() rounds once (decides EXACT_FMA for every pipeline): 1 + 2^-12 squared minus 1 + 2^-11 is 2^-24 fused
+ * and 0 when the product is rounded first (a tie, to even). */
+static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
+    vk_pipe p = {0};
+    vkllm_status st =
+        vk_pipe_create(d, "attn_fma_probe_t0", 3, (uint32_t[3]){1, 1, 1}, NULL, &p, err);
+    if (st != VKLLM_OK) return st;
+    const float x[3] = {1.0f + 0x1p-12f, 1.0f + 0x1p-12f, -(1.0f + 0x1p-11f)};
+    float o[3] = {0};
+    vk_arena a;
+    vk_arena_init(&a, d, false, 256, "fma probe");
+    vk_slice xs, os;
+    st = vk_arena_alloc(&a, sizeof x, &xs, err);
+    if (st == VKLLM_OK) st = vk_arena_alloc(&a, sizeof o, &os, err);
+    if (st == VKLLM_OK) st = vk_upload(d, &xs, x, sizeof x, err);
+    vk_rec r = {0};
+    if (st == VKLLM_OK) st = vk_rec_init(d, &r, 1, err);
+    if (st == VKLLM_OK) st = vk_rec_begin(&r, err);
+    const uint32_t n = 1;
+    const vk_slice b[3] = {xs, xs, os};
+    if (st == VKLLM_OK) st = vk_rec_dispatch(&r, &p, b, 3, &n, sizeof n, 1, 1, 1, err);
+    if (st == VKLLM_OK) st = vk_rec_end(&r, err);
+    if (st == VKLLM_OK) {
+        VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+        VkFence f;
+        if (d->t.vkCreateFence(d->dev, &fi, NULL, &f) != VK_SUCCESS) {
+            st = core_errf(err, VKLLM_ERR_DEVICE, "vulkan: fence for the fma probe");
+        } else {
+            st = vk_rec_submit_wait(&r, f, err);
+            d->t.vkDestroyFence(d->dev, f, NULL);
+        }
+    }
+    vk_rec_free(&r);
+    if (st == VKLLM_OK) st = vk_download(d, &os, o, sizeof o, err);
+    vk_arena_free(&a);
+    vk_pipe_destroy(d, &p);
+    if (st != VKLLM_OK) return st;
+    if (o[1] != 0x1p-24f)
+        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan: fma emulation gives %a for 0x1p-24",
+                         (double)o[1]);
+    *fused = o[0] == 0x1p-24f;
+    return VKLLM_OK;
+}
+
 vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err) {
     *out = NULL;
     vkllm_status st = vk_loader_init(err);
@@ -501,6 +544,12 @@ vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err)
     if ((st = device_create(d, err)) != VKLLM_OK) goto fail;
     vk_pipe_cache_open(d, err); /* never fatal */
     core_err_clear(err);
+    bool fused = true;
+    if ((st = probe_fma(d, &fused, err)) != VKLLM_OK) goto fail;
+    d->fma_exact = !fused;
+    if (!fused)
+        vk_log(d, VKLLM_LOG_INFO, "vulkan: fma() is not fused on %s: kernels emulate it",
+               d->info.name);
     *out = d;
     return VKLLM_OK;
 fail:
@@ -563,7 +612,6 @@ vkllm_status vk_oneshot_end(vk_dev *d, VkCommandBuffer cb, core_err *err) {
     }
     d->t.vkFreeCommandBuffers(d->dev, d->cmd_pool, 1, &cb);
     if (r != VK_SUCCESS)
-        return core_errf(err, r == VK_ERROR_DEVICE_LOST ? VKLLM_ERR_DEVICE : VKLLM_ERR_DEVICE,
-                         "vulkan submit: %s", vk_result_str(r));
+        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan submit: %s", vk_result_str(r));
     return vk_check_validation(d, err);
 }

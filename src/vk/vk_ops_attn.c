@@ -6,8 +6,8 @@
  *  - n_tok >= 64: attn_prefill.comp, the tiled F32 path of attn_block_large.
  * Positions and cache lengths are read from the step parameter buffer and every grid depends
  * only on the shape and n_tok, so a recorded step replays for the next position.
- * The kernels' fma chains need a fused fma(); vk_attn_create checks the device's with one
- * probe dispatch and builds an exact emulation where it is not (llvmpipe). Nothing here
+ * The kernels' fma chains need a fused fma(); where the device's is not (llvmpipe), every
+ * pipeline is built with shaders/common.glsl's exact emulation (vk_dev.fma_exact). Nothing here
  * allocates per step or knows about models. */
 #include "vk/vk_ops.h"
 
@@ -24,65 +24,17 @@ struct vk_attn {
     vk_pipe rope_store, decode, merge, prefill;
 };
 
-/* Whether the device's fma() rounds once: 1 + 2^-12 squared minus 1 + 2^-11 is 2^-24 fused
- * and 0 when the product is rounded first (a tie, to even). */
-static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
-    vk_pipe p = {0};
-    vkllm_status st =
-        vk_pipe_create(d, "attn_fma_probe_t0", 3, (uint32_t[3]){1, 1, 1}, NULL, &p, err);
-    if (st != VKLLM_OK) return st;
-    const float x[3] = {1.0f + 0x1p-12f, 1.0f + 0x1p-12f, -(1.0f + 0x1p-11f)};
-    float o[3] = {0};
-    vk_arena a;
-    vk_arena_init(&a, d, false, 256, "fma probe");
-    vk_slice xs, os;
-    st = vk_arena_alloc(&a, sizeof x, &xs, err);
-    if (st == VKLLM_OK) st = vk_arena_alloc(&a, sizeof o, &os, err);
-    if (st == VKLLM_OK) st = vk_upload(d, &xs, x, sizeof x, err);
-    vk_rec r = {0};
-    if (st == VKLLM_OK) st = vk_rec_init(d, &r, 1, err);
-    if (st == VKLLM_OK) st = vk_rec_begin(&r, err);
-    const uint32_t n = 1;
-    const vk_slice b[3] = {xs, xs, os};
-    if (st == VKLLM_OK) st = vk_rec_dispatch(&r, &p, b, 3, &n, sizeof n, 1, 1, 1, err);
-    if (st == VKLLM_OK) st = vk_rec_end(&r, err);
-    if (st == VKLLM_OK) {
-        VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-        VkFence f;
-        if (d->t.vkCreateFence(d->dev, &fi, NULL, &f) != VK_SUCCESS) {
-            st = core_errf(err, VKLLM_ERR_DEVICE, "vulkan: fence for the fma probe");
-        } else {
-            st = vk_rec_submit_wait(&r, f, err);
-            d->t.vkDestroyFence(d->dev, f, NULL);
-        }
-    }
-    vk_rec_free(&r);
-    if (st == VKLLM_OK) st = vk_download(d, &os, o, sizeof o, err);
-    vk_arena_free(&a);
-    vk_pipe_destroy(d, &p);
-    if (st != VKLLM_OK) return st;
-    if (o[1] != 0x1p-24f)
-        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan: fma emulation gives %a for 0x1p-24",
-                         (double)o[1]);
-    *fused = o[0] == 0x1p-24f;
-    return VKLLM_OK;
-}
-
 vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err) {
     vk_attn *a = core_calloc(d->alloc, 1, sizeof *a);
     if (!a) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     a->d = d;
-    bool fused = true;
-    vkllm_status st = probe_fma(d, &fused, err);
-    if (st == VKLLM_OK && !fused)
-        vk_log(d, VKLLM_LOG_INFO, "vulkan: fma() is not fused on %s: attention emulates it",
-               d->info.name);
+    vkllm_status st = VKLLM_OK;
     const uint32_t ls[3] = {ATTN_WG, 1, 1};
-    const vk_spec spec = {1, {fused ? 0u : 1u}}; /* attn.glsl EXACT_FMA */
-    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "rope_store", 7, ls, &spec, &a->rope_store, err);
-    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_decode", 6, ls, &spec, &a->decode, err);
-    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_merge", 3, ls, &spec, &a->merge, err);
-    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_prefill", 5, ls, &spec, &a->prefill, err);
+    const vk_spec *spec = NULL; /* EXACT_FMA comes from vk_pipe_create */
+    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "rope_store", 7, ls, spec, &a->rope_store, err);
+    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_decode", 6, ls, spec, &a->decode, err);
+    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_merge", 3, ls, spec, &a->merge, err);
+    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_prefill", 5, ls, spec, &a->prefill, err);
     if (st != VKLLM_OK) {
         vk_attn_destroy(a);
         return st;

@@ -189,13 +189,16 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
         .pCode = blob->code,
     };
     if (r == VK_SUCCESS) r = d->t.vkCreateShaderModule(d->dev, &mci, NULL, &mod);
-    /* specialization: user constants 0..n-1, local size 100..102 */
-    VkSpecializationMapEntry me[11];
-    uint32_t data[11], n = 0;
+    /* specialization: user constants 0..n-1, EXACT_FMA 99 (shaders/common.glsl), local size
+     * 100..102; an entry for a constant a shader does not declare is ignored */
+    VkSpecializationMapEntry me[12];
+    uint32_t data[12], n = 0;
     for (uint32_t i = 0; spec && i < spec->n && i < 8; i++, n++) {
         me[n] = (VkSpecializationMapEntry){.constantID = i, .offset = n * 4, .size = 4};
         data[n] = spec->v[i];
     }
+    me[n] = (VkSpecializationMapEntry){.constantID = 99, .offset = n * 4, .size = 4};
+    data[n++] = d->fma_exact ? 1u : 0u;
     for (uint32_t i = 0; i < 3; i++) {
         out->local_size[i] = local_size && local_size[i] ? local_size[i] : 1;
         if (!local_size || !local_size[i]) continue;
