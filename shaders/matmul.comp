@@ -5,9 +5,11 @@
 // decodes the weights' values and the activations' codes into shared memory as floats, then
 // every thread forms its group sums with fp32 multiply-adds. Those are exact: every product
 // and partial sum is an integer below 2^24 (|q| <= 127, |x| <= 127, at most 32 terms), so each
-// block's integer dot product is the CPU's, and its float combination is src/core's
-// (quant.glsl q_term / q_kterm); only the order of the sum over blocks differs. Floats need no
-// decode beyond fp16/bf16 -> fp32.
+// block's integer dot product is the CPU's. The 32-element formats then combine them exactly
+// as the CPU path does (8 lane sums per block, fused chains over the blocks: matvec.comp), so
+// they give its bits; the K formats combine each super-block as src/core does (q_kterm), and
+// only their order of the sum over blocks differs. Floats need no decode beyond fp16/bf16 ->
+// fp32.
 //
 // Shared memory: (BM + 1 + BN + 1) x 32 floats plus per-row and per-token scales: 17.6 KiB at
 // BM = BN = 64, under the 32 KiB every device we target has.
@@ -62,6 +64,9 @@ void main() {
     const uint n_sub = (pc.nb + 31u) / 32u; // nb = elements
 #else
     const uint n_sub = pc.nb;
+    float lacc[TM * TN * 8], msum[TM * TN]; // the CPU path's 8 lane sums (see matvec.comp)
+    for (uint i = 0u; i < TM * TN * 8u; i++) lacc[i] = 0.0;
+    for (uint i = 0u; i < TM * TN; i++) msum[i] = 0.0;
 #endif
 
     for (uint sb = 0u; sb < n_sub; sb++) {
@@ -130,6 +135,33 @@ void main() {
         barrier();
 
         // ---- group sums (exact), then each block's float combination ----
+#if defined(Q_LEGACY)
+        // the 32-element formats in the CPU path's order: lane l (elements 4l .. 4l + 3) of
+        // every output is a fused chain over the blocks
+        for (uint l = 0u; l < 8u; l++) {
+            float g[TM * TN];
+            for (uint i = 0u; i < TM * TN; i++) g[i] = 0.0;
+            for (uint k = 4u * l; k < 4u * l + 4u; k++) {
+                float wv[TM], xv[TN];
+                for (uint i = 0u; i < TM; i++) wv[i] = sw[k * (BM + 1u) + tr + i * RT];
+                for (uint j = 0u; j < TN; j++) xv[j] = sx[k * (BN + 1u) + tc + j * (BN / TN)];
+                for (uint i = 0u; i < TM; i++)
+                    for (uint j = 0u; j < TN; j++) g[i * TN + j] = fma(wv[i], xv[j], g[i * TN + j]);
+            }
+            for (uint i = 0u; i < TM; i++)
+                for (uint j = 0u; j < TN; j++) {
+                    precise float dd = sw_d[tr + i * RT].x * sx_d[tc + j * (BN / TN)].x;
+                    const uint o = (i * TN + j) * 8u + l;
+                    lacc[o] = xfma(dd, g[i * TN + j], lacc[o]);
+                }
+        }
+#if defined(Q_HAS_MIN)
+        for (uint i = 0u; i < TM; i++)
+            for (uint j = 0u; j < TN; j++)
+                msum[i * TN + j] = xfma(sw_d[tr + i * RT].y, sx_d[tc + j * (BN / TN)].y,
+                                        msum[i * TN + j]);
+#endif
+#else
         float g[TM * TN];
         for (uint i = 0u; i < TM * TN; i++) g[i] = 0.0;
 #if defined(Q_KFORMAT) && Q_GROUP == 16
@@ -174,14 +206,24 @@ void main() {
                     acc[o] += q_kterm(is[o], ms[o], wd.x, wd.y, xd.x);
                     is[o] = ms[o] = 0;
                 }
-#else
-                acc[o] += q_term(int(g[o]), wd.x, wd.y, xd.x, xd.y);
 #endif
             }
         }
 #endif
+#endif // Q_LEGACY
         barrier();
     }
+#if defined(Q_LEGACY)
+    for (uint i = 0u; i < TM * TN; i++) {
+        const uint o = 8u * i;
+        precise float v = ((lacc[o] + lacc[o + 4u]) + (lacc[o + 2u] + lacc[o + 6u])) +
+                          ((lacc[o + 1u] + lacc[o + 5u]) + (lacc[o + 3u] + lacc[o + 7u]));
+#if defined(Q_HAS_MIN)
+        v += msum[i];
+#endif
+        acc[i] = v;
+    }
+#endif
 
     for (uint i = 0u; i < TM; i++) {
         const uint r = m0 + tr + i * RT;

@@ -1,8 +1,9 @@
 // Matrix-vector products for decode, and prefill on CPU drivers: y[t][r] (+)= w[r] . x[t],
 // NT (1..8) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
-// tokens. A thread takes whole blocks (super-blocks for the K formats), so each block's
-// integer dot product is exact and its float combination is src/core's (quant.glsl q_term /
-// q_kterm); only the order of the float sum over blocks differs from the CPU path.
+// tokens. The 32-element formats (Q4_0 .. Q8_0) give the CPU path's bits: they sum in its
+// order (main below). The K and float formats: a thread takes whole blocks (super-blocks for
+// the K formats), so each block's integer dot product is exact and its float combination is
+// src/core's (quant.glsl q_kterm); only the order of the float sum over blocks differs.
 //
 // Two layouts (LANE_ROWS, from vk_mm_tuning):
 //  - GPUs: a workgroup's threads split the blocks of its NR rows, then their partial sums are
@@ -47,6 +48,90 @@ shared float red[NR * NT * WG];
 
 float xf(uint i) { return uintBitsToFloat(xq[i]); }
 
+#if defined(Q_LEGACY)
+// The 32-element formats sum in the CPU path's order (src/cpu/cpu_matmul_avx2.c, which is
+// llama.cpp's AVX2 order), so the outputs are its bits: per output 8 lane sums, lane l over
+// elements 4l .. 4l + 3 of every block, each a fused multiply-add chain over the blocks in
+// order, acc_l = fma(d_w * d_x, isum_l, acc_l) (isum_l exact); then
+// ((acc_0 + acc_4) + (acc_2 + acc_6)) + ((acc_1 + acc_5) + (acc_3 + acc_7)), plus for Q4_1 and
+// Q5_1 the fused chain of m_w * s_x over the blocks. LANE_ROWS: a thread takes all 8 lanes of
+// its NR rows; otherwise 8 neighbouring threads take one lane each of the same NR rows and
+// lane 0 adds the 8 sums from shared memory (WG >= 8, checked by vk_mm_set_tuning).
+const uint LPT = LANE_ROWS ? 8u : 1u; // lanes per thread
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint wg_rows = LANE_ROWS ? NR * WG : NR * (WG / 8u);
+    const uint wg0 = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * wg_rows;
+    if (wg0 >= pc.n_rows) return; // whole workgroup
+    const uint r0 = wg0 + (LANE_ROWS ? tid : tid / 8u) * NR; // this thread's first row
+    const uint lane = LANE_ROWS ? 0u : tid % 8u;              // its first lane
+    const uint x0 = pc.x0 + gl_WorkGroupID.z * NT * pc.x_row_words;
+    const uint y0 = pc.y0 + gl_WorkGroupID.z * NT * pc.y_stride;
+    const uint nt = min(NT, pc.n_tok - gl_WorkGroupID.z * NT);
+    const uint xt_last = (nt - 1u) * pc.x_row_words;
+
+    uint bo_row[NR]; // rows past the end repeat the last one; their sums are not stored
+    [[unroll]] for (uint r = 0u; r < NR; r++)
+        bo_row[r] = min(r0 + r, pc.n_rows - 1u) * pc.w_row_bytes;
+    float acc[NR * NT * LPT], msum[NR * NT];
+    [[unroll]] for (uint i = 0u; i < NR * NT * LPT; i++) acc[i] = 0.0;
+    [[unroll]] for (uint i = 0u; i < NR * NT; i++) msum[i] = 0.0;
+
+    for (uint b = 0u; b < pc.nb; b++) {
+        uint cw[NR * LPT];
+        float dw[NR], mw[NR];
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            const uint bo = bo_row[r] + b * QBYTES;
+            if (LANE_ROWS) {
+                uint c[8];
+                q_block(bo, c, dw[r], mw[r]);
+                [[unroll]] for (uint k = 0u; k < LPT; k++) cw[r * LPT + k] = q_signed(c[k]);
+            } else {
+                cw[r] = q_signed(q_lane(bo, lane, dw[r], mw[r]));
+            }
+        }
+        [[unroll]] for (uint t = 0u; t < NT; t++) {
+            const uint xo = x0 + min(t * pc.x_row_words, xt_last) + b * XQ8_WORDS;
+            uint a[LPT];
+            [[unroll]] for (uint k = 0u; k < LPT; k++) a[k] = xq[xo + lane + k];
+            const float dx = xf(xo + 8u), sx = xf(xo + 9u);
+            [[unroll]] for (uint r = 0u; r < NR; r++) {
+                precise float dd = dw[r] * dx;
+                const uint i = r * NT + t;
+                [[unroll]] for (uint k = 0u; k < LPT; k++)
+                    acc[i * LPT + k] = xfma(dd, float(q_dot4(cw[r * LPT + k], a[k])), acc[i * LPT + k]);
+#if defined(Q_HAS_MIN)
+                msum[i] = xfma(mw[r], sx, msum[i]);
+#endif
+            }
+        }
+    }
+
+    if (!LANE_ROWS) {
+        [[unroll]] for (uint i = 0u; i < NR * NT; i++) red[i * WG + tid] = acc[i];
+        barrier();
+        if (lane != 0u) return;
+    }
+    [[unroll]] for (uint i = 0u; i < NR * NT; i++) {
+        const uint r = i / NT, t = i - r * NT;
+        if (r0 + r >= pc.n_rows || t >= nt) continue;
+        float l[8];
+        if (LANE_ROWS) {
+            [[unroll]] for (uint k = 0u; k < 8u; k++) l[k] = acc[i * LPT + k % LPT];
+        } else {
+            [[unroll]] for (uint k = 0u; k < 8u; k++) l[k] = red[i * WG + tid + k];
+        }
+        precise float v = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+#if defined(Q_HAS_MIN)
+        v += msum[i];
+#endif
+        const uint yi = y0 + t * pc.y_stride + pc.y_row0 + r0 + r;
+        y[yi] = pc.accumulate != 0u ? y[yi] + v : v;
+    }
+}
+#else
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     const uint wg_rows = LANE_ROWS ? NR * WG : NR;
@@ -88,29 +173,6 @@ void main() {
                     q_float(bo_row[r], e) * xf(x0 + min(t * pc.x_row_words, xt_last) + e);
                 acc[r * NT + t] += p;
             }
-#elif defined(Q_LEGACY)
-    for (uint b = b_first; b < pc.nb; b += b_step) {
-        uint cw[NR * 8u];
-        float dw[NR], mw[NR];
-        [[unroll]] for (uint r = 0u; r < NR; r++) {
-            const uint bo = bo_row[r] + b * QBYTES;
-            uint c[8];
-            q_block(bo, c, dw[r], mw[r]);
-            [[unroll]] for (uint k = 0u; k < 8u; k++) cw[r * 8u + k] = c[k];
-        }
-        [[unroll]] for (uint t = 0u; t < NT; t++) {
-            const uint xo = x0 + min(t * pc.x_row_words, xt_last) + b * XQ8_WORDS;
-            uint a[8];
-            [[unroll]] for (uint k = 0u; k < 8u; k++) a[k] = xq[xo + k];
-            const float dx = xf(xo + 8u), sx = xf(xo + 9u);
-            const int xsum = int(xq[xo + 10u]);
-            [[unroll]] for (uint r = 0u; r < NR; r++) {
-                int isum = Q_OFF * xsum;
-                [[unroll]] for (uint k = 0u; k < 8u; k++) isum += q_dot4(cw[r * 8u + k], a[k]);
-                acc[r * NT + t] += q_term(isum, dw[r], mw[r], dx, sx);
-            }
-        }
-    }
 #else // K formats: integer sums over the whole super-block, then one float combination
     for (uint b = b_first; b < pc.nb; b += b_step) {
         int is[NR * NT], ms[NR * NT];
@@ -211,3 +273,4 @@ void main() {
         y[yi] = pc.accumulate != 0u ? y[yi] + v : v;
     }
 }
+#endif

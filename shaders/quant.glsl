@@ -16,7 +16,8 @@
 //   QK, QBYTES        elements and bytes per block
 //   Q_OFF             value = code + Q_OFF
 //   32-element formats: q_block(bo, c, d, m): the codes (c[k]: elements 4k .. 4k + 3), d and
-//   m (Q_HAS_MIN; else 0); q_term: the float combination of src/core's vec_dot
+//   m (Q_HAS_MIN; else 0); q_lane(bo, l, d, m): the word c[l] alone; q_signed(c): a code
+//   word with Q_OFF folded into signed bytes
 //   K formats: q_codes32(bo, s, c), the codes of elements 32 s .. 32 s + 31
 //   K formats (QK 256): Q_GROUP (16 or 32) elements per group, q_d, q_dmin, q_sc(bo, g),
 //   q_mn(bo, g)
@@ -112,17 +113,12 @@ vec4 q_float4(uint bo, uint e) {
 
 // ---- 32-element formats ----------------------------------------------------------------------
 // q_block(bo, c, d, m): codes, d and m (0 without a min) of the block at bo, each word of the
-// block loaded once (lavapipe pays per word and lane). q_term: the block's float combination.
+// block loaded once (lavapipe pays per word and lane).
 #elif defined(WT_Q4_0) // d; qs[16]: element j low nibble of qs[j], j + 16 the high one
 #define QK 32
 #define QBYTES 18u
 #define Q_WORDS 5u
 #define Q_OFF (-8)
-// dot_q4_0: isum * d_w * d_x
-float q_term(int isum, float dw, float mw, float dx, float sx) {
-    precise float v = float(isum) * dw * dx;
-    return v;
-}
 #elif defined(WT_Q4_1) // d, m; qs[16]
 #define QK 32
 #define QBYTES 20u
@@ -130,21 +126,11 @@ float q_term(int isum, float dw, float mw, float dx, float sx) {
 #define Q_ALIGN4 1
 #define Q_OFF 0
 #define Q_HAS_MIN 1
-// dot_q4_1: d_w d_x isum + m_w s_x
-float q_term(int isum, float dw, float mw, float dx, float sx) {
-    precise float v = dw * dx * float(isum) + mw * sx;
-    return v;
-}
 #elif defined(WT_Q5_0) // d; qh (bit j = bit 4 of element j); qs[16]
 #define QK 32
 #define QBYTES 22u
 #define Q_WORDS 6u
 #define Q_OFF (-16)
-// dot_q5_0: d_w d_x isum
-float q_term(int isum, float dw, float mw, float dx, float sx) {
-    precise float v = dw * dx * float(isum);
-    return v;
-}
 #elif defined(WT_Q5_1) // d, m; qh; qs[16]
 #define QK 32
 #define QBYTES 24u
@@ -152,22 +138,12 @@ float q_term(int isum, float dw, float mw, float dx, float sx) {
 #define Q_ALIGN4 1
 #define Q_OFF 0
 #define Q_HAS_MIN 1
-// dot_q5_1: d_w d_x isum + m_w s_x
-float q_term(int isum, float dw, float mw, float dx, float sx) {
-    precise float v = dw * dx * float(isum) + mw * sx;
-    return v;
-}
 #elif defined(WT_Q8_0) // d; int8 qs[32]
 #define QK 32
 #define QBYTES 34u
 #define Q_WORDS 9u
 #define Q_OFF 0
 #define Q_SIGNED 1
-// dot_q8_0: isum (d_w d_x)
-float q_term(int isum, float dw, float mw, float dx, float sx) {
-    precise float v = float(isum) * (dw * dx);
-    return v;
-}
 
 // ---- K formats: 256-element super-blocks ----------------------------------------------------
 #elif defined(WT_Q2_K) // scales[16] (lo nibble scale, hi min); qs[64]; d; dmin
@@ -334,6 +310,47 @@ void q_block(uint bo, out uint c[8], out float d, out float m) {
         c[w + 4u] |= q_spread4((qh >> (16u + 4u * w)) & 15u);
 #endif
     }
+#endif
+}
+
+// Lane l (0..7) of the block at bo: the codes of elements 4l .. 4l + 3, the word q_block gives
+// as c[l], read on its own (for kernels whose threads take one lane each), with d and m.
+uint q_lane(uint bo, uint l, out float d, out float m) {
+    const vec2 dm = unpackHalf2x16(q_rd32(bo));
+    d = dm.x;
+#if defined(Q_HAS_MIN)
+    m = dm.y;
+#else
+    m = 0.0;
+#endif
+#if defined(WT_Q8_0)
+    return q_rd32(bo + 2u + 4u * l);
+#else
+#if defined(WT_Q4_0)
+    const uint qs = 2u;
+#elif defined(WT_Q4_1)
+    const uint qs = 4u;
+#elif defined(WT_Q5_0)
+    const uint qs = 6u, qh = q_rd32(bo + 2u);
+#else
+    const uint qs = 8u, qh = q_rd32(bo + 4u);
+#endif
+    uint c = (q_rd32(bo + qs + 4u * (l & 3u)) >> (4u * (l >> 2))) & 0x0f0f0f0fu;
+#if defined(WT_Q5_0) || defined(WT_Q5_1)
+    c |= q_spread4((qh >> (4u * l)) & 15u);
+#endif
+    return c;
+#endif
+}
+
+// A code word with Q_OFF folded in: 4 signed bytes holding the element values (Q4_0's
+// 0..15 -> -8..7), for dot products over a part of a block, where the offset cannot be applied
+// through the block's activation sum. Bytes stay below 0x80 before the xor: no carries.
+uint q_signed(uint c) {
+#if Q_OFF != 0
+    return (c + uint(0x80 + Q_OFF) * 0x01010101u) ^ 0x80808080u;
+#else
+    return c;
 #endif
 }
 #endif

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 static const uint32_t k_widths[] = {1, 255, 576, 1537};
-static const uint32_t k_rows[] = {1, 3, 7};
+static const uint32_t k_rows[] = {1, 3, 7, 48};
 
 static void test_swiglu(void **state) {
     (void)state;
@@ -52,9 +52,93 @@ static void test_swiglu(void **state) {
     }
 }
 
+/* Row t's values by t % 6, on top of uniform [-3, 3] (kind 0): magnitudes spread over 2^-80 ..
+ * 2^20 (the double sum rounds, squares underflow to subnormals and zero), all zero, a few
+ * values in a row of zeros, squares near float's largest, and one square past it (inf). */
+static void rms_row_kind(float *x, uint32_t w, uint32_t t) {
+    uint32_t s = 0x9e3779b9u * (t + 1);
+    for (uint32_t j = 0; j < w; j++) {
+        s = s * 1664525u + 1013904223u;
+        const float u = (float)(s >> 8) / 16777216.0f; /* [0, 1) */
+        switch (t % 6) {
+        case 1: x[j] = ldexpf(1.0f + u, (int)(s % 101) - 80) * (s & 1 ? -1.0f : 1.0f); break;
+        case 2: x[j] = 0.0f; break;
+        case 3: x[j] = j % 97 == 5 ? 1.5f + u : 0.0f; break;
+        case 4: x[j] = ldexpf(1.0f + u, 62) * (s & 1 ? -1.0f : 1.0f); break;
+        case 5: if (j == w / 2) x[j] = 3e19f; break;
+        default: break;
+        }
+    }
+}
+
+/* rms_norm on n rows of x (w wide, ss apart) must give the CPU path's bits. */
+static void rms_check(vk_dev *d, vk_misc *m, int tier, const float *x, uint32_t n, uint32_t w,
+                      uint32_t ss, float eps) {
+    const uint32_t sd = w + 1;
+    float *wt = malloc(w * 4), *ref = calloc((size_t)n * sd, 4), *got = calloc((size_t)n * sd, 4);
+    vt_fill(wt, w, 0.5f, 1.5f);
+    for (uint32_t t = 0; t < n; t++) { /* as src/cpu/cpu_backend.c op_rms_norm */
+        double sum = 0.0;
+        for (uint32_t j = 0; j < w; j++) sum += (double)(x[t * ss + j] * x[t * ss + j]);
+        const float scale = 1.0f / sqrtf((float)(sum / w) + eps);
+        for (uint32_t j = 0; j < w; j++) ref[t * sd + j] = (x[t * ss + j] * scale) * wt[j];
+    }
+    core_err err = {{0}};
+    vk_arena a;
+    vk_arena_init(&a, d, false, 0, "test");
+    vk_act xa = {vt_slice(&a, x, (size_t)n * ss * 4), ss};
+    vk_slice ws = vt_slice(&a, wt, w * 4);
+    vk_act da = {vt_slice(&a, NULL, (size_t)n * sd * 4), sd};
+    vk_rec r;
+    vt_begin(d, &r);
+    assert_int_equal(vk_rms_norm(&r, m, xa, 0, ws, da, n, w, eps, &err), VKLLM_OK);
+    vt_submit(&r);
+    vt_read(d, &da.s, got, (size_t)n * sd * 4);
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t j = 0; j < w; j++) {
+            const float g = got[t * sd + j], f = ref[t * sd + j];
+            if (f32_bits(g) != f32_bits(f) && !(isnan(g) && isnan(f)))
+                fail_msg("rms_norm tier %d w %u row %u [%u]: %a, the CPU path's %a", tier, w, t,
+                         j, g, f);
+        }
+    vk_arena_free(&a);
+    free(wt), free(ref), free(got);
+}
+
+/* Rows of 4 whose mean lands on a float rounding boundary, so that the roundings of the
+ * sequential double sum decide the result (eps 0). a^2 = A = 0x1.003774p+0 (last bit even):
+ *  - a, 2^-12, 5 2^-29, 5 2^-29: squares A, 2^-24 (A + 2^-24 is a float tie), then 25 2^-58
+ *    twice, each under half an ulp of the double sum and dropped: the mean is the tie A/4 +
+ *    2^-26, which rounds to A/4; the exact sum (any tree order) is above the tie and rounds up;
+ *  - a, 2^-12, 7 2^-29, 0: 49 2^-58 is over half an ulp, the sum rounds up, and so does the
+ *    mean; a truncating sum would round it down.
+ * a was searched for so that 1 / sqrt() keeps the one-ulp difference of the means. Both
+ * properties are checked here, so the rows cannot silently lose their point. */
+#define RMS_EDGE_A 0x1.001bb8p+0f
+static const float k_rms_edge[2][4] = {
+    {RMS_EDGE_A, 0x1p-12f, 0x5p-29f, 0x5p-29f},
+    {RMS_EDGE_A, 0x1p-12f, 0x7p-29f, 0.0f},
+};
+
+static float rms_edge_scale(const float *x, bool exact) {
+    long double e = 0.0L;
+    double seq = 0.0;
+    for (int j = 0; j < 4; j++) {
+        seq += (double)(x[j] * x[j]);
+        e += (long double)(x[j] * x[j]);
+    }
+    return 1.0f / sqrtf(exact ? (float)(e / 4) : (float)(seq / 4));
+}
+
+/* Bit for bit the CPU path's: random rows of every kind of rms_row_kind, and k_rms_edge. The
+ * sum of squares is its sequential double sum, emulated exactly (shaders/rms_norm.comp). */
 static void test_rms_norm(void **state) {
     (void)state;
-    const float eps = 1e-5f;
+    if (sizeof(long double) > sizeof(double)) /* x87's 64-bit mantissa holds the exact sum */
+        assert_true(rms_edge_scale(k_rms_edge[0], false) != rms_edge_scale(k_rms_edge[0], true));
+    const float a2 = RMS_EDGE_A * RMS_EDGE_A;
+    assert_true(rms_edge_scale(k_rms_edge[1], false) !=
+                1.0f / sqrtf((float)(((double)a2 + 0x1p-24) / 4))); /* the truncated sum's */
     for (int tier = 0; tier < VK_TIER_COUNT; tier++) {
         vk_dev *d = vt_dev(tier, 0);
         core_err err = {{0}};
@@ -62,33 +146,14 @@ static void test_rms_norm(void **state) {
         assert_int_equal(vk_misc_create(d, &m, &err), VKLLM_OK);
         for (size_t wi = 0; wi < sizeof k_widths / sizeof *k_widths; wi++)
             for (size_t ri = 0; ri < sizeof k_rows / sizeof *k_rows; ri++) {
-                const uint32_t w = k_widths[wi], n = k_rows[ri], ss = w + 5, sd = w + 1;
-                float *x = malloc((size_t)n * ss * 4), *wt = malloc(w * 4);
-                float *ref = calloc((size_t)n * sd, 4), *got = calloc((size_t)n * sd, 4);
+                const uint32_t w = k_widths[wi], n = k_rows[ri], ss = w + 5;
+                float *x = malloc((size_t)n * ss * 4);
                 vt_fill(x, (size_t)n * ss, -3.0f, 3.0f);
-                vt_fill(wt, w, 0.5f, 1.5f);
-                for (uint32_t t = 0; t < n; t++) { /* as src/cpu/cpu_backend.c op_rms_norm */
-                    double sum = 0.0;
-                    for (uint32_t j = 0; j < w; j++) sum += (double)(x[t * ss + j] * x[t * ss + j]);
-                    const float scale = 1.0f / sqrtf((float)(sum / w) + eps);
-                    for (uint32_t j = 0; j < w; j++)
-                        ref[t * sd + j] = (x[t * ss + j] * scale) * wt[j];
-                }
-                vk_arena a;
-                vk_arena_init(&a, d, false, 0, "test");
-                vk_act xa = {vt_slice(&a, x, (size_t)n * ss * 4), ss};
-                vk_slice ws = vt_slice(&a, wt, w * 4);
-                vk_act da = {vt_slice(&a, NULL, (size_t)n * sd * 4), sd};
-                vk_rec r;
-                vt_begin(d, &r);
-                assert_int_equal(vk_rms_norm(&r, m, xa, 0, ws, da, n, w, eps, &err), VKLLM_OK);
-                vt_submit(&r);
-                vt_read(d, &da.s, got, (size_t)n * sd * 4);
-                const double e = vt_nmse(got, ref, (size_t)n * sd);
-                if (e > 1e-10) fail_msg("rms_norm tier %d w %u n %u: nmse %g", tier, w, n, e);
-                vk_arena_free(&a);
-                free(x), free(wt), free(ref), free(got);
+                for (uint32_t t = 0; t < n; t++) rms_row_kind(x + (size_t)t * ss, w, t);
+                rms_check(d, m, tier, x, n, w, ss, 1e-5f);
+                free(x);
             }
+        rms_check(d, m, tier, &k_rms_edge[0][0], 2, 4, 4, 0.0f);
         vk_misc_destroy(m);
         vt_dev_done(d);
     }

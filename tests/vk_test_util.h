@@ -21,6 +21,13 @@
 #include "vk/vk.h"
 #include "vk/vk_ops.h"
 
+/* A float's bits, to compare results that must be identical (NaN == NaN, -0 != +0). */
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
 static inline void vt_log(void *user, vkllm_log_level level, const char *msg) {
     (void)user;
     if (level >= VKLLM_LOG_WARN) fprintf(stderr, "vk: %s\n", msg);

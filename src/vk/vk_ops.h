@@ -70,7 +70,7 @@ void vk_mm_destroy(vk_mm *m);
 /* Kernel shapes. vk_mm_create picks them for the device; tests and benchmarks may set others
  * (pipelines already built are dropped: set before recording). */
 typedef struct vk_mm_tuning {
-    uint32_t mv_threads;  /* matrix-vector workgroup size, a power of two */
+    uint32_t mv_threads;  /* matrix-vector workgroup size, a power of two >= 8 */
     uint32_t mv_rows;     /* rows per workgroup (mv_lane_rows: per thread), at most 16 */
     uint32_t mv_acc;      /* rows x tokens per thread at most (fewer rows for more tokens) */
     bool mv_lane_rows;    /* a thread per row, no reduction: for CPU drivers */

@@ -52,6 +52,8 @@ void vk_misc_destroy(vk_misc *m) {
 
 vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0, vk_slice w,
                          vk_act dst, uint32_t n, uint32_t width, float eps, core_err *err) {
+    if (width == 0 || width >= (1u << 24)) /* rms_norm.comp divides by it in 24 bits */
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan rms_norm: rows of %u", width);
     struct {
         uint32_t n_rows, width, stride_s, stride_d;
         float eps;

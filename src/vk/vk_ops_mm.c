@@ -143,7 +143,7 @@ vkllm_status vk_mm_set_tuning(vk_mm *m, const vk_mm_tuning *t, core_err *err) {
     const uint32_t *tl = t->tile;
     const bool pow2 = t->mv_threads && (t->mv_threads & (t->mv_threads - 1)) == 0;
     const uint32_t acc = t->mv_acc > MM_NT_MAX ? t->mv_acc : MM_NT_MAX;
-    if (!pow2 || t->mv_threads > in->max_wg_invocations || t->mv_rows == 0 ||
+    if (!pow2 || t->mv_threads < 8 || t->mv_threads > in->max_wg_invocations || t->mv_rows == 0 ||
         t->mv_rows > 16 || t->mv_acc == 0 || t->mv_acc > 64 ||
         (uint64_t)acc * t->mv_threads * 4 > in->max_shared) /* matvec.comp red[] */
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk_mm tuning: matvec %u threads, %u rows, "
@@ -222,7 +222,12 @@ static vkllm_status matvec(vk_rec *r, vk_mm *m, int ti, const vk_weight *w, uint
         w->part[p].n_rows, w->part[p].row0, w->n_in / tr->block_size, (uint32_t)w->row_bytes,
         x_row_words, y.stride, accumulate, 0, 0, n_tok,
     };
-    const uint32_t wg_rows = m->tn.mv_lane_rows ? rows * m->tn.mv_threads : rows;
+    /* rows per workgroup: the 32-element formats' GPU layout gives each row 8 threads, one
+     * per lane of the CPU path's sum (shaders/matvec.comp) */
+    const bool lanes8 = tr->block_size == 32;
+    const uint32_t wg_rows = m->tn.mv_lane_rows ? rows * m->tn.mv_threads
+                             : lanes8           ? rows * (m->tn.mv_threads / 8)
+                                                : rows;
     uint32_t gx, gy;
     split_groups((w->part[p].n_rows + wg_rows - 1) / wg_rows, &gx, &gy);
     vk_slice b[3] = {w->part[p].s, xq, y.s};
