@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "api_test_util.h"
 #include "vkllm.h"
 
 #define LOGIT_TOL 0.05f
@@ -41,33 +42,6 @@ typedef struct golden {
 
 static golden g_gold[MAX_PROMPTS];
 static int g_n;
-
-static size_t unescape(const char *s, char *out) {
-    size_t n = 0;
-    for (; *s && *s != '\n'; s++) {
-        if (*s != '\\') {
-            out[n++] = *s;
-            continue;
-        }
-        s++;
-        switch (*s) {
-        case 'n': out[n++] = '\n'; break;
-        case 't': out[n++] = '\t'; break;
-        case 'r': out[n++] = '\r'; break;
-        case '\\': out[n++] = '\\'; break;
-        case 'x': {
-            unsigned v = 0;
-            sscanf(s + 1, "%2x", &v);
-            out[n++] = (char)v;
-            s += 2;
-            break;
-        }
-        default: out[n++] = *s;
-        }
-    }
-    out[n] = '\0';
-    return n;
-}
 
 static int parse_ints(const char *s, int32_t *out, int cap) {
     int n = 0;
@@ -101,7 +75,12 @@ static int load_golden(void **state) {
             if (g_n == MAX_PROMPTS) break;
             g = &g_gold[g_n++];
             g->prompt = malloc(strlen(v) + 1);
-            g->prompt_len = unescape(v, g->prompt);
+            g->prompt_len = api_test_unescape(v, g->prompt);
+            if (g->prompt_len == (size_t)-1) {
+                fprintf(stderr, "%s: bad escape in prompt %s", path, v);
+                fclose(f);
+                return -1;
+            }
         } else if (!g) {
             continue;
         } else if (strcmp(line, "prompt_ids") == 0) {

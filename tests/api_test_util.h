@@ -1,0 +1,100 @@
+/* Helpers for tests that run the model through the public API (header-only, static inline):
+ * the golden prompts file's escapes, a runtime + model on a device, and N-token generation
+ * that records the ids. */
+#ifndef VKLLM_API_TEST_UTIL_H
+#define VKLLM_API_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vkllm.h"
+
+/* One line of tests/data/golden/prompts.txt (or a golden file's prompt field) unescaped into
+ * out (at least strlen(s) + 1 bytes): \n \t \r \\ and \xHH. Returns the length, or
+ * (size_t)-1 for any other escape. */
+static inline size_t api_test_unescape(const char *s, char *out) {
+    size_t n = 0;
+    for (; *s && *s != '\n'; s++) {
+        if (*s != '\\') {
+            out[n++] = *s;
+            continue;
+        }
+        s++;
+        switch (*s) {
+        case 'n': out[n++] = '\n'; break;
+        case 't': out[n++] = '\t'; break;
+        case 'r': out[n++] = '\r'; break;
+        case '\\': out[n++] = '\\'; break;
+        case 'x': {
+            unsigned v = 0;
+            if (sscanf(s + 1, "%2x", &v) != 1) return (size_t)-1;
+            out[n++] = (char)v;
+            s += 2;
+            break;
+        }
+        default: return (size_t)-1;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+#ifndef API_TEST_N_GEN
+#define API_TEST_N_GEN 32
+#endif
+#ifndef API_TEST_THREADS
+#define API_TEST_THREADS 2
+#endif
+
+typedef struct run_out {
+    int32_t ids[API_TEST_N_GEN];
+    int n;
+} run_out;
+
+static inline bool api_test_on_token(void *user, int32_t id, const char *piece, size_t len) {
+    (void)piece, (void)len;
+    run_out *o = user;
+    if (o->n < API_TEST_N_GEN) o->ids[o->n++] = id;
+    return true;
+}
+
+/* The default model (VKLLM_MODEL) on a runtime for `device`; tier < 0: the device's own. */
+static inline vkllm_model *api_test_open(vkllm_runtime **rt, const char *device, int tier) {
+    const char *path = getenv("VKLLM_MODEL");
+    if (!path) fail_msg("VKLLM_MODEL is not set (scripts/fetch_model.sh)");
+    vkllm_runtime_desc rd = {.device = device, .n_threads = API_TEST_THREADS,
+                             .vk_tier_plus1 = tier + 1};
+    if (vkllm_runtime_create(&rd, rt) != VKLLM_OK)
+        fail_msg("runtime %s tier %d: %s", device, tier, vkllm_runtime_last_error(NULL));
+    vkllm_model_desc md = {.path = path};
+    vkllm_model *m = NULL;
+    if (vkllm_model_load(*rt, &md, &m) != VKLLM_OK)
+        fail_msg("model: %s", vkllm_runtime_last_error(*rt));
+    return m;
+}
+
+/* API_TEST_N_GEN tokens from a fresh session (end-of-generation tokens ignored). */
+static inline void api_test_generate(vkllm_model *m, const char *prompt,
+                                     const vkllm_sampling *smp, run_out *o) {
+    vkllm_session_desc sd = {.n_ctx = 1024};
+    vkllm_session *s = NULL;
+    if (vkllm_session_create(m, &sd, &s) != VKLLM_OK)
+        fail_msg("session: %s", vkllm_model_last_error(m));
+    memset(o, 0, sizeof *o);
+    vkllm_generate_desc gd = {.prompt = prompt, .max_tokens = API_TEST_N_GEN,
+                              .ignore_eog = true, .sampling = *smp,
+                              .on_token = api_test_on_token, .user = o};
+    if (vkllm_generate(s, &gd, NULL) != VKLLM_OK)
+        fail_msg("generate: %s", vkllm_session_last_error(s));
+    vkllm_session_destroy(s);
+}
+
+#endif
