@@ -17,6 +17,9 @@ ctest --test-dir build --output-on-failure -j "$jobs"
 echo "== ASan + UBSan build =="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"
+# test_vk_greedy (6 minutes of decoding on lavapipe) runs in the release pass only: the host
+# code it drives (generation, device-side sampling) runs under the sanitizers in test_vk_api.
+echo "ASan+UBSan pass: every test except test_vk_greedy (release pass only)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs"
-echo "all tests passed (release and ASan+UBSan)"
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^test_vk_greedy$'
+echo "all tests passed (release, and ASan+UBSan)"
