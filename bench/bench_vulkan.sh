@@ -97,7 +97,7 @@ if [ "$run_vk" -eq 1 ]; then
         if [ "$profile" -eq 1 ]; then
             echo
             echo "vkllm kernel time by op (GPU timestamps, all steps of the bench):"
-            grep -E '^(vk: )?profile' <<<"$out" || echo "(no profile lines)"
+            grep -E '^(vkllm: [a-z]+: )?profile ' <<<"$out" || echo "(no profile lines)"
         fi
     else
         say "vkllm bench failed; its output:"

@@ -144,25 +144,34 @@ vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t siz
 #define VK_MAX_BINDINGS 8
 #define VK_PUSH_BYTES 128 /* the minimum maxPushConstantsSize every device has */
 
+typedef struct vk_spec {
+    uint32_t n;
+    uint32_t v[8]; /* specialization constants 0..n-1 */
+} vk_spec;
+
 typedef struct vk_pipe {
     const char *name;
     uint32_t n_bindings;
     uint32_t local_size[3];
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;
-    VkPipeline pipe;
+    VkPipeline pipe; /* VK_NULL_HANDLE while deferred (vk_pipe_defer) */
+    vk_spec spec;    /* what a deferred pipeline is built with */
 } vk_pipe;
-
-typedef struct vk_spec {
-    uint32_t n;
-    uint32_t v[8]; /* specialization constants 0..n-1 */
-} vk_spec;
 
 /* Builds the pipeline of an embedded shader (by name, e.g. "swiglu_t0"). local_size[0..2]
  * are set through specialization constants 100..102 when non-zero. */
 vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
                             const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
                             core_err *err);
+/* The same, deferred: checks that the shader exists and keeps the parameters; the driver
+ * compiles it (vk_pipe_ready) when a dispatch first records it, so a start-up compiles only the
+ * kernels it uses (lavapipe compiles a kernel in 5-90 ms and keeps no pipeline cache). */
+vkllm_status vk_pipe_defer(vk_dev *d, const char *shader, uint32_t n_bindings,
+                           const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
+                           core_err *err);
+/* Builds a deferred pipeline if it is not built yet. */
+vkllm_status vk_pipe_ready(vk_dev *d, vk_pipe *p, core_err *err);
 void vk_pipe_destroy(vk_dev *d, vk_pipe *p);
 /* Loads the on-disk pipeline cache of this device (a bad file is ignored with a notice). */
 vkllm_status vk_pipe_cache_open(vk_dev *d, core_err *err);
@@ -194,7 +203,7 @@ void vk_rec_free(vk_rec *r);
 vkllm_status vk_rec_begin(vk_rec *r, core_err *err);
 vkllm_status vk_rec_end(vk_rec *r, core_err *err);
 /* Binds the slices, pushes the constants and dispatches groups (x, y, z). */
-vkllm_status vk_rec_dispatch(vk_rec *r, const vk_pipe *p, const vk_slice *bind, uint32_t n_bind,
+vkllm_status vk_rec_dispatch(vk_rec *r, vk_pipe *p, const vk_slice *bind, uint32_t n_bind,
                              const void *push, uint32_t push_bytes, uint32_t gx, uint32_t gy,
                              uint32_t gz, core_err *err);
 /* A compute -> compute (and transfer) memory barrier between dependent dispatches. */

@@ -559,7 +559,6 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
     if (st == VKLLM_OK && desc->skip_cpu_devices && strcmp(be->d->info.kind, "cpu-vulkan") == 0)
         st = core_errf(err, VKLLM_ERR_NO_DEVICE, "the only Vulkan device is %s, a CPU "
                        "implementation", be->d->info.name);
-    const double t0 = core_time_s();
     if (st == VKLLM_OK) st = vk_misc_create(be->d, &be->misc, err);
     if (st == VKLLM_OK) st = vk_mm_create(be->d, &be->mm, err);
     if (st == VKLLM_OK) st = vk_attn_create(be->d, &be->attn, err);
@@ -569,7 +568,6 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
         else vk_destroy(&be->base);
         return st;
     }
-    vk_log(be->d, VKLLM_LOG_INFO, "vulkan: pipelines ready in %.3f s", core_time_s() - t0);
     snprintf(be->base.name, sizeof be->base.name, "vulkan (%.80s, tier %d)", be->d->info.name,
              be->d->tier);
     *out = &be->base;

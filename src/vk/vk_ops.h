@@ -30,7 +30,7 @@ typedef struct vk_step_params {
 #define VK_MAX_PARTS 16
 
 /* The best embedded variant of a shader stem for the device's tier: "stem_tN" with the
- * highest N <= tier; and its pipeline. */
+ * highest N <= tier; and its pipeline, deferred (vk_pipe_defer): built at its first dispatch. */
 vkllm_status vk_pick_shader(const vk_dev *d, const char *stem, char *out, size_t cap);
 vkllm_status vk_pipe_for_tier(vk_dev *d, const char *stem, uint32_t n_bindings,
                               const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
@@ -72,7 +72,8 @@ void vk_mm_destroy(vk_mm *m);
 typedef struct vk_mm_tuning {
     uint32_t mv_threads;  /* matrix-vector workgroup size, a power of two >= 8 */
     uint32_t mv_rows;     /* rows per workgroup (mv_lane_rows: per thread), at most 16 */
-    uint32_t mv_acc;      /* rows x tokens per thread at most (fewer rows for more tokens) */
+    uint32_t mv_acc;      /* rows x tokens per thread at most, <= 128 (fewer rows for more
+                           * tokens) */
     bool mv_lane_rows;    /* a thread per row, no reduction: for CPU drivers */
     bool tiled;           /* n_tok > 8: the shared-memory tiled kernel, else matrix-vector
                            * kernels over tiles of 8 tokens */

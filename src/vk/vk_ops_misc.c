@@ -24,7 +24,7 @@ vkllm_status vk_pipe_for_tier(vk_dev *d, const char *stem, uint32_t n_bindings,
     char name[96];
     if (vk_pick_shader(d, stem, name, sizeof name) != VKLLM_OK)
         return core_errf(err, VKLLM_ERR_INTERNAL, "no shader '%s' for tier %d", stem, d->tier);
-    return vk_pipe_create(d, name, n_bindings, local_size, spec, out, err);
+    return vk_pipe_defer(d, name, n_bindings, local_size, spec, out, err);
 }
 
 vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err) {

@@ -228,6 +228,38 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
     return vk_check_validation(d, err);
 }
 
+vkllm_status vk_pipe_defer(vk_dev *d, const char *shader, uint32_t n_bindings,
+                           const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
+                           core_err *err) {
+    (void)d;
+    memset(out, 0, sizeof *out);
+    const vk_shader_blob *blob = vk_shader_find(shader);
+    if (!blob)
+        return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s' is not embedded", shader);
+    if (n_bindings > VK_MAX_BINDINGS || (spec && spec->n > 8))
+        return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s': too many bindings or constants",
+                         shader);
+    out->name = blob->name;
+    out->n_bindings = n_bindings;
+    for (int i = 0; i < 3; i++)
+        out->local_size[i] = local_size && local_size[i] ? local_size[i] : 1;
+    if (spec) out->spec = *spec;
+    return VKLLM_OK;
+}
+
+vkllm_status vk_pipe_ready(vk_dev *d, vk_pipe *p, core_err *err) {
+    if (p->pipe) return VKLLM_OK;
+    if (!p->name) return core_errf(err, VKLLM_ERR_INTERNAL, "dispatch of an unset pipeline");
+    vk_pipe built;
+    const vk_spec spec = p->spec;
+    vkllm_status st = vk_pipe_create(d, p->name, p->n_bindings, p->local_size,
+                                     spec.n ? &spec : NULL, &built, err);
+    if (st != VKLLM_OK) return st;
+    built.spec = spec;
+    *p = built;
+    return VKLLM_OK;
+}
+
 void vk_pipe_destroy(vk_dev *d, vk_pipe *p) {
     if (p->pipe) d->t.vkDestroyPipeline(d->dev, p->pipe, NULL);
     if (p->layout) d->t.vkDestroyPipelineLayout(d->dev, p->layout, NULL);

@@ -60,10 +60,12 @@ vkllm_status vk_rec_end(vk_rec *r, core_err *err) {
     return VKLLM_OK;
 }
 
-vkllm_status vk_rec_dispatch(vk_rec *r, const vk_pipe *p, const vk_slice *bind, uint32_t n_bind,
+vkllm_status vk_rec_dispatch(vk_rec *r, vk_pipe *p, const vk_slice *bind, uint32_t n_bind,
                              const void *push, uint32_t push_bytes, uint32_t gx, uint32_t gy,
                              uint32_t gz, core_err *err) {
     vk_dev *d = r->d;
+    vkllm_status st = vk_pipe_ready(d, p, err);
+    if (st != VKLLM_OK) return st;
     if (n_bind != p->n_bindings || push_bytes > VK_PUSH_BYTES)
         return core_errf(err, VKLLM_ERR_INTERNAL, "dispatch of '%s': %u bindings for %u",
                          p->name, n_bind, p->n_bindings);
