@@ -118,11 +118,13 @@ vec4 q_float4(uint bo, uint e) {
 #define QK 32
 #define QBYTES 18u
 #define Q_WORDS 5u
+#define Q_QS 2u  // byte offsets in the block: codes (and Q5 high bits)
 #define Q_OFF (-8)
 #elif defined(WT_Q4_1) // d, m; qs[16]
 #define QK 32
 #define QBYTES 20u
 #define Q_WORDS 5u
+#define Q_QS 4u
 #define Q_ALIGN4 1
 #define Q_OFF 0
 #define Q_HAS_MIN 1
@@ -130,11 +132,15 @@ vec4 q_float4(uint bo, uint e) {
 #define QK 32
 #define QBYTES 22u
 #define Q_WORDS 6u
+#define Q_QS 6u
+#define Q_QH 2u
 #define Q_OFF (-16)
 #elif defined(WT_Q5_1) // d, m; qh; qs[16]
 #define QK 32
 #define QBYTES 24u
 #define Q_WORDS 6u
+#define Q_QS 8u
+#define Q_QH 4u
 #define Q_ALIGN4 1
 #define Q_OFF 0
 #define Q_HAS_MIN 1
@@ -142,6 +148,7 @@ vec4 q_float4(uint bo, uint e) {
 #define QK 32
 #define QBYTES 34u
 #define Q_WORDS 9u
+#define Q_QS 2u
 #define Q_OFF 0
 #define Q_SIGNED 1
 
@@ -279,30 +286,29 @@ uint q_k32(uint k[Q_WORDS], uint o) {
     return (o & 2u) == 0u ? k[o >> 2] : (k[o >> 2] >> 16) | (k[(o >> 2) + 1u] << 16);
 }
 
-void q_block(uint bo, out uint c[8], out float d, out float m) {
-    uint k[Q_WORDS];
-    q_words(bo, k);
-    const vec2 dm = unpackHalf2x16(k[0]);
+// d and m (0 without a min) of a 32-element block from its first word
+void q_scales(uint w0, out float d, out float m) {
+    const vec2 dm = unpackHalf2x16(w0);
     d = dm.x;
 #if defined(Q_HAS_MIN)
     m = dm.y;
 #else
     m = 0.0;
 #endif
+}
+
+void q_block(uint bo, out uint c[8], out float d, out float m) {
+    uint k[Q_WORDS];
+    q_words(bo, k);
+    q_scales(k[0], d, m);
 #if defined(WT_Q8_0)
-    [[unroll]] for (uint w = 0u; w < 8u; w++) c[w] = q_k32(k, 2u + 4u * w);
+    [[unroll]] for (uint w = 0u; w < 8u; w++) c[w] = q_k32(k, Q_QS + 4u * w);
 #else
-#if defined(WT_Q4_0)
-    const uint qs = 2u;
-#elif defined(WT_Q4_1)
-    const uint qs = 4u;
-#elif defined(WT_Q5_0)
-    const uint qs = 6u, qh = q_k32(k, 2u);
-#else
-    const uint qs = 8u, qh = k[1];
+#if defined(Q_QH)
+    const uint qh = q_k32(k, Q_QH);
 #endif
     [[unroll]] for (uint w = 0u; w < 4u; w++) {
-        const uint q = q_k32(k, qs + 4u * w);
+        const uint q = q_k32(k, Q_QS + 4u * w);
         c[w] = q & 0x0f0f0f0fu;
         c[w + 4u] = (q >> 4) & 0x0f0f0f0fu;
 #if defined(WT_Q5_0) || defined(WT_Q5_1)
@@ -316,28 +322,13 @@ void q_block(uint bo, out uint c[8], out float d, out float m) {
 // Lane l (0..7) of the block at bo: the codes of elements 4l .. 4l + 3, the word q_block gives
 // as c[l], read on its own (for kernels whose threads take one lane each), with d and m.
 uint q_lane(uint bo, uint l, out float d, out float m) {
-    const vec2 dm = unpackHalf2x16(q_rd32(bo));
-    d = dm.x;
-#if defined(Q_HAS_MIN)
-    m = dm.y;
-#else
-    m = 0.0;
-#endif
+    q_scales(q_rd32(bo), d, m);
 #if defined(WT_Q8_0)
-    return q_rd32(bo + 2u + 4u * l);
+    return q_rd32(bo + Q_QS + 4u * l);
 #else
-#if defined(WT_Q4_0)
-    const uint qs = 2u;
-#elif defined(WT_Q4_1)
-    const uint qs = 4u;
-#elif defined(WT_Q5_0)
-    const uint qs = 6u, qh = q_rd32(bo + 2u);
-#else
-    const uint qs = 8u, qh = q_rd32(bo + 4u);
-#endif
-    uint c = (q_rd32(bo + qs + 4u * (l & 3u)) >> (4u * (l >> 2))) & 0x0f0f0f0fu;
-#if defined(WT_Q5_0) || defined(WT_Q5_1)
-    c |= q_spread4((qh >> (4u * l)) & 15u);
+    uint c = (q_rd32(bo + Q_QS + 4u * (l & 3u)) >> (4u * (l >> 2))) & 0x0f0f0f0fu;
+#if defined(Q_QH)
+    c |= q_spread4((q_rd32(bo + Q_QH) >> (4u * l)) & 15u);
 #endif
     return c;
 #endif
