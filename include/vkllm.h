@@ -275,6 +275,32 @@ int32_t vkllm_sampler_sample(vkllm_sampler *smp, const float *logits);
 /* Tell the sampler a token is in the context (for the repetition penalty). */
 void vkllm_sampler_accept(vkllm_sampler *smp, int32_t token);
 
+/* ---- synthetic models, for benchmarks ---- */
+
+/* A GGUF file of a known model's shape (llama architecture) with pseudo-random weights and a
+ * real tokenizer, which vkllm and llama.cpp both load: speed does not depend on the weights'
+ * values, so any device can be measured at any size without downloading the model. */
+typedef struct vkllm_synth_desc {
+    const char *shape;      /* one of vkllm_synth_shapes(): "smollm2-135m", "llama-3.2-1b", ... */
+    const char *type;       /* type of the matrices (token embedding, attention, FFN, output):
+                             * "q4_0" (default), "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k",
+                             * "q6_k", "f16", "bf16" or "f32"; norms are always f32 */
+    const char *vocab_path; /* GGUF whose tokenizer.* keys the file takes (a model or one of
+                             * llama.cpp's vocab-only files); its token count is the model's */
+    const char *out_path;
+    uint64_t seed;          /* 0 = 1 */
+    const vkllm_allocator *allocator;
+} vkllm_synth_desc;
+
+/* Writes the file. On failure err (err_cap bytes; may be NULL) gets a message naming the
+ * problem: unknown shape or type, rows that are not a multiple of the type's block size, an
+ * unreadable vocabulary, a write error. */
+vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap);
+/* The shapes vkllm_synth knows, NULL-terminated; for each, the vocabulary it was made with
+ * (a hint for callers: "SmolLM2" or "llama-bpe" or "llama-spm"). */
+const char *const *vkllm_synth_shapes(void);
+const char *vkllm_synth_shape_vocab(const char *shape);
+
 #ifdef __cplusplus
 }
 #endif

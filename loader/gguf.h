@@ -125,6 +125,9 @@ vkllm_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char
                                      uint64_t n);
 /* Copies every kv of an opened file (for tools that rewrite a model). */
 vkllm_status gguf_writer_copy_kvs(gguf_writer *w, const gguf_file *src);
+/* Copies the kvs whose key starts with prefix (e.g. "tokenizer."); returns how many in *n. */
+vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
+                                         const char *prefix, uint64_t *n);
 /* Adds a tensor; data (nbytes, which must match type and shape) is copied or, if the
  * caller promises it outlives the write, referenced (copy=false). */
 vkllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,

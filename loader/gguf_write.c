@@ -192,9 +192,18 @@ vkllm_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char
 }
 
 vkllm_status gguf_writer_copy_kvs(gguf_writer *w, const gguf_file *src) {
-    if (!w || !src) return VKLLM_ERR_INVALID_ARG;
+    return gguf_writer_copy_kvs_prefix(w, src, "", NULL);
+}
+
+vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
+                                         const char *prefix, uint64_t *n) {
+    if (!w || !src || !prefix) return VKLLM_ERR_INVALID_ARG;
+    const size_t pl = strlen(prefix);
+    if (n) *n = 0;
     for (uint64_t i = 0; i < src->n_kv; i++) {
         const gguf_kv *kv = &src->kvs[i];
+        if (kv->key.len < pl || memcmp(kv->key.ptr, prefix, pl) != 0) continue;
+        if (n) (*n)++;
         /* the encoded value follows the u32 type tag at raw_off */
         uint64_t len = kv->raw_end - kv->raw_off - 4;
         uint8_t *p = NULL;

@@ -457,6 +457,86 @@ int cmd_bench(int argc, char **argv) {
     return rc;
 }
 
+/* ---- synth ---- */
+
+static void synth_usage(FILE *f) {
+    fprintf(f, "usage: vkllm synth --shape NAME -o FILE [--type T] [--vocab FILE] [--seed N]\n\n"
+               "Writes a GGUF model of a known shape (llama architecture) with pseudo-random "
+               "weights\nand a real tokenizer; vkllm and llama.cpp both load it. For "
+               "benchmarks: speed does not\ndepend on the weights' values.\n\n"
+               "  --shape NAME     ");
+    for (const char *const *n = vkllm_synth_shapes(); *n; n++)
+        fprintf(f, "%s%s", n == vkllm_synth_shapes() ? "" : ", ", *n);
+    fprintf(f, "\n  --type T         matrices' type: q4_0 (default), q4_1, q5_0, q5_1, q8_0, "
+               "q4_k, q5_k, q6_k,\n                   f16, bf16, f32 (the K types need rows "
+               "that are multiples of 256)\n"
+               "  --vocab FILE     GGUF whose tokenizer to take (default: the shape's own, from "
+               "the cache:\n                   the default model for SmolLM2 shapes, llama.cpp's "
+               "vocab files for Llama\n                   ones: scripts/fetch_model.sh, "
+               "scripts/fetch_vocabs.sh)\n"
+               "  --seed N         weights' seed (default 1)\n"
+               "  -o, --output F   the file to write\n");
+}
+
+int cmd_synth(int argc, char **argv) {
+    vkllm_synth_desc d = {.seed = 1};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            synth_usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "error: %s needs a value (vkllm synth --help)\n", a);
+            return 1;
+        }
+        if (strcmp(a, "--shape") == 0) d.shape = v;
+        else if (strcmp(a, "--type") == 0) d.type = v;
+        else if (strcmp(a, "--vocab") == 0) d.vocab_path = v;
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) d.out_path = v;
+        else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            d.seed = strtoull(v, &end, 10);
+            if (*end || !*v) {
+                fprintf(stderr, "error: --seed takes a number, not '%s'\n", v);
+                return 1;
+            }
+        } else {
+            fprintf(stderr, "error: unknown option '%s' (vkllm synth --help)\n", a);
+            return 1;
+        }
+        i++;
+    }
+    if (!d.shape || !d.out_path) {
+        fprintf(stderr, "error: --shape and -o are required (vkllm synth --help)\n");
+        return 1;
+    }
+    char vocab[1024];
+    const char *hint = vkllm_synth_shape_vocab(d.shape);
+    if (!d.vocab_path && hint) {
+        if (strcmp(hint, "SmolLM2") == 0) {
+            cli_opts o = {0};
+            d.vocab_path = cli_model_path(&o, vocab, sizeof vocab);
+        } else {
+            const char *cache = getenv("VKLLM_CACHE"), *home = getenv("HOME");
+            if (cache && *cache)
+                snprintf(vocab, sizeof vocab, "%s/vocab/ggml-vocab-%s.gguf", cache, hint);
+            else
+                snprintf(vocab, sizeof vocab, "%s/.cache/vkllm/vocab/ggml-vocab-%s.gguf",
+                         home ? home : ".", hint);
+            d.vocab_path = vocab;
+        }
+    }
+    char err[512];
+    if (vkllm_synth(&d, err, sizeof err) != VKLLM_OK) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "vkllm: wrote %s (%s, %s, tokenizer from %s)\n", d.out_path, d.shape,
+            d.type ? d.type : "q4_0", d.vocab_path);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
@@ -467,7 +547,8 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"run", cmd_run},       {"chat", cmd_chat},       {"tokenize", cmd_tokenize},
-                {"info", cmd_info},     {"devices", cmd_devices}, {"bench", cmd_bench}};
+                {"info", cmd_info},     {"devices", cmd_devices}, {"bench", cmd_bench},
+                {"synth", cmd_synth}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "error: unknown command '%s' (run 'vkllm --help' for the list)\n", argv[1]);
