@@ -3,8 +3,9 @@
 # and the same Vulkan device, in one run:
 #  - prefill (one batch of P prompt tokens) and decode (N single-token steps) in tokens per
 #    second, and the ratio vkllm / llama.cpp (above 1: vkllm is faster);
-#  - vkllm's time from process start to the first generated token, cold (empty pipeline cache:
-#    every shader compiled by the driver) and warm (the cache from the cold run);
+#  - vkllm's time from process start to the first generated token, cold (empty pipeline cache
+#    and driver shader cache: every shader compiled by the driver) and warm (the caches from
+#    the cold run);
 #  - with --profile, where vkllm's kernels spend their time (GPU timestamps per op kind).
 # Builds what is missing: llama.cpp via scripts/build_llama_cpp.sh --vulkan-only, vkllm via
 # CMake into build/. On a machine without a GPU the device is lavapipe (Mesa's CPU driver).
@@ -103,11 +104,14 @@ if [ "$run_vk" -eq 1 ]; then
         say "vkllm bench failed; its output:"
         tail -n 5 <<<"$out" >&2
     fi
-    # time to first token: a fresh pipeline cache, then the cache that run left behind
+    # time to first token: fresh caches, then the caches that run left behind. Two caches:
+    # vkllm's pipeline cache, and Mesa's own on-disk shader cache (lavapipe keeps compiled
+    # shaders there rather than in the Vulkan pipeline cache), both pointed at the empty folder
     pc=$(mktemp -d)
     trap 'rm -rf "$pc"' EXIT
     ttft() {
-        VKLLM_CACHE="$pc" "$vkllm" run -m "$model" --device "$device" -t "$threads" -n 1 \
+        VKLLM_CACHE="$pc" MESA_SHADER_CACHE_DIR="$pc/mesa" \
+            "$vkllm" run -m "$model" --device "$device" -t "$threads" -n 1 \
             --temp 0 -p "Hello" 2>&1 >/dev/null |
             sed -nE 's/^vkllm: first token ([0-9.]+) s after start.*/\1/p'
     }
@@ -130,7 +134,7 @@ printf '| %-14s | %14s | %18s | %15s |\n' "decode $n_gen" "$(cell "$vk_tg")" \
 if [ "$run_vk" -eq 1 ]; then
     echo
     echo "vkllm time to first token (process start to first token, 'Hello', 1 token):"
-    echo "  cold (empty pipeline cache): ${cold:--} s"
-    echo "  warm (median of 3):          ${warm:--} s"
+    echo "  cold (empty pipeline and driver caches): ${cold:--} s"
+    echo "  warm (median of 3):                      ${warm:--} s"
     [ -n "$vk_pp" ] || exit 1
 fi

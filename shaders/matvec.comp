@@ -48,6 +48,22 @@ shared float red[NR * NT * WG];
 
 float xf(uint i) { return uintBitsToFloat(xq[i]); }
 
+// A workgroup's tile: its first row (wg_rows rows a workgroup) and, from workgroup z, its
+// tokens' first activation word and y float, their count, and the offset of the last one
+// (tokens past nt read the last one's).
+struct Tile {
+    uint wg0, x0, y0, nt, xt_last;
+};
+Tile tile_of(uint wg_rows) {
+    Tile t;
+    t.wg0 = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * wg_rows;
+    t.x0 = pc.x0 + gl_WorkGroupID.z * NT * pc.x_row_words;
+    t.y0 = pc.y0 + gl_WorkGroupID.z * NT * pc.y_stride;
+    t.nt = min(NT, pc.n_tok - gl_WorkGroupID.z * NT);
+    t.xt_last = (t.nt - 1u) * pc.x_row_words;
+    return t;
+}
+
 #if defined(Q_LEGACY)
 // The 32-element formats sum in the CPU path's order (src/cpu/cpu_matmul_avx2.c, which is
 // llama.cpp's AVX2 order), so the outputs are its bits: per output 8 lane sums, lane l over
@@ -61,15 +77,11 @@ const uint LPT = LANE_ROWS ? 8u : 1u; // lanes per thread
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    const uint wg_rows = LANE_ROWS ? NR * WG : NR * (WG / 8u);
-    const uint wg0 = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * wg_rows;
-    if (wg0 >= pc.n_rows) return; // whole workgroup
-    const uint r0 = wg0 + (LANE_ROWS ? tid : tid / 8u) * NR; // this thread's first row
-    const uint lane = LANE_ROWS ? 0u : tid % 8u;              // its first lane
-    const uint x0 = pc.x0 + gl_WorkGroupID.z * NT * pc.x_row_words;
-    const uint y0 = pc.y0 + gl_WorkGroupID.z * NT * pc.y_stride;
-    const uint nt = min(NT, pc.n_tok - gl_WorkGroupID.z * NT);
-    const uint xt_last = (nt - 1u) * pc.x_row_words;
+    const Tile tl = tile_of(LANE_ROWS ? NR * WG : NR * (WG / 8u));
+    if (tl.wg0 >= pc.n_rows) return; // whole workgroup
+    const uint r0 = tl.wg0 + (LANE_ROWS ? tid : tid / 8u) * NR; // this thread's first row
+    const uint lane = LANE_ROWS ? 0u : tid % 8u;                 // its first lane
+    const uint x0 = tl.x0, y0 = tl.y0, nt = tl.nt, xt_last = tl.xt_last;
 
     uint bo_row[NR]; // rows past the end repeat the last one; their sums are not stored
     [[unroll]] for (uint r = 0u; r < NR; r++)
@@ -102,7 +114,7 @@ void main() {
                 [[unroll]] for (uint k = 0u; k < LPT; k++)
                     acc[i * LPT + k] = xfma(dd, float(q_dot4(cw[r * LPT + k], a[k])), acc[i * LPT + k]);
 #if defined(Q_HAS_MIN)
-                msum[i] = xfma(mw[r], sx, msum[i]);
+                if (lane == 0u) msum[i] = xfma(mw[r], sx, msum[i]); // lane 0 stores the sum
 #endif
             }
         }
@@ -134,14 +146,10 @@ void main() {
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    const uint wg_rows = LANE_ROWS ? NR * WG : NR;
-    const uint wg0 = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * wg_rows;
-    if (wg0 >= pc.n_rows) return; // whole workgroup
-    const uint r0 = LANE_ROWS ? wg0 + tid * NR : wg0; // this thread's first row
-    const uint x0 = pc.x0 + gl_WorkGroupID.z * NT * pc.x_row_words;
-    const uint y0 = pc.y0 + gl_WorkGroupID.z * NT * pc.y_stride;
-    const uint nt = min(NT, pc.n_tok - gl_WorkGroupID.z * NT); // tokens of this tile
-    const uint xt_last = (nt - 1u) * pc.x_row_words; // tokens past nt read the last one's
+    const Tile tl = tile_of(LANE_ROWS ? NR * WG : NR);
+    if (tl.wg0 >= pc.n_rows) return; // whole workgroup
+    const uint r0 = LANE_ROWS ? tl.wg0 + tid * NR : tl.wg0; // this thread's first row
+    const uint x0 = tl.x0, y0 = tl.y0, nt = tl.nt, xt_last = tl.xt_last;
 
     const uint b_first = LANE_ROWS ? 0u : tid, b_step = LANE_ROWS ? 1u : WG;
     uint bo_row[NR]; // rows past the end repeat the last one; their sums are not stored

@@ -12,8 +12,6 @@
 #define API_TEST_N_GEN 8
 #include "api_test_util.h"
 
-#define N_GEN API_TEST_N_GEN
-
 static char g_log[4096];
 static void capture_log(void *user, vkllm_log_level level, const char *msg) {
     (void)user, (void)level;
@@ -57,7 +55,7 @@ static void test_errors(void **state) {
     run_out o;
     const vkllm_sampling greedy = {.temperature = 0.0f};
     api_test_generate(m, "Hello", &greedy, &o);
-    assert_int_equal(o.n, N_GEN);
+    assert_int_equal(o.n, API_TEST_N_GEN);
     vkllm_model_free(m);
     vkllm_runtime_destroy(rt);
 
@@ -80,9 +78,7 @@ static void test_logits_identical(void **state) {
                              "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"};
     vkllm_runtime *crt, *vrt;
     vkllm_model *cm = api_test_open(&crt, "cpu", -1), *vm = api_test_open(&vrt, "vulkan", -1);
-    if (!strstr(vkllm_runtime_backend_name(crt), "avx2"))
-        fail_msg("the CPU backend here is \"%s\": without AVX2 its kernels sum in another "
-                 "order than the Vulkan kernels", vkllm_runtime_backend_name(crt));
+    api_test_require_avx2(crt);
     vkllm_model_info mi;
     vkllm_model_get_info(cm, &mi);
     for (size_t p = 0; p < sizeof prompts / sizeof *prompts; p++) {

@@ -19,7 +19,6 @@
 #define API_TEST_N_GEN 32
 #include "api_test_util.h"
 
-#define N_GEN API_TEST_N_GEN
 #define MAX_PROMPTS 64
 #define SHORT_PROMPTS 8
 
@@ -47,18 +46,9 @@ static void load_prompts(void) {
 }
 
 static int compare(const run_out *a, const run_out *b) {
-    for (int i = 0; i < N_GEN; i++)
+    for (int i = 0; i < API_TEST_N_GEN; i++)
         if (i >= a->n || i >= b->n || a->ids[i] != b->ids[i]) return i;
     return -1;
-}
-
-/* The CPU reference must be the AVX2 kernels (see the top of the file). */
-static void require_avx2(vkllm_runtime *crt) {
-    const char *name = vkllm_runtime_backend_name(crt);
-    if (!strstr(name, "avx2"))
-        fail_msg("the CPU backend here is \"%s\": without AVX2 its kernels sum in another order "
-                 "than the Vulkan kernels, so the two paths are not expected to be identical",
-                 name);
 }
 
 static void test_greedy_all_tiers(void **state) {
@@ -66,7 +56,7 @@ static void test_greedy_all_tiers(void **state) {
     load_prompts();
     vkllm_runtime *crt;
     vkllm_model *cm = api_test_open(&crt, "cpu", -1);
-    require_avx2(crt);
+    api_test_require_avx2(crt);
     static run_out ref[MAX_PROMPTS];
     const vkllm_sampling greedy = {.temperature = 0.0f};
     const char *env = getenv("VKLLM_TEST_ALL_PROMPTS");
@@ -96,7 +86,7 @@ static void test_greedy_all_tiers(void **state) {
             }
         }
         printf("tier %d (%s): %d of %d prompts give the CPU's %d greedy tokens\n", tier,
-               vkllm_runtime_backend_name(rt), same, n, N_GEN);
+               vkllm_runtime_backend_name(rt), same, n, API_TEST_N_GEN);
         vkllm_model_free(m);
         vkllm_runtime_destroy(rt);
     }
@@ -110,7 +100,7 @@ static void test_sampled_top_k(void **state) {
     load_prompts();
     vkllm_runtime *crt, *vrt;
     vkllm_model *cm = api_test_open(&crt, "cpu", -1);
-    require_avx2(crt);
+    api_test_require_avx2(crt);
     vkllm_model *vm = api_test_open(&vrt, "vulkan", -1);
     int bad = 0;
     for (int p = 0; p < 3 && p < g_n; p++) {

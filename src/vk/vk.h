@@ -166,7 +166,8 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
                             core_err *err);
 /* The same, deferred: checks that the shader exists and keeps the parameters; the driver
  * compiles it (vk_pipe_ready) when a dispatch first records it, so a start-up compiles only the
- * kernels it uses (lavapipe compiles a kernel in 5-90 ms and keeps no pipeline cache). */
+ * kernels it uses (lavapipe compiles a kernel in 5-90 ms, and its Vulkan pipeline cache is
+ * empty: only Mesa's own shader cache, when warm, saves that). */
 vkllm_status vk_pipe_defer(vk_dev *d, const char *shader, uint32_t n_bindings,
                            const uint32_t local_size[3], const vk_spec *spec, vk_pipe *out,
                            core_err *err);
