@@ -111,6 +111,9 @@ typedef struct vkllm_device_info {
 
 /* Fills up to cap entries; *n_out gets the number of devices. */
 vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out);
+/* The device a runtime runs on; for Vulkan, tier is the tier in use (after --vk-tier), for
+ * the CPU, driver names the kernel table in use ("avx2", "scalar"). */
+void vkllm_runtime_device(const vkllm_runtime *rt, vkllm_device_info *out);
 
 /* ---- model -------------------------------------------------------------------------------- */
 
@@ -132,6 +135,9 @@ typedef struct vkllm_model_info {
     int32_t bos, eos;           /* -1 if none */
     bool add_bos, add_eos;
     bool has_chat_template;
+    const char *type;           /* the weights' type, as llama.cpp names a file's: "Q4_1"; from
+                                 * general.file_type, else the type of most matrix bytes */
+    uint64_t file_bytes;        /* size of the GGUF file */
 } vkllm_model_info;
 
 void vkllm_model_get_info(const vkllm_model *model, vkllm_model_info *out);
@@ -300,6 +306,57 @@ vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap
  * (a hint for callers: "SmolLM2" or "llama-bpe" or "llama-spm"). */
 const char *const *vkllm_synth_shapes(void);
 const char *vkllm_synth_shape_vocab(const char *shape);
+/* A shape's dimensions (name, architecture, n_embd, n_ff, n_layer, n_head, n_head_kv,
+ * n_ctx_train, and n_vocab of the vocabulary it is usually made with); the other fields are
+ * zero. false for an unknown shape. */
+bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out);
+
+/* ---- measurement, for benchmarks ---------------------------------------------------------- */
+
+/* Memory bandwidth of the runtime's device, measured now: the CPU backend streams a buffer
+ * far larger than the last-level cache with all its threads; the Vulkan backend runs a read
+ * kernel over device-local buffers far larger than a GPU's L2. Reads only (a decode step
+ * mostly reads). Takes about `seconds` (0 = 0.5). *gbps gets 1e9 bytes per second;
+ * *bytes_out (may be NULL) the size of the buffer it streamed. */
+vkllm_status vkllm_bench_bandwidth(vkllm_runtime *rt, double seconds, double *gbps,
+                                   uint64_t *bytes_out);
+
+typedef enum vkllm_bench_op_kind {
+    VKLLM_BENCH_MATMUL = 0,    /* y[t] = W x[t]: W rows x cols in `type`, `tokens` vectors x
+                                * (1 token: matrix-vector); includes quantizing x */
+    VKLLM_BENCH_ATTENTION = 1, /* causal attention of `tokens` queries at the end of a cache
+                                * of n_kv positions (F16 K/V), n_head query heads over
+                                * n_head_kv KV heads of head_dim */
+} vkllm_bench_op_kind;
+
+typedef struct vkllm_bench_op_desc {
+    vkllm_bench_op_kind op;
+    const char *type;        /* MATMUL: weight type, as vkllm_synth_desc.type */
+    uint32_t rows, cols;     /* MATMUL: weight shape (rows = outputs) */
+    uint32_t tokens;         /* both: vectors / queries per call; 0 = 1 */
+    uint32_t n_head, n_head_kv, head_dim, n_kv; /* ATTENTION */
+    double seconds;          /* measuring time, about; 0 = 0.5 */
+} vkllm_bench_op_desc;
+
+typedef struct vkllm_bench_op_result {
+    uint64_t calls;    /* calls timed */
+    double us;         /* mean time per call, microseconds */
+    uint64_t bytes;    /* bytes one call must read: the weights (MATMUL), or K and V (ATTENTION) */
+    uint64_t flops;    /* floating-point operations of one call: 2 * rows * cols * tokens,
+                        * or 4 * n_head * head_dim * (keys each query sees, summed) */
+    double gbps;       /* bytes / time, 1e9 B/s */
+    double gflops;     /* flops / time, 1e9 /s */
+} vkllm_bench_op_result;
+
+/* Times one kernel on the runtime's backend with random inputs; the weights are made
+ * distinct enough that a matrix-vector product cannot run from cache when one matrix would
+ * fit in it (at most 1 GiB). VKLLM_ERR_UNSUPPORTED for a type or shape the backend has no
+ * kernel for (the message says which). */
+vkllm_status vkllm_bench_op(vkllm_runtime *rt, const vkllm_bench_op_desc *desc,
+                            vkllm_bench_op_result *out);
+
+/* Where vkllm was built from: "0.1.0 (git abc1234)", "0.1.0 (git abc1234-dirty)". */
+const char *vkllm_version_string(void);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
       python3 python3-pip unzip ca-certificates
       libvulkan-dev libvulkan-volk-dev glslang-tools spirv-tools mesa-vulkan-drivers
-      vulkan-validationlayers vulkan-tools)
+      vulkan-validationlayers vulkan-tools libcjson-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

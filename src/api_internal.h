@@ -34,6 +34,7 @@ struct vkllm_model {
     chat_format chat;
     gguf_str chat_tmpl;
     char **tensor_names; /* NUL-terminated copies for vkllm_model_tensor */
+    char type_name[16];  /* vkllm_model_info.type */
     core_err err;
 };
 

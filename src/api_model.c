@@ -5,6 +5,29 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The weights' type as llama.cpp names a file's: general.file_type when it says, else the
+ * type of most matrix bytes (upper case, as "Q4_1"). */
+static void model_type_name(vkllm_model *m) {
+    uint32_t ft;
+    const char *name = gguf_get_u32(m->file, "general.file_type", &ft) ? quant_ftype_name(ft)
+                                                                       : NULL;
+    if (!name) {
+        uint64_t bytes[QT_COUNT] = {0};
+        uint32_t best = QT_F32;
+        for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) {
+            const gguf_tensor *t = gguf_tensor_at(m->file, i);
+            if (t->type >= QT_COUNT || t->n_dims < 2) continue;
+            bytes[t->type] += t->nbytes;
+            if (bytes[t->type] > bytes[best]) best = t->type;
+        }
+        name = quant_type_name(best);
+    }
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof m->type_name; i++)
+        m->type_name[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    m->type_name[i] = '\0';
+}
+
 vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
                               vkllm_model **out) {
     if (!rt) return VKLLM_ERR_INVALID_ARG;
@@ -20,6 +43,7 @@ vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
     core_err *err = &rt->err;
     vkllm_status st = gguf_open(desc->path, &od, &m->file, err);
     if (st != VKLLM_OK) goto fail;
+    model_type_name(m);
     if ((st = tok_load(m->file, rt->alloc, &m->vocab, err)) != VKLLM_OK) goto fail;
     if (gguf_get_str(m->file, "tokenizer.chat_template", &m->chat_tmpl))
         m->chat = chat_detect(m->chat_tmpl.ptr, m->chat_tmpl.len);
@@ -91,7 +115,10 @@ void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *o) {
     o->add_bos = tok_add_bos(m->vocab);
     o->add_eos = tok_add_eos(m->vocab);
     o->has_chat_template = m->chat_tmpl.len > 0;
+    o->type = m->type_name;
+    o->file_bytes = gguf_file_size(m->file);
 }
+
 
 size_t vkllm_model_meta_count(const vkllm_model *m) { return (size_t)gguf_kv_count(m->file); }
 

@@ -6,6 +6,7 @@
 #include "cpu/cpu_info.h"
 #include "vk/vk.h"
 #include "vk/vk_backend.h"
+#include "vkllm_git.h" /* generated: VKLLM_GIT_COMMIT */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,19 +123,25 @@ const char *vkllm_runtime_backend_name(const vkllm_runtime *rt) {
     return rt && rt->backend ? rt->backend->name : "";
 }
 
+void vkllm_runtime_device(const vkllm_runtime *rt, vkllm_device_info *out) {
+    if (!out) return;
+    if (rt && rt->backend) *out = rt->backend->info;
+    else memset(out, 0, sizeof *out);
+}
+
+#define VKLLM_STR2(x) #x
+#define VKLLM_STR(x) VKLLM_STR2(x)
+
+const char *vkllm_version_string(void) {
+    return VKLLM_STR(VKLLM_VERSION_MAJOR) "." VKLLM_STR(VKLLM_VERSION_MINOR) "." VKLLM_STR(
+        VKLLM_VERSION_PATCH) " (git " VKLLM_GIT_COMMIT ")";
+}
+
 vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out) {
     size_t n = 0;
     if (infos && n < cap) {
-        vkllm_device_info *d = &infos[n];
-        memset(d, 0, sizeof *d);
-        cpu_info_name(d->name, sizeof d->name);
-        snprintf(d->kind, sizeof d->kind, "cpu");
-        snprintf(d->backend, sizeof d->backend, "cpu");
-        cpu_info_features(d->features, sizeof d->features);
-        snprintf(d->driver, sizeof d->driver, "%d cores", cpu_info_n_cores());
-        d->memory_bytes = cpu_info_memory_bytes();
-        d->index = 0;
-        d->tier = -1;
+        cpu_info_device(&infos[n]);
+        snprintf(infos[n].driver, sizeof infos[n].driver, "%d cores", cpu_info_n_cores());
     }
     n++;
     vk_dev_info vi[16];
@@ -143,23 +150,7 @@ vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_
     if (vk_enumerate(vi, 16, &nv, &err) == VKLLM_OK) {
         for (uint32_t i = 0; i < nv && i < 16; i++, n++) {
             if (!infos || n >= cap) continue;
-            vkllm_device_info *d = &infos[n];
-            memset(d, 0, sizeof *d);
-            snprintf(d->name, sizeof d->name, "%.255s", vi[i].name);
-            snprintf(d->kind, sizeof d->kind, "%.31s", vi[i].kind);
-            snprintf(d->backend, sizeof d->backend, "vulkan");
-            snprintf(d->vendor, sizeof d->vendor, "%.31s", vi[i].vendor);
-            snprintf(d->features, sizeof d->features, "%.255s", vi[i].features);
-            snprintf(d->driver, sizeof d->driver, "%.127s", vi[i].driver);
-            snprintf(d->api_version, sizeof d->api_version, "%u.%u.%u",
-                     VK_API_VERSION_MAJOR(vi[i].api_version),
-                     VK_API_VERSION_MINOR(vi[i].api_version),
-                     VK_API_VERSION_PATCH(vi[i].api_version));
-            d->memory_bytes = vi[i].device_local_bytes;
-            d->subgroup_size = vi[i].subgroup_size;
-            d->max_buffer_bytes = vi[i].max_buffer_range;
-            d->tier = vi[i].tier;
-            d->index = (int)i;
+            vk_dev_info_public(&vi[i], (int)i, vi[i].tier, &infos[n]);
         }
     }
     if (n_out) *n_out = n;

@@ -55,6 +55,25 @@ const char *vkllm_synth_shape_vocab(const char *shape) {
     return s ? s->vocab_hint : NULL;
 }
 
+bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *o) {
+    const synth_shape *s = find_shape(shape);
+    if (!s || !o) return false;
+    memset(o, 0, sizeof *o);
+    o->architecture = "llama";
+    o->name = s->name;
+    o->n_embd = s->n_embd;
+    o->n_ff = s->n_ff;
+    o->n_layer = s->n_layer;
+    o->n_head = s->n_head;
+    o->n_head_kv = s->n_head_kv;
+    o->n_ctx_train = s->n_ctx;
+    o->n_vocab = strcmp(s->vocab_hint, "SmolLM2") == 0     ? 49152
+                 : strcmp(s->vocab_hint, "llama-bpe") == 0 ? 128256
+                                                           : 32000;
+    o->bos = o->eos = -1;
+    return true;
+}
+
 static const uint32_t k_types[] = {QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q4_K,
                                    QT_Q5_K, QT_Q6_K, QT_F16,  QT_BF16, QT_F32};
 
@@ -144,6 +163,8 @@ static vkllm_status write_model(synth *s, const synth_shape *sh, uint32_t type,
     if (st == VKLLM_OK) st = (call)
     SET(gguf_writer_set_str(s->w, "general.architecture", "llama"));
     SET(gguf_writer_set_str(s->w, "general.name", name));
+    if (quant_ftype_of(type) != UINT32_MAX)
+        SET(gguf_writer_set_u32(s->w, "general.file_type", quant_ftype_of(type)));
     SET(gguf_writer_set_u32(s->w, "llama.context_length", sh->n_ctx));
     SET(gguf_writer_set_u32(s->w, "llama.embedding_length", sh->n_embd));
     SET(gguf_writer_set_u32(s->w, "llama.block_count", sh->n_layer));

@@ -75,14 +75,6 @@ void cli_usage(FILE *f, const char *cmd) {
                    "table.\n\n%s      --no-tensors       metadata only\n", k_common_help);
     } else if (strcmp(cmd, "devices") == 0) {
         fprintf(f, "usage: vkllm devices\n\nLists the devices vkllm can run on.\n");
-    } else if (strcmp(cmd, "bench") == 0) {
-        fprintf(f, "usage: vkllm bench [options]\n\nMeasures prefill (one batch of -p tokens) "
-                   "and decode (-n tokens one at a time) speed from an empty context.\n\n%s"
-                   "  -p N                   prompt tokens (default 512)\n"
-                   "  -n N                   generated tokens (default 128)\n"
-                   "  -r N                   repetitions (default 3)\n"
-                   "  -t, --threads N        CPU threads (default: all cores)\n"
-                   "      --device DEV       auto, cpu, vulkan, ...\n", k_common_help);
     }
 }
 
@@ -116,10 +108,6 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     o->sampling.min_p = 0.05f;
     o->sampling.repeat_penalty = 1.0f;
     o->sampling.repeat_last_n = 64;
-    o->bench_prompt = 512;
-    o->bench_gen = 128;
-    o->bench_reps = 3;
-    const bool bench = strcmp(cmd, "bench") == 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -139,9 +127,6 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     } while (0)
         if (IS("-h") || IS("--help")) return 2;
         else if (IS("-m") || IS("--model")) { NEED(); o->model = v; }
-        else if (bench && IS("-p")) { NEED(); if (!parse_int(v, 1, 1 << 20, &o->bench_prompt)) BAD("a token count"); }
-        else if (bench && IS("-n")) { NEED(); if (!parse_int(v, 0, 1 << 20, &o->bench_gen)) BAD("a token count"); }
-        else if (bench && IS("-r")) { NEED(); if (!parse_int(v, 1, 1000, &o->bench_reps)) BAD("a repetition count"); }
         else if (IS("-p") || IS("--prompt")) { NEED(); o->prompt = v; }
         else if (IS("-f") || IS("--file")) { NEED(); o->prompt_file = v; }
         else if (IS("-s") || IS("--system")) { NEED(); o->system = v; }
@@ -205,7 +190,7 @@ const char *cli_model_path(const cli_opts *o, char *buf, size_t cap) {
     return buf;
 }
 
-static void log_stderr(void *user, vkllm_log_level level, const char *msg) {
+void cli_log_stderr(void *user, vkllm_log_level level, const char *msg) {
     static const char *names[] = {"", "debug", "info", "warn", "error"};
     fprintf(stderr, "vkllm: %s: %s\n", level <= VKLLM_LOG_ERROR ? names[level] : "", msg);
 }
@@ -220,7 +205,7 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         return 1;
     }
     vkllm_runtime_desc rd = {
-        .log = log_stderr,
+        .log = cli_log_stderr,
         .log_level = o->verbose ? VKLLM_LOG_INFO : VKLLM_LOG_WARN,
         .n_threads = o->n_threads,
         .device = vocab_only ? "cpu" : o->device,

@@ -30,10 +30,6 @@ typedef struct cli_opts {
     bool no_bos;
     bool no_parse_special;
     bool show_count;
-    /* bench */
-    int bench_prompt;
-    int bench_gen;
-    int bench_reps;
     /* info */
     bool no_tensors;
 } cli_opts;
@@ -47,6 +43,8 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
 /* Reads the prompt from -p or -f into a malloc'd string (or NULL with an error printed). */
 char *cli_read_prompt(const cli_opts *o, size_t *len);
 void cli_usage(FILE *f, const char *cmd);
+/* Log callback: "vkllm: LEVEL: message" lines on stderr. */
+void cli_log_stderr(void *user, vkllm_log_level level, const char *msg);
 
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);

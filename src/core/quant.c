@@ -801,3 +801,28 @@ bool quant_row_bytes(uint32_t type, uint64_t n, uint64_t *out) {
     if (!t || n % t->block_size != 0) return false;
     return core_mul_ok(n / t->block_size, t->type_size, out);
 }
+
+static const struct {
+    uint32_t ftype;
+    const char *name;
+    uint32_t type; /* the type a file of one type declares this ftype for; UINT32_MAX: none */
+} k_ftypes[] = {
+    {0, "F32", QT_F32},       {1, "F16", QT_F16},       {2, "Q4_0", QT_Q4_0},
+    {3, "Q4_1", QT_Q4_1},     {7, "Q8_0", QT_Q8_0},     {8, "Q5_0", QT_Q5_0},
+    {9, "Q5_1", QT_Q5_1},     {10, "Q2_K", UINT32_MAX}, {11, "Q3_K_S", UINT32_MAX},
+    {12, "Q3_K_M", UINT32_MAX}, {13, "Q3_K_L", UINT32_MAX}, {14, "Q4_K_S", QT_Q4_K},
+    {15, "Q4_K_M", UINT32_MAX}, {16, "Q5_K_S", QT_Q5_K}, {17, "Q5_K_M", UINT32_MAX},
+    {18, "Q6_K", QT_Q6_K},    {32, "BF16", QT_BF16},
+};
+
+const char *quant_ftype_name(uint32_t ftype) {
+    for (size_t i = 0; i < sizeof k_ftypes / sizeof k_ftypes[0]; i++)
+        if (k_ftypes[i].ftype == ftype) return k_ftypes[i].name;
+    return NULL;
+}
+
+uint32_t quant_ftype_of(uint32_t type) {
+    for (size_t i = 0; i < sizeof k_ftypes / sizeof k_ftypes[0]; i++)
+        if (k_ftypes[i].type == type) return k_ftypes[i].ftype;
+    return UINT32_MAX;
+}

@@ -54,6 +54,11 @@ typedef struct quant_traits {
 const quant_traits *quant_traits_of(uint32_t type);
 /* Name for any id ("q4_1", or "type#N" for unknown ones); never NULL. */
 const char *quant_type_name(uint32_t type);
+/* general.file_type (llama.cpp's llama_ftype): its name as llama.cpp prints it ("Q4_K_M"), or
+ * NULL for a value this table does not know; and the value a file whose matrices are all of
+ * one type declares (UINT32_MAX if there is none). */
+const char *quant_ftype_name(uint32_t ftype);
+uint32_t quant_ftype_of(uint32_t type);
 /* Bytes of a row of n elements; false if the type is unknown, n is not a multiple of the block
  * size, or the size overflows. */
 bool quant_row_bytes(uint32_t type, uint64_t n, uint64_t *out);

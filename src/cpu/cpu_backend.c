@@ -9,6 +9,8 @@
  */
 #include "cpu/cpu_backend.h"
 
+#include "cpu/cpu_bench.h"
+#include "cpu/cpu_info.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_pool.h"
 
@@ -532,6 +534,14 @@ static void cpu_destroy(eng_backend *base) {
     core_free(be->alloc, be);
 }
 
+/* ---- hooks for cpu_bench.c ---- */
+
+cpu_pool *cpu_backend_pool(eng_backend *be) { return ((cpu_backend *)be)->pool; }
+const cpu_ops *cpu_backend_ops(eng_backend *be) { return &((cpu_backend *)be)->k; }
+const vkllm_allocator *cpu_backend_alloc(eng_backend *be) { return ((cpu_backend *)be)->alloc; }
+float *cpu_ctx_rows(eng_ctx *c, eng_buf b) { return c->buf[b]; }
+uint16_t *cpu_ctx_cache(eng_ctx *c, bool values) { return values ? c->vcache : c->kcache; }
+
 static const eng_backend_vtbl k_cpu_vtbl = {
     .destroy = cpu_destroy,
     .model_attach = cpu_model_attach,
@@ -539,6 +549,8 @@ static const eng_backend_vtbl k_cpu_vtbl = {
     .ctx_create = cpu_ctx_create,
     .ctx_destroy = cpu_ctx_destroy,
     .run = cpu_run,
+    .bandwidth = cpu_bench_bandwidth,
+    .bench_op = cpu_bench_op,
 };
 
 vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
@@ -555,6 +567,8 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
     cpu_ops_init(&be->k, desc->force_scalar ? CPU_KERN_SCALAR : CPU_KERN_BEST);
     snprintf(be->base.name, sizeof be->base.name, "cpu (%s, %d threads)",
              be->k.kt->name, cpu_pool_size(be->pool));
+    cpu_info_device(&be->base.info);
+    snprintf(be->base.info.driver, sizeof be->base.info.driver, "%s", be->k.kt->name);
     *out = &be->base;
     return VKLLM_OK;
 }

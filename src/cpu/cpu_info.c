@@ -5,25 +5,42 @@
 #include <string.h>
 #include <unistd.h>
 
-void cpu_info_name(char *buf, size_t cap) {
-    snprintf(buf, cap, "CPU");
+/* The value of the first "key : value" line of /proc/cpuinfo, or fallback. */
+static void cpuinfo_field(const char *key, const char *fallback, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", fallback);
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (!f) return;
     char line[512];
+    const size_t kl = strlen(key);
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            const char *v = strchr(line, ':');
-            if (v) {
-                v++;
-                while (*v == ' ' || *v == '\t') v++;
-                snprintf(buf, cap, "%s", v);
-                size_t n = strlen(buf);
-                while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
-            }
-            break;
+        if (strncmp(line, key, kl) != 0 || (line[kl] != ' ' && line[kl] != '\t' &&
+                                            line[kl] != ':'))
+            continue;
+        const char *v = strchr(line, ':');
+        if (v) {
+            v++;
+            while (*v == ' ' || *v == '\t') v++;
+            snprintf(buf, cap, "%s", v);
+            size_t n = strlen(buf);
+            while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
         }
+        break;
     }
     fclose(f);
+}
+
+void cpu_info_name(char *buf, size_t cap) { cpuinfo_field("model name", "CPU", buf, cap); }
+
+void cpu_info_device(vkllm_device_info *d) {
+    memset(d, 0, sizeof *d);
+    cpu_info_name(d->name, sizeof d->name);
+    cpuinfo_field("vendor_id", "", d->vendor, sizeof d->vendor);
+    snprintf(d->kind, sizeof d->kind, "cpu");
+    snprintf(d->backend, sizeof d->backend, "cpu");
+    cpu_info_features(d->features, sizeof d->features);
+    d->memory_bytes = cpu_info_memory_bytes();
+    d->index = 0;
+    d->tier = -1;
 }
 
 void cpu_info_features(char *buf, size_t cap) {

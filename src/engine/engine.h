@@ -140,11 +140,31 @@ typedef struct eng_backend_vtbl {
     /* Runs the graph for the batch; writes n_out * n_vocab logits (or, with b->top_k, the
      * candidates; logits is then scratch the backend may use or ignore). */
     vkllm_status (*run)(eng_ctx *c, const eng_batch *b, float *logits, core_err *err);
+    /* Measurement (vkllm_bench_bandwidth, vkllm_bench_op): read bandwidth of the backend's
+     * memory over about `seconds`, and the time of one op. bench_op gets a checked desc with
+     * defaults filled in and the weight type resolved (w_type); it sets out->calls and
+     * out->us only (the caller derives bytes, flops and rates). */
+    vkllm_status (*bandwidth)(eng_backend *be, double seconds, double *gbps, uint64_t *bytes,
+                              core_err *err);
+    vkllm_status (*bench_op)(eng_backend *be, const vkllm_bench_op_desc *d, uint32_t w_type,
+                             vkllm_bench_op_result *out, core_err *err);
 } eng_backend_vtbl;
+
+/* Inputs for bench_op (engine/bench.c), the same on every backend. */
+#define ENG_BENCH_MAX_BYTES (1ull << 30) /* weight copies, at most (vkllm.h) */
+#define ENG_BENCH_MAX_COPIES 8192        /* distinct weight copies cycled through, at most */
+/* rows x cols of w_type (a type with a reference quantizer) at data: a few rows of uniform
+ * values in [-1/sqrt(cols), 1/sqrt(cols)], quantized by src/core, repeated down the matrix. */
+vkllm_status eng_bench_fill_matrix(const vkllm_allocator *a, uint32_t w_type, uint32_t rows,
+                                   uint32_t cols, void *data, core_err *err);
+/* n uniform floats in [-1, 1), and n F16 values of magnitude [1/4, 2) of either sign. */
+void eng_bench_fill_f32(float *x, uint64_t n, uint64_t seed);
+void eng_bench_fill_f16(uint16_t *x, uint64_t n, uint64_t seed);
 
 struct eng_backend {
     const eng_backend_vtbl *vt;
     char name[128];
+    vkllm_device_info info; /* the device in use (tier: the tier in use), set at creation */
 };
 
 #endif

@@ -64,6 +64,9 @@ typedef struct vk_dev {
     void *log_user;
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger;
+    /* kept here, not read from volk's globals at destroy: another instance loaded since
+     * (vk_enumerate's, without the debug extension) leaves that global NULL */
+    PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger;
     VkPhysicalDevice pdev;
     VkDevice dev;
     struct VolkDeviceTable t;
@@ -71,6 +74,7 @@ typedef struct vk_dev {
     uint32_t qfam;
     vk_dev_info info;
     int tier;               /* tier in use (<= info.tier) */
+    int index;              /* position in vk_enumerate's order (--device vulkan:INDEX) */
     uint64_t max_buffer;    /* largest buffer (binding range) we create */
     uint64_t memory_cap;
     uint64_t allocated;     /* device memory allocated so far */
@@ -87,6 +91,8 @@ typedef struct vk_dev {
 vkllm_status vk_loader_init(core_err *err);
 /* Lists the physical devices, best first. */
 vkllm_status vk_enumerate(vk_dev_info *out, uint32_t cap, uint32_t *n, core_err *err);
+/* The public description of a device (vkllm_list_devices, vkllm_runtime_device). */
+void vk_dev_info_public(const vk_dev_info *vi, int index, int tier, vkllm_device_info *out);
 vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err);
 void vk_dev_destroy(vk_dev *d);
 void vk_log(const vk_dev *d, vkllm_log_level level, const char *fmt, ...) CORE_PRINTF(3, 4);

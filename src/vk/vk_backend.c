@@ -12,6 +12,7 @@
 #include "vk/vk_backend.h"
 
 #include "vk/vk.h"
+#include "vk/vk_bench.h"
 #include "vk/vk_ops.h"
 
 #include <stddef.h>
@@ -536,6 +537,20 @@ static void vk_destroy(eng_backend *b) {
     core_free(be->alloc, be);
 }
 
+/* ---- measurement (vk_bench.c) ---- */
+
+static vkllm_status vk_be_bandwidth(eng_backend *b, double seconds, double *gbps,
+                                    uint64_t *bytes, core_err *err) {
+    return vk_bench_bandwidth(((vk_backend *)b)->d, seconds, gbps, bytes, err);
+}
+
+static vkllm_status vk_be_bench_op(eng_backend *b, const vkllm_bench_op_desc *desc,
+                                   uint32_t w_type, vkllm_bench_op_result *out, core_err *err) {
+    vk_backend *be = (vk_backend *)b;
+    return vk_bench_op(be->d, be->mm, be->attn, (uint32_t)(be->n_splits > 0 ? be->n_splits : 1),
+                       desc, w_type, out, err);
+}
+
 static const eng_backend_vtbl k_vk_vtbl = {
     .destroy = vk_destroy,
     .model_attach = vk_model_attach,
@@ -543,6 +558,8 @@ static const eng_backend_vtbl k_vk_vtbl = {
     .ctx_create = vk_ctx_create,
     .ctx_destroy = vk_ctx_destroy,
     .run = vk_run,
+    .bandwidth = vk_be_bandwidth,
+    .bench_op = vk_be_bench_op,
 };
 
 vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, core_err *err) {
@@ -570,6 +587,7 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
     }
     snprintf(be->base.name, sizeof be->base.name, "vulkan (%.80s, tier %d)", be->d->info.name,
              be->d->tier);
+    vk_dev_info_public(&be->d->info, be->d->index, be->d->tier, &be->base.info);
     *out = &be->base;
     return VKLLM_OK;
 }

@@ -152,6 +152,7 @@ static vkllm_status instance_create(vk_dev *d, bool validation, core_err *err) {
             .pUserData = d,
         };
         r = vkCreateDebugUtilsMessengerEXT(d->instance, &mi, NULL, &d->messenger);
+        d->destroy_messenger = vkDestroyDebugUtilsMessengerEXT;
         if (r != VK_SUCCESS)
             return core_errf(err, VKLLM_ERR_NO_DEVICE, "debug messenger: %s", vk_result_str(r));
         d->val.enabled = true;
@@ -536,6 +537,7 @@ vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err)
     if ((st = pick(desc->select, info, n, &idx, err)) != VKLLM_OK) goto fail;
     d->pdev = pd[idx];
     d->info = info[idx];
+    d->index = (int)idx;
     d->tier = d->info.tier;
     if (desc->max_tier >= 0 && desc->max_tier < d->tier) d->tier = desc->max_tier;
     d->max_buffer = d->info.max_buffer_range;
@@ -566,7 +568,8 @@ void vk_dev_destroy(vk_dev *d) {
         if (d->cmd_pool) d->t.vkDestroyCommandPool(d->dev, d->cmd_pool, NULL);
         d->t.vkDestroyDevice(d->dev, NULL);
     }
-    if (d->messenger) vkDestroyDebugUtilsMessengerEXT(d->instance, d->messenger, NULL);
+    if (d->messenger && d->destroy_messenger)
+        d->destroy_messenger(d->instance, d->messenger, NULL);
     if (d->instance) vkDestroyInstance(d->instance, NULL);
     core_free(d->alloc, d);
 }
@@ -614,4 +617,22 @@ vkllm_status vk_oneshot_end(vk_dev *d, VkCommandBuffer cb, core_err *err) {
     if (r != VK_SUCCESS)
         return core_errf(err, VKLLM_ERR_DEVICE, "vulkan submit: %s", vk_result_str(r));
     return vk_check_validation(d, err);
+}
+
+void vk_dev_info_public(const vk_dev_info *vi, int index, int tier, vkllm_device_info *d) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%.255s", vi->name);
+    snprintf(d->kind, sizeof d->kind, "%.31s", vi->kind);
+    snprintf(d->backend, sizeof d->backend, "vulkan");
+    snprintf(d->vendor, sizeof d->vendor, "%.31s", vi->vendor);
+    snprintf(d->features, sizeof d->features, "%.255s", vi->features);
+    snprintf(d->driver, sizeof d->driver, "%.127s", vi->driver);
+    snprintf(d->api_version, sizeof d->api_version, "%u.%u.%u",
+             VK_API_VERSION_MAJOR(vi->api_version), VK_API_VERSION_MINOR(vi->api_version),
+             VK_API_VERSION_PATCH(vi->api_version));
+    d->memory_bytes = vi->device_local_bytes;
+    d->subgroup_size = vi->subgroup_size;
+    d->max_buffer_bytes = vi->max_buffer_range;
+    d->tier = tier;
+    d->index = index;
 }

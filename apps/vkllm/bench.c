@@ -1,0 +1,780 @@
+/* vkllm bench: prefill and decode speed with llama-bench's habits (lists of models, prompt and
+ * generation lengths, depths, batch sizes, threads, devices and tiers; every combination is a
+ * test; mean +- standard deviation over -r repetitions after one warm-up), a bandwidth probe
+ * per device that puts each decode figure against the memory roofline, kernel
+ * microbenchmarks (--ops), and JSON / CSV records whose schema docs/bench-json.md describes.
+ *
+ * The markdown table goes to stdout a row at a time; a progress line goes to stderr while a
+ * test runs, only when stderr is a terminal. Uses only the public API.
+ */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LIST_MAX 32
+
+typedef struct ilist {
+    int v[LIST_MAX];
+    int n;
+} ilist;
+
+typedef struct slist {
+    const char *v[LIST_MAX];
+    int n;
+} slist;
+
+typedef struct bench_opts {
+    slist models, devices, op_shapes, op_types;
+    ilist prompt, gen, depth, batch, threads, tiers, op_tokens;
+    int reps, op_ctx;
+    double op_seconds;
+    const char *json, *csv;
+    bool ops, no_probe, verbose;
+} bench_opts;
+
+/* What every record of one runtime shares. */
+typedef struct bench_env {
+    vkllm_runtime *rt;
+    vkllm_device_info dev;
+    int threads;
+    double bw_gbps; /* 0: not probed */
+    cJSON *records; /* array every record goes into */
+    bool progress;  /* stderr is a terminal */
+    int reps;
+    char host_cpu[256];
+} bench_env;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: vkllm bench [options]\n\n"
+            "Measures prefill and decode speed, like llama-bench: every combination of the\n"
+            "lists below is a test, run -r times after one unmeasured warm-up. Lists are\n"
+            "comma separated (-p 128,512) or given by repeating the option.\n\n"
+            "  -m, --model FILE,...     GGUF models (default: the default model)\n"
+            "  -p, --n-prompt N,...     prefill tests: N prompt tokens (default 512; 0: none)\n"
+            "  -n, --n-gen N,...        decode tests: N tokens one at a time (default 128; 0: none)\n"
+            "  -d, --n-depth N,...      tokens already in the context when a test starts\n"
+            "                           (default 0; llama-bench's -d)\n"
+            "  -b, --batch-size N,...   prompt tokens per step (default 512)\n"
+            "  -t, --threads N,...      CPU threads (default: all cores)\n"
+            "  -r, --repetitions N      measured runs per test (default 3)\n"
+            "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME\n"
+            "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
+            "      --no-probe           skip the bandwidth probe (no roofline figures)\n"
+            "      --json FILE          write the records as JSON (schema: docs/bench-json.md)\n"
+            "      --csv FILE           write the records as CSV, one row a record\n"
+            "  -v, --verbose            log what the runtime does\n\n"
+            "Kernel microbenchmarks (instead of the model tests):\n"
+            "      --ops                time matrix products and attention at model shapes\n"
+            "      --ops-shape S,...    shapes (default smollm2-135m,llama-3.2-1b,llama-2-7b); also\n"
+            "                           'tbo': test-backend-ops perf's (MUL_MAT m=4096 k=14336,\n"
+            "                           FLASH_ATTN_EXT hs=64 nh=64/8 kv=7680); see vkllm synth\n"
+            "                           --help for the names\n"
+            "      --ops-type T,...     weight types (default q4_0,q4_1,q8_0,f16)\n"
+            "      --ops-tokens N,...   vectors per product / queries per attention (default 1,512)\n"
+            "      --ops-ctx N          attention: cache length (default 512)\n"
+            "      --ops-seconds S      time per case (default 0.5)\n");
+}
+
+/* ---- options ---- */
+
+static bool add_ints(ilist *l, const char *s, int lo, int hi) {
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < lo || v > hi || (*end && *end != ',') || l->n == LIST_MAX)
+            return false;
+        l->v[l->n++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return l->n > 0;
+}
+
+/* Splits s at commas in place (s is an argv string the process owns). */
+static bool add_strs(slist *l, char *s) {
+    for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+        if (l->n == LIST_MAX) return false;
+        l->v[l->n++] = tok;
+    }
+    return l->n > 0;
+}
+
+static int parse(int argc, char **argv, bench_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->reps = 3;
+    o->op_ctx = 512;
+    o->op_seconds = 0.5;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+#define IS(s, l) (strcmp(a, (s)) == 0 || strcmp(a, (l)) == 0)
+        if (IS("-h", "--help")) return 2;
+        if (IS("-v", "--verbose")) { o->verbose = true; continue; }
+        if (IS("--ops", "--ops")) { o->ops = true; continue; }
+        if (IS("--no-probe", "--no-probe")) { o->no_probe = true; continue; }
+        if (!v) {
+            fprintf(stderr, "error: %s: unknown option or missing value (see vkllm bench "
+                            "--help)\n", a);
+            return 1;
+        }
+        i++;
+        if (IS("-m", "--model")) ok = add_strs(&o->models, v);
+        else if (IS("-p", "--n-prompt")) ok = add_ints(&o->prompt, v, 0, 1 << 20);
+        else if (IS("-n", "--n-gen")) ok = add_ints(&o->gen, v, 0, 1 << 20);
+        else if (IS("-d", "--n-depth")) ok = add_ints(&o->depth, v, 0, 1 << 20);
+        else if (IS("-b", "--batch-size")) ok = add_ints(&o->batch, v, 1, 4096);
+        else if (IS("-t", "--threads")) ok = add_ints(&o->threads, v, 1, 1024);
+        else if (IS("--vk-tier", "--vk-tier")) ok = add_ints(&o->tiers, v, 0, 2);
+        else if (IS("--ops-tokens", "--ops-tokens")) ok = add_ints(&o->op_tokens, v, 1, 4096);
+        else if (IS("-r", "--repetitions")) ok = (o->reps = atoi(v)) >= 1 && o->reps <= 1000;
+        else if (IS("--ops-ctx", "--ops-ctx")) ok = (o->op_ctx = atoi(v)) >= 1 && o->op_ctx <= 1 << 20;
+        else if (IS("--ops-seconds", "--ops-seconds"))
+            ok = (o->op_seconds = atof(v)) > 0 && o->op_seconds <= 600;
+        else if (IS("--device", "--device")) ok = add_strs(&o->devices, v);
+        else if (IS("--ops-shape", "--ops-shape")) ok = add_strs(&o->op_shapes, v);
+        else if (IS("--ops-type", "--ops-type")) ok = add_strs(&o->op_types, v);
+        else if (IS("--json", "--json")) o->json = v;
+        else if (IS("--csv", "--csv")) o->csv = v;
+        else {
+            fprintf(stderr, "error: unknown option '%s' for 'vkllm bench' (see vkllm bench "
+                            "--help)\n", a);
+            return 1;
+        }
+#undef IS
+        if (!ok) {
+            fprintf(stderr, "error: option %s: bad value '%s' (see vkllm bench --help)\n", a,
+                    v);
+            return 1;
+        }
+    }
+    if (!o->prompt.n) o->prompt.v[o->prompt.n++] = 512;
+    if (!o->gen.n) o->gen.v[o->gen.n++] = 128;
+    if (!o->depth.n) o->depth.v[o->depth.n++] = 0;
+    if (!o->batch.n) o->batch.v[o->batch.n++] = 512;
+    if (!o->threads.n) o->threads.v[o->threads.n++] = 0;
+    if (!o->tiers.n) o->tiers.v[o->tiers.n++] = -1;
+    if (!o->devices.n) o->devices.v[o->devices.n++] = "auto";
+    if (!o->op_tokens.n) {
+        o->op_tokens.v[o->op_tokens.n++] = 1;
+        o->op_tokens.v[o->op_tokens.n++] = 512;
+    }
+    static const char *k_shapes[] = {"smollm2-135m", "llama-3.2-1b", "llama-2-7b"};
+    static const char *k_types[] = {"q4_0", "q4_1", "q8_0", "f16"};
+    for (int i = 0; !o->op_shapes.n && i < 3; i++) o->op_shapes.v[i] = k_shapes[i];
+    if (!o->op_shapes.n) o->op_shapes.n = 3;
+    for (int i = 0; !o->op_types.n && i < 4; i++) o->op_types.v[i] = k_types[i];
+    if (!o->op_types.n) o->op_types.n = 4;
+    return 0;
+}
+
+/* ---- records ---- */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0.0, q = 0.0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = n ? s / n : 0.0;
+    for (int i = 0; i < n; i++) q += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
+}
+
+static void add_num_or_null(cJSON *o, const char *key, bool present, double v) {
+    if (present) cJSON_AddNumberToObject(o, key, v);
+    else cJSON_AddNullToObject(o, key);
+}
+
+/* The engine, host and device part of a record. */
+static cJSON *record_new(const bench_env *e) {
+    cJSON *r = cJSON_CreateObject();
+    const char *ver = vkllm_version_string();
+    cJSON_AddStringToObject(r, "engine", "vkllm");
+    cJSON_AddStringToObject(r, "engine_version", ver);
+    char commit[64] = "unknown";
+    const char *g = strstr(ver, "(git ");
+    if (g) {
+        snprintf(commit, sizeof commit, "%s", g + 5);
+        char *close = strchr(commit, ')');
+        if (close) *close = '\0';
+    }
+    cJSON_AddStringToObject(r, "commit", commit);
+    char when[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cJSON_AddStringToObject(r, "time", when);
+
+    cJSON *host = cJSON_AddObjectToObject(r, "host");
+    cJSON_AddStringToObject(host, "cpu", e->host_cpu);
+    cJSON_AddNumberToObject(host, "cores", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    struct utsname u;
+    char os[160] = "";
+    if (uname(&u) == 0) snprintf(os, sizeof os, "%.70s %.70s", u.sysname, u.release);
+    cJSON_AddStringToObject(host, "os", os);
+
+    const vkllm_device_info *d = &e->dev;
+    const bool vk = strcmp(d->backend, "vulkan") == 0;
+    cJSON *dev = cJSON_AddObjectToObject(r, "device");
+    cJSON_AddStringToObject(dev, "backend", d->backend);
+    cJSON_AddStringToObject(dev, "name", d->name);
+    cJSON_AddStringToObject(dev, "vendor", d->vendor);
+    cJSON_AddStringToObject(dev, "kind", d->kind);
+    cJSON_AddStringToObject(dev, "driver", d->driver);
+    if (vk) cJSON_AddStringToObject(dev, "api_version", d->api_version);
+    else cJSON_AddNullToObject(dev, "api_version");
+    add_num_or_null(dev, "tier", vk, d->tier);
+    cJSON_AddNumberToObject(dev, "memory_bytes", (double)d->memory_bytes);
+    add_num_or_null(dev, "bandwidth_gbps", e->bw_gbps > 0, e->bw_gbps);
+    cJSON_AddNumberToObject(r, "threads", e->threads);
+    return r;
+}
+
+static void add_model(cJSON *r, const char *path, const vkllm_model_info *mi, const char *type) {
+    cJSON *m = cJSON_AddObjectToObject(r, "model");
+    if (path) cJSON_AddStringToObject(m, "path", path);
+    else cJSON_AddNullToObject(m, "path");
+    cJSON_AddStringToObject(m, "name", mi->name ? mi->name : "");
+    cJSON_AddStringToObject(m, "arch", mi->architecture ? mi->architecture : "");
+    cJSON_AddStringToObject(m, "type", type ? type : "");
+    cJSON_AddNumberToObject(m, "file_bytes", (double)mi->file_bytes);
+    cJSON_AddNumberToObject(m, "weight_bytes", (double)mi->weight_bytes);
+    cJSON_AddNumberToObject(m, "n_params", (double)mi->n_params);
+    cJSON_AddNumberToObject(m, "n_layer", mi->n_layer);
+    cJSON_AddNumberToObject(m, "n_embd", mi->n_embd);
+    cJSON_AddNumberToObject(m, "n_ff", mi->n_ff);
+    cJSON_AddNumberToObject(m, "n_head", mi->n_head);
+    cJSON_AddNumberToObject(m, "n_head_kv", mi->n_head_kv);
+    cJSON_AddNumberToObject(m, "n_vocab", mi->n_vocab);
+}
+
+static void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_gen,
+                     int n_depth, int n_batch) {
+    cJSON *t = cJSON_AddObjectToObject(r, "test");
+    cJSON_AddStringToObject(t, "kind", kind);
+    cJSON_AddStringToObject(t, "name", name);
+    cJSON_AddNumberToObject(t, "n_prompt", n_prompt);
+    cJSON_AddNumberToObject(t, "n_gen", n_gen);
+    cJSON_AddNumberToObject(t, "n_depth", n_depth);
+    cJSON_AddNumberToObject(t, "n_batch", n_batch);
+}
+
+static void add_samples(cJSON *r, const double *x, int n, bool tps) {
+    cJSON_AddNumberToObject(r, "reps", n);
+    cJSON *s = cJSON_AddArrayToObject(r, "samples");
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(s, cJSON_CreateNumber(x[i]));
+    double mean, sd;
+    mean_sd(x, n, &mean, &sd);
+    add_num_or_null(r, "tps_mean", tps, mean);
+    add_num_or_null(r, "tps_stddev", tps, sd);
+}
+
+/* ---- progress ---- */
+
+static void progress(const bench_env *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void progress(const bench_env *e, const char *fmt, ...) {
+    if (!e->progress) return;
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\r\033[K%s", line);
+    fflush(stderr);
+}
+
+static void progress_clear(const bench_env *e) {
+    if (e->progress) fprintf(stderr, "\r\033[K");
+}
+
+/* ---- model tests ---- */
+
+typedef struct model_ctx {
+    vkllm_model *model;
+    vkllm_model_info mi;
+    const char *path;
+    int32_t *toks; /* pseudo-random ids: speed does not depend on them */
+    uint32_t n_toks;
+    double weights_per_token; /* bytes a decode step reads of the weights */
+} model_ctx;
+
+/* Bytes of weights one decode step reads: every matrix, except that an untied token
+ * embedding is only read one row at a time. */
+static double decode_weight_bytes(vkllm_model *m, const vkllm_model_info *mi) {
+    double total = (double)mi->weight_bytes;
+    uint64_t embd = 0;
+    bool has_output = false;
+    for (size_t i = 0; i < vkllm_model_tensor_count(m); i++) {
+        vkllm_tensor_info t;
+        if (vkllm_model_tensor(m, i, &t) != VKLLM_OK) continue;
+        if (strcmp(t.name, "token_embd.weight") == 0) embd = t.nbytes;
+        if (strcmp(t.name, "output.weight") == 0) has_output = true;
+    }
+    if (has_output && mi->n_vocab) total -= (double)embd - (double)embd / mi->n_vocab;
+    return total;
+}
+
+/* K and V bytes a decode step reads at context length n_kv (F16 cache). */
+static double kv_bytes(const vkllm_model_info *mi, double n_kv) {
+    const double head_dim = mi->n_head ? (double)mi->n_embd / mi->n_head : 0.0;
+    return 2.0 * mi->n_layer * mi->n_head_kv * head_dim * 2.0 * n_kv;
+}
+
+static const char *short_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void print_model_header(void) {
+    printf("| model | type | size | params | device | threads | test | t/s | roofline |\n"
+           "| --- | --- | ---: | ---: | --- | ---: | --- | ---: | ---: |\n");
+    fflush(stdout);
+}
+
+static void device_label(const vkllm_device_info *d, char *buf, size_t cap) {
+    if (strcmp(d->backend, "vulkan") == 0)
+        snprintf(buf, cap, "vulkan %.60s t%d", d->name, d->tier);
+    else
+        snprintf(buf, cap, "cpu %.40s", d->driver);
+}
+
+static void print_model_row(const bench_env *e, const model_ctx *mc, const char *test,
+                            double mean, double sd, double roof) {
+    char dev[96], roof_s[16] = "";
+    device_label(&e->dev, dev, sizeof dev);
+    if (roof >= 0) snprintf(roof_s, sizeof roof_s, "%.0f %%", roof * 100.0);
+    printf("| %s | %s | %.1f MiB | %.1f M | %s | %d | %s | %.2f ± %.2f | %s |\n",
+           mc->mi.name && *mc->mi.name ? mc->mi.name : short_name(mc->path), mc->mi.type,
+           (double)mc->mi.file_bytes / (1024.0 * 1024.0), (double)mc->mi.n_params / 1e6, dev,
+           e->threads, test, mean, sd, roof_s);
+    fflush(stdout);
+}
+
+/* Fills the context with depth tokens (not timed). */
+static vkllm_status fill(vkllm_session *s, const model_ctx *mc, int depth) {
+    vkllm_session_reset(s);
+    return depth ? vkllm_session_eval(s, mc->toks, (size_t)depth) : VKLLM_OK;
+}
+
+/* One prefill (n_prompt > 0) or decode test; appends a record. Returns 0 or 1 (error). */
+static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int depth,
+                    int n_batch, int test_no, int n_tests) {
+    const bool pp = n_prompt > 0;
+    const int n = pp ? n_prompt : n_gen;
+    char name[64];
+    snprintf(name, sizeof name, "%s%d", pp ? "pp" : "tg", n);
+    if (depth) snprintf(name + strlen(name), sizeof name - strlen(name), " @ d%d", depth);
+    vkllm_session_desc sd = {.n_ctx = (uint32_t)(depth + n), .n_batch = (uint32_t)n_batch};
+    vkllm_session *s = NULL;
+    if (vkllm_session_create(mc->model, &sd, &s) != VKLLM_OK) {
+        progress_clear(e);
+        fprintf(stderr, "error: %s: %s: %s\n", short_name(mc->path), name,
+                vkllm_model_last_error(mc->model));
+        return 1;
+    }
+    double x[1000];
+    int rc = 0;
+    /* rep -1 warms up (pipelines, caches); a decode warm-up needs only a few steps */
+    for (int rep = -1; rc == 0 && rep < e->reps; rep++) {
+        progress(e, "bench [%d/%d] %s %s: %s %d/%d", test_no, n_tests, short_name(mc->path),
+                 name, rep < 0 ? "warm-up" : "run", rep < 0 ? 0 : rep + 1, e->reps);
+        if (fill(s, mc, depth) != VKLLM_OK) rc = 1;
+        const int steps = rep < 0 && !pp ? (n < 8 ? n : 8) : n;
+        double t0 = now_s();
+        if (pp) {
+            if (rc == 0 && vkllm_session_eval(s, mc->toks + depth, (size_t)n) != VKLLM_OK)
+                rc = 1;
+        } else {
+            for (int i = 0; rc == 0 && i < steps; i++)
+                if (vkllm_session_eval(s, &mc->toks[depth + i], 1) != VKLLM_OK) rc = 1;
+        }
+        double dt = now_s() - t0;
+        if (rep >= 0 && rc == 0) x[rep] = n / (dt > 0 ? dt : 1e-9);
+    }
+    progress_clear(e);
+    if (rc) {
+        fprintf(stderr, "error: %s: %s: %s\n", short_name(mc->path), name,
+                vkllm_session_last_error(s));
+        vkllm_session_destroy(s);
+        return 1;
+    }
+    vkllm_session_destroy(s);
+
+    cJSON *r = record_new(e);
+    add_model(r, mc->path, &mc->mi, mc->mi.type);
+    add_test(r, pp ? "prefill" : "decode", name, pp ? n : 0, pp ? 0 : n, depth, n_batch);
+    add_samples(r, x, e->reps, true);
+    double mean, sdev, roof = -1.0;
+    mean_sd(x, e->reps, &mean, &sdev);
+    if (!pp) {
+        const double bpt = mc->weights_per_token + kv_bytes(&mc->mi, depth + (n + 1) / 2.0);
+        cJSON_AddNumberToObject(r, "bytes_per_token", bpt);
+        if (e->bw_gbps > 0) roof = bpt * mean / (e->bw_gbps * 1e9);
+        add_num_or_null(r, "roofline_fraction", roof >= 0, roof);
+    } else {
+        cJSON_AddNullToObject(r, "bytes_per_token");
+        cJSON_AddNullToObject(r, "roofline_fraction");
+    }
+    cJSON_AddNullToObject(r, "op");
+    cJSON_AddItemToArray(e->records, r);
+    print_model_row(e, mc, name, mean, sdev, roof);
+    return 0;
+}
+
+static int bench_model(bench_env *e, const bench_opts *o, const char *path, int *test_no,
+                       int n_tests) {
+    model_ctx mc = {.path = path};
+    vkllm_model_desc md = {.path = path};
+    progress(e, "bench: loading %s", short_name(path));
+    if (vkllm_model_load(e->rt, &md, &mc.model) != VKLLM_OK) {
+        progress_clear(e);
+        fprintf(stderr, "error: %s: %s\n", path, vkllm_runtime_last_error(e->rt));
+        return 1;
+    }
+    vkllm_model_get_info(mc.model, &mc.mi);
+    mc.weights_per_token = decode_weight_bytes(mc.model, &mc.mi);
+    int max_ctx = 0;
+    for (int d = 0; d < o->depth.n; d++)
+        for (int i = 0; i < o->prompt.n + o->gen.n; i++) {
+            int len = o->depth.v[d] + (i < o->prompt.n ? o->prompt.v[i] : o->gen.v[i - o->prompt.n]);
+            if (len > max_ctx) max_ctx = len;
+        }
+    int rc = 0;
+    mc.n_toks = (uint32_t)max_ctx;
+    mc.toks = malloc((size_t)(max_ctx ? max_ctx : 1) * sizeof *mc.toks);
+    if (!mc.toks) rc = 1;
+    uint64_t x = 88172645463325252ull;
+    for (uint32_t i = 0; rc == 0 && i < mc.n_toks; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        mc.toks[i] = (int32_t)(x % mc.mi.n_vocab);
+    }
+    for (int d = 0; rc == 0 && d < o->depth.n; d++) {
+        for (int i = 0; rc == 0 && i < o->prompt.n; i++)
+            for (int b = 0; rc == 0 && b < o->batch.n; b++)
+                if (o->prompt.v[i] > 0)
+                    rc = run_test(e, &mc, o->prompt.v[i], 0, o->depth.v[d], o->batch.v[b],
+                                  ++*test_no, n_tests);
+        for (int i = 0; rc == 0 && i < o->gen.n; i++)
+            if (o->gen.v[i] > 0)
+                rc = run_test(e, &mc, 0, o->gen.v[i], o->depth.v[d], o->batch.v[0], ++*test_no,
+                              n_tests);
+    }
+    free(mc.toks);
+    vkllm_model_free(mc.model);
+    return rc;
+}
+
+/* ---- kernel microbenchmarks ---- */
+
+typedef struct op_case {
+    const char *label; /* which matrix of the model */
+    vkllm_bench_op_desc d;
+} op_case;
+
+/* The matrix products and the attention of a model shape, or test-backend-ops perf's. */
+static int op_cases(const char *shape, const char *type, int tokens, int n_kv, op_case *out,
+                    vkllm_model_info *mi) {
+    int n = 0;
+    if (strcmp(shape, "tbo") == 0) {
+        memset(mi, 0, sizeof *mi);
+        mi->name = "test-backend-ops";
+        mi->architecture = "";
+        out[n++] = (op_case){"MUL_MAT m=4096 k=14336",
+                             {.op = VKLLM_BENCH_MATMUL, .rows = 4096, .cols = 14336}};
+        out[n++] = (op_case){"FLASH_ATTN_EXT hs=64 nh=64/8 kv=7680",
+                             {.op = VKLLM_BENCH_ATTENTION, .n_head = 64, .n_head_kv = 8,
+                              .head_dim = 64, .n_kv = 7680}};
+    } else {
+        if (!vkllm_synth_shape_info(shape, mi)) return -1;
+        const uint32_t hd = mi->n_embd / mi->n_head, kvd = hd * mi->n_head_kv;
+        out[n++] = (op_case){"attn_q", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_embd,
+                                        .cols = mi->n_embd}};
+        out[n++] = (op_case){"attn_k", {.op = VKLLM_BENCH_MATMUL, .rows = kvd,
+                                        .cols = mi->n_embd}};
+        out[n++] = (op_case){"ffn_up", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_ff,
+                                        .cols = mi->n_embd}};
+        out[n++] = (op_case){"ffn_down", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_embd,
+                                          .cols = mi->n_ff}};
+        out[n++] = (op_case){"output", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_vocab,
+                                        .cols = mi->n_embd}};
+        out[n++] = (op_case){"attention", {.op = VKLLM_BENCH_ATTENTION, .n_head = mi->n_head,
+                                           .n_head_kv = mi->n_head_kv, .head_dim = hd,
+                                           .n_kv = (uint32_t)n_kv}};
+    }
+    for (int i = 0; i < n; i++) {
+        out[i].d.tokens = (uint32_t)tokens;
+        if (out[i].d.op == VKLLM_BENCH_MATMUL) out[i].d.type = type;
+        else if (out[i].d.n_kv < (uint32_t)tokens) out[i].d.n_kv = (uint32_t)tokens;
+    }
+    return n;
+}
+
+static void print_op_header(void) {
+    printf("| shape | op | type | size | tokens | device | threads | us/call | GB/s | GFLOPS |\n"
+           "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    fflush(stdout);
+}
+
+static int bench_ops(bench_env *e, const bench_opts *o) {
+    int n_cases = 0, done = 0, rc = 0;
+    op_case cs[8];
+    vkllm_model_info mi;
+    for (int s = 0; s < o->op_shapes.n; s++) {
+        int k = op_cases(o->op_shapes.v[s], "q4_0", 1, o->op_ctx, cs, &mi);
+        if (k < 0) {
+            fprintf(stderr, "error: --ops-shape: unknown shape '%s' (see vkllm bench --help)\n",
+                    o->op_shapes.v[s]);
+            return 1;
+        }
+        n_cases += k * o->op_tokens.n * o->op_types.n; /* attention repeats per type: skipped */
+    }
+    for (int s = 0; s < o->op_shapes.n; s++)
+        for (int ti = 0; ti < o->op_types.n; ti++)
+            for (int tk = 0; tk < o->op_tokens.n; tk++) {
+                const int k = op_cases(o->op_shapes.v[s], o->op_types.v[ti], o->op_tokens.v[tk],
+                                       o->op_ctx, cs, &mi);
+                for (int c = 0; c < k; c++) {
+                    done++;
+                    op_case *oc = &cs[c];
+                    /* attention has no weight type: once, with the first */
+                    if (oc->d.op == VKLLM_BENCH_ATTENTION && ti > 0) continue;
+                    oc->d.seconds = o->op_seconds;
+                    char size[48];
+                    if (oc->d.op == VKLLM_BENCH_MATMUL)
+                        snprintf(size, sizeof size, "%ux%u", oc->d.rows, oc->d.cols);
+                    else
+                        snprintf(size, sizeof size, "%u/%u x %u, kv %u", oc->d.n_head,
+                                 oc->d.n_head_kv, oc->d.head_dim, oc->d.n_kv);
+                    progress(e, "bench --ops [%d/%d] %s %s %s %s n=%u", done, n_cases,
+                             o->op_shapes.v[s], oc->label, oc->d.op ? "" : oc->d.type, size,
+                             oc->d.tokens);
+                    vkllm_bench_op_result res;
+                    vkllm_status st = vkllm_bench_op(e->rt, &oc->d, &res);
+                    progress_clear(e);
+                    if (st == VKLLM_ERR_UNSUPPORTED || st == VKLLM_ERR_INVALID_ARG) {
+                        fprintf(stderr, "bench --ops: %s %s %s skipped: %s\n", o->op_shapes.v[s],
+                                oc->label, oc->d.op ? "" : oc->d.type,
+                                vkllm_runtime_last_error(e->rt));
+                        continue;
+                    }
+                    if (st != VKLLM_OK) {
+                        fprintf(stderr, "error: bench --ops: %s\n",
+                                vkllm_runtime_last_error(e->rt));
+                        rc = 1;
+                        continue;
+                    }
+                    const bool mm = oc->d.op == VKLLM_BENCH_MATMUL;
+                    char dev[96];
+                    device_label(&e->dev, dev, sizeof dev);
+                    printf("| %s | %s | %s | %s | %u | %s | %d | %.1f | %.1f | %.1f |\n",
+                           o->op_shapes.v[s], oc->label, mm ? oc->d.type : "f16 KV", size,
+                           oc->d.tokens, dev, e->threads, res.us, res.gbps, res.gflops);
+                    fflush(stdout);
+
+                    cJSON *r = record_new(e);
+                    add_model(r, NULL, &mi, mm ? oc->d.type : "f16");
+                    char name[128];
+                    snprintf(name, sizeof name, "%s %s %s n=%u", mm ? "matmul" : "attention",
+                             mm ? oc->d.type : "f16", size, oc->d.tokens);
+                    add_test(r, "op", name, 0, 0, 0, 0);
+                    add_samples(r, &res.us, 1, false);
+                    cJSON_AddNullToObject(r, "bytes_per_token");
+                    cJSON_AddNullToObject(r, "roofline_fraction");
+                    cJSON *op = cJSON_AddObjectToObject(r, "op");
+                    cJSON_AddStringToObject(op, "op", mm ? "matmul" : "attention");
+                    cJSON_AddStringToObject(op, "type", mm ? oc->d.type : "f16");
+                    add_num_or_null(op, "rows", mm, oc->d.rows);
+                    add_num_or_null(op, "cols", mm, oc->d.cols);
+                    cJSON_AddNumberToObject(op, "tokens", oc->d.tokens);
+                    add_num_or_null(op, "n_head", !mm, oc->d.n_head);
+                    add_num_or_null(op, "n_head_kv", !mm, oc->d.n_head_kv);
+                    add_num_or_null(op, "head_dim", !mm, oc->d.head_dim);
+                    add_num_or_null(op, "n_kv", !mm, oc->d.n_kv);
+                    cJSON_AddNumberToObject(op, "us", res.us);
+                    cJSON_AddNumberToObject(op, "gbps", res.gbps);
+                    cJSON_AddNumberToObject(op, "gflops", res.gflops);
+                    cJSON_AddNumberToObject(op, "bytes", (double)res.bytes);
+                    cJSON_AddNumberToObject(op, "flops", (double)res.flops);
+                    cJSON_AddItemToArray(e->records, r);
+                }
+            }
+    return rc;
+}
+
+/* ---- output files ---- */
+
+static bool write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "error: cannot write %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    bool ok = fputs(text, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) fprintf(stderr, "error: cannot write %s\n", path);
+    return ok;
+}
+
+static void csv_cell(FILE *f, const cJSON *v) {
+    if (cJSON_IsString(v)) {
+        fputc('"', f);
+        for (const char *p = v->valuestring; *p; p++) {
+            if (*p == '"') fputc('"', f);
+            fputc(*p, f);
+        }
+        fputc('"', f);
+    } else if (cJSON_IsNumber(v)) {
+        fprintf(f, "%.17g", v->valuedouble);
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *x;
+        cJSON_ArrayForEach(x, v) fprintf(f, "%s%.17g", x == v->child ? "" : ";", x->valuedouble);
+    }
+}
+
+/* One row a record; the columns are the JSON paths of a record that has them all (an op
+ * record when there is one: model records leave its op.* cells empty). */
+static bool write_csv(const char *path, const cJSON *records) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "error: cannot write %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    const cJSON *proto = records->child, *r, *k, *sub;
+    cJSON_ArrayForEach(r, records) if (cJSON_IsObject(cJSON_GetObjectItem(r, "op"))) proto = r;
+    bool first = true;
+    cJSON_ArrayForEach(k, proto) {
+        if (!cJSON_IsObject(k)) fprintf(f, "%s%s", first ? "" : ",", k->string);
+        else cJSON_ArrayForEach(sub, k) fprintf(f, "%s%s.%s", first && sub == k->child ? "" : ",",
+                                                k->string, sub->string);
+        first = false;
+    }
+    if (proto) fputc('\n', f);
+    cJSON_ArrayForEach(r, records) {
+        first = true;
+        cJSON_ArrayForEach(k, proto) {
+            const cJSON *v = cJSON_GetObjectItem(r, k->string);
+            if (!cJSON_IsObject(k)) {
+                fputs(first ? "" : ",", f);
+                csv_cell(f, v);
+            } else {
+                cJSON_ArrayForEach(sub, k) {
+                    fputs(first && sub == k->child ? "" : ",", f);
+                    csv_cell(f, cJSON_GetObjectItem(v, sub->string));
+                }
+            }
+            first = false;
+        }
+        fputc('\n', f);
+    }
+    bool ok = fclose(f) == 0;
+    if (!ok) fprintf(stderr, "error: cannot write %s\n", path);
+    return ok;
+}
+
+/* ---- the command ---- */
+
+static int count_tests(const bench_opts *o) {
+    int n = 0;
+    for (int i = 0; i < o->prompt.n; i++) n += o->prompt.v[i] > 0 ? o->batch.n : 0;
+    for (int i = 0; i < o->gen.n; i++) n += o->gen.v[i] > 0;
+    return n * o->depth.n * o->models.n * o->devices.n * o->tiers.n * o->threads.n;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts o;
+    int pr = parse(argc, argv, &o);
+    if (pr == 2) {
+        usage(stdout);
+        return 0;
+    }
+    if (pr) return pr;
+    char defpath[4096];
+    cli_opts co;
+    memset(&co, 0, sizeof co);
+    const bool default_model = o.models.n == 0;
+    if (default_model) o.models.v[o.models.n++] = cli_model_path(&co, defpath, sizeof defpath);
+    for (int i = 0; !o.ops && i < o.models.n; i++)
+        if (access(o.models.v[i], R_OK) != 0) {
+            fprintf(stderr, "error: model file not found: %s%s\n", o.models.v[i],
+                    default_model ? " (run scripts/fetch_model.sh to download the default model)"
+                                  : "");
+            return 1;
+        }
+
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "schema", "vkllm-bench/1");
+    bench_env e = {.records = cJSON_AddArrayToObject(doc, "records"), .reps = o.reps,
+                   .progress = isatty(2)};
+    vkllm_device_info cpu; /* the first device listed is the host CPU */
+    size_t n_dev = 0;
+    vkllm_list_devices(&cpu, 1, &n_dev);
+    snprintf(e.host_cpu, sizeof e.host_cpu, "%s", n_dev ? cpu.name : "");
+    int rc = 0, test_no = 0, n_tests = count_tests(&o);
+    o.ops ? print_op_header() : print_model_header();
+    for (int d = 0; rc == 0 && d < o.devices.n; d++)
+        for (int ti = 0; rc == 0 && ti < o.tiers.n; ti++)
+            for (int th = 0; rc == 0 && th < o.threads.n; th++) {
+                vkllm_runtime_desc rd = {
+                    .log = cli_log_stderr,
+                    .log_level = o.verbose ? VKLLM_LOG_INFO : VKLLM_LOG_WARN,
+                    .n_threads = o.threads.v[th],
+                    .device = o.devices.v[d],
+                    .vk_tier_plus1 = o.tiers.v[ti] >= 0 ? o.tiers.v[ti] + 1 : 0,
+                };
+                if (vkllm_runtime_create(&rd, &e.rt) != VKLLM_OK) {
+                    fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));
+                    rc = 1;
+                    break;
+                }
+                vkllm_runtime_device(e.rt, &e.dev);
+                e.threads = o.threads.v[th] ? o.threads.v[th]
+                                            : (int)sysconf(_SC_NPROCESSORS_ONLN);
+                e.bw_gbps = 0.0;
+                if (!o.no_probe) {
+                    progress(&e, "bench: measuring %s's memory bandwidth", e.dev.name);
+                    uint64_t bytes = 0;
+                    if (vkllm_bench_bandwidth(e.rt, 0.5, &e.bw_gbps, &bytes) != VKLLM_OK) {
+                        progress_clear(&e);
+                        fprintf(stderr, "warning: bandwidth probe failed: %s\n",
+                                vkllm_runtime_last_error(e.rt));
+                        e.bw_gbps = 0.0;
+                    }
+                    progress_clear(&e);
+                    char dev[96];
+                    device_label(&e.dev, dev, sizeof dev);
+                    if (e.bw_gbps > 0)
+                        fprintf(stderr, "bench: %s: read bandwidth %.1f GB/s (%.0f MiB "
+                                        "streamed, %d threads)\n", dev, e.bw_gbps,
+                                (double)bytes / (1024.0 * 1024.0), e.threads);
+                }
+                if (o.ops) rc = bench_ops(&e, &o);
+                for (int m = 0; rc == 0 && !o.ops && m < o.models.n; m++)
+                    rc = bench_model(&e, &o, o.models.v[m], &test_no, n_tests);
+                vkllm_runtime_destroy(e.rt);
+                e.rt = NULL;
+            }
+    printf("\nvkllm %s\n", vkllm_version_string());
+    if (o.json) {
+        char *text = cJSON_Print(doc);
+        if (!text || !write_text(o.json, text)) rc = 1;
+        cJSON_free(text);
+    }
+    if (o.csv && !write_csv(o.csv, e.records)) rc = 1;
+    cJSON_Delete(doc);
+    return rc;
+}
