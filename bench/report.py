@@ -84,9 +84,11 @@ def load_records(files):
     return records
 
 
-def device_label(r):
+def device_label(r, with_tier=True):
+    """"name (backend, tier N)"; charts leave the tier out, so that both engines' bars of one
+    device share its colour (the tier is vkllm's alone)."""
     backend, tier = field(r, "device.backend") or "?", field(r, "device.tier")
-    detail = backend if tier is None else f"{backend}, tier {tier}"
+    detail = backend if tier is None or not with_tier else f"{backend}, tier {tier}"
     return f"{field(r, 'device.name') or '?'} ({detail})"
 
 
@@ -210,7 +212,7 @@ def headline(records, kind):
         if field(r, "test.kind") != kind or field(r, "test.n_depth") not in (0, None) \
                 or not isinstance(r.get("tps_mean"), (int, float)):
             continue
-        key = (device_label(r), r.get("engine"), model_label(r))
+        key = (device_label(r, False), r.get("engine"), model_label(r))
         rank = (step_tokens(r) or 0, r["tps_mean"])
         if key not in best or rank > best[key][0]:
             best[key] = (rank, r)
@@ -309,7 +311,7 @@ def scaling_lines(records, kind, x_of):
             continue
         if kind == "prefill" and field(r, "test.n_depth") not in (0, None):
             continue
-        key = (device_label(r), r.get("engine"), model_label(r), r.get("threads"))
+        key = (device_label(r, False), r.get("engine"), model_label(r), r.get("threads"))
         lines[key][x] = tps
     return {key: sorted(points.items()) for key, points in lines.items() if len(points) > 1}
 

@@ -140,8 +140,6 @@ def llama_records(rows, model, device, ref):
         }
         if rec["device"] is not None:
             rec["device"]["tier"] = None  # a vkllm notion
-        if rec["model"] is not None:
-            rec["model"]["file_bytes"] = r.get("model_size", rec["model"].get("file_bytes"))
         if ref and not pp and ref.get("bytes_per_token") and ref["device"].get("bandwidth_gbps"):
             # the same bytes must move for llama.cpp's token: its roofline fraction too
             rec["bytes_per_token"] = ref["bytes_per_token"]
@@ -152,25 +150,30 @@ def llama_records(rows, model, device, ref):
 
 
 def run_llama(args, model, device, vk_recs):
-    cmd = [llama_tool("llama-bench", device != "cpu"), "-m", model, "-r", str(args.r),
-           "-p", args.p, "-n", args.n, "-d", args.d, "-o", "json"]
-    if args.b:
-        cmd += ["-b", args.b, "-ub", args.b]
-    if args.t:
-        cmd += ["-t", str(args.t)]
-    if device != "cpu":
-        cmd += ["-ngl", "99"]
-    text = run(cmd, env=llama_env(device))
-    if text is None:
-        return []
-    rows = [r for r in json.loads(text) if r["n_prompt"] > 0 or r["n_gen"] > 0]
+    # llama-bench crosses -b with -ub; vkllm's step size is both, so one run per batch size
+    # (decode, which has no batch, in the first only)
+    rows = []
+    for i, batch in enumerate(args.b.split(",") if args.b else [None]):
+        cmd = [llama_tool("llama-bench", device != "cpu"), "-m", model, "-r", str(args.r),
+               "-p", args.p, "-n", args.n if i == 0 else "0", "-d", args.d, "-o", "json"]
+        if batch:
+            cmd += ["-b", batch, "-ub", batch]
+        if args.t:
+            cmd += ["-t", str(args.t)]
+        if device != "cpu":
+            cmd += ["-ngl", "99"]
+        text = run(cmd, env=llama_env(device))
+        if text is not None:
+            rows += [r for r in json.loads(text) if r["n_prompt"] > 0 or r["n_gen"] > 0]
     out = []
     for r in rows:
         pp = r["n_prompt"] > 0
         ref = next((v for v in vk_recs
                     if v["test"]["kind"] == ("prefill" if pp else "decode")
                     and v["test"]["n_prompt" if pp else "n_gen"] == r["n_prompt" if pp else "n_gen"]
-                    and v["test"]["n_depth"] == r.get("n_depth", 0)), vk_recs[0] if vk_recs else None)
+                    and v["test"]["n_depth"] == r.get("n_depth", 0)
+                    and (not pp or v["test"]["n_batch"] == min(r["n_batch"], r["n_ubatch"]))),
+                   vk_recs[0] if vk_recs else None)
         out += llama_records([r], model, device, ref)
     return out
 
@@ -203,10 +206,10 @@ def print_tables(records):
         ratio = f"{v['tps_mean'] / ll['tps_mean']:.2f}" if ll and ll["tps_mean"] else "-"
         roof = lambda r: f"{100 * r['roofline_fraction']:.0f} %" if r and r.get("roofline_fraction") else "-"
         print(f"| {os.path.basename(v['model']['path'])} | {v['device']['backend']}: {v['device']['name']} | "
-              f"{v['test']['name']} | {v['test']['n_batch']} | {v['tps_mean']:.2f} | "
+              f"{v['test']['name']} | {v['test']['n_batch'] if v['test']['kind'] == 'prefill' else '-'} | {v['tps_mean']:.2f} | "
               f"{ll['tps_mean']:.2f} | {ratio} | {roof(v)} | {roof(ll)} |" if ll else
               f"| {os.path.basename(v['model']['path'])} | {v['device']['backend']}: {v['device']['name']} | "
-              f"{v['test']['name']} | {v['test']['n_batch']} | {v['tps_mean']:.2f} | - | - | {roof(v)} | - |")
+              f"{v['test']['name']} | {v['test']['n_batch'] if v['test']['kind'] == 'prefill' else '-'} | {v['tps_mean']:.2f} | - | - | {roof(v)} | - |")
 
 
 # ---- kernel tests ------------------------------------------------------------------------
@@ -262,10 +265,11 @@ def ops(args, devices):
     for device, name, o, ll_us in rows:
         shape = f"{o['rows']}x{o['cols']}" if o["op"] == "matmul" else \
             f"{o['n_head']}/{o['n_head_kv']}x{o['head_dim']} kv {o['n_kv']}"
-        ll_gf = f"{o['flops'] / ll_us / 1e3:.1f}" if ll_us else "-"
+        ll_gf = "%.1f" % (o["flops"] / ll_us / 1e3) if ll_us else "-"
+        ll_t = "%.1f" % ll_us if ll_us else "-"
+        ratio = "%.2f" % (ll_us / o["us"]) if ll_us else "-"
         print(f"| {device}: {name} | {o['op']} {shape} | {o['type']} | {o['tokens']} | {o['us']:.1f} | "
-              f"{f'{ll_us:.1f}' if ll_us else '-'} | {o['gbps']:.1f} | {o['gflops']:.1f} | {ll_gf} | "
-              f"{f'{ll_us / o['us']:.2f}' if ll_us else '-'} |")
+              f"{ll_t} | {o['gbps']:.1f} | {o['gflops']:.1f} | {ll_gf} | {ratio} |")
     return records
 
 

@@ -41,28 +41,10 @@ vkllm_status vkllm_bench_bandwidth(vkllm_runtime *rt, double seconds, double *gb
     return st;
 }
 
-/* A ggml type id by name, case-insensitive ("q4_0", "Q4_K"); NULL or "" is q4_0, as for
- * vkllm_synth. */
-static bool type_by_name(const char *name, uint32_t *out) {
-    if (!name || !*name) name = "q4_0";
-    for (uint32_t id = 0; id < 64; id++) {
-        const quant_traits *tr = quant_traits_of(id);
-        if (!tr) continue;
-        bool eq = strlen(tr->name) == strlen(name);
-        for (size_t j = 0; eq && tr->name[j]; j++)
-            eq = (tr->name[j] | 0x20) == (name[j] | 0x20);
-        if (eq) {
-            *out = id;
-            return true;
-        }
-    }
-    return false;
-}
-
 static vkllm_status check_matmul(vkllm_runtime *rt, const vkllm_bench_op_desc *d,
                                  uint32_t *w_type, vkllm_bench_op_result *r) {
     core_err *err = &rt->err;
-    if (!type_by_name(d->type, w_type))
+    if (!quant_type_by_name(d->type && *d->type ? d->type : "q4_0", w_type))
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "bench matmul: unknown weight type '%s' "
                          "(q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k, f16, bf16, f32)", d->type);
     const quant_traits *tr = quant_traits_of(*w_type);

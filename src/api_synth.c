@@ -77,18 +77,15 @@ bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *o) {
 static const uint32_t k_types[] = {QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q4_K,
                                    QT_Q5_K, QT_Q6_K, QT_F16,  QT_BF16, QT_F32};
 
+/* A matrix type vkllm_synth writes, by name (case-insensitive); NULL or "" is q4_0. */
 static bool find_type(const char *name, uint32_t *out) {
-    if (!name || !*name) name = "q4_0";
-    for (size_t i = 0; i < sizeof k_types / sizeof *k_types; i++) {
-        const char *n = quant_type_name(k_types[i]);
-        bool eq = strlen(n) == strlen(name);
-        for (size_t j = 0; eq && n[j]; j++) /* case-insensitive: "Q4_K" or "q4_k" */
-            eq = (n[j] | 0x20) == (name[j] | 0x20);
-        if (eq) {
-            *out = k_types[i];
+    uint32_t id;
+    if (!quant_type_by_name(name && *name ? name : "q4_0", &id)) return false;
+    for (size_t i = 0; i < sizeof k_types / sizeof *k_types; i++)
+        if (k_types[i] == id) {
+            *out = id;
             return true;
         }
-    }
     return false;
 }
 

@@ -826,3 +826,17 @@ uint32_t quant_ftype_of(uint32_t type) {
         if (k_ftypes[i].type == type) return k_ftypes[i].ftype;
     return UINT32_MAX;
 }
+
+bool quant_type_by_name(const char *name, uint32_t *out) {
+    for (uint32_t id = 0; name && id < QT_COUNT; id++) {
+        const quant_traits *tr = quant_traits_of(id);
+        if (!tr || strlen(tr->name) != strlen(name)) continue;
+        bool eq = true;
+        for (size_t j = 0; eq && name[j]; j++) eq = (tr->name[j] | 0x20) == (name[j] | 0x20);
+        if (eq) {
+            *out = id;
+            return true;
+        }
+    }
+    return false;
+}

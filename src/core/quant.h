@@ -54,6 +54,8 @@ typedef struct quant_traits {
 const quant_traits *quant_traits_of(uint32_t type);
 /* Name for any id ("q4_1", or "type#N" for unknown ones); never NULL. */
 const char *quant_type_name(uint32_t type);
+/* The type id of a name, case-insensitive ("q4_0", "Q4_K"); false if no type has it. */
+bool quant_type_by_name(const char *name, uint32_t *out);
 /* general.file_type (llama.cpp's llama_ftype): its name as llama.cpp prints it ("Q4_K_M"), or
  * NULL for a value this table does not know; and the value a file whose matrices are all of
  * one type declares (UINT32_MAX if there is none). */
