@@ -416,7 +416,7 @@ static void synth_usage(FILE *f) {
 
 int cmd_synth(int argc, char **argv) {
     vkllm_synth_desc d = {.seed = 1};
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             synth_usage(stdout);
@@ -441,7 +441,6 @@ int cmd_synth(int argc, char **argv) {
             fprintf(stderr, "error: unknown option '%s' (vkllm synth --help)\n", a);
             return 1;
         }
-        i++;
     }
     if (!d.shape || !d.out_path) {
         fprintf(stderr, "error: --shape and -o are required (vkllm synth --help)\n");

@@ -486,7 +486,7 @@ static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
     float o[3] = {0};
     vk_arena a;
     vk_arena_init(&a, d, false, 256, "fma probe");
-    vk_slice xs, os;
+    vk_slice xs = {0}, os = {0};
     st = vk_arena_alloc(&a, sizeof x, &xs, err);
     if (st == VKLLM_OK) st = vk_arena_alloc(&a, sizeof o, &os, err);
     if (st == VKLLM_OK) st = vk_upload(d, &xs, x, sizeof x, err);
