@@ -132,6 +132,9 @@ typedef struct vkllm_model_info {
     uint32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff;
     uint64_t n_params;
     uint64_t weight_bytes;
+    uint64_t decode_weight_bytes; /* weight bytes one decode step reads: every matrix, but
+                                   * only one row of a token embedding that is not also the
+                                   * output head */
     int32_t bos, eos;           /* -1 if none */
     bool add_bos, add_eos;
     bool has_chat_template;

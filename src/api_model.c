@@ -110,6 +110,9 @@ void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *o) {
     o->n_ff = m->cfg.n_ff;
     o->n_params = m->em.n_params;
     o->weight_bytes = m->em.weight_bytes;
+    o->decode_weight_bytes = m->em.weight_bytes;
+    if (!m->vocab_only && !m->em.tied_output)
+        o->decode_weight_bytes -= m->em.tok_embd.row_bytes * (m->em.tok_embd.n_out - 1ull);
     o->bos = tok_bos(m->vocab);
     o->eos = tok_eos(m->vocab);
     o->add_bos = tok_add_bos(m->vocab);

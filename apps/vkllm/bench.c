@@ -310,24 +310,7 @@ typedef struct model_ctx {
     const char *path;
     int32_t *toks; /* pseudo-random ids: speed does not depend on them */
     uint32_t n_toks;
-    double weights_per_token; /* bytes a decode step reads of the weights */
 } model_ctx;
-
-/* Bytes of weights one decode step reads: every matrix, except that an untied token
- * embedding is only read one row at a time. */
-static double decode_weight_bytes(vkllm_model *m, const vkllm_model_info *mi) {
-    double total = (double)mi->weight_bytes;
-    uint64_t embd = 0;
-    bool has_output = false;
-    for (size_t i = 0; i < vkllm_model_tensor_count(m); i++) {
-        vkllm_tensor_info t;
-        if (vkllm_model_tensor(m, i, &t) != VKLLM_OK) continue;
-        if (strcmp(t.name, "token_embd.weight") == 0) embd = t.nbytes;
-        if (strcmp(t.name, "output.weight") == 0) has_output = true;
-    }
-    if (has_output && mi->n_vocab) total -= (double)embd - (double)embd / mi->n_vocab;
-    return total;
-}
 
 /* K and V bytes a decode step reads at context length n_kv (F16 cache). */
 static double kv_bytes(const vkllm_model_info *mi, double n_kv) {
@@ -422,7 +405,7 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
     double mean, sdev, roof = -1.0;
     mean_sd(x, e->reps, &mean, &sdev);
     if (!pp) {
-        const double bpt = mc->weights_per_token + kv_bytes(&mc->mi, depth + (n + 1) / 2.0);
+        const double bpt = (double)mc->mi.decode_weight_bytes + kv_bytes(&mc->mi, depth + (n + 1) / 2.0);
         cJSON_AddNumberToObject(r, "bytes_per_token", bpt);
         if (e->bw_gbps > 0) roof = bpt * mean / (e->bw_gbps * 1e9);
         add_num_or_null(r, "roofline_fraction", roof >= 0, roof);
@@ -447,7 +430,6 @@ static int bench_model(bench_env *e, const bench_opts *o, const char *path, int 
         return 1;
     }
     vkllm_model_get_info(mc.model, &mc.mi);
-    mc.weights_per_token = decode_weight_bytes(mc.model, &mc.mi);
     int max_ctx = 0;
     for (int d = 0; d < o->depth.n; d++)
         for (int i = 0; i < o->prompt.n + o->gen.n; i++) {
