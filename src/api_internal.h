@@ -48,6 +48,7 @@ struct vkllm_session {
     int32_t cand_ids[ENG_TOP_K_MAX]; /* best candidates of the last step (device sampling) */
     float cand_vals[ENG_TOP_K_MAX];
     int32_t *tokbuf;   /* prompt tokens, n_ctx + 1 */
+    uint32_t *pages;   /* the block table: the session owns its context's pages in order */
     sched_sampler *sampler;
     atomic_int cancel;
     core_err err;

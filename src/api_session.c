@@ -41,8 +41,14 @@ vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *desc
         st = core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "session: out of memory");
         goto fail;
     }
+    s->pages = eng_ident_pages(a, n_ctx);
+    if (!s->pages) {
+        st = core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "session: out of memory");
+        goto fail;
+    }
     eng_backend *be = m->rt->backend;
-    st = be->vt->ctx_create(be, &m->em, &m->graph, n_ctx, n_batch, &s->ctx, &m->err);
+    const eng_ctx_desc cd = {.n_ctx = n_ctx, .n_batch = n_batch, .n_seqs = 1};
+    st = be->vt->ctx_create(be, &m->em, &m->graph, &cd, &s->ctx, &m->err);
     if (st != VKLLM_OK) goto fail;
     *out = s;
     return VKLLM_OK;
@@ -58,6 +64,7 @@ void vkllm_session_destroy(vkllm_session *s) {
     sched_sampler_free(s->sampler);
     core_free(a, s->logits);
     core_free(a, s->tokbuf);
+    core_free(a, s->pages);
     core_free(a, s);
 }
 
@@ -89,9 +96,12 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n,
     for (size_t i = 0; i < n;) {
         uint32_t chunk = (uint32_t)(n - i < s->n_batch ? n - i : s->n_batch);
         const bool last = i + chunk == n;
-        eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .pos0 = s->n_past, .n_out = 1,
-                       .top_k = last ? top_k : 0, .out_ids = s->cand_ids,
-                       .out_vals = s->cand_vals};
+        /* the attention arithmetic llama.cpp uses for a batch of this size */
+        const eng_seq seq = {.n_tokens = chunk, .pos0 = s->n_past, .out = last,
+                             .mode = eng_attn_mode_for(chunk), .pages = s->pages};
+        eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .seqs = &seq, .n_seqs = 1,
+                       .n_out = last ? 1 : 0, .top_k = last ? top_k : 0,
+                       .out_ids = s->cand_ids, .out_vals = s->cand_vals};
         vkllm_status st = be->vt->run(s->ctx, &b, s->logits, &s->err);
         if (st != VKLLM_OK) return st;
         s->n_past += chunk;

@@ -33,6 +33,7 @@ struct eng_ctx {
     cpu_backend *be;
     const eng_model *m;
     const eng_graph *g;
+    eng_ctx_desc cd;
     uint32_t n_ctx, n_batch;
     float *buf[EB_COUNT];        /* activations, n_batch rows each (LOGITS: n_batch rows) */
     uint8_t *qbuf[ENG_MAX_FUSED]; /* quantized matmul inputs */
@@ -40,7 +41,8 @@ struct eng_ctx {
     uint8_t *th_qbuf;             /* per-thread copies for small batches: no barrier needed */
     uint64_t th_qbuf_bytes;       /* per thread and fused slot */
     float *tmp;                   /* matmul output before a fused residual add */
-    uint16_t *kcache, *vcache;    /* [n_layer][n_ctx][kv_dim] f16 */
+    uint16_t *kcache, *vcache;    /* [n_layer][n_pages * ENG_PAGE][kv_dim] f16 */
+    uint64_t n_slots;             /* n_pages * ENG_PAGE */
     uint64_t kv_dim;
     /* per-thread scratch: attention scores [n_ctx], rope cos/sin [head_dim], q in f16 */
     float *th_rope;
@@ -48,9 +50,15 @@ struct eng_ctx {
     float *th_vacc;
     float *th_tile;               /* large-batch attention: K^T, V, scores, M, S, sums */
     uint64_t th_tile_floats;
+    /* per token of a step: its position and entry; per output: its row; per entry: where
+     * its attention work items start (the last one: the total) */
+    uint32_t *tok_pos, *tok_seq, *out_row, *item0;
     /* the current run */
     const eng_batch *b;
     float *logits_out;
+    uint32_t next_op;   /* begin/advance: the first op not yet run */
+    uint32_t stop_op;   /* ops [next_op, stop_op) this pool job runs, at most */
+    double deadline;
 };
 
 /* ---- helpers ---- */
@@ -80,13 +88,14 @@ static void op_embed(eng_ctx *c, const eng_op *op, int ith, int nth) {
     }
 }
 
-/* First token an op works on: the output head only needs the last n_out rows. */
-static uint32_t first_row(const eng_ctx *c, const eng_op *op) {
-    return op->last_rows ? c->b->n_tokens - c->b->n_out : 0;
+/* Rows an op works on: the output head only needs the output rows, which its norm gathers
+ * into rows 0 .. n_out - 1 for the matmul after it. */
+static uint32_t op_rows(const eng_ctx *c, const eng_op *op) {
+    return op->last_rows ? c->b->n_out : c->b->n_tokens;
 }
 
 static void op_rms_norm(eng_ctx *c, const eng_op *op, int ith, int nth) {
-    const uint32_t t0 = first_row(c, op), n = c->b->n_tokens - t0;
+    const uint32_t n = op_rows(c, op);
     uint32_t lo, hi;
     split(n, ith, nth, 1, &lo, &hi);
     const uint32_t d = op->w[0]->n_in;
@@ -94,8 +103,9 @@ static void op_rms_norm(eng_ctx *c, const eng_op *op, int ith, int nth) {
     const float eps = c->m->cfg.rms_eps;
     const uint32_t ws = c->g->buf_width[op->src], wd = c->g->buf_width[op->dst[0]];
     for (uint32_t i = lo; i < hi; i++) {
-        const float *x = c->buf[op->src] + (uint64_t)(t0 + i) * ws;
-        float *y = c->buf[op->dst[0]] + (uint64_t)(t0 + i) * wd;
+        const uint32_t row = op->last_rows ? c->out_row[i] : i;
+        const float *x = c->buf[op->src] + (uint64_t)row * ws;
+        float *y = c->buf[op->dst[0]] + (uint64_t)i * wd;
         /* sum of squares in double, then scale and weight in float, as ggml does */
         double sum = 0.0;
         for (uint32_t j = 0; j < d; j++) sum += (double)(x[j] * x[j]);
@@ -105,9 +115,9 @@ static void op_rms_norm(eng_ctx *c, const eng_op *op, int ith, int nth) {
 }
 
 static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
-    const uint32_t t0 = first_row(c, op), n_tok = c->b->n_tokens - t0;
+    const uint32_t n_tok = op_rows(c, op);
     const uint32_t ws = c->g->buf_width[op->src];
-    const float *src = c->buf[op->src] + (uint64_t)t0 * ws;
+    const float *src = c->buf[op->src];
     const uint32_t n_in = op->w[0]->n_in;
     /* 1. quantize the input rows once per distinct activation type */
     const bool private_q = n_tok <= CPU_PRIVATE_Q_ROWS;
@@ -149,8 +159,7 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
         if (hi > base && r0 < w->n_out && r0 < r1) {
             const uint32_t wd = c->g->buf_width[op->dst[i]];
             float *dst = c->buf[op->dst[i]];
-            if (op->dst[i] == EB_LOGITS) dst = c->logits_out; /* rows from 0: only the last */
-            else dst += (uint64_t)t0 * wd;
+            if (op->dst[i] == EB_LOGITS) dst = c->logits_out;
             cpu_matmul_desc md = {
                 .w_type = w->type, .w = w->data, .w_row_bytes = w->row_bytes, .n_in = n_in,
                 .r0 = r0, .r1 = r1, .x = xq[i], .x_row_bytes = xq_stride[i], .n_tokens = n_tok,
@@ -176,7 +185,7 @@ static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
     uint32_t lo, hi;
     split(c->b->n_tokens, ith, nth, 1, &lo, &hi);
     for (uint32_t t = lo; t < hi; t++) {
-        const uint32_t pos = c->b->pos0 + t;
+        const uint32_t pos = c->tok_pos[t];
         eng_rope_cs(cfg, c->m->rope_freqs, pos, cs);
         float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q];
         float *k = c->buf[EB_K] + (uint64_t)t * c->g->buf_width[EB_K];
@@ -189,7 +198,10 @@ static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
                 x[i + 1] = fmaf(x0, cs[i + 1], x1 * cs[i]);
             }
         }
-        const uint64_t slot = ((uint64_t)op->layer * c->n_ctx + pos) * c->kv_dim;
+        const uint32_t *pages = c->b->seqs[c->tok_seq[t]].pages;
+        const uint64_t slot =
+            ((uint64_t)op->layer * c->n_slots + (uint64_t)pages[pos / ENG_PAGE] * ENG_PAGE +
+             pos % ENG_PAGE) * c->kv_dim;
         const float *v = c->buf[EB_V] + (uint64_t)t * c->g->buf_width[EB_V];
         cpu_fp32_to_fp16_row(&c->be->k, k, c->kcache + slot, (int64_t)c->kv_dim);
         cpu_fp32_to_fp16_row(&c->be->k, v, c->vcache + slot, (int64_t)c->kv_dim);
@@ -208,18 +220,24 @@ static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
  */
 #define CPU_ATTN_TILE_Q 64
 
+/* Slot of position j of a sequence in a paged cache (rows of kv_dim halves). */
+static inline uint64_t kv_slot(const uint32_t *pages, uint32_t j) {
+    return (uint64_t)pages[j / ENG_PAGE] * ENG_PAGE + j % ENG_PAGE;
+}
+
 /* Online softmax over keys [j0, j1) with the weighted V sum in an F16 accumulator (acc16),
  * as llama.cpp's flash attention does for small batches; returns the running max and sum. */
 static void attn_chunk_f16(eng_ctx *c, const uint16_t *q16, uint32_t j0, uint32_t j1,
-                           const uint16_t *kc, const uint16_t *vc, uint16_t *acc16, float *m_out,
-                           float *s_out) {
+                           const uint16_t *kc, const uint16_t *vc, const uint32_t *pages,
+                           uint16_t *acc16, float *m_out, float *s_out) {
     const uint32_t hd = c->m->cfg.head_dim;
     const float scale = 1.0f / sqrtf((float)hd);
     const cpu_vec_kernels *ak = c->be->k.ak;
     memset(acc16, 0, hd * sizeof *acc16);
     float S = 0.0f, M = -INFINITY;
     for (uint32_t j = j0; j < j1; j++) {
-        const float s = cpu_dot_f16(&c->be->k, kc + (uint64_t)j * c->kv_dim, q16, hd) * scale;
+        const uint64_t row = kv_slot(pages, j) * c->kv_dim;
+        const float s = cpu_dot_f16(&c->be->k, kc + row, q16, hd) * scale;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
             const float m_old = M;
@@ -229,7 +247,7 @@ static void attn_chunk_f16(eng_ctx *c, const uint16_t *q16, uint32_t j0, uint32_
         } else {
             vs = expf(s - M);
         }
-        ak->mad_f16(acc16, vc + (uint64_t)j * c->kv_dim, vs, (int)hd);
+        ak->mad_f16(acc16, vc + row, vs, (int)hd);
         S = fmaf(S, ms, vs); /* llama.cpp builds contract this into an FMA */
     }
     *m_out = M;
@@ -243,17 +261,19 @@ static uint32_t llama_padded_kv(uint32_t n_ctx, uint32_t n_kv) {
     return p < n_ctx ? p : n_ctx;
 }
 
+/* One query head over keys [0, n_kv): SERIAL, or SPLIT when `split` (a single query). */
 static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uint16_t *kc,
-                            const uint16_t *vc, float *out, int ith, int nth) {
+                            const uint16_t *vc, const uint32_t *pages, bool split, float *out,
+                            int ith, int nth) {
     const uint32_t hd = c->m->cfg.head_dim;
     uint16_t *q16 = c->th_q16 + (uint64_t)ith * hd;
     uint16_t *acc16 = (uint16_t *)(c->th_vacc + (uint64_t)ith * hd * 2);
     float *vsum = c->th_vacc + (uint64_t)ith * hd * 2 + hd;
     cpu_fp32_to_fp16_row(&c->be->k, q, q16, hd);
     const uint32_t padded = llama_padded_kv(c->n_ctx, n_kv);
-    if (c->b->n_tokens > 1 || padded < 512) {
+    if (!split || padded < 512) {
         float M, S;
-        attn_chunk_f16(c, q16, 0, n_kv, kc, vc, acc16, &M, &S);
+        attn_chunk_f16(c, q16, 0, n_kv, kc, vc, pages, acc16, &M, &S);
         const float inv = S == 0.0f ? 0.0f : 1.0f / S;
         for (uint32_t i = 0; i < hd; i++) out[i] = core_fp16_to_fp32(acc16[i]) * inv;
         return;
@@ -267,7 +287,7 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
     for (uint32_t j0 = 0; j0 < padded && j0 < n_kv; j0 += chunk) {
         const uint32_t j1 = j0 + chunk < n_kv ? j0 + chunk : n_kv;
         float M, S;
-        attn_chunk_f16(c, q16, j0, j1, kc, vc, acc16, &M, &S);
+        attn_chunk_f16(c, q16, j0, j1, kc, vc, pages, acc16, &M, &S);
         if (S == 0.0f) continue;
         const float m_new = fmaxf(Mf, M);
         const float so = expf(Mf - m_new), sn = expf(M - m_new);
@@ -280,13 +300,15 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
     for (uint32_t i = 0; i < hd; i++) out[i] = vsum[i] * inv;
 }
 
-/* Queries [t0, t0 + nq) of the query heads h0 .. h0 + n_h - 1 (which share one KV head),
- * nq <= CPU_VEC_TILE, against the cache in tiles of CPU_VEC_TILE positions: each K tile is
- * transposed to F32 and each V tile converted once for all those heads, then per head and
- * query: scores, online softmax per tile, V sum. */
+/* Queries at batch rows [t0, t0 + nq), positions qpos0 .. qpos0 + nq - 1 of one sequence, of
+ * the query heads h0 .. h0 + n_h - 1 (which share one KV head), nq <= CPU_VEC_TILE, against
+ * the cache in tiles of CPU_VEC_TILE positions: each K tile is transposed to F32 and each V
+ * tile converted once for all those heads, then per head and query: scores, online softmax
+ * per tile, V sum. A query's result depends only on its position and the cache: tiles start
+ * at position 0 whatever the batch holds. */
 static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0, uint32_t nq,
-                             const uint16_t *kc, const uint16_t *vc, float *out_buf,
-                             uint32_t out_w, int ith) {
+                             uint32_t qpos0, const uint16_t *kc, const uint16_t *vc,
+                             const uint32_t *pages, float *out_buf, uint32_t out_w, int ith) {
     enum { T = CPU_VEC_TILE };
     const uint32_t hd = c->m->cfg.head_dim;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -301,7 +323,7 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
         S[i] = 0.0f;
     }
     memset(acc, 0, (size_t)n_h * T * hd * sizeof *acc);
-    const uint32_t kv_end = c->b->pos0 + t0 + nq; /* keys the last query sees */
+    const uint32_t kv_end = qpos0 + nq; /* keys the last query sees */
     for (uint32_t j0 = 0; j0 < kv_end; j0 += T) {
         const uint32_t cnt = kv_end - j0 < T ? kv_end - j0 : T;
         for (uint32_t j = 0; j < T; j++) {
@@ -312,13 +334,14 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
                 continue;
             }
             /* K row -> F32 through the V row's slot, then scattered into the transpose */
-            c->be->k.kt->fp16_to_fp32(kc + (uint64_t)(j0 + j) * c->kv_dim, vrow, hd);
+            const uint64_t row = kv_slot(pages, j0 + j) * c->kv_dim;
+            c->be->k.kt->fp16_to_fp32(kc + row, vrow, hd);
             for (uint32_t d = 0; d < hd; d++) kt[d * T + j] = vrow[d];
-            c->be->k.kt->fp16_to_fp32(vc + (uint64_t)(j0 + j) * c->kv_dim, vrow, hd);
+            c->be->k.kt->fp16_to_fp32(vc + row, vrow, hd);
         }
         for (uint32_t hh = 0; hh < n_h; hh++) {
             for (uint32_t q = 0; q < nq; q++) {
-                const uint32_t n_kv = c->b->pos0 + t0 + q + 1;
+                const uint32_t n_kv = qpos0 + q + 1;
                 if (n_kv <= j0) continue; /* the whole tile is in this query's future */
                 const uint32_t vis = n_kv - j0 < T ? n_kv - j0 : T;
                 const float *qv = c->buf[EB_Q] + (uint64_t)(t0 + q) * c->g->buf_width[EB_Q] +
@@ -352,36 +375,47 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
         }
 }
 
+/* Whether an entry's queries take the tiled path. */
+static bool seq_tiled(const eng_ctx *c, const eng_seq *s) {
+    return s->mode == ENG_ATTN_TILED && c->m->cfg.head_dim % 8 == 0;
+}
+
+/* Attention work items of one entry: a KV head x a tile of queries (tiled: each K/V tile is
+ * converted once for all the query heads that read it), else a query token x a head. */
+static uint32_t seq_items(const eng_ctx *c, const eng_seq *s) {
+    const model_config *cfg = &c->m->cfg;
+    if (seq_tiled(c, s))
+        return (s->n_tokens + CPU_VEC_TILE - 1) / CPU_VEC_TILE * cfg->n_head_kv;
+    return s->n_tokens * cfg->n_head;
+}
+
 static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
     const model_config *cfg = &c->m->cfg;
     const uint32_t hd = cfg->head_dim, group = cfg->n_head / cfg->n_head_kv;
-    const uint16_t *kc = c->kcache + (uint64_t)op->layer * c->n_ctx * c->kv_dim;
-    const uint16_t *vc = c->vcache + (uint64_t)op->layer * c->n_ctx * c->kv_dim;
+    const uint16_t *kc = c->kcache + (uint64_t)op->layer * c->n_slots * c->kv_dim;
+    const uint16_t *vc = c->vcache + (uint64_t)op->layer * c->n_slots * c->kv_dim;
     float *out = c->buf[op->dst[0]];
     const uint32_t out_w = c->g->buf_width[op->dst[0]];
-    uint32_t lo, hi;
-    if (c->b->n_tokens >= CPU_ATTN_TILE_Q && hd % 8 == 0) {
-        /* one item = one KV head x one tile of queries, so each K/V tile is converted once
-         * for all the query heads that read it */
-        const uint32_t n_qt = (c->b->n_tokens + CPU_VEC_TILE - 1) / CPU_VEC_TILE;
-        split(n_qt * cfg->n_head_kv, ith, nth, 1, &lo, &hi);
-        for (uint32_t item = lo; item < hi; item++) {
-            const uint32_t kvh = item % cfg->n_head_kv, qt = item / cfg->n_head_kv;
-            const uint32_t t0 = qt * CPU_VEC_TILE;
-            const uint32_t nq = c->b->n_tokens - t0 < CPU_VEC_TILE ? c->b->n_tokens - t0
-                                                                   : CPU_VEC_TILE;
-            attn_block_large(c, kvh * group, group, t0, nq, kc + kvh * hd, vc + kvh * hd, out,
-                             out_w, ith);
-        }
-        return;
-    }
-    split(c->b->n_tokens * cfg->n_head, ith, nth, 1, &lo, &hi);
+    const eng_batch *b = c->b;
+    uint32_t lo, hi, e = 0, row0 = 0;
+    split(c->item0[b->n_seqs], ith, nth, 1, &lo, &hi);
     for (uint32_t item = lo; item < hi; item++) {
-        const uint32_t t = item / cfg->n_head, h = item % cfg->n_head;
-        const uint32_t n_kv = c->b->pos0 + t + 1, kvh = h / group;
-        const float *q = c->buf[EB_Q] + (uint64_t)t * c->g->buf_width[EB_Q] + h * hd;
-        attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd,
-                        out + (uint64_t)t * out_w + h * hd, ith, nth);
+        while (item >= c->item0[e + 1]) row0 += b->seqs[e++].n_tokens;
+        const eng_seq *s = &b->seqs[e];
+        const uint32_t k = item - c->item0[e];
+        if (seq_tiled(c, s)) {
+            const uint32_t kvh = k % cfg->n_head_kv, t0 = k / cfg->n_head_kv * CPU_VEC_TILE;
+            const uint32_t nq = s->n_tokens - t0 < CPU_VEC_TILE ? s->n_tokens - t0 : CPU_VEC_TILE;
+            attn_block_large(c, kvh * group, group, row0 + t0, nq, s->pos0 + t0, kc + kvh * hd,
+                             vc + kvh * hd, s->pages, out, out_w, ith);
+            continue;
+        }
+        const uint32_t t = k / cfg->n_head, h = k % cfg->n_head;
+        const uint32_t n_kv = s->pos0 + t + 1, kvh = h / group;
+        const float *q = c->buf[EB_Q] + (uint64_t)(row0 + t) * c->g->buf_width[EB_Q] + h * hd;
+        attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd, s->pages,
+                        s->mode == ENG_ATTN_SPLIT && s->n_tokens == 1,
+                        out + (uint64_t)(row0 + t) * out_w + h * hd, ith, nth);
     }
 }
 
@@ -399,47 +433,79 @@ static void op_swiglu(eng_ctx *c, const eng_op *op, int ith, int nth) {
 static void run_job(void *arg, int ith, int nth) {
     eng_ctx *c = arg;
     const eng_graph *g = c->g;
-    for (uint32_t i = 0; i < g->n_ops; i++) {
+    for (uint32_t i = c->next_op; i < c->stop_op; i++) {
         const eng_op *op = &g->ops[i];
         switch (op->kind) {
         case EOP_EMBED: op_embed(c, op, ith, nth); break;
-        case EOP_RMS_NORM: op_rms_norm(c, op, ith, nth); break;
-        case EOP_MATMUL: op_matmul(c, op, ith, nth); break;
+        case EOP_RMS_NORM:
+            if (op->last_rows && c->b->n_out == 0) continue;
+            op_rms_norm(c, op, ith, nth);
+            break;
+        case EOP_MATMUL:
+            if (op->last_rows && c->b->n_out == 0) continue;
+            op_matmul(c, op, ith, nth);
+            break;
         case EOP_ROPE: op_rope_store(c, op, ith, nth); break;
         case EOP_KV_STORE: continue; /* done with ROPE, same token split: no barrier */
         case EOP_ATTENTION: op_attention(c, op, ith, nth); break;
         case EOP_SWIGLU: op_swiglu(c, op, ith, nth); break;
         }
         cpu_pool_barrier(c->be->pool);
+        if (c->deadline > 0) { /* step mode: thread 0 decides for all whether to stop here */
+            if (ith == 0 && core_time_s() >= c->deadline) c->stop_op = i + 1;
+            cpu_pool_barrier(c->be->pool);
+        }
     }
 }
 
 /* ---- backend interface ---- */
 
-static vkllm_status cpu_run(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
-    if (b->n_tokens == 0 || b->n_tokens > c->n_batch || b->n_out == 0 ||
-        b->n_out > b->n_tokens)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: batch of %u tokens (%u outputs), "
-                         "limit %u", b->n_tokens, b->n_out, c->n_batch);
-    if ((uint64_t)b->pos0 + b->n_tokens > c->n_ctx)
-        return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "cpu: positions %u..%u past context %u",
-                         b->pos0, b->pos0 + b->n_tokens - 1, c->n_ctx);
-    for (uint32_t t = 0; t < b->n_tokens; t++)
-        if (b->tokens[t] < 0 || (uint32_t)b->tokens[t] >= c->m->cfg.n_vocab)
-            return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: token id %d out of range "
-                             "[0, %u)", b->tokens[t], c->m->cfg.n_vocab);
-    if (b->top_k > ENG_TOP_K_MAX || (b->top_k && (!b->out_ids || !logits)))
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: top_k %u (max %d) needs out_ids "
-                         "and a logits buffer", b->top_k, ENG_TOP_K_MAX);
+static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
+    vkllm_status st = eng_batch_check(b, &c->cd, c->m->cfg.n_vocab, "cpu", err);
+    if (st != VKLLM_OK) return st;
+    if (b->n_out && !logits)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: outputs need a logits buffer");
+    uint32_t row = 0, outs = 0;
+    c->item0[0] = 0;
+    for (uint32_t e = 0; e < b->n_seqs; e++) {
+        const eng_seq *s = &b->seqs[e];
+        for (uint32_t t = 0; t < s->n_tokens; t++) {
+            c->tok_pos[row + t] = s->pos0 + t;
+            c->tok_seq[row + t] = e;
+        }
+        row += s->n_tokens;
+        if (s->out) c->out_row[outs++] = row - 1;
+        c->item0[e + 1] = c->item0[e] + seq_items(c, s);
+    }
     c->b = b;
     c->logits_out = logits;
+    c->next_op = 0;
+    return VKLLM_OK;
+}
+
+static vkllm_status cpu_advance(eng_ctx *c, double deadline, bool *done, core_err *err) {
+    const eng_batch *b = c->b;
+    *done = false;
+    if (!b) return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: no step in progress");
+    c->deadline = deadline;
+    c->stop_op = c->g->n_ops;
     cpu_pool_run(c->be->pool, run_job, c);
+    c->next_op = c->stop_op;
+    if (c->next_op < c->g->n_ops) return VKLLM_OK;
     c->b = NULL;
     const uint32_t nv = c->m->cfg.n_vocab;
     for (uint32_t r = 0; b->top_k && r < b->n_out; r++)
-        eng_select_top(logits + (uint64_t)r * nv, nv, b->top_k, b->out_ids + r * b->top_k,
-                       b->out_vals ? b->out_vals + r * b->top_k : NULL);
+        eng_select_top(c->logits_out + (uint64_t)r * nv, nv, b->top_k,
+                       b->out_ids + r * b->top_k, b->out_vals ? b->out_vals + r * b->top_k : NULL);
+    *done = true;
     return VKLLM_OK;
+}
+
+static vkllm_status cpu_run(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
+    vkllm_status st = cpu_begin(c, b, logits, err);
+    bool done = false;
+    if (st == VKLLM_OK) st = cpu_advance(c, 0.0, &done, err);
+    return st;
 }
 
 static void cpu_ctx_destroy(eng_ctx *c) {
@@ -455,12 +521,15 @@ static void cpu_ctx_destroy(eng_ctx *c) {
     core_free(a, c->th_q16);
     core_free(a, c->th_vacc);
     core_free(a, c->th_tile);
+    core_free(a, c->tok_pos);
+    core_free(a, c->tok_seq);
+    core_free(a, c->out_row);
+    core_free(a, c->item0);
     core_free(a, c);
 }
 
 static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const eng_graph *g,
-                                   uint32_t n_ctx, uint32_t n_batch, eng_ctx **out,
-                                   core_err *err) {
+                                   const eng_ctx_desc *cd, eng_ctx **out, core_err *err) {
     cpu_backend *be = (cpu_backend *)base;
     const vkllm_allocator *a = be->alloc;
     const model_config *cfg = &m->cfg;
@@ -469,11 +538,21 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->be = be;
     c->m = m;
     c->g = g;
+    c->cd = *cd;
+    if (!c->cd.n_seqs) c->cd.n_seqs = 1;
+    if (!c->cd.n_pages) c->cd.n_pages = (cd->n_ctx + ENG_PAGE - 1) / ENG_PAGE;
+    const uint32_t n_ctx = c->cd.n_ctx, n_batch = c->cd.n_batch, n_seqs = c->cd.n_seqs;
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
+    c->n_slots = (uint64_t)c->cd.n_pages * ENG_PAGE;
     c->kv_dim = (uint64_t)cfg->n_head_kv * cfg->head_dim;
     const int nth = cpu_pool_size(be->pool);
     bool ok = true;
+    c->tok_pos = core_calloc(a, n_batch, sizeof *c->tok_pos);
+    c->tok_seq = core_calloc(a, n_batch, sizeof *c->tok_seq);
+    c->out_row = core_calloc(a, n_seqs, sizeof *c->out_row);
+    c->item0 = core_calloc(a, (size_t)n_seqs + 1, sizeof *c->item0);
+    ok = c->tok_pos && c->tok_seq && c->out_row && c->item0;
     for (int i = 0; i < EB_COUNT; i++) {
         c->buf[i] = core_calloc(a, n_batch, (size_t)g->buf_width[i] * sizeof(float));
         ok = ok && c->buf[i];
@@ -492,11 +571,11 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     ok = ok && c->th_qbuf;
     c->tmp = core_calloc(a, n_batch, (size_t)cfg->n_embd * sizeof(float));
     uint64_t kv_elems;
-    if (!core_mul_ok((uint64_t)cfg->n_layer * n_ctx, c->kv_dim, &kv_elems) ||
+    if (!core_mul_ok((uint64_t)cfg->n_layer * c->n_slots, c->kv_dim, &kv_elems) ||
         kv_elems > SIZE_MAX / 2) {
         cpu_ctx_destroy(c);
-        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: KV cache for %u tokens too large",
-                         n_ctx);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: KV cache of %llu tokens too large",
+                         (unsigned long long)c->n_slots);
     }
     c->kcache = core_alloc(a, kv_elems * 2, 64);
     c->vcache = core_alloc(a, kv_elems * 2, 64);
@@ -514,8 +593,8 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     if (!ok) {
         cpu_ctx_destroy(c);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
-                         "cpu: out of memory for a context of %u tokens (KV cache %.1f MiB)",
-                         n_ctx, (double)kv_elems * 4 / (1024.0 * 1024.0));
+                         "cpu: out of memory for a KV cache of %llu tokens (%.1f MiB)",
+                         (unsigned long long)c->n_slots, (double)kv_elems * 4 / (1024.0 * 1024.0));
     }
     *out = c;
     return VKLLM_OK;
@@ -549,6 +628,8 @@ static const eng_backend_vtbl k_cpu_vtbl = {
     .ctx_create = cpu_ctx_create,
     .ctx_destroy = cpu_ctx_destroy,
     .run = cpu_run,
+    .begin = cpu_begin,
+    .advance = cpu_advance,
     .bandwidth = cpu_bench_bandwidth,
     .bench_op = cpu_bench_op,
 };

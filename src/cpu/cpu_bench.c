@@ -115,6 +115,7 @@ typedef struct bench_graph {
     eng_weight *w;    /* MATMUL: one per copy */
     uint8_t *w_data;  /* the copies, back to back */
     int32_t *tokens;  /* batch token ids (all 0: no op reads them) */
+    uint32_t *pages;  /* block table of the one sequence */
     eng_ctx *c;
 } bench_graph;
 
@@ -124,6 +125,7 @@ static void bench_graph_free(bench_graph *bg) {
     core_free(bg->a, bg->w);
     core_free(bg->a, bg->w_data);
     core_free(bg->a, bg->tokens);
+    core_free(bg->a, bg->pages);
 }
 
 /* Graph storage and the model shell; every activation buffer is at least 1 wide. */
@@ -203,11 +205,17 @@ static vkllm_status bench_matmul(eng_backend *be, const vkllm_bench_op_desc *d,
         bg.g.buf_width[EB_Q] = d->rows;
         bg.m.cfg.n_embd = d->cols; /* sizes the quantized-input scratch */
         bg.m.cfg.n_ff = d->rows;
-        st = be->vt->ctx_create(be, &bg.m, &bg.g, d->tokens, d->tokens, &bg.c, err);
+        const eng_ctx_desc cd = {.n_ctx = d->tokens, .n_batch = d->tokens};
+        bg.pages = eng_ident_pages(bg.a, cd.n_ctx);
+        st = bg.pages ? be->vt->ctx_create(be, &bg.m, &bg.g, &cd, &bg.c, err)
+                      : core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu bench: out of memory");
     }
     if (st == VKLLM_OK) {
         eng_bench_fill_f32(cpu_ctx_rows(bg.c, EB_XN), (uint64_t)d->tokens * d->cols, 1);
-        const eng_batch b = {.tokens = bg.tokens, .n_tokens = d->tokens, .n_out = 1};
+        const eng_seq seq = {.n_tokens = d->tokens, .pages = bg.pages,
+                             .mode = eng_attn_mode_for(d->tokens)};
+        const eng_batch b = {.tokens = bg.tokens, .n_tokens = d->tokens, .seqs = &seq,
+                             .n_seqs = 1};
         st = time_runs(&bg, &b, d->seconds, (uint32_t)copies, out, err);
     }
     bench_graph_free(&bg);
@@ -227,15 +235,20 @@ static vkllm_status bench_attention(eng_backend *be, const vkllm_bench_op_desc *
         cfg->n_head = d->n_head;
         cfg->n_head_kv = d->n_head_kv;
         cfg->head_dim = cfg->n_rot = d->head_dim;
-        st = be->vt->ctx_create(be, &bg.m, &bg.g, d->n_kv, d->tokens, &bg.c, err);
+        const eng_ctx_desc cd = {.n_ctx = d->n_kv, .n_batch = d->tokens};
+        bg.pages = eng_ident_pages(bg.a, cd.n_ctx);
+        st = bg.pages ? be->vt->ctx_create(be, &bg.m, &bg.g, &cd, &bg.c, err)
+                      : core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu bench: out of memory");
     }
     if (st == VKLLM_OK) {
         const uint64_t n = (uint64_t)d->n_kv * d->n_head_kv * d->head_dim;
         eng_bench_fill_f32(cpu_ctx_rows(bg.c, EB_Q), (uint64_t)d->tokens * q_width, 1);
         eng_bench_fill_f16(cpu_ctx_cache(bg.c, false), n, 2);
         eng_bench_fill_f16(cpu_ctx_cache(bg.c, true), n, 3);
-        const eng_batch b = {.tokens = bg.tokens, .n_tokens = d->tokens,
-                             .pos0 = d->n_kv - d->tokens, .n_out = 1};
+        const eng_seq seq = {.n_tokens = d->tokens, .pos0 = d->n_kv - d->tokens,
+                             .pages = bg.pages, .mode = eng_attn_mode_for(d->tokens)};
+        const eng_batch b = {.tokens = bg.tokens, .n_tokens = d->tokens, .seqs = &seq,
+                             .n_seqs = 1};
         st = time_runs(&bg, &b, d->seconds, 1, out, err);
     }
     bench_graph_free(&bg);

@@ -61,7 +61,7 @@ typedef enum eng_buf {
     EB_ATT,    /* attention output [n_head * head_dim] */
     EB_GATE,   /* [n_ff] */
     EB_UP,     /* [n_ff] */
-    EB_LOGITS, /* [n_vocab], only the last n_out rows of the batch */
+    EB_LOGITS, /* [n_vocab], only the batch's n_out output rows */
     EB_COUNT
 } eng_buf;
 
@@ -83,7 +83,8 @@ typedef struct eng_op {
     uint8_t dst[ENG_MAX_FUSED];
     uint8_t n_w;                        /* MATMUL: number of weights */
     bool accumulate;                    /* MATMUL: add into dst (fused residual add) */
-    bool last_rows;                     /* only the last n_out tokens (output head) */
+    bool last_rows;                     /* only the output rows: the last token of each entry
+                                         * with out set (the output head) */
     uint16_t layer;
     const eng_weight *w[ENG_MAX_FUSED]; /* EMBED, RMS_NORM, MATMUL */
 } eng_op;
@@ -98,12 +99,44 @@ vkllm_status eng_graph_build(const eng_model *m, eng_graph *g, core_err *err);
 void eng_graph_free(eng_graph *g, const vkllm_allocator *a);
 const char *eng_op_name(eng_op_kind k);
 
-/* One forward step of one sequence: tokens at consecutive positions pos0, pos0+1, ... */
-typedef struct eng_batch {
-    const int32_t *tokens;
+/* The KV cache is paged: every layer's K and V are arrays of pages of ENG_PAGE tokens, and a
+ * sequence's block table names the page of each run of ENG_PAGE positions, so position p of
+ * the sequence lives in slot pages[p / ENG_PAGE] * ENG_PAGE + p % ENG_PAGE of every layer. */
+#define ENG_PAGE 16
+
+/* How a sequence entry's queries attend. The arithmetic differs between the three (each one
+ * is llama.cpp's for that batch shape), so the caller fixes it per entry, and a token gets
+ * the same bits whatever else shares the step:
+ *  - SPLIT: one query (decode); over a padded cache of 512+ positions the keys are split
+ *    into chunks merged in order (llama.cpp's single-token flash attention);
+ *  - SERIAL: F16 query and F16 accumulator in one pass (llama.cpp's batches under 64);
+ *  - TILED: F32 tiles (llama.cpp's batches of 64+); SERIAL where head_dim % 8 != 0. */
+typedef enum eng_attn_mode { ENG_ATTN_SPLIT = 0, ENG_ATTN_SERIAL, ENG_ATTN_TILED } eng_attn_mode;
+
+/* The mode llama.cpp would use for a token that is part of a batch of `chunk` tokens. */
+static inline eng_attn_mode eng_attn_mode_for(uint32_t chunk) {
+    return chunk <= 1 ? ENG_ATTN_SPLIT : chunk < 64 ? ENG_ATTN_SERIAL : ENG_ATTN_TILED;
+}
+
+/* One sequence's part of a step: n_tokens consecutive rows of the batch (following the
+ * previous entry's), at positions pos0, pos0 + 1, ... Several entries may name the same
+ * sequence (the same block table) at increasing positions: every entry's K and V are stored
+ * before any entry attends, layer by layer. */
+typedef struct eng_seq {
     uint32_t n_tokens;
     uint32_t pos0;
-    uint32_t n_out; /* logits for the last n_out tokens (1 for generation) */
+    bool out;              /* logits (or candidates) of its last token wanted */
+    uint8_t mode;          /* eng_attn_mode; SPLIT with n_tokens > 1 acts as SERIAL */
+    const uint32_t *pages; /* block table, covering positions [0, pos0 + n_tokens) */
+} eng_seq;
+
+/* One forward step over one or more sequences. */
+typedef struct eng_batch {
+    const int32_t *tokens;
+    uint32_t n_tokens;   /* rows: the sum of the entries' n_tokens */
+    const eng_seq *seqs;
+    uint32_t n_seqs;
+    uint32_t n_out;      /* entries with out set: output rows, in entry order */
     /* 0: write n_out rows of logits. k >= 1: write only the k best candidates of each output
      * row, largest first, ties to the lower id (k = 1 is argmax): out_ids[n_out * k] and, when
      * non-NULL, out_vals[n_out * k]. A GPU backend selects on the device, so only k values
@@ -112,6 +145,22 @@ typedef struct eng_batch {
     int32_t *out_ids;
     float *out_vals;
 } eng_batch;
+
+/* What a context holds, and the largest step it takes. */
+typedef struct eng_ctx_desc {
+    uint32_t n_ctx;   /* positions one sequence may reach */
+    uint32_t n_batch; /* tokens per step, at most */
+    uint32_t n_seqs;  /* entries per step, at most (0 = 1) */
+    uint32_t n_pages; /* KV cache pages (0 = enough for one sequence of n_ctx) */
+} eng_ctx_desc;
+
+/* Checks a batch against a context's limits (entries, tokens, outputs, positions, pages,
+ * token ids): the common part of every backend's run. */
+vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_t n_vocab,
+                             const char *who, core_err *err);
+
+/* Block table of a single sequence that owns pages 0, 1, 2, ... (n_ctx positions). */
+uint32_t *eng_ident_pages(const vkllm_allocator *a, uint32_t n_ctx);
 
 #define ENG_TOP_K_MAX 128
 
@@ -135,11 +184,19 @@ typedef struct eng_backend_vtbl {
     vkllm_status (*model_attach)(eng_backend *be, const eng_model *m, core_err *err);
     void (*model_detach)(eng_backend *be, const eng_model *m);
     vkllm_status (*ctx_create)(eng_backend *be, const eng_model *m, const eng_graph *g,
-                               uint32_t n_ctx, uint32_t n_batch, eng_ctx **out, core_err *err);
+                               const eng_ctx_desc *d, eng_ctx **out, core_err *err);
     void (*ctx_destroy)(eng_ctx *c);
     /* Runs the graph for the batch; writes n_out * n_vocab logits (or, with b->top_k, the
-     * candidates; logits is then scratch the backend may use or ignore). */
+     * candidates; logits is then scratch the backend may use or ignore). The same as begin
+     * then finish with no deadline. */
     vkllm_status (*run)(eng_ctx *c, const eng_batch *b, float *logits, core_err *err);
+    /* The same step in pieces, for a host that must not block: begin starts it (the batch and
+     * the buffers must stay valid until it is done); each advance works on it until the step
+     * is done (*done = true, the results written) or core_time_s() passes deadline, then
+     * returns. The CPU backend stops between ops, a GPU backend returns while the device
+     * works. deadline <= 0: until done. */
+    vkllm_status (*begin)(eng_ctx *c, const eng_batch *b, float *logits, core_err *err);
+    vkllm_status (*advance)(eng_ctx *c, double deadline, bool *done, core_err *err);
     /* Measurement (vkllm_bench_bandwidth, vkllm_bench_op): read bandwidth of the backend's
      * memory over about `seconds`, and the time of one op. bench_op gets a checked desc with
      * defaults filled in and the weight type resolved (w_type); it sets out->calls and

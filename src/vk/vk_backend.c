@@ -74,6 +74,11 @@ struct eng_ctx {
     const eng_model *m;
     const eng_graph *g;
     uint32_t n_ctx, n_batch, max_out;
+    eng_ctx_desc cd;
+    int32_t scratch_ids[1];
+    /* begin/advance: the step in progress */
+    const eng_batch *pend;
+    float *pend_logits;
     vk_arena dev, host;
     vk_act buf[EB_COUNT];
     vk_slice xq[ENG_MAX_FUSED];
@@ -225,8 +230,8 @@ static void vk_ctx_destroy(eng_ctx *c) {
 }
 
 static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_graph *g,
-                                  uint32_t n_ctx, uint32_t n_batch, eng_ctx **out,
-                                  core_err *err) {
+                                  const eng_ctx_desc *cd, eng_ctx **out, core_err *err) {
+    const uint32_t n_ctx = cd->n_ctx, n_batch = cd->n_batch;
     vk_backend *be = (vk_backend *)b;
     vk_dev *d = be->d;
     *out = NULL;
@@ -242,6 +247,9 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     c->g = g;
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
+    c->cd = *cd;
+    c->cd.n_seqs = 1;
+    c->cd.n_pages = (n_ctx + ENG_PAGE - 1) / ENG_PAGE;
     vk_arena_init(&c->dev, d, false, 64u << 20, "KV cache and activations");
     vk_arena_init(&c->host, d, true, 4u << 20, "step parameters and results");
     c->kc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->kc);
@@ -473,7 +481,47 @@ static vkllm_status record(eng_ctx *c, vk_step *s, const eng_batch *b, core_err 
     return st;
 }
 
-static vkllm_status vk_run(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
+/* One sequence whose block table is the identity (the session's), in the mode its size
+ * implies: the contiguous cache this backend still keeps. */
+static vkllm_status vk_run_one(eng_ctx *c, const eng_batch *b, uint32_t pos0, float *logits,
+                              core_err *err);
+
+static vkllm_status vk_run(eng_ctx *c, const eng_batch *b0, float *logits, core_err *err) {
+    vkllm_status st = eng_batch_check(b0, &c->cd, c->m->cfg.n_vocab, "vulkan", err);
+    if (st != VKLLM_OK) return st;
+    const eng_seq *sq = &b0->seqs[0];
+    bool ident = sq->mode == eng_attn_mode_for(sq->n_tokens);
+    for (uint32_t p = 0; ident && p * ENG_PAGE < sq->pos0 + sq->n_tokens; p++)
+        ident = sq->pages[p] == p;
+    if (!ident)
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: paged and batched steps are not "
+                         "implemented yet");
+    /* no output wanted: compute the last token's logits anyway, into scratch */
+    eng_batch b = *b0;
+    b.n_out = 1;
+    if (b0->n_out == 0) b.top_k = 1, b.out_ids = c->scratch_ids, b.out_vals = NULL;
+    return vk_run_one(c, &b, sq->pos0, logits, err);
+}
+
+static vkllm_status vk_begin(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
+    c->pend = b;
+    c->pend_logits = logits;
+    return VKLLM_OK;
+}
+
+static vkllm_status vk_advance(eng_ctx *c, double deadline, bool *done, core_err *err) {
+    (void)deadline;
+    *done = false;
+    if (!c->pend) return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: no step in progress");
+    const eng_batch *b = c->pend;
+    c->pend = NULL;
+    vkllm_status st = vk_run(c, b, c->pend_logits, err);
+    *done = st == VKLLM_OK;
+    return st;
+}
+
+static vkllm_status vk_run_one(eng_ctx *c, const eng_batch *b, uint32_t pos0, float *logits,
+                              core_err *err) {
     const uint32_t nv = c->m->cfg.n_vocab;
     if (b->n_tokens == 0 || b->n_tokens > c->n_batch || b->n_out == 0 ||
         b->n_out > b->n_tokens)
@@ -482,9 +530,9 @@ static vkllm_status vk_run(eng_ctx *c, const eng_batch *b, float *logits, core_e
     if (b->n_out > c->max_out)
         return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: %u rows of logits asked for, "
                          "the device keeps at most %u", b->n_out, c->max_out);
-    if ((uint64_t)b->pos0 + b->n_tokens > c->n_ctx)
+    if ((uint64_t)pos0 + b->n_tokens > c->n_ctx)
         return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "vulkan: positions %u..%u past context %u",
-                         b->pos0, b->pos0 + b->n_tokens - 1, c->n_ctx);
+                         pos0, pos0 + b->n_tokens - 1, c->n_ctx);
     if (b->top_k > ENG_TOP_K_MAX || (b->top_k && !b->out_ids) || (!b->top_k && !logits))
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: top_k %u (max %d) needs out_ids; "
                          "logits need a buffer", b->top_k, ENG_TOP_K_MAX);
@@ -499,8 +547,8 @@ static vkllm_status vk_run(eng_ctx *c, const eng_batch *b, float *logits, core_e
     if (st != VKLLM_OK) return st;
     vk_step_params *p = s->params.map;
     p->n_tokens = b->n_tokens;
-    p->pos0 = b->pos0;
-    p->n_kv = b->pos0 + b->n_tokens;
+    p->pos0 = pos0;
+    p->n_kv = pos0 + b->n_tokens;
     p->n_out = b->n_out;
     memcpy(p->tokens, b->tokens, (size_t)b->n_tokens * sizeof *b->tokens);
     if ((st = vk_rec_submit_wait(&s->rec, c->fence, err)) != VKLLM_OK) {
@@ -558,6 +606,8 @@ static const eng_backend_vtbl k_vk_vtbl = {
     .ctx_create = vk_ctx_create,
     .ctx_destroy = vk_ctx_destroy,
     .run = vk_run,
+    .begin = vk_begin,
+    .advance = vk_advance,
     .bandwidth = vk_be_bandwidth,
     .bench_op = vk_be_bench_op,
 };
