@@ -241,6 +241,8 @@ typedef enum vkllm_stop_reason {
     VKLLM_STOP_CALLBACK,   /* the callback returned false */
     VKLLM_STOP_CANCELLED,  /* vkllm_session_cancel */
     VKLLM_STOP_CONTEXT,    /* the context is full */
+    VKLLM_STOP_STRING,     /* a stop string appeared (vkllm_request_desc.stop) */
+    VKLLM_STOP_ERROR,      /* the request failed: see vkllm_request_result.status */
 } vkllm_stop_reason;
 
 typedef struct vkllm_generate_desc {
@@ -283,6 +285,110 @@ void vkllm_sampler_destroy(vkllm_sampler *smp);
 int32_t vkllm_sampler_sample(vkllm_sampler *smp, const float *logits);
 /* Tell the sampler a token is in the context (for the repetition penalty). */
 void vkllm_sampler_accept(vkllm_sampler *smp, int32_t token);
+
+/* ---- serving many requests: the engine ------------------------------------------------- *
+ * An engine runs any number of requests on one model with continuous batching: every step
+ * takes one token from each sequence that is generating plus prompt chunks of the others, up
+ * to a token budget, so the weights are read once for all of them; requests join and leave
+ * between steps. The KV cache is paged (16-token pages from a memory budget); pages that hold
+ * a full run of a prompt's tokens are kept in a prefix cache, so a request that starts like
+ * an earlier one (a shared system prompt, a chat history) skips that part of its prefill.
+ * When pages run out, admission waits, or the youngest sequence is preempted and recomputed
+ * later: no request is dropped. Each request gets exactly the tokens it would get alone.
+ *
+ * Two ways to drive it: by default an engine thread runs steps whenever there is work (call
+ * vkllm_request_wait, or poll vkllm_request_done); with `manual` set, nothing runs until the
+ * host calls vkllm_step, e.g. once per frame with the time it can spare. */
+
+typedef struct vkllm_engine vkllm_engine;
+typedef struct vkllm_request vkllm_request;
+
+typedef struct vkllm_engine_desc {
+    uint32_t max_seqs;    /* sequences in flight at once; 0 = 16 */
+    uint32_t n_ctx;       /* tokens one sequence may hold (prompt and output); 0 = min(training
+                           * context, 4096) */
+    uint32_t n_batch;     /* tokens per step, and the prompt chunk size; 0 = 512; at least
+                           * max_seqs */
+    uint64_t kv_bytes;    /* memory for the KV cache; 0 = room for max_seqs full sequences, at
+                           * most 1 GiB; never less than one full sequence */
+    uint32_t kv_pages;    /* or the number of 16-token pages; wins over kv_bytes */
+    bool no_prefix_cache; /* do not keep or reuse prompt pages */
+    bool manual;          /* no engine thread: the host calls vkllm_step */
+} vkllm_engine_desc;
+
+/* The model must outlive the engine. */
+vkllm_status vkllm_engine_create(vkllm_model *model, const vkllm_engine_desc *desc,
+                                 vkllm_engine **out);
+/* Cancels what is still in flight, stops the engine thread, frees the engine. Requests not
+ * yet freed stay readable (finished, VKLLM_STOP_CANCELLED) until vkllm_request_free. */
+void vkllm_engine_destroy(vkllm_engine *e);
+const char *vkllm_engine_last_error(const vkllm_engine *e);
+
+typedef struct vkllm_request_desc {
+    /* The prompt, one of: text (tokenized with ADD_SPECIAL | PARSE_SPECIAL), tokens, or chat
+     * messages (rendered with the model's chat template and the assistant opener). */
+    const char *prompt;
+    size_t prompt_len;            /* 0 = strlen(prompt) */
+    const int32_t *tokens;
+    size_t n_tokens;
+    const vkllm_chat_message *messages;
+    size_t n_messages;
+    int32_t max_tokens;           /* 0 = until end of generation or a full context */
+    bool ignore_eog;
+    vkllm_sampling sampling;
+    const char *const *stop;      /* stop strings: generation ends where one appears; the
+                                   * result text ends before it */
+    size_t n_stop;
+    /* Called for each generated token, on the engine thread (or inside vkllm_step); return
+     * false to stop this request. */
+    vkllm_token_fn on_token;
+    void *user;
+} vkllm_request_desc;
+
+typedef struct vkllm_request_result {
+    vkllm_status status;     /* VKLLM_OK, or why the request failed */
+    vkllm_stop_reason stop;
+    uint32_t n_prompt;       /* prompt tokens */
+    uint32_t n_cached;       /* of those, how many came from the prefix cache (not prefilled) */
+    uint32_t n_generated;    /* tokens sampled */
+    uint32_t n_preempted;    /* times the request was preempted and recomputed */
+    double queue_seconds;    /* submit to admission */
+    double ttft_seconds;     /* submit to the first generated token */
+    double total_seconds;    /* submit to finish */
+} vkllm_request_result;
+
+/* Queues a request; the prompt is checked here (a prompt longer than n_ctx fails with
+ * VKLLM_ERR_CONTEXT_FULL and no request is made). Thread-safe. */
+vkllm_status vkllm_submit(vkllm_engine *e, const vkllm_request_desc *desc, vkllm_request **out);
+/* Stops a request at the next step (VKLLM_STOP_CANCELLED); any thread, any time. */
+void vkllm_request_cancel(vkllm_request *r);
+bool vkllm_request_done(const vkllm_request *r);
+/* Waits until the request is finished (manual engines: runs vkllm_step until it is) and
+ * fills *out (may be NULL); returns the request's status. */
+vkllm_status vkllm_request_wait(vkllm_request *r, vkllm_request_result *out);
+/* The generated tokens and their text (without a stop string); NULL until done. */
+const int32_t *vkllm_request_tokens(const vkllm_request *r, size_t *n);
+const char *vkllm_request_text(const vkllm_request *r, size_t *len);
+/* Cancels the request if it is still running; the engine lets go of it at its next step. */
+void vkllm_request_free(vkllm_request *r);
+
+/* Manual engines: does at most about budget_seconds of work (a step in progress continues
+ * where the last call left it: the CPU backend stops between kernels, a GPU backend returns
+ * while the device works) and returns; budget <= 0 runs one whole step. *n_active (may be
+ * NULL) gets the requests still queued or running. Fails on an engine with a thread. */
+vkllm_status vkllm_step(vkllm_engine *e, double budget_seconds, uint32_t *n_active);
+
+typedef struct vkllm_engine_stats {
+    uint64_t steps;
+    uint64_t tokens_prefilled;  /* prompt (and recomputed) tokens run */
+    uint64_t tokens_decoded;    /* tokens sampled */
+    uint64_t tokens_cached;     /* prompt tokens taken from the prefix cache */
+    uint64_t preemptions;
+    uint64_t pages_evicted;     /* prefix-cache pages reused for other tokens */
+    uint32_t pages_total, pages_used, pages_cached; /* cached: in the prefix cache, unused */
+    uint32_t running, waiting;
+} vkllm_engine_stats;
+void vkllm_engine_get_stats(vkllm_engine *e, vkllm_engine_stats *out);
 
 /* ---- synthetic models, for benchmarks ---- */
 

@@ -10,6 +10,7 @@
 #include "loader/tokenizer.h"
 #include "sched/sampler.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 struct vkllm_runtime {
@@ -20,6 +21,9 @@ struct vkllm_runtime {
     vkllm_log_level log_level;
     int n_threads;
     eng_backend *backend;
+    /* held while a step runs on the backend: sessions and engines of one runtime take turns
+     * (the CPU thread pool and a Vulkan queue serve one step at a time) */
+    pthread_mutex_t be_mu;
     core_err err;
 };
 

@@ -104,6 +104,7 @@ vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime 
         core_free(rt->alloc, rt);
         return st;
     }
+    pthread_mutex_init(&rt->be_mu, NULL);
     rt_log(rt, VKLLM_LOG_INFO, "backend: %s", rt->backend->name);
     *out = rt;
     return VKLLM_OK;
@@ -112,6 +113,7 @@ vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime 
 void vkllm_runtime_destroy(vkllm_runtime *rt) {
     if (!rt) return;
     if (rt->backend) rt->backend->vt->destroy(rt->backend);
+    pthread_mutex_destroy(&rt->be_mu);
     core_free(rt->alloc, rt);
 }
 

@@ -102,7 +102,9 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n,
         eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .seqs = &seq, .n_seqs = 1,
                        .n_out = last ? 1 : 0, .top_k = last ? top_k : 0,
                        .out_ids = s->cand_ids, .out_vals = s->cand_vals};
+        pthread_mutex_lock(&s->model->rt->be_mu);
         vkllm_status st = be->vt->run(s->ctx, &b, s->logits, &s->err);
+        pthread_mutex_unlock(&s->model->rt->be_mu);
         if (st != VKLLM_OK) return st;
         s->n_past += chunk;
         i += chunk;

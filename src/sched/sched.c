@@ -1,0 +1,652 @@
+/* The scheduler (sched.h): page allocator with reference counts, the prefix cache (full pages
+ * keyed by a hash chain of their tokens and attention modes, verified token by token, LRU
+ * eviction of unused ones), admission, preemption, step planning and commit. */
+#include "sched/sched.h"
+
+#include <string.h>
+
+#define NO_PAGE UINT32_MAX
+
+struct sched {
+    sched_desc d;
+    const vkllm_allocator *a;
+    eng_ctx *ctx;
+    uint32_t pages_per_seq, max_entries;
+    /* pages: reference counts, the free stack, and for the prefix cache per page its key
+     * (0: not in the cache), its parent's key, its tokens and modes, hash chains, and the LRU
+     * list of cached pages nobody uses (head: least recently released) */
+    uint32_t *ref, *free_stack, n_free;
+    uint64_t *pkey, *pparent;
+    int32_t *ptok;
+    uint8_t *pmode;
+    uint32_t *bucket, n_buckets, *hnext;
+    uint32_t *lru_prev, *lru_next, lru_head, lru_tail, n_lru;
+    /* requests */
+    sched_req *wait_head, *wait_tail;
+    sched_req **run;
+    uint32_t n_run;
+    uint32_t *n_plan; /* per running slot: tokens planned this step (parallel to run) */
+    uint64_t admit_counter;
+    sched_req *finished;
+    /* the step */
+    bool in_flight;
+    int32_t *b_tokens;
+    eng_seq *b_seqs;
+    sched_req **b_req;
+    eng_batch batch;
+    float *logits;
+    int32_t *cand_ids;
+    float *cand_vals;
+    vkllm_engine_stats st;
+};
+
+/* ---- pages and the prefix cache ---- */
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Attention mode of token i of a request (sched.h: fixed by its place in the sequence). */
+static uint8_t tok_mode(const sched *s, const sched_req *r, uint32_t i) {
+    if (i >= r->n_prompt) return ENG_ATTN_SPLIT;
+    const uint32_t C = s->d.n_batch, k0 = i / C * C;
+    return (uint8_t)eng_attn_mode_for(r->n_prompt - k0 < C ? r->n_prompt - k0 : C);
+}
+
+/* Key of page `pi` of a request: its parent's key, its tokens and their modes. Never 0. */
+static uint64_t page_key(const sched *s, const sched_req *r, uint32_t pi, uint64_t parent) {
+    uint64_t h = mix64(parent + 0x9e3779b97f4a7c15ull);
+    for (uint32_t j = 0; j < ENG_PAGE; j++) {
+        const uint32_t i = pi * ENG_PAGE + j;
+        h = mix64(h ^ ((uint64_t)(uint32_t)r->toks[i] | (uint64_t)tok_mode(s, r, i) << 32));
+    }
+    return h ? h : 1;
+}
+
+static bool page_matches(const sched *s, uint32_t p, const sched_req *r, uint32_t pi,
+                         uint64_t key, uint64_t parent) {
+    if (s->pkey[p] != key || s->pparent[p] != parent) return false;
+    for (uint32_t j = 0; j < ENG_PAGE; j++) {
+        const uint32_t i = pi * ENG_PAGE + j;
+        if (s->ptok[(uint64_t)p * ENG_PAGE + j] != r->toks[i] ||
+            s->pmode[(uint64_t)p * ENG_PAGE + j] != tok_mode(s, r, i))
+            return false;
+    }
+    return true;
+}
+
+static uint32_t cache_find(const sched *s, const sched_req *r, uint32_t pi, uint64_t key,
+                           uint64_t parent) {
+    for (uint32_t p = s->bucket[key & (s->n_buckets - 1)]; p != NO_PAGE; p = s->hnext[p])
+        if (page_matches(s, p, r, pi, key, parent)) return p;
+    return NO_PAGE;
+}
+
+static void cache_insert(sched *s, uint32_t p, const sched_req *r, uint32_t pi, uint64_t key,
+                         uint64_t parent) {
+    s->pkey[p] = key;
+    s->pparent[p] = parent;
+    for (uint32_t j = 0; j < ENG_PAGE; j++) {
+        s->ptok[(uint64_t)p * ENG_PAGE + j] = r->toks[pi * ENG_PAGE + j];
+        s->pmode[(uint64_t)p * ENG_PAGE + j] = tok_mode(s, r, pi * ENG_PAGE + j);
+    }
+    uint32_t *b = &s->bucket[key & (s->n_buckets - 1)];
+    s->hnext[p] = *b;
+    *b = p;
+}
+
+static void cache_remove(sched *s, uint32_t p) {
+    for (uint32_t *q = &s->bucket[s->pkey[p] & (s->n_buckets - 1)]; *q != NO_PAGE;
+         q = &s->hnext[*q])
+        if (*q == p) {
+            *q = s->hnext[p];
+            break;
+        }
+    s->pkey[p] = 0;
+}
+
+static void lru_unlink(sched *s, uint32_t p) {
+    if (s->lru_prev[p] != NO_PAGE) s->lru_next[s->lru_prev[p]] = s->lru_next[p];
+    else s->lru_head = s->lru_next[p];
+    if (s->lru_next[p] != NO_PAGE) s->lru_prev[s->lru_next[p]] = s->lru_prev[p];
+    else s->lru_tail = s->lru_prev[p];
+    s->n_lru--;
+}
+
+static void lru_push(sched *s, uint32_t p) {
+    s->lru_prev[p] = s->lru_tail;
+    s->lru_next[p] = NO_PAGE;
+    if (s->lru_tail != NO_PAGE) s->lru_next[s->lru_tail] = p;
+    else s->lru_head = p;
+    s->lru_tail = p;
+    s->n_lru++;
+}
+
+/* A page for a sequence: a free one, else the least recently used cached one. */
+static uint32_t page_alloc(sched *s) {
+    uint32_t p = NO_PAGE;
+    if (s->n_free) {
+        p = s->free_stack[--s->n_free];
+    } else if (s->lru_head != NO_PAGE) {
+        p = s->lru_head;
+        lru_unlink(s, p);
+        cache_remove(s, p);
+        s->st.pages_evicted++;
+    }
+    if (p != NO_PAGE) s->ref[p] = 1;
+    return p;
+}
+
+static void page_take(sched *s, uint32_t p) {
+    if (s->ref[p]++ == 0) lru_unlink(s, p); /* only cached pages are found with ref 0 */
+}
+
+static void page_release(sched *s, uint32_t p) {
+    if (--s->ref[p]) return;
+    if (s->pkey[p]) lru_push(s, p);
+    else s->free_stack[s->n_free++] = p;
+}
+
+static void req_release_pages(sched *s, sched_req *r) {
+    for (uint32_t i = 0; i < r->n_pages; i++) page_release(s, r->pages[i]);
+    r->n_pages = 0;
+    r->n_keys = 0;
+    r->n_done = 0;
+}
+
+/* ---- requests ---- */
+
+vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt,
+                              const vkllm_request_desc *d, sched_req **out, core_err *err) {
+    *out = NULL;
+    if (n_prompt == 0)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: empty prompt");
+    if (n_prompt > s->d.n_ctx)
+        return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "request: prompt is %u tokens, the "
+                         "context holds %u (n_ctx)", n_prompt, s->d.n_ctx);
+    if (d->max_tokens < 0)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: max_tokens %d < 0",
+                         d->max_tokens);
+    if (d->n_stop && !d->stop)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: %zu stop strings, no array",
+                         d->n_stop);
+    const uint32_t nv = s->d.m->cfg.n_vocab;
+    for (uint32_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || (uint32_t)prompt[i] >= nv)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: token %u has id %d, out of "
+                             "range [0, %u)", i, prompt[i], nv);
+    const vkllm_allocator *a = s->a;
+    sched_req *r = core_calloc(a, 1, sizeof *r);
+    if (!r) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "request: out of memory");
+    r->s = s;
+    r->a = a;
+    r->toks = core_calloc(a, (size_t)s->d.n_ctx + 1, sizeof *r->toks);
+    r->pages = core_calloc(a, s->pages_per_seq, sizeof *r->pages);
+    r->keys = core_calloc(a, s->pages_per_seq, sizeof *r->keys);
+    bool ok = r->toks && r->pages && r->keys;
+    if (ok && d->n_stop) {
+        r->stop = core_calloc(a, d->n_stop, sizeof *r->stop);
+        ok = r->stop != NULL;
+        for (size_t i = 0; ok && i < d->n_stop; i++) {
+            const char *t = d->stop[i] ? d->stop[i] : "";
+            const size_t n = strlen(t);
+            if (n == 0) continue; /* an empty stop string never matches */
+            r->stop[r->n_stop] = core_alloc(a, n + 1, 0);
+            ok = r->stop[r->n_stop] != NULL;
+            if (ok) memcpy(r->stop[r->n_stop++], t, n + 1);
+            if (n > r->stop_max) r->stop_max = n;
+        }
+    }
+    if (ok) ok = sched_sampler_create(a, nv, &d->sampling, &r->smp) == VKLLM_OK;
+    if (!ok) {
+        sched_req_free(r);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "request: out of memory");
+    }
+    memcpy(r->toks, prompt, (size_t)n_prompt * sizeof *prompt);
+    r->n_prompt = r->n_toks = n_prompt;
+    r->res.n_prompt = n_prompt;
+    for (uint32_t i = 0; i < n_prompt; i++) sched_sampler_accept(r->smp, prompt[i]);
+    r->top_need = sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
+    r->max_tokens = d->max_tokens;
+    r->ignore_eog = d->ignore_eog;
+    r->on_token = d->on_token;
+    r->user = d->user;
+    r->t_submit = core_time_s();
+    r->state = SR_QUEUED;
+    *out = r;
+    return VKLLM_OK;
+}
+
+void sched_req_free(sched_req *r) {
+    if (!r) return;
+    const vkllm_allocator *a = r->a;
+    for (size_t i = 0; i < r->n_stop; i++) core_free(a, r->stop[i]);
+    core_free(a, r->stop);
+    sched_sampler_free(r->smp);
+    core_free(a, r->toks);
+    core_free(a, r->pages);
+    core_free(a, r->keys);
+    core_free(a, r->text);
+    core_free(a, r);
+}
+
+void sched_add(sched *s, sched_req *r) {
+    r->state = SR_WAITING;
+    r->next = NULL;
+    if (s->wait_tail) s->wait_tail->next = r;
+    else s->wait_head = r;
+    s->wait_tail = r;
+}
+
+static void wait_push_front(sched *s, sched_req *r) {
+    r->next = s->wait_head;
+    s->wait_head = r;
+    if (!s->wait_tail) s->wait_tail = r;
+}
+
+static sched_req *wait_pop(sched *s) {
+    sched_req *r = s->wait_head;
+    if (!r) return NULL;
+    s->wait_head = r->next;
+    if (!s->wait_head) s->wait_tail = NULL;
+    r->next = NULL;
+    return r;
+}
+
+static void run_remove(sched *s, uint32_t i) {
+    memmove(&s->run[i], &s->run[i + 1], (s->n_run - i - 1) * sizeof *s->run);
+    memmove(&s->n_plan[i], &s->n_plan[i + 1], (s->n_run - i - 1) * sizeof *s->n_plan);
+    s->n_run--;
+}
+
+static uint32_t run_index(const sched *s, const sched_req *r) {
+    for (uint32_t i = 0; i < s->n_run; i++)
+        if (s->run[i] == r) return i;
+    return UINT32_MAX;
+}
+
+/* Ends a request: its pages go back, it leaves the queues, it joins the finished list. */
+static void finish(sched *s, sched_req *r, vkllm_stop_reason why, vkllm_status status) {
+    if (r->state == SR_RUNNING) {
+        run_remove(s, run_index(s, r));
+    } else if (r->state == SR_WAITING) {
+        for (sched_req **q = &s->wait_head, *prev = NULL; *q; prev = *q, q = &(*q)->next)
+            if (*q == r) {
+                *q = r->next;
+                if (s->wait_tail == r) s->wait_tail = prev;
+                break;
+            }
+    }
+    req_release_pages(s, r);
+    r->state = SR_DONE;
+    r->res.stop = why;
+    r->res.status = status;
+    r->res.total_seconds = core_time_s() - r->t_submit;
+    r->next = s->finished;
+    s->finished = r;
+}
+
+static void preempt(sched *s, uint32_t i) {
+    sched_req *r = s->run[i];
+    run_remove(s, i);
+    req_release_pages(s, r);
+    r->state = SR_WAITING;
+    r->res.n_preempted++;
+    s->st.preemptions++;
+    wait_push_front(s, r);
+}
+
+/* ---- planning ---- */
+
+/* Pages for positions [0, n_pos) of running slot i. Preempts younger sequences that have
+ * nothing planned when the pool is empty; false when no page can be had. */
+static bool ensure_pages(sched *s, uint32_t i, uint32_t n_pos) {
+    sched_req *r = s->run[i];
+    while (r->n_pages * ENG_PAGE < n_pos) {
+        uint32_t p = page_alloc(s);
+        if (p == NO_PAGE) {
+            const uint32_t y = s->n_run - 1;
+            if (y == i || s->n_plan[y]) return false;
+            preempt(s, y);
+            continue;
+        }
+        r->pages[r->n_pages++] = p;
+    }
+    return true;
+}
+
+static void add_entry(sched *s, sched_req *r, uint32_t pos, uint32_t n, uint8_t mode) {
+    eng_batch *b = &s->batch;
+    eng_seq *e = &s->b_seqs[b->n_seqs];
+    memcpy(s->b_tokens + b->n_tokens, r->toks + pos, (size_t)n * sizeof *r->toks);
+    *e = (eng_seq){.n_tokens = n, .pos0 = pos, .mode = mode, .pages = r->pages,
+                   .out = pos + n == r->n_toks};
+    s->b_req[b->n_seqs++] = r;
+    b->n_tokens += n;
+    b->n_out += e->out ? 1u : 0u;
+}
+
+/* Entries for running slot i, up to `avail` tokens: prompt tokens in pieces of their chunks,
+ * generated tokens (being recomputed) one per entry. Returns the tokens added. */
+static uint32_t plan_seq(sched *s, uint32_t i, uint32_t avail) {
+    const uint32_t C = s->d.n_batch;
+    uint32_t added = 0;
+    while (avail > added && s->batch.n_seqs < s->max_entries) {
+        sched_req *r = s->run[i];
+        const uint32_t pos = r->n_done + s->n_plan[i];
+        if (pos >= r->n_toks) break;
+        uint32_t n = 1;
+        if (pos < r->n_prompt) {
+            const uint32_t end = (pos / C + 1) * C < r->n_prompt ? (pos / C + 1) * C
+                                                                 : r->n_prompt;
+            n = end - pos < avail - added ? end - pos : avail - added;
+        }
+        if (!ensure_pages(s, i, pos + n)) break;
+        add_entry(s, r, pos, n, tok_mode(s, r, pos));
+        s->n_plan[i] += n;
+        added += n;
+    }
+    return added;
+}
+
+/* Takes prefix-cache pages for a waiting request and makes it running, if the pages its
+ * known tokens need are available (admission waits otherwise). */
+static bool admit(sched *s, sched_req *r) {
+    uint32_t hits = 0, hits_idle = 0;
+    uint64_t parent = 0;
+    const uint32_t max_hit = (r->n_toks - 1) / ENG_PAGE; /* leave a token to compute */
+    while (s->d.prefix_cache && hits < max_hit) {
+        const uint64_t key = page_key(s, r, hits, parent);
+        const uint32_t p = cache_find(s, r, hits, key, parent);
+        if (p == NO_PAGE) break;
+        r->pages[hits] = p;
+        r->keys[hits] = key;
+        hits_idle += s->ref[p] == 0;
+        parent = key;
+        hits++;
+    }
+    const uint32_t need = (r->n_toks + ENG_PAGE - 1) / ENG_PAGE - hits;
+    const uint32_t avail = s->n_free + s->n_lru - hits_idle;
+    /* with others running, keep a page for each of them to grow into */
+    if (need > avail || (s->n_run && need + s->n_run > avail)) return false;
+    for (uint32_t i = 0; i < hits; i++) page_take(s, r->pages[i]);
+    r->n_pages = r->n_keys = hits;
+    r->n_done = hits * ENG_PAGE;
+    const uint32_t cached_prompt = r->n_done < r->n_prompt ? r->n_done : r->n_prompt;
+    if (r->res.n_preempted == 0) {
+        r->res.n_cached = cached_prompt;
+        r->res.queue_seconds = core_time_s() - r->t_submit;
+    }
+    s->st.tokens_cached += cached_prompt;
+    r->state = SR_RUNNING;
+    r->admit_no = ++s->admit_counter;
+    s->run[s->n_run] = r;
+    s->n_plan[s->n_run++] = 0;
+    return true;
+}
+
+/* Builds the next step; false when there is nothing to run. */
+static bool plan(sched *s) {
+    /* cancellations first */
+    for (uint32_t i = s->n_run; i-- > 0;)
+        if (atomic_load(&s->run[i]->cancel)) finish(s, s->run[i], VKLLM_STOP_CANCELLED, VKLLM_OK);
+    for (sched_req *r = s->wait_head, *nx; r; r = nx) {
+        nx = r->next;
+        if (atomic_load(&r->cancel)) finish(s, r, VKLLM_STOP_CANCELLED, VKLLM_OK);
+    }
+    eng_batch *b = &s->batch;
+    b->n_tokens = b->n_seqs = b->n_out = 0;
+    uint32_t budget = s->d.n_batch;
+    for (uint32_t i = 0; i < s->n_run; i++) s->n_plan[i] = 0;
+    /* running sequences, oldest first; a token kept for each later one that decodes */
+    for (uint32_t i = 0; i < s->n_run && budget; i++) {
+        uint32_t later = 0;
+        for (uint32_t j = i + 1; j < s->n_run; j++)
+            later += s->run[j]->n_toks - s->run[j]->n_done == 1;
+        const sched_req *r = s->run[i];
+        const bool decoding = r->n_toks - r->n_done == 1;
+        const uint32_t avail = decoding ? 1 : (budget > later ? budget - later : 0);
+        if (avail == 0) continue;
+        const uint32_t before = s->n_run;
+        budget -= plan_seq(s, i, avail);
+        if (s->n_run < before && i >= s->n_run) break; /* preempted itself: none left */
+    }
+    /* then new (or preempted) requests while there is room */
+    while (s->wait_head && s->n_run < s->d.max_seqs && budget &&
+           s->batch.n_seqs < s->max_entries) {
+        sched_req *r = s->wait_head;
+        if (!admit(s, r)) break;
+        wait_pop(s);
+        budget -= plan_seq(s, s->n_run - 1, budget);
+    }
+    return b->n_seqs > 0;
+}
+
+/* ---- commit ---- */
+
+/* Newly full pages of a request join the prefix cache (unless an equal page is there). */
+static void register_pages(sched *s, sched_req *r) {
+    while ((r->n_keys + 1) * ENG_PAGE <= r->n_done && r->n_keys < r->n_pages) {
+        const uint32_t pi = r->n_keys, p = r->pages[pi];
+        const uint64_t parent = pi ? r->keys[pi - 1] : 0;
+        const uint64_t key = page_key(s, r, pi, parent);
+        if (!s->pkey[p] && cache_find(s, r, pi, key, parent) == NO_PAGE)
+            cache_insert(s, p, r, pi, key, parent);
+        r->keys[r->n_keys++] = key;
+    }
+}
+
+/* Appends a sampled token; finishes the request when a stop condition holds. */
+static void take_token(sched *s, sched_req *r, int32_t tok) {
+    sched_sampler_accept(r->smp, tok);
+    r->toks[r->n_toks++] = tok;
+    r->res.n_generated++;
+    s->st.tokens_decoded++;
+    if (r->res.n_generated == 1) r->res.ttft_seconds = core_time_s() - r->t_submit;
+    if (tok_is_eog(s->d.vocab, tok) && !r->ignore_eog) {
+        finish(s, r, VKLLM_STOP_EOG, VKLLM_OK);
+        return;
+    }
+    char piece[256];
+    size_t pl = tok_piece(s->d.vocab, tok, false, piece, sizeof piece);
+    if (pl > sizeof piece) pl = sizeof piece;
+    if (r->text_len + pl + 1 > r->text_cap) {
+        size_t cap = r->text_cap ? r->text_cap * 2 : 256;
+        while (cap < r->text_len + pl + 1) cap *= 2;
+        char *t = core_alloc(s->a, cap, 0);
+        if (!t) {
+            finish(s, r, VKLLM_STOP_ERROR, VKLLM_ERR_OUT_OF_MEMORY);
+            return;
+        }
+        if (r->text_len) memcpy(t, r->text, r->text_len);
+        core_free(s->a, r->text);
+        r->text = t;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + r->text_len, piece, pl);
+    r->text_len += pl;
+    r->text[r->text_len] = '\0';
+    for (size_t i = 0; i < r->n_stop; i++) {
+        const size_t n = strlen(r->stop[i]);
+        const size_t from = r->text_len >= pl + n ? r->text_len - pl - n + 1 : 0;
+        for (size_t at = from; at + n <= r->text_len; at++)
+            if (memcmp(r->text + at, r->stop[i], n) == 0) {
+                r->text_len = at;
+                r->text[at] = '\0';
+                finish(s, r, VKLLM_STOP_STRING, VKLLM_OK);
+                return;
+            }
+    }
+    if (r->on_token && !r->on_token(r->user, tok, piece, pl)) {
+        finish(s, r, VKLLM_STOP_CALLBACK, VKLLM_OK);
+        return;
+    }
+    if (r->max_tokens > 0 && r->res.n_generated >= (uint32_t)r->max_tokens) {
+        finish(s, r, VKLLM_STOP_MAX_TOKENS, VKLLM_OK);
+        return;
+    }
+    if (r->n_toks > s->d.n_ctx) finish(s, r, VKLLM_STOP_CONTEXT, VKLLM_OK);
+}
+
+static void commit(sched *s) {
+    const eng_batch *b = &s->batch;
+    const uint32_t nv = s->d.m->cfg.n_vocab, top = b->top_k;
+    s->st.steps++;
+    for (uint32_t i = 0; i < s->n_run; i++) {
+        sched_req *r = s->run[i];
+        r->n_done += s->n_plan[i];
+        s->n_plan[i] = 0;
+        if (s->d.prefix_cache) register_pages(s, r);
+    }
+    uint32_t o = 0;
+    for (uint32_t e = 0; e < b->n_seqs; e++) {
+        if (b->seqs[e].n_tokens > 1 || !b->seqs[e].out) s->st.tokens_prefilled += b->seqs[e].n_tokens;
+        if (!b->seqs[e].out) continue;
+        sched_req *r = s->b_req[e];
+        const int32_t tok =
+            top ? sched_sampler_sample_top(r->smp, s->cand_ids + (uint64_t)o * top,
+                                           s->cand_vals + (uint64_t)o * top, r->top_need)
+                : sched_sampler_sample(r->smp, s->logits + (uint64_t)o * nv);
+        o++;
+        if (r->state == SR_RUNNING) take_token(s, r, tok);
+    }
+}
+
+/* ---- driving ---- */
+
+vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err) {
+    *stepped = false;
+    eng_backend *be = s->d.be;
+    vkllm_status st = VKLLM_OK;
+    if (!s->in_flight) {
+        if (!plan(s)) return VKLLM_OK;
+        /* sample on the device when every output's sampler can (a few candidates suffice) */
+        uint32_t top = 1;
+        for (uint32_t e = 0; e < s->batch.n_seqs; e++)
+            if (s->batch.seqs[e].out) {
+                const uint32_t need = s->b_req[e]->top_need;
+                if (need == 0) top = 0;
+                else if (top && need > top) top = need;
+            }
+        s->batch.top_k = top;
+        st = be->vt->begin(s->ctx, &s->batch, s->logits, err);
+        s->in_flight = st == VKLLM_OK;
+    }
+    bool done = false;
+    if (st == VKLLM_OK) st = be->vt->advance(s->ctx, deadline, &done, err);
+    if (st != VKLLM_OK) { /* the step failed: so do the requests in it */
+        s->in_flight = false;
+        for (uint32_t i = s->n_run; i-- > 0;)
+            if (s->n_plan[i]) finish(s, s->run[i], VKLLM_STOP_ERROR, st);
+        return st;
+    }
+    if (!done) return VKLLM_OK;
+    s->in_flight = false;
+    commit(s);
+    *stepped = true;
+    return VKLLM_OK;
+}
+
+uint32_t sched_active(const sched *s) {
+    uint32_t n = s->n_run;
+    for (const sched_req *r = s->wait_head; r; r = r->next) n++;
+    return n;
+}
+
+sched_req *sched_take_finished(sched *s) {
+    sched_req *f = s->finished;
+    s->finished = NULL;
+    return f;
+}
+
+void sched_stats(const sched *s, vkllm_engine_stats *out) {
+    *out = s->st;
+    out->pages_total = s->d.n_pages;
+    out->pages_used = s->d.n_pages - s->n_free - s->n_lru;
+    out->pages_cached = s->n_lru;
+    out->running = s->n_run;
+    out->waiting = 0;
+    for (const sched_req *r = s->wait_head; r; r = r->next) out->waiting++;
+}
+
+/* ---- create / destroy ---- */
+
+bool sched_busy(const sched *s) { return s->in_flight; }
+
+void sched_cancel_all(sched *s) {
+    if (s->in_flight) { /* let the device finish before the requests' block tables go */
+        bool done = false;
+        core_err e;
+        while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {}
+        s->in_flight = false;
+    }
+    while (s->n_run) finish(s, s->run[s->n_run - 1], VKLLM_STOP_CANCELLED, VKLLM_OK);
+    while (s->wait_head) finish(s, s->wait_head, VKLLM_STOP_CANCELLED, VKLLM_OK);
+}
+
+void sched_destroy(sched *s) {
+    if (!s) return;
+    const vkllm_allocator *a = s->a;
+    if (s->ctx) s->d.be->vt->ctx_destroy(s->ctx);
+    void *bufs[] = {s->ref, s->free_stack, s->pkey, s->pparent, s->ptok, s->pmode, s->bucket,
+                    s->hnext, s->lru_prev, s->lru_next, s->run, s->n_plan, s->b_tokens,
+                    s->b_seqs, s->b_req, s->logits, s->cand_ids, s->cand_vals};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) core_free(a, bufs[i]);
+    core_free(a, s);
+}
+
+vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
+    *out = NULL;
+    const vkllm_allocator *a = d->alloc;
+    sched *s = core_calloc(a, 1, sizeof *s);
+    if (!s) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "engine: out of memory");
+    s->d = *d;
+    s->a = a;
+    s->pages_per_seq = (d->n_ctx + ENG_PAGE - 1) / ENG_PAGE;
+    s->max_entries = d->max_seqs + 64;
+    const uint32_t np = d->n_pages, nv = d->m->cfg.n_vocab;
+    s->n_buckets = 1;
+    while (s->n_buckets < np) s->n_buckets <<= 1;
+    s->ref = core_calloc(a, np, sizeof *s->ref);
+    s->free_stack = core_calloc(a, np, sizeof *s->free_stack);
+    s->pkey = core_calloc(a, np, sizeof *s->pkey);
+    s->pparent = core_calloc(a, np, sizeof *s->pparent);
+    s->ptok = core_calloc(a, (size_t)np * ENG_PAGE, sizeof *s->ptok);
+    s->pmode = core_calloc(a, (size_t)np * ENG_PAGE, sizeof *s->pmode);
+    s->bucket = core_calloc(a, s->n_buckets, sizeof *s->bucket);
+    s->hnext = core_calloc(a, np, sizeof *s->hnext);
+    s->lru_prev = core_calloc(a, np, sizeof *s->lru_prev);
+    s->lru_next = core_calloc(a, np, sizeof *s->lru_next);
+    s->run = core_calloc(a, d->max_seqs, sizeof *s->run);
+    s->n_plan = core_calloc(a, d->max_seqs, sizeof *s->n_plan);
+    s->b_tokens = core_calloc(a, d->n_batch, sizeof *s->b_tokens);
+    s->b_seqs = core_calloc(a, s->max_entries, sizeof *s->b_seqs);
+    s->b_req = core_calloc(a, s->max_entries, sizeof *s->b_req);
+    s->logits = core_calloc(a, (size_t)d->max_seqs * nv, sizeof *s->logits);
+    s->cand_ids = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *s->cand_ids);
+    s->cand_vals = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *s->cand_vals);
+    if (!s->ref || !s->free_stack || !s->pkey || !s->pparent || !s->ptok || !s->pmode ||
+        !s->bucket || !s->hnext || !s->lru_prev || !s->lru_next || !s->run || !s->n_plan ||
+        !s->b_tokens || !s->b_seqs || !s->b_req || !s->logits || !s->cand_ids ||
+        !s->cand_vals) {
+        sched_destroy(s);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "engine: out of memory for %u pages",
+                         np);
+    }
+    for (uint32_t i = 0; i < s->n_buckets; i++) s->bucket[i] = NO_PAGE;
+    for (uint32_t p = 0; p < np; p++) s->free_stack[s->n_free++] = np - 1 - p;
+    s->lru_head = s->lru_tail = NO_PAGE;
+    s->batch = (eng_batch){.tokens = s->b_tokens, .seqs = s->b_seqs, .out_ids = s->cand_ids,
+                           .out_vals = s->cand_vals};
+    const eng_ctx_desc cd = {.n_ctx = d->n_ctx, .n_batch = d->n_batch,
+                             .n_seqs = s->max_entries, .n_pages = np};
+    vkllm_status st = d->be->vt->ctx_create(d->be, d->m, d->g, &cd, &s->ctx, err);
+    if (st != VKLLM_OK) {
+        sched_destroy(s);
+        return st;
+    }
+    *out = s;
+    return VKLLM_OK;
+}

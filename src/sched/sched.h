@@ -1,0 +1,101 @@
+/* The scheduler: requests, continuous batching over a paged KV cache, the prefix cache and
+ * preemption. One sched runs one model's requests on one backend context; it is driven from
+ * one thread at a time (the engine thread or the host's vkllm_step), and only submissions and
+ * cancels cross threads (src/api_engine.c holds the lock for those).
+ *
+ * A step is planned, started (backend begin), advanced until done (backend advance, possibly
+ * over several vkllm_step calls), then committed: each sequence with an output samples its
+ * next token, full pages enter the prefix cache, finished requests leave.
+ *
+ * Exactness: a token's attention arithmetic is fixed by its own place in its sequence, never
+ * by what shares the step (engine.h, eng_attn_mode): prompt tokens use the mode of the
+ * n_batch-sized chunk from position 0 that holds them (as vkllm_generate chunks a prompt),
+ * generated tokens the single-token mode. A request's tokens are therefore the same alone,
+ * batched, after a prefix-cache hit (page keys include the modes) and after a preemption
+ * (recomputed generated tokens keep the single-token mode).
+ */
+#ifndef VKLLM_SCHED_SCHED_H
+#define VKLLM_SCHED_SCHED_H
+
+#include "core/common.h"
+#include "engine/engine.h"
+#include "loader/tokenizer.h"
+#include "sched/sampler.h"
+
+#include <stdatomic.h>
+
+typedef enum sched_state { SR_QUEUED, SR_WAITING, SR_RUNNING, SR_DONE } sched_state;
+
+/* The object behind a vkllm_request handle. */
+typedef struct vkllm_request sched_req;
+struct vkllm_request {
+    struct sched *s;          /* NULL once the engine is gone */
+    const vkllm_allocator *a;
+    void *owner;              /* the vkllm_engine */
+    /* tokens: the prompt, then what was generated; capacity n_ctx + 1 */
+    int32_t *toks;
+    uint32_t n_prompt, n_toks;
+    uint32_t n_done;    /* positions [0, n_done) are in the KV cache */
+    uint32_t *pages;    /* block table, n_pages of capacity ceil(n_ctx / ENG_PAGE) */
+    uint32_t n_pages;
+    uint64_t *keys;     /* prefix-cache keys of its full pages, a chain from page 0 */
+    uint32_t n_keys;
+    sched_sampler *smp;
+    uint32_t top_need;  /* candidates its sampler needs (sched_sampler_top_needed) */
+    int32_t max_tokens;
+    bool ignore_eog;
+    char **stop;
+    size_t n_stop, stop_max;
+    vkllm_token_fn on_token;
+    void *user;
+    /* output */
+    char *text;
+    size_t text_len, text_cap;
+    vkllm_request_result res;
+    double t_submit;
+    uint64_t admit_no;  /* admission order: the largest is the youngest */
+    sched_state state;
+    atomic_int cancel;
+    atomic_int done;    /* set once, when finished; readable from any thread */
+    bool released;      /* the user freed the handle */
+    struct vkllm_request *next; /* queue links */
+    struct vkllm_request *all_prev, *all_next; /* the engine's list of live handles */
+};
+
+typedef struct sched_desc {
+    const vkllm_allocator *alloc;
+    eng_backend *be;
+    const eng_model *m;
+    const eng_graph *g;
+    const tok_vocab *vocab;
+    uint32_t max_seqs, n_ctx, n_batch, n_pages;
+    bool prefix_cache;
+} sched_desc;
+
+typedef struct sched sched;
+
+vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err);
+/* Finishes every request it holds as cancelled (they join the finished list). */
+void sched_cancel_all(sched *s);
+/* Frees the scheduler; call sched_cancel_all and take the finished requests first. */
+void sched_destroy(sched *s);
+
+/* A request from its prompt tokens and parameters (checked: the prompt fits n_ctx). */
+vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt,
+                              const vkllm_request_desc *d, sched_req **out, core_err *err);
+void sched_req_free(sched_req *r);
+/* Hands a request to the scheduler (the caller's thread owns the scheduler now). */
+void sched_add(sched *s, sched_req *r);
+
+/* Works on the current step (planning a new one when none is in progress) until it is done
+ * or core_time_s() passes deadline (<= 0: until done). *stepped: a step was committed.
+ * Requests that finish join the finished list (sched_take_finished). */
+vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err);
+/* Requests queued or running, and whether a step is in progress. */
+uint32_t sched_active(const sched *s);
+bool sched_busy(const sched *s);
+/* Finished requests since the last call, linked through next (the caller marks them done). */
+sched_req *sched_take_finished(sched *s);
+void sched_stats(const sched *s, vkllm_engine_stats *out);
+
+#endif
