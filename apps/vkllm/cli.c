@@ -54,7 +54,17 @@ void cli_usage(FILE *f, const char *cmd) {
     if (strcmp(cmd, "run") == 0) {
         fprintf(f, "usage: vkllm run [options]\n\nGenerates text from a prompt; the text goes "
                    "to stdout as it is made, a speed summary to stderr.\n\n%s%s"
-                   "      --no-echo          do not print the prompt before the output\n",
+                   "      --no-echo          do not print the prompt before the output\n"
+                   "\nMany prompts at once (continuous batching):\n"
+                   "      --parallel N       with -f: every non-empty line of the file is a\n"
+                   "                         request (\\n in a line is a newline), N run at once;\n"
+                   "                         answers print in input order, then a summary\n"
+                   "                         (requests, tokens, tok/s, time to first token)\n"
+                   "      --chat             wrap each line in the chat template (with -s)\n"
+                   "  -s, --system TEXT      system message for --chat\n"
+                   "      --kv-mib N         KV cache budget in MiB (default: room for N\n"
+                   "                         sequences of -c tokens, at most 1024)\n"
+                   "      --no-prefix-cache  do not reuse the KV pages of shared prompt starts\n",
                 k_common_help, k_gen_help);
     } else if (strcmp(cmd, "chat") == 0) {
         fprintf(f, "usage: vkllm chat [options]\n\nInteractive chat: type a message, get the "
@@ -151,6 +161,10 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             o->sampling.seed = s;
             o->seed_set = true;
         }
+        else if (IS("--parallel")) { NEED(); if (!parse_int(v, 1, 1024, &o->parallel)) BAD("a sequence count in [1, 1024]"); }
+        else if (IS("--kv-mib")) { NEED(); if (!parse_int(v, 1, 1 << 24, &o->kv_mib)) BAD("a size in MiB >= 1"); }
+        else if (IS("--chat")) o->chat = true;
+        else if (IS("--no-prefix-cache")) o->no_prefix_cache = true;
         else if (IS("--ignore-eos")) o->ignore_eos = true;
         else if (IS("--no-echo")) o->no_echo = true;
         else if (IS("-v") || IS("--verbose")) o->verbose = true;

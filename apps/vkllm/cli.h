@@ -25,6 +25,11 @@ typedef struct cli_opts {
     bool ignore_eos;
     bool no_echo;
     bool verbose;
+    /* run -f FILE --parallel N */
+    int parallel;     /* 0: one prompt */
+    bool chat;        /* wrap each prompt in the chat template */
+    int kv_mib;       /* KV cache budget; 0 = the engine's default */
+    bool no_prefix_cache;
     /* tokenize */
     bool ids_only;
     bool no_bos;
@@ -47,6 +52,9 @@ void cli_usage(FILE *f, const char *cmd);
 void cli_log_stderr(void *user, vkllm_log_level level, const char *msg);
 
 int cmd_run(int argc, char **argv);
+/* run with --parallel: every line of -f FILE is a request, N in flight at once (run_parallel.c). */
+int cmd_run_parallel(const cli_opts *o);
+const char *cli_stop_name(vkllm_stop_reason r);
 int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);

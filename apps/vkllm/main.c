@@ -37,13 +37,15 @@ static bool print_piece(void *user, int32_t tok, const char *piece, size_t len) 
     return true;
 }
 
-static const char *stop_name(vkllm_stop_reason r) {
+const char *cli_stop_name(vkllm_stop_reason r) {
     switch (r) {
     case VKLLM_STOP_EOG: return "end of generation";
     case VKLLM_STOP_MAX_TOKENS: return "max tokens";
     case VKLLM_STOP_CALLBACK: return "callback";
     case VKLLM_STOP_CANCELLED: return "cancelled";
     case VKLLM_STOP_CONTEXT: return "context full";
+    case VKLLM_STOP_STRING: return "stop string";
+    case VKLLM_STOP_ERROR: return "error";
     default: return "-";
     }
 }
@@ -56,7 +58,7 @@ static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *
                     ? (r->n_generated - 1) / r->decode_seconds : 0;
     fprintf(stderr, "\nvkllm: prompt %u tok, %.1f tok/s | generated %u tok, %.1f tok/s | %s | "
                     "stop: %s\n", r->n_prompt, pp, r->n_generated, tg,
-            vkllm_runtime_backend_name(rt), stop_name(r->stop));
+            vkllm_runtime_backend_name(rt), cli_stop_name(r->stop));
     if (ttft > 0)
         fprintf(stderr, "vkllm: first token %.3f s after start (device and model set-up, "
                         "prefill, first sample)\n", ttft);
@@ -77,6 +79,11 @@ int cmd_run(int argc, char **argv) {
     cli_opts o;
     int pr = cli_begin(argc, argv, "run", &o);
     if (pr >= 0) return pr;
+    if (o.parallel) return cmd_run_parallel(&o);
+    if (o.chat || o.kv_mib || o.no_prefix_cache) {
+        fprintf(stderr, "error: --chat, --kv-mib and --no-prefix-cache go with --parallel\n");
+        return 1;
+    }
     size_t plen;
     char *prompt = cli_read_prompt(&o, &plen);
     if (!prompt) return 1;
