@@ -19,7 +19,7 @@ src="$cache/src/llama_cpp_python-0.3.36"
 llsrc="$src/vendor/llama.cpp"
 # llama-cli is not among them: in this llama.cpp it is only built with LLAMA_BUILD_SERVER=ON;
 # llama-completion is the classic prompt-in, text-out tool.
-targets=(llama llama-completion llama-bench llama-tokenize llama-simple test-backend-ops)
+targets=(llama llama-completion llama-bench llama-batched-bench llama-tokenize llama-simple test-backend-ops)
 binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so
           llama-completion llama-bench llama-tokenize llama-simple test-backend-ops)
 common_flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
