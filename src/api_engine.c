@@ -136,8 +136,14 @@ vkllm_status vkllm_engine_create(vkllm_model *m, const vkllm_engine_desc *desc,
                          "n_ctx %u (max %u) or n_batch %u (max %u) too large", max_seqs, n_ctx,
                          1u << 20, n_batch, 1u << 16);
     if (n_batch < max_seqs) n_batch = max_seqs;
-    const uint64_t page_bytes = (uint64_t)cfg->n_layer * 2 * cfg->n_head_kv * cfg->head_dim *
-                                2 * ENG_PAGE;
+    bool q8 = false;
+    if (desc->kv_type && strcmp(desc->kv_type, "q8_0") == 0) q8 = true;
+    else if (desc->kv_type && strcmp(desc->kv_type, "f16") != 0)
+        return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "engine: KV cache type '%s' (f16 or "
+                         "q8_0)", desc->kv_type);
+    const uint64_t page_bytes =
+        (uint64_t)cfg->n_layer * 2 * eng_kv_row_bytes(cfg->n_head_kv * cfg->head_dim, q8) *
+        ENG_PAGE;
     const uint64_t per_seq = (n_ctx + ENG_PAGE - 1) / ENG_PAGE;
     uint64_t pages = desc->kv_pages;
     if (!pages && desc->kv_bytes) pages = desc->kv_bytes / page_bytes;
@@ -165,7 +171,7 @@ vkllm_status vkllm_engine_create(vkllm_model *m, const vkllm_engine_desc *desc,
     const sched_desc sd = {.alloc = rt->alloc, .be = rt->backend, .m = &m->em, .g = &m->graph,
                            .vocab = m->vocab, .max_seqs = max_seqs, .n_ctx = n_ctx,
                            .n_batch = n_batch, .n_pages = (uint32_t)pages,
-                           .prefix_cache = !desc->no_prefix_cache};
+                           .prefix_cache = !desc->no_prefix_cache, .kv_q8_0 = q8};
     vkllm_status st = sched_create(&sd, &e->s, &m->err);
     if (st != VKLLM_OK) {
         core_free(rt->alloc, e);
@@ -182,8 +188,9 @@ vkllm_status vkllm_engine_create(vkllm_model *m, const vkllm_engine_desc *desc,
         e->has_thread = true;
     }
     rt_log(rt, VKLLM_LOG_INFO, "engine: %u sequences of up to %u tokens, %u tokens per step, "
-           "KV cache %llu pages (%.1f MiB), prefix cache %s", max_seqs, n_ctx, n_batch,
-           (unsigned long long)pages, (double)(pages * page_bytes) / 1048576.0,
+           "KV cache %llu pages of %s (%.1f MiB), prefix cache %s", max_seqs, n_ctx, n_batch,
+           (unsigned long long)pages, q8 ? "q8_0" : "f16",
+           (double)(pages * page_bytes) / 1048576.0,
            desc->no_prefix_cache ? "off" : "on");
     *out = e;
     return VKLLM_OK;
@@ -218,9 +225,12 @@ const char *vkllm_engine_last_error(const vkllm_engine *e) { return e ? e->err.m
 void vkllm_engine_get_stats(vkllm_engine *e, vkllm_engine_stats *out) {
     memset(out, 0, sizeof *out);
     if (!e) return;
-    pthread_mutex_lock(&e->m->rt->be_mu); /* the driving thread changes it only in work() */
+    /* the driving thread changes the scheduler under one of these two */
+    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&e->m->rt->be_mu);
     sched_stats(e->s, out);
     pthread_mutex_unlock(&e->m->rt->be_mu);
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* ---- requests ---- */

@@ -93,5 +93,11 @@ expect_error "prompt longer than the context" "prompt 1 .*context" run -m "$mode
     && ok "the other prompts still answered" || bad "other prompts not answered"
 expect_error "KV budget below one sequence" "KV" run -m "$model" --device cpu -c 4096 --kv-mib 1 \
     -f "$tmp/prompts.txt" --parallel 2
+expect_error "bad --kv-type" "f16 or q8_0" run -m "$model" -f "$tmp/prompts.txt" --parallel 2 \
+    --kv-type q4_0
+# a Q8_0 KV cache: every prompt answered
+"$bin" run "${common[@]}" -f "$tmp/prompts.txt" --parallel 3 --kv-type q8_0 >"$tmp/outq" 2>"$tmp/errq" \
+    && [ "$(grep -c '^> ' "$tmp/outq")" -eq $n_lines ] && ok "--kv-type q8_0 answers every prompt" \
+    || { bad "--kv-type q8_0"; cat "$tmp/errq"; }
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -64,7 +64,9 @@ void cli_usage(FILE *f, const char *cmd) {
                    "  -s, --system TEXT      system message for --chat\n"
                    "      --kv-mib N         KV cache budget in MiB (default: room for N\n"
                    "                         sequences of -c tokens, at most 1024)\n"
-                   "      --no-prefix-cache  do not reuse the KV pages of shared prompt starts\n",
+                   "      --no-prefix-cache  do not reuse the KV pages of shared prompt starts\n"
+                   "      --kv-type T        KV cache type: f16 (default) or q8_0 (half the\n"
+                   "                         memory; CPU backend)\n",
                 k_common_help, k_gen_help);
     } else if (strcmp(cmd, "chat") == 0) {
         fprintf(f, "usage: vkllm chat [options]\n\nInteractive chat: type a message, get the "
@@ -163,6 +165,7 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
         }
         else if (IS("--parallel")) { NEED(); if (!parse_int(v, 1, 1024, &o->parallel)) BAD("a sequence count in [1, 1024]"); }
         else if (IS("--kv-mib")) { NEED(); if (!parse_int(v, 1, 1 << 24, &o->kv_mib)) BAD("a size in MiB >= 1"); }
+        else if (IS("--kv-type")) { NEED(); if (strcmp(v, "f16") && strcmp(v, "q8_0")) BAD("f16 or q8_0"); o->kv_type = v; }
         else if (IS("--chat")) o->chat = true;
         else if (IS("--no-prefix-cache")) o->no_prefix_cache = true;
         else if (IS("--ignore-eos")) o->ignore_eos = true;

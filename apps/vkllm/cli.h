@@ -30,6 +30,7 @@ typedef struct cli_opts {
     bool chat;        /* wrap each prompt in the chat template */
     int kv_mib;       /* KV cache budget; 0 = the engine's default */
     bool no_prefix_cache;
+    const char *kv_type;
     /* tokenize */
     bool ids_only;
     bool no_bos;

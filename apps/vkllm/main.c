@@ -80,8 +80,9 @@ int cmd_run(int argc, char **argv) {
     int pr = cli_begin(argc, argv, "run", &o);
     if (pr >= 0) return pr;
     if (o.parallel) return cmd_run_parallel(&o);
-    if (o.chat || o.kv_mib || o.no_prefix_cache) {
-        fprintf(stderr, "error: --chat, --kv-mib and --no-prefix-cache go with --parallel\n");
+    if (o.chat || o.kv_mib || o.no_prefix_cache || o.kv_type) {
+        fprintf(stderr, "error: --chat, --kv-mib, --kv-type and --no-prefix-cache go with "
+                        "--parallel\n");
         return 1;
     }
     size_t plen;

@@ -85,7 +85,8 @@ int cmd_run_parallel(const cli_opts *o) {
     const vkllm_engine_desc ed = {.max_seqs = (uint32_t)o->parallel, .n_ctx = (uint32_t)o->n_ctx,
                                   .n_batch = (uint32_t)o->n_batch,
                                   .kv_bytes = (uint64_t)o->kv_mib << 20,
-                                  .no_prefix_cache = o->no_prefix_cache};
+                                  .no_prefix_cache = o->no_prefix_cache,
+                                  .kv_type = o->kv_type};
     vkllm_engine *e = NULL;
     int rc = 0;
     vkllm_request **reqs = calloc(n, sizeof *reqs);

@@ -43,6 +43,9 @@ struct eng_ctx {
     float *tmp;                   /* matmul output before a fused residual add */
     uint16_t *kcache, *vcache;    /* [n_layer][n_pages * ENG_PAGE][kv_dim] f16 */
     uint64_t n_slots;             /* n_pages * ENG_PAGE */
+    bool kv_q8;                   /* the cache holds Q8_0 rows (kcache, vcache as bytes) */
+    uint64_t kv_row;              /* bytes of one cache row: eng_kv_row_bytes */
+    float *th_q8;                 /* Q8_0 cache: per thread K row, V row and sum [head_dim] */
     uint64_t kv_dim;
     /* per-thread scratch: attention scores [n_ctx], rope cos/sin [head_dim], q in f16 */
     float *th_rope;
@@ -199,12 +202,17 @@ static void op_rope_store(eng_ctx *c, const eng_op *op, int ith, int nth) {
             }
         }
         const uint32_t *pages = c->b->seqs[c->tok_seq[t]].pages;
-        const uint64_t slot =
-            ((uint64_t)op->layer * c->n_slots + (uint64_t)pages[pos / ENG_PAGE] * ENG_PAGE +
-             pos % ENG_PAGE) * c->kv_dim;
+        const uint64_t slot = (uint64_t)op->layer * c->n_slots +
+                              (uint64_t)pages[pos / ENG_PAGE] * ENG_PAGE + pos % ENG_PAGE;
         const float *v = c->buf[EB_V] + (uint64_t)t * c->g->buf_width[EB_V];
-        cpu_fp32_to_fp16_row(&c->be->k, k, c->kcache + slot, (int64_t)c->kv_dim);
-        cpu_fp32_to_fp16_row(&c->be->k, v, c->vcache + slot, (int64_t)c->kv_dim);
+        if (c->kv_q8) {
+            uint8_t *kc = (uint8_t *)c->kcache, *vc = (uint8_t *)c->vcache;
+            cpu_quantize_row(&c->be->k, QT_Q8_0, k, kc + slot * c->kv_row, (int64_t)c->kv_dim);
+            cpu_quantize_row(&c->be->k, QT_Q8_0, v, vc + slot * c->kv_row, (int64_t)c->kv_dim);
+            continue;
+        }
+        cpu_fp32_to_fp16_row(&c->be->k, k, c->kcache + slot * c->kv_dim, (int64_t)c->kv_dim);
+        cpu_fp32_to_fp16_row(&c->be->k, v, c->vcache + slot * c->kv_dim, (int64_t)c->kv_dim);
     }
 }
 
@@ -375,9 +383,42 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
         }
 }
 
+/* One query head over keys [0, n_kv) of a Q8_0 cache (kc, vc: this layer's rows, offset to
+ * the KV head's blocks): rows dequantized to F32, online softmax, the V sum in F32 (as
+ * llama.cpp's flash attention does with a quantized V cache). */
+static void attn_head_q8(eng_ctx *c, const float *q, uint32_t n_kv, const uint8_t *kc,
+                         const uint8_t *vc, const uint32_t *pages, float *out, int ith) {
+    const uint32_t hd = c->m->cfg.head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const quant_traits *qt = quant_traits_of(QT_Q8_0);
+    float *kr = c->th_q8 + (uint64_t)ith * hd * 3, *vr = kr + hd, *acc = vr + hd;
+    memset(acc, 0, hd * sizeof *acc);
+    float S = 0.0f, M = -INFINITY;
+    for (uint32_t j = 0; j < n_kv; j++) {
+        const uint64_t row = kv_slot(pages, j) * c->kv_row;
+        qt->dequant(kc + row, kr, hd);
+        float s = 0.0f;
+        for (uint32_t i = 0; i < hd; i++) s += kr[i] * q[i];
+        s *= scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            ms = expf(M - s);
+            M = s;
+            for (uint32_t i = 0; i < hd; i++) acc[i] *= ms;
+        } else {
+            vs = expf(s - M);
+        }
+        qt->dequant(vc + row, vr, hd);
+        for (uint32_t i = 0; i < hd; i++) acc[i] += vs * vr[i];
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (uint32_t i = 0; i < hd; i++) out[i] = acc[i] * inv;
+}
+
 /* Whether an entry's queries take the tiled path. */
 static bool seq_tiled(const eng_ctx *c, const eng_seq *s) {
-    return s->mode == ENG_ATTN_TILED && c->m->cfg.head_dim % 8 == 0;
+    return s->mode == ENG_ATTN_TILED && c->m->cfg.head_dim % 8 == 0 && !c->kv_q8;
 }
 
 /* Attention work items of one entry: a KV head x a tile of queries (tiled: each K/V tile is
@@ -413,6 +454,14 @@ static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
         const uint32_t t = k / cfg->n_head, h = k % cfg->n_head;
         const uint32_t n_kv = s->pos0 + t + 1, kvh = h / group;
         const float *q = c->buf[EB_Q] + (uint64_t)(row0 + t) * c->g->buf_width[EB_Q] + h * hd;
+        if (c->kv_q8) {
+            const uint64_t lay = (uint64_t)op->layer * c->n_slots * c->kv_row;
+            const uint64_t head = (uint64_t)kvh * (hd / 32) * 34;
+            attn_head_q8(c, q, n_kv, (const uint8_t *)c->kcache + lay + head,
+                         (const uint8_t *)c->vcache + lay + head, s->pages,
+                         out + (uint64_t)(row0 + t) * out_w + h * hd, ith);
+            continue;
+        }
         attn_head_small(c, q, n_kv, kc + kvh * hd, vc + kvh * hd, s->pages,
                         s->mode == ENG_ATTN_SPLIT && s->n_tokens == 1,
                         out + (uint64_t)(row0 + t) * out_w + h * hd, ith, nth);
@@ -521,6 +570,7 @@ static void cpu_ctx_destroy(eng_ctx *c) {
     core_free(a, c->th_q16);
     core_free(a, c->th_vacc);
     core_free(a, c->th_tile);
+    core_free(a, c->th_q8);
     core_free(a, c->tok_pos);
     core_free(a, c->tok_seq);
     core_free(a, c->out_row);
@@ -546,6 +596,13 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->n_batch = n_batch;
     c->n_slots = (uint64_t)c->cd.n_pages * ENG_PAGE;
     c->kv_dim = (uint64_t)cfg->n_head_kv * cfg->head_dim;
+    c->kv_q8 = cd->kv_q8_0;
+    c->kv_row = eng_kv_row_bytes((uint32_t)c->kv_dim, c->kv_q8);
+    if (c->kv_q8 && cfg->head_dim % 32 != 0) {
+        cpu_ctx_destroy(c);
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "cpu: a Q8_0 KV cache needs head_dim a "
+                         "multiple of 32 (it is %u)", cfg->head_dim);
+    }
     const int nth = cpu_pool_size(be->pool);
     bool ok = true;
     c->tok_pos = core_calloc(a, n_batch, sizeof *c->tok_pos);
@@ -577,8 +634,11 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: KV cache of %llu tokens too large",
                          (unsigned long long)c->n_slots);
     }
-    c->kcache = core_alloc(a, kv_elems * 2, 64);
-    c->vcache = core_alloc(a, kv_elems * 2, 64);
+    const uint64_t kv_bytes = kv_elems / c->kv_dim * c->kv_row;
+    c->kcache = core_alloc(a, kv_bytes, 64);
+    c->vcache = core_alloc(a, kv_bytes, 64);
+    c->th_q8 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 3 * sizeof(float));
+    ok = ok && c->th_q8;
     c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
     c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
     c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
@@ -594,7 +654,8 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
         cpu_ctx_destroy(c);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
                          "cpu: out of memory for a KV cache of %llu tokens (%.1f MiB)",
-                         (unsigned long long)c->n_slots, (double)kv_elems * 4 / (1024.0 * 1024.0));
+                         (unsigned long long)c->n_slots,
+                         (double)kv_elems / c->kv_dim * c->kv_row * 2 / (1024.0 * 1024.0));
     }
     *out = c;
     return VKLLM_OK;

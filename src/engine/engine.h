@@ -152,7 +152,13 @@ typedef struct eng_ctx_desc {
     uint32_t n_batch; /* tokens per step, at most */
     uint32_t n_seqs;  /* entries per step, at most (0 = 1) */
     uint32_t n_pages; /* KV cache pages (0 = enough for one sequence of n_ctx) */
+    bool kv_q8_0;     /* K and V stored as Q8_0 blocks (head_dim a multiple of 32), not F16 */
 } eng_ctx_desc;
+
+/* Bytes of one token's K (or V) row of one layer in the cache. */
+static inline uint64_t eng_kv_row_bytes(uint32_t kv_dim, bool q8_0) {
+    return q8_0 ? (uint64_t)kv_dim / 32 * 34 : (uint64_t)kv_dim * 2;
+}
 
 /* Checks a batch against a context's limits (entries, tokens, outputs, positions, pages,
  * token ids): the common part of every backend's run. */

@@ -641,7 +641,7 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
     s->batch = (eng_batch){.tokens = s->b_tokens, .seqs = s->b_seqs, .out_ids = s->cand_ids,
                            .out_vals = s->cand_vals};
     const eng_ctx_desc cd = {.n_ctx = d->n_ctx, .n_batch = d->n_batch,
-                             .n_seqs = s->max_entries, .n_pages = np};
+                             .n_seqs = s->max_entries, .n_pages = np, .kv_q8_0 = d->kv_q8_0};
     vkllm_status st = d->be->vt->ctx_create(d->be, d->m, d->g, &cd, &s->ctx, err);
     if (st != VKLLM_OK) {
         sched_destroy(s);

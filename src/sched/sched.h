@@ -70,6 +70,7 @@ typedef struct sched_desc {
     const tok_vocab *vocab;
     uint32_t max_seqs, n_ctx, n_batch, n_pages;
     bool prefix_cache;
+    bool kv_q8_0;
 } sched_desc;
 
 typedef struct sched sched;
