@@ -1,13 +1,9 @@
-// Shared by the attention kernels (src/vk/vk_ops_attn.c): the step parameter header, the
-// F16 KV cache as pairs of halves (tier 0: packed in uint words; tier 1+: f16vec2 storage),
-// rounding to F16, and llama.cpp's padded cache length. Nothing here writes memory.
+// Shared by the attention kernels (src/vk/vk_ops_attn.c; they read the step parameters at
+// binding 0, PARAMS_BINDING, through common.glsl): the F16 KV cache as pairs of halves
+// (tier 0: packed in uint words; tier 1+: f16vec2 storage), rounding to F16, and llama.cpp's
+// padded cache length. Nothing here writes memory.
 #ifndef ATTN_GLSL
 #define ATTN_GLSL
-
-// The header of vk_step_params (src/vk/vk_ops.h); the token ids that follow are not needed.
-layout(std430, binding = 0) readonly buffer Params {
-    uint n_tokens, pos0, n_kv, n_out;
-} prm;
 
 #if TIER >= 1
 #define KV_T f16vec2

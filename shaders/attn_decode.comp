@@ -6,17 +6,22 @@
 // attn.glsl exp_libm here (glibc's algorithm in float pairs: the same float but for ~3.5e-7
 // of arguments).
 //
-// One workgroup per (head, split, token) (x, y, z). A tile of WG keys is scored in parallel
-// (one key per invocation, in the CPU's summation order),
-// then each invocation derives its key's (ms, vs) from the scores before it, and finally
-// every invocation runs the sequential per-key update for the accumulator elements it owns.
+// One workgroup per (head, split, row) (x, y, z) of a run of batch rows row0.. (SERIAL: rows
+// of one or more entries; SPLIT: each row a one-token entry). A row attends over positions
+// [0, its position] of its own sequence, each key and value read from the slot its entry's
+// block table gives (step parameters). A tile of WG keys is scored in parallel (one key per
+// invocation, in the CPU's summation order), then each invocation derives its key's (ms, vs)
+// from the scores before it, and finally every invocation runs the sequential per-key update
+// for the accumulator elements it owns.
 //
-// split_mode (a single query): the keys of the padded cache length split into n_splits
-// chunks exactly as attn_head_small does; each chunk writes (M, S, acc) to part[] and
-// attn_merge.comp combines them. Below a padded length of 512 chunk 0 takes all keys and the
-// other chunks are empty. Everything depends on the parameter buffer only, not on the grid.
+// split_mode (SPLIT, a single query): the keys of the padded cache length split into
+// n_splits chunks exactly as attn_head_small does; each chunk writes (M, S, acc) to the
+// entry's records in part[] and attn_merge.comp combines them. Below a padded length of 512
+// chunk 0 takes all keys and the other chunks are empty. Everything depends on the parameter
+// buffer only, not on the grid.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 0
 #include "common.glsl"
 #include "attn.glsl"
 
@@ -30,12 +35,13 @@ layout(std430, binding = 3) readonly buffer VC { KV_T vc[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
 layout(std430, binding = 5) writeonly buffer PART { float part[]; };
 layout(push_constant) uniform PC {
-    uint n_tok, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o, n_splits, split_mode;
+    uint row0, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o, n_splits, split_mode;
     float scale;
 } pc;
 
 shared float qs[HD_MAX];
 shared float sc[WG], sms[WG], svs[WG];
+shared uint sslot[WG]; // cache slots of the tile's keys
 shared float s_sum;
 
 // k . q in the order of the CPU path's AVX2 dot_f16 (src/cpu/cpu_kernels_avx2.c, ggml's):
@@ -72,10 +78,11 @@ float dot_cpu(uint kb, uint hd) {
 }
 
 void main() {
-    const uint h = gl_WorkGroupID.x, split = gl_WorkGroupID.y, t = gl_WorkGroupID.z;
+    const uint h = gl_WorkGroupID.x, split = gl_WorkGroupID.y, t = pc.row0 + gl_WorkGroupID.z;
     const uint tid = gl_LocalInvocationID.x;
     const uint hd = pc.hd, hp = hd / 2u, kvp = pc.kv_dim / 2u, kvo = (h / pc.group) * hp;
-    const uint n_kv = min(prm.pos0 + t + 1u, pc.n_ctx);
+    const uint entry = p_entry(t), table = p_seq_table(entry);
+    const uint n_kv = min(p_pos(t) + 1u, pc.n_ctx);
     uint j0 = 0u, j1 = n_kv;
     if (pc.split_mode != 0u) {
         const uint padded = padded_kv(pc.n_ctx, n_kv);
@@ -87,7 +94,7 @@ void main() {
             j1 = 0u;
         }
     }
-    const uint pbase = (h * pc.n_splits + split) * (hd + 2u);
+    const uint pbase = ((entry * pc.n_head + h) * pc.n_splits + split) * (hd + 2u);
     if (j0 >= j1) { // an empty chunk: S = 0 tells the merge to skip it
         if (pc.split_mode != 0u && tid == 0u) {
             part[pbase] = NEG_INF;
@@ -105,7 +112,9 @@ void main() {
     for (uint jt = j0; jt < j1; jt += WG) {
         const uint cnt = min(WG, j1 - jt);
         if (tid < cnt) {
-            precise float s = dot_cpu((jt + tid) * kvp + kvo, hd) * pc.scale;
+            const uint slot = p_kv_slot(table, jt + tid);
+            sslot[tid] = slot;
+            precise float s = dot_cpu(slot * kvp + kvo, hd) * pc.scale;
             sc[tid] = s;
         }
         barrier();
@@ -121,7 +130,7 @@ void main() {
             const float ms = sms[j], vs = svs[j];
             M = sc[j] > M ? sc[j] : M;
             if (tid == 0u) S = xfma(S, ms, vs); // one chain, shared at the end
-            const uint vb = (jt + j) * kvp + kvo;
+            const uint vb = sslot[j] * kvp + kvo;
             for (uint e = 0u; e < NE; e++) {
                 const uint i = tid + e * WG;
                 if (i >= hd) break;

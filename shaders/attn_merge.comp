@@ -1,28 +1,32 @@
 // Merge of attn_decode.comp's split-K partials for a single query (src/cpu/cpu_backend.c
 // attn_head_small): chunks in order, skipping empty ones, in F32 with the CPU's fma
 // placement; below a padded length of 512 the single chunk's result is scaled as the
-// unsplit path does. One workgroup per head.
+// unsplit path does. One workgroup per (head, row) of a run of one-token entries (batch rows
+// row0..); a row's records are its entry's.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 0
 #include "common.glsl"
 #include "attn.glsl"
 
 layout(std430, binding = 1) readonly buffer PART { float part[]; };
 layout(std430, binding = 2) writeonly buffer O { float o[]; };
 layout(push_constant) uniform PC {
-    uint n_head, hd, n_ctx, n_splits, stride_o;
+    uint row0, n_head, hd, n_ctx, n_splits, stride_o;
 } pc;
 
 void main() {
     const uint h = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
-    const uint hd = pc.hd, n_kv = min(prm.pos0 + 1u, pc.n_ctx);
-    const uint b0 = h * pc.n_splits * (hd + 2u);
+    const uint t = pc.row0 + gl_WorkGroupID.y;
+    const uint hd = pc.hd, n_kv = min(p_pos(t) + 1u, pc.n_ctx);
+    const uint b0 = (p_entry(t) * pc.n_head + h) * pc.n_splits * (hd + 2u);
+    const uint ob = t * pc.stride_o + h * hd;
     if (padded_kv(pc.n_ctx, n_kv) < 512u) {
         const float S = part[b0 + 1u];
         precise float inv = S == 0.0 ? 0.0 : 1.0 / S;
         for (uint i = tid; i < hd; i += nt) {
             precise float y = part[b0 + 2u + i] * inv;
-            o[h * hd + i] = y;
+            o[ob + i] = y;
         }
         return;
     }
@@ -42,6 +46,6 @@ void main() {
         }
         precise float inv = Sf != 0.0 ? 1.0 / Sf : 1.0;
         precise float y = vsum * inv;
-        o[h * hd + i] = y;
+        o[ob + i] = y;
     }
 }

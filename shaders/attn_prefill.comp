@@ -13,13 +13,16 @@
 //   p[j] = cpu_vec_expf(kq[j] - m_new) (vexp);
 //   S = float(double(S) + sum of 8-lane groups in hsum8 order);
 //   acc[d] = sequential fma chain over j of v[j][d] * p[j], from acc[d].
-// One workgroup per (head, block of R queries); the K tile, then the V tile, staged in
-// shared memory as packed halves (F16 -> F32 is exact, so staging changes nothing).
-// Invocation j scores key j for every row; invocation r < R runs row r's max and sum;
-// invocation i owns output dims i and i + 64 of every row. Shared: 28.9 KiB (lavapipe has 32).
-// The caches are read as raw 32-bit words, so one build serves every tier.
+// One dispatch per entry (a sequence's n_tok queries at positions pos0.., batch rows row0..,
+// from the step parameters), one workgroup per (head, block of R queries); the K tile, then
+// the V tile, staged in shared memory as packed halves (F16 -> F32 is exact, so staging
+// changes nothing), each key's slot from the entry's block table. Invocation j scores key j
+// for every row; invocation r < R runs row r's max and sum; invocation i owns output dims i
+// and i + 64 of every row. Shared: 29120 bytes (lavapipe has 32 KiB). The caches are read as
+// raw 32-bit words, so one build serves every tier.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 0
 #include "common.glsl"
 #include "attn.glsl"
 
@@ -33,7 +36,7 @@ layout(std430, binding = 2) readonly buffer KC { uint kc[]; };
 layout(std430, binding = 3) readonly buffer VC { uint vc[]; };
 layout(std430, binding = 4) writeonly buffer O { float o[]; };
 layout(push_constant) uniform PC {
-    uint n_tok, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o;
+    uint entry, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o;
     float scale;
 } pc;
 
@@ -41,6 +44,7 @@ shared float qsh[R * HD_MAX];
 shared uint tile[WG * HD_MAX / 2u];
 shared float kq[R * WG];
 shared float rm[R], rs[R], rms[R];
+shared uint sslot[WG]; // cache slots of the tile's keys
 
 // float(double(S) + sum over 8-lane groups g of double(hsum8(p[g]))), as softmax_tile and
 // attn_block_large add them; cpu_vec_hsum8's lane order: ((0+4)+(2+6)) + ((1+5)+(3+7)).
@@ -67,10 +71,13 @@ float add_tile_sum(float S, uint r) {
 void main() {
     const uint h = gl_WorkGroupID.x, t0 = gl_WorkGroupID.y * R, tid = gl_LocalInvocationID.x;
     const uint hd = pc.hd, hp = hd / 2u, kvp = pc.kv_dim / 2u, kvo = (h / pc.group) * hp;
-    const uint nq = min(R, pc.n_tok - t0);
+    const uint n_tok = p_seq_ntok(pc.entry), pos0 = p_seq_pos0(pc.entry);
+    const uint row0 = p_seq_row0(pc.entry), table = p_seq_table(pc.entry);
+    if (t0 >= n_tok) return;
+    const uint nq = min(R, n_tok - t0);
     for (uint x = tid; x < R * hd; x += WG) {
         const uint r = x / hd, d = x % hd;
-        qsh[r * HD_MAX + d] = r < nq ? q[(t0 + r) * pc.stride_q + h * hd + d] : 0.0;
+        qsh[r * HD_MAX + d] = r < nq ? q[(row0 + t0 + r) * pc.stride_q + h * hd + d] : 0.0;
     }
     if (tid < R) {
         rm[tid] = NEG_INF;
@@ -79,17 +86,19 @@ void main() {
     float acc[R][NE];
     for (uint r = 0u; r < R; r++)
         for (uint e = 0u; e < NE; e++) acc[r][e] = 0.0;
-    const uint kv_end = min(prm.pos0 + t0 + nq, pc.n_ctx);
+    const uint kv_end = min(pos0 + t0 + nq, pc.n_ctx);
     for (uint j0 = 0u; j0 < kv_end; j0 += WG) {
         const uint cnt = min(WG, kv_end - j0);
         barrier(); // the last tile's V reads are done
+        if (tid < cnt) sslot[tid] = p_kv_slot(table, j0 + tid);
+        barrier();
         for (uint x = tid; x < WG * hp; x += WG) {
             const uint j = x / hp, i = x % hp;
-            tile[j * hp + i] = j < cnt ? kc[(j0 + j) * kvp + kvo + i] : 0u;
+            tile[j * hp + i] = j < cnt ? kc[sslot[j] * kvp + kvo + i] : 0u;
         }
         barrier();
         for (uint r = 0u; r < nq; r++) { // kq_tile: one key per invocation
-            const uint n_kv = min(prm.pos0 + t0 + r + 1u, pc.n_ctx);
+            const uint n_kv = min(pos0 + t0 + r + 1u, pc.n_ctx);
             const uint vis = n_kv > j0 ? min(n_kv - j0, WG) : 0u;
             float s = NEG_INF;
             if (tid < vis) {
@@ -105,7 +114,7 @@ void main() {
         }
         barrier();
         if (tid < nq) { // row tid: the new max and the rescale factor
-            const uint n_kv = min(prm.pos0 + t0 + tid + 1u, pc.n_ctx);
+            const uint n_kv = min(pos0 + t0 + tid + 1u, pc.n_ctx);
             float ms = 1.0;
             if (n_kv > j0) {
                 float tmax = NEG_INF;
@@ -127,7 +136,7 @@ void main() {
         }
         for (uint x = tid; x < WG * hp; x += WG) { // the V tile over the K tile
             const uint j = x / hp, i = x % hp;
-            tile[j * hp + i] = j < cnt ? vc[(j0 + j) * kvp + kvo + i] : 0u;
+            tile[j * hp + i] = j < cnt ? vc[sslot[j] * kvp + kvo + i] : 0u;
         }
         barrier();
         for (uint r = 0u; r < nq; r++) { // softmax_tile's exponentials
@@ -135,12 +144,12 @@ void main() {
             kq[r * WG + tid] = x == NEG_INF ? 0.0 : vexp(x - rm[r]);
         }
         barrier();
-        if (tid < nq && prm.pos0 + t0 + tid + 1u > j0) rs[tid] = add_tile_sum(rs[tid], tid);
+        if (tid < nq && pos0 + t0 + tid + 1u > j0) rs[tid] = add_tile_sum(rs[tid], tid);
         // rescale, then v_accum: keys outer, rows inner (each (row, dim) is still one chain
         // over the keys in order); constant row bounds keep acc[][] in registers
         uint vis[R];
         for (uint r = 0u; r < R; r++) {
-            const uint n_kv = min(prm.pos0 + t0 + r + 1u, pc.n_ctx);
+            const uint n_kv = min(pos0 + t0 + r + 1u, pc.n_ctx);
             vis[r] = r < nq && n_kv > j0 ? min(n_kv - j0, WG) : 0u;
         }
         const uint jmax = min(kv_end - j0, WG); // the last row sees every tile
@@ -166,7 +175,7 @@ void main() {
         for (uint e = 0u; e < NE; e++) {
             const uint d = tid + e * WG;
             precise float y = acc[r][e] * inv;
-            if (r < nq && d < hd) o[(t0 + r) * pc.stride_o + h * hd + d] = y;
+            if (r < nq && d < hd) o[(row0 + t0 + r) * pc.stride_o + h * hd + d] = y;
         }
     }
 }

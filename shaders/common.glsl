@@ -1,6 +1,7 @@
 // Shared by every kernel: the tier's extensions, the workgroup size (specialization
-// constants 100..102, set by vk_pipe_create), the step parameter buffer layout
-// (src/vk/vk_ops.h vk_step_params), and math that must give the same bits as the CPU path.
+// constants 100..102, set by vk_pipe_create), the step parameter buffer (src/vk/vk_ops.h
+// vk_step_params: a kernel that reads it defines PARAMS_BINDING, its binding, before the
+// include), and math that must give the same bits as the CPU path.
 //
 // TIER (a define from shaders.list): 0 = Vulkan 1.1 core, fp32 and 32-bit storage only;
 // 1 = + fp16 arithmetic, 8/16-bit storage, subgroup arithmetic; 2 = + integer dot product.
@@ -27,6 +28,28 @@ int sdot4x8(uint a, uint b, spirv_literal int fmt);
 #endif
 
 layout(local_size_x_id = 100, local_size_y_id = 101, local_size_z_id = 102) in;
+
+#ifdef PARAMS_BINDING
+// src/vk/vk_ops.h vk_step_params: per batch row (id, position, cache slot, entry), per entry
+// (pos0, n_tokens, first row, block table start), the output rows, the block tables.
+layout(std430, binding = PARAMS_BINDING) readonly buffer Params {
+    uint n_tokens, n_seqs, n_out, n_table;
+    uint tok_off, seq_off, out_off, tab_off;
+    uint d[];
+} prm;
+#define VK_PAGE 16u
+int p_token(uint t) { return int(prm.d[prm.tok_off + 4u * t]); }
+uint p_pos(uint t) { return prm.d[prm.tok_off + 4u * t + 1u]; }
+uint p_slot(uint t) { return prm.d[prm.tok_off + 4u * t + 2u]; }
+uint p_entry(uint t) { return prm.d[prm.tok_off + 4u * t + 3u]; }
+uint p_seq_pos0(uint e) { return prm.d[prm.seq_off + 4u * e]; }
+uint p_seq_ntok(uint e) { return prm.d[prm.seq_off + 4u * e + 1u]; }
+uint p_seq_row0(uint e) { return prm.d[prm.seq_off + 4u * e + 2u]; }
+uint p_seq_table(uint e) { return prm.d[prm.seq_off + 4u * e + 3u]; }
+uint p_out_row(uint i) { return prm.d[prm.out_off + i]; }
+// cache slot of position j of the sequence whose block table starts at d[table]
+uint p_kv_slot(uint table, uint j) { return prm.d[table + j / VK_PAGE] * VK_PAGE + j % VK_PAGE; }
+#endif
 
 // The CPU path's kernels are sequential fma chains; their bits need a fused a * b + c. GLSL's
 // fma() is fused on GPUs, but llvmpipe (lavapipe) lowers it to a multiply and an add.

@@ -8,13 +8,10 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#define PARAMS_BINDING 1
 #include "common.glsl"
 
 layout(std430, binding = 0) readonly buffer Wb { uint w_data[]; };
-layout(std430, binding = 1) readonly buffer Params {
-    uint n_tokens, pos0, n_kv, n_out; // src/vk/vk_ops.h vk_step_params
-    int tokens[];
-} sp;
 layout(std430, binding = 2) writeonly buffer D { float dst[]; };
 layout(push_constant) uniform PC {
     uint row0, n_rows; // rows of this part
@@ -28,7 +25,7 @@ layout(push_constant) uniform PC {
 
 void main() {
     const uint t = gl_WorkGroupID.y, u = gl_GlobalInvocationID.x;
-    const int id = sp.tokens[t];
+    const int id = p_token(t);
     const uint per = QK == 1 ? 1u : 32u;
     if (u * per >= pc.n_in) return;
     const uint o = t * pc.dst_stride + u * per;

@@ -15,6 +15,7 @@
 // but within the 2-3 ulp Vulkan allows elsewhere.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 3
 #include "common.glsl"
 
 layout(std430, binding = 0) readonly buffer S { float src[]; };
@@ -24,6 +25,7 @@ layout(push_constant) uniform PC {
     uint n_rows, width, stride_s, stride_d;
     float eps;
     uint src_row0; // rows src_row0 + i are read, rows i written
+    uint gather;   // instead: the step's output rows (the output head) are read
 } pc;
 
 shared float scale_sh;
@@ -163,7 +165,7 @@ float dquot_to_float(uvec2 m, int e, uint d) {
 
 void main() {
     const uint row = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
-    const uint base = (pc.src_row0 + row) * pc.stride_s;
+    const uint base = (pc.gather != 0u ? p_out_row(row) : pc.src_row0 + row) * pc.stride_s;
     if (tid == 0u) {
         uvec2 m = uvec2(0u);
         int e = 0;

@@ -1,11 +1,13 @@
 // RoPE "normal" mode on the q and k rows of a batch, in place, then k and v rows into the F16
-// cache at position pos0 + t (src/cpu/cpu_backend.c op_rope_store). The angle's cos and sin
-// come from a host-built table (rope_cs[pos][n_rot]: cos, sin per pair) computed with the CPU
-// path's formula, so only the rotation itself runs here: with the CPU's fma placement, which
-// is llama.cpp build's contraction. One invocation per pair of a q, k or v row; workgroups
-// (x: pairs, y: token). Positions come from the parameter buffer, so a recording replays.
+// cache (src/cpu/cpu_backend.c op_rope_store): each row at its own position, stored in its
+// own slot of the paged cache (both from the step parameters, where the host resolved the
+// slot through the row's block table). The angle's cos and sin come from a host-built table
+// (rope_cs[pos][n_rot]: cos, sin per pair) computed with the CPU path's formula, so only the
+// rotation itself runs here: with the CPU's fma placement, which is llama.cpp build's
+// contraction. One invocation per pair of a q, k or v row; workgroups (x: pairs, y: row).
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 0
 #include "common.glsl"
 #include "attn.glsl"
 
@@ -16,7 +18,7 @@ layout(std430, binding = 4) readonly buffer V { float v[]; };
 layout(std430, binding = 5) writeonly buffer KC { KV_T kc[]; };
 layout(std430, binding = 6) writeonly buffer VC { KV_T vc[]; };
 layout(push_constant) uniform PC {
-    uint n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, stride_q, stride_k, stride_v;
+    uint n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, n_slots, stride_q, stride_k, stride_v;
 } pc;
 
 vec2 rotate(vec2 x, uint pos, uint i) {
@@ -28,8 +30,9 @@ vec2 rotate(vec2 x, uint pos, uint i) {
 
 void main() {
     const uint t = gl_WorkGroupID.y, p = gl_GlobalInvocationID.x;
-    const uint pos = prm.pos0 + t;
-    if (t >= pc.n_tok || pos >= pc.n_ctx) return;
+    if (t >= pc.n_tok) return;
+    const uint pos = p_pos(t), slot = p_slot(t);
+    if (pos >= pc.n_ctx || slot >= pc.n_slots) return;
     const uint hp = pc.hd / 2u, qp = pc.n_head * hp, kvp = pc.n_head_kv * hp;
     if (p < qp) {
         const uint o = t * pc.stride_q + 2u * p;
@@ -41,9 +44,9 @@ void main() {
         const vec2 y = rotate(vec2(k[o], k[o + 1u]), pos, 2u * (pk % hp));
         k[o] = y.x;
         k[o + 1u] = y.y;
-        kc[pos * kvp + pk] = kv_put(y);
+        kc[slot * kvp + pk] = kv_put(y);
     } else if (p < qp + 2u * kvp) {
         const uint pv = p - qp - kvp, o = t * pc.stride_v + 2u * pv;
-        vc[pos * kvp + pv] = kv_put(vec2(v[o], v[o + 1u]));
+        vc[slot * kvp + pv] = kv_put(vec2(v[o], v[o + 1u]));
     }
 }

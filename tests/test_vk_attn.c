@@ -46,7 +46,17 @@ static vk_attn_shape vk_shape(const shape *s) {
                            .head_dim = s->hd,
                            .n_rot = s->n_rot,
                            .n_ctx = s->n_ctx,
+                           .n_slots = s->n_ctx,
                            .n_splits = s->n_splits};
+}
+
+/* The one run of a step of n_tok queries of one sequence, in the mode llama.cpp uses. */
+static vk_attn_run one_run(uint32_t n_tok) {
+    const eng_attn_mode m = eng_attn_mode_for(n_tok);
+    return (vk_attn_run){.kind = m == ENG_ATTN_SPLIT    ? VK_ATTN_SPLIT
+                                 : m == ENG_ATTN_SERIAL ? VK_ATTN_SERIAL
+                                                        : VK_ATTN_TILED,
+                         .n_rows = n_tok};
 }
 
 /* ---- the CPU reference ---- */
@@ -264,11 +274,11 @@ static void bufs_init(bufs *b, vk_dev *d, const shape *s, uint32_t n_tok) {
     }
     vk_arena_init(&b->a, d, false, 0, "test");
     vk_attn_shape as = vk_shape(s);
-    b->params = vt_slice(&b->a, NULL, sizeof(vk_step_params) + 4 * n_tok);
+    b->params = vt_slice(&b->a, NULL, vk_step_params_bytes(n_tok, 1, s->n_ctx));
     b->cs_d = vt_slice(&b->a, b->cs, (uint64_t)s->n_ctx * s->n_rot * 4);
     b->kc_d = vt_slice(&b->a, b->kc, (uint64_t)s->n_ctx * kvd * 2);
     b->vc_d = vt_slice(&b->a, b->vc, (uint64_t)s->n_ctx * kvd * 2);
-    b->scratch = vt_slice(&b->a, NULL, vk_attn_scratch_bytes(&as, n_tok));
+    b->scratch = vt_slice(&b->a, NULL, vk_attn_scratch_bytes(&as, 1));
     b->q_d = (vk_act){vt_slice(&b->a, NULL, (uint64_t)n_tok * b->sq * 4), b->sq};
     b->k_d = (vk_act){vt_slice(&b->a, NULL, (uint64_t)n_tok * b->sk * 4), b->sk};
     b->v_d = (vk_act){vt_slice(&b->a, NULL, (uint64_t)n_tok * b->sv * 4), b->sv};
@@ -280,15 +290,22 @@ static void bufs_free(bufs *b) {
     free(b->q), free(b->k), free(b->v), free(b->cs), free(b->kc), free(b->vc);
 }
 
-/* New q, k, v for a step at pos0: uploaded with the parameter header. */
+/* New q, k, v for a step at pos0: uploaded with the parameters (one sequence on an identity
+ * block table). */
 static void bufs_step(bufs *b, vk_dev *d, uint32_t pos0) {
     const uint32_t n = b->n_tok;
     vt_fill(b->q, (size_t)n * b->sq, -4.0f, 4.0f);
     vt_fill(b->k, (size_t)n * b->sk, -1.0f, 1.0f);
     vt_fill(b->v, (size_t)n * b->sv, -1.0f, 1.0f);
     core_err err = {{0}};
-    vk_step_params p = {.n_tokens = n, .pos0 = pos0, .n_kv = pos0 + n, .n_out = 1};
-    if (vk_upload(d, &b->params, &p, sizeof p, &err) != VKLLM_OK ||
+    const uint64_t pb = vk_step_params_bytes(n, 1, b->s.n_ctx);
+    vk_step_params *p = calloc(1, pb);
+    const vk_step_seq seq = {.n_tokens = n, .pos0 = pos0, .out = true};
+    vk_step_params_init(p, n, 1);
+    vk_step_params_write(p, NULL, &seq, 1);
+    const vkllm_status st = vk_upload(d, &b->params, p, pb, &err);
+    free(p);
+    if (st != VKLLM_OK ||
         vk_upload(d, &b->q_d.s, b->q, (uint64_t)n * b->sq * 4, &err) != VKLLM_OK ||
         vk_upload(d, &b->k_d.s, b->k, (uint64_t)n * b->sk * 4, &err) != VKLLM_OK ||
         vk_upload(d, &b->v_d.s, b->v, (uint64_t)n * b->sv * 4, &err) != VKLLM_OK)
@@ -302,8 +319,9 @@ static void record(bufs *b, vk_rec *r, vk_attn *at) {
                            b->n_tok, &err) != VKLLM_OK)
         fail_msg("rope_store: %s", err.msg);
     vk_rec_barrier(r);
-    if (vk_attn_attend(r, at, &as, b->params, b->q_d, b->kc_d, b->vc_d, b->o_d, b->scratch,
-                       b->n_tok, &err) != VKLLM_OK)
+    const vk_attn_run run = one_run(b->n_tok);
+    if (vk_attn_attend(r, at, &as, b->params, b->q_d, b->kc_d, b->vc_d, b->o_d, b->scratch, &run,
+                       1, &err) != VKLLM_OK)
         fail_msg("attend: %s", err.msg);
 }
 
@@ -521,8 +539,9 @@ static void test_attn_bench(void **state) {
         vk_rec r;
         if (vk_rec_init(d, &r, 16, &err) != VKLLM_OK || vk_rec_begin(&r, &err) != VKLLM_OK)
             fail_msg("%s", err.msg);
-        if (vk_attn_attend(&r, at, &as, b.params, b.q_d, b.kc_d, b.vc_d, b.o_d, b.scratch, n,
-                           &err) != VKLLM_OK ||
+        const vk_attn_run run = one_run(n);
+        if (vk_attn_attend(&r, at, &as, b.params, b.q_d, b.kc_d, b.vc_d, b.o_d, b.scratch, &run,
+                           1, &err) != VKLLM_OK ||
             vk_rec_end(&r, &err) != VKLLM_OK)
             fail_msg("%s", err.msg);
         VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};

@@ -516,10 +516,11 @@ static void test_embed(void **state) {
                 uint8_t *w = random_rows(type, n_in, n_out, false, &wrb);
                 const int32_t ids[] = {0, 599, 17, -1, 600, 350, 1 << 30, 17, 255, 42};
                 const uint32_t n_tok = sizeof ids / sizeof *ids, stride = n_in + 1;
-                uint8_t pbuf[16 + sizeof ids];
-                const uint32_t hdr[4] = {n_tok, 0, n_tok, 1};
-                memcpy(pbuf, hdr, 16);
-                memcpy(pbuf + 16, ids, sizeof ids);
+                const uint64_t pbytes = vk_step_params_bytes(n_tok, 1, n_tok);
+                vk_step_params *pbuf = calloc(1, pbytes);
+                const vk_step_seq seq = {.n_tokens = n_tok, .out = true};
+                vk_step_params_init(pbuf, n_tok, 1);
+                vk_step_params_write(pbuf, ids, &seq, 1);
                 float *ref = calloc((size_t)n_tok * stride, 4);
                 float *got = malloc((size_t)n_tok * stride * 4);
                 for (uint32_t t = 0; t < n_tok; t++)
@@ -530,7 +531,7 @@ static void test_embed(void **state) {
                               d->max_buffer < ARENA_BLOCK ? d->max_buffer : ARENA_BLOCK, "test");
                 vk_weight wt = upload(d, &a, type, n_in, n_out, wrb, w);
                 if (sp && wt.n_parts < 3) fail_msg("%s: %u parts", tr->name, wt.n_parts);
-                vk_slice ps = vt_slice(&a, pbuf, sizeof pbuf);
+                vk_slice ps = vt_slice(&a, pbuf, pbytes);
                 float *junk = malloc((size_t)n_tok * stride * 4);
                 for (size_t i = 0; i < (size_t)n_tok * stride; i++) junk[i] = 12345.0f;
                 vk_act da = {vt_slice(&a, junk, (uint64_t)n_tok * stride * 4), stride};
@@ -550,7 +551,7 @@ static void test_embed(void **state) {
                                      f32_bits(got[j]), f32_bits(ref[j]));
                     }
                 vk_arena_free(&a);
-                free(w), free(ref), free(got), free(junk);
+                free(w), free(ref), free(got), free(junk), free(pbuf);
             }
             vk_mm_destroy(m);
             vt_dev_done(d);

@@ -91,7 +91,7 @@ static void rms_check(vk_dev *d, vk_misc *m, int tier, const float *x, uint32_t 
     vk_act da = {vt_slice(&a, NULL, (size_t)n * sd * 4), sd};
     vk_rec r;
     vt_begin(d, &r);
-    assert_int_equal(vk_rms_norm(&r, m, xa, 0, ws, da, n, w, eps, &err), VKLLM_OK);
+    assert_int_equal(vk_rms_norm(&r, m, xa, 0, NULL, ws, da, n, w, eps, &err), VKLLM_OK);
     vt_submit(&r);
     vt_read(d, &da.s, got, (size_t)n * sd * 4);
     for (uint32_t t = 0; t < n; t++)
@@ -159,7 +159,8 @@ static void test_rms_norm(void **state) {
     }
 }
 
-/* rms_norm of the output head reads the last rows and writes rows from 0 */
+/* rms_norm of the output head writes rows from 0: read from row0 on, or gathered from the
+ * step's output rows (vk_step_params: the last row of each entry with an output). */
 static void test_rms_norm_row0(void **state) {
     (void)state;
     vk_dev *d = vt_dev(0, 0);
@@ -167,27 +168,44 @@ static void test_rms_norm_row0(void **state) {
     vk_misc *m;
     assert_int_equal(vk_misc_create(d, &m, &err), VKLLM_OK);
     const uint32_t w = 64, n = 5, row0 = 3;
-    float x[5 * 64], wt[64], got[2 * 64];
+    float x[5 * 64], wt[64], got[3 * 64];
     vt_fill(x, n * w, -1.0f, 1.0f);
     for (uint32_t i = 0; i < w; i++) wt[i] = 1.0f;
+    /* entries of 2, 1 and 2 rows, outputs from the first and the last: rows 1 and 4 */
+    const vk_step_seq seqs[3] = {{.n_tokens = 2, .out = true}, {.n_tokens = 1},
+                                 {.n_tokens = 2, .pos0 = 7, .out = true}};
+    const uint64_t pb = vk_step_params_bytes(n, 3, 16);
+    vk_step_params *p = calloc(1, pb);
+    vk_step_params_init(p, n, 3);
+    vk_step_params_write(p, NULL, seqs, 3);
+    assert_int_equal(p->n_out, 2);
     vk_arena a;
     vk_arena_init(&a, d, false, 0, "test");
     vk_act xa = {vt_slice(&a, x, sizeof x), w};
-    vk_slice ws = vt_slice(&a, wt, sizeof wt);
-    vk_act da = {vt_slice(&a, NULL, sizeof got), w};
-    vk_rec r;
-    vt_begin(d, &r);
-    assert_int_equal(vk_rms_norm(&r, m, xa, row0, ws, da, n - row0, w, 1e-5f, &err), VKLLM_OK);
-    vt_submit(&r);
-    vt_read(d, &da.s, got, sizeof got);
-    for (uint32_t t = 0; t < n - row0; t++) {
-        double sum = 0.0;
-        for (uint32_t j = 0; j < w; j++) sum += (double)(x[(row0 + t) * w + j] * x[(row0 + t) * w + j]);
-        const float scale = 1.0f / sqrtf((float)(sum / w) + 1e-5f);
-        for (uint32_t j = 0; j < w; j++)
-            assert_true(fabsf(got[t * w + j] - x[(row0 + t) * w + j] * scale) < 1e-5f);
+    vk_slice ws = vt_slice(&a, wt, sizeof wt), ps = vt_slice(&a, p, pb);
+    for (int gather = 0; gather < 2; gather++) {
+        const uint32_t rows = gather ? 2 : n - row0;
+        const uint32_t src[2] = {gather ? 1 : row0, gather ? 4 : row0 + 1};
+        vk_act da = {vt_slice(&a, NULL, sizeof got), w};
+        vk_rec r;
+        vt_begin(d, &r);
+        assert_int_equal(vk_rms_norm(&r, m, xa, row0, gather ? &ps : NULL, ws, da, rows, w, 1e-5f,
+                                     &err),
+                         VKLLM_OK);
+        vt_submit(&r);
+        vt_read(d, &da.s, got, sizeof got);
+        for (uint32_t t = 0; t < rows; t++) {
+            const float *xr = x + src[t] * w;
+            double sum = 0.0;
+            for (uint32_t j = 0; j < w; j++) sum += (double)(xr[j] * xr[j]);
+            const float scale = 1.0f / sqrtf((float)(sum / w) + 1e-5f);
+            for (uint32_t j = 0; j < w; j++)
+                assert_true(fabsf(got[t * w + j] - xr[j] * scale) < 1e-5f);
+        }
+        for (uint32_t j = rows * w; j < 3 * w; j++) assert_true(got[j] == 0.0f);
     }
     vk_arena_free(&a);
+    free(p);
     vk_misc_destroy(m);
     vt_dev_done(d);
 }

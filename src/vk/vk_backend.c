@@ -1,13 +1,20 @@
-/* The Vulkan backend: the engine's op list recorded into one command buffer per step.
+/* The Vulkan backend: the engine's op list recorded into command buffers, one per step shape.
  *
  * model_attach uploads every weight through a staging buffer into device-local arenas
- * (matrices larger than a buffer are split by rows). A context holds the F16 KV cache (one
- * range per layer and K/V), the activation rows, the quantized-activation scratch, the RoPE
- * table (host-computed with the CPU path's formula) and two recordings: one for single-token
- * steps, replayed for every generated token with only the step parameter buffer (token id,
- * position) rewritten, and one for other shapes, re-recorded when the shape changes. A step
- * is one submit and one fence wait; only token ids go up and logits, or with device-side
- * sampling only the chosen ids (and values), come down.
+ * (matrices larger than a buffer are split by rows). A context holds the paged F16 KV cache
+ * (per layer, K and V of n_pages * ENG_PAGE slots), the activation rows, the
+ * quantized-activation scratch, the RoPE table (host-computed with the CPU path's formula)
+ * and two step slots. A slot is a host-visible parameter buffer (vk_step_params: token ids,
+ * positions, cache slots, block tables), result buffers, a fence and up to VK_SLOT_RECS
+ * recordings bound to those buffers, kept by step shape (rows, and per entry its rows,
+ * attention kind and output; outputs; top_k) and replaced least recently used first: the
+ * decode steps of a fixed set of sequences replay with only the parameters rewritten. Steps
+ * alternate between the slots, so begin writes the parameters of a slot no running step
+ * reads, and may queue a second step behind one still running; each recording starts with a
+ * barrier that orders it after the step before it on the queue. begin records if needed,
+ * writes the parameters and submits; advance waits on the oldest step's fence up to a
+ * deadline and then copies out logits, or with device-side sampling only the chosen ids (and
+ * values).
  */
 #include "vk/vk_backend.h"
 
@@ -58,36 +65,56 @@ typedef struct vk_prof {
     uint32_t n_cats;
 } vk_prof;
 
-typedef struct vk_step {
+/* One recording of a step shape, bound to its slot's parameter and result buffers. */
+typedef struct vk_step_rec {
+    vk_rec rec;
+    bool valid;
+    uint64_t used;      /* when it last ran (LRU) */
+    uint32_t *key;      /* the shape it was recorded for (step_key) */
     VkQueryPool qp;     /* profiling only */
     uint16_t *cat;      /* profiling: category of the span ending at timestamp i */
     uint32_t n_stamps;
-    vk_rec rec;
-    vk_slice params; /* host-visible vk_step_params */
-    bool valid;
-    uint32_t n_tokens, n_out, top_k; /* the shape it was recorded for */
-} vk_step;
+} vk_step_rec;
+
+#define VK_SLOT_RECS 4
+
+/* What one step in flight uses; steps alternate between two. */
+typedef struct vk_slot {
+    vk_slice params;                     /* host-visible vk_step_params */
+    vk_slice rb_logits, rb_ids, rb_vals; /* host-visible results */
+    VkFence fence;
+    vk_step_rec recs[VK_SLOT_RECS];
+    /* the step submitted from this slot, until advance collects its results */
+    bool busy;
+    vk_step_rec *run;
+    uint32_t n_out, top_k;
+    float *logits;
+    int32_t *out_ids;
+    float *out_vals;
+} vk_slot;
 
 struct eng_ctx {
     vk_backend *be;
     vk_model *vm;
     const eng_model *m;
     const eng_graph *g;
-    uint32_t n_ctx, n_batch, max_out;
-    eng_ctx_desc cd;
-    int32_t scratch_ids[1];
-    /* begin/advance: the step in progress */
-    const eng_batch *pend;
-    float *pend_logits;
+    eng_ctx_desc cd; /* defaults filled in */
+    uint32_t max_out;
     vk_arena dev, host;
     vk_act buf[EB_COUNT];
     vk_slice xq[ENG_MAX_FUSED];
     vk_slice *kc, *vc;
     vk_slice rope_cs, scratch, topk_scratch;
-    vk_slice rb_logits, rb_ids, rb_vals; /* host-visible results */
     vk_attn_shape ash;
-    vk_step steps[2]; /* [0]: single-token steps, [1]: everything else */
-    VkFence fence;
+    vk_slot slot[2];
+    uint32_t next;   /* the slot the next begin uses */
+    uint32_t n_busy; /* steps in flight: the oldest is in slot next ^ (n_busy == 2 ? 0 : 1) */
+    uint64_t clock;  /* LRU stamps */
+    /* per-step scratch, sized at creation: a shape key, attention runs, parameter entries */
+    uint32_t *key;
+    uint32_t key_words;
+    vk_attn_run *runs;
+    vk_step_seq *pseq;
     vk_prof prof;
 };
 
@@ -100,7 +127,7 @@ static uint16_t prof_cat(vk_prof *p, const char *name) {
 }
 
 /* A timestamp closing the span of the op just recorded (after its barrier). */
-static void prof_mark(eng_ctx *c, vk_step *s, const char *name) {
+static void prof_mark(eng_ctx *c, vk_step_rec *s, const char *name) {
     if (!c->prof.on || !s->qp) return;
     s->cat[s->n_stamps] = prof_cat(&c->prof, name);
     c->be->d->t.vkCmdWriteTimestamp(s->rec.cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->qp,
@@ -108,7 +135,7 @@ static void prof_mark(eng_ctx *c, vk_step *s, const char *name) {
     s->n_stamps++;
 }
 
-static void prof_collect(eng_ctx *c, vk_step *s) {
+static void prof_collect(eng_ctx *c, vk_step_rec *s) {
     if (!c->prof.on || !s->qp || s->n_stamps < 2) return;
     uint64_t t[256 * 12];
     if (s->n_stamps > sizeof t / sizeof t[0]) return;
@@ -212,32 +239,82 @@ static void vk_model_detach(eng_backend *b, const eng_model *em) {
 
 /* ---- contexts ---- */
 
+/* Releases a slot's recordings and fence; waits for its step if one is still running. */
+static void slot_free(eng_ctx *c, vk_slot *sl) {
+    vk_dev *d = c->be->d;
+    if (sl->busy && sl->fence) d->t.vkWaitForFences(d->dev, 1, &sl->fence, VK_TRUE, UINT64_MAX);
+    for (int i = 0; i < VK_SLOT_RECS; i++) {
+        vk_step_rec *sr = &sl->recs[i];
+        vk_rec_free(&sr->rec);
+        if (sr->qp) d->t.vkDestroyQueryPool(d->dev, sr->qp, NULL);
+        core_free(c->be->alloc, sr->cat);
+        core_free(c->be->alloc, sr->key);
+    }
+    if (sl->fence) d->t.vkDestroyFence(d->dev, sl->fence, NULL);
+}
+
 static void vk_ctx_destroy(eng_ctx *c) {
     if (!c) return;
-    vk_dev *d = c->be->d;
     prof_report(c);
-    for (int i = 0; i < 2; i++) {
-        vk_rec_free(&c->steps[i].rec);
-        if (c->steps[i].qp) d->t.vkDestroyQueryPool(d->dev, c->steps[i].qp, NULL);
-        core_free(c->be->alloc, c->steps[i].cat);
-    }
-    if (c->fence) d->t.vkDestroyFence(d->dev, c->fence, NULL);
+    for (int i = 0; i < 2; i++) slot_free(c, &c->slot[i]);
     vk_arena_free(&c->dev);
     vk_arena_free(&c->host);
     core_free(c->be->alloc, c->kc);
     core_free(c->be->alloc, c->vc);
+    core_free(c->be->alloc, c->key);
+    core_free(c->be->alloc, c->runs);
+    core_free(c->be->alloc, c->pseq);
     core_free(c->be->alloc, c);
+}
+
+/* A slot's buffers: parameters laid out for the context's limits, results, fence, keys. */
+static vkllm_status slot_init(eng_ctx *c, vk_slot *sl, core_err *err) {
+    vk_dev *d = c->be->d;
+    const eng_ctx_desc *cd = &c->cd;
+    const uint64_t nv = c->m->cfg.n_vocab;
+    vkllm_status st = vk_arena_alloc(
+        &c->host, vk_step_params_bytes(cd->n_batch, cd->n_seqs, cd->n_ctx), &sl->params, err);
+    if (st == VKLLM_OK) vk_step_params_init(sl->params.map, cd->n_batch, cd->n_seqs);
+    if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, nv * 4 * c->max_out, &sl->rb_logits, err);
+    if (st == VKLLM_OK)
+        st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_ids, err);
+    if (st == VKLLM_OK)
+        st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_vals, err);
+    for (int i = 0; i < VK_SLOT_RECS && st == VKLLM_OK; i++) {
+        sl->recs[i].key = core_calloc(c->be->alloc, c->key_words, sizeof(uint32_t));
+        if (!sl->recs[i].key) st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
+    }
+    if (st == VKLLM_OK) {
+        VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+        VkResult r = d->t.vkCreateFence(d->dev, &fi, NULL, &sl->fence);
+        if (r != VK_SUCCESS) st = core_errf(err, VKLLM_ERR_DEVICE, "fence: %s", vk_result_str(r));
+    }
+    return st;
+}
+
+/* VKLLM_VK_PROFILE=1: timestamps need a device that has them. */
+static void prof_init(eng_ctx *c) {
+    const char *pe = getenv("VKLLM_VK_PROFILE");
+    if (!pe || strcmp(pe, "1") != 0) return;
+    vk_dev *d = c->be->d;
+    VkPhysicalDeviceProperties pp;
+    vkGetPhysicalDeviceProperties(d->pdev, &pp);
+    c->prof.on = pp.limits.timestampComputeAndGraphics && pp.limits.timestampPeriod > 0;
+    c->prof.ns_per_tick = pp.limits.timestampPeriod;
+    if (!c->prof.on) vk_log(d, VKLLM_LOG_WARN, "profile: the device has no timestamps");
 }
 
 static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_graph *g,
                                   const eng_ctx_desc *cd, eng_ctx **out, core_err *err) {
-    const uint32_t n_ctx = cd->n_ctx, n_batch = cd->n_batch;
     vk_backend *be = (vk_backend *)b;
     vk_dev *d = be->d;
     *out = NULL;
     vk_model *vm = be->models;
     while (vm && vm->em != m) vm = vm->next;
     if (!vm) return core_errf(err, VKLLM_ERR_INTERNAL, "vulkan: model not attached");
+    if (cd->n_ctx == 0 || cd->n_batch == 0)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: context of %u positions, batches "
+                         "of %u tokens", cd->n_ctx, cd->n_batch);
     const model_config *cfg = &m->cfg;
     eng_ctx *c = core_calloc(be->alloc, 1, sizeof *c);
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
@@ -245,24 +322,39 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     c->vm = vm;
     c->m = m;
     c->g = g;
-    c->n_ctx = n_ctx;
-    c->n_batch = n_batch;
     c->cd = *cd;
-    c->cd.n_seqs = 1;
-    c->cd.n_pages = (n_ctx + ENG_PAGE - 1) / ENG_PAGE;
+    if (!c->cd.n_seqs) c->cd.n_seqs = 1;
+    if (!c->cd.n_pages) c->cd.n_pages = (cd->n_ctx + ENG_PAGE - 1) / ENG_PAGE;
+    const uint32_t n_batch = c->cd.n_batch, n_seqs = c->cd.n_seqs;
     vk_arena_init(&c->dev, d, false, 64u << 20, "KV cache and activations");
     vk_arena_init(&c->host, d, true, 4u << 20, "step parameters and results");
     c->kc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->kc);
     c->vc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->vc);
+    c->key_words = 4 + 2 * n_seqs;
+    c->key = core_calloc(be->alloc, c->key_words, sizeof *c->key);
+    c->runs = core_calloc(be->alloc, n_seqs, sizeof *c->runs);
+    c->pseq = core_calloc(be->alloc, n_seqs, sizeof *c->pseq);
     vkllm_status st = VKLLM_OK;
-    if (!c->kc || !c->vc) {
+    if (!c->kc || !c->vc || !c->key || !c->runs || !c->pseq) {
         st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
         goto fail;
     }
-    /* logits rows the device keeps: all of a batch if they fit one buffer */
+    /* the KV cache: F16, K and V of n_pages * ENG_PAGE slots per layer, each one buffer range */
+    const uint64_t n_slots = (uint64_t)c->cd.n_pages * ENG_PAGE;
+    const uint64_t kv_bytes = n_slots * cfg->n_head_kv * cfg->head_dim * 2;
+    if (kv_bytes > d->max_buffer || n_slots > UINT32_MAX / 2) {
+        st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                       "vulkan: one layer's K cache of %u pages (%llu positions) is %.1f MiB, "
+                       "over the device's buffer limit of %.1f MiB (maxStorageBufferRange); use "
+                       "a smaller context (-c) or fewer pages", c->cd.n_pages,
+                       (unsigned long long)n_slots, (double)kv_bytes / 1048576.0,
+                       (double)d->max_buffer / 1048576.0);
+        goto fail;
+    }
+    /* logits rows the device keeps: one per entry, if they fit one buffer */
     const uint64_t logit_row = (uint64_t)cfg->n_vocab * 4;
-    c->max_out = d->max_buffer / logit_row < n_batch ? (uint32_t)(d->max_buffer / logit_row)
-                                                    : n_batch;
+    c->max_out = d->max_buffer / logit_row < n_seqs ? (uint32_t)(d->max_buffer / logit_row)
+                                                   : n_seqs;
     if (c->max_out == 0) {
         st = core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: a row of %u logits does not fit "
                        "one buffer", cfg->n_vocab);
@@ -285,76 +377,40 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     }
     for (int i = 0; i < ENG_MAX_FUSED && st == VKLLM_OK; i++)
         st = vk_arena_alloc(&c->dev, xq_row * n_batch, &c->xq[i], err);
-    /* the KV cache: F16, one range per layer */
-    const uint64_t kv_bytes = (uint64_t)n_ctx * cfg->n_head_kv * cfg->head_dim * 2;
-    if (st == VKLLM_OK && kv_bytes > d->max_buffer)
-        st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
-                       "vulkan: one layer's K cache for %u positions is %.1f MiB, over the "
-                       "device's buffer limit of %.1f MiB; use a smaller context (-c)",
-                       n_ctx, (double)kv_bytes / 1048576.0, (double)d->max_buffer / 1048576.0);
     for (uint32_t l = 0; l < cfg->n_layer && st == VKLLM_OK; l++) {
         st = vk_arena_alloc(&c->dev, kv_bytes, &c->kc[l], err);
         if (st == VKLLM_OK) st = vk_arena_alloc(&c->dev, kv_bytes, &c->vc[l], err);
     }
     c->ash = (vk_attn_shape){.n_head = cfg->n_head, .n_head_kv = cfg->n_head_kv,
-                             .head_dim = cfg->head_dim, .n_rot = cfg->n_rot, .n_ctx = n_ctx,
+                             .head_dim = cfg->head_dim, .n_rot = cfg->n_rot,
+                             .n_ctx = c->cd.n_ctx, .n_slots = (uint32_t)n_slots,
                              .n_splits = (uint32_t)(be->n_splits > 0 ? be->n_splits : 1)};
     if (st == VKLLM_OK)
-        st = vk_arena_alloc(&c->dev, vk_attn_scratch_bytes(&c->ash, n_batch), &c->scratch, err);
+        st = vk_arena_alloc(&c->dev, vk_attn_scratch_bytes(&c->ash, n_seqs), &c->scratch, err);
     if (st == VKLLM_OK)
         st = vk_arena_alloc(&c->dev,
                             vk_topk_scratch_bytes(c->max_out, cfg->n_vocab, ENG_TOP_K_MAX),
                             &c->topk_scratch, err);
     /* RoPE table: [n_ctx][n_rot] (cos, sin) pairs, computed once on the host */
     if (st == VKLLM_OK) {
-        const uint64_t bytes = (uint64_t)n_ctx * cfg->n_rot * 4;
+        const uint64_t bytes = (uint64_t)c->cd.n_ctx * cfg->n_rot * 4;
         float *cs = core_alloc(be->alloc, (size_t)bytes, 0);
         if (!cs) {
             st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
         } else {
-            for (uint32_t p = 0; p < n_ctx; p++)
+            for (uint32_t p = 0; p < c->cd.n_ctx; p++)
                 eng_rope_cs(cfg, m->rope_freqs, p, cs + (uint64_t)p * cfg->n_rot);
             st = vk_arena_alloc(&c->dev, bytes, &c->rope_cs, err);
             if (st == VKLLM_OK) st = vk_upload(d, &c->rope_cs, cs, bytes, err);
             core_free(be->alloc, cs);
         }
     }
-    /* host-visible: results and one parameter buffer per recording */
-    if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, logit_row * c->max_out, &c->rb_logits, err);
-    if (st == VKLLM_OK)
-        st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &c->rb_ids, err);
-    if (st == VKLLM_OK)
-        st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &c->rb_vals, err);
-    for (int i = 0; i < 2 && st == VKLLM_OK; i++) {
-        st = vk_arena_alloc(&c->host, sizeof(vk_step_params) + 4ull * n_batch,
-                            &c->steps[i].params, err);
-        if (st == VKLLM_OK) st = vk_rec_init(d, &c->steps[i].rec, 32 + 16 * g->n_ops, err);
-    }
-    if (st == VKLLM_OK) {
-        VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-        VkResult r = d->t.vkCreateFence(d->dev, &fi, NULL, &c->fence);
-        if (r != VK_SUCCESS) st = core_errf(err, VKLLM_ERR_DEVICE, "fence: %s", vk_result_str(r));
-    }
-    const char *pe = getenv("VKLLM_VK_PROFILE");
-    if (st == VKLLM_OK && pe && strcmp(pe, "1") == 0) {
-        VkPhysicalDeviceProperties pp;
-        vkGetPhysicalDeviceProperties(d->pdev, &pp);
-        c->prof.on = pp.limits.timestampComputeAndGraphics && pp.limits.timestampPeriod > 0;
-        c->prof.ns_per_tick = pp.limits.timestampPeriod;
-        if (!c->prof.on) vk_log(d, VKLLM_LOG_WARN, "profile: the device has no timestamps");
-        for (int i = 0; i < 2 && c->prof.on; i++) {
-            VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                                        .queryType = VK_QUERY_TYPE_TIMESTAMP,
-                                        .queryCount = g->n_ops + 4};
-            c->steps[i].cat = core_calloc(be->alloc, g->n_ops + 4, sizeof *c->steps[i].cat);
-            if (!c->steps[i].cat ||
-                d->t.vkCreateQueryPool(d->dev, &qi, NULL, &c->steps[i].qp) != VK_SUCCESS)
-                c->prof.on = false;
-        }
-    }
+    for (int i = 0; i < 2 && st == VKLLM_OK; i++) st = slot_init(c, &c->slot[i], err);
     if (st != VKLLM_OK) goto fail;
-    vk_log(d, VKLLM_LOG_INFO, "vulkan context: %u positions, %.1f MiB of device memory in use",
-           n_ctx, (double)d->allocated / 1048576.0);
+    prof_init(c);
+    vk_log(d, VKLLM_LOG_INFO, "vulkan context: %u positions, %u pages, %u entries a step, "
+           "%.1f MiB of device memory in use", c->cd.n_ctx, c->cd.n_pages, n_seqs,
+           (double)d->allocated / 1048576.0);
     *out = c;
     return VKLLM_OK;
 fail:
@@ -363,6 +419,44 @@ fail:
 }
 
 /* ---- recording one step ---- */
+
+/* The attention kind of an entry: the CPU path's choice (cpu_backend.c seq_tiled,
+ * attn_head_small's split), from its mode and size, never from the batch's. */
+static uint32_t entry_kind(const eng_ctx *c, const eng_seq *s) {
+    if (s->mode == ENG_ATTN_TILED && c->m->cfg.head_dim % 8 == 0) return VK_ATTN_TILED;
+    if (s->mode == ENG_ATTN_SPLIT && s->n_tokens == 1) return VK_ATTN_SPLIT;
+    return VK_ATTN_SERIAL;
+}
+
+/* The shape a recording depends on, into c->key: rows, entries, outputs, top_k, then per entry
+ * its rows and (attention kind | out << 8). Returns the words in use. */
+static uint32_t step_key(eng_ctx *c, const eng_batch *b) {
+    uint32_t *k = c->key;
+    k[0] = b->n_tokens;
+    k[1] = b->n_seqs;
+    k[2] = b->n_out;
+    k[3] = b->top_k;
+    for (uint32_t e = 0; e < b->n_seqs; e++) {
+        k[4 + 2 * e] = b->seqs[e].n_tokens;
+        k[5 + 2 * e] = entry_kind(c, &b->seqs[e]) | (b->seqs[e].out ? 1u << 8 : 0u);
+    }
+    return 4 + 2 * b->n_seqs;
+}
+
+/* Attention runs of a shape key: consecutive SERIAL entries share a run, so do consecutive
+ * SPLIT entries; a TILED entry is a run of its own. */
+static uint32_t attn_runs(const uint32_t *key, vk_attn_run *runs) {
+    uint32_t n = 0, row = 0;
+    for (uint32_t e = 0; e < key[1]; e++) {
+        const uint32_t rows = key[4 + 2 * e], kind = key[5 + 2 * e] & 0xffu;
+        if (n && kind != VK_ATTN_TILED && runs[n - 1].kind == kind)
+            runs[n - 1].n_rows += rows;
+        else
+            runs[n++] = (vk_attn_run){.kind = kind, .row0 = row, .n_rows = rows, .entry = e};
+        row += rows;
+    }
+    return n;
+}
 
 static vk_act rows_of(const eng_ctx *c, int buf) { return c->buf[buf]; }
 
@@ -392,48 +486,96 @@ static vkllm_status rec_matmul(eng_ctx *c, vk_rec *r, const eng_op *op, uint32_t
     return st;
 }
 
-static vkllm_status record(eng_ctx *c, vk_step *s, const eng_batch *b, core_err *err) {
+/* Descriptor sets a recording of this shape may allocate, at most: per op its quantizations
+ * and matmul parts (16 is ample), per attention op two per run. */
+static uint32_t rec_sets(const eng_ctx *c, uint32_t n_runs) {
+    return 32 + 16 * c->g->n_ops + 2 * n_runs * c->m->cfg.n_layer;
+}
+
+/* The results of the output rows into the slot: logits, or the chosen candidates. */
+static vkllm_status rec_results(eng_ctx *c, vk_slot *sl, vk_rec *r, uint32_t n_out,
+                                uint32_t top_k, core_err *err) {
     vk_backend *be = c->be;
-    vk_rec *r = &s->rec;
+    const uint32_t nv = c->m->cfg.n_vocab;
+    vkllm_status st = VKLLM_OK;
+    if (top_k == 0) {
+        VkBufferCopy reg = {.srcOffset = c->buf[EB_LOGITS].s.offset,
+                            .dstOffset = sl->rb_logits.offset, .size = (uint64_t)n_out * nv * 4};
+        be->d->t.vkCmdCopyBuffer(r->cb, c->buf[EB_LOGITS].s.buf, sl->rb_logits.buf, 1, &reg);
+    } else if (top_k == 1) {
+        st = vk_argmax(r, be->smp, rows_of(c, EB_LOGITS), n_out, nv, sl->rb_ids, err);
+    } else {
+        st = vk_topk(r, be->smp, rows_of(c, EB_LOGITS), n_out, nv, top_k, sl->rb_ids,
+                     sl->rb_vals, c->topk_scratch, err);
+    }
+    return st;
+}
+
+/* Records the step shape c->key (n_key words) into sr, bound to slot sl's buffers. */
+static vkllm_status record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_key,
+                           core_err *err) {
+    vk_backend *be = c->be;
+    vk_rec *r = &sr->rec;
     const model_config *cfg = &c->m->cfg;
-    const uint32_t n = b->n_tokens;
-    vkllm_status st = vk_rec_begin(r, err);
-    const char *phase = n == 1 ? "decode" : "prefill";
+    const uint32_t n = c->key[0], n_out = c->key[2], top_k = c->key[3];
+    const uint32_t n_runs = attn_runs(c->key, c->runs);
+    sr->valid = false;
+    vkllm_status st = VKLLM_OK;
+    if (r->max_sets < rec_sets(c, n_runs)) { /* a new pool, large enough for this shape */
+        uint32_t sets = rec_sets(c, n_runs > 4 ? n_runs : 4);
+        vk_rec_free(r);
+        st = vk_rec_init(be->d, r, sets, err);
+    }
+    if (st == VKLLM_OK) st = vk_rec_begin(r, err);
+    if (st != VKLLM_OK) return st;
+    /* after whatever the queue ran before: the activations and the cache are shared */
+    vk_rec_barrier(r);
+    const uint32_t n_q = c->g->n_ops + 4;
+    if (c->prof.on && !sr->qp) {
+        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                    .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = n_q};
+        sr->cat = core_calloc(be->alloc, n_q, sizeof *sr->cat);
+        if (!sr->cat || be->d->t.vkCreateQueryPool(be->d->dev, &qi, NULL, &sr->qp) != VK_SUCCESS)
+            c->prof.on = false;
+    }
+    const char *phase = n == 1 ? "decode" : c->key[1] > 1 ? "batch" : "prefill";
     char pname[64];
-    s->n_stamps = 0;
-    if (c->prof.on && s->qp && st == VKLLM_OK) {
-        be->d->t.vkCmdResetQueryPool(r->cb, s->qp, 0, c->g->n_ops + 4);
-        prof_mark(c, s, "start");
+    sr->n_stamps = 0;
+    if (c->prof.on && sr->qp) {
+        be->d->t.vkCmdResetQueryPool(r->cb, sr->qp, 0, n_q);
+        prof_mark(c, sr, "start");
     }
     for (uint32_t i = 0; i < c->g->n_ops && st == VKLLM_OK; i++) {
         const eng_op *op = &c->g->ops[i];
+        if (op->last_rows && n_out == 0) continue; /* no output head */
         switch (op->kind) {
         case EOP_EMBED:
-            st = vk_embed(r, be->mm, lookup(c->vm, op->w[0]), s->params, rows_of(c, op->dst[0]),
-                          n, err);
+            st = vk_embed(r, be->mm, lookup(c->vm, op->w[0]), sl->params,
+                          rows_of(c, op->dst[0]), n, err);
             break;
         case EOP_RMS_NORM: {
-            /* the output head's norm reads the last n_out rows and writes rows 0.. */
-            const uint32_t t0 = op->last_rows ? n - b->n_out : 0;
+            /* the output head's norm gathers the output rows into rows 0 .. n_out - 1 */
             const vk_weight *w = lookup(c->vm, op->w[0]);
-            st = vk_rms_norm(r, be->misc, rows_of(c, op->src), t0, w->part[0].s,
-                             rows_of(c, op->dst[0]), n - t0, op->w[0]->n_in, cfg->rms_eps, err);
+            st = vk_rms_norm(r, be->misc, rows_of(c, op->src), 0,
+                             op->last_rows ? &sl->params : NULL, w->part[0].s,
+                             rows_of(c, op->dst[0]), op->last_rows ? n_out : n, op->w[0]->n_in,
+                             cfg->rms_eps, err);
             break;
         }
         case EOP_MATMUL:
-            st = rec_matmul(c, r, op, op->last_rows ? b->n_out : n, err);
+            st = rec_matmul(c, r, op, op->last_rows ? n_out : n, err);
             break;
         case EOP_ROPE:
-            st = vk_attn_rope_store(r, be->attn, &c->ash, s->params, c->rope_cs,
+            st = vk_attn_rope_store(r, be->attn, &c->ash, sl->params, c->rope_cs,
                                     rows_of(c, EB_Q), rows_of(c, EB_K), rows_of(c, EB_V),
                                     c->kc[op->layer], c->vc[op->layer], n, err);
             break;
         case EOP_KV_STORE:
             continue; /* done by rope_store */
         case EOP_ATTENTION:
-            st = vk_attn_attend(r, be->attn, &c->ash, s->params, rows_of(c, op->src),
+            st = vk_attn_attend(r, be->attn, &c->ash, sl->params, rows_of(c, op->src),
                                 c->kc[op->layer], c->vc[op->layer], rows_of(c, op->dst[0]),
-                                c->scratch, n, err);
+                                c->scratch, c->runs, n_runs, err);
             break;
         case EOP_SWIGLU:
             st = vk_swiglu(r, be->misc, rows_of(c, op->src), rows_of(c, op->src2),
@@ -446,23 +588,13 @@ static vkllm_status record(eng_ctx *c, vk_step *s, const eng_batch *b, core_err 
                      quant_type_name(op->w[0]->type));
         else
             snprintf(pname, sizeof pname, "%s %s", phase, eng_op_name(op->kind));
-        prof_mark(c, s, pname);
+        prof_mark(c, sr, pname);
     }
-    /* the results: logits, or the chosen candidates */
-    const uint32_t nv = cfg->n_vocab;
-    if (st == VKLLM_OK && b->top_k == 0) {
-        VkBufferCopy reg = {.srcOffset = c->buf[EB_LOGITS].s.offset,
-                            .dstOffset = c->rb_logits.offset,
-                            .size = (uint64_t)b->n_out * nv * 4};
-        be->d->t.vkCmdCopyBuffer(r->cb, c->buf[EB_LOGITS].s.buf, c->rb_logits.buf, 1, &reg);
-    } else if (st == VKLLM_OK && b->top_k == 1) {
-        st = vk_argmax(r, be->smp, rows_of(c, EB_LOGITS), b->n_out, nv, c->rb_ids, err);
-    } else if (st == VKLLM_OK) {
-        st = vk_topk(r, be->smp, rows_of(c, EB_LOGITS), b->n_out, nv, b->top_k, c->rb_ids,
-                     c->rb_vals, c->topk_scratch, err);
+    if (st == VKLLM_OK && n_out) {
+        st = rec_results(c, sl, r, n_out, top_k, err);
+        snprintf(pname, sizeof pname, "%s sample/copy-out", phase);
+        if (st == VKLLM_OK) prof_mark(c, sr, pname);
     }
-    snprintf(pname, sizeof pname, "%s sample/copy-out", phase);
-    if (st == VKLLM_OK) prof_mark(c, s, pname);
     if (st == VKLLM_OK) { /* make the results visible to the host */
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -474,102 +606,121 @@ static vkllm_status record(eng_ctx *c, vk_step *s, const eng_batch *b, core_err 
                                       VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     }
     if (st == VKLLM_OK) st = vk_rec_end(r, err);
-    s->valid = st == VKLLM_OK;
-    s->n_tokens = n;
-    s->n_out = b->n_out;
-    s->top_k = b->top_k;
+    if (st == VKLLM_OK) {
+        memcpy(sr->key, c->key, n_key * sizeof *c->key);
+        sr->valid = true;
+    }
     return st;
 }
 
-/* One sequence whose block table is the identity (the session's), in the mode its size
- * implies: the contiguous cache this backend still keeps. */
-static vkllm_status vk_run_one(eng_ctx *c, const eng_batch *b, uint32_t pos0, float *logits,
-                              core_err *err);
-
-static vkllm_status vk_run(eng_ctx *c, const eng_batch *b0, float *logits, core_err *err) {
-    vkllm_status st = eng_batch_check(b0, &c->cd, c->m->cfg.n_vocab, "vulkan", err);
-    if (st != VKLLM_OK) return st;
-    const eng_seq *sq = &b0->seqs[0];
-    bool ident = sq->mode == eng_attn_mode_for(sq->n_tokens);
-    for (uint32_t p = 0; ident && p * ENG_PAGE < sq->pos0 + sq->n_tokens; p++)
-        ident = sq->pages[p] == p;
-    if (!ident)
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: paged and batched steps are not "
-                         "implemented yet");
-    /* no output wanted: compute the last token's logits anyway, into scratch */
-    eng_batch b = *b0;
-    b.n_out = 1;
-    if (b0->n_out == 0) b.top_k = 1, b.out_ids = c->scratch_ids, b.out_vals = NULL;
-    return vk_run_one(c, &b, sq->pos0, logits, err);
+/* The slot's recording of shape c->key: a valid one with that key, else the least recently
+ * used (or an empty one) re-recorded. */
+static vkllm_status find_rec(eng_ctx *c, vk_slot *sl, uint32_t n_key, vk_step_rec **out,
+                             core_err *err) {
+    vk_step_rec *victim = &sl->recs[0];
+    for (int i = 0; i < VK_SLOT_RECS; i++) {
+        vk_step_rec *sr = &sl->recs[i];
+        if (sr->valid && memcmp(sr->key, c->key, n_key * sizeof *c->key) == 0) {
+            *out = sr;
+            return VKLLM_OK;
+        }
+        if (victim->valid && (!sr->valid || sr->used < victim->used)) victim = sr;
+    }
+    *out = victim;
+    return record(c, sl, victim, n_key, err);
 }
+
+/* ---- steps ---- */
 
 static vkllm_status vk_begin(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
-    c->pend = b;
-    c->pend_logits = logits;
-    return VKLLM_OK;
-}
-
-static vkllm_status vk_advance(eng_ctx *c, double deadline, bool *done, core_err *err) {
-    (void)deadline;
-    *done = false;
-    if (!c->pend) return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: no step in progress");
-    const eng_batch *b = c->pend;
-    c->pend = NULL;
-    vkllm_status st = vk_run(c, b, c->pend_logits, err);
-    *done = st == VKLLM_OK;
-    return st;
-}
-
-static vkllm_status vk_run_one(eng_ctx *c, const eng_batch *b, uint32_t pos0, float *logits,
-                              core_err *err) {
-    const uint32_t nv = c->m->cfg.n_vocab;
-    if (b->n_tokens == 0 || b->n_tokens > c->n_batch || b->n_out == 0 ||
-        b->n_out > b->n_tokens)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: batch of %u tokens (%u outputs), "
-                         "limit %u", b->n_tokens, b->n_out, c->n_batch);
+    vkllm_status st = eng_batch_check(b, &c->cd, c->m->cfg.n_vocab, "vulkan", err);
+    if (st != VKLLM_OK) return st;
+    if (b->n_out && !b->top_k && !logits)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: outputs need a logits buffer");
     if (b->n_out > c->max_out)
         return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: %u rows of logits asked for, "
                          "the device keeps at most %u", b->n_out, c->max_out);
-    if ((uint64_t)pos0 + b->n_tokens > c->n_ctx)
-        return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "vulkan: positions %u..%u past context %u",
-                         pos0, pos0 + b->n_tokens - 1, c->n_ctx);
-    if (b->top_k > ENG_TOP_K_MAX || (b->top_k && !b->out_ids) || (!b->top_k && !logits))
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: top_k %u (max %d) needs out_ids; "
-                         "logits need a buffer", b->top_k, ENG_TOP_K_MAX);
-    for (uint32_t t = 0; t < b->n_tokens; t++)
-        if (b->tokens[t] < 0 || (uint32_t)b->tokens[t] >= nv)
-            return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: token id %d out of range "
-                             "[0, %u)", b->tokens[t], nv);
-    vk_step *s = &c->steps[b->n_tokens == 1 ? 0 : 1];
-    vkllm_status st = VKLLM_OK;
-    if (!s->valid || s->n_tokens != b->n_tokens || s->n_out != b->n_out || s->top_k != b->top_k)
-        st = record(c, s, b, err);
-    if (st != VKLLM_OK) return st;
-    vk_step_params *p = s->params.map;
-    p->n_tokens = b->n_tokens;
-    p->pos0 = pos0;
-    p->n_kv = pos0 + b->n_tokens;
-    p->n_out = b->n_out;
-    memcpy(p->tokens, b->tokens, (size_t)b->n_tokens * sizeof *b->tokens);
-    if ((st = vk_rec_submit_wait(&s->rec, c->fence, err)) != VKLLM_OK) {
-        s->valid = false;
-        return st;
-    }
-    prof_collect(c, s);
-    if (b->top_k == 0) {
-        memcpy(logits, c->rb_logits.map, (size_t)b->n_out * nv * 4);
-        return VKLLM_OK;
-    }
-    const uint32_t k = b->top_k, *ids = c->rb_ids.map;
-    for (uint32_t i = 0; i < b->n_out * k; i++) b->out_ids[i] = (int32_t)ids[i];
-    if (b->out_vals) {
+    vk_slot *sl = &c->slot[c->next];
+    if (sl->busy)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: two steps in flight already; "
+                         "advance the first to its end before beginning another");
+    const uint32_t n_key = step_key(c, b);
+    vk_step_rec *sr;
+    if ((st = find_rec(c, sl, n_key, &sr, err)) != VKLLM_OK) return st;
+    for (uint32_t e = 0; e < b->n_seqs; e++)
+        c->pseq[e] = (vk_step_seq){.n_tokens = b->seqs[e].n_tokens, .pos0 = b->seqs[e].pos0,
+                                   .out = b->seqs[e].out, .pages = b->seqs[e].pages};
+    vk_step_params_write(sl->params.map, b->tokens, c->pseq, b->n_seqs);
+    vk_dev *d = c->be->d;
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
+                       .pCommandBuffers = &sr->rec.cb};
+    VkResult res = d->t.vkResetFences(d->dev, 1, &sl->fence);
+    if (res == VK_SUCCESS) res = d->t.vkQueueSubmit(d->queue, 1, &si, sl->fence);
+    if (res != VK_SUCCESS)
+        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan step: %s%s", vk_result_str(res),
+                         res == VK_ERROR_DEVICE_LOST ? " (device lost)" : "");
+    sr->used = ++c->clock;
+    sl->busy = true;
+    sl->run = sr;
+    sl->n_out = b->n_out;
+    sl->top_k = b->top_k;
+    sl->logits = logits;
+    sl->out_ids = b->out_ids;
+    sl->out_vals = b->out_vals;
+    c->next ^= 1;
+    c->n_busy++;
+    return VKLLM_OK;
+}
+
+/* A finished step's results, out of its slot. */
+static void collect(eng_ctx *c, vk_slot *sl) {
+    const uint32_t nv = c->m->cfg.n_vocab, k = sl->top_k;
+    prof_collect(c, sl->run);
+    if (sl->n_out && k == 0) memcpy(sl->logits, sl->rb_logits.map, (size_t)sl->n_out * nv * 4);
+    const uint32_t *ids = sl->rb_ids.map;
+    for (uint32_t i = 0; k && i < sl->n_out * k; i++) sl->out_ids[i] = (int32_t)ids[i];
+    if (k && sl->out_vals) {
         if (k == 1) { /* argmax returns ids only: the values are in the logits on the device */
-            for (uint32_t i = 0; i < b->n_out; i++) b->out_vals[i] = 0.0f;
+            for (uint32_t i = 0; i < sl->n_out; i++) sl->out_vals[i] = 0.0f;
         } else {
-            memcpy(b->out_vals, c->rb_vals.map, (size_t)b->n_out * k * 4);
+            memcpy(sl->out_vals, sl->rb_vals.map, (size_t)sl->n_out * k * 4);
         }
     }
+}
+
+static vkllm_status vk_advance(eng_ctx *c, double deadline, bool *done, core_err *err) {
+    *done = false;
+    if (c->n_busy == 0) return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: no step in progress");
+    vk_dev *d = c->be->d;
+    vk_slot *sl = &c->slot[c->n_busy == 2 ? c->next : c->next ^ 1];
+    uint64_t timeout = UINT64_MAX;
+    if (deadline > 0) {
+        const double left = deadline - core_time_s();
+        timeout = left > 0 ? (uint64_t)(left * 1e9) : 0;
+    }
+    VkResult res = d->t.vkWaitForFences(d->dev, 1, &sl->fence, VK_TRUE, timeout);
+    if (res == VK_TIMEOUT) return VKLLM_OK;
+    sl->busy = false;
+    c->n_busy--;
+    if (res != VK_SUCCESS) {
+        sl->run->valid = false;
+        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan step: %s%s", vk_result_str(res),
+                         res == VK_ERROR_DEVICE_LOST ? " (device lost)" : "");
+    }
+    vkllm_status st = vk_check_validation(d, err);
+    if (st != VKLLM_OK) return st;
+    collect(c, sl);
+    *done = true;
     return VKLLM_OK;
+}
+
+/* begin, then advance until this step is done (and any step queued before it). */
+static vkllm_status vk_run(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
+    const uint32_t mine = c->next;
+    vkllm_status st = vk_begin(c, b, logits, err);
+    bool done = false;
+    while (st == VKLLM_OK && c->slot[mine].busy) st = vk_advance(c, 0.0, &done, err);
+    return st;
 }
 
 /* ---- the backend ---- */

@@ -426,7 +426,7 @@ typedef struct attn_bench {
     vk_attn_shape s;
     vk_slice params, kc, vc, scratch;
     vk_act q, o;
-    uint32_t tokens;
+    vk_attn_run run; /* one entry of `tokens` queries, in the mode llama.cpp uses for them */
 } attn_bench;
 
 static vkllm_status rec_attn(void *arg, vk_rec *r, uint32_t n, core_err *err) {
@@ -434,7 +434,7 @@ static vkllm_status rec_attn(void *arg, vk_rec *r, uint32_t n, core_err *err) {
     vkllm_status st = VKLLM_OK;
     for (uint32_t i = 0; i < n && st == VKLLM_OK; i++) {
         st = vk_attn_attend(r, b->attn, &b->s, b->params, b->q, b->kc, b->vc, b->o, b->scratch,
-                            b->tokens, err);
+                            &b->run, 1, err);
         vk_rec_barrier(r);
     }
     return st;
@@ -443,11 +443,16 @@ static vkllm_status rec_attn(void *arg, vk_rec *r, uint32_t n, core_err *err) {
 static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
                                     const vkllm_bench_op_desc *desc, vkllm_bench_op_result *out,
                                     core_err *err) {
+    const eng_attn_mode mode = eng_attn_mode_for(desc->tokens);
     attn_bench b = {
         .attn = attn,
         .s = {.n_head = desc->n_head, .n_head_kv = desc->n_head_kv, .head_dim = desc->head_dim,
-              .n_rot = desc->head_dim, .n_ctx = desc->n_kv, .n_splits = n_splits},
-        .tokens = desc->tokens,
+              .n_rot = desc->head_dim, .n_ctx = desc->n_kv, .n_slots = desc->n_kv,
+              .n_splits = n_splits},
+        .run = {.kind = mode == ENG_ATTN_SPLIT    ? VK_ATTN_SPLIT
+                        : mode == ENG_ATTN_SERIAL ? VK_ATTN_SERIAL
+                                                  : VK_ATTN_TILED,
+                .n_rows = desc->tokens},
     };
     const uint32_t q_width = desc->n_head * desc->head_dim;
     const uint64_t kv_n = (uint64_t)desc->n_kv * desc->n_head_kv * desc->head_dim;
@@ -480,16 +485,15 @@ static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
     }
     if (st == VKLLM_OK) st = dev_slice(&da, NULL, qb, &b.o.s, err);
     if (st == VKLLM_OK)
-        st = dev_slice(&da, NULL, vk_attn_scratch_bytes(&b.s, desc->tokens), &b.scratch, err);
+        st = dev_slice(&da, NULL, vk_attn_scratch_bytes(&b.s, 1), &b.scratch, err);
     if (st == VKLLM_OK)
-        st = vk_arena_alloc(&ha, sizeof(vk_step_params) + 4ull * desc->tokens, &b.params, err);
-    if (st == VKLLM_OK) {
-        vk_step_params *p = b.params.map;
-        memset(p, 0, sizeof *p + 4ull * desc->tokens);
-        p->n_tokens = desc->tokens;
-        p->pos0 = desc->n_kv - desc->tokens;
-        p->n_kv = desc->n_kv;
-        p->n_out = 1;
+        st = vk_arena_alloc(&ha, vk_step_params_bytes(desc->tokens, 1, desc->n_kv), &b.params,
+                            err);
+    if (st == VKLLM_OK) { /* one sequence on an identity block table, ending at n_kv */
+        const vk_step_seq seq = {.n_tokens = desc->tokens, .pos0 = desc->n_kv - desc->tokens,
+                                 .out = true};
+        vk_step_params_init(b.params.map, desc->tokens, 1);
+        vk_step_params_write(b.params.map, NULL, &seq, 1);
         st = timer_init(d, &t, err);
     }
     if (st == VKLLM_OK)

@@ -5,9 +5,9 @@
  *
  * Conventions shared by every op (and by shaders/common.glsl):
  *  - activations are F32 rows; a buffer of n rows of width w has row t at float t * stride;
- *  - per-step values (positions, token ids, cache length) live in the step parameter buffer
- *    (vk_step_params), read by the shaders, so a recorded command buffer can be replayed for
- *    the next token with only that buffer rewritten;
+ *  - per-step values (token ids, positions, cache slots, block tables) live in the step
+ *    parameter buffer (vk_step_params), read by the shaders, so a recorded command buffer can
+ *    be replayed for the next step of the same shape with only that buffer rewritten;
  *  - shapes that are fixed for a recording go in push constants;
  *  - a weight larger than the device's buffer limit is split by rows into parts, each its own
  *    binding; the matmul and embedding record one dispatch per part.
@@ -17,15 +17,40 @@
 
 #include "vk/vk.h"
 
-/* The step parameter buffer: a header, then the batch's token ids. Mirrored by
- * shaders/common.glsl (struct StepParams). */
+/* The step parameter buffer: what changes from one step to the next of the same shape, so a
+ * recorded command buffer replays with only this buffer rewritten. A header, then words:
+ *  - per batch row t, at tok_off + 4 t: token id, position, KV cache slot, entry index;
+ *  - per entry e, at seq_off + 4 e: pos0, n_tokens, first batch row, block table start (an
+ *    index into d[]);
+ *  - at out_off: the n_out output rows (the last row of each entry with an output);
+ *  - at tab_off: the entries' block tables, each covering its positions [0, pos0 + n_tokens).
+ * The offsets are fixed by the capacities the buffer was laid out for (vk_step_params_init).
+ * Cache slot of position j of an entry: d[table + j / VK_PAGE] * VK_PAGE + j % VK_PAGE.
+ * Mirrored by shaders/common.glsl (PARAMS_BINDING). */
+#define VK_PAGE 16 /* positions per KV cache page (ENG_PAGE) */
 typedef struct vk_step_params {
-    uint32_t n_tokens; /* tokens in this step */
-    uint32_t pos0;     /* position of the first */
-    uint32_t n_kv;     /* cache length the last token sees: pos0 + n_tokens */
-    uint32_t n_out;    /* rows of logits wanted (the last n_out tokens) */
-    int32_t tokens[];  /* n_tokens ids */
+    uint32_t n_tokens, n_seqs, n_out, n_table; /* n_table: block table words in use */
+    uint32_t tok_off, seq_off, out_off, tab_off;
+    uint32_t d[];
 } vk_step_params;
+
+/* One entry for vk_step_params_write: n_tokens rows at positions pos0.., its block table
+ * (NULL: the identity, page i = i), and whether its last row is an output row. */
+typedef struct vk_step_seq {
+    uint32_t n_tokens, pos0;
+    bool out;
+    const uint32_t *pages;
+} vk_step_seq;
+
+/* Bytes of a parameter buffer for steps of up to max_tokens rows and max_seqs entries whose
+ * positions stay below max_pos. */
+uint64_t vk_step_params_bytes(uint32_t max_tokens, uint32_t max_seqs, uint32_t max_pos);
+/* Lays out an empty buffer (all counts 0) for those capacities. */
+void vk_step_params_init(vk_step_params *p, uint32_t max_tokens, uint32_t max_seqs);
+/* Fills in one step: tokens[] (NULL: ids 0) in entry order. The caller has checked it against
+ * the capacities (eng_batch_check). */
+void vk_step_params_write(vk_step_params *p, const int32_t *tokens, const vk_step_seq *seqs,
+                          uint32_t n_seqs);
 
 #define VK_MAX_PARTS 16
 
@@ -98,48 +123,63 @@ vkllm_status vk_mm_quantize(vk_rec *r, vk_mm *m, uint32_t w_type, vk_act x, uint
  * matrix-vector kernels over tiles of 8 tokens (CPU drivers); see vk_mm_tuning. */
 vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, uint32_t n_tok,
                           vk_act y, bool accumulate, core_err *err);
-/* Embedding lookup: dst[t] = row params.tokens[t] of w, dequantized to F32 exactly as
- * src/core's dequantizer does (ids outside [0, n_out) give a zero row). */
+/* Embedding lookup: dst[t] = row (the token id of batch row t in params) of w, dequantized to
+ * F32 exactly as src/core's dequantizer does (ids outside [0, n_out) give a zero row). */
 vkllm_status vk_embed(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice params, vk_act dst,
                       uint32_t n_tok, core_err *err);
 
 /* ---- attention (vk_ops_attn.c; shaders/attn.glsl, rope_store.comp, attn_decode.comp,
  * attn_merge.comp, attn_prefill.comp, attn_fma_probe.comp) ----
  * The CPU path's arithmetic (src/cpu/cpu_backend.c), bit for bit where the device's fma()
- * is fused or emulated (see vk_attn_create): batches under 64 tokens use the F16-accumulator
- * online softmax, a single query over a padded cache length >= 512 splits the keys into
- * n_splits chunks merged in order, larger batches the tiled F32 path. */
+ * is fused or emulated (see vk_attn_create), in the three modes of engine.h eng_attn_mode:
+ * SERIAL the F16-accumulator online softmax, SPLIT the same for a single query, over a padded
+ * cache length >= 512 with the keys split into n_splits chunks merged in order, TILED the
+ * tiled F32 path. The KV cache is paged: every position's slot comes from its entry's block
+ * table in the step parameters (vk_step_params). */
 
 typedef struct vk_attn vk_attn;
 
 typedef struct vk_attn_shape {
     uint32_t n_head, n_head_kv, head_dim, n_rot; /* head_dim even, <= 256 (<= 128 for
-                                                    batches of 64+ tokens); n_rot even */
-    uint32_t n_ctx;    /* cache positions per layer */
-    uint32_t n_splits; /* decode over a long cache: chunks merged in order (>= 1); the CPU
+                                                    TILED); n_rot even */
+    uint32_t n_ctx;    /* positions a sequence reaches (RoPE table rows; llama.cpp's padding) */
+    uint32_t n_slots;  /* cache slots per layer (pages * VK_PAGE) */
+    uint32_t n_splits; /* SPLIT over a long cache: chunks merged in order (>= 1); the CPU
                           path's thread count gives the CPU path's bits */
 } vk_attn_shape;
+
+/* Consecutive batch rows that attend the same way: SPLIT rows are each a one-token entry,
+ * SERIAL rows may belong to several entries (each row's entry is in the parameters), a TILED
+ * run is exactly one entry (entry: its index) and needs head_dim % 8 == 0. */
+typedef enum vk_attn_kind { VK_ATTN_SPLIT = 0, VK_ATTN_SERIAL, VK_ATTN_TILED } vk_attn_kind;
+typedef struct vk_attn_run {
+    uint32_t kind, row0, n_rows, entry;
+} vk_attn_run;
 
 /* Builds the pipelines; runs one probe dispatch to learn whether fma() is fused on the
  * device (llvmpipe's is not) and if not, builds the kernels with an exact emulation. */
 vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err);
 void vk_attn_destroy(vk_attn *a);
-/* Scratch bytes vk_attn_attend needs for batches of up to n_batch tokens: the split-K
- * partials of a single query, [n_head][n_splits] records of (M, S, acc[head_dim]) floats
- * (independent of n_batch). */
-uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t n_batch);
-/* RoPE on q and k rows in place at positions params.pos0 + t, then k and v rows stored as
- * F16 into this layer's caches ([n_ctx][n_head_kv * head_dim]). rope_cs holds cos, sin pairs
- * per position: [n_ctx][n_rot] floats (host-computed with the CPU path's formula). */
+/* Scratch bytes vk_attn_attend needs for steps of up to max_seqs entries: the split-K
+ * partials of each one-token entry, [entry][n_head][n_splits] records of (M, S,
+ * acc[head_dim]) floats. */
+uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t max_seqs);
+/* RoPE on the q and k rows of the batch in place, each at its own position, then k and v
+ * rows stored as F16 into this layer's caches ([n_slots][n_head_kv * head_dim]) at each row's
+ * slot. rope_cs holds cos, sin pairs per position: [n_ctx][n_rot] floats (host-computed with
+ * the CPU path's formula). */
 vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                                 vk_slice rope_cs, vk_act q, vk_act k, vk_act v, vk_slice kcache,
                                 vk_slice vcache, uint32_t n_tok, core_err *err);
-/* out[t] = causal softmax(q[t] k^T / sqrt(hd)) v over cache positions [0, pos0 + t], GQA.
- * Records two dispatches with a barrier between them when n_tok == 1 (chunks, merge), else
- * one. Grids depend on the shape and n_tok only: a recording replays at any pos0. */
+/* out[t] = causal softmax(q[t] k^T / sqrt(hd)) v over positions [0, pos(t)] of row t's
+ * sequence, GQA, for the rows of every run. Records one dispatch per run without barriers
+ * between them (they write disjoint rows and scratch records), then, if any run is SPLIT, a
+ * barrier and the merges. Grids depend on the runs only: a recording replays at any
+ * positions and block tables. */
 vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                             vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
-                            vk_slice scratch, uint32_t n_tok, core_err *err);
+                            vk_slice scratch, const vk_attn_run *runs, uint32_t n_runs,
+                            core_err *err);
 
 /* ---- element-wise and row ops (vk_ops_misc.c; shaders/rms_norm.comp, swiglu.comp) ---- */
 
@@ -147,9 +187,11 @@ typedef struct vk_misc vk_misc;
 
 vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err);
 void vk_misc_destroy(vk_misc *m);
-/* dst[i] = src[src_row0 + i] / sqrt(mean(src[src_row0 + i]^2) + eps) * w, i < n. */
-vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0, vk_slice w,
-                         vk_act dst, uint32_t n, uint32_t width, float eps, core_err *err);
+/* dst[i] = src[j] / sqrt(mean(src[j]^2) + eps) * w, i < n, for row j = src_row0 + i, or with
+ * gather (a vk_step_params slice) j = the step's output row i. */
+vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0,
+                         const vk_slice *gather, vk_slice w, vk_act dst, uint32_t n,
+                         uint32_t width, float eps, core_err *err);
 /* dst = silu(gate) * up, n rows of width. */
 vkllm_status vk_swiglu(vk_rec *r, vk_misc *m, vk_act gate, vk_act up, vk_act dst, uint32_t n,
                        uint32_t width, core_err *err);

@@ -1,19 +1,19 @@
-/* Attention: RoPE + KV store, and causal grouped-query attention over the F16 cache, with the
- * CPU path's arithmetic (src/cpu/cpu_backend.c) so greedy tokens agree:
- *  - n_tok < 64 (or head_dim not a multiple of 8): attn_decode.comp, llama.cpp's F16
- *    accumulator; a single query runs split-K (n_splits chunks of the padded cache length,
- *    as attn_head_small) and attn_merge.comp combines the chunks in order;
- *  - n_tok >= 64: attn_prefill.comp, the tiled F32 path of attn_block_large.
- * Positions and cache lengths are read from the step parameter buffer and every grid depends
- * only on the shape and n_tok, so a recorded step replays for the next position.
- * The kernels' fma chains need a fused fma(); where the device's is not (llvmpipe), every
- * pipeline is built with shaders/common.glsl's exact emulation (vk_dev.fma_exact). Nothing here
- * allocates per step or knows about models. */
+/* Attention: RoPE + KV store, and causal grouped-query attention over the paged F16 cache,
+ * with the CPU path's arithmetic (src/cpu/cpu_backend.c) so greedy tokens agree:
+ *  - SERIAL (or TILED with head_dim not a multiple of 8): attn_decode.comp, llama.cpp's F16
+ *    accumulator, over a run of rows of any entries;
+ *  - SPLIT: the same for one-token entries, split-K (n_splits chunks of the padded cache
+ *    length, as attn_head_small) and attn_merge.comp combines the chunks in order;
+ *  - TILED: attn_prefill.comp, the tiled F32 path of attn_block_large, one entry a dispatch.
+ * Positions, cache slots and block tables are read from the step parameter buffer and every
+ * grid depends only on the shape and the runs, so a recorded step replays for the next
+ * positions. The kernels' fma chains need a fused fma(); where the device's is not
+ * (llvmpipe), every pipeline is built with shaders/common.glsl's exact emulation
+ * (vk_dev.fma_exact). Nothing here allocates per step or knows about models. */
 #include "vk/vk_ops.h"
 
 #include <math.h>
 
-#define ATTN_TILE_Q 64    /* the CPU's CPU_ATTN_TILE_Q: batches from here take the F32 path */
 #define ATTN_WG 64        /* the kernels' workgroup size */
 #define DECODE_HD_MAX 256 /* attn_decode.comp HD_MAX */
 #define PREFILL_HD_MAX 128
@@ -52,21 +52,22 @@ void vk_attn_destroy(vk_attn *a) {
     core_free(a->d->alloc, a);
 }
 
-/* Split-K partials of a single query: [n_head][n_splits] records of (M, S, acc[head_dim]). */
-uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t n_batch) {
-    (void)n_batch;
+/* Split-K partials of the one-token entries: [entry][n_head][n_splits] (M, S, acc). */
+uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t max_seqs) {
     const uint32_t splits = s->n_splits ? s->n_splits : 1;
-    return (uint64_t)s->n_head * splits * (s->head_dim + 2) * sizeof(float);
+    return (uint64_t)(max_seqs ? max_seqs : 1) * s->n_head * splits * (s->head_dim + 2) *
+           sizeof(float);
 }
 
 static vkllm_status check_shape(const vk_attn_shape *s, core_err *err) {
     if (s->n_head == 0 || s->n_head_kv == 0 || s->n_head % s->n_head_kv != 0 || s->head_dim == 0 ||
         s->head_dim % 2 != 0 || s->head_dim > DECODE_HD_MAX || s->n_rot > s->head_dim ||
-        s->n_rot % 2 != 0 || s->n_ctx == 0 || s->n_splits == 0)
+        s->n_rot % 2 != 0 || s->n_ctx == 0 || s->n_slots == 0 || s->n_splits == 0)
         return core_errf(err, VKLLM_ERR_UNSUPPORTED,
                          "vulkan attention: unsupported shape (heads %u/%u, head_dim %u, n_rot "
-                         "%u, n_ctx %u, splits %u)",
-                         s->n_head, s->n_head_kv, s->head_dim, s->n_rot, s->n_ctx, s->n_splits);
+                         "%u, n_ctx %u, slots %u, splits %u)",
+                         s->n_head, s->n_head_kv, s->head_dim, s->n_rot, s->n_ctx, s->n_slots,
+                         s->n_splits);
     return VKLLM_OK;
 }
 
@@ -76,54 +77,77 @@ vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, v
     vkllm_status st = check_shape(s, err);
     if (st != VKLLM_OK) return st;
     struct {
-        uint32_t n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, stride_q, stride_k, stride_v;
-    } pc = {n_tok,    s->n_head, s->n_head_kv, s->head_dim, s->n_rot,
-            s->n_ctx, q.stride,  k.stride,     v.stride};
+        uint32_t n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, n_slots, stride_q, stride_k, stride_v;
+    } pc = {n_tok,    s->n_head,  s->n_head_kv, s->head_dim, s->n_rot,
+            s->n_ctx, s->n_slots, q.stride,     k.stride,    v.stride};
     const uint32_t pairs = (s->n_head + 2 * s->n_head_kv) * s->head_dim / 2;
     vk_slice b[7] = {params, rope_cs, q.s, k.s, v.s, kcache, vcache};
     return vk_rec_dispatch(r, &a->rope_store, b, 7, &pc, sizeof pc, (pairs + ATTN_WG - 1) / ATTN_WG,
                            n_tok, 1, err);
 }
 
-vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
-                            vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
-                            vk_slice scratch, uint32_t n_tok, core_err *err) {
-    vkllm_status st = check_shape(s, err);
-    if (st != VKLLM_OK) return st;
+/* One run's first (or only) dispatch. */
+static vkllm_status attend_run(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                               vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
+                               vk_slice scratch, const vk_attn_run *run, core_err *err) {
     const uint32_t hd = s->head_dim, group = s->n_head / s->n_head_kv;
     const uint32_t kv_dim = s->n_head_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd); /* as the CPU path computes it */
-    if (n_tok >= ATTN_TILE_Q && hd % 8 == 0) {
+    if (run->kind == VK_ATTN_TILED && hd % 8 == 0) {
         if (hd > PREFILL_HD_MAX)
             return core_errf(err, VKLLM_ERR_UNSUPPORTED,
                              "vulkan attention: head_dim %u over %u for batches of %u tokens", hd,
-                             PREFILL_HD_MAX, n_tok);
+                             PREFILL_HD_MAX, run->n_rows);
         struct {
-            uint32_t n_tok, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o;
+            uint32_t entry, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o;
             float scale;
-        } pc = {n_tok, s->n_head, group, hd, s->n_ctx, kv_dim, q.stride, out.stride, scale};
+        } pc = {run->entry, s->n_head, group, hd, s->n_ctx, kv_dim, q.stride, out.stride, scale};
         vk_slice b[5] = {params, q.s, kcache, vcache, out.s};
         return vk_rec_dispatch(r, &a->prefill, b, 5, &pc, sizeof pc, s->n_head,
-                               (n_tok + PREFILL_ROWS - 1) / PREFILL_ROWS, 1, err);
+                               (run->n_rows + PREFILL_ROWS - 1) / PREFILL_ROWS, 1, err);
     }
-    const bool split = n_tok == 1;
-    if (split && scratch.size < vk_attn_scratch_bytes(s, n_tok))
-        return core_errf(
-            err, VKLLM_ERR_INTERNAL, "vulkan attention: scratch of %llu bytes, %llu needed",
-            (unsigned long long)scratch.size, (unsigned long long)vk_attn_scratch_bytes(s, n_tok));
+    const bool split = run->kind == VK_ATTN_SPLIT;
     struct {
-        uint32_t n_tok, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o, n_splits, split_mode;
+        uint32_t row0, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o, n_splits, split_mode;
         float scale;
-    } pc = {n_tok,      s->n_head,   group,           hd,   s->n_ctx, kv_dim, q.stride,
+    } pc = {run->row0,  s->n_head,   group,           hd,   s->n_ctx, kv_dim, q.stride,
             out.stride, s->n_splits, split ? 1u : 0u, scale};
     vk_slice b[6] = {params, q.s, kcache, vcache, out.s, scratch};
-    st = vk_rec_dispatch(r, &a->decode, b, 6, &pc, sizeof pc, s->n_head, split ? s->n_splits : 1,
-                         split ? 1 : n_tok, err);
-    if (st != VKLLM_OK || !split) return st;
+    return vk_rec_dispatch(r, &a->decode, b, 6, &pc, sizeof pc, s->n_head, split ? s->n_splits : 1,
+                           run->n_rows, err);
+}
+
+vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                            vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
+                            vk_slice scratch, const vk_attn_run *runs, uint32_t n_runs,
+                            core_err *err) {
+    vkllm_status st = check_shape(s, err);
+    bool any_split = false;
+    for (uint32_t i = 0; i < n_runs && st == VKLLM_OK; i++) {
+        if (runs[i].kind > VK_ATTN_TILED || runs[i].n_rows == 0)
+            return core_errf(err, VKLLM_ERR_INTERNAL,
+                             "vulkan attention: run %u of kind %u, "
+                             "%u rows",
+                             i, runs[i].kind, runs[i].n_rows);
+        any_split = any_split || runs[i].kind == VK_ATTN_SPLIT;
+        if (any_split && scratch.size < vk_attn_scratch_bytes(s, 1))
+            return core_errf(err, VKLLM_ERR_INTERNAL,
+                             "vulkan attention: scratch of %llu "
+                             "bytes, %llu needed an entry",
+                             (unsigned long long)scratch.size,
+                             (unsigned long long)vk_attn_scratch_bytes(s, 1));
+        st = attend_run(r, a, s, params, q, kcache, vcache, out, scratch, &runs[i], err);
+    }
+    if (st != VKLLM_OK || !any_split) return st;
     vk_rec_barrier(r);
-    struct {
-        uint32_t n_head, hd, n_ctx, n_splits, stride_o;
-    } mc = {s->n_head, hd, s->n_ctx, s->n_splits, out.stride};
-    vk_slice mb[3] = {params, scratch, out.s};
-    return vk_rec_dispatch(r, &a->merge, mb, 3, &mc, sizeof mc, s->n_head, 1, 1, err);
+    for (uint32_t i = 0; i < n_runs && st == VKLLM_OK; i++) {
+        if (runs[i].kind != VK_ATTN_SPLIT) continue;
+        struct {
+            uint32_t row0, n_head, hd, n_ctx, n_splits, stride_o;
+        } mc = {runs[i].row0, s->n_head, s->head_dim, s->n_ctx, s->n_splits, out.stride};
+        vk_slice mb[3] = {params, scratch, out.s};
+        st =
+            vk_rec_dispatch(r, &a->merge, mb, 3, &mc, sizeof mc, s->n_head, runs[i].n_rows, 1, err);
+    }
+    return st;
 }

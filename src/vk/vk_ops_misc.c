@@ -31,7 +31,7 @@ vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err) {
     vk_misc *m = core_calloc(d->alloc, 1, sizeof *m);
     if (!m) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     m->d = d;
-    vkllm_status st = vk_pipe_for_tier(d, "rms_norm", 3, (uint32_t[3]){256, 1, 1}, NULL,
+    vkllm_status st = vk_pipe_for_tier(d, "rms_norm", 4, (uint32_t[3]){256, 1, 1}, NULL,
                                        &m->rms_norm, err);
     if (st == VKLLM_OK)
         st = vk_pipe_for_tier(d, "swiglu", 3, (uint32_t[3]){256, 1, 1}, NULL, &m->swiglu, err);
@@ -50,17 +50,19 @@ void vk_misc_destroy(vk_misc *m) {
     core_free(m->d->alloc, m);
 }
 
-vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0, vk_slice w,
-                         vk_act dst, uint32_t n, uint32_t width, float eps, core_err *err) {
+vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0,
+                         const vk_slice *gather, vk_slice w, vk_act dst, uint32_t n,
+                         uint32_t width, float eps, core_err *err) {
     if (width == 0 || width >= (1u << 24)) /* rms_norm.comp divides by it in 24 bits */
         return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan rms_norm: rows of %u", width);
     struct {
         uint32_t n_rows, width, stride_s, stride_d;
         float eps;
-        uint32_t src_row0;
-    } pc = {n, width, src.stride, dst.stride, eps, src_row0};
-    vk_slice b[3] = {src.s, w, dst.s};
-    return vk_rec_dispatch(r, &m->rms_norm, b, 3, &pc, sizeof pc, n, 1, 1, err);
+        uint32_t src_row0, gather;
+    } pc = {n, width, src.stride, dst.stride, eps, src_row0, gather ? 1u : 0u};
+    /* without gather the parameter binding is unused: the weights stand in for it */
+    vk_slice b[4] = {src.s, w, dst.s, gather ? *gather : w};
+    return vk_rec_dispatch(r, &m->rms_norm, b, 4, &pc, sizeof pc, n, 1, 1, err);
 }
 
 vkllm_status vk_swiglu(vk_rec *r, vk_misc *m, vk_act gate, vk_act up, vk_act dst, uint32_t n,
