@@ -315,6 +315,9 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     if (cd->n_ctx == 0 || cd->n_batch == 0)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: context of %u positions, batches "
                          "of %u tokens", cd->n_ctx, cd->n_batch);
+    if (cd->kv_q8_0)
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: the KV cache is F16 on this "
+                         "backend (a Q8_0 cache runs on --device cpu)");
     const model_config *cfg = &m->cfg;
     eng_ctx *c = core_calloc(be->alloc, 1, sizeof *c);
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
