@@ -253,8 +253,9 @@ static void test_prefix_cache(void **state) {
         if (i % 2 == 0) mref[i] = ref[i];
         else run_alone(&nocache, &mixed[i], 1, &mref[i]);
     }
-    vkllm_engine_desc small = {.n_ctx = 512, .max_seqs = 2, .kv_pages = 32 + 4,
-                               .manual = true};
+    /* a full sequence's pages and 4 more: less than both system prompts' pages */
+    vkllm_engine_desc small = {.n_ctx = SCALE(512, 256), .max_seqs = 2,
+                               .kv_pages = SCALE(32, 16) + 4, .manual = true};
     e = engine(&small);
     for (int i = 0; i < 8; i++) r[i] = submit(e, &mixed[i]);
     for (int i = 0; i < 8; i++) collect(r[i], &mgot[i]);
