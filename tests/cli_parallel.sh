@@ -99,5 +99,38 @@ expect_error "bad --kv-type" "f16 or q8_0" run -m "$model" -f "$tmp/prompts.txt"
 "$bin" run "${common[@]}" -f "$tmp/prompts.txt" --parallel 3 --kv-type q8_0 >"$tmp/outq" 2>"$tmp/errq" \
     && [ "$(grep -c '^> ' "$tmp/outq")" -eq $n_lines ] && ok "--kv-type q8_0 answers every prompt" \
     || { bad "--kv-type q8_0"; cat "$tmp/errq"; }
+# the engine's benchmarks: records of the documented kinds and fields (docs/bench-json.md)
+"$bin" bench -m "$model" --device cpu -t 2 -r 1 --no-probe --parallel 1,2 -p 8 -n 4 \
+    --json "$tmp/par.json" >"$tmp/par.md" 2>"$tmp/par.err" &&
+"$bin" bench -m "$model" --device cpu -t 2 -r 2 --no-probe --prefix 32 -p 8 \
+    --json "$tmp/pre.json" >>"$tmp/par.md" 2>>"$tmp/par.err" &&
+"$bin" bench -m "$model" --device cpu -t 2 --no-probe --step-budget 5 --parallel 2 -p 8 -n 4 \
+    --json "$tmp/stp.json" >>"$tmp/par.md" 2>>"$tmp/par.err"
+rc=$?
+python3 - "$tmp" <<'PY' && [ $rc -eq 0 ] && ok "bench --parallel/--prefix/--step-budget records" || { bad "serving bench records"; cat "$tmp/par.err"; }
+import json, sys
+d = sys.argv[1]
+par = json.load(open(f"{d}/par.json"))["records"]
+kinds = sorted((r["test"]["kind"], r["test"]["n_parallel"]) for r in par)
+assert kinds == [("batched-decode", 1), ("batched-decode", 2), ("batched-prefill", 1),
+                 ("batched-prefill", 2)], kinds
+for r in par:
+    assert r["tps_mean"] > 0 and len(r["samples"]) == 1 and r["test"]["n_prompt"] == 8
+    assert r["test"]["name"] in ("pp8 x1", "pp8 x2", "tg4 x1", "tg4 x2"), r["test"]["name"]
+pre = json.load(open(f"{d}/pre.json"))["records"]
+by = {r["test"]["kind"]: r for r in pre}
+assert set(by) == {"ttft-cached", "ttft-uncached"}, by.keys()
+for r in pre:
+    assert r["test"]["n_shared"] == 32 and r["test"]["n_prompt"] == 40
+    assert r["tps_mean"] is None and len(r["samples"]) == 2
+    assert abs(r["seconds_mean"] - sum(r["samples"]) / 2) < 1e-9
+stp = json.load(open(f"{d}/stp.json"))["records"]
+assert len(stp) == 1 and stp[0]["test"]["kind"] == "step-budget"
+r = stp[0]
+assert r["test"]["budget_seconds"] == 0.005 and r["calls"] >= r["steps"] > 0
+assert r["call_seconds_max"] >= r["call_seconds_p99"] >= 0 and r["kernel_seconds_chunk"] > 0
+print("records ok:", len(par) + len(pre) + len(stp))
+PY
+expect_error "bench --parallel 0" "bad value" bench -m "$model" --parallel 0
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
