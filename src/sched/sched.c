@@ -401,17 +401,22 @@ static bool plan(sched *s) {
     uint32_t budget = s->d.n_batch;
     for (uint32_t i = 0; i < s->n_run; i++) s->n_plan[i] = 0;
     /* running sequences, oldest first; a token kept for each later one that decodes */
+    uint32_t later = 0; /* decoding sequences not yet planned */
+    for (uint32_t j = 0; j < s->n_run; j++) later += s->run[j]->n_toks - s->run[j]->n_done == 1;
     for (uint32_t i = 0; i < s->n_run && budget; i++) {
-        uint32_t later = 0;
-        for (uint32_t j = i + 1; j < s->n_run; j++)
-            later += s->run[j]->n_toks - s->run[j]->n_done == 1;
         const sched_req *r = s->run[i];
         const bool decoding = r->n_toks - r->n_done == 1;
+        if (decoding) later--;
         const uint32_t avail = decoding ? 1 : (budget > later ? budget - later : 0);
         if (avail == 0) continue;
         const uint32_t before = s->n_run;
         budget -= plan_seq(s, i, avail);
         if (s->n_run < before && i >= s->n_run) break; /* preempted itself: none left */
+        if (s->n_run < before) { /* younger ones were preempted: count the rest again */
+            later = 0;
+            for (uint32_t j = i + 1; j < s->n_run; j++)
+                later += s->run[j]->n_toks - s->run[j]->n_done == 1;
+        }
     }
     /* then new (or preempted) requests while there is room */
     while (s->wait_head && s->n_run < s->d.max_seqs && budget &&

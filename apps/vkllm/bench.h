@@ -1,0 +1,70 @@
+/* Shared by the parts of `vkllm bench`: options, the per-runtime environment, and the record
+ * and progress helpers of bench.c that bench_serve.c (the engine's serving tests) uses. */
+#ifndef VKLLM_APP_BENCH_H
+#define VKLLM_APP_BENCH_H
+
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+
+#define LIST_MAX 32
+
+typedef struct ilist {
+    int v[LIST_MAX];
+    int n;
+} ilist;
+
+typedef struct slist {
+    const char *v[LIST_MAX];
+    int n;
+} slist;
+
+typedef struct bench_opts {
+    slist models, devices, op_shapes, op_types;
+    ilist prompt, gen, depth, batch, threads, tiers, op_tokens;
+    ilist parallel, prefix, step_ms; /* serving tests (engine) */
+    int reps, op_ctx;
+    double op_seconds;
+    const char *json, *csv;
+    bool ops, no_probe, verbose;
+} bench_opts;
+
+/* What every record of one runtime shares. */
+typedef struct bench_env {
+    vkllm_runtime *rt;
+    vkllm_device_info dev;
+    int threads;
+    double bw_gbps; /* 0: not probed */
+    cJSON *records; /* array every record goes into */
+    bool progress;  /* stderr is a terminal */
+    int reps;
+    char host_cpu[256];
+} bench_env;
+
+/* A loaded model and the pseudo-random prompt tokens of the model tests. */
+typedef struct model_ctx {
+    vkllm_model *model;
+    vkllm_model_info mi;
+    const char *path;
+    int32_t *toks; /* pseudo-random ids: speed does not depend on them */
+    uint32_t n_toks;
+} model_ctx;
+
+double now_s(void);
+void mean_sd(const double *x, int n, double *mean, double *sd);
+void add_num_or_null(cJSON *o, const char *key, bool present, double v);
+/* The engine, host and device part of a record. */
+cJSON *record_new(const bench_env *e);
+void add_model(cJSON *r, const char *path, const vkllm_model_info *mi, const char *type);
+void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_gen,
+              int n_depth, int n_batch);
+void add_samples(cJSON *r, const double *x, int n, bool tps);
+void progress(const bench_env *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void progress_clear(const bench_env *e);
+const char *short_name(const char *path);
+void device_label(const vkllm_device_info *d, char *buf, size_t cap);
+
+/* The serving tests (--parallel, --prefix, --step-budget) on one model (bench_serve.c). */
+int bench_serve(bench_env *e, const bench_opts *o, const char *path);
+
+#endif
