@@ -320,8 +320,8 @@ static void record(bufs *b, vk_rec *r, vk_attn *at) {
         fail_msg("rope_store: %s", err.msg);
     vk_rec_barrier(r);
     const vk_attn_run run = one_run(b->n_tok);
-    if (vk_attn_attend(r, at, &as, b->params, b->q_d, b->kc_d, b->vc_d, b->o_d, b->scratch, &run,
-                       1, &err) != VKLLM_OK)
+    if (vk_attn_attend(r, at, &as, b->params, b->q_d, b->kc_d, b->vc_d, b->o_d, b->scratch, &run, 1,
+                       &err) != VKLLM_OK)
         fail_msg("attend: %s", err.msg);
 }
 
@@ -373,41 +373,45 @@ static void test_attn(void **state) {
         core_err err = {{0}};
         vk_attn *at;
         if (vk_attn_create(d, &at, &err) != VKLLM_OK) fail_msg("%s", err.msg);
-        for (uint32_t hd = 64; hd <= 128; hd *= 2)
-            for (uint32_t ratio = 1; ratio <= 3; ratio += 2) {
-                /* n_ctx 704: padded lengths past 512 are not multiples of 256 or of the chunk */
-                const shape s = {.n_head = 2 * ratio,
-                                 .n_head_kv = 2,
-                                 .hd = hd,
-                                 .n_rot = hd == 64 ? 64 : 96,
-                                 .n_ctx = 704,
-                                 .n_splits = ratio == 1 ? 2 : 3};
-                double worst_dec = 0.0, worst_pre = 0.0;
-                for (size_t ni = 0; ni < sizeof k_ntok / sizeof *k_ntok; ni++)
-                    for (size_t pi = 0; pi < sizeof k_pos0 / sizeof *k_pos0; pi++) {
-                        const uint32_t n = k_ntok[ni], pos0 = k_pos0[pi];
-                        char what[128];
-                        snprintf(what, sizeof what, "tier %d hd %u gqa %u n_tok %u pos0 %u", tier,
-                                 hd, ratio, n, pos0);
-                        bufs b;
-                        bufs_init(&b, d, &s, n);
-                        bufs_step(&b, d, pos0);
-                        vk_rec r;
-                        vt_begin(d, &r);
-                        record(&b, &r, at);
-                        vt_submit(&r);
-                        const double e = check_step(&b, d, pos0, what);
-                        const bool prefill = n >= 64;
-                        const double tol = prefill ? 1e-12 : 1e-7;
-                        if (!(e <= tol)) fail_msg("%s: nmse %g over %g", what, e, tol);
-                        if (prefill && e > worst_pre) worst_pre = e;
-                        if (!prefill && e > worst_dec) worst_dec = e;
-                        if (getenv("VKLLM_ATTN_VERBOSE")) printf("%s: nmse %.3g\n", what, e);
-                        bufs_free(&b);
-                    }
-                printf("tier %d hd %u gqa %u: worst nmse decode %.3g, prefill %.3g\n", tier, hd,
-                       ratio, worst_dec, worst_pre);
-            }
+        /* both layouts of SERIAL / SPLIT runs: attn_decode (GPUs) and attn_lane (CPU drivers) */
+        for (int lane = 0; lane < 2; lane++)
+            for (uint32_t hd = 64; hd <= 128; hd *= 2)
+                for (uint32_t ratio = 1; ratio <= 3; ratio += 2) {
+                    /* n_ctx 704: padded lengths past 512 are not multiples of 256 or of the chunk
+                     */
+                    const shape s = {.n_head = 2 * ratio,
+                                     .n_head_kv = 2,
+                                     .hd = hd,
+                                     .n_rot = hd == 64 ? 64 : 96,
+                                     .n_ctx = 704,
+                                     .n_splits = ratio == 1 ? 2 : 3};
+                    double worst_dec = 0.0, worst_pre = 0.0;
+                    for (size_t ni = 0; ni < sizeof k_ntok / sizeof *k_ntok; ni++)
+                        for (size_t pi = 0; pi < sizeof k_pos0 / sizeof *k_pos0; pi++) {
+                            const uint32_t n = k_ntok[ni], pos0 = k_pos0[pi];
+                            char what[128];
+                            snprintf(what, sizeof what, "tier %d %s hd %u gqa %u n_tok %u pos0 %u",
+                                     tier, lane ? "lane" : "workgroup", hd, ratio, n, pos0);
+                            vk_attn_set_lane(at, lane != 0);
+                            bufs b;
+                            bufs_init(&b, d, &s, n);
+                            bufs_step(&b, d, pos0);
+                            vk_rec r;
+                            vt_begin(d, &r);
+                            record(&b, &r, at);
+                            vt_submit(&r);
+                            const double e = check_step(&b, d, pos0, what);
+                            const bool prefill = n >= 64;
+                            const double tol = prefill ? 1e-12 : 1e-7;
+                            if (!(e <= tol)) fail_msg("%s: nmse %g over %g", what, e, tol);
+                            if (prefill && e > worst_pre) worst_pre = e;
+                            if (!prefill && e > worst_dec) worst_dec = e;
+                            if (getenv("VKLLM_ATTN_VERBOSE")) printf("%s: nmse %.3g\n", what, e);
+                            bufs_free(&b);
+                        }
+                    printf("tier %d %s hd %u gqa %u: worst nmse decode %.3g, prefill %.3g\n", tier,
+                           lane ? "lane" : "workgroup", hd, ratio, worst_dec, worst_pre);
+                }
         vk_attn_destroy(at);
         vt_dev_done(d);
     }
@@ -540,8 +544,8 @@ static void test_attn_bench(void **state) {
         if (vk_rec_init(d, &r, 16, &err) != VKLLM_OK || vk_rec_begin(&r, &err) != VKLLM_OK)
             fail_msg("%s", err.msg);
         const vk_attn_run run = one_run(n);
-        if (vk_attn_attend(&r, at, &as, b.params, b.q_d, b.kc_d, b.vc_d, b.o_d, b.scratch, &run,
-                           1, &err) != VKLLM_OK ||
+        if (vk_attn_attend(&r, at, &as, b.params, b.q_d, b.kc_d, b.vc_d, b.o_d, b.scratch, &run, 1,
+                           &err) != VKLLM_OK ||
             vk_rec_end(&r, &err) != VKLLM_OK)
             fail_msg("%s", err.msg);
         VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};

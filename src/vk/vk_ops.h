@@ -160,6 +160,11 @@ typedef struct vk_attn_run {
  * device (llvmpipe's is not) and if not, builds the kernels with an exact emulation. */
 vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err);
 void vk_attn_destroy(vk_attn *a);
+/* Whether SERIAL and SPLIT runs use attn_lane.comp (one invocation per head and row, no
+ * shared memory: CPU drivers, the default there) or attn_decode.comp (a workgroup per head
+ * and row: GPUs); both give the same bits. Tests set it to run both on one device. */
+bool vk_attn_get_lane(const vk_attn *a);
+void vk_attn_set_lane(vk_attn *a, bool lane);
 /* Scratch bytes vk_attn_attend needs for steps of up to max_seqs entries: the split-K
  * partials of each one-token entry, [entry][n_head][n_splits] records of (M, S,
  * acc[head_dim]) floats. */

@@ -4,7 +4,9 @@
  *    accumulator, over a run of rows of any entries;
  *  - SPLIT: the same for one-token entries, split-K (n_splits chunks of the padded cache
  *    length, as attn_head_small) and attn_merge.comp combines the chunks in order;
- *  - TILED: attn_prefill.comp, the tiled F32 path of attn_block_large, one entry a dispatch.
+ *  - TILED: attn_prefill.comp, the tiled F32 path of attn_block_large, one entry a dispatch;
+ *  - on CPU drivers (vk_attn_set_lane), SERIAL and SPLIT runs use attn_lane.comp instead: the
+ *    same arithmetic with one invocation per (head, split, row), no shared memory.
  * Positions, cache slots and block tables are read from the step parameter buffer and every
  * grid depends only on the shape and the runs, so a recorded step replays for the next
  * positions. The kernels' fma chains need a fused fma(); where the device's is not
@@ -13,21 +15,29 @@
 #include "vk/vk_ops.h"
 
 #include <math.h>
+#include <string.h>
 
 #define ATTN_WG 64        /* the kernels' workgroup size */
 #define DECODE_HD_MAX 256 /* attn_decode.comp HD_MAX */
 #define PREFILL_HD_MAX 128
 #define PREFILL_ROWS 16 /* attn_prefill.comp R */
+#define LANE_WG 8       /* attn_lane.comp: lavapipe's SIMD width */
+#define LANE_HDS 4      /* head sizes with a built attn_lane pipeline */
 
 struct vk_attn {
     vk_dev *d;
     vk_pipe rope_store, decode, merge, prefill;
+    bool lane;                   /* SERIAL and SPLIT runs through attn_lane.comp */
+    vk_pipe lane_pipe[LANE_HDS]; /* by head size (its specialization) */
+    uint32_t lane_hd[LANE_HDS];
 };
 
 vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err) {
     vk_attn *a = core_calloc(d->alloc, 1, sizeof *a);
     if (!a) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     a->d = d;
+    /* lavapipe loads memory one lane at a time: attn_decode's shared-memory tiles cost ~25x */
+    a->lane = strcmp(d->info.kind, "cpu-vulkan") == 0;
     vkllm_status st = VKLLM_OK;
     const uint32_t ls[3] = {ATTN_WG, 1, 1};
     const vk_spec *spec = NULL; /* EXACT_FMA comes from vk_pipe_create */
@@ -49,7 +59,16 @@ void vk_attn_destroy(vk_attn *a) {
     vk_pipe_destroy(a->d, &a->decode);
     vk_pipe_destroy(a->d, &a->merge);
     vk_pipe_destroy(a->d, &a->prefill);
+    for (int i = 0; i < LANE_HDS; i++)
+        vk_pipe_destroy(a->d, &a->lane_pipe[i]);
     core_free(a->d->alloc, a);
+}
+
+bool vk_attn_get_lane(const vk_attn *a) {
+    return a->lane;
+}
+void vk_attn_set_lane(vk_attn *a, bool lane) {
+    a->lane = lane;
 }
 
 /* Split-K partials of the one-token entries: [entry][n_head][n_splits] (M, S, acc). */
@@ -86,6 +105,25 @@ vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, v
                            n_tok, 1, err);
 }
 
+/* attn_lane's pipeline for head size hd (NULL when every slot holds another size: the
+ * workgroup kernel then runs). */
+static vkllm_status lane_pipe(vk_attn *a, uint32_t hd, vk_pipe **out, core_err *err) {
+    *out = NULL;
+    for (int i = 0; i < LANE_HDS; i++) {
+        if (a->lane_pipe[i].name && a->lane_hd[i] != hd) continue;
+        if (!a->lane_pipe[i].name) {
+            const vk_spec spec = {.n = 1, .v = {hd}};
+            vkllm_status st = vk_pipe_for_tier(a->d, "attn_lane", 6, (uint32_t[3]){LANE_WG, 1, 1},
+                                               &spec, &a->lane_pipe[i], err);
+            if (st != VKLLM_OK) return st;
+            a->lane_hd[i] = hd;
+        }
+        *out = &a->lane_pipe[i];
+        return VKLLM_OK;
+    }
+    return VKLLM_OK;
+}
+
 /* One run's first (or only) dispatch. */
 static vkllm_status attend_run(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                                vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
@@ -107,6 +145,24 @@ static vkllm_status attend_run(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk
                                (run->n_rows + PREFILL_ROWS - 1) / PREFILL_ROWS, 1, err);
     }
     const bool split = run->kind == VK_ATTN_SPLIT;
+    const uint32_t n_split = split ? s->n_splits : 1;
+    vk_pipe *lp = NULL;
+    if (a->lane && hd % 8 == 0 && (uint64_t)run->n_rows * s->n_head * n_split <= 65535u * LANE_WG) {
+        vkllm_status st = lane_pipe(a, hd, &lp, err);
+        if (st != VKLLM_OK) return st;
+    }
+    if (lp) {
+        struct {
+            uint32_t row0, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o, n_splits,
+                split_mode;
+            float scale;
+            uint32_t n_rows;
+        } pc = {run->row0,  s->n_head,   group,           hd,    s->n_ctx,   kv_dim, q.stride,
+                out.stride, s->n_splits, split ? 1u : 0u, scale, run->n_rows};
+        const uint32_t n = run->n_rows * s->n_head * n_split;
+        vk_slice b[6] = {params, q.s, kcache, vcache, out.s, scratch};
+        return vk_rec_dispatch(r, lp, b, 6, &pc, sizeof pc, (n + LANE_WG - 1) / LANE_WG, 1, 1, err);
+    }
     struct {
         uint32_t row0, n_head, group, hd, n_ctx, kv_dim, stride_q, stride_o, n_splits, split_mode;
         float scale;
