@@ -312,7 +312,8 @@ typedef struct vkllm_engine_desc {
     uint64_t kv_bytes;    /* memory for the KV cache; 0 = room for max_seqs full sequences, at
                            * most 1 GiB; never less than one full sequence */
     uint32_t kv_pages;    /* or the number of 16-token pages; wins over kv_bytes */
-    const char *kv_type;  /* "f16" (NULL: default) or "q8_0" (half the memory, CPU backend) */
+    const char *kv_type;  /* "f16" (NULL: default) or "q8_0" (~half the memory; Vulkan
+                             needs head_dim % 64 == 0) */
     bool no_prefix_cache; /* do not keep or reuse prompt pages */
     bool manual;          /* no engine thread: the host calls vkllm_step */
 } vkllm_engine_desc;

@@ -19,6 +19,7 @@ layout(std430, binding = 5) writeonly buffer KC { KV_T kc[]; };
 layout(std430, binding = 6) writeonly buffer VC { KV_T vc[]; };
 layout(push_constant) uniform PC {
     uint n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, n_slots, stride_q, stride_k, stride_v;
+    uint store; // 0: RoPE only (a Q8_0 cache is written by kv_pack_q8.comp)
 } pc;
 
 vec2 rotate(vec2 x, uint pos, uint i) {
@@ -44,8 +45,8 @@ void main() {
         const vec2 y = rotate(vec2(k[o], k[o + 1u]), pos, 2u * (pk % hp));
         k[o] = y.x;
         k[o + 1u] = y.y;
-        kc[slot * kvp + pk] = kv_put(y);
-    } else if (p < qp + 2u * kvp) {
+        if (pc.store != 0u) kc[slot * kvp + pk] = kv_put(y);
+    } else if (p < qp + 2u * kvp && pc.store != 0u) {
         const uint pv = p - qp - kvp, o = t * pc.stride_v + 2u * pv;
         vc[slot * kvp + pv] = kv_put(vec2(v[o], v[o + 1u]));
     }

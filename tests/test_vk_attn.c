@@ -316,7 +316,7 @@ static void record(bufs *b, vk_rec *r, vk_attn *at) {
     core_err err = {{0}};
     vk_attn_shape as = vk_shape(&b->s);
     if (vk_attn_rope_store(r, at, &as, b->params, b->cs_d, b->q_d, b->k_d, b->v_d, b->kc_d, b->vc_d,
-                           b->n_tok, &err) != VKLLM_OK)
+                           b->n_tok, true, &err) != VKLLM_OK)
         fail_msg("rope_store: %s", err.msg);
     vk_rec_barrier(r);
     const vk_attn_run run = one_run(b->n_tok);

@@ -358,6 +358,42 @@ static void paged_sequences(eng_backend *vk) {
     pair_close(&p);
 }
 
+/* A Q8_0 cache: K and V rows quantized as the CPU path does, attention through attn_q8 in
+ * every mode; sequences on shuffled pages, one of them past 256 positions. */
+static void q8_sequences(eng_backend *vk) {
+    const eng_ctx_desc cd = {
+        .n_ctx = 512, .n_batch = 64, .n_seqs = MAX_SEQS, .n_pages = 40, .kv_q8_0 = true};
+    pair p;
+    pair_open(&p, vk, &cd);
+    pool pl;
+    pool_init(&pl, cd.n_pages);
+    seq s[3];
+    memset(s, 0, sizeof s);
+    batch b;
+    batch_start(&b, 0);
+    batch_add(&b, &s[0], &pl, 40, ENG_ATTN_TILED, true);
+    batch_add(&b, &s[1], &pl, 5, ENG_ATTN_SERIAL, true);
+    step(&p, &b, "q8_0: tiled 40, serial 5");
+    for (int i = 0; i < 3; i++) {
+        batch_start(&b, i == 2 ? 8 : 0);
+        batch_add(&b, &s[0], &pl, 1, ENG_ATTN_SPLIT, true);
+        batch_add(&b, &s[1], &pl, 1, ENG_ATTN_SPLIT, true);
+        if (i == 1) batch_add(&b, &s[2], &pl, 3, ENG_ATTN_SERIAL, false);
+        step(&p, &b, i == 2 ? "q8_0: decode of 2, top 8" : "q8_0: decode of 2");
+    }
+    /* sequence 2: 17 pages that sequence 0 filled, then its own position 272 */
+    const uint32_t filled[2] = {s[0].pages[0], s[0].pages[1]};
+    for (uint32_t i = 0; i < 17; i++)
+        s[2].pages[i] = filled[i % 2];
+    s[2].n_pages = 17;
+    s[2].len = 17 * ENG_PAGE;
+    batch_start(&b, 0);
+    batch_add(&b, &s[2], &pl, 1, ENG_ATTN_SPLIT, true);
+    batch_add(&b, &s[1], &pl, 1, ENG_ATTN_SPLIT, true);
+    step(&p, &b, "q8_0: decode at 272 beside one at 8");
+    pair_close(&p);
+}
+
 /* begin + advance: deadlines that pass while the device works, and two steps in flight. */
 static void stepwise(eng_backend *vk) {
     const eng_ctx_desc cd = {.n_ctx = 256, .n_batch = 32, .n_seqs = 4, .n_pages = 24};
@@ -471,6 +507,7 @@ static void test_batch(void **state) {
         eng_backend *vk = vk_open(tier);
         one_sequence(vk);
         paged_sequences(vk);
+        q8_sequences(vk);
         if (tier == VK_TIER_COUNT - 1) { /* host logic, the same at every tier */
             stepwise(vk);
             errors(vk);

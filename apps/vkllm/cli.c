@@ -66,7 +66,7 @@ void cli_usage(FILE *f, const char *cmd) {
                    "                         sequences of -c tokens, at most 1024)\n"
                    "      --no-prefix-cache  do not reuse the KV pages of shared prompt starts\n"
                    "      --kv-type T        KV cache type: f16 (default) or q8_0 (half the\n"
-                   "                         memory; CPU backend)\n",
+                   "                         memory; Vulkan needs head_dim %% 64 == 0)\n",
                 k_common_help, k_gen_help);
     } else if (strcmp(cmd, "chat") == 0) {
         fprintf(f, "usage: vkllm chat [options]\n\nInteractive chat: type a message, get the "

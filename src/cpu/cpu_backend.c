@@ -397,8 +397,13 @@ static void attn_head_q8(eng_ctx *c, const float *q, uint32_t n_kv, const uint8_
     for (uint32_t j = 0; j < n_kv; j++) {
         const uint64_t row = kv_slot(pages, j) * c->kv_row;
         qt->dequant(kc + row, kr, hd);
+        /* every product and sum rounded on its own (separate statements: no compiler
+         * contracts them into fma), which shaders/attn_q8.comp does too */
         float s = 0.0f;
-        for (uint32_t i = 0; i < hd; i++) s += kr[i] * q[i];
+        for (uint32_t i = 0; i < hd; i++) {
+            const float p = kr[i] * q[i];
+            s += p;
+        }
         s *= scale;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
@@ -409,8 +414,12 @@ static void attn_head_q8(eng_ctx *c, const float *q, uint32_t n_kv, const uint8_
             vs = expf(s - M);
         }
         qt->dequant(vc + row, vr, hd);
-        for (uint32_t i = 0; i < hd; i++) acc[i] += vs * vr[i];
-        S = S * ms + vs;
+        for (uint32_t i = 0; i < hd; i++) {
+            const float p = vs * vr[i];
+            acc[i] += p;
+        }
+        const float sm = S * ms;
+        S = sm + vs;
     }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
     for (uint32_t i = 0; i < hd; i++) out[i] = acc[i] * inv;

@@ -315,9 +315,6 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     if (cd->n_ctx == 0 || cd->n_batch == 0)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: context of %u positions, batches "
                          "of %u tokens", cd->n_ctx, cd->n_batch);
-    if (cd->kv_q8_0)
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: the KV cache is F16 on this "
-                         "backend (a Q8_0 cache runs on --device cpu)");
     const model_config *cfg = &m->cfg;
     eng_ctx *c = core_calloc(be->alloc, 1, sizeof *c);
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
@@ -342,9 +339,16 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
         st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
         goto fail;
     }
-    /* the KV cache: F16, K and V of n_pages * ENG_PAGE slots per layer, each one buffer range */
+    /* the KV cache: F16 (or Q8_0), K and V of n_pages * ENG_PAGE slots per layer, each one
+     * buffer range */
     const uint64_t n_slots = (uint64_t)c->cd.n_pages * ENG_PAGE;
-    const uint64_t kv_bytes = n_slots * cfg->n_head_kv * cfg->head_dim * 2;
+    const uint32_t kv_dim = cfg->n_head_kv * cfg->head_dim;
+    if (cd->kv_q8_0 && cfg->head_dim % 64 != 0) {
+        st = core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: a Q8_0 KV cache needs head_dim a "
+                       "multiple of 64 (this model's is %u): use an F16 cache", cfg->head_dim);
+        goto fail;
+    }
+    const uint64_t kv_bytes = n_slots * eng_kv_row_bytes(kv_dim, cd->kv_q8_0);
     if (kv_bytes > d->max_buffer || n_slots > UINT32_MAX / 2) {
         st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
                        "vulkan: one layer's K cache of %u pages (%llu positions) is %.1f MiB, "
@@ -378,6 +382,9 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
             if (rb > xq_row) xq_row = rb;
         }
     }
+    /* a Q8_0 cache quantizes the K and V rows through xq[0] and xq[1] */
+    const uint64_t kv_xq_row = vk_mm_act_row_bytes(QT_Q8_0, kv_dim);
+    if (cd->kv_q8_0 && kv_xq_row > xq_row) xq_row = kv_xq_row;
     for (int i = 0; i < ENG_MAX_FUSED && st == VKLLM_OK; i++)
         st = vk_arena_alloc(&c->dev, xq_row * n_batch, &c->xq[i], err);
     for (uint32_t l = 0; l < cfg->n_layer && st == VKLLM_OK; l++) {
@@ -462,6 +469,24 @@ static uint32_t attn_runs(const uint32_t *key, vk_attn_run *runs) {
 }
 
 static vk_act rows_of(const eng_ctx *c, int buf) { return c->buf[buf]; }
+
+/* A Q8_0 cache: the roped K rows and the V rows quantized as the CPU path does (through the
+ * matmul activation buffers, free between ops), then packed into the cache's blocks. */
+static vkllm_status rec_store_q8(eng_ctx *c, vk_rec *r, const vk_slot *sl, uint32_t layer,
+                                 uint32_t n, core_err *err) {
+    const model_config *cfg = &c->m->cfg;
+    const uint32_t kv_dim = cfg->n_head_kv * cfg->head_dim;
+    vk_rec_barrier(r);
+    vkllm_status st = vk_mm_quantize(r, c->be->mm, QT_Q8_0, rows_of(c, EB_K), kv_dim, n,
+                                     c->xq[0], err);
+    if (st == VKLLM_OK)
+        st = vk_mm_quantize(r, c->be->mm, QT_Q8_0, rows_of(c, EB_V), kv_dim, n, c->xq[1], err);
+    if (st != VKLLM_OK) return st;
+    vk_rec_barrier(r);
+    return vk_attn_kv_pack_q8(r, c->be->attn, &c->ash, sl->params, c->xq[0], c->xq[1],
+                              (uint32_t)(vk_mm_act_row_bytes(QT_Q8_0, kv_dim) / 4), c->kc[layer],
+                              c->vc[layer], n, err);
+}
 
 static vkllm_status rec_matmul(eng_ctx *c, vk_rec *r, const eng_op *op, uint32_t n,
                                core_err *err) {
@@ -571,14 +596,20 @@ static vkllm_status record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_
         case EOP_ROPE:
             st = vk_attn_rope_store(r, be->attn, &c->ash, sl->params, c->rope_cs,
                                     rows_of(c, EB_Q), rows_of(c, EB_K), rows_of(c, EB_V),
-                                    c->kc[op->layer], c->vc[op->layer], n, err);
+                                    c->kc[op->layer], c->vc[op->layer], n, !c->cd.kv_q8_0, err);
+            if (st == VKLLM_OK && c->cd.kv_q8_0) st = rec_store_q8(c, r, sl, op->layer, n, err);
             break;
         case EOP_KV_STORE:
             continue; /* done by rope_store */
         case EOP_ATTENTION:
-            st = vk_attn_attend(r, be->attn, &c->ash, sl->params, rows_of(c, op->src),
-                                c->kc[op->layer], c->vc[op->layer], rows_of(c, op->dst[0]),
-                                c->scratch, c->runs, n_runs, err);
+            if (c->cd.kv_q8_0)
+                st = vk_attn_attend_q8(r, be->attn, &c->ash, sl->params, rows_of(c, op->src),
+                                       c->kc[op->layer], c->vc[op->layer],
+                                       rows_of(c, op->dst[0]), n, err);
+            else
+                st = vk_attn_attend(r, be->attn, &c->ash, sl->params, rows_of(c, op->src),
+                                    c->kc[op->layer], c->vc[op->layer], rows_of(c, op->dst[0]),
+                                    c->scratch, c->runs, n_runs, err);
             break;
         case EOP_SWIGLU:
             st = vk_swiglu(r, be->misc, rows_of(c, op->src), rows_of(c, op->src2),

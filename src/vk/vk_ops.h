@@ -175,7 +175,19 @@ uint64_t vk_attn_scratch_bytes(const vk_attn_shape *s, uint32_t max_seqs);
  * the CPU path's formula). */
 vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                                 vk_slice rope_cs, vk_act q, vk_act k, vk_act v, vk_slice kcache,
+                                vk_slice vcache, uint32_t n_tok, bool store, core_err *err);
+/* A Q8_0 cache (the CPU path's layout: 34-byte blocks, eng_kv_row_bytes): K and V rows that
+ * vk_mm_quantize turned into Q8_0 (xk, xv: x_row_words words a row) stored at each row's slot,
+ * after vk_attn_rope_store with store false. Needs head_dim % 64 == 0 (whole words per head). */
+uint64_t vk_attn_q8_row_bytes(const vk_attn_shape *s);
+vkllm_status vk_attn_kv_pack_q8(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                                vk_slice xk, vk_slice xv, uint32_t x_row_words, vk_slice kcache,
                                 vk_slice vcache, uint32_t n_tok, core_err *err);
+/* Attention of the n_tok batch rows over a Q8_0 cache, the CPU path's attn_head_q8 arithmetic
+ * (one for every mode). */
+vkllm_status vk_attn_attend_q8(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                               vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
+                               uint32_t n_tok, core_err *err);
 /* out[t] = causal softmax(q[t] k^T / sqrt(hd)) v over positions [0, pos(t)] of row t's
  * sequence, GQA, for the rows of every run. Records one dispatch per run without barriers
  * between them (they write disjoint rows and scratch records), then, if any run is SPLIT, a

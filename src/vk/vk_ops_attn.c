@@ -26,7 +26,9 @@
 
 struct vk_attn {
     vk_dev *d;
-    vk_pipe rope_store, decode, merge, prefill;
+    vk_pipe rope_store, decode, merge, prefill, kv_pack_q8;
+    vk_pipe q8_pipe[LANE_HDS]; /* attn_q8 by head size */
+    uint32_t q8_hd[LANE_HDS];
     bool lane;                   /* SERIAL and SPLIT runs through attn_lane.comp */
     vk_pipe lane_pipe[LANE_HDS]; /* by head size (its specialization) */
     uint32_t lane_hd[LANE_HDS];
@@ -45,6 +47,7 @@ vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err) {
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_decode", 6, ls, spec, &a->decode, err);
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_merge", 3, ls, spec, &a->merge, err);
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_prefill", 5, ls, spec, &a->prefill, err);
+    if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "kv_pack_q8", 5, ls, spec, &a->kv_pack_q8, err);
     if (st != VKLLM_OK) {
         vk_attn_destroy(a);
         return st;
@@ -59,8 +62,11 @@ void vk_attn_destroy(vk_attn *a) {
     vk_pipe_destroy(a->d, &a->decode);
     vk_pipe_destroy(a->d, &a->merge);
     vk_pipe_destroy(a->d, &a->prefill);
-    for (int i = 0; i < LANE_HDS; i++)
+    vk_pipe_destroy(a->d, &a->kv_pack_q8);
+    for (int i = 0; i < LANE_HDS; i++) {
         vk_pipe_destroy(a->d, &a->lane_pipe[i]);
+        vk_pipe_destroy(a->d, &a->q8_pipe[i]);
+    }
     core_free(a->d->alloc, a);
 }
 
@@ -92,36 +98,42 @@ static vkllm_status check_shape(const vk_attn_shape *s, core_err *err) {
 
 vkllm_status vk_attn_rope_store(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
                                 vk_slice rope_cs, vk_act q, vk_act k, vk_act v, vk_slice kcache,
-                                vk_slice vcache, uint32_t n_tok, core_err *err) {
+                                vk_slice vcache, uint32_t n_tok, bool store, core_err *err) {
     vkllm_status st = check_shape(s, err);
     if (st != VKLLM_OK) return st;
     struct {
-        uint32_t n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, n_slots, stride_q, stride_k, stride_v;
-    } pc = {n_tok,    s->n_head,  s->n_head_kv, s->head_dim, s->n_rot,
-            s->n_ctx, s->n_slots, q.stride,     k.stride,    v.stride};
+        uint32_t n_tok, n_head, n_head_kv, hd, n_rot, n_ctx, n_slots, stride_q, stride_k, stride_v,
+            store;
+    } pc = {n_tok,      s->n_head, s->n_head_kv, s->head_dim, s->n_rot,       s->n_ctx,
+            s->n_slots, q.stride,  k.stride,     v.stride,    store ? 1u : 0u};
     const uint32_t pairs = (s->n_head + 2 * s->n_head_kv) * s->head_dim / 2;
     vk_slice b[7] = {params, rope_cs, q.s, k.s, v.s, kcache, vcache};
     return vk_rec_dispatch(r, &a->rope_store, b, 7, &pc, sizeof pc, (pairs + ATTN_WG - 1) / ATTN_WG,
                            n_tok, 1, err);
 }
 
-/* attn_lane's pipeline for head size hd (NULL when every slot holds another size: the
- * workgroup kernel then runs). */
-static vkllm_status lane_pipe(vk_attn *a, uint32_t hd, vk_pipe **out, core_err *err) {
+/* The pipeline of stem (attn_lane, attn_q8) for head size hd (NULL when every slot holds another
+ * size: the workgroup kernel then runs). */
+static vkllm_status hd_pipe(vk_attn *a, const char *stem, uint32_t n_bind, vk_pipe *pipes,
+                            uint32_t *hds, uint32_t hd, vk_pipe **out, core_err *err) {
     *out = NULL;
     for (int i = 0; i < LANE_HDS; i++) {
-        if (a->lane_pipe[i].name && a->lane_hd[i] != hd) continue;
-        if (!a->lane_pipe[i].name) {
+        if (pipes[i].name && hds[i] != hd) continue;
+        if (!pipes[i].name) {
             const vk_spec spec = {.n = 1, .v = {hd}};
-            vkllm_status st = vk_pipe_for_tier(a->d, "attn_lane", 6, (uint32_t[3]){LANE_WG, 1, 1},
-                                               &spec, &a->lane_pipe[i], err);
+            vkllm_status st = vk_pipe_for_tier(a->d, stem, n_bind, (uint32_t[3]){LANE_WG, 1, 1},
+                                               &spec, &pipes[i], err);
             if (st != VKLLM_OK) return st;
-            a->lane_hd[i] = hd;
+            hds[i] = hd;
         }
-        *out = &a->lane_pipe[i];
+        *out = &pipes[i];
         return VKLLM_OK;
     }
     return VKLLM_OK;
+}
+
+static vkllm_status lane_pipe(vk_attn *a, uint32_t hd, vk_pipe **out, core_err *err) {
+    return hd_pipe(a, "attn_lane", 6, a->lane_pipe, a->lane_hd, hd, out, err);
 }
 
 /* One run's first (or only) dispatch. */
@@ -206,4 +218,64 @@ vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_sl
             vk_rec_dispatch(r, &a->merge, mb, 3, &mc, sizeof mc, s->n_head, runs[i].n_rows, 1, err);
     }
     return st;
+}
+
+/* ---- Q8_0 cache ---- */
+
+static vkllm_status check_q8(const vk_attn_shape *s, core_err *err) {
+    vkllm_status st = check_shape(s, err);
+    if (st == VKLLM_OK && s->head_dim % 64 != 0)
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                         "vulkan: a Q8_0 KV cache needs head_dim a multiple of 64 (this model's "
+                         "is %u): use an F16 cache",
+                         s->head_dim);
+    return st;
+}
+
+uint64_t vk_attn_q8_row_bytes(const vk_attn_shape *s) {
+    return (uint64_t)s->n_head_kv * s->head_dim / 64 * 68;
+}
+
+vkllm_status vk_attn_kv_pack_q8(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                                vk_slice xk, vk_slice xv, uint32_t x_row_words, vk_slice kcache,
+                                vk_slice vcache, uint32_t n_tok, core_err *err) {
+    vkllm_status st = check_q8(s, err);
+    if (st != VKLLM_OK) return st;
+    const uint32_t n_pairs = s->n_head_kv * s->head_dim / 64;
+    struct {
+        uint32_t n_tok, n_pairs, n_ctx, n_slots, x_row_words;
+    } pc = {n_tok, n_pairs, s->n_ctx, s->n_slots, x_row_words};
+    vk_slice b[5] = {params, xk, xv, kcache, vcache};
+    return vk_rec_dispatch(r, &a->kv_pack_q8, b, 5, &pc, sizeof pc,
+                           (2 * n_pairs + ATTN_WG - 1) / ATTN_WG, n_tok, 1, err);
+}
+
+vkllm_status vk_attn_attend_q8(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_slice params,
+                               vk_act q, vk_slice kcache, vk_slice vcache, vk_act out,
+                               uint32_t n_tok, core_err *err) {
+    vkllm_status st = check_q8(s, err);
+    if (st != VKLLM_OK) return st;
+    if ((uint64_t)n_tok * s->n_head > 65535u * LANE_WG)
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan attention: %u rows of %u heads", n_tok,
+                         s->n_head);
+    vk_pipe *p;
+    st = hd_pipe(a, "attn_q8", 5, a->q8_pipe, a->q8_hd, s->head_dim, &p, err);
+    if (st != VKLLM_OK) return st;
+    if (!p)
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan attention: more than %d head sizes",
+                         LANE_HDS);
+    struct {
+        uint32_t n_rows, n_head, group, n_ctx, kv_row_words, stride_q, stride_o;
+        float scale;
+    } pc = {n_tok,
+            s->n_head,
+            s->n_head / s->n_head_kv,
+            s->n_ctx,
+            (uint32_t)(vk_attn_q8_row_bytes(s) / 4),
+            q.stride,
+            out.stride,
+            1.0f / sqrtf((float)s->head_dim)}; /* as the CPU path computes it */
+    vk_slice b[5] = {params, q.s, kcache, vcache, out.s};
+    const uint32_t n = n_tok * s->n_head;
+    return vk_rec_dispatch(r, p, b, 5, &pc, sizeof pc, (n + LANE_WG - 1) / LANE_WG, 1, 1, err);
 }
