@@ -316,6 +316,8 @@ typedef struct vkllm_engine_desc {
                              needs head_dim % 64 == 0) */
     bool no_prefix_cache; /* do not keep or reuse prompt pages */
     bool manual;          /* no engine thread: the host calls vkllm_step */
+    bool no_overlap;      /* one step at a time: never submit the next step while one runs
+                           * (on Vulkan, greedy decode steps are double-buffered by default) */
 } vkllm_engine_desc;
 
 /* The model must outlive the engine. */
@@ -387,6 +389,7 @@ typedef struct vkllm_engine_stats {
     uint64_t tokens_cached;     /* prompt tokens taken from the prefix cache */
     uint64_t preemptions;
     uint64_t pages_evicted;     /* prefix-cache pages reused for other tokens */
+    uint64_t steps_overlapped;  /* steps submitted while the one before still ran */
     uint32_t pages_total, pages_used, pages_cached; /* cached: in the prefix cache, unused */
     uint32_t running, waiting;
 } vkllm_engine_stats;

@@ -171,7 +171,8 @@ vkllm_status vkllm_engine_create(vkllm_model *m, const vkllm_engine_desc *desc,
     const sched_desc sd = {.alloc = rt->alloc, .be = rt->backend, .m = &m->em, .g = &m->graph,
                            .vocab = m->vocab, .max_seqs = max_seqs, .n_ctx = n_ctx,
                            .n_batch = n_batch, .n_pages = (uint32_t)pages,
-                           .prefix_cache = !desc->no_prefix_cache, .kv_q8_0 = q8};
+                           .prefix_cache = !desc->no_prefix_cache, .kv_q8_0 = q8,
+                           .overlap = !desc->no_overlap};
     vkllm_status st = sched_create(&sd, &e->s, &m->err);
     if (st != VKLLM_OK) {
         core_free(rt->alloc, e);

@@ -343,6 +343,53 @@ static void test_step_budget(void **state) {
     for (int i = 0; i < 4; i++) assert_same(&ref[i], &got[i], "vkllm_step", i);
 }
 
+/* Overlap (double-buffered submission): greedy requests give the same tokens with the next
+ * step submitted while one runs as with one step at a time, including a request that a stop
+ * string ends while its next step is already on the device (a dropped entry). On Vulkan steps
+ * overlap; the CPU backend takes one step at a time. */
+static void test_overlap(void **state) {
+    (void)state;
+    static req_spec specs[4];
+    memset(specs, 0, sizeof specs);
+    for (int i = 0; i < 4; i++) {
+        make_prompt(specs[i].prompt, sizeof specs[i].prompt, i + 3, g_small ? i : 2 + 3 * i);
+        specs[i].max_tokens = (g_small ? 8 : 16) + 3 * (i % 3);
+    }
+    const vkllm_engine_desc serial = {.n_ctx = 256, .max_seqs = 4, .no_overlap = true};
+    const vkllm_engine_desc overlap = {.n_ctx = 256, .max_seqs = 4};
+    req_out a[4], b[4];
+    vkllm_engine *e = engine(&serial);
+    vkllm_request *r[4];
+    for (int i = 0; i < 4; i++) r[i] = submit(e, &specs[i]);
+    for (int i = 0; i < 4; i++) collect(r[i], &a[i]);
+    vkllm_engine_destroy(e);
+    /* request 1 stops at a piece of its own answer, a few tokens before its last */
+    static char stop[16];
+    const size_t len = strlen(a[1].text);
+    assert_true(len >= 8);
+    snprintf(stop, sizeof stop, "%.3s", a[1].text + len / 2);
+    specs[1].stop = stop;
+    for (int pass = 0; pass < 2; pass++) {
+        e = engine(pass ? &overlap : &serial);
+        for (int i = 0; i < 4; i++) r[i] = submit(e, &specs[i]);
+        for (int i = 0; i < 4; i++) collect(r[i], pass ? &b[i] : &a[i]);
+        vkllm_engine_stats st;
+        vkllm_engine_get_stats(e, &st);
+        vkllm_engine_destroy(e);
+        print_message("%s: %llu steps, %llu submitted while another ran\n",
+                      pass ? "overlap" : "serial", (unsigned long long)st.steps,
+                      (unsigned long long)st.steps_overlapped);
+        if (!pass) assert_int_equal(st.steps_overlapped, 0);
+        else if (strcmp(g_device, "cpu") == 0) assert_int_equal(st.steps_overlapped, 0);
+        else assert_true(st.steps_overlapped >= 4);
+    }
+    assert_int_equal(a[1].res.stop, VKLLM_STOP_STRING);
+    for (int i = 0; i < 4; i++) {
+        assert_same(&a[i], &b[i], "overlap", i);
+        assert_int_equal(a[i].res.stop, b[i].res.stop);
+    }
+}
+
 /* A Q8_0 KV cache: the same budget holds ~1.9x the pages; a request gets the same tokens alone
  * and batched; answers follow the F16 cache's (tolerance: the first 4 greedy tokens of at
  * least 3 of 4 prompts equal; quantizing K and V moves logits a little). */
@@ -485,6 +532,7 @@ int main(void) {
             cmocka_unit_test(test_batch_invariance),
             cmocka_unit_test(test_preemption),
             cmocka_unit_test(test_step_budget),
+            cmocka_unit_test(test_overlap),
         };
         return cmocka_run_group_tests(vk_tests, setup, teardown);
     }
@@ -494,6 +542,7 @@ int main(void) {
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_step_budget),
         cmocka_unit_test(test_kv_q8),
+        cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_requests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -58,7 +58,9 @@ static void usage(FILE *f) {
             "                           prefix with an earlier one, with and without the prefix\n"
             "                           cache (-p: the tokens after the prefix, default 16 here)\n"
             "      --step-budget MS,... vkllm_step(budget) call times while --parallel's first N\n"
-            "                           sequences run (default 4), against the longest kernel\n");
+            "                           sequences run (default 4), against the longest kernel\n"
+            "      --no-overlap         one engine step at a time (default: greedy decode steps\n"
+            "                           are submitted while the step before runs, on Vulkan)\n");
 }
 
 /* ---- options ---- */
@@ -99,6 +101,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
         if (IS("-v", "--verbose")) { o->verbose = true; continue; }
         if (IS("--ops", "--ops")) { o->ops = true; continue; }
         if (IS("--no-probe", "--no-probe")) { o->no_probe = true; continue; }
+        if (IS("--no-overlap", "--no-overlap")) { o->no_overlap = true; continue; }
         if (!v) {
             fprintf(stderr, "error: %s: unknown option or missing value (see vkllm bench "
                             "--help)\n", a);

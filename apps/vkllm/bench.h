@@ -27,6 +27,7 @@ typedef struct bench_opts {
     double op_seconds;
     const char *json, *csv;
     bool ops, no_probe, verbose;
+    bool no_overlap; /* serving tests: one engine step at a time */
 } bench_opts;
 
 /* What every record of one runtime shares. */

@@ -31,9 +31,10 @@ static void rand_tokens(int32_t *t, int n, uint32_t n_vocab, uint64_t seed) {
 }
 
 static vkllm_engine *serve_engine(const model_ctx *mc, uint32_t max_seqs, uint32_t n_ctx,
-                                  uint32_t n_batch, bool prefix_cache) {
+                                  uint32_t n_batch, bool prefix_cache, bool overlap) {
     const vkllm_engine_desc ed = {.max_seqs = max_seqs, .n_ctx = n_ctx, .n_batch = n_batch,
-                                  .no_prefix_cache = !prefix_cache, .manual = true};
+                                  .no_prefix_cache = !prefix_cache, .manual = true,
+                                  .no_overlap = !overlap};
     vkllm_engine *eng = NULL;
     if (vkllm_engine_create(mc->model, &ed, &eng) != VKLLM_OK) {
         fprintf(stderr, "error: engine: %s\n", vkllm_model_last_error(mc->model));
@@ -45,9 +46,9 @@ static vkllm_engine *serve_engine(const model_ctx *mc, uint32_t max_seqs, uint32
 /* n sequences of a distinct n_prompt-token prompt each, n_gen tokens each: prefill rate (all
  * prompts to every first token) and aggregate decode rate (the tokens after the first). */
 static int serve_batch(bench_env *e, model_ctx *mc, int n, int n_prompt, int n_gen, int n_batch,
-                       uint64_t seed, double *pp_tps, double *tg_tps) {
+                       bool overlap, uint64_t seed, double *pp_tps, double *tg_tps) {
     vkllm_engine *eng = serve_engine(mc, (uint32_t)n, (uint32_t)(n_prompt + n_gen + 1),
-                                     (uint32_t)(n_batch > n ? n_batch : n), false);
+                                     (uint32_t)(n_batch > n ? n_batch : n), false, overlap);
     if (!eng) return 1;
     serve_req *q = calloc((size_t)n, sizeof *q);
     int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
@@ -131,25 +132,26 @@ static int serve_parallel(bench_env *e, model_ctx *mc, const bench_opts *o) {
         const int n = o->parallel.v[pi];
         double pp[1000], tg[1000];
         char name[64];
-        snprintf(name, sizeof name, "pp%d+tg%d x%d", n_prompt, n_gen, n);
+        const char *sfx = o->no_overlap ? " serial" : ""; /* one step at a time */
+        snprintf(name, sizeof name, "pp%d+tg%d x%d%s", n_prompt, n_gen, n, sfx);
         for (int rep = -1; rep < e->reps; rep++) {
             progress(e, "bench %s %s: %s", short_name(mc->path), name,
                      rep < 0 ? "warm-up" : "run");
             double a = 0, b = 0;
             /* the warm-up is one short sequence: pipelines and caches */
             if (serve_batch(e, mc, rep < 0 ? 1 : n, n_prompt, rep < 0 ? 4 : n_gen,
-                            o->batch.v[0], (uint64_t)rep + 2, &a, &b))
+                            o->batch.v[0], !o->no_overlap, (uint64_t)rep + 2, &a, &b))
                 return 1;
             if (rep >= 0) pp[rep] = a, tg[rep] = b;
         }
         progress_clear(e);
         char nm[80];
-        snprintf(nm, sizeof nm, "pp%d x%d", n_prompt, n);
+        snprintf(nm, sizeof nm, "pp%d x%d%s", n_prompt, n, sfx);
         serve_record(e, mc, "batched-prefill", nm, n_prompt, 0, o->batch.v[0], n, 0, pp, true);
         double mean, sd;
         mean_sd(pp, e->reps, &mean, &sd);
         print_serve_row(e, mc, nm, "prefill t/s (all sequences)", mean, sd);
-        snprintf(nm, sizeof nm, "tg%d x%d", n_gen, n);
+        snprintf(nm, sizeof nm, "tg%d x%d%s", n_gen, n, sfx);
         serve_record(e, mc, "batched-decode", nm, n_prompt, n_gen, o->batch.v[0], n, 0, tg, true);
         mean_sd(tg, e->reps, &mean, &sd);
         print_serve_row(e, mc, nm, "decode t/s (aggregate)", mean, sd);
@@ -169,7 +171,7 @@ static int serve_prefix(bench_env *e, model_ctx *mc, const bench_opts *o) {
         double x[2][1000];
         for (int cached = 1; cached >= 0; cached--) {
             vkllm_engine *eng = serve_engine(mc, 1, (uint32_t)len + 1, (uint32_t)o->batch.v[0],
-                                             cached);
+                                             cached, !o->no_overlap);
             if (!eng) {
                 free(toks);
                 return 1;
@@ -244,7 +246,7 @@ static int serve_step_budget(bench_env *e, model_ctx *mc, const bench_opts *o) {
     for (int bi = 0; bi < o->step_ms.n; bi++) {
         const double budget = o->step_ms.v[bi] * 1e-3;
         vkllm_engine *eng = serve_engine(mc, (uint32_t)n, (uint32_t)(n_prompt + n_gen + 1),
-                                         (uint32_t)n_batch, false);
+                                         (uint32_t)n_batch, false, !o->no_overlap);
         if (!eng) return 1;
         serve_req *q = calloc((size_t)n, sizeof *q);
         int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);

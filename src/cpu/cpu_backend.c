@@ -523,6 +523,10 @@ static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, cor
     if (st != VKLLM_OK) return st;
     if (b->n_out && !logits)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: outputs need a logits buffer");
+    for (uint32_t e = 0; e < b->n_seqs; e++)
+        if (b->seqs[e].feed)
+            return core_errf(err, VKLLM_ERR_UNSUPPORTED, "cpu: entry %u is fed from a step in "
+                             "flight (one step at a time here)", e);
     uint32_t row = 0, outs = 0;
     c->item0[0] = 0;
     for (uint32_t e = 0; e < b->n_seqs; e++) {

@@ -15,6 +15,9 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
         if (s->n_tokens == 0 || s->mode > ENG_ATTN_TILED || !s->pages)
             return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u has %u tokens, mode %u%s",
                              who, i, s->n_tokens, s->mode, s->pages ? "" : ", no block table");
+        if (s->feed && s->n_tokens != 1)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u of %u tokens is fed "
+                             "from the step before", who, i, s->n_tokens);
         if ((uint64_t)s->pos0 + s->n_tokens > cd->n_ctx)
             return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "%s: positions %u..%u past context %u",
                              who, s->pos0, s->pos0 + s->n_tokens - 1, cd->n_ctx);

@@ -128,6 +128,11 @@ typedef struct eng_seq {
     bool out;              /* logits (or candidates) of its last token wanted */
     uint8_t mode;          /* eng_attn_mode; SPLIT with n_tokens > 1 acts as SERIAL */
     const uint32_t *pages; /* block table, covering positions [0, pos0 + n_tokens) */
+    /* 0, or 1 + an output row of the step in flight before this one: this one-token entry's
+     * token id is that row's argmax (the previous step has top_k 1), which the device copies
+     * into this step itself, so this step can be submitted before the previous one is done.
+     * Only backends with eng_backend.feeds take it. */
+    uint32_t feed;
 } eng_seq;
 
 /* One forward step over one or more sequences. */
@@ -226,6 +231,7 @@ void eng_bench_fill_f16(uint16_t *x, uint64_t n, uint64_t seed);
 
 struct eng_backend {
     const eng_backend_vtbl *vt;
+    bool feeds; /* takes a second step while one is in flight, with eng_seq.feed entries */
     char name[128];
     vkllm_device_info info; /* the device in use (tier: the tier in use), set at creation */
 };

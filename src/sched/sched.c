@@ -7,6 +7,17 @@
 
 #define NO_PAGE UINT32_MAX
 
+/* A planned step: its batch, and per entry its request (NULL once the request ended while the
+ * step was in flight: that entry's result is dropped). */
+typedef struct sched_step {
+    eng_batch batch;
+    int32_t *tokens;
+    eng_seq *seqs;
+    sched_req **req;
+    int32_t *cand_ids;
+    float *cand_vals;
+} sched_step;
+
 struct sched {
     sched_desc d;
     const vkllm_allocator *a;
@@ -25,18 +36,12 @@ struct sched {
     sched_req *wait_head, *wait_tail;
     sched_req **run;
     uint32_t n_run;
-    uint32_t *n_plan; /* per running slot: tokens planned this step (parallel to run) */
     uint64_t admit_counter;
     sched_req *finished;
-    /* the step */
-    bool in_flight;
-    int32_t *b_tokens;
-    eng_seq *b_seqs;
-    sched_req **b_req;
-    eng_batch batch;
-    float *logits;
-    int32_t *cand_ids;
-    float *cand_vals;
+    /* the steps: n_flight of them in flight, step[head] the oldest */
+    sched_step step[2];
+    uint32_t head, n_flight;
+    float *logits; /* full logits of a step with top_k 0 (never one that overlaps) */
     vkllm_engine_stats st;
 };
 
@@ -154,6 +159,7 @@ static void req_release_pages(sched *s, sched_req *r) {
     r->n_pages = 0;
     r->n_keys = 0;
     r->n_done = 0;
+    r->n_sched = 0;
 }
 
 /* ---- requests ---- */
@@ -257,7 +263,6 @@ static sched_req *wait_pop(sched *s) {
 
 static void run_remove(sched *s, uint32_t i) {
     memmove(&s->run[i], &s->run[i + 1], (s->n_run - i - 1) * sizeof *s->run);
-    memmove(&s->n_plan[i], &s->n_plan[i + 1], (s->n_run - i - 1) * sizeof *s->n_plan);
     s->n_run--;
 }
 
@@ -280,6 +285,11 @@ static void finish(sched *s, sched_req *r, vkllm_stop_reason why, vkllm_status s
             }
     }
     req_release_pages(s, r);
+    for (uint32_t k = 0; k < s->n_flight; k++) { /* its entries in flight are dropped */
+        sched_step *st = &s->step[(s->head + k) & 1];
+        for (uint32_t e = 0; e < st->batch.n_seqs; e++)
+            if (st->req[e] == r) st->req[e] = NULL;
+    }
     r->state = SR_DONE;
     r->res.stop = why;
     r->res.status = status;
@@ -300,15 +310,16 @@ static void preempt(sched *s, uint32_t i) {
 
 /* ---- planning ---- */
 
-/* Pages for positions [0, n_pos) of running slot i. Preempts younger sequences that have
- * nothing planned when the pool is empty; false when no page can be had. */
-static bool ensure_pages(sched *s, uint32_t i, uint32_t n_pos) {
+/* Pages for positions [0, n_pos) of running slot i. Preempts (where allowed: no step in
+ * flight) younger sequences that have nothing planned when the pool is empty; false when no
+ * page can be had. */
+static bool ensure_pages(sched *s, uint32_t i, uint32_t n_pos, bool may_preempt) {
     sched_req *r = s->run[i];
     while (r->n_pages * ENG_PAGE < n_pos) {
         uint32_t p = page_alloc(s);
         if (p == NO_PAGE) {
             const uint32_t y = s->n_run - 1;
-            if (y == i || s->n_plan[y]) return false;
+            if (!may_preempt || y == i || s->run[y]->n_sched) return false;
             preempt(s, y);
             continue;
         }
@@ -317,25 +328,29 @@ static bool ensure_pages(sched *s, uint32_t i, uint32_t n_pos) {
     return true;
 }
 
-static void add_entry(sched *s, sched_req *r, uint32_t pos, uint32_t n, uint8_t mode) {
-    eng_batch *b = &s->batch;
-    eng_seq *e = &s->b_seqs[b->n_seqs];
-    memcpy(s->b_tokens + b->n_tokens, r->toks + pos, (size_t)n * sizeof *r->toks);
+/* Positions [pos, pos + n) of r as the step's next entry. feed (1 + an output row of the step
+ * in flight): the one token at pos = n_toks is not sampled yet; the device supplies it. */
+static void add_entry(sched_step *st, sched_req *r, uint32_t pos, uint32_t n, uint8_t mode,
+                      uint32_t feed) {
+    eng_batch *b = &st->batch;
+    eng_seq *e = &st->seqs[b->n_seqs];
+    memcpy(st->tokens + b->n_tokens, r->toks + pos, (size_t)n * sizeof *r->toks);
     *e = (eng_seq){.n_tokens = n, .pos0 = pos, .mode = mode, .pages = r->pages,
-                   .out = pos + n == r->n_toks};
-    s->b_req[b->n_seqs++] = r;
+                   .out = feed || pos + n == r->n_toks, .feed = feed};
+    st->req[b->n_seqs++] = r;
     b->n_tokens += n;
     b->n_out += e->out ? 1u : 0u;
+    r->n_sched += n;
 }
 
 /* Entries for running slot i, up to `avail` tokens: prompt tokens in pieces of their chunks,
  * generated tokens (being recomputed) one per entry. Returns the tokens added. */
-static uint32_t plan_seq(sched *s, uint32_t i, uint32_t avail) {
+static uint32_t plan_seq(sched *s, sched_step *st, uint32_t i, uint32_t avail) {
     const uint32_t C = s->d.n_batch;
     uint32_t added = 0;
-    while (avail > added && s->batch.n_seqs < s->max_entries) {
+    while (avail > added && st->batch.n_seqs < s->max_entries) {
         sched_req *r = s->run[i];
-        const uint32_t pos = r->n_done + s->n_plan[i];
+        const uint32_t pos = r->n_done + r->n_sched;
         if (pos >= r->n_toks) break;
         uint32_t n = 1;
         if (pos < r->n_prompt) {
@@ -343,9 +358,8 @@ static uint32_t plan_seq(sched *s, uint32_t i, uint32_t avail) {
                                                                  : r->n_prompt;
             n = end - pos < avail - added ? end - pos : avail - added;
         }
-        if (!ensure_pages(s, i, pos + n)) break;
-        add_entry(s, r, pos, n, tok_mode(s, r, pos));
-        s->n_plan[i] += n;
+        if (!ensure_pages(s, i, pos + n, true)) break;
+        add_entry(st, r, pos, n, tok_mode(s, r, pos), 0);
         added += n;
     }
     return added;
@@ -382,13 +396,13 @@ static bool admit(sched *s, sched_req *r) {
     s->st.tokens_cached += cached_prompt;
     r->state = SR_RUNNING;
     r->admit_no = ++s->admit_counter;
-    s->run[s->n_run] = r;
-    s->n_plan[s->n_run++] = 0;
+    r->n_sched = 0;
+    s->run[s->n_run++] = r;
     return true;
 }
 
-/* Builds the next step; false when there is nothing to run. */
-static bool plan(sched *s) {
+/* Builds the next step (none in flight); false when there is nothing to run. */
+static bool plan(sched *s, sched_step *st) {
     /* cancellations first */
     for (uint32_t i = s->n_run; i-- > 0;)
         if (atomic_load(&s->run[i]->cancel)) finish(s, s->run[i], VKLLM_STOP_CANCELLED, VKLLM_OK);
@@ -396,10 +410,9 @@ static bool plan(sched *s) {
         nx = r->next;
         if (atomic_load(&r->cancel)) finish(s, r, VKLLM_STOP_CANCELLED, VKLLM_OK);
     }
-    eng_batch *b = &s->batch;
+    eng_batch *b = &st->batch;
     b->n_tokens = b->n_seqs = b->n_out = 0;
     uint32_t budget = s->d.n_batch;
-    for (uint32_t i = 0; i < s->n_run; i++) s->n_plan[i] = 0;
     /* running sequences, oldest first; a token kept for each later one that decodes */
     uint32_t later = 0; /* decoding sequences not yet planned */
     for (uint32_t j = 0; j < s->n_run; j++) later += s->run[j]->n_toks - s->run[j]->n_done == 1;
@@ -410,7 +423,7 @@ static bool plan(sched *s) {
         const uint32_t avail = decoding ? 1 : (budget > later ? budget - later : 0);
         if (avail == 0) continue;
         const uint32_t before = s->n_run;
-        budget -= plan_seq(s, i, avail);
+        budget -= plan_seq(s, st, i, avail);
         if (s->n_run < before && i >= s->n_run) break; /* preempted itself: none left */
         if (s->n_run < before) { /* younger ones were preempted: count the rest again */
             later = 0;
@@ -420,12 +433,56 @@ static bool plan(sched *s) {
     }
     /* then new (or preempted) requests while there is room */
     while (s->wait_head && s->n_run < s->d.max_seqs && budget &&
-           s->batch.n_seqs < s->max_entries) {
+           st->batch.n_seqs < s->max_entries) {
         sched_req *r = s->wait_head;
         if (!admit(s, r)) break;
         wait_pop(s);
-        budget -= plan_seq(s, s->n_run - 1, budget);
+        budget -= plan_seq(s, st, s->n_run - 1, budget);
     }
+    return b->n_seqs > 0;
+}
+
+/* Candidates per output row the step's samplers need: 1 (argmax) when all are greedy, 0
+ * (full logits) when one needs them all. */
+static uint32_t step_top(const sched_step *st) {
+    uint32_t top = 1;
+    for (uint32_t e = 0; e < st->batch.n_seqs; e++)
+        if (st->batch.seqs[e].out) {
+            const uint32_t need = st->req[e]->top_need;
+            if (need == 0) top = 0;
+            else if (top && need > top) top = need;
+        }
+    return top;
+}
+
+/* The step after cur, planned while cur runs (sched.h, overlap): when every entry of cur is a
+ * greedy output of its own sequence and no waiting request could start, each sequence that
+ * goes on gets one entry at its next position, fed from cur's argmax. False (and nothing
+ * planned) otherwise; the serial plan then runs after the commit. */
+static bool plan_fed(sched *s, const sched_step *cur, sched_step *nx) {
+    const eng_batch *cb = &cur->batch;
+    if (!s->d.overlap || !s->d.be->feeds || cb->top_k != 1 || cb->n_out != cb->n_seqs ||
+        cb->n_seqs != s->n_run || (s->wait_head && s->n_run < s->d.max_seqs))
+        return false;
+    for (uint32_t e = 0; e < cb->n_seqs; e++) {
+        const sched_req *r = cur->req[e];
+        if (!r || r->state != SR_RUNNING || atomic_load(&r->cancel) || r->n_toks >= s->d.n_ctx)
+            return false;
+    }
+    eng_batch *b = &nx->batch;
+    b->n_tokens = b->n_seqs = b->n_out = 0;
+    for (uint32_t e = 0; e < cb->n_seqs; e++) {
+        sched_req *r = cur->req[e];
+        /* one that ends at this commit for sure gets no entry */
+        if (r->max_tokens > 0 && r->res.n_generated + 1 >= (uint32_t)r->max_tokens) continue;
+        if (!ensure_pages(s, run_index(s, r), r->n_toks + 1, false)) {
+            for (uint32_t k = 0; k < b->n_seqs; k++) nx->req[k]->n_sched--;
+            b->n_seqs = 0;
+            return false;
+        }
+        add_entry(nx, r, r->n_toks, 1, tok_mode(s, r, r->n_toks), e + 1);
+    }
+    b->top_k = 1;
     return b->n_seqs > 0;
 }
 
@@ -495,61 +552,89 @@ static void take_token(sched *s, sched_req *r, int32_t tok) {
     if (r->n_toks > s->d.n_ctx) finish(s, r, VKLLM_STOP_CONTEXT, VKLLM_OK);
 }
 
-static void commit(sched *s) {
-    const eng_batch *b = &s->batch;
+static void commit(sched *s, sched_step *st) {
+    const eng_batch *b = &st->batch;
     const uint32_t nv = s->d.m->cfg.n_vocab, top = b->top_k;
     s->st.steps++;
-    for (uint32_t i = 0; i < s->n_run; i++) {
-        sched_req *r = s->run[i];
-        r->n_done += s->n_plan[i];
-        s->n_plan[i] = 0;
+    for (uint32_t e = 0; e < b->n_seqs; e++) { /* first every entry's positions */
+        sched_req *r = st->req[e];
+        if (!r) continue;
+        r->n_done += b->seqs[e].n_tokens;
+        r->n_sched -= b->seqs[e].n_tokens;
         if (s->d.prefix_cache) register_pages(s, r);
     }
     uint32_t o = 0;
     for (uint32_t e = 0; e < b->n_seqs; e++) {
         if (b->seqs[e].n_tokens > 1 || !b->seqs[e].out) s->st.tokens_prefilled += b->seqs[e].n_tokens;
         if (!b->seqs[e].out) continue;
-        sched_req *r = s->b_req[e];
+        sched_req *r = st->req[e];
+        const uint32_t row = o++;
+        if (!r || r->state != SR_RUNNING) continue; /* ended while the step ran */
         const int32_t tok =
-            top ? sched_sampler_sample_top(r->smp, s->cand_ids + (uint64_t)o * top,
-                                           s->cand_vals + (uint64_t)o * top, r->top_need)
-                : sched_sampler_sample(r->smp, s->logits + (uint64_t)o * nv);
-        o++;
-        if (r->state == SR_RUNNING) take_token(s, r, tok);
+            top ? sched_sampler_sample_top(r->smp, st->cand_ids + (uint64_t)row * top,
+                                           st->cand_vals + (uint64_t)row * top, r->top_need)
+                : sched_sampler_sample(r->smp, s->logits + (uint64_t)row * nv);
+        take_token(s, r, tok);
     }
 }
 
 /* ---- driving ---- */
 
+/* A step failed (n: the steps involved from head, planned or in flight): the requests in them
+ * fail too; a step still in flight is waited for first. */
+static vkllm_status fail_steps(sched *s, uint32_t n, vkllm_status st) {
+    for (uint32_t k = 1; k < s->n_flight; k++) { /* let the device finish the later one */
+        bool done = false;
+        core_err e;
+        while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {}
+    }
+    if (s->n_flight > n) n = s->n_flight;
+    s->n_flight = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        sched_step *p = &s->step[(s->head + k) & 1];
+        for (uint32_t e = 0; e < p->batch.n_seqs; e++) {
+            sched_req *r = p->req[e];
+            if (r && r->state == SR_RUNNING) finish(s, r, VKLLM_STOP_ERROR, st);
+        }
+        p->batch.n_seqs = 0;
+    }
+    return st;
+}
+
 vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err) {
     *stepped = false;
     eng_backend *be = s->d.be;
     vkllm_status st = VKLLM_OK;
-    if (!s->in_flight) {
-        if (!plan(s)) return VKLLM_OK;
+    if (s->n_flight == 0) {
+        sched_step *p = &s->step[s->head];
+        if (!plan(s, p)) return VKLLM_OK;
         /* sample on the device when every output's sampler can (a few candidates suffice) */
-        uint32_t top = 1;
-        for (uint32_t e = 0; e < s->batch.n_seqs; e++)
-            if (s->batch.seqs[e].out) {
-                const uint32_t need = s->b_req[e]->top_need;
-                if (need == 0) top = 0;
-                else if (top && need > top) top = need;
+        p->batch.top_k = step_top(p);
+        st = be->vt->begin(s->ctx, &p->batch, s->logits, err);
+        if (st != VKLLM_OK) return fail_steps(s, 1, st);
+        s->n_flight = 1;
+    }
+    if (s->n_flight == 1) { /* the next step, while this one runs, where it can be planned */
+        sched_step *nx = &s->step[s->head ^ 1];
+        if (plan_fed(s, &s->step[s->head], nx)) {
+            core_err ferr = {{0}};
+            if (be->vt->begin(s->ctx, &nx->batch, s->logits, &ferr) == VKLLM_OK) {
+                s->n_flight = 2;
+                s->st.steps_overlapped++;
+            } else { /* not taken: the serial plan builds it after the commit */
+                for (uint32_t e = 0; e < nx->batch.n_seqs; e++) nx->req[e]->n_sched--;
+                nx->batch.n_seqs = 0;
             }
-        s->batch.top_k = top;
-        st = be->vt->begin(s->ctx, &s->batch, s->logits, err);
-        s->in_flight = st == VKLLM_OK;
+        }
     }
     bool done = false;
-    if (st == VKLLM_OK) st = be->vt->advance(s->ctx, deadline, &done, err);
-    if (st != VKLLM_OK) { /* the step failed: so do the requests in it */
-        s->in_flight = false;
-        for (uint32_t i = s->n_run; i-- > 0;)
-            if (s->n_plan[i]) finish(s, s->run[i], VKLLM_STOP_ERROR, st);
-        return st;
-    }
+    st = be->vt->advance(s->ctx, deadline, &done, err);
+    if (st != VKLLM_OK) return fail_steps(s, 1, st);
     if (!done) return VKLLM_OK;
-    s->in_flight = false;
-    commit(s);
+    sched_step *p = &s->step[s->head];
+    s->head ^= 1; /* p is no longer in flight: finishing a request in it skips p */
+    s->n_flight--;
+    commit(s, p);
     *stepped = true;
     return VKLLM_OK;
 }
@@ -578,14 +663,13 @@ void sched_stats(const sched *s, vkllm_engine_stats *out) {
 
 /* ---- create / destroy ---- */
 
-bool sched_busy(const sched *s) { return s->in_flight; }
+bool sched_busy(const sched *s) { return s->n_flight > 0; }
 
 void sched_cancel_all(sched *s) {
-    if (s->in_flight) { /* let the device finish before the requests' block tables go */
+    for (; s->n_flight; s->n_flight--) { /* the device finishes before block tables go */
         bool done = false;
         core_err e;
         while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {}
-        s->in_flight = false;
     }
     while (s->n_run) finish(s, s->run[s->n_run - 1], VKLLM_STOP_CANCELLED, VKLLM_OK);
     while (s->wait_head) finish(s, s->wait_head, VKLLM_STOP_CANCELLED, VKLLM_OK);
@@ -595,10 +679,15 @@ void sched_destroy(sched *s) {
     if (!s) return;
     const vkllm_allocator *a = s->a;
     if (s->ctx) s->d.be->vt->ctx_destroy(s->ctx);
-    void *bufs[] = {s->ref, s->free_stack, s->pkey, s->pparent, s->ptok, s->pmode, s->bucket,
-                    s->hnext, s->lru_prev, s->lru_next, s->run, s->n_plan, s->b_tokens,
-                    s->b_seqs, s->b_req, s->logits, s->cand_ids, s->cand_vals};
+    void *bufs[] = {s->ref,      s->free_stack, s->pkey,     s->pparent, s->ptok,
+                    s->pmode,    s->bucket,     s->hnext,    s->lru_prev, s->lru_next,
+                    s->run,      s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) core_free(a, bufs[i]);
+    for (int k = 0; k < 2; k++) {
+        sched_step *p = &s->step[k];
+        void *sb[] = {p->tokens, p->seqs, p->req, p->cand_ids, p->cand_vals};
+        for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++) core_free(a, sb[i]);
+    }
     core_free(a, s);
 }
 
@@ -625,17 +714,21 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
     s->lru_prev = core_calloc(a, np, sizeof *s->lru_prev);
     s->lru_next = core_calloc(a, np, sizeof *s->lru_next);
     s->run = core_calloc(a, d->max_seqs, sizeof *s->run);
-    s->n_plan = core_calloc(a, d->max_seqs, sizeof *s->n_plan);
-    s->b_tokens = core_calloc(a, d->n_batch, sizeof *s->b_tokens);
-    s->b_seqs = core_calloc(a, s->max_entries, sizeof *s->b_seqs);
-    s->b_req = core_calloc(a, s->max_entries, sizeof *s->b_req);
     s->logits = core_calloc(a, (size_t)d->max_seqs * nv, sizeof *s->logits);
-    s->cand_ids = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *s->cand_ids);
-    s->cand_vals = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *s->cand_vals);
-    if (!s->ref || !s->free_stack || !s->pkey || !s->pparent || !s->ptok || !s->pmode ||
-        !s->bucket || !s->hnext || !s->lru_prev || !s->lru_next || !s->run || !s->n_plan ||
-        !s->b_tokens || !s->b_seqs || !s->b_req || !s->logits || !s->cand_ids ||
-        !s->cand_vals) {
+    bool ok = s->ref && s->free_stack && s->pkey && s->pparent && s->ptok && s->pmode &&
+              s->bucket && s->hnext && s->lru_prev && s->lru_next && s->run && s->logits;
+    for (int k = 0; k < 2; k++) {
+        sched_step *p = &s->step[k];
+        p->tokens = core_calloc(a, d->n_batch, sizeof *p->tokens);
+        p->seqs = core_calloc(a, s->max_entries, sizeof *p->seqs);
+        p->req = core_calloc(a, s->max_entries, sizeof *p->req);
+        p->cand_ids = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *p->cand_ids);
+        p->cand_vals = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *p->cand_vals);
+        ok = ok && p->tokens && p->seqs && p->req && p->cand_ids && p->cand_vals;
+        p->batch = (eng_batch){.tokens = p->tokens, .seqs = p->seqs, .out_ids = p->cand_ids,
+                               .out_vals = p->cand_vals};
+    }
+    if (!ok) {
         sched_destroy(s);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "engine: out of memory for %u pages",
                          np);
@@ -643,8 +736,6 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
     for (uint32_t i = 0; i < s->n_buckets; i++) s->bucket[i] = NO_PAGE;
     for (uint32_t p = 0; p < np; p++) s->free_stack[s->n_free++] = np - 1 - p;
     s->lru_head = s->lru_tail = NO_PAGE;
-    s->batch = (eng_batch){.tokens = s->b_tokens, .seqs = s->b_seqs, .out_ids = s->cand_ids,
-                           .out_vals = s->cand_vals};
     const eng_ctx_desc cd = {.n_ctx = d->n_ctx, .n_batch = d->n_batch,
                              .n_seqs = s->max_entries, .n_pages = np, .kv_q8_0 = d->kv_q8_0};
     vkllm_status st = d->be->vt->ctx_create(d->be, d->m, d->g, &cd, &s->ctx, err);

@@ -7,6 +7,16 @@
  * over several vkllm_step calls), then committed: each sequence with an output samples its
  * next token, full pages enter the prefix cache, finished requests leave.
  *
+ * Overlap (double-buffered submission): while a step whose every entry is a greedy output
+ * runs, and nothing else waits for a place, the next step is planned and submitted too: one
+ * entry per sequence at its next position, whose token the device copies from the running
+ * step's argmax (eng_seq.feed). The host's commit of step N then overlaps the device's step
+ * N + 1. The tokens are the serial scheduler's: the fed token is the one the host samples (a
+ * greedy sampler takes the argmax), and a token's arithmetic never depends on what shares
+ * its step. A sequence that ends at the commit before leaves a wasted entry behind (its
+ * result is dropped; its KV write lands on its own released page before any later step
+ * runs).
+ *
  * Exactness: a token's attention arithmetic is fixed by its own place in its sequence, never
  * by what shares the step (engine.h, eng_attn_mode): prompt tokens use the mode of the
  * n_batch-sized chunk from position 0 that holds them (as vkllm_generate chunks a prompt),
@@ -36,6 +46,7 @@ struct vkllm_request {
     int32_t *toks;
     uint32_t n_prompt, n_toks;
     uint32_t n_done;    /* positions [0, n_done) are in the KV cache */
+    uint32_t n_sched;   /* positions [n_done, n_done + n_sched) are in steps not committed */
     uint32_t *pages;    /* block table, n_pages of capacity ceil(n_ctx / ENG_PAGE) */
     uint32_t n_pages;
     uint64_t *keys;     /* prefix-cache keys of its full pages, a chain from page 0 */
@@ -71,6 +82,7 @@ typedef struct sched_desc {
     uint32_t max_seqs, n_ctx, n_batch, n_pages;
     bool prefix_cache;
     bool kv_q8_0;
+    bool overlap; /* plan and submit the next step while one runs, where the backend feeds */
 } sched_desc;
 
 typedef struct sched sched;

@@ -330,7 +330,7 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     vk_arena_init(&c->host, d, true, 4u << 20, "step parameters and results");
     c->kc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->kc);
     c->vc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->vc);
-    c->key_words = 4 + 2 * n_seqs;
+    c->key_words = 4 + 3 * n_seqs;
     c->key = core_calloc(be->alloc, c->key_words, sizeof *c->key);
     c->runs = core_calloc(be->alloc, n_seqs, sizeof *c->runs);
     c->pseq = core_calloc(be->alloc, n_seqs, sizeof *c->pseq);
@@ -439,7 +439,7 @@ static uint32_t entry_kind(const eng_ctx *c, const eng_seq *s) {
 }
 
 /* The shape a recording depends on, into c->key: rows, entries, outputs, top_k, then per entry
- * its rows and (attention kind | out << 8). Returns the words in use. */
+ * its rows, (attention kind | out << 8) and its feed. Returns the words in use. */
 static uint32_t step_key(eng_ctx *c, const eng_batch *b) {
     uint32_t *k = c->key;
     k[0] = b->n_tokens;
@@ -447,10 +447,11 @@ static uint32_t step_key(eng_ctx *c, const eng_batch *b) {
     k[2] = b->n_out;
     k[3] = b->top_k;
     for (uint32_t e = 0; e < b->n_seqs; e++) {
-        k[4 + 2 * e] = b->seqs[e].n_tokens;
-        k[5 + 2 * e] = entry_kind(c, &b->seqs[e]) | (b->seqs[e].out ? 1u << 8 : 0u);
+        k[4 + 3 * e] = b->seqs[e].n_tokens;
+        k[5 + 3 * e] = entry_kind(c, &b->seqs[e]) | (b->seqs[e].out ? 1u << 8 : 0u);
+        k[6 + 3 * e] = b->seqs[e].feed;
     }
-    return 4 + 2 * b->n_seqs;
+    return 4 + 3 * b->n_seqs;
 }
 
 /* Attention runs of a shape key: consecutive SERIAL entries share a run, so do consecutive
@@ -458,7 +459,7 @@ static uint32_t step_key(eng_ctx *c, const eng_batch *b) {
 static uint32_t attn_runs(const uint32_t *key, vk_attn_run *runs) {
     uint32_t n = 0, row = 0;
     for (uint32_t e = 0; e < key[1]; e++) {
-        const uint32_t rows = key[4 + 2 * e], kind = key[5 + 2 * e] & 0xffu;
+        const uint32_t rows = key[4 + 3 * e], kind = key[5 + 3 * e] & 0xffu;
         if (n && kind != VK_ATTN_TILED && runs[n - 1].kind == kind)
             runs[n - 1].n_rows += rows;
         else
@@ -539,6 +540,34 @@ static vkllm_status rec_results(eng_ctx *c, vk_slot *sl, vk_rec *r, uint32_t n_o
     return st;
 }
 
+/* Fed entries (eng_seq.feed): their token ids copied from the argmax results of the step in the
+ * other slot, which ran before this one (the barrier before this covers it), into this slot's
+ * parameters, then a barrier before the embedding reads them. */
+static void rec_feeds(eng_ctx *c, vk_slot *sl, vk_rec *r) {
+    const vk_slot *prev = &c->slot[sl == &c->slot[0] ? 1 : 0];
+    VkBufferCopy reg[64];
+    uint32_t n_reg = 0, row = 0;
+    const vk_step_params *p = sl->params.map;
+    for (uint32_t e = 0; e < c->key[1]; e++) {
+        const uint32_t feed = c->key[6 + 3 * e];
+        if (feed) {
+            reg[n_reg++] = (VkBufferCopy){
+                .srcOffset = prev->rb_ids.offset + (uint64_t)(feed - 1) * 4,
+                .dstOffset = sl->params.offset + offsetof(vk_step_params, d) +
+                             ((uint64_t)p->tok_off + 4ull * row) * 4,
+                .size = 4};
+        }
+        if (n_reg == 64 || (n_reg && (e + 1 == c->key[1]))) {
+            c->be->d->t.vkCmdCopyBuffer(r->cb, prev->rb_ids.buf, sl->params.buf, n_reg, reg);
+            n_reg = 0;
+        }
+        row += c->key[4 + 3 * e];
+    }
+    bool any = false;
+    for (uint32_t e = 0; e < c->key[1]; e++) any = any || c->key[6 + 3 * e] != 0;
+    if (any) vk_rec_barrier(r);
+}
+
 /* Records the step shape c->key (n_key words) into sr, bound to slot sl's buffers. */
 static vkllm_status record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_key,
                            core_err *err) {
@@ -558,6 +587,7 @@ static vkllm_status record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_
     if (st != VKLLM_OK) return st;
     /* after whatever the queue ran before: the activations and the cache are shared */
     vk_rec_barrier(r);
+    rec_feeds(c, sl, r);
     const uint32_t n_q = c->g->n_ops + 4;
     if (c->prof.on && !sr->qp) {
         VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
@@ -678,6 +708,13 @@ static vkllm_status vk_begin(eng_ctx *c, const eng_batch *b, float *logits, core
     if (sl->busy)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: two steps in flight already; "
                          "advance the first to its end before beginning another");
+    const vk_slot *prev = &c->slot[c->next ^ 1];
+    for (uint32_t e = 0; e < b->n_seqs; e++)
+        if (b->seqs[e].feed && (!prev->busy || prev->top_k != 1 || b->seqs[e].feed > prev->n_out))
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: entry %u is fed from output "
+                             "row %u of the step in flight, which %s", e, b->seqs[e].feed - 1,
+                             !prev->busy ? "is not there" : prev->top_k != 1 ? "is not argmax"
+                                                                              : "it lacks");
     const uint32_t n_key = step_key(c, b);
     vk_step_rec *sr;
     if ((st = find_rec(c, sl, n_key, &sr, err)) != VKLLM_OK) return st;
@@ -802,6 +839,7 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
     vk_backend *be = core_calloc(desc->alloc, 1, sizeof *be);
     if (!be) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     be->base.vt = &k_vk_vtbl;
+    be->base.feeds = true;
     be->alloc = desc->alloc;
     be->n_splits = desc->n_splits;
     vk_dev_desc dd = {.alloc = desc->alloc, .log = desc->log, .log_user = desc->log_user,
