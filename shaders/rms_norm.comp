@@ -28,6 +28,10 @@ layout(push_constant) uniform PC {
     uint gather;   // instead: the step's output rows (the output head) are read
 } pc;
 
+// ROW_LANE (CPU drivers, vk_misc_set_lane): one invocation per row does the whole row, so a
+// step's rows share the SIMD lanes of lavapipe's serial loop instead of one active lane each.
+layout(constant_id = 0) const bool ROW_LANE = false;
+
 shared float scale_sh;
 
 // ---- 64-bit unsigned integers as uvec2 (x low word, y high word) ----
@@ -163,28 +167,42 @@ float dquot_to_float(uvec2 m, int e, uint d) {
     return ldexp(float(k), e53 + int(drop));
 }
 
+// 1 / sqrt(mean of the squares + eps) of the row at base, with the CPU's bits.
+float row_scale(uint base) {
+    uvec2 m = uvec2(0u);
+    int e = 0;
+    bool special = false;
+    precise float sp = 0.0; // inf or NaN squares: what the double sum would become
+    for (uint i = 0u; i < pc.width; i++) {
+        precise float x2 = src[base + i] * src[base + i];
+        if (isinf(x2) || isnan(x2)) {
+            special = true;
+            sp += x2;
+        } else {
+            dadd(m, e, x2);
+        }
+    }
+    const float mean = special ? sp : dquot_to_float(m, e, pc.width);
+    precise float t = mean + pc.eps;
+    precise float s = 1.0 / sqrt(t);
+    return s;
+}
+
 void main() {
+    if (ROW_LANE) {
+        const uint row = gl_GlobalInvocationID.x;
+        if (row >= pc.n_rows) return;
+        const uint base = (pc.gather != 0u ? p_out_row(row) : pc.src_row0 + row) * pc.stride_s;
+        const float scale = row_scale(base);
+        for (uint i = 0u; i < pc.width; i++) {
+            precise float y = (src[base + i] * scale) * w[i];
+            dst[row * pc.stride_d + i] = y;
+        }
+        return;
+    }
     const uint row = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
     const uint base = (pc.gather != 0u ? p_out_row(row) : pc.src_row0 + row) * pc.stride_s;
-    if (tid == 0u) {
-        uvec2 m = uvec2(0u);
-        int e = 0;
-        bool special = false;
-        precise float sp = 0.0; // inf or NaN squares: what the double sum would become
-        for (uint i = 0u; i < pc.width; i++) {
-            precise float x2 = src[base + i] * src[base + i];
-            if (isinf(x2) || isnan(x2)) {
-                special = true;
-                sp += x2;
-            } else {
-                dadd(m, e, x2);
-            }
-        }
-        const float mean = special ? sp : dquot_to_float(m, e, pc.width);
-        precise float t = mean + pc.eps;
-        precise float s = 1.0 / sqrt(t);
-        scale_sh = s;
-    }
+    if (tid == 0u) scale_sh = row_scale(base);
     barrier();
     const float scale = scale_sh;
     for (uint i = tid; i < pc.width; i += nt) {

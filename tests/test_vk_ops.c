@@ -144,16 +144,19 @@ static void test_rms_norm(void **state) {
         core_err err = {{0}};
         vk_misc *m;
         assert_int_equal(vk_misc_create(d, &m, &err), VKLLM_OK);
-        for (size_t wi = 0; wi < sizeof k_widths / sizeof *k_widths; wi++)
-            for (size_t ri = 0; ri < sizeof k_rows / sizeof *k_rows; ri++) {
-                const uint32_t w = k_widths[wi], n = k_rows[ri], ss = w + 5;
-                float *x = malloc((size_t)n * ss * 4);
-                vt_fill(x, (size_t)n * ss, -3.0f, 3.0f);
-                for (uint32_t t = 0; t < n; t++) rms_row_kind(x + (size_t)t * ss, w, t);
-                rms_check(d, m, tier, x, n, w, ss, 1e-5f);
-                free(x);
-            }
-        rms_check(d, m, tier, &k_rms_edge[0][0], 2, 4, 4, 0.0f);
+        for (int lane = 0; lane < 2; lane++) { /* a row per workgroup (GPUs), per lane (CPU) */
+            vk_misc_set_lane(m, lane != 0);
+            for (size_t wi = 0; wi < sizeof k_widths / sizeof *k_widths; wi++)
+                for (size_t ri = 0; ri < sizeof k_rows / sizeof *k_rows; ri++) {
+                    const uint32_t w = k_widths[wi], n = k_rows[ri], ss = w + 5;
+                    float *x = malloc((size_t)n * ss * 4);
+                    vt_fill(x, (size_t)n * ss, -3.0f, 3.0f);
+                    for (uint32_t t = 0; t < n; t++) rms_row_kind(x + (size_t)t * ss, w, t);
+                    rms_check(d, m, tier, x, n, w, ss, 1e-5f);
+                    free(x);
+                }
+            rms_check(d, m, tier, &k_rms_edge[0][0], 2, 4, 4, 0.0f);
+        }
         vk_misc_destroy(m);
         vt_dev_done(d);
     }
@@ -183,7 +186,9 @@ static void test_rms_norm_row0(void **state) {
     vk_arena_init(&a, d, false, 0, "test");
     vk_act xa = {vt_slice(&a, x, sizeof x), w};
     vk_slice ws = vt_slice(&a, wt, sizeof wt), ps = vt_slice(&a, p, pb);
-    for (int gather = 0; gather < 2; gather++) {
+    for (int g = 0; g < 4; g++) { /* without and with gather, in both layouts */
+        const int gather = g & 1;
+        vk_misc_set_lane(m, g >= 2);
         const uint32_t rows = gather ? 2 : n - row0;
         const uint32_t src[2] = {gather ? 1 : row0, gather ? 4 : row0 + 1};
         vk_act da = {vt_slice(&a, NULL, sizeof got), w};

@@ -204,6 +204,10 @@ typedef struct vk_misc vk_misc;
 
 vkllm_status vk_misc_create(vk_dev *d, vk_misc **out, core_err *err);
 void vk_misc_destroy(vk_misc *m);
+/* Whether RMSNorm runs a row per invocation (CPU drivers, the default there) or a row per
+ * workgroup (GPUs); the same bits. Tests set it to run both on one device. */
+bool vk_misc_get_lane(const vk_misc *m);
+void vk_misc_set_lane(vk_misc *m, bool lane);
 /* dst[i] = src[j] / sqrt(mean(src[j]^2) + eps) * w, i < n, for row j = src_row0 + i, or with
  * gather (a vk_step_params slice) j = the step's output row i. */
 vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0,
