@@ -83,6 +83,10 @@ typedef struct vkllm_runtime_desc {
     int vk_tier_plus1;
     /* Upper bound on device memory the runtime may allocate, bytes; 0 = no cap. */
     uint64_t memory_cap;
+    /* The CPU backend's kernels: NULL or "auto" (the best the processor has), "scalar",
+     * "avx2", "avx512" or "avx512vnni". Every SIMD set gives the same bits as "avx2"; this is
+     * for benchmarks and tests. One the processor lacks is VKLLM_ERR_NO_DEVICE. */
+    const char *cpu_isa;
 } vkllm_runtime_desc;
 
 vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out);

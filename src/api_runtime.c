@@ -4,6 +4,7 @@
 #include "api_internal.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_info.h"
+#include "cpu/cpu_kernels.h"
 #include "vk/vk.h"
 #include "vk/vk_backend.h"
 #include "vkllm_git.h" /* generated: VKLLM_GIT_COMMIT */
@@ -62,6 +63,11 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
     if (desc->vk_tier_plus1 < 0 || desc->vk_tier_plus1 > VK_TIER_COUNT)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk tier %d out of range [0, %d]",
                          desc->vk_tier_plus1 - 1, VK_TIER_COUNT - 1);
+    cpu_kern_isa isa;
+    if (!cpu_kern_isa_parse(desc->cpu_isa ? desc->cpu_isa : "auto", &isa))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "unknown CPU kernel set '%s' (expected auto, scalar, avx2, avx512 or "
+                         "avx512vnni)", desc->cpu_isa);
     if (want_vk || is_auto) {
         vk_backend_desc vd = {
             .alloc = rt->alloc, .log = rt_log_cb, .log_user = rt,
@@ -74,7 +80,7 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
         rt_log(rt, VKLLM_LOG_INFO, "device auto: %s; using the CPU backend", err->msg);
         core_err_clear(err);
     }
-    cpu_backend_desc cd = {.alloc = rt->alloc, .n_threads = rt->n_threads};
+    cpu_backend_desc cd = {.alloc = rt->alloc, .n_threads = rt->n_threads, .isa = isa};
     return cpu_backend_create(&cd, &rt->backend, err);
 }
 

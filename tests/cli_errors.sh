@@ -49,6 +49,8 @@ VKLLM_MODEL="" VKLLM_CACHE="$tmp/empty-cache" expect_error "default model not fe
     "fetch_model" -- run -p hi
 expect_error "unknown device" "unknown device 'tpu'" -- run -m "$model" -p hi --device tpu
 expect_error "unknown vulkan device form" "unknown device" -- run -m "$model" -p hi --device vulkanx
+expect_error "unknown CPU kernel set" "unknown CPU kernel set 'avx9'" -- run -m "$model" -p hi --cpu-isa avx9
+expect_error "bench: unknown CPU kernel set" "unknown CPU kernel set 'sse9'" -- bench -m "$model" -p 8 -n 0 -r 1 --no-probe --device cpu --cpu-isa sse9
 expect_error "prompt longer than context" "context" -- run -m "$model" -c 8 -n 4 \
     -p "This prompt is certainly much longer than eight tokens, so it cannot fit."
 expect_error "no prompt" "no prompt" -- run -m "$model"

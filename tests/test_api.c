@@ -64,6 +64,42 @@ static void test_runtime_bad_args(void **state) {
     assert_string_equal(vkllm_status_str(VKLLM_ERR_CONTEXT_FULL), "context full");
 }
 
+/* cpu_isa picks the CPU backend's kernel set: scalar always works; a SIMD set works where the
+ * processor has it (the backend's name says which is in use) and is NO_DEVICE with a message
+ * naming it elsewhere; an unknown name is INVALID_ARG, whatever the device. */
+static void test_runtime_cpu_isa(void **state) {
+    vkllm_runtime *rt;
+    vkllm_runtime_desc rd = {.device = "cpu", .n_threads = 1, .cpu_isa = "avx9"};
+    assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_ERR_INVALID_ARG);
+    assert_non_null(strstr(vkllm_runtime_last_error(NULL), "unknown CPU kernel set 'avx9'"));
+    rd.device = "vulkan";
+    assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_ERR_INVALID_ARG);
+    rd.device = "cpu";
+    static const char *const sets[] = {"scalar", "avx2", "avx512", "avx512vnni", "auto"};
+    int available = 0;
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        rd.cpu_isa = sets[i];
+        const vkllm_status st = vkllm_runtime_create(&rd, &rt);
+        char want[64];
+        snprintf(want, sizeof want, "cpu (%s,", sets[i]);
+        if (st == VKLLM_OK) {
+            if (strcmp(sets[i], "auto") != 0)
+                assert_non_null(strstr(vkllm_runtime_backend_name(rt), want));
+            print_message("cpu_isa %s: %s\n", sets[i], vkllm_runtime_backend_name(rt));
+            vkllm_runtime_destroy(rt);
+            available++;
+        } else {
+            assert_int_equal(st, VKLLM_ERR_NO_DEVICE);
+            assert_string_not_equal(sets[i], "scalar");
+            assert_string_not_equal(sets[i], "auto");
+            snprintf(want, sizeof want, "no %s kernels", sets[i]);
+            assert_non_null(strstr(vkllm_runtime_last_error(NULL), want));
+            print_message("cpu_isa %s: %s\n", sets[i], vkllm_runtime_last_error(NULL));
+        }
+    }
+    assert_true(available >= 2); /* scalar and auto */
+}
+
 static void test_model_load_errors(void **state) {
     vkllm_runtime *rt = cpu_runtime();
     vkllm_model *m = (vkllm_model *)1;
@@ -224,7 +260,8 @@ static void test_sampling_and_stops(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_runtime_bad_args),     cmocka_unit_test(test_model_load_errors),
+        cmocka_unit_test(test_runtime_bad_args),     cmocka_unit_test(test_runtime_cpu_isa),
+        cmocka_unit_test(test_model_load_errors),
         cmocka_unit_test(test_allocator_callbacks),  cmocka_unit_test(test_vocab_only),
         cmocka_unit_test(test_sampling_and_stops),
     };

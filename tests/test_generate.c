@@ -3,8 +3,9 @@
  *  - tokenize the prompt to the same ids,
  *  - give first-step logits within LOGIT_TOL of llama.cpp's on its top-10 ids, with the same
  *    argmax,
- *  - produce the same 32 greedy tokens.
- * Runs through the public API only. The default model comes from $VKLLM_MODEL.
+ *  - produce the same 32 greedy tokens;
+ * with each SIMD kernel set the processor has (AVX2, AVX-512, AVX-512 VNNI), whose first-step
+ * logits must moreover be the same bits, all 49152 of them. Runs through the public API only. The default model comes from $VKLLM_MODEL.
  *
  * Tolerance: both sides quantize activations to Q8_1/Q8_0 the same way and use the same F16
  * KV cache, but sum in a different order in places (attention, norms), and llama.cpp's flash
@@ -112,16 +113,23 @@ static int free_golden(void **state) {
     return 0;
 }
 
-static void open_model(vkllm_runtime **rt, vkllm_model **m) {
+/* Opens the model on the CPU backend with kernel set `isa` (NULL: the best); false if the
+ * processor lacks that set. */
+static bool open_model_isa(const char *isa, vkllm_runtime **rt, vkllm_model **m) {
     const char *path = getenv("VKLLM_MODEL");
     if (!path || !*path) fail_msg("VKLLM_MODEL is not set (ctest sets it; see tests/CMakeLists.txt)");
-    vkllm_runtime_desc rd = {.device = "cpu", .n_threads = 2};
-    assert_int_equal(vkllm_runtime_create(&rd, rt), VKLLM_OK);
+    vkllm_runtime_desc rd = {.device = "cpu", .n_threads = 2, .cpu_isa = isa};
+    const vkllm_status st = vkllm_runtime_create(&rd, rt);
+    if (st == VKLLM_ERR_NO_DEVICE && isa) return false;
+    assert_int_equal(st, VKLLM_OK);
     vkllm_model_desc md = {.path = path};
     if (vkllm_model_load(*rt, &md, m) != VKLLM_OK)
         fail_msg("loading %s: %s (run scripts/fetch_model.sh)", path,
                  vkllm_runtime_last_error(*rt));
+    return true;
 }
+
+static void open_model(vkllm_runtime **rt, vkllm_model **m) { open_model_isa(NULL, rt, m); }
 
 static void test_prompt_tokens(void **state) {
     vkllm_runtime *rt;
@@ -141,55 +149,86 @@ static void test_prompt_tokens(void **state) {
     vkllm_runtime_destroy(rt);
 }
 
-/* Logits of the first step, and the greedy continuation, token for token. */
-static void test_greedy_matches_llama_cpp(void **state) {
-    vkllm_runtime *rt;
-    vkllm_model *m;
-    open_model(&rt, &m);
+/* Logits of the first step, and the greedy continuation, token for token, with every SIMD
+ * kernel set the processor has (AVX2, AVX-512, AVX-512 VNNI): each must give llama.cpp's
+ * tokens, and all of the first-step logits (not just the top 10) must be the AVX2 set's bits. */
+static const char *const k_isas[] = {"avx2", "avx512", "avx512vnni"};
+#define N_ISAS (sizeof k_isas / sizeof k_isas[0])
+
+static void greedy_one_isa(vkllm_runtime *rt, vkllm_model *m, const char *isa, float **first,
+                           int *mismatched, float *worst) {
     vkllm_session *s;
     vkllm_session_desc sd = {.n_ctx = 2048};
     assert_int_equal(vkllm_session_create(m, &sd, &s), VKLLM_OK);
-    int mismatched = 0;
-    float worst = 0.0f;
     for (int p = 0; p < g_n; p++) {
         const golden *g = &g_gold[p];
         vkllm_session_reset(s);
         assert_int_equal(vkllm_session_eval(s, g->prompt_ids, (size_t)g->n_prompt), VKLLM_OK);
         const float *lg = vkllm_session_logits(s);
+        if (!first[p]) {
+            first[p] = malloc(sizeof(float) * 49152);
+            assert_non_null(first[p]);
+            memcpy(first[p], lg, sizeof(float) * 49152);
+        } else if (memcmp(first[p], lg, sizeof(float) * 49152) != 0) {
+            fail_msg("%s, prompt %d: first-step logits are not the first kernel set's bits", isa, p);
+        }
         float pworst = 0.0f;
         for (int i = 0; i < 10; i++) {
             float d = lg[g->top_id[i]] - g->top_logit[i];
             if (d < 0) d = -d;
             if (d > pworst) pworst = d;
-            if (d > worst) worst = d;
+            if (d > *worst) *worst = d;
             if (d > LOGIT_TOL)
-                fail_msg("prompt %d: logit of token %d is %.5f, llama.cpp %.5f (tolerance %.3f)",
-                         p, g->top_id[i], (double)lg[g->top_id[i]], (double)g->top_logit[i],
-                         (double)LOGIT_TOL);
+                fail_msg("%s, prompt %d: logit of token %d is %.5f, llama.cpp %.5f (tolerance "
+                         "%.3f)", isa, p, g->top_id[i], (double)lg[g->top_id[i]],
+                         (double)g->top_logit[i], (double)LOGIT_TOL);
         }
-        print_message("prompt %d (%d tokens): largest first-step logit difference %.5f\n", p,
-                      g->n_prompt, (double)pworst);
+        print_message("%s, prompt %d (%d tokens): largest first-step logit difference %.5f\n",
+                      isa, p, g->n_prompt, (double)pworst);
         for (int t = 0; t < g->n_gen; t++) {
             lg = vkllm_session_logits(s);
             int32_t best = 0;
             for (int32_t i = 1; i < 49152; i++)
                 if (lg[i] > lg[best]) best = i;
             if (best != g->gen[t]) {
-                print_message("prompt %d: step %d: vkllm %d, llama.cpp %d (llama.cpp's top-2 "
-                              "margin there %.4f)\n", p, t, best, g->gen[t],
+                print_message("%s, prompt %d: step %d: vkllm %d, llama.cpp %d (llama.cpp's "
+                              "top-2 margin there %.4f)\n", isa, p, t, best, g->gen[t],
                               (double)g->margin[t]);
-                mismatched++;
+                (*mismatched)++;
                 break;
             }
             assert_int_equal(vkllm_session_eval(s, &best, 1), VKLLM_OK);
         }
     }
-    print_message("%d prompts, %d diverged; largest first-step logit difference %.5f\n", g_n,
-                  mismatched, (double)worst);
-    assert_int_equal(mismatched, 0);
     vkllm_session_destroy(s);
-    vkllm_model_free(m);
-    vkllm_runtime_destroy(rt);
+}
+
+static void test_greedy_matches_llama_cpp(void **state) {
+    static float *first[MAX_PROMPTS];
+    int mismatched = 0, n_run = 0;
+    float worst = 0.0f;
+    for (size_t k = 0; k <= N_ISAS; k++) {
+        /* after the SIMD sets: the best one (auto) only if none of them ran (no AVX2) */
+        if (k == N_ISAS && n_run > 0) break;
+        const char *isa = k < N_ISAS ? k_isas[k] : NULL;
+        vkllm_runtime *rt;
+        vkllm_model *m;
+        if (!open_model_isa(isa, &rt, &m)) {
+            print_message("%s: not on this processor, not checked\n", isa);
+            continue;
+        }
+        greedy_one_isa(rt, m, vkllm_runtime_backend_name(rt), first, &mismatched, &worst);
+        n_run++;
+        vkllm_model_free(m);
+        vkllm_runtime_destroy(rt);
+    }
+    print_message("%d prompts x %d kernel sets, %d diverged; largest first-step logit "
+                  "difference %.5f\n", g_n, n_run, mismatched, (double)worst);
+    for (int p = 0; p < g_n; p++) {
+        free(first[p]);
+        first[p] = NULL;
+    }
+    assert_int_equal(mismatched, 0);
 }
 
 /* vkllm_generate with temperature 0 gives the same tokens as the eval/argmax loop. */

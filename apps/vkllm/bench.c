@@ -36,6 +36,8 @@ static void usage(FILE *f) {
             "  -r, --repetitions N      measured runs per test (default 3)\n"
             "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME\n"
             "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
+            "      --cpu-isa ISA,...    CPU kernel sets: auto (default), scalar, avx2, avx512,\n"
+            "                           avx512vnni (the same bits from each; their speed)\n"
             "      --no-probe           skip the bandwidth probe (no roofline figures)\n"
             "      --json FILE          write the records as JSON (schema: docs/bench-json.md)\n"
             "      --csv FILE           write the records as CSV, one row a record\n"
@@ -124,6 +126,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
         else if (IS("--ops-seconds", "--ops-seconds"))
             ok = (o->op_seconds = atof(v)) > 0 && o->op_seconds <= 600;
         else if (IS("--device", "--device")) ok = add_strs(&o->devices, v);
+        else if (IS("--cpu-isa", "--cpu-isa")) ok = add_strs(&o->cpu_isas, v);
         else if (IS("--ops-shape", "--ops-shape")) ok = add_strs(&o->op_shapes, v);
         else if (IS("--ops-type", "--ops-type")) ok = add_strs(&o->op_types, v);
         else if (IS("--json", "--json")) o->json = v;
@@ -148,6 +151,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
     if (!o->threads.n) o->threads.v[o->threads.n++] = 0;
     if (!o->tiers.n) o->tiers.v[o->tiers.n++] = -1;
     if (!o->devices.n) o->devices.v[o->devices.n++] = "auto";
+    if (!o->cpu_isas.n) o->cpu_isas.v[o->cpu_isas.n++] = "auto";
     if (!o->op_tokens.n) {
         o->op_tokens.v[o->op_tokens.n++] = 1;
         o->op_tokens.v[o->op_tokens.n++] = 512;
@@ -652,7 +656,8 @@ static int count_tests(const bench_opts *o) {
     int n = 0;
     for (int i = 0; i < o->prompt.n; i++) n += o->prompt.v[i] > 0 ? o->batch.n : 0;
     for (int i = 0; i < o->gen.n; i++) n += o->gen.v[i] > 0;
-    return n * o->depth.n * o->models.n * o->devices.n * o->tiers.n * o->threads.n;
+    return n * o->depth.n * o->models.n * o->devices.n * o->cpu_isas.n * o->tiers.n *
+           o->threads.n;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -692,6 +697,7 @@ int cmd_bench(int argc, char **argv) {
     else
         o.ops ? print_op_header() : print_model_header();
     for (int d = 0; rc == 0 && d < o.devices.n; d++)
+        for (int ci = 0; rc == 0 && ci < o.cpu_isas.n; ci++)
         for (int ti = 0; rc == 0 && ti < o.tiers.n; ti++)
             for (int th = 0; rc == 0 && th < o.threads.n; th++) {
                 vkllm_runtime_desc rd = {
@@ -700,6 +706,7 @@ int cmd_bench(int argc, char **argv) {
                     .n_threads = o.threads.v[th],
                     .device = o.devices.v[d],
                     .vk_tier_plus1 = o.tiers.v[ti] >= 0 ? o.tiers.v[ti] + 1 : 0,
+                    .cpu_isa = o.cpu_isas.v[ci],
                 };
                 if (vkllm_runtime_create(&rd, &e.rt) != VKLLM_OK) {
                     fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));

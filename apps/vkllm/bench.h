@@ -20,7 +20,7 @@ typedef struct slist {
 } slist;
 
 typedef struct bench_opts {
-    slist models, devices, op_shapes, op_types;
+    slist models, devices, cpu_isas, op_shapes, op_types;
     ilist prompt, gen, depth, batch, threads, tiers, op_tokens;
     ilist parallel, prefix, step_ms; /* serving tests (engine) */
     int reps, op_ctx;

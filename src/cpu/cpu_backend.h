@@ -8,7 +8,7 @@
 typedef struct cpu_backend_desc {
     const vkllm_allocator *alloc;
     int n_threads;     /* >= 1 */
-    bool force_scalar; /* reference kernels only (tests) */
+    int isa;           /* a cpu_kern_isa: CPU_KERN_BEST, or a table the processor has */
 } cpu_backend_desc;
 
 vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,

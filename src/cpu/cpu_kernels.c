@@ -12,6 +12,7 @@
 /* Each SIMD file defines its getter; it returns NULL when the file was built without its
  * instruction set (another architecture, an old compiler). */
 const cpu_kernels *cpu_kernels_avx2_table(void);
+const cpu_kernels *cpu_kernels_avx512_table(bool vnni);
 
 /* ---- scalar ------------------------------------------------------------------------------- */
 
@@ -96,23 +97,57 @@ static bool has_avx2(void) {
 #endif
 }
 
+/* The AVX-512 tables use AVX2 functions too. libgcc's cpu model also checks (XGETBV) that the
+ * OS saves the 512-bit register state before it reports any AVX-512 feature. */
+static bool has_avx512(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+    return false;
+#endif
+}
+
+static bool has_avx512vnni(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+
 const cpu_kernels *cpu_kernels_get(cpu_kern_isa isa) {
     switch (isa) {
     case CPU_KERN_SCALAR: return &k_scalar;
     case CPU_KERN_AVX2: return has_avx2() ? cpu_kernels_avx2_table() : NULL;
-    case CPU_KERN_BEST: {
-        const cpu_kernels *k = cpu_kernels_get(CPU_KERN_AVX2);
-        return k ? k : &k_scalar;
-    }
+    case CPU_KERN_AVX512: return has_avx512() ? cpu_kernels_avx512_table(false) : NULL;
+    case CPU_KERN_AVX512VNNI: return has_avx512vnni() ? cpu_kernels_avx512_table(true) : NULL;
+    case CPU_KERN_BEST:
+        for (int i = CPU_KERN_COUNT - 1; i > CPU_KERN_SCALAR; i--) {
+            const cpu_kernels *k = cpu_kernels_get((cpu_kern_isa)i);
+            if (k) return k;
+        }
+        return &k_scalar;
     default: return NULL;
     }
 }
 
+static const char *const k_isa_names[CPU_KERN_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
+
 const char *cpu_kern_isa_name(cpu_kern_isa isa) {
-    switch (isa) {
-    case CPU_KERN_SCALAR: return "scalar";
-    case CPU_KERN_AVX2: return "avx2";
-    case CPU_KERN_AVX512: return "avx512";
-    default: return "best";
+    return isa >= 0 && isa < CPU_KERN_COUNT ? k_isa_names[isa] : "best";
+}
+
+bool cpu_kern_isa_parse(const char *name, cpu_kern_isa *out) {
+    if (!name) return false;
+    if (strcmp(name, "auto") == 0 || strcmp(name, "best") == 0) {
+        *out = CPU_KERN_BEST;
+        return true;
     }
+    for (int i = 0; i < CPU_KERN_COUNT; i++)
+        if (strcmp(name, k_isa_names[i]) == 0) {
+            *out = (cpu_kern_isa)i;
+            return true;
+        }
+    return false;
 }

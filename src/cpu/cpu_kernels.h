@@ -12,6 +12,9 @@
  * the same floats; for Q4_1, Q5_0, Q5_1 and Q8_0 (tinyBLAS included) that is what llama.cpp's
  * whole mul_mat returns, decode and prefill. Against the scalar reference the results differ
  * by float rounding only. Q2_K, Q3_K and BF16 use the reference / a plain AVX2 loop.
+ * The AVX-512 tables (with and without VNNI) return the AVX2 table's bits for every function:
+ * they put two of its 8-lane accumulators in one register (cpu_kernels_avx512.c), so the
+ * output of a model does not depend on which of these the processor has.
  */
 #ifndef VKLLM_CPU_KERNELS_H
 #define VKLLM_CPU_KERNELS_H
@@ -26,9 +29,10 @@
 typedef enum cpu_kern_isa {
     CPU_KERN_BEST = -1, /* the best the processor has */
     CPU_KERN_SCALAR = 0,
-    CPU_KERN_AVX2 = 1,   /* AVX2 + FMA + F16C */
-    CPU_KERN_AVX512 = 2, /* not implemented yet: never available */
-    CPU_KERN_COUNT = 3,
+    CPU_KERN_AVX2 = 1,       /* AVX2 + FMA + F16C */
+    CPU_KERN_AVX512 = 2,     /* AVX2's + AVX-512 F, BW, VL, DQ */
+    CPU_KERN_AVX512VNNI = 3, /* AVX512's + VNNI */
+    CPU_KERN_COUNT = 4,
 } cpu_kern_isa;
 
 /* Y[t][r] = dot(W row r, X row t) for r in [r0, r1), t in [0, n_tokens).
@@ -52,7 +56,7 @@ typedef struct cpu_matmul_args {
 
 typedef struct cpu_kernels {
     cpu_kern_isa isa;
-    const char *name; /* "scalar", "avx2" */
+    const char *name; /* "scalar", "avx2", "avx512", "avx512vnni" */
     /* n floats -> one row of `type`, which is an activation type (Q8_0, Q8_1, Q8_K, F16,
      * BF16, F32) or any type with a reference quantizer. n a multiple of its block size. */
     void (*quantize_row)(quant_type type, const float *x, void *y, int64_t n);
@@ -71,5 +75,8 @@ typedef struct cpu_kernels {
  * returns NULL: at worst the scalar table. */
 const cpu_kernels *cpu_kernels_get(cpu_kern_isa isa);
 const char *cpu_kern_isa_name(cpu_kern_isa isa);
+/* The ISA named "scalar", "avx2", "avx512" or "avx512vnni" (or "auto"/"best" for
+ * CPU_KERN_BEST); false for any other name. */
+bool cpu_kern_isa_parse(const char *name, cpu_kern_isa *out);
 
 #endif

@@ -160,7 +160,7 @@ static void fp32_to_bf16_row(const float *x, uint16_t *y, int64_t n) {
     for (; i < n; i++) y[i] = core_fp32_to_bf16(x[i]);
 }
 
-static void avx2_quantize_row(quant_type type, const float *x, void *y, int64_t n) {
+void cpu_avx2_quantize_row(quant_type type, const float *x, void *y, int64_t n) {
     switch (type) {
     case QT_Q8_0: quant_row_q8_0(x, y, n); break;
     case QT_Q8_1: quant_row_q8_1(x, y, n); break;
@@ -259,7 +259,7 @@ float cpu_avx2_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
 static const cpu_kernels k_avx2 = {
     .isa = CPU_KERN_AVX2,
     .name = "avx2",
-    .quantize_row = avx2_quantize_row,
+    .quantize_row = cpu_avx2_quantize_row,
     .matmul = cpu_avx2_matmul,
     .dot_f16 = cpu_avx2_dot_f16,
     .axpy_f16 = avx2_axpy_f16,

@@ -55,6 +55,7 @@ float cpu_avx2_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n);
 float cpu_avx2_dot_f32(const float *a, const float *b, int64_t n);
 float cpu_avx2_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n);
 void cpu_avx2_matmul(const cpu_matmul_args *a);
+void cpu_avx2_quantize_row(quant_type type, const float *x, void *y, int64_t n);
 void cpu_avx2_matmul_k(const cpu_matmul_args *a); /* Q4_K, Q5_K, Q6_K */
 
 /* The tile loops must be unrolled for the accumulators to become registers; -O2 alone
