@@ -7,7 +7,13 @@
 # The Vulkan build needs Vulkan headers 1.3.272 or newer (vk::LayerSettingEXT); where the
 # system's are older (Debian 12 has 1.3.239) it uses those of Debian 13's libvulkan-dev,
 # unpacked (not installed) into $VKLLM_CACHE/vulkan-headers/ (see vk_headers below).
-# Usage: scripts/build_llama_cpp.sh [--vulkan | --vulkan-only] [--force] [-j N]
+# --reference builds (only) the reference for golden data, into $VKLLM_CACHE/build-cpu-avx2:
+# llama.cpp for x86-64 with AVX2, FMA and F16C and nothing wider, whatever the processor.
+# llama.cpp's floats depend on the instruction set it is compiled for (its AVX-512 build sums
+# attention's dot products 16 lanes wide, and on this project's dev VM gives other greedy
+# tokens than its AVX2 build on 9 of the 15 golden prompts); vkllm's CPU path does the AVX2
+# build's arithmetic on every x86 processor, so that build is the one golden data comes from.
+# Usage: scripts/build_llama_cpp.sh [--vulkan | --vulkan-only | --reference] [--force] [-j N]
 #        prints each build's bin/ folder on stdout
 # Env:   VKLLM_CACHE (default ~/.cache/vkllm)
 # The build runs under `nice`: it shares the machine with whatever else is running.
@@ -29,11 +35,12 @@ common_flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
 me=build_llama_cpp
 . "$(dirname "$0")/lib.sh"
 
-want_cpu=1 want_vk=0 force=0 jobs=$(nproc)
+want_cpu=1 want_vk=0 want_ref=0 force=0 jobs=$(nproc)
 while [ $# -gt 0 ]; do
     case "$1" in
         --vulkan) want_vk=1 ;;
         --vulkan-only) want_vk=1 want_cpu=0 ;;
+        --reference) want_ref=1 want_cpu=0 ;;
         --force) force=1 ;;
         -j) [ $# -ge 2 ] || die "-j needs a number"; jobs="$2"; shift ;;
         -j*) jobs="${1#-j}" ;;
@@ -116,6 +123,25 @@ vk_headers() {
     echo "$inc"
 }
 
+# ---- the CPU build's instruction sets ----
+# GGML_NATIVE builds for this processor (-march=native). Where the processor has AMX, that
+# turns on ggml's AMX matmul, which crashes here (SIGSEGV in ggml_backend_amx_mul_mat on a
+# KVM guest with amx_int8 in /proc/cpuinfo, this llama.cpp). There the build names every
+# instruction set ggml has an option for that the processor has, AMX left out (and AVX512-FP16,
+# which has no option: ggml's F16 vectors then use F32 arithmetic, as on every other x86).
+x86_flags=()
+if [ "$(uname -m)" = x86_64 ] && grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+    has() { grep -qw "$1" /proc/cpuinfo; }
+    onoff() { if has "$1"; then echo ON; else echo OFF; fi; }
+    x86_flags=(-DGGML_NATIVE=OFF -DGGML_SSE42="$(onoff sse4_2)" -DGGML_AVX="$(onoff avx)"
+               -DGGML_AVX2="$(onoff avx2)" -DGGML_FMA="$(onoff fma)" -DGGML_F16C="$(onoff f16c)"
+               -DGGML_BMI2="$(onoff bmi2)" -DGGML_AVX_VNNI="$(onoff avx_vnni)"
+               -DGGML_AVX512="$(onoff avx512bw)" -DGGML_AVX512_VBMI="$(onoff avx512vbmi)"
+               -DGGML_AVX512_VNNI="$(onoff avx512_vnni)" -DGGML_AVX512_BF16="$(onoff avx512_bf16)"
+               -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+    say "this processor has AMX: building for its ISA without AMX (ggml's AMX path crashes here)"
+fi
+
 # ---- one build ----
 # build DIR EXTRA_CMAKE_FLAGS...   (checks for "${binaries[@]}" and "${extra_bins[@]}")
 extra_bins=()
@@ -126,6 +152,9 @@ build() {
     for b in "${need[@]}"; do
         [ -e "$dir/bin/$b" ] || missing=1
     done
+    # a build made with other flags (an older version of this script) is made again
+    local stamp="$dir/vkllm-build-flags" flags="${common_flags[*]} $*"
+    [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ] || missing=1
     if [ "$missing" -eq 0 ] && [ "$force" -eq 0 ]; then
         say "$dir is built (use --force to rebuild)"
         echo "$dir/bin"
@@ -146,11 +175,23 @@ build() {
     for b in "${need[@]}"; do
         [ -e "$dir/bin/$b" ] || die "build in $dir finished but $dir/bin/$b is missing"
     done
+    echo "$flags" >"$stamp"
     echo "$dir/bin"
 }
 
 if [ "$want_cpu" -eq 1 ]; then
-    build "$cache/build-cpu"
+    build "$cache/build-cpu" "${x86_flags[@]}"
+fi
+if [ "$want_ref" -eq 1 ]; then
+    [ "$(uname -m)" = x86_64 ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo ||
+        die "--reference needs an x86-64 processor with AVX2 and FMA"
+    targets=(llama llama-completion llama-tokenize llama-simple)
+    binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so llama-completion
+              llama-tokenize llama-simple)
+    build "$cache/build-cpu-avx2" -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON \
+        -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF \
+        -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+        -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 fi
 if [ "$want_vk" -eq 1 ]; then
     # ggml-vulkan needs the shader compiler, the loader and headers, and SPIRV-Headers' CMake
@@ -170,5 +211,5 @@ if [ "$want_vk" -eq 1 ]; then
         vk_flags=(-DVulkan_INCLUDE_DIR="$vk_inc")
     fi
     extra_bins=(libggml-vulkan.so)
-    build "$cache/build-vulkan" -DGGML_VULKAN=ON "${vk_flags[@]}"
+    build "$cache/build-vulkan" -DGGML_VULKAN=ON "${x86_flags[@]}" "${vk_flags[@]}"
 fi

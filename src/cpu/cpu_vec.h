@@ -8,7 +8,7 @@
  *  - SiLU with the vectorised expf of Arm's optimized-routines (polynomial of degree 5 on
  *    the reduced argument, 2^n by exponent arithmetic), which ggml uses on every SIMD ISA.
  * The scalar versions do the same operations lane by lane with fmaf, so every ISA gives the
- * same bits. Scalar here, AVX2 in cpu_vec_avx2.c. */
+ * same bits. Scalar here, AVX2 in cpu_vec_avx2.c, AVX-512 in cpu_vec_avx512.c. */
 #ifndef VKLLM_CPU_VEC_H
 #define VKLLM_CPU_VEC_H
 
@@ -48,5 +48,8 @@ double cpu_vec_hsum8(const float *v);
 /* avx2: use the AVX2 versions (caller checked the processor has AVX2, FMA and F16C). */
 const cpu_vec_kernels *cpu_vec_kernels_get(bool avx2);
 const cpu_vec_kernels *cpu_vec_kernels_avx2(void);
+/* The AVX-512 versions (the AVX2 ones' bits), or NULL in a build without them; only for a
+ * processor with AVX-512 F, BW and VL. */
+const cpu_vec_kernels *cpu_vec_kernels_avx512(void);
 
 #endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates vkllm's golden generation data in tests/data/golden/ from llama.cpp: builds
-# tools/golden/golden_gen.c against the CPU build that scripts/build_llama_cpp.sh makes
-# (building it if needed), then runs it on the default model for every prompt in
+# tools/golden/golden_gen.c against llama.cpp's AVX2 reference build (scripts/
+# build_llama_cpp.sh --reference: the same floats on every x86 processor; see there why),
+# then runs it on the default model for every prompt in
 # tests/data/golden/prompts.txt, twice:
 #   generate_smollm2.txt        llama.cpp's defaults: flash attention "auto" (resolves to on
 #                               for the CPU backend), K/V cache f16
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
 done
 
 model=$("$root/scripts/fetch_model.sh")
-bin=$("$root/scripts/build_llama_cpp.sh" | tail -n 1)
+bin=$("$root/scripts/build_llama_cpp.sh" --reference | tail -n 1)
 [ -f "$llsrc/include/llama.h" ] || die "llama.cpp sources not found at $llsrc"
 if commit=$(git -C "$llsrc" rev-parse HEAD 2>/dev/null); then
     case "$llama_cpp_desc" in
@@ -53,7 +54,7 @@ if commit=$(git -C "$llsrc" rev-parse HEAD 2>/dev/null); then
     esac
 fi
 
-gen="$cache/golden/golden_gen"
+gen="$cache/golden/golden_gen-$(basename "$(dirname "$bin")")" # linked to that build
 mkdir -p "$cache/golden"
 if [ ! -x "$gen" ] || [ "$root/tools/golden/golden_gen.c" -nt "$gen" ]; then
     cc -std=c11 -O2 -Wall -Wextra -Werror -I"$llsrc/include" -I"$llsrc/ggml/include" \

@@ -1,0 +1,122 @@
+/* AVX-512 versions of the kernels in cpu_vec.h, with the AVX2 versions' bits: where AVX2 keeps
+ * two 8-lane accumulators (dot_f32_f16) one 512-bit register holds both; the others are
+ * lane-wise chains that only get wider. The scalar tails of the AVX2 kernels (elements past
+ * the last full 8) are kept as they are, since they round differently (no fused multiply-add).
+ * softmax_tile and swiglu keep AVX2's vector exp and are lent from that table. Compiled with
+ * the AVX-512 flags; cpu_ops.c takes this table only with an AVX-512 kernel table. */
+#include "cpu/cpu_vec.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__) && \
+    defined(__F16C__)
+
+#include "core/common.h"
+
+#include <immintrin.h>
+
+static inline __m512 ld_f16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline __m256 ld_f16_8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static void scale_f16(uint16_t *y, float s, int n) {
+    const __m512 vs = _mm512_set1_ps(s);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtps_ph(_mm512_mul_ps(ld_f16(y + i), vs), 0));
+    for (; i < n; i++) y[i] = core_fp32_to_fp16(core_fp16_to_fp32(y[i]) * s);
+}
+
+/* Fused for the elements AVX2 does 8 at a time, unfused for its scalar tail. */
+static void mad_f16(uint16_t *y, const uint16_t *x, float s, int n) {
+    const __m512 vs = _mm512_set1_ps(s);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm512_cvtps_ph(_mm512_fmadd_ps(ld_f16(x + i), vs, ld_f16(y + i)), 0));
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_fmadd_ps(ld_f16_8(x + i), _mm512_castps512_ps256(vs),
+                                                         ld_f16_8(y + i)), 0));
+    for (; i < n; i++)
+        y[i] = core_fp32_to_fp16(core_fp16_to_fp32(y[i]) + core_fp16_to_fp32(x[i]) * s);
+}
+
+/* AVX2: acc0 over q[i..i+7], acc1 over q[i+8..i+15]; here acc = acc0 | acc1. */
+static float dot_f32_f16(const float *q, const uint16_t *k, int n) {
+    __m512 acc = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), ld_f16(k + i), acc);
+    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++) s += q[i] * core_fp16_to_fp32(k[i]);
+    return s;
+}
+
+static void axpy_f16_f32(float *y, const uint16_t *x, float s, int n) {
+    const __m512 vs = _mm512_set1_ps(s);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(ld_f16(x + i), vs, _mm512_loadu_ps(y + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(ld_f16_8(x + i), _mm512_castps512_ps256(vs),
+                                                _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += s * core_fp16_to_fp32(x[i]);
+}
+
+static void swiglu(float *y, const float *g, const float *u, int n) {
+    cpu_vec_kernels_avx2()->swiglu(y, g, u, n);
+}
+
+static double softmax_tile(float *kq, float m) { return cpu_vec_kernels_avx2()->softmax_tile(kq, m); }
+
+/* Four 16-lane chains over d at once: the tile's 64 keys. */
+static void kq_tile(const float *kt, const float *q, int hd, float *kq) {
+    __m512 a[CPU_VEC_TILE / 16];
+    for (int j = 0; j < CPU_VEC_TILE / 16; j++) a[j] = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        const __m512 qd = _mm512_set1_ps(q[d]);
+        for (int j = 0; j < CPU_VEC_TILE / 16; j++)
+            a[j] = _mm512_fmadd_ps(_mm512_loadu_ps(kt + d * CPU_VEC_TILE + 16 * j), qd, a[j]);
+    }
+    for (int j = 0; j < CPU_VEC_TILE / 16; j++) _mm512_storeu_ps(kq + 16 * j, a[j]);
+}
+
+/* Up to 8 chains of 16 lanes over j at once (the head in registers); an 8-lane chain for an
+ * odd last 8 elements. */
+static void v_accum(float *acc, const float *p, const float *v, int hd) {
+    int i = 0;
+    while (hd - i >= 16) {
+        const int nb = (hd - i) / 16 < 8 ? (hd - i) / 16 : 8;
+        __m512 a[8];
+        for (int b = 0; b < nb; b++) a[b] = _mm512_loadu_ps(acc + i + 16 * b);
+        for (int j = 0; j < CPU_VEC_TILE; j++) {
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            for (int b = 0; b < nb; b++)
+                a[b] = _mm512_fmadd_ps(_mm512_loadu_ps(v + j * hd + i + 16 * b), pj, a[b]);
+        }
+        for (int b = 0; b < nb; b++) _mm512_storeu_ps(acc + i + 16 * b, a[b]);
+        i += 16 * nb;
+    }
+    for (; i < hd; i += 8) {
+        __m256 a = _mm256_loadu_ps(acc + i);
+        for (int j = 0; j < CPU_VEC_TILE; j++)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(v + j * hd + i), _mm256_set1_ps(p[j]), a);
+        _mm256_storeu_ps(acc + i, a);
+    }
+}
+
+static const cpu_vec_kernels k_avx512 = {scale_f16, mad_f16,      dot_f32_f16, axpy_f16_f32,
+                                         swiglu,    kq_tile,      softmax_tile, v_accum};
+
+const cpu_vec_kernels *cpu_vec_kernels_avx512(void) { return &k_avx512; }
+
+#else
+
+const cpu_vec_kernels *cpu_vec_kernels_avx512(void) { return NULL; }
+
+#endif
