@@ -823,6 +823,51 @@ static void test_simd_tables_same_bits(void **state) {
     print_message("%d AVX-512 table(s) checked against AVX2 bit for bit\n", checked);
 }
 
+/* A token's outputs do not depend on how many tokens share the call: every table, every
+ * type, the decode path (one token: other row tiles, prefetching) against the prefill path
+ * (token tiles), bit for bit. Batching and the golden tests rely on this. */
+static void test_matmul_batch_invariant(void **state) {
+    (void)state;
+    uint64_t seed = 31;
+    for (int isa = 0; isa < CPU_KERN_COUNT; isa++) {
+        const cpu_kernels *k = cpu_kernels_get((cpu_kern_isa)isa);
+        if (!k) continue;
+        for (size_t ti = 0; ti < N_SUPPORTED; ti++) {
+            const quant_type wt = k_supported[ti];
+            const quant_traits *qt = quant_traits_of(wt);
+            const int64_t n = qt->block_size == 256 ? 1024 : qt->block_size == 32 ? 576 : 100;
+            enum { R = 23, T = 7 };
+            const uint64_t wrb = row_bytes(wt, n), xrb = row_bytes(qt->vec_dot_type, n);
+            uint8_t *w = calloc((size_t)(wrb * R), 1), *x = calloc((size_t)(xrb * T), 1);
+            float *row = malloc(sizeof(float) * (size_t)n), yall[T * R], yone[R];
+            for (int r = 0; r < R; r++) {
+                fill(&seed, row, n, 0.1f);
+                qt->quant(row, w + (size_t)r * wrb, n);
+            }
+            for (int t = 0; t < T; t++) {
+                fill(&seed, row, n, 1.0f);
+                k->quantize_row(qt->vec_dot_type, row, x + (size_t)t * xrb, n);
+            }
+            cpu_matmul_args a = {.w_type = wt, .w = w, .w_row_bytes = wrb, .n_in = n, .r0 = 0,
+                                 .r1 = R, .x = x, .x_row_bytes = xrb, .n_tokens = T, .y = yall,
+                                 .y_stride = R};
+            k->matmul(&a);
+            for (int t = 0; t < T; t++) {
+                a.x = x + (size_t)t * xrb;
+                a.n_tokens = 1;
+                a.y = yone;
+                k->matmul(&a);
+                if (memcmp(yone, yall + t * R, sizeof yone) != 0)
+                    fail_msg("%s %s: token %d alone differs from the batch of %d", k->name,
+                             qt->name, t, (int)T);
+            }
+            free(w);
+            free(x);
+            free(row);
+        }
+    }
+}
+
 /* ---- f16 / f32 helpers ------------------------------------------------------------------ */
 
 static void test_float_helpers(void **state) {
@@ -895,6 +940,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_long_rows),
         cmocka_unit_test(test_simd_matches_llama_cpp),
         cmocka_unit_test(test_simd_tables_same_bits),
+        cmocka_unit_test(test_matmul_batch_invariant),
         cmocka_unit_test(test_float_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,96 +69,118 @@ INLINE void kchunk(quant_type T, const uint8_t *p, const uint8_t *sm, int c, __m
     *sc = _mm256_set1_epi16((short)sm[c]);
 }
 
-/* One weight row against TT tokens: each chunk is unpacked once and applied to the TT
- * tokens while in registers. */
-INLINE void krow(quant_type T, int TT, const uint8_t *w, int64_t nsb, const uint8_t *x,
-                 size_t x_row_bytes, float *y, int64_t y_stride) {
-    kacc ka[KTT];
+/* RR weight rows against TT tokens (RR * TT <= 4): each chunk of each row is unpacked once
+ * and applied to the TT tokens while in registers; with one token, RR rows share each
+ * activation load and stream side by side (decode). Per output the operations and their
+ * order are those of one row alone. */
+INLINE void krows(quant_type T, int RR, int TT, const uint8_t *w, size_t w_row_bytes,
+                  int64_t nsb, const uint8_t *x, size_t x_row_bytes, float *y, int64_t y_stride) {
+    kacc ka[4][KTT];
     UNROLL
-    for (int t = 0; t < TT; t++) ka[t] = (kacc){_mm256_setzero_ps(), _mm_setzero_ps(), 0.0f};
+    for (int r = 0; r < RR; r++)
+        UNROLL
+        for (int t = 0; t < TT; t++) ka[r][t] = (kacc){_mm256_setzero_ps(), _mm_setzero_ps(), 0.0f};
     for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *p = w + (size_t)i * kblock_bytes(T);
         const quant_block_q8_K *yb[KTT];
         UNROLL
         for (int t = 0; t < TT; t++) yb[t] = (const quant_block_q8_K *)(x + (size_t)t * x_row_bytes) + i;
-        uint8_t sm[16];
-        float dw, dminw = 0.0f;
-        if (T == QT_Q6_K) {
-            dw = h2f(((const quant_block_q6_K *)p)->d);
-        } else if (T == QT_Q4_K) {
-            const quant_block_q4_K *b = (const quant_block_q4_K *)p;
-            dw = h2f(b->d);
-            dminw = h2f(b->dmin);
-            quant_k4_scales_mins(b->scales, sm);
-        } else {
-            const quant_block_q5_K *b = (const quant_block_q5_K *)p;
-            dw = h2f(b->d);
-            dminw = h2f(b->dmin);
-            quant_k4_scales_mins(b->scales, sm);
-        }
-        __m256i sumi[KTT];
+        const uint8_t *p[4];
+        uint8_t sm[4][16];
+        float dw[4], dminw[4];
         UNROLL
-        for (int t = 0; t < TT; t++) sumi[t] = _mm256_setzero_si256();
+        for (int r = 0; r < RR; r++) {
+            p[r] = w + (size_t)r * w_row_bytes + (size_t)i * kblock_bytes(T);
+            if (TT == 1) /* decode streams RR rows: fetch the next super-block of each */
+                _mm_prefetch((const char *)(p[r] + 2 * kblock_bytes(T)), _MM_HINT_T0);
+            dminw[r] = 0.0f;
+            if (T == QT_Q6_K) {
+                dw[r] = h2f(((const quant_block_q6_K *)p[r])->d);
+            } else if (T == QT_Q4_K) {
+                const quant_block_q4_K *b = (const quant_block_q4_K *)p[r];
+                dw[r] = h2f(b->d);
+                dminw[r] = h2f(b->dmin);
+                quant_k4_scales_mins(b->scales, sm[r]);
+            } else {
+                const quant_block_q5_K *b = (const quant_block_q5_K *)p[r];
+                dw[r] = h2f(b->d);
+                dminw[r] = h2f(b->dmin);
+                quant_k4_scales_mins(b->scales, sm[r]);
+            }
+        }
+        __m256i sumi[4][KTT];
+        UNROLL
+        for (int r = 0; r < RR; r++)
+            UNROLL
+            for (int t = 0; t < TT; t++) sumi[r][t] = _mm256_setzero_si256();
         UNROLL
         for (int c = 0; c < 8; c++) {
-            __m256i q, sc;
-            kchunk(T, p, sm, c, &q, &sc);
+            __m256i yq[KTT];
             UNROLL
-            for (int t = 0; t < TT; t++) {
-                const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 32 * c));
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, yq)));
-            }
-        }
-        if (T == QT_Q6_K) {
-            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const quant_block_q6_K *)p)->scales));
+            for (int t = 0; t < TT; t++) yq[t] = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 32 * c));
             UNROLL
-            for (int t = 0; t < TT; t++) {
-                const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
-                sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
-            }
-        } else {
-            /* min term: the 8 mins times the 32-element sums of x (pairs of bsums) */
-            const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
-            UNROLL
-            for (int t = 0; t < TT; t++) {
-                const float dmin = -yb[t]->d * dminw;
-                const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
-                const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-                const __m128i prod = _mm_madd_epi16(mins, bs32);
-                if (T == QT_Q4_K) {
-                    ka[t].accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), ka[t].accm);
-                } else {
-                    const int msum = _mm_cvtsi128_si32(prod) + _mm_extract_epi32(prod, 1) +
-                                     _mm_extract_epi32(prod, 2) + _mm_extract_epi32(prod, 3);
-                    ka[t].summs = fmaf(dmin, (float)msum, ka[t].summs);
-                }
+            for (int r = 0; r < RR; r++) {
+                __m256i q, sc;
+                kchunk(T, p[r], sm[r], c, &q, &sc);
+                UNROLL
+                for (int t = 0; t < TT; t++)
+                    sumi[r][t] = _mm256_add_epi32(sumi[r][t], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, yq[t])));
             }
         }
         UNROLL
-        for (int t = 0; t < TT; t++)
-            ka[t].acc = _mm256_fmadd_ps(_mm256_set1_ps(yb[t]->d * dw), _mm256_cvtepi32_ps(sumi[t]), ka[t].acc);
+        for (int r = 0; r < RR; r++) {
+            if (T == QT_Q6_K) {
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const quant_block_q6_K *)p[r])->scales));
+                UNROLL
+                for (int t = 0; t < TT; t++) {
+                    const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
+                    sumi[r][t] = _mm256_sub_epi32(sumi[r][t], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
+                }
+            } else {
+                /* min term: the 8 mins times the 32-element sums of x (pairs of bsums) */
+                const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8)));
+                UNROLL
+                for (int t = 0; t < TT; t++) {
+                    const float dmin = -yb[t]->d * dminw[r];
+                    const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
+                    const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                    const __m128i prod = _mm_madd_epi16(mins, bs32);
+                    if (T == QT_Q4_K) {
+                        ka[r][t].accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), ka[r][t].accm);
+                    } else {
+                        const int msum = _mm_cvtsi128_si32(prod) + _mm_extract_epi32(prod, 1) +
+                                         _mm_extract_epi32(prod, 2) + _mm_extract_epi32(prod, 3);
+                        ka[r][t].summs = fmaf(dmin, (float)msum, ka[r][t].summs);
+                    }
+                }
+            }
+            UNROLL
+            for (int t = 0; t < TT; t++)
+                ka[r][t].acc = _mm256_fmadd_ps(_mm256_set1_ps(yb[t]->d * dw[r]), _mm256_cvtepi32_ps(sumi[r][t]), ka[r][t].acc);
+        }
     }
     UNROLL
-    for (int t = 0; t < TT; t++) {
-        float v = hsum8(ka[t].acc);
-        if (T == QT_Q4_K) {
-            __m128 m = _mm_add_ps(ka[t].accm, _mm_movehl_ps(ka[t].accm, ka[t].accm));
-            m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            v += _mm_cvtss_f32(m);
-        } else if (T == QT_Q5_K) {
-            v += ka[t].summs;
+    for (int r = 0; r < RR; r++)
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            float v = hsum8(ka[r][t].acc);
+            if (T == QT_Q4_K) {
+                __m128 m = _mm_add_ps(ka[r][t].accm, _mm_movehl_ps(ka[r][t].accm, ka[r][t].accm));
+                m = _mm_add_ss(m, _mm_movehdup_ps(m));
+                v += _mm_cvtss_f32(m);
+            } else if (T == QT_Q5_K) {
+                v += ka[r][t].summs;
+            }
+            y[t * y_stride + r] = v;
         }
-        y[t * y_stride] = v;
-    }
 }
 
 INLINE void krow_tt(quant_type T, int tt, const uint8_t *w, int64_t nsb, const uint8_t *x,
                     size_t xrb, float *y, int64_t ys) {
     switch (tt) {
-    case 1: krow(T, 1, w, nsb, x, xrb, y, ys); break;
-    case 2: krow(T, 2, w, nsb, x, xrb, y, ys); break;
-    case 3: krow(T, 3, w, nsb, x, xrb, y, ys); break;
-    default: krow(T, 4, w, nsb, x, xrb, y, ys); break;
+    case 1: krows(T, 1, 1, w, 0, nsb, x, xrb, y, ys); break;
+    case 2: krows(T, 1, 2, w, 0, nsb, x, xrb, y, ys); break;
+    case 3: krows(T, 1, 3, w, 0, nsb, x, xrb, y, ys); break;
+    default: krows(T, 1, 4, w, 0, nsb, x, xrb, y, ys); break;
     }
 }
 
@@ -166,6 +188,16 @@ INLINE void krow_tt(quant_type T, int tt, const uint8_t *w, int64_t nsb, const u
 INLINE void matmul_kt(quant_type T, const cpu_matmul_args *a) {
     const int64_t nsb = a->n_in / QUANT_QK_K;
     const uint8_t *w = a->w, *x = a->x;
+    if (a->n_tokens == 1) {
+        int64_t r = a->r0;
+        for (; r + 4 <= a->r1; r += 4)
+            krows(T, 4, 1, w + (size_t)r * a->w_row_bytes, a->w_row_bytes, nsb, x,
+                  a->x_row_bytes, a->y + r, a->y_stride);
+        for (; r < a->r1; r++)
+            krow_tt(T, 1, w + (size_t)r * a->w_row_bytes, nsb, x, a->x_row_bytes, a->y + r,
+                    a->y_stride);
+        return;
+    }
     int64_t panel = (int64_t)(K_PANEL_BYTES / (a->w_row_bytes ? a->w_row_bytes : 1));
     if (panel < 1 || a->n_tokens <= KTT) panel = a->r1 - a->r0;
     for (int64_t p0 = a->r0; p0 < a->r1; p0 += panel) {
