@@ -24,6 +24,7 @@
 
 void cpu_avx512_matmul(const cpu_matmul_args *a);
 void cpu_avx512vnni_matmul(const cpu_matmul_args *a);
+void cpu_avx512_matmul_k(const cpu_matmul_args *a); /* Q4_K, Q5_K, Q6_K (cpu_matmul_k_avx512.c) */
 
 /* From the AVX2 files (compiled with AVX2; callable wherever AVX-512 is). */
 void cpu_avx2_matmul(const cpu_matmul_args *a);

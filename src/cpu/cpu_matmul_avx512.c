@@ -354,7 +354,10 @@ void CPU_AVX512_FN(matmul)(const cpu_matmul_args *a) {
     case QT_Q5_0: matmul_q5_0(a); break;
     case QT_Q5_1: matmul_q5_1(a); break;
     case QT_Q8_0: matmul_q8_0(a); break;
-    default: cpu_avx2_matmul(a); break; /* K formats and floats: AVX2's, the same bits */
+    case QT_Q4_K:
+    case QT_Q5_K:
+    case QT_Q6_K: cpu_avx512_matmul_k(a); break;
+    default: cpu_avx2_matmul(a); break; /* floats and the rest: AVX2's, the same bits */
     }
 }
 
