@@ -16,6 +16,7 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include "core/quant_blocks.h"
+#include "cpu/cpu_matmul_blocks.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -25,7 +26,7 @@
 #define MAX_BLOCKS 1024
 /* Weight bytes per row panel in prefill: well inside L2 next to the activation tile. */
 #define PANEL_BYTES (64 * 1024)
-#define TT_MAX 4
+#define TT_MAX CPU_MM_TT
 /* Prefill tile: PREFILL_RR rows x TT_MAX tokens, 12 accumulators. Measured against 2x4, 4x2,
  * 4x3, 3x3 on Zen 3: 3x4 is 5-10% faster than the next best. */
 #define PREFILL_RR 3
@@ -33,20 +34,6 @@
 #define PREFETCH_AHEAD 4096
 
 /* ---- per-format weight access: the codes of one block as 32 bytes, and its scales -------- */
-
-/* Formats whose codes are signed (x = d*q) take the sign trick for maddubs; the others
- * (x = d*q + m) are unsigned and add m * s_x per block. */
-INLINE bool affine(quant_type t) { return t == QT_Q4_1 || t == QT_Q5_1; }
-
-INLINE size_t wblock_bytes(quant_type t) {
-    switch (t) {
-    case QT_Q4_0: return sizeof(quant_block_q4_0);
-    case QT_Q4_1: return sizeof(quant_block_q4_1);
-    case QT_Q5_0: return sizeof(quant_block_q5_0);
-    case QT_Q5_1: return sizeof(quant_block_q5_1);
-    default: return sizeof(quant_block_q8_0);
-    }
-}
 
 /* d and m of an affine block, which sit next to each other: one conversion for both. */
 INLINE void half_pair(const uint16_t *h, float *d, float *m) {
@@ -92,27 +79,6 @@ INLINE __m256i wcodes(quant_type t, const uint8_t *p, float *d, float *m) {
     }
 }
 
-/* Activation block geometry: Q8_1 (for affine formats) or Q8_0. */
-INLINE size_t xblock_bytes(quant_type t) {
-    return affine(t) ? sizeof(quant_block_q8_1) : sizeof(quant_block_q8_0);
-}
-INLINE size_t xqs_offset(quant_type t) {
-    return affine(t) ? offsetof(quant_block_q8_1, qs) : offsetof(quant_block_q8_0, qs);
-}
-
-/* ds[b*4 + t] = d of block b of token t (and ss the s of Q8_1); zero past tt tokens so the
- * unused lanes of the min sums stay finite. */
-static void prep_scales(bool aff, const uint8_t *x, size_t xrb, int tt, int64_t nb, float *ds,
-                        float *ss) {
-    const size_t xb = aff ? sizeof(quant_block_q8_1) : sizeof(quant_block_q8_0);
-    for (int64_t b = 0; b < nb; b++)
-        for (int t = 0; t < TT_MAX; t++) {
-            const uint16_t *h = t < tt ? (const uint16_t *)(x + (size_t)t * xrb + b * xb) : NULL;
-            ds[b * TT_MAX + t] = h ? h2f(h[0]) : 0.0f;
-            if (aff) ss[b * TT_MAX + t] = h ? h2f(h[1]) : 0.0f;
-        }
-}
-
 /* ---- the tile --------------------------------------------------------------------------- */
 
 typedef struct tile_args {
@@ -129,8 +95,8 @@ typedef struct tile_args {
 /* RR rows x TT tokens over all blocks. T, RR, TT are constants at every call site, so the
  * loops unroll and the accumulators live in registers. */
 INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
-    const bool aff = affine(T);
-    const size_t wb = wblock_bytes(T), xb = xblock_bytes(T), xq = xqs_offset(T);
+    const bool aff = cpu_mm_affine(T);
+    const size_t wb = cpu_mm_wblock_bytes(T), xb = cpu_mm_xblock_bytes(T), xq = cpu_mm_xqs_offset(T);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4][TT_MAX];
     __m128 msum[4];
@@ -241,7 +207,7 @@ INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
     tile_args ta = {.w_row_bytes = a->w_row_bytes, .x_row_bytes = a->x_row_bytes, .nb = nb,
                     .ds = ds, .ss = ss, .y_stride = a->y_stride};
     if (a->n_tokens == 1) {
-        prep_scales(affine(T), x, a->x_row_bytes, 1, nb, ds, ss);
+        cpu_mm_prep_scales(cpu_mm_affine(T), x, a->x_row_bytes, 1, nb, ds, ss);
         ta.x = x;
         int64_t r = a->r0;
         for (; r + 4 <= a->r1; r += 4) {
@@ -264,7 +230,7 @@ INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
         for (int64_t t0 = 0; t0 < a->n_tokens; t0 += TT_MAX) {
             const int tt = a->n_tokens - t0 < TT_MAX ? (int)(a->n_tokens - t0) : TT_MAX;
             ta.x = x + (size_t)t0 * a->x_row_bytes;
-            prep_scales(affine(T), ta.x, a->x_row_bytes, tt, nb, ds, ss);
+            cpu_mm_prep_scales(cpu_mm_affine(T), ta.x, a->x_row_bytes, tt, nb, ds, ss);
             int64_t r = p0;
             for (; r + PREFILL_RR <= p1; r += PREFILL_RR) {
                 ta.w = w + (size_t)r * a->w_row_bytes;

@@ -34,6 +34,7 @@
     (!CPU_AVX512_VNNI || defined(__AVX512VNNI__))
 
 #include "core/quant_blocks.h"
+#include "cpu/cpu_matmul_blocks.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -43,31 +44,12 @@
  * sends them to the reference path (the same bits as before). */
 #define MAX_BLOCKS 1024
 #define PANEL_BYTES (64 * 1024)
-#define TT_MAX 4
+#define TT_MAX CPU_MM_TT
 /* Prefill tile: PREFILL_RP row pairs x TT_MAX tokens (12 accumulators of 32). */
 #define PREFILL_RP 4
 /* Decode tile: DECODE_RP row pairs (8 rows) share each activation block. */
 #define DECODE_RP 2
 #define PREFETCH_AHEAD 4096
-
-INLINE bool affine(quant_type t) { return t == QT_Q4_1 || t == QT_Q5_1; }
-
-INLINE size_t wblock_bytes(quant_type t) {
-    switch (t) {
-    case QT_Q4_0: return sizeof(quant_block_q4_0);
-    case QT_Q4_1: return sizeof(quant_block_q4_1);
-    case QT_Q5_0: return sizeof(quant_block_q5_0);
-    case QT_Q5_1: return sizeof(quant_block_q5_1);
-    default: return sizeof(quant_block_q8_0);
-    }
-}
-
-INLINE size_t xblock_bytes(quant_type t) {
-    return affine(t) ? sizeof(quant_block_q8_1) : sizeof(quant_block_q8_0);
-}
-INLINE size_t xqs_offset(quant_type t) {
-    return affine(t) ? offsetof(quant_block_q8_1, qs) : offsetof(quant_block_q8_0, qs);
-}
 
 /* What the codes are offset by (0: used as they are). Q8_0 without VNNI takes the sign
  * trick instead (offset 0, sign_trick true). */
@@ -103,6 +85,11 @@ INLINE __m512i nibbles_pair(const uint8_t *q0, const uint8_t *q1) {
     return _mm512_and_si512(s, _mm512_set1_epi8(15));
 }
 
+/* [d0, 0, d1, 0] from two halves: one 64-bit move, as the affine formats' [d0, m0, d1, m1] */
+INLINE __m128 d_pair(uint16_t d0, uint16_t d1) {
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)d0 | (uint64_t)d1 << 32)));
+}
+
 /* Codes of block b of rows p0 and p1 as unsigned bytes (offset or |q|, see above), and the
  * pair's scales as [d0, m0, d1, m1] (m only for affine formats). *sgn: for the sign trick,
  * the lanes whose code is negative. */
@@ -111,7 +98,7 @@ INLINE __m512i wcodes_pair(quant_type T, const uint8_t *p0, const uint8_t *p1, _
     switch (T) {
     case QT_Q4_0: {
         const quant_block_q4_0 *a = (const quant_block_q4_0 *)p0, *b = (const quant_block_q4_0 *)p1;
-        *dm = _mm_cvtph_ps(_mm_setr_epi16((short)a->d, 0, (short)b->d, 0, 0, 0, 0, 0));
+        *dm = d_pair(a->d, b->d);
         return nibbles_pair(a->qs, b->qs);
     }
     case QT_Q4_1: {
@@ -119,7 +106,7 @@ INLINE __m512i wcodes_pair(quant_type T, const uint8_t *p0, const uint8_t *p1, _
         uint32_t u0, u1;
         memcpy(&u0, &a->d, 4); /* d and m sit next to each other */
         memcpy(&u1, &b->d, 4);
-        *dm = _mm_cvtph_ps(_mm_setr_epi32((int)u0, (int)u1, 0, 0));
+        *dm = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)u0 | (uint64_t)u1 << 32)));
         return nibbles_pair(a->qs, b->qs);
     }
     case QT_Q5_0:
@@ -132,13 +119,13 @@ INLINE __m512i wcodes_pair(quant_type T, const uint8_t *p0, const uint8_t *p1, _
             uint32_t u0, u1;
             memcpy(&u0, &a->d, 4);
             memcpy(&u1, &b->d, 4);
-            *dm = _mm_cvtph_ps(_mm_setr_epi32((int)u0, (int)u1, 0, 0));
+            *dm = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)u0 | (uint64_t)u1 << 32)));
             v = nibbles_pair(a->qs, b->qs);
             qh0 = a->qh;
             qh1 = b->qh;
         } else {
             const quant_block_q5_0 *a = (const quant_block_q5_0 *)p0, *b = (const quant_block_q5_0 *)p1;
-            *dm = _mm_cvtph_ps(_mm_setr_epi16((short)a->d, 0, (short)b->d, 0, 0, 0, 0, 0));
+            *dm = d_pair(a->d, b->d);
             v = nibbles_pair(a->qs, b->qs);
             qh0 = a->qh;
             qh1 = b->qh;
@@ -152,7 +139,7 @@ INLINE __m512i wcodes_pair(quant_type T, const uint8_t *p0, const uint8_t *p1, _
     }
     default: {
         const quant_block_q8_0 *a = (const quant_block_q8_0 *)p0, *b = (const quant_block_q8_0 *)p1;
-        *dm = _mm_cvtph_ps(_mm_setr_epi16((short)a->d, 0, (short)b->d, 0, 0, 0, 0, 0));
+        *dm = d_pair(a->d, b->d);
         const __m512i q = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)),
             _mm256_loadu_si256((const __m256i *)b->qs), 1);
@@ -161,19 +148,6 @@ INLINE __m512i wcodes_pair(quant_type T, const uint8_t *p0, const uint8_t *p1, _
         return _mm512_abs_epi8(q);
     }
     }
-}
-
-/* ds[b*TT_MAX + t] = d of block b of token t (and ss the s of Q8_1); zero past tt tokens so
- * the unused lanes of the min sums stay finite. */
-static void prep_scales(bool aff, const uint8_t *x, size_t xrb, int tt, int64_t nb, float *ds,
-                        float *ss) {
-    const size_t xb = aff ? sizeof(quant_block_q8_1) : sizeof(quant_block_q8_0);
-    for (int64_t b = 0; b < nb; b++)
-        for (int t = 0; t < TT_MAX; t++) {
-            const uint16_t *h = t < tt ? (const uint16_t *)(x + (size_t)t * xrb + b * xb) : NULL;
-            ds[b * TT_MAX + t] = h ? _cvtsh_ss(h[0]) : 0.0f;
-            if (aff) ss[b * TT_MAX + t] = h ? _cvtsh_ss(h[1]) : 0.0f;
-        }
 }
 
 typedef struct tile_args {
@@ -199,9 +173,9 @@ INLINE float hsum8_128(__m128 lo, __m128 hi) {
 /* RP row pairs x TT tokens over all blocks; T, RP, TT are constants at every call site. A
  * tile of one row (a->rows == 1) runs that row in both halves and stores one. */
 INLINE void tile(quant_type T, int RP, int TT, const tile_args *a) {
-    const bool aff = affine(T), sgn_trick = sign_trick(T);
+    const bool aff = cpu_mm_affine(T), sgn_trick = sign_trick(T);
     const int off = code_offset(T);
-    const size_t wb = wblock_bytes(T), xb = xblock_bytes(T), xq = xqs_offset(T);
+    const size_t wb = cpu_mm_wblock_bytes(T), xb = cpu_mm_xblock_bytes(T), xq = cpu_mm_xqs_offset(T);
     const int64_t last = a->rows - 1;
     const uint8_t *wr[2 * 4];
     UNROLL
@@ -223,8 +197,7 @@ INLINE void tile(quant_type T, int RP, int TT, const tile_args *a) {
             const uintptr_t pf = (uintptr_t)a->w + PREFETCH_AHEAD + (uintptr_t)(b * 2 * RP * wb);
             _mm_prefetch((const char *)pf, _MM_HINT_T0);
             _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pf + 128), _MM_HINT_T0);
-            if (2 * RP * wb > 192) _mm_prefetch((const char *)(pf + 192), _MM_HINT_T0);
+            if (2 * RP * wb > 128) _mm_prefetch((const char *)(pf + 128), _MM_HINT_T0);
         }
         __m512i q[4];
         __m512 dw[4];
@@ -322,7 +295,7 @@ INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
     tile_args ta = {.w_row_bytes = a->w_row_bytes, .x_row_bytes = a->x_row_bytes, .nb = nb,
                     .ds = ds, .ss = ss, .y_stride = a->y_stride};
     if (a->n_tokens == 1) {
-        prep_scales(affine(T), x, a->x_row_bytes, 1, nb, ds, ss);
+        cpu_mm_prep_scales(cpu_mm_affine(T), x, a->x_row_bytes, 1, nb, ds, ss);
         ta.x = x;
         run_rows(T, DECODE_RP, 1, a->r0, a->r1, &ta, w, a->y);
         return;
@@ -335,7 +308,7 @@ INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
         for (int64_t t0 = 0; t0 < a->n_tokens; t0 += TT_MAX) {
             const int tt = a->n_tokens - t0 < TT_MAX ? (int)(a->n_tokens - t0) : TT_MAX;
             ta.x = x + (size_t)t0 * a->x_row_bytes;
-            prep_scales(affine(T), ta.x, a->x_row_bytes, tt, nb, ds, ss);
+            cpu_mm_prep_scales(cpu_mm_affine(T), ta.x, a->x_row_bytes, tt, nb, ds, ss);
             run_rows(T, PREFILL_RP, tt, p0, p1, &ta, w, a->y + t0 * a->y_stride);
         }
     }

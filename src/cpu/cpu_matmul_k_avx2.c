@@ -17,6 +17,7 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include "core/quant_blocks.h"
+#include "cpu/cpu_matmul_blocks.h"
 
 #include <math.h>
 
@@ -28,12 +29,6 @@ typedef struct kacc {
     __m128 accm;  /* Q4_K */
     float summs;  /* Q5_K */
 } kacc;
-
-INLINE size_t kblock_bytes(quant_type T) {
-    return T == QT_Q4_K ? sizeof(quant_block_q4_K)
-         : T == QT_Q5_K ? sizeof(quant_block_q5_K)
-                        : sizeof(quant_block_q6_K);
-}
 
 /* Codes of chunk c (elements 32c..32c+31) of a super-block as unsigned bytes, and the int16
  * scales of its 16 maddubs pairs. sm: quant_k4_scales_mins of the block (Q4_K, Q5_K). */
@@ -89,9 +84,9 @@ INLINE void krows(quant_type T, int RR, int TT, const uint8_t *w, size_t w_row_b
         float dw[4], dminw[4];
         UNROLL
         for (int r = 0; r < RR; r++) {
-            p[r] = w + (size_t)r * w_row_bytes + (size_t)i * kblock_bytes(T);
+            p[r] = w + (size_t)r * w_row_bytes + (size_t)i * cpu_mm_kblock_bytes(T);
             if (TT == 1) /* decode streams RR rows: fetch the next super-block of each */
-                _mm_prefetch((const char *)(p[r] + 2 * kblock_bytes(T)), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p[r] + 2 * cpu_mm_kblock_bytes(T)), _MM_HINT_T0);
             dminw[r] = 0.0f;
             if (T == QT_Q6_K) {
                 dw[r] = h2f(((const quant_block_q6_K *)p[r])->d);

@@ -17,6 +17,7 @@
     defined(__AVX512DQ__) && defined(__FMA__) && defined(__F16C__)
 
 #include "core/quant_blocks.h"
+#include "cpu/cpu_matmul_blocks.h"
 
 #include <math.h>
 #include <string.h>
@@ -24,12 +25,6 @@
 #define KTT 4 /* tokens per tile */
 #define KRP 2 /* row pairs per tile */
 #define K_PANEL_BYTES (64 * 1024)
-
-INLINE size_t kblock_bytes(quant_type T) {
-    return T == QT_Q4_K ? sizeof(quant_block_q4_K)
-         : T == QT_Q5_K ? sizeof(quant_block_q5_K)
-                        : sizeof(quant_block_q6_K);
-}
 
 INLINE __m512i pair256(const void *a, const void *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
@@ -109,11 +104,11 @@ INLINE void kpairs(quant_type T, int RP, int TT, const uint8_t *w, size_t w_row_
         float dw[KRP][2], dminw[KRP][2];
         UNROLL
         for (int p = 0; p < RP; p++) {
-            p0[p] = wr[2 * p] + (size_t)i * kblock_bytes(T);
-            p1[p] = wr[2 * p + 1] + (size_t)i * kblock_bytes(T);
+            p0[p] = wr[2 * p] + (size_t)i * cpu_mm_kblock_bytes(T);
+            p1[p] = wr[2 * p + 1] + (size_t)i * cpu_mm_kblock_bytes(T);
             if (TT == 1) {
-                _mm_prefetch((const char *)(p0[p] + 2 * kblock_bytes(T)), _MM_HINT_T0);
-                _mm_prefetch((const char *)(p1[p] + 2 * kblock_bytes(T)), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p0[p] + 2 * cpu_mm_kblock_bytes(T)), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p1[p] + 2 * cpu_mm_kblock_bytes(T)), _MM_HINT_T0);
             }
             if (T == QT_Q6_K) {
                 const quant_block_q6_K *a = (const quant_block_q6_K *)p0[p], *b = (const quant_block_q6_K *)p1[p];
