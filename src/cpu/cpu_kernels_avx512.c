@@ -56,12 +56,17 @@ static float avx512_dot_f32(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
+/* A mask of the first min(left, 16) lanes. */
+INLINE __mmask16 lanes(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
 /* The product rounded before the add, as in every other table; a masked tail instead of a
  * scalar loop (lanes are independent, so the width changes nothing). */
 static void avx512_axpy_f16(float *y, const uint16_t *x, float s, int64_t n) {
     const __m512 sv = _mm512_set1_ps(s);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 k = lanes(n - i);
         const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x + i));
         const __m512 yv = _mm512_maskz_loadu_ps(k, y + i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_add_ps(yv, _mm512_mul_ps(sv, xv)));
@@ -71,7 +76,7 @@ static void avx512_axpy_f16(float *y, const uint16_t *x, float s, int64_t n) {
 static void avx512_axpy_f32(float *y, const float *x, float s, int64_t n) {
     const __m512 sv = _mm512_set1_ps(s);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 k = lanes(n - i);
         const __m512 yv = _mm512_maskz_loadu_ps(k, y + i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_add_ps(yv, _mm512_mul_ps(sv, _mm512_maskz_loadu_ps(k, x + i))));
     }
@@ -79,7 +84,7 @@ static void avx512_axpy_f32(float *y, const float *x, float s, int64_t n) {
 
 static void avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 k = lanes(n - i);
         const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, x + i), _MM_FROUND_TO_NEAREST_INT);
         _mm256_mask_storeu_epi16(y + i, k, h);
     }
@@ -87,36 +92,23 @@ static void avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t n) {
 
 static void avx512_fp16_to_fp32(const uint16_t *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 k = lanes(n - i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x + i)));
     }
 }
 
-static const cpu_kernels k_avx512 = {
-    .isa = CPU_KERN_AVX512,
-    .name = "avx512",
-    .quantize_row = cpu_avx2_quantize_row,
-    .matmul = cpu_avx512_matmul,
-    .dot_f16 = avx512_dot_f16,
-    .axpy_f16 = avx512_axpy_f16,
-    .fp32_to_fp16 = avx512_fp32_to_fp16,
-    .fp16_to_fp32 = avx512_fp16_to_fp32,
-    .dot_f32 = avx512_dot_f32,
-    .axpy_f32 = avx512_axpy_f32,
-};
+/* The two tables differ only in their matmul. */
+#define AVX512_TABLE(ISA, NAME, MATMUL)                                                        \
+    {                                                                                          \
+        .isa = ISA, .name = NAME, .quantize_row = cpu_avx2_quantize_row, .matmul = MATMUL,     \
+        .dot_f16 = avx512_dot_f16, .axpy_f16 = avx512_axpy_f16,                                \
+        .fp32_to_fp16 = avx512_fp32_to_fp16, .fp16_to_fp32 = avx512_fp16_to_fp32,              \
+        .dot_f32 = avx512_dot_f32, .axpy_f32 = avx512_axpy_f32,                                \
+    }
 
-static const cpu_kernels k_avx512vnni = {
-    .isa = CPU_KERN_AVX512VNNI,
-    .name = "avx512vnni",
-    .quantize_row = cpu_avx2_quantize_row,
-    .matmul = cpu_avx512vnni_matmul,
-    .dot_f16 = avx512_dot_f16,
-    .axpy_f16 = avx512_axpy_f16,
-    .fp32_to_fp16 = avx512_fp32_to_fp16,
-    .fp16_to_fp32 = avx512_fp16_to_fp32,
-    .dot_f32 = avx512_dot_f32,
-    .axpy_f32 = avx512_axpy_f32,
-};
+static const cpu_kernels k_avx512 = AVX512_TABLE(CPU_KERN_AVX512, "avx512", cpu_avx512_matmul);
+static const cpu_kernels k_avx512vnni =
+    AVX512_TABLE(CPU_KERN_AVX512VNNI, "avx512vnni", cpu_avx512vnni_matmul);
 
 const cpu_kernels *cpu_kernels_avx512_table(bool vnni);
 const cpu_kernels *cpu_kernels_avx512_table(bool vnni) { return vnni ? &k_avx512vnni : &k_avx512; }
