@@ -140,6 +140,84 @@ static void test_avx512_equals_avx2(void **state) {
     compare(cpu_vec_kernels_avx2(), cpu_vec_kernels_avx512(), "avx512", true);
 }
 
+/* The fused decode attention loop (attn_chunk_f16) against the same loop composed from the
+ * AVX2 kernels, as cpu_backend.c runs it without one: dot_f16 of the AVX2 kernel table,
+ * scale_f16 and mad_f16 of the AVX2 vector table, libm's expf. Random paged caches (pages in
+ * shuffled order, kv_dim wider than the head), head sizes 64 and 128, chunks not starting at
+ * 0, and scores that rise key after key (the rescaling branch every time) or fall. */
+static void composed_chunk(const cpu_kernels *kt, const cpu_vec_kernels *ak, const uint16_t *q16,
+                           const uint16_t *kc, const uint16_t *vc, const uint32_t *pages,
+                           uint32_t page, uint64_t kv_dim, uint32_t j0, uint32_t j1, int hd,
+                           float scale, uint16_t *acc16, float *m_out, float *s_out) {
+    memset(acc16, 0, (size_t)hd * sizeof *acc16);
+    float S = 0.0f, M = -INFINITY;
+    for (uint32_t j = j0; j < j1; j++) {
+        const uint64_t row = ((uint64_t)pages[j / page] * page + j % page) * kv_dim;
+        const float sc = kt->dot_f16(kc + row, q16, hd) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (sc > M) {
+            const float m_old = M;
+            M = sc;
+            ms = expf(m_old - M);
+            ak->scale_f16(acc16, ms, hd);
+        } else {
+            vs = expf(sc - M);
+        }
+        ak->mad_f16(acc16, vc + row, vs, hd);
+        S = fmaf(S, ms, vs);
+    }
+    *m_out = M;
+    *s_out = S;
+}
+
+static void test_attn_chunk_fused(void **state) {
+    (void)state;
+    const cpu_kernels *kt = cpu_kernels_get(CPU_KERN_AVX2);
+    if (!cpu_kernels_get(CPU_KERN_AVX512) || !kt) {
+        print_message("no AVX-512 on this processor: the fused attention loop is not checked\n");
+        skip();
+    }
+    const cpu_vec_kernels *ak = cpu_vec_kernels_avx2(), *fk = cpu_vec_kernels_avx512();
+    assert_non_null(fk->attn_chunk_f16);
+    enum { PAGE = 16, NPAGE = 40, KVD = 160 };
+    static uint16_t kc[NPAGE * PAGE * KVD], vc[NPAGE * PAGE * KVD], q16[128], a0[128], a1[128];
+    uint32_t pages[NPAGE];
+    uint64_t seed = 5;
+    int checked = 0;
+    for (int rep = 0; rep < 24; rep++) {
+        const int hd = rep % 2 ? 128 : 64;
+        for (uint32_t i = 0; i < NPAGE; i++) pages[i] = i;
+        for (uint32_t i = NPAGE - 1; i > 0; i--) { /* a shuffled block table */
+            const uint32_t k = (uint32_t)((frand(&seed, 1.0f) + 1.0f) * 1000.0f) % (i + 1);
+            const uint32_t t = pages[i];
+            pages[i] = pages[k];
+            pages[k] = t;
+        }
+        fill_f16(&seed, kc, NPAGE * PAGE * KVD, 2.0f);
+        fill_f16(&seed, vc, NPAGE * PAGE * KVD, 2.0f);
+        fill_f16(&seed, q16, hd, 2.0f);
+        const uint32_t n = NPAGE * PAGE, j0 = (uint32_t)(rep * 37) % 100, j1 = n - (uint32_t)(rep * 11) % 50;
+        if (rep % 3 == 2) /* scores rising along the keys: the max moves at every key */
+            for (uint32_t j = 0; j < n; j++) {
+                const uint64_t row = ((uint64_t)pages[j / PAGE] * PAGE + j % PAGE) * KVD + 16;
+                for (int d = 0; d < hd; d++)
+                    kc[row + d] = core_fp32_to_fp16(core_fp16_to_fp32(q16[d]) * (0.001f * (float)j));
+            }
+        float m0, s0, m1, s1;
+        const float scale = 1.0f / sqrtf((float)hd);
+        composed_chunk(kt, ak, q16, kc + 16, vc + 16, pages, PAGE, KVD, j0, j1, hd, scale, a0, &m0, &s0);
+        assert_true(fk->attn_chunk_f16(q16, kc + 16, vc + 16, pages, PAGE, KVD, j0, j1, hd, scale,
+                                       a1, &m1, &s1));
+        if (memcmp(a0, a1, (size_t)hd * 2) != 0 || memcmp(&m0, &m1, 4) != 0 || memcmp(&s0, &s1, 4) != 0)
+            fail_msg("attn_chunk_f16 hd=%d keys [%u, %u) rep %d: not the composed loop's bits", hd,
+                     j0, j1, rep);
+        checked++;
+    }
+    /* a head size it has no loop for: it says so, the caller runs its own */
+    assert_false(fk->attn_chunk_f16(q16, kc, vc, pages, PAGE, KVD, 0, 4, 80, 0.1f, a1, &(float){0}, &(float){0}));
+    print_message("%d chunks equal the composed AVX2 loop bit for bit\n", checked);
+}
+
 static void test_avx2_against_scalar(void **state) {
     (void)state;
     if (!cpu_kernels_get(CPU_KERN_AVX2)) {
@@ -152,6 +230,7 @@ static void test_avx2_against_scalar(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avx512_equals_avx2),
+        cmocka_unit_test(test_attn_chunk_fused),
         cmocka_unit_test(test_avx2_against_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

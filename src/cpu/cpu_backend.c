@@ -241,6 +241,9 @@ static void attn_chunk_f16(eng_ctx *c, const uint16_t *q16, uint32_t j0, uint32_
     const uint32_t hd = c->m->cfg.head_dim;
     const float scale = 1.0f / sqrtf((float)hd);
     const cpu_vec_kernels *ak = c->be->k.ak;
+    if (ak->attn_chunk_f16 && ak->attn_chunk_f16(q16, kc, vc, pages, ENG_PAGE, c->kv_dim, j0, j1,
+                                                 (int)hd, scale, acc16, m_out, s_out))
+        return; /* the same loop, fused (cpu_vec.h) */
     memset(acc16, 0, hd * sizeof *acc16);
     float S = 0.0f, M = -INFINITY;
     for (uint32_t j = j0; j < j1; j++) {

@@ -100,7 +100,7 @@ static void v_accum(float *acc, const float *p, const float *v, int hd) {
 }
 
 static const cpu_vec_kernels k_scalar = {scale_f16, mad_f16,      dot_f32_f16, axpy_f16_f32,
-                                         swiglu,    kq_tile,      softmax_tile, v_accum};
+                                         swiglu,    kq_tile,      softmax_tile, v_accum, NULL};
 
 const cpu_vec_kernels *cpu_vec_kernels_get(bool avx2) {
 #if defined(__x86_64__)

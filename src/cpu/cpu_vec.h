@@ -37,6 +37,15 @@ typedef struct cpu_vec_kernels {
     void (*kq_tile)(const float *kt, const float *q, int hd, float *kq);
     double (*softmax_tile)(float *kq, float m);
     void (*v_accum)(float *acc, const float *p, const float *v, int hd);
+    /* The decode attention loop of one query head over keys [j0, j1) of a paged F16 cache
+     * (key j's K and V rows at (pages[j / page] * page + j % page) * kv_dim halves from kc, vc),
+     * with exactly the operations of cpu_backend.c's attn_chunk_f16 (dot_f16 of the AVX2
+     * kernel table, scale_f16, mad_f16, libm's expf): acc16 (hd halves) gets the F16 weighted
+     * V sum, *m the running max, *s the sum. NULL, or false returned, where a table has no
+     * such loop for this hd: the caller runs its own. */
+    bool (*attn_chunk_f16)(const uint16_t *q16, const uint16_t *kc, const uint16_t *vc,
+                           const uint32_t *pages, uint32_t page, uint64_t kv_dim, uint32_t j0,
+                           uint32_t j1, int hd, float scale, uint16_t *acc16, float *m, float *s);
 } cpu_vec_kernels;
 
 /* exp(x) computed exactly as the SIMD versions compute each lane. */

@@ -141,6 +141,6 @@ static void v_accum(float *acc, const float *p, const float *v, int hd) {
 }
 
 static const cpu_vec_kernels k_avx2 = {scale_f16, mad_f16,      dot_f32_f16, axpy_f16_f32,
-                                       swiglu,    kq_tile,      softmax_tile, v_accum};
+                                       swiglu,    kq_tile,      softmax_tile, v_accum, NULL};
 
 const cpu_vec_kernels *cpu_vec_kernels_avx2(void) { return &k_avx2; }

@@ -12,6 +12,7 @@
 #include "core/common.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 static inline __m512 ld_f16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -110,8 +111,70 @@ static void v_accum(float *acc, const float *p, const float *v, int hd) {
     }
 }
 
+/* The decode attention loop with the accumulator in registers: NV vectors of 16 lanes, each
+ * value rounded to F16 after every operation as the in-memory accumulator is, so the bits are
+ * those of scale_f16 / mad_f16 on acc16; Q converted once instead of at every key. */
+static inline __m512 round_f16(__m512 x) {
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+static inline __attribute__((always_inline)) void attn_loop(
+    int NV, const uint16_t *q16, const uint16_t *kc, const uint16_t *vc, const uint32_t *pages,
+    uint32_t page, uint64_t kv_dim, uint32_t j0, uint32_t j1, float scale, uint16_t *acc16,
+    float *m_out, float *s_out) {
+    __m512 q[8], acc[8];
+    for (int b = 0; b < NV; b++) {
+        q[b] = ld_f16(q16 + 16 * b);
+        acc[b] = _mm512_setzero_ps();
+    }
+    float S = 0.0f, M = -INFINITY;
+    for (uint32_t j = j0; j < j1; j++) {
+        const uint64_t row = ((uint64_t)pages[j / page] * page + j % page) * kv_dim;
+        const uint16_t *k = kc + row, *v = vc + row;
+        /* the AVX2 dot_f16: accumulators 0|1 over elements 32i..32i+15, 2|3 over the next 16 */
+        __m512 s01 = _mm512_setzero_ps(), s23 = _mm512_setzero_ps();
+        for (int b = 0; b < NV; b += 2) {
+            s01 = _mm512_fmadd_ps(ld_f16(k + 16 * b), q[b], s01);
+            s23 = _mm512_fmadd_ps(ld_f16(k + 16 * b + 16), q[b + 1], s23);
+        }
+        const __m512 c = _mm512_add_ps(s01, s23);
+        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        const float s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            const __m512 vm = _mm512_set1_ps(ms);
+            for (int b = 0; b < NV; b++) acc[b] = round_f16(_mm512_mul_ps(acc[b], vm));
+        } else {
+            vs = expf(s - M);
+        }
+        const __m512 vv = _mm512_set1_ps(vs);
+        for (int b = 0; b < NV; b++) acc[b] = round_f16(_mm512_fmadd_ps(ld_f16(v + 16 * b), vv, acc[b]));
+        S = fmaf(S, ms, vs);
+    }
+    for (int b = 0; b < NV; b++)
+        _mm256_storeu_si256((__m256i *)(acc16 + 16 * b), _mm512_cvtps_ph(acc[b], _MM_FROUND_TO_NEAREST_INT));
+    *m_out = M;
+    *s_out = S;
+}
+
+static bool attn_chunk_f16(const uint16_t *q16, const uint16_t *kc, const uint16_t *vc,
+                           const uint32_t *pages, uint32_t page, uint64_t kv_dim, uint32_t j0,
+                           uint32_t j1, int hd, float scale, uint16_t *acc16, float *m, float *s) {
+    switch (hd) { /* multiples of 32 (dot_f16 has no tail then), registers for both */
+    case 64: attn_loop(4, q16, kc, vc, pages, page, kv_dim, j0, j1, scale, acc16, m, s); return true;
+    case 128: attn_loop(8, q16, kc, vc, pages, page, kv_dim, j0, j1, scale, acc16, m, s); return true;
+    default: return false;
+    }
+}
+
 static const cpu_vec_kernels k_avx512 = {scale_f16, mad_f16,      dot_f32_f16, axpy_f16_f32,
-                                         swiglu,    kq_tile,      softmax_tile, v_accum};
+                                         swiglu,    kq_tile,      softmax_tile, v_accum,
+                                         attn_chunk_f16};
 
 const cpu_vec_kernels *cpu_vec_kernels_avx512(void) { return &k_avx512; }
 
