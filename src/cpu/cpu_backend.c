@@ -722,13 +722,13 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
         core_free(desc->alloc, be);
         return st;
     }
-    if (!cpu_kernels_get((cpu_kern_isa)desc->isa)) {
+    if (!cpu_kernels_get(desc->isa)) {
         cpu_pool_destroy(be->pool);
         core_free(desc->alloc, be);
         return core_errf(err, VKLLM_ERR_NO_DEVICE, "cpu: this processor has no %s kernels",
-                         cpu_kern_isa_name((cpu_kern_isa)desc->isa));
+                         cpu_kern_isa_name(desc->isa));
     }
-    cpu_ops_init(&be->k, (cpu_kern_isa)desc->isa);
+    cpu_ops_init(&be->k, desc->isa);
     snprintf(be->base.name, sizeof be->base.name, "cpu (%s, %d threads)",
              be->k.kt->name, cpu_pool_size(be->pool));
     cpu_info_device(&be->base.info);

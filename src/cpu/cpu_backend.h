@@ -3,12 +3,13 @@
 #ifndef VKLLM_CPU_BACKEND_H
 #define VKLLM_CPU_BACKEND_H
 
+#include "cpu/cpu_kernels.h"
 #include "engine/engine.h"
 
 typedef struct cpu_backend_desc {
     const vkllm_allocator *alloc;
     int n_threads;     /* >= 1 */
-    int isa;           /* a cpu_kern_isa: CPU_KERN_BEST, or a table the processor has */
+    cpu_kern_isa isa;  /* CPU_KERN_BEST or a table the processor has (0 is the scalar one) */
 } cpu_backend_desc;
 
 vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,

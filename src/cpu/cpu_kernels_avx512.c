@@ -18,20 +18,6 @@
 #include <math.h>
 #include <string.h>
 
-/* ggml's AVX F32/F16 dot: accumulators s0..s3 over steps of 32, reduced (0+2, 1+3, 0+1),
- * 128-bit halves added, two hadds. Here a = s0|s1 and b = s2|s3, so a + b is (0+2)|(1+3). */
-INLINE float reduce_pairs(__m512 a, __m512 b) {
-    const __m512 c = _mm512_add_ps(a, b);
-    const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
-    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    const __m128 t1 = _mm_hadd_ps(t0, t0);
-    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-}
-
-INLINE __m512 load_f16x16(const uint16_t *p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-}
-
 static float avx512_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
     __m512 s01 = _mm512_setzero_ps(), s23 = _mm512_setzero_ps();
     const int64_t np = n & ~(int64_t)31;

@@ -165,14 +165,6 @@ typedef struct tile_args {
     int64_t y_stride;
 } tile_args;
 
-/* Lanes 0-7 of v as hsum8 adds them: (hi + lo) halves, then pairs, then the last two. */
-INLINE float hsum8_128(__m128 lo, __m128 hi) {
-    __m128 s = _mm_add_ps(hi, lo);
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* RP row pairs x TT tokens over all blocks; T, RP, TT are constants at every call site. A
  * tile of one row (a->rows == 1) runs that row in both halves and stores one. */
 INLINE void tile(quant_type T, int RP, int TT, const tile_args *a) {
@@ -242,11 +234,11 @@ INLINE void tile(quant_type T, int RP, int TT, const tile_args *a) {
         for (int t = 0; t < TT; t++) {
             const __m512 v = acc[p][t];
             float *y = a->y + t * a->y_stride + 2 * p;
-            float v0 = hsum8_128(_mm512_castps512_ps128(v), _mm512_extractf32x4_ps(v, 1));
+            float v0 = hsum8(_mm512_castps512_ps256(v)); /* row r0's 8 lanes, then r1's */
             if (aff) v0 += ms[t];
             y[0] = v0;
             if (2 * p + 1 <= last) {
-                float v1 = hsum8_128(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
+                float v1 = hsum8(_mm512_extractf32x8_ps(v, 1));
                 if (aff) v1 += ms[4 + t];
                 y[1] = v1;
             }

@@ -193,12 +193,7 @@ INLINE void kpairs(quant_type T, int RP, int TT, const uint8_t *w, size_t w_row_
         for (int t = 0; t < TT; t++)
             for (int h = 0; h < 2 && 2 * p + h <= last; h++) {
                 const __m512 a = ka[p][t].acc;
-                /* hsum8 of this row's half: (hi + lo) 128-bit parts, pairs, the last two */
-                __m128 s = h ? _mm_add_ps(_mm512_extractf32x4_ps(a, 3), _mm512_extractf32x4_ps(a, 2))
-                             : _mm_add_ps(_mm512_extractf32x4_ps(a, 1), _mm512_castps512_ps128(a));
-                s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                s = _mm_add_ss(s, _mm_movehdup_ps(s));
-                float v = _mm_cvtss_f32(s);
+                float v = hsum8(h ? _mm512_extractf32x8_ps(a, 1) : _mm512_castps512_ps256(a));
                 if (T == QT_Q4_K) {
                     __m128 m = h ? _mm256_extractf128_ps(ka[p][t].accm, 1) : _mm256_castps256_ps128(ka[p][t].accm);
                     m = _mm_add_ps(m, _mm_movehl_ps(m, m));

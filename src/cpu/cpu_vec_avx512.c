@@ -5,6 +5,7 @@
  * softmax_tile and swiglu keep AVX2's vector exp and are lent from that table. Compiled with
  * the AVX-512 flags; cpu_ops.c takes this table only with an AVX-512 kernel table. */
 #include "cpu/cpu_vec.h"
+#include "cpu/cpu_kernels_avx512.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__) && \
     defined(__F16C__)
@@ -14,9 +15,6 @@
 #include <immintrin.h>
 #include <math.h>
 
-static inline __m512 ld_f16(const uint16_t *p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-}
 static inline __m256 ld_f16_8(const uint16_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
@@ -25,7 +23,7 @@ static void scale_f16(uint16_t *y, float s, int n) {
     const __m512 vs = _mm512_set1_ps(s);
     int i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtps_ph(_mm512_mul_ps(ld_f16(y + i), vs), 0));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtps_ph(_mm512_mul_ps(load_f16x16(y + i), vs), 0));
     for (; i < n; i++) y[i] = core_fp32_to_fp16(core_fp16_to_fp32(y[i]) * s);
 }
 
@@ -35,7 +33,7 @@ static void mad_f16(uint16_t *y, const uint16_t *x, float s, int n) {
     int i = 0;
     for (; i + 16 <= n; i += 16)
         _mm256_storeu_si256((__m256i *)(y + i),
-                            _mm512_cvtps_ph(_mm512_fmadd_ps(ld_f16(x + i), vs, ld_f16(y + i)), 0));
+                            _mm512_cvtps_ph(_mm512_fmadd_ps(load_f16x16(x + i), vs, load_f16x16(y + i)), 0));
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i),
                          _mm256_cvtps_ph(_mm256_fmadd_ps(ld_f16_8(x + i), _mm512_castps512_ps256(vs),
@@ -48,12 +46,8 @@ static void mad_f16(uint16_t *y, const uint16_t *x, float s, int n) {
 static float dot_f32_f16(const float *q, const uint16_t *k, int n) {
     __m512 acc = _mm512_setzero_ps();
     int i = 0;
-    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), ld_f16(k + i), acc);
-    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
+    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_f16x16(k + i), acc);
+    float s = hsum8(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)));
     for (; i < n; i++) s += q[i] * core_fp16_to_fp32(k[i]);
     return s;
 }
@@ -62,7 +56,7 @@ static void axpy_f16_f32(float *y, const uint16_t *x, float s, int n) {
     const __m512 vs = _mm512_set1_ps(s);
     int i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(ld_f16(x + i), vs, _mm512_loadu_ps(y + i)));
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(load_f16x16(x + i), vs, _mm512_loadu_ps(y + i)));
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(ld_f16_8(x + i), _mm512_castps512_ps256(vs),
                                                 _mm256_loadu_ps(y + i)));
@@ -124,24 +118,26 @@ static inline __attribute__((always_inline)) void attn_loop(
     float *m_out, float *s_out) {
     __m512 q[8], acc[8];
     for (int b = 0; b < NV; b++) {
-        q[b] = ld_f16(q16 + 16 * b);
+        q[b] = load_f16x16(q16 + 16 * b);
         acc[b] = _mm512_setzero_ps();
     }
     float S = 0.0f, M = -INFINITY;
-    for (uint32_t j = j0; j < j1; j++) {
-        const uint64_t row = ((uint64_t)pages[j / page] * page + j % page) * kv_dim;
+    /* one block-table lookup per page, not a division per key */
+    uint32_t j = j0, page_end = j0;
+    uint64_t row = 0;
+    for (; j < j1; j++, row += kv_dim) {
+        if (j == page_end) {
+            row = ((uint64_t)pages[j / page] * page + j % page) * kv_dim;
+            page_end = (j / page + 1) * page;
+        }
         const uint16_t *k = kc + row, *v = vc + row;
         /* the AVX2 dot_f16: accumulators 0|1 over elements 32i..32i+15, 2|3 over the next 16 */
         __m512 s01 = _mm512_setzero_ps(), s23 = _mm512_setzero_ps();
         for (int b = 0; b < NV; b += 2) {
-            s01 = _mm512_fmadd_ps(ld_f16(k + 16 * b), q[b], s01);
-            s23 = _mm512_fmadd_ps(ld_f16(k + 16 * b + 16), q[b + 1], s23);
+            s01 = _mm512_fmadd_ps(load_f16x16(k + 16 * b), q[b], s01);
+            s23 = _mm512_fmadd_ps(load_f16x16(k + 16 * b + 16), q[b + 1], s23);
         }
-        const __m512 c = _mm512_add_ps(s01, s23);
-        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
-        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        const __m128 t1 = _mm_hadd_ps(t0, t0);
-        const float s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) * scale;
+        const float s = reduce_pairs(s01, s23) * scale;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
             const float m_old = M;
@@ -153,7 +149,7 @@ static inline __attribute__((always_inline)) void attn_loop(
             vs = expf(s - M);
         }
         const __m512 vv = _mm512_set1_ps(vs);
-        for (int b = 0; b < NV; b++) acc[b] = round_f16(_mm512_fmadd_ps(ld_f16(v + 16 * b), vv, acc[b]));
+        for (int b = 0; b < NV; b++) acc[b] = round_f16(_mm512_fmadd_ps(load_f16x16(v + 16 * b), vv, acc[b]));
         S = fmaf(S, ms, vs);
     }
     for (int b = 0; b < NV; b++)
