@@ -77,6 +77,13 @@ static void test_quantize_row_identical(void **state) {
     }
 }
 
+/* Row length of the matmul checks: two K super-blocks, the default model's 576 for the
+ * 32-element formats, an odd 100 for the float types. */
+static int64_t test_row_len(quant_type wt) {
+    const uint32_t bs = quant_traits_of(wt)->block_size;
+    return bs == 256 ? 512 : bs == 32 ? 576 : 100;
+}
+
 /* Operands of a matmul test: rows weight rows of wt and tokens activation rows in wt's
  * activation type (reference quantizers, which every table's quantize_row matches byte for
  * byte), made by fill(), at strides of the row sizes plus w_pad / x_pad bytes. extreme: every
@@ -162,7 +169,7 @@ static void test_matmul_vs_reference(void **state) {
         for (size_t ti = 0; ti < N_SUPPORTED; ti++) {
             const quant_type wt = k_supported[ti];
             const uint32_t bs = quant_traits_of(wt)->block_size;
-            const int64_t n = bs == 256 ? 512 : bs == 32 ? 576 : 100;
+            const int64_t n = test_row_len(wt);
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
                 for (size_t tk = 0; tk < sizeof tokens / sizeof tokens[0]; tk++) {
                     const int64_t R = rows[ri];
@@ -313,7 +320,7 @@ static void test_simd_tables_same_bits(void **state) {
         for (size_t ti = 0; ti < N_SUPPORTED; ti++) {
             const quant_type wt = k_supported[ti];
             const uint32_t bs = quant_traits_of(wt)->block_size;
-            const int64_t n = bs == 256 ? 512 : bs == 32 ? 576 : 100;
+            const int64_t n = test_row_len(wt);
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
                 for (size_t tk = 0; tk < sizeof tokens / sizeof tokens[0]; tk++) {
                     const int64_t R = rows[ri];
