@@ -83,20 +83,67 @@ void two_prod(float a, float b, out float p, out float e) {
     e = ee;
 }
 
+// RN(c + ph + pl) where ph + pl = a * b exactly and ph = RN(a * b): the end of the algorithm
+// above. s is rounded to odd: when inexact (e != 0) and even, it moves one ulp toward e, which
+// is u - 1 or u + 1 as e's sign differs from s's or not; (u - m) | 1 gives both and keeps an
+// odd u.
+float fma_tail(float ph, float pl, float c) {
+    float th, tl, s, e;
+    two_sum(c, ph, th, tl);
+    two_sum(tl, pl, s, e);
+    const uint u = floatBitsToUint(s);
+    const uint ro = e != 0.0 ? (u - ((floatBitsToUint(e) ^ u) >> 31)) | 1u : u;
+    precise float z = th + uintBitsToFloat(ro);
+    return z;
+}
+
 float fma_emulated(float a, float b, float c) {
     precise float ph = a * b;
     if (isinf(ph) || isnan(ph) || isinf(c)) { // what fma gives (exp(-inf) needs it)
         precise float r = ph + c;
         return r;
     }
-    float p, pl, th, tl, s, e;
+    float p, pl;
     two_prod(a, b, p, pl);
-    two_sum(c, ph, th, tl);
-    two_sum(tl, pl, s, e); // s rounded to odd: to the odd neighbour when inexact and even
-    uint u = floatBitsToUint(s);
-    if (e != 0.0 && (u & 1u) == 0u) u += ((floatBitsToUint(e) ^ u) >> 31) != 0u ? 0xffffffffu : 1u;
-    precise float z = th + uintBitsToFloat(u);
-    return z;
+    if (c == 0.0 && p == 0.0) { // the sign of an exact zero: -0 only when both are
+        precise float r = p + c;
+        return r;
+    }
+    return fma_tail(p, pl, c);
+}
+
+// The matrix products' chains, fma(d_w * d_x, isum, acc), have finite operands and a finite
+// result, and acc is never -0: the special cases above are left out (a NaN or infinite scale
+// gives NaN, where fma may give an infinity; c = -0 with a zero product gives +0).
+float fma_emulated_finite(float a, float b, float c) {
+    float p, pl;
+    two_prod(a, b, p, pl);
+    return fma_tail(p, pl, c);
+}
+
+// The same where a = ah + al is split so that ah * b and al * b are exact (each at most 24
+// significant bits) and |al| < ulp(ah): then a * b = ah * b + al * b, which Fast2Sum (the
+// larger term first) turns into RN(a * b) and its exact error in 3 operations instead of
+// Dekker's 11. matvec.comp splits d_w * d_x (22 bits) into 11 + 11 for block sums of at most
+// 13 bits (quant.glsl Q_ISUM_SMALL).
+float fma_emulated_split(float ah, float al, float b, float c) {
+    precise float p1 = ah * b;
+    precise float p2 = al * b;
+    precise float ph = p1 + p2;
+    precise float pl = p2 - (ph - p1);
+    return fma_tail(ph, pl, c);
+}
+
+float xfma_finite(float a, float b, float c) {
+    if (EXACT_FMA) return fma_emulated_finite(a, b, c);
+    precise float r = fma(a, b, c);
+    return r;
+}
+
+float xfma_split(float a, float ah, float al, float b, float c) {
+    if (EXACT_FMA) return fma_emulated_split(ah, al, b, c);
+    precise float r = fma(a, b, c);
+    return r;
 }
 
 float xfma(float a, float b, float c) {

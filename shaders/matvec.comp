@@ -1,5 +1,5 @@
 // Matrix-vector products for decode, and prefill on CPU drivers: y[t][r] (+)= w[r] . x[t],
-// NT (1..8) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
+// NT (1..16) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
 // tokens. The 32-element formats (Q4_0 .. Q8_0) give the CPU path's bits: they sum in its
 // order (main below). The K and float formats: a thread takes whole blocks (super-blocks for
 // the K formats), so each block's integer dot product is exact and its float combination is
@@ -111,10 +111,28 @@ void main() {
             [[unroll]] for (uint r = 0u; r < NR; r++) {
                 precise float dd = dw[r] * dx;
                 const uint i = r * NT + t;
-                [[unroll]] for (uint k = 0u; k < LPT; k++)
-                    acc[i * LPT + k] = xfma(dd, float(q_dot4(cw[r * LPT + k], a[k])), acc[i * LPT + k]);
+#if defined(Q_ISUM_SMALL)
+                // dd (two fp16 significands: at most 22 bits) in an 11-bit head and the rest:
+                // each times a lane sum (at most 13 bits) is exact (common.glsl xfma_split)
+                const float dh = uintBitsToFloat(floatBitsToUint(dd) & 0xffffe000u);
+                precise float dl = dd - dh;
+#endif
+                [[unroll]] for (uint k = 0u; k < LPT; k++) {
+                    const float is = float(q_dot4(cw[r * LPT + k], a[k]));
+#if defined(Q_ISUM_SMALL)
+                    acc[i * LPT + k] = xfma_split(dd, dh, dl, is, acc[i * LPT + k]);
+#else
+                    acc[i * LPT + k] = xfma_finite(dd, is, acc[i * LPT + k]);
+#endif
+                }
 #if defined(Q_HAS_MIN)
-                if (lane == 0u) msum[i] = xfma(mw[r], sx, msum[i]); // lane 0 stores the sum
+                // m_w * s_x: two fp16 values, an exact product, so the CPU's fma is this
+                // multiply and add (lane 0 stores the sum)
+                if (lane == 0u) {
+                    precise float mp = mw[r] * sx;
+                    precise float ms = msum[i] + mp;
+                    msum[i] = ms;
+                }
 #endif
             }
         }

@@ -17,7 +17,9 @@
 //   Q_OFF             value = code + Q_OFF
 //   32-element formats: q_block(bo, c, d, m): the codes (c[k]: elements 4k .. 4k + 3), d and
 //   m (Q_HAS_MIN; else 0); q_lane(bo, l, d, m): the word c[l] alone; q_signed(c): a code
-//   word with Q_OFF folded into signed bytes
+//   word with Q_OFF folded into signed bytes; Q_ISUM_SMALL where a 4-element sum of values
+//   times activation codes (|code| <= 127, 128 to be safe) is at most 2^13 in magnitude: Q4_0
+//   (8 * 128 * 4), Q4_1 (15 * 128 * 4) and Q5_0 (16 * 128 * 4); not Q5_1 (31) or Q8_0 (128)
 //   K formats: q_codes32(bo, s, c), the codes of elements 32 s .. 32 s + 31
 //   K formats (QK 256): Q_GROUP (16 or 32) elements per group, q_d, q_dmin, q_sc(bo, g),
 //   q_mn(bo, g)
@@ -120,6 +122,7 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_WORDS 5u
 #define Q_QS 2u  // byte offsets in the block: codes (and Q5 high bits)
 #define Q_OFF (-8)
+#define Q_ISUM_SMALL 1
 #elif defined(WT_Q4_1) // d, m; qs[16]
 #define QK 32
 #define QBYTES 20u
@@ -128,6 +131,7 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_ALIGN4 1
 #define Q_OFF 0
 #define Q_HAS_MIN 1
+#define Q_ISUM_SMALL 1
 #elif defined(WT_Q5_0) // d; qh (bit j = bit 4 of element j); qs[16]
 #define QK 32
 #define QBYTES 22u
@@ -135,6 +139,7 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_QS 6u
 #define Q_QH 2u
 #define Q_OFF (-16)
+#define Q_ISUM_SMALL 1
 #elif defined(WT_Q5_1) // d, m; qh; qs[16]
 #define QK 32
 #define QBYTES 24u

@@ -458,10 +458,42 @@ static void test_attn_replay(void **state) {
     }
 }
 
-/* attn.glsl's fma emulation (used where fma() is not fused, as on lavapipe) against C's
- * fmaf on random triples: products near c in magnitude (cancellation), and spread over
- * exponents; bit-exact. And exp_libm against libm's expf (glibc) over [-104, 88.7]: the
- * same float but in rare arguments (at most 1e-5 of them; ~3.5e-7 measured in C). */
+/* A product of two fp16 values (as matvec.comp's d_w * d_x), exponents -14 .. 3 each. */
+static float fp16_product(void) {
+    float f[2];
+    for (int k = 0; k < 2; k++) {
+        const float m = vt_uniform(1.0f, 2.0f) * ldexpf(1.0f, (int)vt_uniform(-14.0f, 4.0f));
+        f[k] = core_fp16_to_fp32(core_fp32_to_fp16(vt_uniform(0.0f, 1.0f) < 0.5f ? -m : m));
+    }
+    return f[0] * f[1];
+}
+
+/* A c for which c + RN(a * b) is exactly halfway between two floats of c's precision, so that
+ * fma(a, b, c) is decided by the product's rounding error alone, whose sign the emulations
+ * must carry (their rounding to odd): ulp(c) is twice the lowest set bit of RN(a * b) (while
+ * the sum stays in c's binade). An exact product gets a plain c. */
+static float tie_addend(float a, float b) {
+    const float ph = a * b;
+    const double pl = (double)a * b - ph;
+    int e;
+    const float m = frexpf(ph, &e); /* ph = M 2^(e - 24), M a 24-bit integer */
+    if (pl == 0) return 1.0f;
+    const uint32_t M = (uint32_t)ldexpf(fabsf(m), 24);
+    const int tz = __builtin_ctz(M);
+    return ldexpf(vt_uniform(1.0f, 2.0f), e + tz) * (vt_uniform(0.0f, 1.0f) < 0.5f ? -1 : 1);
+}
+
+/* The fma emulations of common.glsl (used where fma() is not fused, as on lavapipe) against C's
+ * fmaf, bit-exact:
+ *  - fma_emulated and fma_emulated_finite on random triples: products near c in magnitude
+ *    (cancellation), spread over exponents, or decided by the product's error (tie_addend);
+ *  - fma_emulated_finite and fma_emulated_split on matvec.comp's operands (a product of two
+ *    fp16 values, an integer of at most 2^13, the accumulator), with c picked so that the sum
+ *    is decided by the product's rounding error (tie_addend), or cancels; not for
+ *    c = -0, which the matvec chains never have (they start at +0, and a sum is -0 only when
+ *    both terms are), and where these two give +0 for a zero product.
+ * And exp_libm against libm's expf (glibc) over [-104, 88.7]: the same float but in rare
+ * arguments (at most 1e-5 of them; ~3.5e-7 measured in C). */
 static void test_fma_exp(void **state) {
     (void)state;
     vk_dev *d = vt_dev(0, 0);
@@ -470,8 +502,8 @@ static void test_fma_exp(void **state) {
     if (vk_pipe_create(d, "attn_fma_probe_t0", 3, (uint32_t[3]){64, 1, 1}, NULL, &p, &err) !=
         VKLLM_OK)
         fail_msg("%s", err.msg);
-    enum { N = 1 << 16 };
-    float *x = malloc(3 * N * 4), *o = malloc(3 * N * 4);
+    enum { N = 1 << 16, NS = 1 << 16, NT = N + NS };
+    float *x = malloc(3 * NT * 4), *o = malloc(5 * NT * 4);
     for (uint32_t i = 0; i < N; i++) {
         float a = vt_uniform(-2.0f, 2.0f), b = vt_uniform(-2.0f, 2.0f);
         if ((i & 7) == 5) a = vt_uniform(-104.0f, 88.7f); /* exp's whole range */
@@ -481,34 +513,69 @@ static void test_fma_exp(void **state) {
         const float prod = x[3 * i] * x[3 * i + 1];
         x[3 * i + 2] = (i & 1) ? -prod * vt_uniform(0.999f, 1.001f)
                                : prod * ldexpf(vt_uniform(-1.0f, 1.0f), (int)(i % 61) - 30);
+        if ((i & 15) == 6) x[3 * i + 2] = tie_addend(x[3 * i], x[3 * i + 1]);
+        if ((i & 15) == 14) { /* (1 + 2^-23)^2 = 1 + 2^-22 + 2^-46 and (1 + 2^-23)(1 - 2^-23)
+                               * = 1 - 2^-46: errors so small that the inner sum rounds them
+                               * away, and only the rounding to odd keeps their sign (either
+                               * sign against the tie's) */
+            const float s1 = ldexpf((i & 16) ? -1.0f : 1.0f, (int)(i % 41) - 20);
+            const float b1 = (i & 64) ? 1.0f - 0x1p-23f : 1.0f + 0x1p-23f;
+            x[3 * i] = (1.0f + 0x1p-23f) * s1;
+            x[3 * i + 1] = (i & 32) ? -b1 : b1;
+            x[3 * i + 2] = tie_addend(x[3 * i], x[3 * i + 1]);
+        }
+    }
+    for (uint32_t i = N; i < NT; i++) {
+        const float a = fp16_product();
+        const float b = (float)((int)vt_uniform(-8192.0f, 8193.0f));
+        const double pr = (double)a * b; /* exact */
+        float c;
+        switch (i % 4) {
+        case 0: c = tie_addend(a, b); break;
+        case 1: c = -(float)pr; break; /* cancellation (-0 for a zero product) */
+        case 2: c = (float)(pr * ldexp(vt_uniform(-1.0f, 1.0f), (int)(i % 61) - 30)); break;
+        default: c = (float)(-pr * vt_uniform(0.99f, 1.01f)); break;
+        }
+        x[3 * i] = a, x[3 * i + 1] = b, x[3 * i + 2] = c;
     }
     vk_arena a;
     vk_arena_init(&a, d, false, 0, "test");
-    vk_slice xs = vt_slice(&a, x, 3 * N * 4), os = vt_slice(&a, NULL, 3 * N * 4);
+    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 5 * NT * 4);
     vk_rec r;
     vt_begin(d, &r);
-    const uint32_t n = N;
-    if (vk_rec_dispatch(&r, &p, (vk_slice[3]){xs, xs, os}, 3, &n, 4, N / 64, 1, 1, &err) !=
+    const uint32_t n = NT;
+    if (vk_rec_dispatch(&r, &p, (vk_slice[3]){xs, xs, os}, 3, &n, 4, NT / 64, 1, 1, &err) !=
         VKLLM_OK)
         fail_msg("%s", err.msg);
     vt_submit(&r);
-    vt_read(d, &os, o, 3 * N * 4);
-    uint32_t bad = 0, unfused = 0, exp_bad = 0;
-    for (uint32_t i = 0; i < N; i++) {
-        const float want = fmaf(x[3 * i], x[3 * i + 1], x[3 * i + 2]);
-        if (memcmp(&o[3 * i + 1], &want, 4) != 0 && bad++ < 5)
-            printf("fma(%a, %a, %a) = %a, emulated %a\n", (double)x[3 * i], (double)x[3 * i + 1],
-                   (double)x[3 * i + 2], (double)want, (double)o[3 * i + 1]);
-        unfused += o[3 * i] != want;
-        const float e = expf(x[3 * i]);
-        if (e >= 0x1p-126f && memcmp(&o[3 * i + 2], &e, 4) != 0 && exp_bad++ < 5)
-            printf("expf(%a) = %a, exp_libm %a\n", (double)x[3 * i], (double)e,
-                   (double)o[3 * i + 2]);
+    vt_read(d, &os, o, 5 * NT * 4);
+    uint32_t bad = 0, unfused = 0, exp_bad = 0, ties = 0;
+    for (uint32_t i = 0; i < NT; i++) {
+        const float *t = &x[3 * i], *oi = &o[5 * i];
+        const float want = fmaf(t[0], t[1], t[2]);
+        /* fma_emulated (all), fma_emulated_finite (all: finite operands and results), and
+         * fma_emulated_split (the matvec operands) */
+        const int checks[3] = {1, t[2] == 0 && signbit(t[2]) ? -1 : 3,
+                               i >= N && !(t[2] == 0 && signbit(t[2])) ? 4 : -1};
+        for (int k = 0; k < 3; k++)
+            if (checks[k] >= 0 && memcmp(&oi[checks[k]], &want, 4) != 0 && bad++ < 5)
+                printf("fma(%a, %a, %a) = %a, emulation %d gives %a\n", (double)t[0],
+                       (double)t[1], (double)t[2], (double)want, checks[k],
+                       (double)oi[checks[k]]);
+        unfused += oi[0] != want;
+        if (i >= N) { /* where an unfused multiply and add differs: the hard cases */
+            volatile float prod = t[0] * t[1];
+            ties += prod + t[2] != want;
+        }
+        if (i >= N) continue;
+        const float e = expf(t[0]);
+        if (e >= 0x1p-126f && memcmp(&oi[2], &e, 4) != 0 && exp_bad++ < 5)
+            printf("expf(%a) = %a, exp_libm %a\n", (double)t[0], (double)e, (double)oi[2]);
     }
-    printf("%s: fma() differs from fmaf in %u of %u triples; emulation in %u; exp_libm from "
-           "expf in %u\n",
-           d->info.name, unfused, N, bad, exp_bad);
-    if (bad) fail_msg("fma emulation wrong in %u of %u", bad, N);
+    printf("%s: fma() differs from fmaf in %u of %u triples; emulations in %u; exp_libm from "
+           "expf in %u; multiply-add differs from fma in %u of the %u matvec triples\n",
+           d->info.name, unfused, NT, bad, exp_bad, ties, NS);
+    if (bad) fail_msg("fma emulation wrong in %u cases", bad);
     if (exp_bad > N / 100000) fail_msg("exp_libm differs from expf in %u of %u", exp_bad, N);
     vk_arena_free(&a);
     free(x), free(o);

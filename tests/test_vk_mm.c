@@ -1,9 +1,10 @@
 /* Matrix products and the embedding on the device (src/vk/vk_ops_mm.c) against src/core's
  * reference code, for every weight format x every capability tier:
  *  - the activation quantizer gives the CPU quantizer's values exactly (codes, scales, sums);
- *  - matmul (matrix-vector for n_tok <= 8, tiled above) against quant_traits vec_dot on the
- *    CPU-quantized rows, with and without accumulation into y, and split weights (a device
- *    with a small buffer limit) give the unsplit result bit for bit;
+ *  - matmul (matrix-vector for n_tok up to the tuning's mv_tokens, tiled above) against
+ *    quant_traits vec_dot on the CPU-quantized rows, with and without accumulation into y,
+ *    and split weights (a device with a small buffer limit) give the unsplit result bit for
+ *    bit;
  *  - the embedding of rows of random blocks is src/core's dequantization bit for bit: the
  *    proof that shaders/quant.glsl reads each block layout as src/core does.
  * Tolerance: NMSE <= 1e-10 against the scalar reference. Every block's integer dot product is
@@ -331,6 +332,7 @@ static void other_layout(vk_mm *m) {
     t.tiled = !t.tiled;
     t.mv_rows = t.mv_lane_rows ? 8 : 2;
     t.mv_acc = t.mv_lane_rows ? 16 : 8;
+    t.mv_tokens = t.mv_lane_rows ? 16 : 8;
     /* two subgroups on lavapipe: the sum across subgroups in shared memory is run too */
     if (!t.mv_lane_rows) t.mv_threads = 2 * vk_mm_get_tuning(m).mv_threads;
     core_err err = {{0}};

@@ -97,11 +97,12 @@ void vk_mm_destroy(vk_mm *m);
 typedef struct vk_mm_tuning {
     uint32_t mv_threads;  /* matrix-vector workgroup size, a power of two >= 8 */
     uint32_t mv_rows;     /* rows per workgroup (mv_lane_rows: per thread), at most 16 */
-    uint32_t mv_acc;      /* rows x tokens per thread at most, <= 128 (fewer rows for more
+    uint32_t mv_acc;      /* rows x tokens per thread at most, <= 256 (fewer rows for more
                            * tokens) */
+    uint32_t mv_tokens;   /* tokens per matrix-vector tile, 1..16 */
     bool mv_lane_rows;    /* a thread per row, no reduction: for CPU drivers */
-    bool tiled;           /* n_tok > 8: the shared-memory tiled kernel, else matrix-vector
-                           * kernels over tiles of 8 tokens */
+    bool tiled;           /* n_tok > mv_tokens: the shared-memory tiled kernel, else
+                           * matrix-vector kernels over tiles of mv_tokens */
     uint32_t tile[4];     /* tiled kernel: rows and tokens per workgroup, per thread */
 } vk_mm_tuning;
 vk_mm_tuning vk_mm_get_tuning(const vk_mm *m);
@@ -119,8 +120,9 @@ uint64_t vk_mm_act_row_bytes(uint32_t w_type, uint32_t n_in);
 vkllm_status vk_mm_quantize(vk_rec *r, vk_mm *m, uint32_t w_type, vk_act x, uint32_t n_in,
                             uint32_t n_tok, vk_slice xq, core_err *err);
 /* y[t][r] (+)= w[r] . x[t] for t < n_tok, every row r of w; xq as vk_mm_quantize wrote it.
- * n_tok 1..8 records a matrix-vector kernel, larger the tiled matrix-matrix kernel (GPUs) or
- * matrix-vector kernels over tiles of 8 tokens (CPU drivers); see vk_mm_tuning. */
+ * n_tok up to mv_tokens (8 on GPUs, 16 on CPU drivers) records a matrix-vector kernel, more the
+ * tiled matrix-matrix kernel (GPUs) or matrix-vector kernels over tiles of mv_tokens (CPU
+ * drivers); see vk_mm_tuning. */
 vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, uint32_t n_tok,
                           vk_act y, bool accumulate, core_err *err);
 /* Embedding lookup: dst[t] = row (the token id of batch row t in params) of w, dequantized to

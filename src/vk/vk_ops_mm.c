@@ -1,6 +1,6 @@
 /* Matrix products and the embedding lookup on the device: activation quantization
  * (shaders/quantize.comp), matrix-vector kernels (matvec.comp: decode, and prefill in tiles of
- * 8 tokens on CPU drivers), the shared-memory tiled kernel for prefill on GPUs (matmul.comp)
+ * 16 tokens on CPU drivers), the shared-memory tiled kernel for prefill on GPUs (matmul.comp)
  * and the embedding (embed.comp), for every weight format the CPU path supports; block
  * layouts in shaders/quant.glsl. It must not know about models or record barriers.
  *
@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MM_NT_MAX 8      /* tokens per matrix-vector dispatch */
+#define MM_NT_MAX 16     /* tokens per matrix-vector tile at most (vk_mm_tuning.mv_tokens) */
 #define MM_QUANT_WG 64   /* threads per workgroup of the quantizer and the embedding */
 
 /* The formats with kernels, in shader-name order; act is the vec_dot_type's layout. */
@@ -95,7 +95,7 @@ static vkllm_status pipe_get(vk_mm *m, vk_pipe *p, const char *stem, uint32_t n_
 /* The device's defaults. CPU drivers (lavapipe) pay for every 32-bit word a lane loads from a
  * buffer or shared memory (a loop over the lanes) and for local arrays indexed at run time,
  * so there each thread takes whole rows (no reduction, no shared memory) and prefill runs the
- * same kernel over tiles of 8 tokens; GPUs share a row among a subgroup and tile prefill
+ * same kernel over tiles of 16 tokens; GPUs share a row among a subgroup and tile prefill
  * through shared memory. */
 static vk_mm_tuning default_tuning(const vk_dev *d) {
     vk_mm_tuning t = {0};
@@ -109,9 +109,12 @@ static vk_mm_tuning default_tuning(const vk_dev *d) {
      * workgroups are spread over few cores: 12 rows a thread, 8 threads (96 rows, a divisor
      * of the 576 / 1536 / 49152 of the default model; ~30% faster on 576 x 576 than 8 x 32) */
     if (cpu) t.mv_threads = 8, t.mv_rows = 12;
-    /* lavapipe prefill (8-token tiles): 12 rows x 8 tokens a thread reuses each activation
-     * word for 12 rows; 2x faster on 576 x 576 x 512 than 2 rows (16 accumulators) */
-    t.mv_acc = cpu ? 96 : 8;
+    /* lavapipe, several tokens: 12 rows x 16 tokens a thread reuses each activation word for
+     * 12 rows and each weight word for 16 tokens (a 16-sequence decode step reads the weights
+     * once; 1536 x 576 x 16: ~6% faster than two tiles of 8); 2 rows (16 accumulators) were
+     * 2x slower on 576 x 576 x 512 than 12 */
+    t.mv_tokens = cpu ? 16 : 8;
+    t.mv_acc = cpu ? 192 : 8;
     t.mv_lane_rows = cpu;
     t.tiled = !cpu;
     /* 64 x 64 tiles, 4 x 4 per thread: 256 threads where allowed (128 is the minimum) */
@@ -144,12 +147,14 @@ vkllm_status vk_mm_set_tuning(vk_mm *m, const vk_mm_tuning *t, core_err *err) {
     const vk_dev_info *in = &m->d->info;
     const uint32_t *tl = t->tile;
     const bool pow2 = t->mv_threads && (t->mv_threads & (t->mv_threads - 1)) == 0;
-    const uint32_t acc = t->mv_acc > MM_NT_MAX ? t->mv_acc : MM_NT_MAX;
+    const uint32_t acc = t->mv_acc > t->mv_tokens ? t->mv_acc : t->mv_tokens;
     if (!pow2 || t->mv_threads < 8 || t->mv_threads > in->max_wg_invocations || t->mv_rows == 0 ||
-        t->mv_rows > 16 || t->mv_acc == 0 || t->mv_acc > 128 ||
+        t->mv_rows > 16 || t->mv_acc == 0 || t->mv_acc > 256 || t->mv_tokens == 0 ||
+        t->mv_tokens > MM_NT_MAX ||
         (uint64_t)acc * t->mv_threads * 4 > in->max_shared) /* matvec.comp red[] */
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk_mm tuning: matvec %u threads, %u rows, "
-                         "%u accumulators", t->mv_threads, t->mv_rows, t->mv_acc);
+                         "%u accumulators, %u tokens", t->mv_threads, t->mv_rows, t->mv_acc,
+                         t->mv_tokens);
     if (!tl[2] || !tl[3] || tl[0] % tl[2] || tl[1] % tl[3] || tl[0] > 128 || tl[1] > 128 ||
         (tl[0] / tl[2]) * (tl[1] / tl[3]) > in->max_wg_invocations ||
         (tl[0] + 1 + tl[1] + 1) * 32 * 4 + tl[0] * 24 + tl[1] * 16 > in->max_shared)
@@ -205,7 +210,8 @@ static uint32_t mv_rows(const vk_mm *m, uint32_t w_type, uint32_t nt) {
     return r < 1 ? 1 : r > cap ? cap : r;
 }
 
-/* Matrix-vector dispatch over n_tok tokens in tiles of nt (<= 8; the last tile may have fewer)
+/* Matrix-vector dispatch over n_tok tokens in tiles of nt (<= mv_tokens; the last tile may have
+ * fewer)
  * against one weight part. */
 static vkllm_status matvec(vk_rec *r, vk_mm *m, int ti, const vk_weight *w, uint32_t p,
                            vk_slice xq, uint32_t x_row_words, uint32_t n_tok, uint32_t nt,
@@ -281,11 +287,12 @@ vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, 
     for (uint32_t p = 0; p < w->n_parts; p++) {
         vkllm_status st = VKLLM_OK;
         const uint32_t xw = (uint32_t)(rb / 4);
-        if (n_tok > MM_NT_MAX && m->tn.tiled)
+        const uint32_t nt = m->tn.mv_tokens;
+        if (n_tok > nt && m->tn.tiled)
             st = matmul_tiled(r, m, ti, w, p, xq, xw, n_tok, y, accumulate, err);
         else
-            st = matvec(r, m, ti, w, p, xq, xw, n_tok, n_tok < MM_NT_MAX ? n_tok : MM_NT_MAX, y,
-                        accumulate, err);
+            st = matvec(r, m, ti, w, p, xq, xw, n_tok, n_tok < nt ? n_tok : nt, y, accumulate,
+                        err);
         if (st != VKLLM_OK) return st;
     }
     return VKLLM_OK;
