@@ -107,6 +107,17 @@ void main() {
             const uint xo = x0 + min(t * pc.x_row_words, xt_last) + b * XQ8_WORDS;
             uint a[LPT];
             [[unroll]] for (uint k = 0u; k < LPT; k++) a[k] = xq[xo + lane + k];
+#if defined(Q_DOT_SWAR)
+            // two products per 32-bit multiply (quant.glsl Q_DOT_SWAR): the activation bytes
+            // biased to unsigned (x + 128), even and odd bytes in swapped 16-bit halves
+            uint ae[LPT], ao[LPT];
+            [[unroll]] for (uint k = 0u; k < LPT; k++) {
+                const uint b = a[k] ^ 0x80808080u;
+                const uint e = b & 0x00ff00ffu, o = (b >> 8) & 0x00ff00ffu;
+                ae[k] = (e >> 16) | (e << 16);
+                ao[k] = (o >> 16) | (o << 16);
+            }
+#endif
             const float dx = xf(xo + 8u), sx = xf(xo + 9u);
             [[unroll]] for (uint r = 0u; r < NR; r++) {
                 precise float dd = dw[r] * dx;
@@ -118,7 +129,16 @@ void main() {
                 precise float dl = dd - dh;
 #endif
                 [[unroll]] for (uint k = 0u; k < LPT; k++) {
+#if defined(Q_DOT_SWAR)
+                    const uint c = cw[r * LPT + k];
+                    const uint ce = c & 0x00ff00ffu, co = (c >> 8) & 0x00ff00ffu;
+                    const uint cs = ((ce + co) * 0x00010001u) >> 16; // sum of the 4 codes
+                    // bits 16..31 of ce * ae: c0 x0' + c2 x2' (<= 2 * 31 * 255), below them
+                    // c0 x2' (no carry); the same for the odd bytes; minus 128 * sum(c)
+                    const float is = float(int((ce * ae[k] + co * ao[k]) >> 16) - int(cs << 7));
+#else
                     const float is = float(q_dot4(cw[r * LPT + k], a[k]));
+#endif
 #if defined(Q_ISUM_SMALL)
                     acc[i * LPT + k] = xfma_split(dd, dh, dl, is, acc[i * LPT + k]);
 #else

@@ -19,7 +19,10 @@
 //   m (Q_HAS_MIN; else 0); q_lane(bo, l, d, m): the word c[l] alone; q_signed(c): a code
 //   word with Q_OFF folded into signed bytes; Q_ISUM_SMALL where a 4-element sum of values
 //   times activation codes (|code| <= 127, 128 to be safe) is at most 2^13 in magnitude: Q4_0
-//   (8 * 128 * 4), Q4_1 (15 * 128 * 4) and Q5_0 (16 * 128 * 4); not Q5_1 (31) or Q8_0 (128)
+//   (8 * 128 * 4), Q4_1 (15 * 128 * 4) and Q5_0 (16 * 128 * 4); not Q5_1 (31) or Q8_0 (128);
+//   Q_DOT_SWAR where the codes are unsigned and at most 31 (Q4_1, Q5_1): matvec.comp's lane
+//   sums take two products per 32-bit multiply (with activations x + 128 <= 255, a pair of
+//   products stays under 2^16) instead of the integer dot product
 //   K formats: q_codes32(bo, s, c), the codes of elements 32 s .. 32 s + 31
 //   K formats (QK 256): Q_GROUP (16 or 32) elements per group, q_d, q_dmin, q_sc(bo, g),
 //   q_mn(bo, g)
@@ -132,6 +135,7 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_OFF 0
 #define Q_HAS_MIN 1
 #define Q_ISUM_SMALL 1
+#define Q_DOT_SWAR 1
 #elif defined(WT_Q5_0) // d; qh (bit j = bit 4 of element j); qs[16]
 #define QK 32
 #define QBYTES 22u
@@ -149,6 +153,7 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_ALIGN4 1
 #define Q_OFF 0
 #define Q_HAS_MIN 1
+#define Q_DOT_SWAR 1
 #elif defined(WT_Q8_0) // d; int8 qs[32]
 #define QK 32
 #define QBYTES 34u
