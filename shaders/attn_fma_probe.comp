@@ -24,7 +24,7 @@ void main() {
     o[5u * i + 1u] = fma_emulated(a, b, c);
     o[5u * i + 2u] = exp_libm(a);
     o[5u * i + 3u] = fma_emulated_finite(a, b, c);
-    const float ah = uintBitsToFloat(floatBitsToUint(a) & 0xffffe000u);
-    precise float al = a - ah;
+    float ah, al;
+    fma_split_11(a, ah, al);
     o[5u * i + 4u] = fma_emulated_split(ah, al, b, c);
 }

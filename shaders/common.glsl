@@ -134,6 +134,14 @@ float fma_emulated_split(float ah, float al, float b, float c) {
     return fma_tail(ph, pl, c);
 }
 
+// a = ah + al with ah the top 11 significant bits of a (10 stored fraction bits): for a product
+// of two fp16 values (at most 22 bits), both halves have at most 11 bits.
+void fma_split_11(float a, out float ah, out float al) {
+    ah = uintBitsToFloat(floatBitsToUint(a) & 0xffffe000u);
+    precise float l = a - ah;
+    al = l;
+}
+
 float xfma_finite(float a, float b, float c) {
     if (EXACT_FMA) return fma_emulated_finite(a, b, c);
     precise float r = fma(a, b, c);

@@ -125,16 +125,18 @@ void main() {
 #if defined(Q_ISUM_SMALL)
                 // dd (two fp16 significands: at most 22 bits) in an 11-bit head and the rest:
                 // each times a lane sum (at most 13 bits) is exact (common.glsl xfma_split)
-                const float dh = uintBitsToFloat(floatBitsToUint(dd) & 0xffffe000u);
-                precise float dl = dd - dh;
+                float dh, dl;
+                fma_split_11(dd, dh, dl);
 #endif
                 [[unroll]] for (uint k = 0u; k < LPT; k++) {
 #if defined(Q_DOT_SWAR)
+                    // bits 16..31 of ce * ae: c0 x0' + c2 x2' (<= 2 * 31 * 255), below them
+                    // c0 x2' (no carry); the same for the odd bytes; minus 128 * sum(c)
+                    // (the code-side terms are the same for every token: written here, they
+                    // measured faster than kept in arrays across the token loop)
                     const uint c = cw[r * LPT + k];
                     const uint ce = c & 0x00ff00ffu, co = (c >> 8) & 0x00ff00ffu;
                     const uint cs = ((ce + co) * 0x00010001u) >> 16; // sum of the 4 codes
-                    // bits 16..31 of ce * ae: c0 x0' + c2 x2' (<= 2 * 31 * 255), below them
-                    // c0 x2' (no carry); the same for the odd bytes; minus 128 * sum(c)
                     const float is = float(int((ce * ae[k] + co * ao[k]) >> 16) - int(cs << 7));
 #else
                     const float is = float(q_dot4(cw[r * LPT + k], a[k]));

@@ -211,8 +211,7 @@ static uint32_t mv_rows(const vk_mm *m, uint32_t w_type, uint32_t nt) {
 }
 
 /* Matrix-vector dispatch over n_tok tokens in tiles of nt (<= mv_tokens; the last tile may have
- * fewer)
- * against one weight part. */
+ * fewer) against one weight part. */
 static vkllm_status matvec(vk_rec *r, vk_mm *m, int ti, const vk_weight *w, uint32_t p,
                            vk_slice xq, uint32_t x_row_words, uint32_t n_tok, uint32_t nt,
                            vk_act y, bool accumulate, core_err *err) {
