@@ -14,7 +14,19 @@ float f16r(float x) { return float(float16_t(x)); }
 #define KV_T uint
 vec2 kv_get(uint w) { return unpackHalf2x16(w); }
 uint kv_put(vec2 v) { return packHalf2x16(v); }
-float f16r(float x) { return unpackHalf2x16(packHalf2x16(vec2(x, 0.0))).x; }
+// Rounding to F16 in the float's bits: lavapipe converts F32 to F16 (packHalf2x16, and
+// float16_t at tier 1 alike) in a long software sequence; attn_lane.comp's two roundings per
+// element were ~25% of its time. test_vk_attn test_fma_exp checks it against the CPU's.
+float f16r(float x) {
+    const uint u = floatBitsToUint(x), a = u & 0x7fffffffu;
+    // normal F16 range: round the significand to 10 bits, to nearest even, in the bits
+    uint n = (a + 0xfffu + ((a >> 13) & 1u)) & 0xffffe000u;
+    n = n > 0x477fe000u ? 0x7f800000u : n; // past 65504 (or inf): inf
+    // under 2^-14: multiples of 2^-24, by the sum with 0.75 (ulp 2^-24, even)
+    precise float t = (uintBitsToFloat(a) + 0.75) - 0.75;
+    const uint r = a < 0x38800000u ? floatBitsToUint(t) : n;
+    return a > 0x7f800000u ? x : uintBitsToFloat(r | (u & 0x80000000u));
+}
 #endif
 
 #define NEG_INF uintBitsToFloat(0xff800000u)
@@ -47,6 +59,22 @@ const uint EXP2_32[64] = uint[64](
     0x3fe5b907u, 0xb2441be6u, 0x3feac0c7u, 0xb24116deu, 0x3fefe4bau, 0xb348464au,
     0x3ff5257du, 0x32292436u, 0x3ffa83b3u, 0xb2923758u);
 
+// EXP2_SHARED (CPU-driver kernels): exp_libm reads the table from a shared copy, which
+// exp2_table_init fills (call it first in main, before any return: it has a barrier).
+// lavapipe's lookup in a constant array at a run-time index was ~25% of attn_lane.comp's time;
+// a shared copy is one load.
+#ifdef EXP2_SHARED
+shared uint s_exp2[64];
+#define EXP2_32_AT(i) s_exp2[i]
+void exp2_table_init() {
+    for (uint i = gl_LocalInvocationIndex; i < 64u; i += gl_WorkGroupSize.x * gl_WorkGroupSize.y)
+        s_exp2[i] = EXP2_32[i];
+    barrier();
+}
+#else
+#define EXP2_32_AT(i) EXP2_32[i]
+#endif
+
 float exp_libm(float x) {
     if (isnan(x)) return x + x;
     if (x > uintBitsToFloat(0x42b17217u)) return uintBitsToFloat(0x7f800000u); // overflow
@@ -70,7 +98,8 @@ float exp_libm(float x) {
     two_sum(a1, a2, u, v);
     precise float vs = v + ((b1s + b2s) + t3);
     const int k = int(kf), j = k & 31;
-    const float sh = uintBitsToFloat(EXP2_32[2 * j]), sl = uintBitsToFloat(EXP2_32[2 * j + 1]);
+    const float sh = uintBitsToFloat(EXP2_32_AT(2 * j));
+    const float sl = uintBitsToFloat(EXP2_32_AT(2 * j + 1));
     two_prod(sh, u, ph, pl);
     precise float lo = ((pl + sh * vs) + sl) + sl * u;
     two_sum(sh, ph, a, b);

@@ -5,7 +5,13 @@
 // from shared memory for every key (~100x the loads of this layout). Here a lane loads its
 // query once and, per key, its K and V rows as 16-byte words (HD / 4 of them) and one block
 // table entry; the arrays are indexed by constants only (HD is a specialization constant and
-// the loops are unrolled), so they stay in registers.
+// the loops are unrolled), so they stay in registers. "no barrier": but one, after the
+// workgroup copies exp_libm's table to shared memory (attn.glsl EXP2_SHARED).
+//
+// lavapipe runs both sides of every branch (masked), so there are none in the key loop: the
+// accumulator's rescale runs for every key (a factor of 1 leaves F16 values as they are), and
+// the value fma is xfma_f16_split (common.glsl), whose exact path and fallbacks are selects.
+// The split of the key's weight is made once for its HD products.
 //
 // Runs: SERIAL rows (any entries) or SPLIT one-token entries, as attn_decode.comp, with the
 // same partial records for attn_merge.comp. Invocation g of the grid: head g % n_head, then
@@ -19,6 +25,7 @@
 #extension GL_EXT_control_flow_attributes : require
 #define PARAMS_BINDING 0
 #include "common.glsl"
+#define EXP2_SHARED
 #include "attn.glsl"
 
 layout(constant_id = 0) const uint HD = 64;
@@ -47,6 +54,7 @@ void halves(uvec4 w, out float h[8]) {
 }
 
 void main() {
+    exp2_table_init();
     const uint g = gl_GlobalInvocationID.x, per_split = pc.n_rows * pc.n_head;
     const uint n_split = pc.split_mode != 0u ? pc.n_splits : 1u;
     if (g >= per_split * n_split) return;
@@ -123,17 +131,15 @@ void main() {
         M = grows ? s : M;
         S = xfma(S, ms, vs);
         const uint vb = p_kv_slot(table, j) * kvw + kvo;
-        if (ms != 1.0) {
-            [[unroll]] for (uint d = 0u; d < HD; d++) {
-                precise float a = acc[d] * ms;
-                acc[d] = f16r(a);
-            }
-        }
+        float vh, vl;
+        fma_split_12(vs, vh, vl);
         [[unroll]] for (uint i = 0u; i < HD; i += 8u) {
             float vv[8];
             halves(vc[vb + i / 8u], vv);
-            [[unroll]] for (uint c = 0u; c < 8u; c++)
-                acc[i + c] = f16r(xfma(vv[c], vs, acc[i + c]));
+            [[unroll]] for (uint c = 0u; c < 8u; c++) {
+                precise float a = acc[i + c] * ms;
+                acc[i + c] = f16r(xfma_f16_split(vs, vh, vl, vv[c], f16r(a)));
+            }
         }
     }
 

@@ -15,6 +15,7 @@
 #extension GL_EXT_control_flow_attributes : require
 #define PARAMS_BINDING 0
 #include "common.glsl"
+#define EXP2_SHARED
 #include "attn.glsl"
 
 layout(constant_id = 0) const uint HD = 64;
@@ -48,6 +49,7 @@ void row_f32(bool v, uint wo, out float x[HD]) {
 }
 
 void main() {
+    exp2_table_init();
     const uint g = gl_GlobalInvocationID.x;
     if (g >= pc.n_rows * pc.n_head) return;
     const uint t = g / pc.n_head, h = g - t * pc.n_head;

@@ -142,6 +142,35 @@ void fma_split_11(float a, out float ah, out float al) {
     al = l;
 }
 
+// fma(a, b, c) for a in [0, 1] and F16 values b and c (as attn_lane.comp's value weights,
+// values and F16 accumulators), a split as ah + al by fma_split_12 (12 significant bits each
+// at most), once for many b: ah * b and al * b are exact (11 + 12 bits), and from a >= 2^-70
+// every term is a multiple of 2^-117, so no subnormal breaks fma_emulated_split. Where it
+// cannot answer, q = RN(RN(a * b) + c) is the fma: below 2^-70 a * b is under half an ulp of
+// any nonzero c; an exact zero sum has an exact product; inf and NaN are not changed by the
+// product's rounding. With c = +-0 and a nonzero product, the fma is RN(a * b) itself (q is
+// not where the product underflows to -0).
+float fma_f16_split(float a, float ah, float al, float b, float c) {
+    precise float p = a * b;
+    precise float q = p + c;
+    const float r = fma_emulated_split(ah, al, b, c);
+    const float q0 = c == 0.0 && a != 0.0 && b != 0.0 ? p : q;
+    return (a < uintBitsToFloat(0x1c800000u) || !(abs(q) < uintBitsToFloat(0x7f800000u)) ||
+            r == 0.0) ? q0 : r;
+}
+
+void fma_split_12(float a, out float ah, out float al) {
+    ah = uintBitsToFloat(floatBitsToUint(a) & 0xfffff000u);
+    precise float l = a - ah;
+    al = l;
+}
+
+float xfma_f16_split(float a, float ah, float al, float b, float c) {
+    if (EXACT_FMA) return fma_f16_split(a, ah, al, b, c);
+    precise float r = fma(a, b, c);
+    return r;
+}
+
 float xfma_finite(float a, float b, float c) {
     if (EXACT_FMA) return fma_emulated_finite(a, b, c);
     precise float r = fma(a, b, c);

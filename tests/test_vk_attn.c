@@ -483,6 +483,68 @@ static float tie_addend(float a, float b) {
     return ldexpf(vt_uniform(1.0f, 2.0f), e + tz) * (vt_uniform(0.0f, 1.0f) < 0.5f ? -1 : 1);
 }
 
+/* Equal bits, or both NaN (whose payloads may differ). */
+static bool same_float(float a, float b) {
+    return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b));
+}
+
+static float f16_value(float v) {
+    return core_fp16_to_fp32(core_fp32_to_fp16(v));
+}
+
+/* attn_lane.comp's value fma, acc = fma(v, w, acc), as (a, b, c) = (w, v, acc): a weight w in
+ * [0, 1] (exp of a score difference: 1, 0, tiny and around fma_f16_split's 2^-70 bound too),
+ * an F16 value v (any bits: +-0, subnormals, inf, NaN too) and an F16 accumulator acc (random,
+ * cancelling the product, +-0, or a tie of its precision that the product's rounding error
+ * decides; inf and NaN). */
+static void value_triple(uint32_t i, float *t) {
+    float w;
+    switch (i % 16) {
+    case 0: w = 1.0f; break;
+    case 1: w = 0.0f; break;
+    case 2: w = expf(vt_uniform(-104.0f, -40.0f)); break;
+    case 3: w = 0x1p-70f * (1.0f + (float)((int)(i % 5) - 2) * 0x1p-23f); break;
+    case 4: w = ldexpf(1.0f, -(int)(i % 40)); break; /* exact products: zero sums */
+    default: w = expf(vt_uniform(-20.0f, 0.0f)); break;
+    }
+    float v = f16_value(vt_uniform(-4.0f, 4.0f) * ldexpf(1.0f, (int)(i % 23) - 14));
+    if (i % 7 == 3) v = core_fp16_to_fp32((uint16_t)(vt_uniform(0.0f, 65536.0f)));
+    if (i % 29 == 5) v = (i & 32) ? -0.0f : 0.0f;
+    float c;
+    switch ((i / 16) % 8) {
+    case 0: c = -w * v; break;
+    case 1: c = -(w * v); break; /* cancels where the product is an F16 value */
+    case 2: c = (i & 256) ? -0.0f : 0.0f; break;
+    case 3: c = core_fp16_to_fp32((uint16_t)(vt_uniform(0.0f, 65536.0f))); break;
+    case 4:
+    case 5: c = tie_addend(w, v); break;
+    default: c = vt_uniform(-8.0f, 8.0f) * ldexpf(1.0f, (int)(i % 19) - 12); break;
+    }
+    t[0] = w, t[1] = v, t[2] = f16_value(c); /* the accumulator is an F16 value */
+}
+
+/* F32 -> F16 rounding's hard cases: midpoints between F16 neighbours (normal, subnormal, up to
+ * 65520), one F32 ulp either side of them, 2^-25, the F32 subnormals, inf and NaNs. */
+static float f16_rounding_case(uint32_t i) {
+    const uint16_t h = (uint16_t)vt_uniform(0.0f, 31743.0f); /* finite, under 65504 */
+    const float lo = core_fp16_to_fp32(h), hi = core_fp16_to_fp32((uint16_t)(h + 1));
+    float m = (float)(((double)lo + hi) / 2); /* exact: 12 significant bits */
+    uint32_t bits;
+    switch (i % 8) {
+    case 1: m = nextafterf(m, 0.0f); break;
+    case 2: m = nextafterf(m, INFINITY); break;
+    case 3: m = 0x1p-25f * (1.0f + (float)((int)(i % 3) - 1) * 0x1p-23f); break;
+    case 4: m = ldexpf(vt_uniform(1.0f, 2.0f), -127 - (int)(i % 20)); break;
+    case 5: m = 65520.0f + (float)((int)(i % 3) - 1) * 0.0078125f; break;
+    case 6: /* NaNs, some with only low payload bits; inf */
+        bits = (i & 16) ? 0x7f800001u + (i % 4096) : 0x7f800000u | (i << 10);
+        memcpy(&m, &bits, 4);
+        break;
+    default: break;
+    }
+    return (i & 8) ? -m : m;
+}
+
 /* The fma emulations of common.glsl (used where fma() is not fused, as on lavapipe) against C's
  * fmaf, bit-exact:
  *  - fma_emulated and fma_emulated_finite on random triples: products near c in magnitude
@@ -491,9 +553,11 @@ static float tie_addend(float a, float b) {
  *    fp16 values, an integer of at most 2^13, the accumulator), with c picked so that the sum
  *    is decided by the product's rounding error (tie_addend), or cancels; not for
  *    c = -0, which the matvec chains never have (they start at +0, and a sum is -0 only when
- *    both terms are), and where these two give +0 for a zero product.
- * And exp_libm against libm's expf (glibc) over [-104, 88.7]: the same float but in rare
- * arguments (at most 1e-5 of them; ~3.5e-7 measured in C). */
+ *    both terms are), and where these two give +0 for a zero product;
+ *  - fma_f16_split on attn_lane.comp's value fma (value_triple), every case included.
+ * attn.glsl's f16r (tier 0) against core_fp32_to_fp16 on every input and its hard cases
+ * (f16_rounding_case). And exp_libm against libm's expf (glibc) over [-104, 88.7]: the same
+ * float but in rare arguments (at most 1e-5 of them; ~3.5e-7 measured in C). */
 static void test_fma_exp(void **state) {
     (void)state;
     vk_dev *d = vt_dev(0, 0);
@@ -502,8 +566,8 @@ static void test_fma_exp(void **state) {
     if (vk_pipe_create(d, "attn_fma_probe_t0", 3, (uint32_t[3]){64, 1, 1}, NULL, &p, &err) !=
         VKLLM_OK)
         fail_msg("%s", err.msg);
-    enum { N = 1 << 16, NS = 1 << 16, NT = N + NS };
-    float *x = malloc(3 * NT * 4), *o = malloc(5 * NT * 4);
+    enum { N = 1 << 16, NS = 1 << 16, NV = 1 << 16, NR = 1 << 14, NT = N + NS + NV + NR };
+    float *x = malloc(3 * NT * 4), *o = malloc(7 * NT * 4);
     for (uint32_t i = 0; i < N; i++) {
         float a = vt_uniform(-2.0f, 2.0f), b = vt_uniform(-2.0f, 2.0f);
         if ((i & 7) == 5) a = vt_uniform(-104.0f, 88.7f); /* exp's whole range */
@@ -525,7 +589,13 @@ static void test_fma_exp(void **state) {
             x[3 * i + 2] = tie_addend(x[3 * i], x[3 * i + 1]);
         }
     }
-    for (uint32_t i = N; i < NT; i++) {
+    for (uint32_t i = N + NS; i < N + NS + NV; i++)
+        value_triple(i, &x[3 * i]);
+    for (uint32_t i = N + NS + NV; i < NT; i++) {
+        x[3 * i] = f16_rounding_case(i);
+        x[3 * i + 1] = x[3 * i + 2] = 0.0f;
+    }
+    for (uint32_t i = N; i < N + NS; i++) {
         const float a = fp16_product();
         const float b = (float)((int)vt_uniform(-8192.0f, 8193.0f));
         const double pr = (double)a * b; /* exact */
@@ -540,7 +610,7 @@ static void test_fma_exp(void **state) {
     }
     vk_arena a;
     vk_arena_init(&a, d, false, 0, "test");
-    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 5 * NT * 4);
+    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 7 * NT * 4);
     vk_rec r;
     vt_begin(d, &r);
     const uint32_t n = NT;
@@ -548,11 +618,20 @@ static void test_fma_exp(void **state) {
         VKLLM_OK)
         fail_msg("%s", err.msg);
     vt_submit(&r);
-    vt_read(d, &os, o, 5 * NT * 4);
-    uint32_t bad = 0, unfused = 0, exp_bad = 0, ties = 0;
+    vt_read(d, &os, o, 7 * NT * 4);
+    uint32_t bad = 0, unfused = 0, exp_bad = 0, ties = 0, f16_bad = 0, value_bad = 0;
     for (uint32_t i = 0; i < NT; i++) {
-        const float *t = &x[3 * i], *oi = &o[5 * i];
+        const float *t = &x[3 * i], *oi = &o[7 * i];
         const float want = fmaf(t[0], t[1], t[2]);
+        const float r16 = core_fp16_to_fp32(core_fp32_to_fp16(t[0]));
+        if (!same_float(oi[6], r16) && f16_bad++ < 5)
+            printf("f16(%a) = %a, f16r gives %a\n", (double)t[0], (double)r16, (double)oi[6]);
+        if (i >= N + NS) {
+            if (i < N + NS + NV && !same_float(oi[5], want) && value_bad++ < 5)
+                printf("fma(%a, %a, %a) = %a, fma_f16_split gives %a\n", (double)t[0], (double)t[1],
+                       (double)t[2], (double)want, (double)oi[5]);
+            continue;
+        }
         /* fma_emulated (all), fma_emulated_finite (all: finite operands and results), and
          * fma_emulated_split (the matvec operands) */
         const int checks[3] = {1, t[2] == 0 && signbit(t[2]) ? -1 : 3,
@@ -573,9 +652,12 @@ static void test_fma_exp(void **state) {
             printf("expf(%a) = %a, exp_libm %a\n", (double)t[0], (double)e, (double)oi[2]);
     }
     printf("%s: fma() differs from fmaf in %u of %u triples; emulations in %u; exp_libm from "
-           "expf in %u; multiply-add differs from fma in %u of the %u matvec triples\n",
-           d->info.name, unfused, NT, bad, exp_bad, ties, NS);
+           "expf in %u; multiply-add differs from fma in %u of the %u matvec triples; "
+           "fma_f16_split wrong in %u of %u; f16r in %u of %u\n",
+           d->info.name, unfused, N + NS, bad, exp_bad, ties, NS, value_bad, NV, f16_bad, NT);
     if (bad) fail_msg("fma emulation wrong in %u cases", bad);
+    if (value_bad) fail_msg("fma_f16_split wrong in %u cases", value_bad);
+    if (f16_bad) fail_msg("f16r wrong in %u cases", f16_bad);
     if (exp_bad > N / 100000) fail_msg("exp_libm differs from expf in %u of %u", exp_bad, N);
     vk_arena_free(&a);
     free(x), free(o);

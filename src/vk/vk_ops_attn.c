@@ -6,7 +6,8 @@
  *    length, as attn_head_small) and attn_merge.comp combines the chunks in order;
  *  - TILED: attn_prefill.comp, the tiled F32 path of attn_block_large, one entry a dispatch;
  *  - on CPU drivers (vk_attn_set_lane), SERIAL and SPLIT runs use attn_lane.comp instead: the
- *    same arithmetic with one invocation per (head, split, row), no shared memory.
+ *    same arithmetic with one invocation per (head, split, row), no shared memory; and the
+ *    merge one invocation per (head, row) (attn_merge.comp LANE).
  * Positions, cache slots and block tables are read from the step parameter buffer and every
  * grid depends only on the shape and the runs, so a recorded step replays for the next
  * positions. The kernels' fma chains need a fused fma(); where the device's is not
@@ -26,7 +27,7 @@
 
 struct vk_attn {
     vk_dev *d;
-    vk_pipe rope_store, decode, merge, prefill, kv_pack_q8;
+    vk_pipe rope_store, decode, merge, merge_lane, prefill, kv_pack_q8;
     vk_pipe q8_pipe[LANE_HDS]; /* attn_q8 by head size */
     uint32_t q8_hd[LANE_HDS];
     bool lane;                   /* SERIAL and SPLIT runs through attn_lane.comp */
@@ -46,6 +47,10 @@ vkllm_status vk_attn_create(vk_dev *d, vk_attn **out, core_err *err) {
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "rope_store", 7, ls, spec, &a->rope_store, err);
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_decode", 6, ls, spec, &a->decode, err);
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_merge", 3, ls, spec, &a->merge, err);
+    const vk_spec lane_spec = {.n = 1, .v = {1}}; /* attn_merge LANE */
+    if (st == VKLLM_OK)
+        st = vk_pipe_for_tier(d, "attn_merge", 3, (uint32_t[3]){LANE_WG, 1, 1}, &lane_spec,
+                              &a->merge_lane, err);
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "attn_prefill", 5, ls, spec, &a->prefill, err);
     if (st == VKLLM_OK) st = vk_pipe_for_tier(d, "kv_pack_q8", 5, ls, spec, &a->kv_pack_q8, err);
     if (st != VKLLM_OK) {
@@ -61,6 +66,7 @@ void vk_attn_destroy(vk_attn *a) {
     vk_pipe_destroy(a->d, &a->rope_store);
     vk_pipe_destroy(a->d, &a->decode);
     vk_pipe_destroy(a->d, &a->merge);
+    vk_pipe_destroy(a->d, &a->merge_lane);
     vk_pipe_destroy(a->d, &a->prefill);
     vk_pipe_destroy(a->d, &a->kv_pack_q8);
     for (int i = 0; i < LANE_HDS; i++) {
@@ -211,11 +217,17 @@ vkllm_status vk_attn_attend(vk_rec *r, vk_attn *a, const vk_attn_shape *s, vk_sl
     for (uint32_t i = 0; i < n_runs && st == VKLLM_OK; i++) {
         if (runs[i].kind != VK_ATTN_SPLIT) continue;
         struct {
-            uint32_t row0, n_head, hd, n_ctx, n_splits, stride_o;
-        } mc = {runs[i].row0, s->n_head, s->head_dim, s->n_ctx, s->n_splits, out.stride};
+            uint32_t row0, n_head, hd, n_ctx, n_splits, stride_o, n_rows;
+        } mc = {runs[i].row0, s->n_head,  s->head_dim,   s->n_ctx,
+                s->n_splits,  out.stride, runs[i].n_rows};
         vk_slice mb[3] = {params, scratch, out.s};
-        st =
-            vk_rec_dispatch(r, &a->merge, mb, 3, &mc, sizeof mc, s->n_head, runs[i].n_rows, 1, err);
+        const uint32_t n = runs[i].n_rows * s->n_head;
+        if (a->lane && n <= 65535u * LANE_WG)
+            st = vk_rec_dispatch(r, &a->merge_lane, mb, 3, &mc, sizeof mc,
+                                 (n + LANE_WG - 1) / LANE_WG, 1, 1, err);
+        else
+            st = vk_rec_dispatch(r, &a->merge, mb, 3, &mc, sizeof mc, s->n_head, runs[i].n_rows, 1,
+                                 err);
     }
     return st;
 }
