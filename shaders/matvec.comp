@@ -117,6 +117,14 @@ void main() {
                 ae[k] = (e >> 16) | (e << 16);
                 ao[k] = (o >> 16) | (o << 16);
             }
+#else
+            // signed codes (Q4_0, Q5_0, Q8_0) on CPU drivers: two products per 32-bit
+            // multiply (below), the activations as x2 + 65536 x0 and x3 + 65536 x1
+            int be[LPT], bd[LPT];
+            [[unroll]] for (uint k = 0u; k < LPT; k++) {
+                be[k] = (int(a[k] << 8u) >> 24) + ((int(a[k] << 24u) >> 24) << 16);
+                bd[k] = (int(a[k]) >> 24) + ((int(a[k] << 16u) >> 24) << 16);
+            }
 #endif
             const float dx = xf(xo + 8u), sx = xf(xo + 9u);
             [[unroll]] for (uint r = 0u; r < NR; r++) {
@@ -139,7 +147,16 @@ void main() {
                     const uint cs = ((ce + co) * 0x00010001u) >> 16; // sum of the 4 codes
                     const float is = float(int((ce * ae[k] + co * ao[k]) >> 16) - int(cs << 7));
 #else
-                    const float is = float(q_dot4(cw[r * LPT + k], a[k]));
+                    // LANE_ROWS (CPU drivers, where the integer dot product is byte
+                    // extractions): (c0 + 65536 c2)(x2 + 65536 x0) = c0 x2 + 65536 (c0 x0 +
+                    // c2 x2) mod 2^32, the pair sum within +-32512 (|c| <= 128, |x| <= 127) and
+                    // c0 x2 within +-16256: + 2^15, >> 16 gives the pair sum; odd bytes alike
+                    const uint c = cw[r * LPT + k];
+                    const int ae = (int(c << 24u) >> 24) + ((int(c << 8u) >> 24) << 16);
+                    const int ad = (int(c << 16u) >> 24) + ((int(c) >> 24) << 16);
+                    const float is =
+                        LANE_ROWS ? float(((ae * be[k] + 32768) >> 16) + ((ad * bd[k] + 32768) >> 16))
+                                  : float(q_dot4(c, a[k]));
 #endif
 #if defined(Q_ISUM_SMALL)
                     acc[i * LPT + k] = xfma_split(dd, dh, dl, is, acc[i * LPT + k]);

@@ -22,7 +22,9 @@
 //   (8 * 128 * 4), Q4_1 (15 * 128 * 4) and Q5_0 (16 * 128 * 4); not Q5_1 (31) or Q8_0 (128);
 //   Q_DOT_SWAR where the codes are unsigned and at most 31 (Q4_1, Q5_1): matvec.comp's lane
 //   sums take two products per 32-bit multiply (with activations x + 128 <= 255, a pair of
-//   products stays under 2^16) instead of the integer dot product
+//   products stays under 2^16) instead of the integer dot product; the signed formats (Q4_0,
+//   Q5_0, Q8_0) take two signed products per multiply there on CPU drivers (activation codes
+//   are within +-127: the quantizers scale by 127 / amax)
 //   K formats: q_codes32(bo, s, c), the codes of elements 32 s .. 32 s + 31
 //   K formats (QK 256): Q_GROUP (16 or 32) elements per group, q_d, q_dmin, q_sc(bo, g),
 //   q_mn(bo, g)
