@@ -471,13 +471,14 @@ static float fp16_product(void) {
 /* A c for which c + RN(a * b) is exactly halfway between two floats of c's precision, so that
  * fma(a, b, c) is decided by the product's rounding error alone, whose sign the emulations
  * must carry (their rounding to odd): ulp(c) is twice the lowest set bit of RN(a * b) (while
- * the sum stays in c's binade). An exact product gets a plain c. */
+ * the sum stays in c's binade). An exact product gets a plain c, and so does one that
+ * underflows to zero or is not finite. */
 static float tie_addend(float a, float b) {
     const float ph = a * b;
     const double pl = (double)a * b - ph;
+    if (pl == 0 || ph == 0 || !isfinite(ph)) return 1.0f; /* exact, underflowed or not finite */
     int e;
     const float m = frexpf(ph, &e); /* ph = M 2^(e - 24), M a 24-bit integer */
-    if (pl == 0) return 1.0f;
     const uint32_t M = (uint32_t)ldexpf(fabsf(m), 24);
     const int tz = __builtin_ctz(M);
     return ldexpf(vt_uniform(1.0f, 2.0f), e + tz) * (vt_uniform(0.0f, 1.0f) < 0.5f ? -1 : 1);
