@@ -27,9 +27,9 @@ void main() {
     o[7u * i + 2u] = exp_libm(a);
     o[7u * i + 3u] = fma_emulated_finite(a, b, c);
     float ah, al;
-    fma_split_11(a, ah, al);
+    fma_split(a, 11u, ah, al);
     o[7u * i + 4u] = fma_emulated_split(ah, al, b, c);
-    fma_split_12(a, ah, al);
+    fma_split(a, 12u, ah, al);
     o[7u * i + 5u] = fma_f16_split(a, ah, al, b, c);
     o[7u * i + 6u] = f16r(a);
 }

@@ -132,7 +132,7 @@ void main() {
         S = xfma(S, ms, vs);
         const uint vb = p_kv_slot(table, j) * kvw + kvo;
         float vh, vl;
-        fma_split_12(vs, vh, vl);
+        fma_split(vs, 12u, vh, vl);
         [[unroll]] for (uint i = 0u; i < HD; i += 8u) {
             float vv[8];
             halves(vc[vb + i / 8u], vv);

@@ -71,13 +71,22 @@ void two_sum(float a, float b, out float s, out float e) {
     e = ee;
 }
 
-// a * b = p + e exactly (Dekker's product; operands split by masking to 12 significant bits,
-// so every partial product is exact). No fma needed.
+// a = ah + al with ah the top `bits` significant bits of a (a constant, 1..23) and al the rest,
+// at most 24 - bits bits: 11 for a product of two fp16 values (at most 22 bits, so both halves
+// have at most 11), 12 for any float (two halves of 12).
+void fma_split(float a, uint bits, out float ah, out float al) {
+    ah = uintBitsToFloat(floatBitsToUint(a) & (0xffffffffu << (24u - bits)));
+    precise float l = a - ah;
+    al = l;
+}
+
+// a * b = p + e exactly (Dekker's product; operands split into 12-bit halves, so every
+// partial product is exact). No fma needed.
 void two_prod(float a, float b, out float p, out float e) {
     precise float pp = a * b;
-    const float ah = uintBitsToFloat(floatBitsToUint(a) & 0xfffff000u);
-    const float bh = uintBitsToFloat(floatBitsToUint(b) & 0xfffff000u);
-    precise float al = a - ah, bl = b - bh;
+    float ah, al, bh, bl;
+    fma_split(a, 12u, ah, al);
+    fma_split(b, 12u, bh, bl);
     precise float ee = ((ah * bh - pp) + ah * bl + al * bh) + al * bl;
     p = pp;
     e = ee;
@@ -134,17 +143,9 @@ float fma_emulated_split(float ah, float al, float b, float c) {
     return fma_tail(ph, pl, c);
 }
 
-// a = ah + al with ah the top 11 significant bits of a (10 stored fraction bits): for a product
-// of two fp16 values (at most 22 bits), both halves have at most 11 bits.
-void fma_split_11(float a, out float ah, out float al) {
-    ah = uintBitsToFloat(floatBitsToUint(a) & 0xffffe000u);
-    precise float l = a - ah;
-    al = l;
-}
-
 // fma(a, b, c) for a in [0, 1] and F16 values b and c (as attn_lane.comp's value weights,
-// values and F16 accumulators), a split as ah + al by fma_split_12 (12 significant bits each
-// at most), once for many b: ah * b and al * b are exact (11 + 12 bits), and from a >= 2^-70
+// values and F16 accumulators), a split as ah + al by fma_split(a, 12u, ..) (12 significant
+// bits each at most), once for many b: ah * b and al * b are exact (11 + 12 bits), and from a >= 2^-70
 // every term is a multiple of 2^-117, so no subnormal breaks fma_emulated_split. Where it
 // cannot answer, q = RN(RN(a * b) + c) is the fma: below 2^-70 a * b is under half an ulp of
 // any nonzero c; an exact zero sum has an exact product; inf and NaN are not changed by the
@@ -157,12 +158,6 @@ float fma_f16_split(float a, float ah, float al, float b, float c) {
     const float q0 = c == 0.0 && a != 0.0 && b != 0.0 ? p : q;
     return (a < uintBitsToFloat(0x1c800000u) || !(abs(q) < uintBitsToFloat(0x7f800000u)) ||
             r == 0.0) ? q0 : r;
-}
-
-void fma_split_12(float a, out float ah, out float al) {
-    ah = uintBitsToFloat(floatBitsToUint(a) & 0xfffff000u);
-    precise float l = a - ah;
-    al = l;
 }
 
 float xfma_f16_split(float a, float ah, float al, float b, float c) {
@@ -188,7 +183,6 @@ float xfma(float a, float b, float c) {
     precise float r = fma(a, b, c);
     return r;
 }
-
 
 // exp(x) exactly as the CPU path's cpu_vec_expf (Arm optimized-routines' vector expf): the
 // shader does not depend on the driver's exp precision, and SiLU and the prefill softmax give

@@ -134,7 +134,7 @@ void main() {
                 // dd (two fp16 significands: at most 22 bits) in an 11-bit head and the rest:
                 // each times a lane sum (at most 13 bits) is exact (common.glsl xfma_split)
                 float dh, dl;
-                fma_split_11(dd, dh, dl);
+                fma_split(dd, 11u, dh, dl);
 #endif
                 [[unroll]] for (uint k = 0u; k < LPT; k++) {
 #if defined(Q_DOT_SWAR)
