@@ -80,16 +80,22 @@ void fma_split(float a, uint bits, out float ah, out float al) {
     al = l;
 }
 
-// a * b = p + e exactly (Dekker's product; operands split into 12-bit halves, so every
-// partial product is exact). No fma needed.
-void two_prod(float a, float b, out float p, out float e) {
+// a * b = p + e exactly (Dekker's product; operands split into 12-bit halves by fma_split, so
+// every partial product is exact). No fma needed. The _split form takes the halves, for an
+// operand split once for several products.
+void two_prod_split(float a, float ah, float al, float b, float bh, float bl, out float p,
+                    out float e) {
     precise float pp = a * b;
-    float ah, al, bh, bl;
-    fma_split(a, 12u, ah, al);
-    fma_split(b, 12u, bh, bl);
     precise float ee = ((ah * bh - pp) + ah * bl + al * bh) + al * bl;
     p = pp;
     e = ee;
+}
+
+void two_prod(float a, float b, out float p, out float e) {
+    float ah, al, bh, bl;
+    fma_split(a, 12u, ah, al);
+    fma_split(b, 12u, bh, bl);
+    two_prod_split(a, ah, al, b, bh, bl, p, e);
 }
 
 // RN(c + ph + pl) where ph + pl = a * b exactly and ph = RN(a * b): the end of the algorithm
@@ -178,6 +184,17 @@ float xfma_split(float a, float ah, float al, float b, float c) {
     return r;
 }
 
+// fma(a, b, c) with a and b split by fma_split(.., 12u, ..): fma_emulated_finite's domain.
+float xfma_dekker(float a, float ah, float al, float b, float bh, float bl, float c) {
+    if (EXACT_FMA) {
+        float p, e;
+        two_prod_split(a, ah, al, b, bh, bl, p, e);
+        return fma_tail(p, e, c);
+    }
+    precise float r = fma(a, b, c);
+    return r;
+}
+
 float xfma(float a, float b, float c) {
     if (EXACT_FMA) return fma_emulated(a, b, c);
     precise float r = fma(a, b, c);
@@ -186,30 +203,74 @@ float xfma(float a, float b, float c) {
 
 // exp(x) exactly as the CPU path's cpu_vec_expf (Arm optimized-routines' vector expf): the
 // shader does not depend on the driver's exp precision, and SiLU and the prefill softmax give
-// the CPU's bits (xfma: fused even where the driver's fma() is not).
+// the CPU's bits. Its fmas are fused (xfma_*) where the driver's fma() is not, each in the
+// cheapest form that is exact for its operands (test_fma_exp checks every branch against
+// cpu_vec_expf):
+//  - z = fma(x, log2 e, 1.5 * 2^23): Dekker's product (the constant split once), below
+//    |x| = 2^100; above, the plain multiply-add gives z the fma's sign and |n| > 192, all the
+//    result depends on (Dekker's product would overflow);
+//  - fma(-n, ln2_hi, x): ln2_hi has 15 significant bits and n (an integer, |n| <= 192 where b
+//    is used) at most 8, so the product is exact: a multiply and a subtract;
+//  - fma(-n, ln2_lo, r): ln2_lo in two 12-bit halves, each times n exact (fma_emulated_split);
+//  - the polynomial's four: Dekker's product, b and u split once for two fmas each;
+//  - fma(j, k, k), k = 2^n: RN(k (1 + j)) = RN(1 + j) k wherever the result is normal (a power
+//    of two scales the rounding); at n = -126 the result can be subnormal, but k and the
+//    result lie on the same grid (2^-149) as RN(j k), so k + RN(j k) is exact. Likewise
+//    fma(s2, j, s2) = RN(1 + j) s2 (s2 in [2^-67, 2^65]).
 #define F32C(bits) uintBitsToFloat(bits)
 float vexp(float x) {
     const float shift = F32C(0x4b400000u); // 0x1.8p23
-    const float z = xfma(x, F32C(0x3fb8aa3bu), shift);
+    const float l2e = F32C(0x3fb8aa3bu), ln2_hi = F32C(0x3f317200u), ln2_lo = F32C(0x35bfbe8eu);
+    float xh, xl, ch, cl;
+    fma_split(x, 12u, xh, xl);
+    fma_split(l2e, 12u, ch, cl);
+    precise float zp = x * l2e;
+    precise float zq = zp + shift;
+    const bool huge = EXACT_FMA && !(abs(x) < F32C(0x71800000u)); // 2^100
+    const float z = huge ? zq : xfma_dekker(x, xh, xl, l2e, ch, cl, shift);
     precise float n = z - shift;
-    const float b = xfma(-n, F32C(0x35bfbe8eu), xfma(-n, F32C(0x3f317200u), x));
+    precise float nh = n * ln2_hi;
+    precise float r = x - nh;
+    float lh, ll;
+    fma_split(ln2_lo, 12u, lh, ll);
+    const float b = EXACT_FMA ? xfma_split(ln2_lo, lh, ll, -n, r) : xfma(-n, ln2_lo, r);
     uint e = floatBitsToUint(z) << 23;
     float k = uintBitsToFloat(e + 0x3f800000u);
     precise float u = b * b;
     precise float jm = F32C(0x3f7ffff6u) * b;
-    const float j = xfma(xfma(xfma(F32C(0x3c072010u), b, F32C(0x3d2b9f17u)), u,
-                              xfma(F32C(0x3e2aaf33u), b, F32C(0x3efffedbu))),
-                         u, jm);
-    if (!(abs(n) > 126.0)) return xfma(j, k, k);
+    float bh, bl, uh, ul, c0h, c0l, c2h, c2l;
+    fma_split(b, 12u, bh, bl);
+    fma_split(u, 12u, uh, ul);
+    const float c0 = F32C(0x3c072010u), c2 = F32C(0x3e2aaf33u);
+    fma_split(c0, 12u, c0h, c0l);
+    fma_split(c2, 12u, c2h, c2l);
+    const float p0 = xfma_dekker(c0, c0h, c0l, b, bh, bl, F32C(0x3d2b9f17u));
+    const float p1 = xfma_dekker(c2, c2h, c2l, b, bh, bl, F32C(0x3efffedbu));
+    float ph, pl, qh, ql;
+    fma_split(p0, 12u, ph, pl);
+    const float q = xfma_dekker(p0, ph, pl, u, uh, ul, p1);
+    fma_split(q, 12u, qh, ql);
+    const float j = xfma_dekker(q, qh, ql, u, uh, ul, jm);
+    precise float j1 = 1.0 + j;
+    if (!(abs(n) > 126.0)) {
+        if (!EXACT_FMA) {
+            precise float r0 = fma(j, k, k);
+            return r0;
+        }
+        precise float jk = j * k;
+        precise float r1 = n < -125.5 ? k + jk : j1 * k;
+        return r1;
+    }
     uint g = n <= 0.0 ? 0x82000000u : 0u;
     float s1 = uintBitsToFloat(g + 0x7f000000u);
     float s2 = uintBitsToFloat(e - g);
     if (abs(n) > 192.0) {
-        precise float r = s1 * s1;
-        return r;
+        precise float r2 = s1 * s1;
+        return r2;
     }
-    precise float r = xfma(s2, j, s2) * s1;
-    return r;
+    precise float t = EXACT_FMA ? j1 * s2 : fma(s2, j, s2);
+    precise float r3 = t * s1;
+    return r3;
 }
 
 // fp16 <-> fp32 through the packing built-ins, which every tier has (tier 0 stores F16 data

@@ -546,6 +546,35 @@ static float f16_rounding_case(uint32_t i) {
     return (i & 8) ? -m : m;
 }
 
+/* Arguments for vexp (common.glsl, the CPU's cpu_vec_expf): its whole range, the edges of its
+ * branches (|n| 126 and 192, n = round(x log2 e)), arguments whose x log2 e is within a few
+ * ulps of a half-integer (n decided by the fma's rounding), results near and below 2^-126,
+ * tiny, huge and special arguments. */
+static float exp_case(uint32_t i) {
+    static const float edge[] = {-87.33f, -86.64f, 87.33f, 88.03f, -88.03f,
+                                 133.08f, -133.08f, 133.77f, -133.77f};
+    static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN,
+                               0x1p-149f, -0x1p-149f, 0x1.fffffep127f, -0x1.fffffep127f};
+    float x;
+    switch (i % 8) {
+    case 0: case 1: x = vt_uniform(-110.0f, 95.0f); break;
+    case 2: { /* (k + 1/2) ln 2, moved by up to 8 ulps */
+        const int k = (int)vt_uniform(-200.0f, 200.0f);
+        x = (float)(((double)k + 0.5) * 0.69314718055994530942);
+        for (int u = (int)(i / 8 % 17) - 8; u != 0; u += u > 0 ? -1 : 1)
+            x = nextafterf(x, u > 0 ? INFINITY : -INFINITY);
+        break;
+    }
+    /* around the branch edges: n = -126, -125, 126, +-127, +-192, +-193 */
+    case 3: x = edge[i / 8 % 9] + vt_uniform(-0.4f, 0.4f); break;
+    case 4: x = ldexpf(vt_uniform(-1.0f, 1.0f), -(int)(i / 8 % 160)); break; /* tiny */
+    case 5: x = ldexpf(vt_uniform(-1.0f, 1.0f), (int)(i / 8 % 128)); break;  /* to huge */
+    case 6: x = sp[i / 8 % 9]; break;
+    default: x = vt_uniform(-16.0f, 16.0f); break;
+    }
+    return x;
+}
+
 /* The fma emulations of common.glsl (used where fma() is not fused, as on lavapipe) against C's
  * fmaf, bit-exact:
  *  - fma_emulated and fma_emulated_finite on random triples: products near c in magnitude
@@ -558,7 +587,8 @@ static float f16_rounding_case(uint32_t i) {
  *  - fma_f16_split on attn_lane.comp's value fma (value_triple), every case included.
  * attn.glsl's f16r (tier 0) against core_fp32_to_fp16 on every input and its hard cases
  * (f16_rounding_case). And exp_libm against libm's expf (glibc) over [-104, 88.7]: the same
- * float but in rare arguments (at most 1e-5 of them; ~3.5e-7 measured in C). */
+ * float but in rare arguments (at most 1e-5 of them; ~3.5e-7 measured in C). vexp against
+ * cpu_vec_expf, bit-exact, on every input (exp_case for the last NE). */
 static void test_fma_exp(void **state) {
     (void)state;
     vk_dev *d = vt_dev(0, 0);
@@ -567,8 +597,9 @@ static void test_fma_exp(void **state) {
     if (vk_pipe_create(d, "attn_fma_probe_t0", 3, (uint32_t[3]){64, 1, 1}, NULL, &p, &err) !=
         VKLLM_OK)
         fail_msg("%s", err.msg);
-    enum { N = 1 << 16, NS = 1 << 16, NV = 1 << 16, NR = 1 << 14, NT = N + NS + NV + NR };
-    float *x = malloc(3 * NT * 4), *o = malloc(7 * NT * 4);
+    enum { N = 1 << 16, NS = 1 << 16, NV = 1 << 16, NR = 1 << 14, NE = 1 << 16 };
+    enum { NT = N + NS + NV + NR + NE };
+    float *x = malloc(3 * NT * 4), *o = malloc(8 * NT * 4);
     for (uint32_t i = 0; i < N; i++) {
         float a = vt_uniform(-2.0f, 2.0f), b = vt_uniform(-2.0f, 2.0f);
         if ((i & 7) == 5) a = vt_uniform(-104.0f, 88.7f); /* exp's whole range */
@@ -593,7 +624,7 @@ static void test_fma_exp(void **state) {
     for (uint32_t i = N + NS; i < N + NS + NV; i++)
         value_triple(i, &x[3 * i]);
     for (uint32_t i = N + NS + NV; i < NT; i++) {
-        x[3 * i] = f16_rounding_case(i);
+        x[3 * i] = i < N + NS + NV + NR ? f16_rounding_case(i) : exp_case(i);
         x[3 * i + 1] = x[3 * i + 2] = 0.0f;
     }
     for (uint32_t i = N; i < N + NS; i++) {
@@ -602,7 +633,9 @@ static void test_fma_exp(void **state) {
         const double pr = (double)a * b; /* exact */
         float c;
         switch (i % 4) {
-        case 0: c = tie_addend(a, b); break;
+        case 0:
+            c = tie_addend(a, b);
+            break;
         case 1: c = -(float)pr; break; /* cancellation (-0 for a zero product) */
         case 2: c = (float)(pr * ldexp(vt_uniform(-1.0f, 1.0f), (int)(i % 61) - 30)); break;
         default: c = (float)(-pr * vt_uniform(0.99f, 1.01f)); break;
@@ -611,7 +644,7 @@ static void test_fma_exp(void **state) {
     }
     vk_arena a;
     vk_arena_init(&a, d, false, 0, "test");
-    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 7 * NT * 4);
+    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 8 * NT * 4);
     vk_rec r;
     vt_begin(d, &r);
     const uint32_t n = NT;
@@ -619,11 +652,15 @@ static void test_fma_exp(void **state) {
         VKLLM_OK)
         fail_msg("%s", err.msg);
     vt_submit(&r);
-    vt_read(d, &os, o, 7 * NT * 4);
-    uint32_t bad = 0, unfused = 0, exp_bad = 0, ties = 0, f16_bad = 0, value_bad = 0;
+    vt_read(d, &os, o, 8 * NT * 4);
+    uint32_t bad = 0, unfused = 0, exp_bad = 0, ties = 0, f16_bad = 0, value_bad = 0, vexp_bad = 0;
     for (uint32_t i = 0; i < NT; i++) {
-        const float *t = &x[3 * i], *oi = &o[7 * i];
+        const float *t = &x[3 * i], *oi = &o[8 * i];
         const float want = fmaf(t[0], t[1], t[2]);
+        const float ve = cpu_vec_expf(t[0]);
+        if (!same_float(oi[7], ve) && vexp_bad++ < 5)
+            printf("cpu_vec_expf(%a) = %a, vexp gives %a\n", (double)t[0], (double)ve,
+                   (double)oi[7]);
         const float r16 = core_fp16_to_fp32(core_fp32_to_fp16(t[0]));
         if (!same_float(oi[6], r16) && f16_bad++ < 5)
             printf("f16(%a) = %a, f16r gives %a\n", (double)t[0], (double)r16, (double)oi[6]);
@@ -654,11 +691,13 @@ static void test_fma_exp(void **state) {
     }
     printf("%s: fma() differs from fmaf in %u of %u triples; emulations in %u; exp_libm from "
            "expf in %u; multiply-add differs from fma in %u of the %u matvec triples; "
-           "fma_f16_split wrong in %u of %u; f16r in %u of %u\n",
-           d->info.name, unfused, N + NS, bad, exp_bad, ties, NS, value_bad, NV, f16_bad, NT);
+           "fma_f16_split wrong in %u of %u; f16r in %u of %u; vexp in %u of %u\n",
+           d->info.name, unfused, N + NS, bad, exp_bad, ties, NS, value_bad, NV, f16_bad, NT,
+           vexp_bad, NT);
     if (bad) fail_msg("fma emulation wrong in %u cases", bad);
     if (value_bad) fail_msg("fma_f16_split wrong in %u cases", value_bad);
     if (f16_bad) fail_msg("f16r wrong in %u cases", f16_bad);
+    if (vexp_bad) fail_msg("vexp differs from cpu_vec_expf in %u cases", vexp_bad);
     if (exp_bad > N / 100000) fail_msg("exp_libm differs from expf in %u of %u", exp_bad, N);
     vk_arena_free(&a);
     free(x), free(o);
