@@ -44,12 +44,11 @@ layout(push_constant) uniform PC {
 const uint NP = HD & ~31u; // elements in the 32-lane part of the dot product
 const uint HW = HD / 8u;   // 16-byte words per head row
 
-// The 8 halves of a 16-byte word.
+// The 8 halves of a 16-byte word (h2f_int: lavapipe's own conversion is slow).
 void halves(uvec4 w, out float h[8]) {
     [[unroll]] for (uint c = 0u; c < 4u; c++) {
-        const vec2 p = unpackHalf2x16(w[c]);
-        h[2u * c] = p.x;
-        h[2u * c + 1u] = p.y;
+        h[2u * c] = h2f_int(w[c]);
+        h[2u * c + 1u] = h2f_int(w[c] >> 16);
     }
 }
 

@@ -276,6 +276,20 @@ float vexp(float x) {
 // fp16 <-> fp32 through the packing built-ins, which every tier has (tier 0 stores F16 data
 // as pairs in 32-bit words).
 float h2f(uint bits) { return unpackHalf2x16(bits).x; }
+
+// The low 16 bits of h (an F16 value) as a float, in integer operations, for CPU drivers:
+// lavapipe's F16 -> F32 conversion is a long sequence (in attn_lane.comp it was ~45% of the
+// time). Normal values: the exponent rebiased (+112); inf and NaN: exponent 255, the same
+// significand; zero and subnormals: 2^-14 (1 + m / 1024) - 2^-14 = m 2^-24, exact, and made of
+// normal floats only, so a driver that flushes denormals gives the same. test_fma_exp checks
+// all 65,536 values against the CPU's conversion.
+float h2f_int(uint h) {
+    const uint o = (h & 0x7fffu) << 13, e = o & 0x0f800000u;
+    const uint m = o + (e == 0x0f800000u ? 0x70000000u : e == 0u ? 0x38800000u : 0x38000000u);
+    precise float s = uintBitsToFloat(m) - uintBitsToFloat(0x38800000u); // - 2^-14
+    const float f = e == 0u ? s : uintBitsToFloat(m);
+    return uintBitsToFloat(floatBitsToUint(f) | ((h & 0x8000u) << 16));
+}
 uint f2h(float v) { return packHalf2x16(vec2(v, 0.0)) & 0xffffu; }
 
 #endif

@@ -599,7 +599,7 @@ static void test_fma_exp(void **state) {
         fail_msg("%s", err.msg);
     enum { N = 1 << 16, NS = 1 << 16, NV = 1 << 16, NR = 1 << 14, NE = 1 << 16 };
     enum { NT = N + NS + NV + NR + NE };
-    float *x = malloc(3 * NT * 4), *o = malloc(8 * NT * 4);
+    float *x = malloc(3 * NT * 4), *o = malloc(9 * NT * 4);
     for (uint32_t i = 0; i < N; i++) {
         float a = vt_uniform(-2.0f, 2.0f), b = vt_uniform(-2.0f, 2.0f);
         if ((i & 7) == 5) a = vt_uniform(-104.0f, 88.7f); /* exp's whole range */
@@ -626,6 +626,10 @@ static void test_fma_exp(void **state) {
     for (uint32_t i = N + NS + NV; i < NT; i++) {
         x[3 * i] = i < N + NS + NV + NR ? f16_rounding_case(i) : exp_case(i);
         x[3 * i + 1] = x[3 * i + 2] = 0.0f;
+        if (i >= N + NS + NV + NR) { /* every F16 bit pattern once, for h2f_int */
+            const uint32_t h = i & 0xffffu;
+            memcpy(&x[3 * i + 1], &h, 4);
+        }
     }
     for (uint32_t i = N; i < N + NS; i++) {
         const float a = fp16_product();
@@ -644,7 +648,7 @@ static void test_fma_exp(void **state) {
     }
     vk_arena a;
     vk_arena_init(&a, d, false, 0, "test");
-    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 8 * NT * 4);
+    vk_slice xs = vt_slice(&a, x, 3 * NT * 4), os = vt_slice(&a, NULL, 9 * NT * 4);
     vk_rec r;
     vt_begin(d, &r);
     const uint32_t n = NT;
@@ -652,16 +656,24 @@ static void test_fma_exp(void **state) {
         VKLLM_OK)
         fail_msg("%s", err.msg);
     vt_submit(&r);
-    vt_read(d, &os, o, 8 * NT * 4);
+    vt_read(d, &os, o, 9 * NT * 4);
     uint32_t bad = 0, unfused = 0, exp_bad = 0, ties = 0, f16_bad = 0, value_bad = 0, vexp_bad = 0;
+    uint32_t h2f_bad = 0;
     for (uint32_t i = 0; i < NT; i++) {
-        const float *t = &x[3 * i], *oi = &o[8 * i];
+        const float *t = &x[3 * i], *oi = &o[9 * i];
         const float want = fmaf(t[0], t[1], t[2]);
         const float ve = cpu_vec_expf(t[0]);
         if (!same_float(oi[7], ve) && vexp_bad++ < 5)
             printf("cpu_vec_expf(%a) = %a, vexp gives %a\n", (double)t[0], (double)ve,
                    (double)oi[7]);
         const float r16 = core_fp16_to_fp32(core_fp32_to_fp16(t[0]));
+        if (i >= N + NS + NV + NR) {
+            uint32_t h;
+            memcpy(&h, &t[1], 4);
+            const float hf = core_fp16_to_fp32((uint16_t)h);
+            if (!same_float(oi[8], hf) && h2f_bad++ < 5)
+                printf("f16 0x%04x = %a, h2f_int gives %a\n", h, (double)hf, (double)oi[8]);
+        }
         if (!same_float(oi[6], r16) && f16_bad++ < 5)
             printf("f16(%a) = %a, f16r gives %a\n", (double)t[0], (double)r16, (double)oi[6]);
         if (i >= N + NS) {
@@ -691,13 +703,15 @@ static void test_fma_exp(void **state) {
     }
     printf("%s: fma() differs from fmaf in %u of %u triples; emulations in %u; exp_libm from "
            "expf in %u; multiply-add differs from fma in %u of the %u matvec triples; "
-           "fma_f16_split wrong in %u of %u; f16r in %u of %u; vexp in %u of %u\n",
+           "fma_f16_split wrong in %u of %u; f16r in %u of %u; vexp in %u of %u; h2f_int in %u "
+           "of 65536\n",
            d->info.name, unfused, N + NS, bad, exp_bad, ties, NS, value_bad, NV, f16_bad, NT,
-           vexp_bad, NT);
+           vexp_bad, NT, h2f_bad);
     if (bad) fail_msg("fma emulation wrong in %u cases", bad);
     if (value_bad) fail_msg("fma_f16_split wrong in %u cases", value_bad);
     if (f16_bad) fail_msg("f16r wrong in %u cases", f16_bad);
     if (vexp_bad) fail_msg("vexp differs from cpu_vec_expf in %u cases", vexp_bad);
+    if (h2f_bad) fail_msg("h2f_int wrong in %u of the 65536 halves", h2f_bad);
     if (exp_bad > N / 100000) fail_msg("exp_libm differs from expf in %u of %u", exp_bad, N);
     vk_arena_free(&a);
     free(x), free(o);

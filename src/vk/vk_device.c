@@ -483,7 +483,7 @@ static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
         vk_pipe_create(d, "attn_fma_probe_t0", 3, (uint32_t[3]){1, 1, 1}, NULL, &p, err);
     if (st != VKLLM_OK) return st;
     const float x[3] = {1.0f + 0x1p-12f, 1.0f + 0x1p-12f, -(1.0f + 0x1p-11f)};
-    float o[8] = {0}; /* shaders/attn_fma_probe.comp: fma, emulated, exp, ... */
+    float o[9] = {0}; /* shaders/attn_fma_probe.comp: fma, emulated, exp, ... */
     vk_arena a;
     vk_arena_init(&a, d, false, 256, "fma probe");
     vk_slice xs = {0}, os = {0};
