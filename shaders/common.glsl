@@ -195,6 +195,18 @@ float xfma_dekker(float a, float ah, float al, float b, float bh, float bl, floa
     return r;
 }
 
+// fma(j, k, k) for a power of two k where the result is normal: RN(k (1 + j)) = RN(1 + j) k,
+// the power of two scaling the rounding.
+float xfma_pow2(float j, float k) {
+    if (EXACT_FMA) {
+        precise float s = 1.0 + j;
+        precise float r = s * k;
+        return r;
+    }
+    precise float r = fma(j, k, k);
+    return r;
+}
+
 float xfma(float a, float b, float c) {
     if (EXACT_FMA) return fma_emulated(a, b, c);
     precise float r = fma(a, b, c);
@@ -213,10 +225,9 @@ float xfma(float a, float b, float c) {
 //    is used) at most 8, so the product is exact: a multiply and a subtract;
 //  - fma(-n, ln2_lo, r): ln2_lo in two 12-bit halves, each times n exact (fma_emulated_split);
 //  - the polynomial's four: Dekker's product, b and u split once for two fmas each;
-//  - fma(j, k, k), k = 2^n: RN(k (1 + j)) = RN(1 + j) k wherever the result is normal (a power
-//    of two scales the rounding); at n = -126 the result can be subnormal, but k and the
-//    result lie on the same grid (2^-149) as RN(j k), so k + RN(j k) is exact. Likewise
-//    fma(s2, j, s2) = RN(1 + j) s2 (s2 in [2^-67, 2^65]).
+//  - fma(j, k, k), k = 2^n, and fma(s2, j, s2) (s2 in [2^-67, 2^65]): xfma_pow2 wherever the
+//    result is normal; at n = -126 it can be subnormal, but k and the result lie on the same
+//    grid (2^-149) as RN(j k), so k + RN(j k) is exact.
 #define F32C(bits) uintBitsToFloat(bits)
 float vexp(float x) {
     const float shift = F32C(0x4b400000u); // 0x1.8p23
@@ -233,7 +244,7 @@ float vexp(float x) {
     precise float r = x - nh;
     float lh, ll;
     fma_split(ln2_lo, 12u, lh, ll);
-    const float b = EXACT_FMA ? xfma_split(ln2_lo, lh, ll, -n, r) : xfma(-n, ln2_lo, r);
+    const float b = xfma_split(ln2_lo, lh, ll, -n, r);
     uint e = floatBitsToUint(z) << 23;
     float k = uintBitsToFloat(e + 0x3f800000u);
     precise float u = b * b;
@@ -251,15 +262,10 @@ float vexp(float x) {
     const float q = xfma_dekker(p0, ph, pl, u, uh, ul, p1);
     fma_split(q, 12u, qh, ql);
     const float j = xfma_dekker(q, qh, ql, u, uh, ul, jm);
-    precise float j1 = 1.0 + j;
     if (!(abs(n) > 126.0)) {
-        if (!EXACT_FMA) {
-            precise float r0 = fma(j, k, k);
-            return r0;
-        }
         precise float jk = j * k;
-        precise float r1 = n < -125.5 ? k + jk : j1 * k;
-        return r1;
+        precise float kj = k + jk; // n = -126: exact on the subnormal grid
+        return EXACT_FMA && n < -125.5 ? kj : xfma_pow2(j, k);
     }
     uint g = n <= 0.0 ? 0x82000000u : 0u;
     float s1 = uintBitsToFloat(g + 0x7f000000u);
@@ -268,8 +274,7 @@ float vexp(float x) {
         precise float r2 = s1 * s1;
         return r2;
     }
-    precise float t = EXACT_FMA ? j1 * s2 : fma(s2, j, s2);
-    precise float r3 = t * s1;
+    precise float r3 = xfma_pow2(j, s2) * s1;
     return r3;
 }
 
