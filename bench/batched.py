@@ -17,6 +17,7 @@ Builds what is missing (llama.cpp's tools with scripts/build_llama_cpp.sh, vkllm
 Examples:
   bench/batched.py --device cpu -t 2
   bench/batched.py --device vulkan --parallel 1,2,4,8,16 -p 16 -n 16 --prefix 256
+  bench/batched.py --device vulkan --vk-relaxed --parallel 1,16 -p 16 -n 16 --prefix 0
   bench/batched.py --device cpu --json out.json --step-budget 2,5
 """
 import argparse
@@ -74,15 +75,24 @@ def main():
     ap.add_argument("--prefix", default="1024", help="shared prefix for the TTFT test (0: skip)")
     ap.add_argument("--step-budget", default="", help="vkllm_step budgets in ms (optional)")
     ap.add_argument("--no-llama", action="store_true", help="vkllm only")
+    ap.add_argument("--vk-relaxed", action="store_true",
+                    help="Vulkan: also run vkllm with --vk-relaxed (the device's own "
+                         "multiply-add in the matrix products) and print it as its own column")
     ap.add_argument("--json", help="write every record (both engines) here")
     args = ap.parse_args()
     if not args.model:
         args.model = os.environ.get("VKLLM_MODEL") or os.path.join(
             sbs.CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
-    records = vkllm_serve(args, ["--parallel", args.parallel, "-p", args.p, "-n", args.n])
+    serve = ["--parallel", args.parallel, "-p", args.p, "-n", args.n]
+    records = vkllm_serve(args, serve)
     vk = {r["test"]["n_parallel"]: r for r in records if r["test"]["kind"] == "batched-decode"}
     vkp = {r["test"]["n_parallel"]: r for r in records if r["test"]["kind"] == "batched-prefill"}
+    vkr = {}
+    if args.vk_relaxed and args.device != "cpu":
+        rel = vkllm_serve(args, serve + ["--vk-relaxed"])
+        records += rel
+        vkr = {r["test"]["n_parallel"]: r for r in rel if r["test"]["kind"] == "batched-decode"}
     ll = {} if args.no_llama else {r["pl"]: r for r in llama_batched(args)}
     for pl, r in ll.items():
         records.append({"engine": "llama.cpp", "tool": "llama-batched-bench",
@@ -99,13 +109,27 @@ def main():
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base_v = vk.get(1, {}).get("tps_mean")
     base_l = ll.get(1, {}).get("speed_tg")
+
+    def f(x):
+        return f"{x:.1f}" if x else "-"
+
     for n in sorted(vk):
         v, l = vk[n]["tps_mean"], ll.get(n, {}).get("speed_tg")
         vp, lp = vkp.get(n, {}).get("tps_mean"), ll.get(n, {}).get("speed_pp")
-        f = lambda x: f"{x:.1f}" if x else "-"
         print(f"| {n} | {f(v)} | {f(l)} | {f(v / l if l else None) if l else '-'} | {f(vp)} | "
               f"{f(lp)} | {f(v / base_v if base_v else None)} | "
               f"{f(l / base_l if l and base_l else None)} |")
+    if vkr:
+        print(f"\n## vkllm with --vk-relaxed, {args.device} (the same tests)\n")
+        print("| sequences | relaxed decode | exact decode | relaxed / exact | relaxed xN/x1 | "
+              "llama.cpp decode |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        base_r = vkr.get(1, {}).get("tps_mean")
+        for n in sorted(vkr):
+            r, v = vkr[n]["tps_mean"], vk.get(n, {}).get("tps_mean")
+            l = ll.get(n, {}).get("speed_tg")
+            print(f"| {n} | {f(r)} | {f(v)} | {f(r / v if v else None)} | "
+                  f"{f(r / base_r if base_r else None)} | {f(l)} |")
 
     if args.prefix and args.prefix != "0":
         recs = vkllm_serve(args, ["--prefix", args.prefix])

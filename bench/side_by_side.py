@@ -139,7 +139,8 @@ def llama_records(rows, model, device, ref):
             "op": None,
         }
         if rec["device"] is not None:
-            rec["device"]["tier"] = None  # a vkllm notion
+            rec["device"]["tier"] = None  # vkllm notions
+            rec["device"]["relaxed_products"] = None
         if ref and not pp and ref.get("bytes_per_token") and ref["device"].get("bandwidth_gbps"):
             # the same bytes must move for llama.cpp's token: its roofline fraction too
             rec["bytes_per_token"] = ref["bytes_per_token"]

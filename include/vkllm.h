@@ -87,6 +87,13 @@ typedef struct vkllm_runtime_desc {
      * "avx2", "avx512" or "avx512vnni". Every SIMD set gives the same bits as "avx2"; this is
      * for benchmarks and tests. One the processor lacks is VKLLM_ERR_NO_DEVICE. */
     const char *cpu_isa;
+    /* Vulkan devices whose fma() is not fused (CPU drivers such as lavapipe; a probe at
+     * start-up tells) emulate the fused multiply-add in the matrix products by default, so that
+     * they give the CPU backend's bits. true: the products use the device's own multiply and
+     * add there instead (~1.5x faster 16-sequence decode on lavapipe); their results are then
+     * within a few roundings per block of the CPU's (tests/test_vk_mm.c states the bound), and
+     * still the same for a token alone or in a batch. No effect where fma() is fused (GPUs). */
+    bool vk_relaxed_products;
 } vkllm_runtime_desc;
 
 vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out);
@@ -111,6 +118,7 @@ typedef struct vkllm_device_info {
     uint32_t subgroup_size;
     uint64_t max_buffer_bytes; /* vulkan: maxStorageBufferRange */
     int tier;            /* vulkan capability tier 0..2; -1 for the CPU */
+    bool relaxed_products; /* vkllm_runtime_device only: vk_relaxed_products is in effect */
 } vkllm_device_info;
 
 /* Fills up to cap entries; *n_out gets the number of devices. */

@@ -73,7 +73,7 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
             .alloc = rt->alloc, .log = rt_log_cb, .log_user = rt,
             .select = want_vk ? dev : "vulkan", .max_tier = desc->vk_tier_plus1 - 1,
             .memory_cap = desc->memory_cap, .n_splits = rt->n_threads,
-            .skip_cpu_devices = is_auto,
+            .skip_cpu_devices = is_auto, .relaxed_products = desc->vk_relaxed_products,
         };
         vkllm_status st = vk_backend_create(&vd, &rt->backend, err);
         if (st == VKLLM_OK || want_vk) return st;

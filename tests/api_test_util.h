@@ -67,11 +67,13 @@ static inline bool api_test_on_token(void *user, int32_t id, const char *piece, 
 }
 
 /* The default model (VKLLM_MODEL) on a runtime for `device`; tier < 0: the device's own. */
-static inline vkllm_model *api_test_open(vkllm_runtime **rt, const char *device, int tier) {
+/* relaxed: vkllm_runtime_desc.vk_relaxed_products */
+static inline vkllm_model *api_test_open_ex(vkllm_runtime **rt, const char *device, int tier,
+                                            bool relaxed) {
     const char *path = getenv("VKLLM_MODEL");
     if (!path) fail_msg("VKLLM_MODEL is not set (scripts/fetch_model.sh)");
     vkllm_runtime_desc rd = {.device = device, .n_threads = API_TEST_THREADS,
-                             .vk_tier_plus1 = tier + 1};
+                             .vk_tier_plus1 = tier + 1, .vk_relaxed_products = relaxed};
     if (vkllm_runtime_create(&rd, rt) != VKLLM_OK)
         fail_msg("runtime %s tier %d: %s", device, tier, vkllm_runtime_last_error(NULL));
     vkllm_model_desc md = {.path = path};
@@ -79,6 +81,10 @@ static inline vkllm_model *api_test_open(vkllm_runtime **rt, const char *device,
     if (vkllm_model_load(*rt, &md, &m) != VKLLM_OK)
         fail_msg("model: %s", vkllm_runtime_last_error(*rt));
     return m;
+}
+
+static inline vkllm_model *api_test_open(vkllm_runtime **rt, const char *device, int tier) {
+    return api_test_open_ex(rt, device, tier, false);
 }
 
 /* API_TEST_N_GEN tokens from a fresh session (end-of-generation tokens ignored). */

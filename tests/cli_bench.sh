@@ -50,6 +50,7 @@ for r in recs:
         need(d, k, STR)
     need(d, "api_version", STR, nullable=not vk)
     assert (d["tier"] is None) != vk, "tier: set exactly for vulkan"
+    assert need(d, "relaxed_products", bool) is False, "relaxed_products without --vk-relaxed"
     need(d, "memory_bytes", int)
     bw = need(d, "bandwidth_gbps", NUM)
     assert bw > 0
@@ -98,6 +99,21 @@ PY
     ok "JSON records follow the schema; CSV and table agree"
 else
     bad "JSON/CSV/table check"
+fi
+
+# --vk-relaxed: in effect on lavapipe (its fma() is not fused), in the record and the table
+if "$bin" bench -m "$model" -p 0 -n 2 -r 1 --device vulkan --vk-relaxed --no-probe \
+    --json "$tmp/r.json" >"$tmp/out" 2>"$tmp/err" &&
+    python3 - "$tmp/r.json" "$tmp/out" >"$tmp/err" 2>&1 <<'PY'; then
+import json, sys
+recs = json.load(open(sys.argv[1]))["records"]
+assert len(recs) == 1 and recs[0]["device"]["relaxed_products"] is True, recs
+rows = [l for l in open(sys.argv[2]) if l.startswith("| ") and "| Q4_1 |" in l]
+assert len(rows) == 1 and " t2 relaxed |" in rows[0], rows
+PY
+    ok "bench --vk-relaxed: relaxed products in effect"
+else
+    bad "bench --vk-relaxed"
 fi
 
 # kernel microbenchmarks

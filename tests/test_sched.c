@@ -32,9 +32,18 @@ static vkllm_runtime *g_rt;
 static vkllm_model *g_m;
 static const char *g_device = "cpu";
 
+static bool g_relaxed; /* VKLLM_TEST_RELAXED=1: vk_relaxed_products */
+
 static int setup(void **state) {
     (void)state;
-    g_m = api_test_open(&g_rt, g_device, -1);
+    g_m = api_test_open_ex(&g_rt, g_device, -1, g_relaxed);
+    if (g_relaxed) { /* in effect: lavapipe's fma() is not fused */
+        vkllm_device_info di;
+        vkllm_runtime_device(g_rt, &di);
+        if (!di.relaxed_products)
+            fail_msg("relaxed products are not in effect on %s (%s)", di.name,
+                     vkllm_runtime_backend_name(g_rt));
+    }
     return 0;
 }
 
@@ -528,6 +537,13 @@ int main(void) {
          * over the Vulkan backend (mixed batches, paged attention, asynchronous steps) on
          * shorter prompts; the prefix cache and the request API are backend-independent */
         g_small = true;
+        const char *rx = getenv("VKLLM_TEST_RELAXED");
+        if (rx && strcmp(rx, "1") == 0) {
+            /* the relaxed products keep a token's outputs the same alone and in a batch */
+            g_relaxed = true;
+            const struct CMUnitTest relaxed_tests[] = {cmocka_unit_test(test_batch_invariance)};
+            return cmocka_run_group_tests(relaxed_tests, setup, teardown);
+        }
         const struct CMUnitTest vk_tests[] = {
             cmocka_unit_test(test_batch_invariance),
             cmocka_unit_test(test_preemption),

@@ -19,6 +19,7 @@
 #include "core/quant.h"
 #include "cpu/cpu_kernels.h"
 
+#include <math.h>
 #include <time.h>
 
 static const uint32_t k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1,
@@ -456,6 +457,116 @@ static void test_matmul(void **state) {
                g_worst[ti][1], g_worst[ti][2]);
 }
 
+/* (e) Relaxed products (vk_mm_tuning.plain_fma, vkllm_runtime_desc.vk_relaxed_products): on a
+ * device whose fma() is not fused (lavapipe) the kernels' fused multiply-adds become a multiply
+ * and an add. For every format, at the device's default layout and best tier:
+ *  - batch invariance, bit for bit: each token of a 16- and a 33-token product (full tiles
+ *    and a last, smaller one) gets the outputs it gets alone;
+ *  - NMSE <= 1e-10 against the scalar reference, as the exact kernels;
+ *  - the 32-element formats, element by element against the CPU path's bits: each lane chain
+ *    of nb steps rounds twice a step instead of once, so both it and the CPU's are within
+ *    2 nb u S of the exact sum (u = 2^-24; S = |d_w| sum |q x| + |m_w| sum |x| over the row,
+ *    q the weight codes and x the dequantized activations: the chains' terms in absolute
+ *    value), and the lanes' combination and the min chain add a few more roundings:
+ *    |got - cpu| <= (4 nb + 16) u S;
+ *  - where fma() is not fused, some outputs differ from the CPU's bits (the relaxed kernels
+ *    did run); where it is fused, none do (the setting changes nothing there). */
+static double abs_terms(uint32_t type, const uint8_t *row, uint32_t n_in, const float *xd) {
+    const quant_traits *tr = quant_traits_of(type);
+    const int *hf = half_fields(type);
+    double s = 0.0;
+    uint8_t blk[64];
+    float q[32];
+    for (uint32_t b = 0; b < n_in / 32; b++) {
+        memcpy(blk, row + (size_t)b * tr->type_size, tr->type_size);
+        const float d = fabsf(core_fp16_to_fp32((uint16_t)(blk[0] | blk[1] << 8)));
+        const float m = hf[1] == 2 ? fabsf(core_fp16_to_fp32((uint16_t)(blk[2] | blk[3] << 8)))
+                                   : 0.0f;
+        blk[0] = 0x00, blk[1] = 0x3c; /* d = 1, m = 0: the dequantized values are the codes */
+        if (hf[1] == 2) blk[2] = blk[3] = 0;
+        tr->dequant(blk, q, 32);
+        for (int j = 0; j < 32; j++) {
+            const double xa = fabs((double)xd[b * 32 + j]);
+            s += (double)d * fabs((double)q[j]) * xa + (double)m * xa;
+        }
+    }
+    return s;
+}
+
+static void test_matmul_relaxed(void **state) {
+    (void)state;
+    static const uint32_t ntok[] = {1, 16, 33};
+    const uint32_t n_out = 37;
+    vk_dev *d = vt_dev(VK_TIER_COUNT - 1, 0);
+    vk_mm *m = mm_new(d);
+    vk_mm_tuning t = vk_mm_get_tuning(m);
+    t.plain_fma = true;
+    core_err err = {{0}};
+    if (vk_mm_set_tuning(m, &t, &err) != VKLLM_OK) fail_msg("%s", err.msg);
+    unsigned differ = 0, compared = 0;
+    double worst = 0.0; /* largest |got - cpu| / tolerance */
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t type = k_types[ti];
+        const quant_traits *tr = quant_traits_of(type), *vt = quant_traits_of(tr->vec_dot_type);
+        const uint32_t n_in = width_of(type, 1), nmax = ntok[2];
+        uint64_t wrb, xrb;
+        uint8_t *w = random_rows(type, n_in, n_out, true, &wrb);
+        float *x = malloc((size_t)nmax * n_in * 4), *xd = malloc((size_t)n_in * 4);
+        vt_fill(x, (size_t)nmax * n_in, -1.0f, 1.0f);
+        assert_true(quant_row_bytes(tr->vec_dot_type, n_in, &xrb));
+        uint8_t *xq = malloc(xrb);
+        const size_t ny = (size_t)nmax * n_out;
+        float *alone = malloc(ny * 4), *got = malloc(ny * 4), *ref = malloc(ny * 4),
+              *cpu = malloc(ny * 4);
+        for (uint32_t i = 0; i < nmax; i++)
+            run_matmul(d, m, type, w, wrb, n_in, n_out, x + (size_t)i * n_in, n_in, 1, NULL,
+                       alone + (size_t)i * n_out, n_out, false, 0, NULL);
+        for (size_t k = 1; k < 3; k++) {
+            run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, ntok[k], NULL, got, n_out,
+                       false, 0, NULL);
+            if (memcmp(got, alone, (size_t)ntok[k] * n_out * 4) != 0)
+                fail_msg("relaxed %s: a token of %u gets other outputs than alone",
+                         quant_type_name(type), ntok[k]);
+        }
+        reference(type, w, wrb, n_in, n_out, x, n_in, nmax, ref, n_out);
+        const double e = vt_nmse(alone, ref, ny);
+        if (!(e <= 1e-10)) fail_msg("relaxed %s: nmse %g", quant_type_name(type), e);
+        if (cpu_order_reference(type, w, wrb, n_in, n_out, x, n_in, nmax, cpu, n_out)) {
+            const uint32_t nb = n_in / 32;
+            for (uint32_t i = 0; i < nmax; i++) {
+                vt->quant(x + (size_t)i * n_in, xq, n_in);
+                vt->dequant(xq, xd, n_in);
+                for (uint32_t r = 0; r < n_out; r++) {
+                    const size_t j = (size_t)i * n_out + r;
+                    const double tol = (4.0 * nb + 16.0) * 0x1p-24 *
+                                       abs_terms(type, w + r * wrb, n_in, xd);
+                    const double dev = fabs((double)alone[j] - (double)cpu[j]);
+                    if (!(dev <= tol))
+                        fail_msg("relaxed %s: y[%u][%u] %a, the CPU path's %a: off by %g, "
+                                 "bound %g", quant_type_name(type), i, r, alone[j], cpu[j],
+                                 dev, tol);
+                    if (tol > 0 && dev / tol > worst) worst = dev / tol;
+                    differ += f32_bits(alone[j]) != f32_bits(cpu[j]);
+                    compared++;
+                }
+            }
+        }
+        free(w), free(x), free(xd), free(xq), free(alone), free(got), free(ref), free(cpu);
+    }
+    printf("relaxed products (fma() %s here): %u of %u outputs of the 32-element formats differ "
+           "from the CPU path's bits; the largest difference is %.3f of its bound\n",
+           d->fma_exact ? "not fused" : "fused", differ, compared, worst);
+    if (compared > 0) {
+        if (d->fma_exact && differ == 0)
+            fail_msg("relaxed products: no output differs from the CPU's bits: the relaxed "
+                     "kernels did not run");
+        if (!d->fma_exact && differ != 0)
+            fail_msg("relaxed products changed %u outputs on a device with a fused fma()", differ);
+    }
+    vk_mm_destroy(m);
+    vt_dev_done(d);
+}
+
 /* (d) end to end: a device whose buffers are small enough that vk_weight_upload splits each
  * weight into >= 3 parts gives the single-part result bit for bit (two formats: one with
  * 4-byte and one with 2-byte aligned blocks; test_matmul checks every format on hand-made
@@ -658,6 +769,7 @@ int main(void) {
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_split),
+        cmocka_unit_test(test_matmul_relaxed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,9 @@ static void usage(FILE *f) {
             "  -r, --repetitions N      measured runs per test (default 3)\n"
             "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME\n"
             "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
+            "      --vk-relaxed         matrix products in the device's own multiply-add where\n"
+            "                           it has no fused one (lavapipe): faster, not the CPU's\n"
+            "                           bits\n"
             "      --cpu-isa ISA,...    CPU kernel sets: auto (default), scalar, avx2, avx512,\n"
             "                           avx512vnni (the same bits from each; their speed)\n"
             "      --no-probe           skip the bandwidth probe (no roofline figures)\n"
@@ -104,6 +107,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
         if (IS("--ops", "--ops")) { o->ops = true; continue; }
         if (IS("--no-probe", "--no-probe")) { o->no_probe = true; continue; }
         if (IS("--no-overlap", "--no-overlap")) { o->no_overlap = true; continue; }
+        if (IS("--vk-relaxed", "--vk-relaxed")) { o->vk_relaxed = true; continue; }
         if (!v) {
             fprintf(stderr, "error: %s: unknown option or missing value (see vkllm bench "
                             "--help)\n", a);
@@ -226,6 +230,7 @@ cJSON *record_new(const bench_env *e) {
     if (vk) cJSON_AddStringToObject(dev, "api_version", d->api_version);
     else cJSON_AddNullToObject(dev, "api_version");
     add_num_or_null(dev, "tier", vk, d->tier);
+    cJSON_AddBoolToObject(dev, "relaxed_products", d->relaxed_products);
     cJSON_AddNumberToObject(dev, "memory_bytes", (double)d->memory_bytes);
     add_num_or_null(dev, "bandwidth_gbps", e->bw_gbps > 0, e->bw_gbps);
     cJSON_AddNumberToObject(r, "threads", e->threads);
@@ -310,7 +315,8 @@ static void print_model_header(void) {
 
 void device_label(const vkllm_device_info *d, char *buf, size_t cap) {
     if (strcmp(d->backend, "vulkan") == 0)
-        snprintf(buf, cap, "vulkan %.60s t%d", d->name, d->tier);
+        snprintf(buf, cap, "vulkan %.60s t%d%s", d->name, d->tier,
+                 d->relaxed_products ? " relaxed" : "");
     else
         snprintf(buf, cap, "cpu %.40s", d->driver);
 }
@@ -707,6 +713,7 @@ int cmd_bench(int argc, char **argv) {
                     .device = o.devices.v[d],
                     .vk_tier_plus1 = o.tiers.v[ti] >= 0 ? o.tiers.v[ti] + 1 : 0,
                     .cpu_isa = o.cpu_isas.v[ci],
+                    .vk_relaxed_products = o.vk_relaxed,
                 };
                 if (vkllm_runtime_create(&rd, &e.rt) != VKLLM_OK) {
                     fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));

@@ -28,6 +28,7 @@ typedef struct bench_opts {
     const char *json, *csv;
     bool ops, no_probe, verbose;
     bool no_overlap; /* serving tests: one engine step at a time */
+    bool vk_relaxed; /* --vk-relaxed: vkllm_runtime_desc.vk_relaxed_products */
 } bench_opts;
 
 /* What every record of one runtime shares. */

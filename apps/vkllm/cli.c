@@ -25,6 +25,9 @@ static const char *k_gen_help =
     "  -t, --threads N        CPU threads (default: all cores)\n"
     "      --device DEV       auto (default), cpu, vulkan, vulkan:N or vulkan:NAME\n"
     "      --vk-tier N        highest Vulkan capability tier to use (0, 1, 2)\n"
+    "      --vk-relaxed       matrix products in the device's own multiply-add where it\n"
+    "                         has no fused one (CPU drivers such as lavapipe): faster,\n"
+    "                         within a tolerance of the CPU backend instead of its bits\n"
     "      --cpu-isa ISA      CPU kernels: auto (default: the best the processor has),\n"
     "                         scalar, avx2, avx512, avx512vnni (all SIMD sets give the\n"
     "                         same bits; for benchmarks)\n"
@@ -151,6 +154,7 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
         else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(v, 1, 4096, &o->n_batch)) BAD("a batch size in [1, 4096]"); }
         else if (IS("--device")) { NEED(); o->device = v; }
         else if (IS("--vk-tier")) { NEED(); if (!parse_int(v, 0, 2, &o->vk_tier)) BAD("a tier (0, 1 or 2)"); }
+        else if (IS("--vk-relaxed")) { o->vk_relaxed = true; }
         else if (IS("--cpu-isa")) { NEED(); o->cpu_isa = v; }
         else if (IS("--temp")) { NEED(); if (!parse_float(v, 0.0f, 100.0f, &o->sampling.temperature)) BAD("a temperature in [0, 100]"); }
         else if (IS("--top-k")) { NEED(); if (!parse_int(v, 0, INT_MAX, &o->sampling.top_k)) BAD("a count >= 0"); }
@@ -232,6 +236,7 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         .device = vocab_only ? "cpu" : o->device,
         .vk_tier_plus1 = o->vk_tier >= 0 ? o->vk_tier + 1 : 0,
         .cpu_isa = o->cpu_isa,
+        .vk_relaxed_products = o->vk_relaxed,
     };
     vkllm_status s = vkllm_runtime_create(&rd, rt);
     if (s != VKLLM_OK) {

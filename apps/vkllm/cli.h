@@ -20,6 +20,7 @@ typedef struct cli_opts {
     int n_ctx;
     int n_batch;
     int vk_tier; /* -1 = best */
+    bool vk_relaxed; /* vkllm_runtime_desc.vk_relaxed_products */
     const char *cpu_isa; /* NULL = auto */
     vkllm_sampling sampling;
     bool seed_set;

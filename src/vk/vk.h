@@ -153,6 +153,9 @@ vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t siz
 typedef struct vk_spec {
     uint32_t n;
     uint32_t v[8]; /* specialization constants 0..n-1 */
+    /* EXACT_FMA off even where fma() is not fused (vk_dev.fma_exact): the shader's fma() is
+     * then the device's own, a multiply and an add there (vk_mm's relaxed products) */
+    bool plain_fma;
 } vk_spec;
 
 typedef struct vk_pipe {

@@ -851,6 +851,14 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
                        "implementation", be->d->info.name);
     if (st == VKLLM_OK) st = vk_misc_create(be->d, &be->misc, err);
     if (st == VKLLM_OK) st = vk_mm_create(be->d, &be->mm, err);
+    /* relaxed products change nothing where fma() is fused: the name says so only where they
+     * are in effect */
+    const bool relaxed = desc->relaxed_products && be->d && be->d->fma_exact;
+    if (st == VKLLM_OK && relaxed) {
+        vk_mm_tuning t = vk_mm_get_tuning(be->mm);
+        t.plain_fma = true;
+        st = vk_mm_set_tuning(be->mm, &t, err);
+    }
     if (st == VKLLM_OK) st = vk_attn_create(be->d, &be->attn, err);
     if (st == VKLLM_OK) st = vk_sample_create(be->d, &be->smp, err);
     if (st != VKLLM_OK) {
@@ -858,9 +866,10 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
         else vk_destroy(&be->base);
         return st;
     }
-    snprintf(be->base.name, sizeof be->base.name, "vulkan (%.80s, tier %d)", be->d->info.name,
-             be->d->tier);
+    snprintf(be->base.name, sizeof be->base.name, "vulkan (%.80s, tier %d%s)", be->d->info.name,
+             be->d->tier, relaxed ? ", relaxed products" : "");
     vk_dev_info_public(&be->d->info, be->d->index, be->d->tier, &be->base.info);
+    be->base.info.relaxed_products = relaxed;
     *out = &be->base;
     return VKLLM_OK;
 }

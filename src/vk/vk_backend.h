@@ -15,6 +15,7 @@ typedef struct vk_backend_desc {
     uint64_t max_buffer; /* 0 = maxStorageBufferRange; smaller forces tensor splits (tests) */
     int n_splits;        /* decode attention chunks over a long cache (the CPU thread count) */
     bool skip_cpu_devices; /* fail with VKLLM_ERR_NO_DEVICE if the best device is a CPU */
+    bool relaxed_products; /* vkllm_runtime_desc.vk_relaxed_products */
 } vk_backend_desc;
 
 vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, core_err *err);

@@ -104,6 +104,9 @@ typedef struct vk_mm_tuning {
     bool tiled;           /* n_tok > mv_tokens: the shared-memory tiled kernel, else
                            * matrix-vector kernels over tiles of mv_tokens */
     uint32_t tile[4];     /* tiled kernel: rows and tokens per workgroup, per thread */
+    bool plain_fma;       /* relaxed products: the kernels' fma() is the device's own even
+                           * where it is not fused (vk_dev.fma_exact: a multiply and an add
+                           * there), instead of the emulation that gives the CPU path's bits */
 } vk_mm_tuning;
 vk_mm_tuning vk_mm_get_tuning(const vk_mm *m);
 vkllm_status vk_mm_set_tuning(vk_mm *m, const vk_mm_tuning *t, core_err *err);

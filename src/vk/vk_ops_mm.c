@@ -218,7 +218,8 @@ static vkllm_status matvec(vk_rec *r, vk_mm *m, int ti, const vk_weight *w, uint
     char stem[32];
     snprintf(stem, sizeof stem, "matvec_%s", k_types[ti].name);
     const uint32_t rows = mv_rows(m, w->type, nt);
-    const vk_spec spec = {.n = 3, .v = {nt, rows, m->tn.mv_lane_rows}};
+    const vk_spec spec = {.n = 3, .v = {nt, rows, m->tn.mv_lane_rows},
+                          .plain_fma = m->tn.plain_fma};
     vkllm_status st = pipe_get(m, &m->mv[ti][nt - 1], stem, 3, m->tn.mv_threads, &spec, err);
     if (st != VKLLM_OK) return st;
     const quant_traits *tr = quant_traits_of(w->type);
@@ -249,7 +250,8 @@ static vkllm_status matmul_tiled(vk_rec *r, vk_mm *m, int ti, const vk_weight *w
     char stem[32];
     snprintf(stem, sizeof stem, "matmul_%s", k_types[ti].name);
     const uint32_t *tl = m->tn.tile;
-    const vk_spec spec = {.n = 4, .v = {tl[0], tl[1], tl[2], tl[3]}};
+    const vk_spec spec = {.n = 4, .v = {tl[0], tl[1], tl[2], tl[3]},
+                          .plain_fma = m->tn.plain_fma};
     vkllm_status st = pipe_get(m, &m->mm[ti], stem, 3, (tl[0] / tl[2]) * (tl[1] / tl[3]), &spec,
                                err);
     if (st != VKLLM_OK) return st;

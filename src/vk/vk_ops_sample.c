@@ -66,7 +66,7 @@ vkllm_status vk_sample_create(vk_dev *d, vk_sample **out, core_err *err) {
     const uint32_t per = d->info.max_shared >= 24576 ? 16 : 8;
     for (uint32_t mode = 0; mode < 3 && st == VKLLM_OK; mode++)
         st = vk_pipe_for_tier(d, "topk", 4, (uint32_t[3]){TOPK_WG, 1, 1},
-                              &(vk_spec){2, {per, mode}}, &s->topk[mode], err);
+                              &(vk_spec){.n = 2, .v = {per, mode}}, &s->topk[mode], err);
     if (st != VKLLM_OK) {
         vk_sample_destroy(s);
         return st;

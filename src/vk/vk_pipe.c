@@ -198,7 +198,7 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
         data[n] = spec->v[i];
     }
     me[n] = (VkSpecializationMapEntry){.constantID = 99, .offset = n * 4, .size = 4};
-    data[n++] = d->fma_exact ? 1u : 0u;
+    data[n++] = d->fma_exact && !(spec && spec->plain_fma) ? 1u : 0u;
     for (uint32_t i = 0; i < 3; i++) {
         out->local_size[i] = local_size && local_size[i] ? local_size[i] : 1;
         if (!local_size || !local_size[i]) continue;
@@ -253,7 +253,7 @@ vkllm_status vk_pipe_ready(vk_dev *d, vk_pipe *p, core_err *err) {
     vk_pipe built;
     const vk_spec spec = p->spec;
     vkllm_status st = vk_pipe_create(d, p->name, p->n_bindings, p->local_size,
-                                     spec.n ? &spec : NULL, &built, err);
+                                     spec.n || spec.plain_fma ? &spec : NULL, &built, err);
     if (st != VKLLM_OK) return st;
     built.spec = spec;
     *p = built;
