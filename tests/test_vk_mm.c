@@ -673,9 +673,10 @@ static void test_embed(void **state) {
 
 /* ---- perf mode: VKLLM_MM_BENCH=1 prints timings instead of testing ------------------------- *
  * Shapes of the default model (SmolLM2-135M, Q4_1): a 576 x 576 and b 1536 x 576 decode, c 8
- * tokens, d 512 tokens (K formats: n_in 1536). Env: VKLLM_MM_BENCH_TYPES (names, default
- * q4_1), VKLLM_MM_BENCH_TIERS ("012"), VKLLM_MM_BENCH_SHAPES ("abcd"), VKLLM_MM_BENCH_REPS
- * (a factor), VKLLM_MM_BENCH_TUNE (below). Run with validation off. */
+ * tokens, d 512 tokens, e 1536 x 576 x 16 tokens (a 16-sequence step; only when named) (K
+ * formats: n_in 1536). Env: VKLLM_MM_BENCH_TYPES (names, default q4_1), VKLLM_MM_BENCH_TIERS
+ * ("012"), VKLLM_MM_BENCH_SHAPES ("abcd"), VKLLM_MM_BENCH_REPS (a factor),
+ * VKLLM_MM_BENCH_TUNE and VKLLM_MM_BENCH_RELAXED (below). Run with validation off. */
 
 static double now_s(void) {
     struct timespec ts;
@@ -725,11 +726,17 @@ static void bench_one(vk_dev *d, vk_mm *m, uint32_t type, uint32_t n_in, uint32_
     free(w), free(x);
 }
 
-/* VKLLM_MM_BENCH_TUNE="threads,rows,acc,lane_rows,tiled" overrides the device's tuning. */
+/* VKLLM_MM_BENCH_TUNE="threads,rows,acc,lane_rows,tiled" overrides the device's tuning;
+ * VKLLM_MM_BENCH_RELAXED=1 times the relaxed products. */
 static void bench_tuning(vk_mm *m) {
-    const char *e = getenv("VKLLM_MM_BENCH_TUNE");
-    if (!e) return;
+    const char *e = getenv("VKLLM_MM_BENCH_TUNE"), *rx = getenv("VKLLM_MM_BENCH_RELAXED");
     vk_mm_tuning t = vk_mm_get_tuning(m);
+    if (rx && strcmp(rx, "1") == 0) { /* relaxed products */
+        t.plain_fma = true;
+        core_err err = {{0}};
+        if (vk_mm_set_tuning(m, &t, &err) != VKLLM_OK) fail_msg("%s", err.msg);
+    }
+    if (!e) return;
     unsigned v[5];
     if (sscanf(e, "%u,%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3], &v[4]) != 5)
         fail_msg("VKLLM_MM_BENCH_TUNE: threads,rows,acc,lane_rows,tiled");
@@ -755,6 +762,7 @@ static int bench(void) {
             if (!shapes || strchr(shapes, 'b')) bench_one(d, m, type, n_in, 1536, 1, 50);
             if (!shapes || strchr(shapes, 'c')) bench_one(d, m, type, n_in, 576, 8, 20);
             if (!shapes || strchr(shapes, 'd')) bench_one(d, m, type, n_in, 576, 512, 2);
+            if (shapes && strchr(shapes, 'e')) bench_one(d, m, type, n_in, 1536, 16, 20);
         }
         vk_mm_destroy(m);
         vt_dev_done(d);
