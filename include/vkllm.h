@@ -109,7 +109,9 @@ typedef struct vkllm_device_info {
     char name[256];
     char kind[32];       /* "cpu", "discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu-vulkan" */
     char backend[16];    /* "cpu" or "vulkan" */
-    char features[256];  /* space separated: "avx2 fma f16c", "fp16 int8 dot ..." */
+    char features[256];  /* space separated: "avx2 fma f16c", "fp16 int8 dot ..."; from
+                          * vkllm_runtime_device also "unfused-fma" where the device's fma()
+                          * is not fused (vk_relaxed_products matters there) */
     char driver[128];
     uint64_t memory_bytes; /* host memory (cpu) or the largest device-local heap (vulkan) */
     int index;           /* index within its backend: --device vulkan:INDEX */

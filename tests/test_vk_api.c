@@ -72,6 +72,30 @@ static void test_errors(void **state) {
 
 /* Logits bit for bit: after the prompt (a prefill of several token tiles) and after each of
  * 4 decode steps fed the CPU's greedy choice, for 3 prompts, at the device's own tier. */
+/* vk_relaxed_products is in effect exactly where the device's fma() is not fused (the runtime's
+ * device features say "unfused-fma": lavapipe), and the backend name says so; the CPU backend
+ * takes the setting and ignores it. */
+static void test_relaxed_info(void **state) {
+    (void)state;
+    for (int relaxed = 0; relaxed < 2; relaxed++)
+        for (int cpu = 0; cpu < 2; cpu++) {
+            vkllm_runtime *rt = NULL;
+            vkllm_runtime_desc rd = {.device = cpu ? "cpu" : "vulkan",
+                                     .vk_relaxed_products = relaxed};
+            assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_OK);
+            vkllm_device_info di;
+            vkllm_runtime_device(rt, &di);
+            const bool unfused = strstr(di.features, "unfused-fma") != NULL;
+            const bool named = strstr(vkllm_runtime_backend_name(rt), "relaxed") != NULL;
+            print_message("%s relaxed=%d: %s; features \"%s\"\n", rd.device, relaxed,
+                          vkllm_runtime_backend_name(rt), di.features);
+            assert_true(di.relaxed_products == (relaxed && !cpu && unfused));
+            assert_true(named == di.relaxed_products);
+            if (cpu) assert_false(unfused);
+            vkllm_runtime_destroy(rt);
+        }
+}
+
 static void test_logits_identical(void **state) {
     (void)state;
     const char *prompts[] = {"The capital of France is", "def fibonacci(n):",
@@ -121,6 +145,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_logits_identical),
+        cmocka_unit_test(test_relaxed_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

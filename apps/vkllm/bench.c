@@ -721,6 +721,12 @@ int cmd_bench(int argc, char **argv) {
                     break;
                 }
                 vkllm_runtime_device(e.rt, &e.dev);
+                if (strstr(e.dev.features, "unfused-fma") && !e.dev.relaxed_products)
+                    fprintf(stderr,
+                            "note: %s has no fused fma(): its matrix products emulate "
+                            "one for the CPU backend's bits; --vk-relaxed uses its multiply "
+                            "and add instead (faster; see README)\n",
+                            e.dev.name);
                 e.threads = o.threads.v[th] ? o.threads.v[th]
                                             : (int)sysconf(_SC_NPROCESSORS_ONLN);
                 e.bw_gbps = 0.0;

@@ -870,6 +870,11 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
              be->d->tier, relaxed ? ", relaxed products" : "");
     vk_dev_info_public(&be->d->info, be->d->index, be->d->tier, &be->base.info);
     be->base.info.relaxed_products = relaxed;
+    if (be->d->fma_exact) { /* a runtime property the device list cannot know: the probe's */
+        vkllm_device_info *in = &be->base.info;
+        const size_t n = strlen(in->features);
+        snprintf(in->features + n, sizeof in->features - n, "%s", " unfused-fma");
+    }
     *out = &be->base;
     return VKLLM_OK;
 }
