@@ -252,8 +252,8 @@ vkllm_status vk_pipe_ready(vk_dev *d, vk_pipe *p, core_err *err) {
     if (!p->name) return core_errf(err, VKLLM_ERR_INTERNAL, "dispatch of an unset pipeline");
     vk_pipe built;
     const vk_spec spec = p->spec;
-    vkllm_status st = vk_pipe_create(d, p->name, p->n_bindings, p->local_size,
-                                     spec.n || spec.plain_fma ? &spec : NULL, &built, err);
+    vkllm_status st = vk_pipe_create(d, p->name, p->n_bindings, p->local_size, &spec, &built,
+                                     err);
     if (st != VKLLM_OK) return st;
     built.spec = spec;
     *p = built;
