@@ -5,6 +5,41 @@
  * what you want to change), every fallible call returns a vkllm_status, and each object keeps
  * the message of its last error. There is no global state: two runtimes in one process are
  * independent. Nothing else in the source tree is public.
+ *
+ * Threads. Any call may be made from any thread. What may run at the same time:
+ *  - Different objects, from any number of threads: two runtimes are independent; the
+ *    models, sessions and engines of one runtime may be used from different threads at once
+ *    (they take turns on its device: one step, upload or context creation at a time).
+ *  - One model: every call but vkllm_model_free, from several threads at once (tokens, chat
+ *    templates, info, metadata, tensors; making sessions and engines).
+ *  - One session, one vkllm_sampler: one thread at a time; vkllm_session_cancel from any
+ *    thread or a signal handler.
+ *  - One engine: vkllm_submit, vkllm_engine_get_stats and the vkllm_request_* calls from any
+ *    number of threads at once; vkllm_step from one at a time (another thread's call in the
+ *    meantime fails with VKLLM_ERR_INVALID_ARG).
+ *  - Destroy and free calls must not overlap another call on the object, or on what was made
+ *    from it (free a model's sessions and engines first). Requests outlive their engine.
+ *  - *_last_error: the message of the last failure on the object. When several threads use
+ *    it, read it on the thread that got the failure, before its next call on the object.
+ *
+ * Callbacks, where they run and what they may call:
+ *  - vkllm_request_desc.on_token: on the engine's thread (manual engines: the thread inside
+ *    vkllm_step or vkllm_request_wait), one callback at a time per engine, with no vkllm lock
+ *    held. It may call any function, e.g. vkllm_submit, vkllm_request_cancel and
+ *    vkllm_request_free of any request (its own too), vkllm_engine_get_stats, vkllm_generate
+ *    on a session of the same runtime. Except, on its own engine: vkllm_step, and
+ *    vkllm_request_wait for a request not yet finished, fail with VKLLM_ERR_INVALID_ARG (they
+ *    would wait for the thread they run on); vkllm_engine_destroy logs an error and does
+ *    nothing. Once vkllm_request_free returns, the request's on_token is not called again
+ *    (it waits for a call in progress on another thread: do not free a request where its
+ *    callback could be waiting for you, e.g. while holding a lock the callback takes).
+ *  - vkllm_generate_desc.on_token: on the thread in vkllm_generate, with no vkllm lock held.
+ *    It may call anything but vkllm_generate, vkllm_session_eval, vkllm_session_reset and
+ *    vkllm_session_destroy on the same session (vkllm_session_cancel is fine).
+ *  - The log callback and the allocator: from any thread vkllm works on (the caller's, an
+ *    engine thread, the CPU backend's workers), from several at once, possibly while vkllm
+ *    holds a lock of its own: they must be thread-safe and must not call into vkllm. (The
+ *    Vulkan queue callbacks: see vkllm_vulkan_device.)
  */
 #ifndef VKLLM_H
 #define VKLLM_H
@@ -17,34 +52,62 @@
 extern "C" {
 #endif
 
+/* Exported functions. The shared library exports these and nothing else. */
+#if defined(_WIN32) && defined(VKLLM_BUILDING_SHARED)
+#define VKLLM_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(VKLLM_SHARED)
+#define VKLLM_API __declspec(dllimport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define VKLLM_API __attribute__((visibility("default")))
+#else
+#define VKLLM_API
+#endif
+
+/* ---- versions and the ABI ------------------------------------------------------------------ *
+ * The library's major version is its ABI version (the shared library's SONAME is
+ * libvkllm.so.MAJOR): within one major version a host compiled against an older vkllm.h runs
+ * against a newer library. Every desc, info and result struct starts with struct_size, so
+ * fields can be appended without breaking such a host: the library reads (and writes) only
+ * the first struct_size bytes. 0, the value of a zero-initialised struct, means the struct as
+ * this major version first defined it; a host that sets a field
+ * added later sets struct_size = sizeof(the struct). Nested structs (vkllm_allocator,
+ * vkllm_sampling, vkllm_chat_message, vkllm_vulkan_device's enabled features) never grow. */
 #define VKLLM_VERSION_MAJOR 0
-#define VKLLM_VERSION_MINOR 1
+#define VKLLM_VERSION_MINOR 2
 #define VKLLM_VERSION_PATCH 0
+#define VKLLM_MAKE_VERSION(major, minor, patch)                                                    \
+    (((uint32_t)(major) << 22) | ((uint32_t)(minor) << 12) | (uint32_t)(patch))
+#define VKLLM_VERSION                                                                              \
+    VKLLM_MAKE_VERSION(VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH)
+#define VKLLM_VERSION_GET_MAJOR(v) ((uint32_t)(v) >> 22)
+#define VKLLM_VERSION_GET_MINOR(v) (((uint32_t)(v) >> 12) & 0x3ffu)
+#define VKLLM_VERSION_GET_PATCH(v) ((uint32_t)(v)&0xfffu)
 
 /* ---- status codes ------------------------------------------------------------------------- */
 
 typedef enum vkllm_status {
     VKLLM_OK = 0,
-    VKLLM_ERR_INVALID_ARG = -1,     /* the caller passed something wrong: see the error message */
-    VKLLM_ERR_OUT_OF_MEMORY = -2,   /* host or device allocation failed, or over the memory cap */
-    VKLLM_ERR_IO = -3,              /* file could not be opened, read or mapped */
-    VKLLM_ERR_BAD_FILE = -4,        /* model file is malformed (truncated, bad offsets, ...) */
-    VKLLM_ERR_UNSUPPORTED = -5,     /* well formed, but not something vkllm can run */
-    VKLLM_ERR_CONTEXT_FULL = -6,    /* the tokens do not fit in the session's context */
-    VKLLM_ERR_NO_DEVICE = -7,       /* the requested backend/device is not available */
-    VKLLM_ERR_CANCELLED = -8,       /* generation was cancelled by the caller */
-    VKLLM_ERR_DEVICE = -9,          /* the device reported an error (lost, ...) */
+    VKLLM_ERR_INVALID_ARG = -1,       /* the caller passed something wrong: see the error message */
+    VKLLM_ERR_OUT_OF_MEMORY = -2,     /* host or device allocation failed, or over the memory cap */
+    VKLLM_ERR_IO = -3,                /* file could not be opened, read or mapped */
+    VKLLM_ERR_BAD_FILE = -4,          /* model file is malformed (truncated, bad offsets, ...) */
+    VKLLM_ERR_UNSUPPORTED = -5,       /* well formed, but not something vkllm can run */
+    VKLLM_ERR_CONTEXT_FULL = -6,      /* the tokens do not fit in the session's context */
+    VKLLM_ERR_NO_DEVICE = -7,         /* the requested backend/device is not available */
+    VKLLM_ERR_CANCELLED = -8,         /* generation was cancelled by the caller */
+    VKLLM_ERR_DEVICE = -9,            /* the device reported an error (lost, ...) */
     VKLLM_ERR_BUFFER_TOO_SMALL = -10, /* output buffer too small; the needed size is reported */
-    VKLLM_ERR_INTERNAL = -11,       /* a bug in vkllm */
+    VKLLM_ERR_INTERNAL = -11,         /* a bug in vkllm */
 } vkllm_status;
 
 /* Short constant text for a status ("out of memory"). Never NULL. */
-const char *vkllm_status_str(vkllm_status status);
+VKLLM_API const char *vkllm_status_str(vkllm_status status);
 
 /* ---- callbacks ---------------------------------------------------------------------------- */
 
 /* Allocator callbacks. All host memory the library owns goes through these. A zero struct
- * means the C library's aligned allocation. alloc returns NULL on failure (a normal path). */
+ * means the C library's aligned allocation. alloc returns NULL on failure (a normal path).
+ * Called from any of vkllm's threads, several at once: thread-safe, no calls into vkllm. */
 typedef struct vkllm_allocator {
     void *(*alloc)(void *user, size_t size, size_t alignment);
     void (*free)(void *user, void *ptr);
@@ -60,7 +123,8 @@ typedef enum vkllm_log_level {
     VKLLM_LOG_NONE = 5,
 } vkllm_log_level;
 
-/* Log callback. msg is one line without a trailing newline. NULL callback: no output. */
+/* Log callback. msg is one line without a trailing newline. NULL callback: no output. Called
+ * from any of vkllm's threads, several at once: thread-safe, no calls into vkllm. */
 typedef void (*vkllm_log_fn)(void *user, vkllm_log_level level, const char *msg);
 
 /* ---- runtime ------------------------------------------------------------------------------ */
@@ -69,7 +133,52 @@ typedef struct vkllm_runtime vkllm_runtime;
 typedef struct vkllm_model vkllm_model;
 typedef struct vkllm_session vkllm_session;
 
+/* The host's own Vulkan device, for a runtime that shares it (a game engine's renderer, a
+ * desktop app's compositor device). Dispatchable Vulkan handles are pointers, so they are
+ * passed as void * and vkllm.h needs no Vulkan headers. vkllm creates its own buffers,
+ * pipelines, command pools and fences on the device and destroys them at
+ * vkllm_runtime_destroy; it never destroys the instance, device or queue it was given, and it
+ * does not wait for the device to be idle, only for its own work.
+ *
+ * Requirements: the instance was created for Vulkan 1.1 or later (instance_api_version) and
+ * the physical device supports 1.1. vkllm uses only the features and extensions the host
+ * enabled: it reads enabled_features (the VkPhysicalDeviceFeatures2 chain given to
+ * vkCreateDevice: VkPhysicalDeviceVulkan11/12/13Features, or the 16-bit storage, 8-bit
+ * storage, float16/int8 and integer dot product feature structs) and enabled_extensions to
+ * pick its capability tier (tier 1 needs storageBuffer16BitAccess, storageBuffer8BitAccess,
+ * shaderFloat16 and shaderInt8; tier 2 also shaderIntegerDotProduct). With neither, vkllm runs
+ * its tier-0 kernels (fp32, 32-bit storage), which every Vulkan 1.1 device can.
+ *
+ * Queues: vkllm submits to `queue` (or, when it is NULL, the queue vkGetDeviceQueue returns for
+ * queue_family and queue_index), from the thread that drives the runtime's work. Vulkan
+ * requires a queue's submissions to be externally synchronised: when the host also submits to
+ * that queue, it passes lock_queue / unlock_queue, which vkllm calls around each of its
+ * vkQueueSubmit calls (never while holding them across a wait). They may be called from any
+ * thread vkllm works on and must not call into vkllm. A queue the host leaves to vkllm alone
+ * needs no callbacks. */
+typedef void (*vkllm_vk_void_fn)(void);
+typedef struct vkllm_vulkan_device {
+    uint32_t struct_size;          /* sizeof(vkllm_vulkan_device), or 0 */
+    void *instance;                /* VkInstance */
+    uint32_t instance_api_version; /* VkApplicationInfo.apiVersion of the instance; 0 = 1.1 */
+    void *physical_device;         /* VkPhysicalDevice */
+    void *device;                  /* VkDevice */
+    uint32_t queue_family;         /* a family with VK_QUEUE_COMPUTE_BIT */
+    uint32_t queue_index;          /* used when queue is NULL */
+    void *queue;                   /* VkQueue, or NULL */
+    /* PFN_vkGetInstanceProcAddr (the host's, e.g. from its own loader or volk); NULL: vkllm
+     * takes it from libvulkan.so.1 */
+    vkllm_vk_void_fn (*get_instance_proc_addr)(void *instance, const char *name);
+    const void *enabled_features;          /* VkPhysicalDeviceFeatures2 * (with its pNext chain) */
+    const char *const *enabled_extensions; /* device extensions the device was created with */
+    uint32_t n_enabled_extensions;
+    void (*lock_queue)(void *user);
+    void (*unlock_queue)(void *user);
+    void *queue_user;
+} vkllm_vulkan_device;
+
 typedef struct vkllm_runtime_desc {
+    uint32_t struct_size; /* sizeof(vkllm_runtime_desc), or 0 (see "versions and the ABI") */
     vkllm_allocator allocator;
     vkllm_log_fn log;
     void *log_user;
@@ -94,87 +203,98 @@ typedef struct vkllm_runtime_desc {
      * within a few roundings per block of the CPU's (tests/test_vk_mm.c states the bound), and
      * still the same for a token alone or in a batch. No effect where fma() is fused (GPUs). */
     bool vk_relaxed_products;
+    /* Run on the host's Vulkan device instead of creating one (device must then be NULL,
+     * "auto" or "vulkan"). */
+    const vkllm_vulkan_device *vk_device;
+    /* VkAllocationCallbacks * for every Vulkan object vkllm creates (its own instance and
+     * device too); NULL = the driver's allocator. Must outlive the runtime. */
+    const void *vk_allocation_callbacks;
 } vkllm_runtime_desc;
 
-vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out);
-void vkllm_runtime_destroy(vkllm_runtime *rt);
+VKLLM_API vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out);
+VKLLM_API void vkllm_runtime_destroy(vkllm_runtime *rt);
 /* Message of the last error on this runtime (or on a create that failed: pass NULL to get the
  * message of the last failed vkllm_runtime_create in this thread). Never NULL. */
-const char *vkllm_runtime_last_error(const vkllm_runtime *rt);
+VKLLM_API const char *vkllm_runtime_last_error(const vkllm_runtime *rt);
 /* Name of the backend in use, e.g. "cpu (avx2, 2 threads)". */
-const char *vkllm_runtime_backend_name(const vkllm_runtime *rt);
+VKLLM_API const char *vkllm_runtime_backend_name(const vkllm_runtime *rt);
 
 /* Devices a runtime could use. */
 typedef struct vkllm_device_info {
+    uint32_t struct_size; /* sizeof(vkllm_device_info), or 0 (see "versions and the ABI") */
     char name[256];
-    char kind[32];       /* "cpu", "discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu-vulkan" */
-    char backend[16];    /* "cpu" or "vulkan" */
-    char features[256];  /* space separated: "avx2 fma f16c", "fp16 int8 dot ..."; from
-                          * vkllm_runtime_device also "unfused-fma" where the device's fma()
-                          * is not fused (vk_relaxed_products matters there) */
+    char kind[32];      /* "cpu", "discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu-vulkan" */
+    char backend[16];   /* "cpu" or "vulkan" */
+    char features[256]; /* space separated: "avx2 fma f16c", "fp16 int8 dot ..."; from
+                         * vkllm_runtime_device also "unfused-fma" where the device's fma()
+                         * is not fused (vk_relaxed_products matters there) */
     char driver[128];
     uint64_t memory_bytes; /* host memory (cpu) or the largest device-local heap (vulkan) */
-    int index;           /* index within its backend: --device vulkan:INDEX */
-    char vendor[32];     /* vulkan: AMD, NVIDIA, Intel, ARM, Qualcomm, Mesa, ... */
-    char api_version[16]; /* vulkan: "1.3.230" */
+    int index;             /* index within its backend: --device vulkan:INDEX */
+    char vendor[32];       /* vulkan: AMD, NVIDIA, Intel, ARM, Qualcomm, Mesa, ... */
+    char api_version[16];  /* vulkan: "1.3.230" */
     uint32_t subgroup_size;
     uint64_t max_buffer_bytes; /* vulkan: maxStorageBufferRange */
-    int tier;            /* vulkan capability tier 0..2; -1 for the CPU */
-    bool relaxed_products; /* vkllm_runtime_device only: vk_relaxed_products is in effect */
+    int tier;                  /* vulkan capability tier 0..2; -1 for the CPU */
+    bool relaxed_products;     /* vkllm_runtime_device only: vk_relaxed_products is in effect */
 } vkllm_device_info;
 
 /* Fills up to cap entries; *n_out gets the number of devices. */
-vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out);
+VKLLM_API vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out);
 /* The device a runtime runs on; for Vulkan, tier is the tier in use (after --vk-tier), for
  * the CPU, driver names the kernel table in use ("avx2", "scalar"). */
-void vkllm_runtime_device(const vkllm_runtime *rt, vkllm_device_info *out);
+VKLLM_API void vkllm_runtime_device(const vkllm_runtime *rt, vkllm_device_info *out);
 
 /* ---- model -------------------------------------------------------------------------------- */
 
 typedef struct vkllm_model_desc {
-    const char *path;   /* GGUF file */
-    bool vocab_only;    /* load metadata and tokenizer only (no weights needed in the file) */
+    uint32_t struct_size; /* sizeof(vkllm_model_desc), or 0 (see "versions and the ABI") */
+    const char *path;     /* GGUF file */
+    bool vocab_only;      /* load metadata and tokenizer only (no weights needed in the file) */
 } vkllm_model_desc;
 
-vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
-                              vkllm_model **out);
-void vkllm_model_free(vkllm_model *model);
+VKLLM_API vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
+                                        vkllm_model **out);
+VKLLM_API void vkllm_model_free(vkllm_model *model);
 
 typedef struct vkllm_model_info {
-    const char *architecture;   /* "llama" */
-    const char *name;           /* general.name or "" */
+    uint32_t struct_size;     /* sizeof(vkllm_model_info), or 0 (see "versions and the ABI") */
+    const char *architecture; /* "llama" */
+    const char *name;         /* general.name or "" */
     uint32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff;
     uint64_t n_params;
     uint64_t weight_bytes;
     uint64_t decode_weight_bytes; /* weight bytes one decode step reads: every matrix, but
                                    * only one row of a token embedding that is not also the
                                    * output head */
-    int32_t bos, eos;           /* -1 if none */
+    int32_t bos, eos;             /* -1 if none */
     bool add_bos, add_eos;
     bool has_chat_template;
-    const char *type;           /* the weights' type, as llama.cpp names a file's: "Q4_1"; from
-                                 * general.file_type, else the type of most matrix bytes */
-    uint64_t file_bytes;        /* size of the GGUF file */
+    const char *type;    /* the weights' type, as llama.cpp names a file's: "Q4_1"; from
+                          * general.file_type, else the type of most matrix bytes */
+    uint64_t file_bytes; /* size of the GGUF file */
 } vkllm_model_info;
 
-void vkllm_model_get_info(const vkllm_model *model, vkllm_model_info *out);
+VKLLM_API void vkllm_model_get_info(const vkllm_model *model, vkllm_model_info *out);
 
 /* Metadata, for `vkllm info`: key i and its value rendered as text (arrays are shortened). */
-size_t vkllm_model_meta_count(const vkllm_model *model);
+VKLLM_API size_t vkllm_model_meta_count(const vkllm_model *model);
 /* Writes key i and its value, each NUL-terminated and cut to fit its buffer. */
-vkllm_status vkllm_model_meta(const vkllm_model *model, size_t i, char *key, size_t key_cap,
-                              char *value, size_t value_cap);
+VKLLM_API vkllm_status vkllm_model_meta(const vkllm_model *model, size_t i, char *key,
+                                        size_t key_cap, char *value, size_t value_cap);
 /* Tensor table. */
-size_t vkllm_model_tensor_count(const vkllm_model *model);
+VKLLM_API size_t vkllm_model_tensor_count(const vkllm_model *model);
 typedef struct vkllm_tensor_info {
+    uint32_t struct_size; /* sizeof(vkllm_tensor_info), or 0 (see "versions and the ABI") */
     const char *name;
-    const char *type;  /* "q4_1", "f32", ... */
+    const char *type; /* "q4_1", "f32", ... */
     uint32_t n_dims;
     uint64_t ne[4];
-    uint64_t offset;   /* relative to the start of the file's tensor data section */
+    uint64_t offset; /* relative to the start of the file's tensor data section */
     uint64_t nbytes;
 } vkllm_tensor_info;
-vkllm_status vkllm_model_tensor(const vkllm_model *model, size_t i, vkllm_tensor_info *out);
+VKLLM_API vkllm_status vkllm_model_tensor(const vkllm_model *model, size_t i,
+                                          vkllm_tensor_info *out);
 
 /* ---- tokens ------------------------------------------------------------------------------- */
 
@@ -185,53 +305,55 @@ enum {
 
 /* Text -> token ids. If cap is too small returns VKLLM_ERR_BUFFER_TOO_SMALL and *n_out is the
  * count needed. */
-vkllm_status vkllm_tokenize(vkllm_model *model, const char *text, size_t len, uint32_t flags,
-                            int32_t *ids, size_t cap, size_t *n_out);
+VKLLM_API vkllm_status vkllm_tokenize(vkllm_model *model, const char *text, size_t len,
+                                      uint32_t flags, int32_t *ids, size_t cap, size_t *n_out);
 /* Bytes of one token. Special tokens render as their text only if render_special. The bytes
  * of a multi-byte UTF-8 character may be split over tokens. */
-vkllm_status vkllm_token_to_piece(vkllm_model *model, int32_t id, bool render_special,
-                                  char *buf, size_t cap, size_t *n_out);
+VKLLM_API vkllm_status vkllm_token_to_piece(vkllm_model *model, int32_t id, bool render_special,
+                                            char *buf, size_t cap, size_t *n_out);
 /* Token ids -> text (concatenated pieces, special tokens rendered if render_special). */
-vkllm_status vkllm_detokenize(vkllm_model *model, const int32_t *ids, size_t n,
-                              bool render_special, char *buf, size_t cap, size_t *n_out);
+VKLLM_API vkllm_status vkllm_detokenize(vkllm_model *model, const int32_t *ids, size_t n,
+                                        bool render_special, char *buf, size_t cap, size_t *n_out);
 /* True for end-of-generation tokens (EOS, EOT, <|im_end|>, ...). */
-bool vkllm_token_is_eog(const vkllm_model *model, int32_t id);
+VKLLM_API bool vkllm_token_is_eog(const vkllm_model *model, int32_t id);
 
 /* Chat template (from tokenizer.chat_template: ChatML, Llama 2, Llama 3). */
 typedef struct vkllm_chat_message {
-    const char *role;    /* "system", "user", "assistant" */
+    const char *role; /* "system", "user", "assistant" */
     const char *content;
 } vkllm_chat_message;
 /* Renders the messages; add_assistant appends the assistant turn opener. */
-vkllm_status vkllm_chat_apply(vkllm_model *model, const vkllm_chat_message *msgs, size_t n,
-                              bool add_assistant, char *buf, size_t cap, size_t *n_out);
+VKLLM_API vkllm_status vkllm_chat_apply(vkllm_model *model, const vkllm_chat_message *msgs,
+                                        size_t n, bool add_assistant, char *buf, size_t cap,
+                                        size_t *n_out);
 
 /* Message of the last error on this model. Never NULL. */
-const char *vkllm_model_last_error(const vkllm_model *model);
+VKLLM_API const char *vkllm_model_last_error(const vkllm_model *model);
 
 /* ---- sessions and generation -------------------------------------------------------------- */
 
 typedef struct vkllm_session_desc {
-    uint32_t n_ctx;    /* context length in tokens; 0 = min(training context, 4096) */
-    uint32_t n_batch;  /* max tokens per prefill step; 0 = 512 */
+    uint32_t struct_size; /* sizeof(vkllm_session_desc), or 0 (see "versions and the ABI") */
+    uint32_t n_ctx;       /* context length in tokens; 0 = min(training context, 4096) */
+    uint32_t n_batch;     /* max tokens per prefill step; 0 = 512 */
 } vkllm_session_desc;
 
-vkllm_status vkllm_session_create(vkllm_model *model, const vkllm_session_desc *desc,
-                                  vkllm_session **out);
-void vkllm_session_destroy(vkllm_session *s);
-const char *vkllm_session_last_error(const vkllm_session *s);
+VKLLM_API vkllm_status vkllm_session_create(vkllm_model *model, const vkllm_session_desc *desc,
+                                            vkllm_session **out);
+VKLLM_API void vkllm_session_destroy(vkllm_session *s);
+VKLLM_API const char *vkllm_session_last_error(const vkllm_session *s);
 /* Forget the KV cache. */
-void vkllm_session_reset(vkllm_session *s);
+VKLLM_API void vkllm_session_reset(vkllm_session *s);
 /* Tokens in the KV cache, and the context size. */
-uint32_t vkllm_session_n_past(const vkllm_session *s);
-uint32_t vkllm_session_n_ctx(const vkllm_session *s);
+VKLLM_API uint32_t vkllm_session_n_past(const vkllm_session *s);
+VKLLM_API uint32_t vkllm_session_n_ctx(const vkllm_session *s);
 
 /* Append tokens to the context and compute the logits of the last one. */
-vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t n);
+VKLLM_API vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t n);
 /* Logits (n_vocab floats) of the last token evaluated by vkllm_session_eval; valid until the
  * next eval. vkllm_generate may sample on the device (greedy, or top-k without a repetition
  * penalty) and then does not fetch the logits, so read them after vkllm_session_eval. */
-const float *vkllm_session_logits(const vkllm_session *s);
+VKLLM_API const float *vkllm_session_logits(const vkllm_session *s);
 
 /* Sampling. Zero value = greedy. */
 typedef struct vkllm_sampling {
@@ -260,45 +382,48 @@ typedef enum vkllm_stop_reason {
 } vkllm_stop_reason;
 
 typedef struct vkllm_generate_desc {
+    uint32_t struct_size; /* sizeof(vkllm_generate_desc), or 0 (see "versions and the ABI") */
     /* The prompt: either text (tokenized with ADD_SPECIAL|PARSE_SPECIAL when the session is
      * empty, PARSE_SPECIAL only when continuing) or tokens. Both NULL: continue from the last
      * sampled token. */
     const char *prompt;
-    size_t prompt_len;           /* 0 = strlen(prompt) */
+    size_t prompt_len; /* 0 = strlen(prompt) */
     const int32_t *tokens;
     size_t n_tokens;
-    int32_t max_tokens;          /* 0 = until end of generation or a full context */
-    bool ignore_eog;             /* keep going past end-of-generation tokens */
+    int32_t max_tokens; /* 0 = until end of generation or a full context */
+    bool ignore_eog;    /* keep going past end-of-generation tokens */
     vkllm_sampling sampling;
     vkllm_token_fn on_token;
     void *user;
 } vkllm_generate_desc;
 
 typedef struct vkllm_generate_result {
-    uint32_t n_prompt;       /* prompt tokens evaluated */
-    uint32_t n_generated;    /* tokens sampled */
+    uint32_t struct_size; /* sizeof(vkllm_generate_result), or 0 (see "versions and the ABI") */
+    uint32_t n_prompt;    /* prompt tokens evaluated */
+    uint32_t n_generated; /* tokens sampled */
     double prefill_seconds;
     double decode_seconds;
     vkllm_stop_reason stop;
 } vkllm_generate_result;
 
-/* Evaluate the prompt, then sample tokens one by one, calling on_token for each. The sampled
- * tokens stay in the context, so a later call continues the conversation. A prompt that does
- * not fit in the context fails with VKLLM_ERR_CONTEXT_FULL before anything is evaluated. */
-vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *desc,
-                            vkllm_generate_result *result);
+/* Evaluate the prompt, then sample tokens one by one, calling on_token for each (on this
+ * thread, with no vkllm lock held). The sampled tokens stay in the context, so a later call
+ * continues the conversation. A prompt that does not fit in the context fails with
+ * VKLLM_ERR_CONTEXT_FULL before anything is evaluated. */
+VKLLM_API vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *desc,
+                                      vkllm_generate_result *result);
 /* Ask a running vkllm_generate on this session to stop after the current token. Safe to call
  * from any thread or from a signal handler. */
-void vkllm_session_cancel(vkllm_session *s);
+VKLLM_API void vkllm_session_cancel(vkllm_session *s);
 
 /* Standalone sampler over a logits vector, for programs that drive eval themselves. */
 typedef struct vkllm_sampler vkllm_sampler;
-vkllm_status vkllm_sampler_create(vkllm_model *model, const vkllm_sampling *params,
-                                  vkllm_sampler **out);
-void vkllm_sampler_destroy(vkllm_sampler *smp);
-int32_t vkllm_sampler_sample(vkllm_sampler *smp, const float *logits);
+VKLLM_API vkllm_status vkllm_sampler_create(vkllm_model *model, const vkllm_sampling *params,
+                                            vkllm_sampler **out);
+VKLLM_API void vkllm_sampler_destroy(vkllm_sampler *smp);
+VKLLM_API int32_t vkllm_sampler_sample(vkllm_sampler *smp, const float *logits);
 /* Tell the sampler a token is in the context (for the repetition penalty). */
-void vkllm_sampler_accept(vkllm_sampler *smp, int32_t token);
+VKLLM_API void vkllm_sampler_accept(vkllm_sampler *smp, int32_t token);
 
 /* ---- serving many requests: the engine ------------------------------------------------- *
  * An engine runs any number of requests on one model with continuous batching: every step
@@ -318,6 +443,7 @@ typedef struct vkllm_engine vkllm_engine;
 typedef struct vkllm_request vkllm_request;
 
 typedef struct vkllm_engine_desc {
+    uint32_t struct_size; /* sizeof(vkllm_engine_desc), or 0 (see "versions and the ABI") */
     uint32_t max_seqs;    /* sequences in flight at once; 0 = 16 */
     uint32_t n_ctx;       /* tokens one sequence may hold (prompt and output); 0 = min(training
                            * context, 4096) */
@@ -332,82 +458,107 @@ typedef struct vkllm_engine_desc {
     bool manual;          /* no engine thread: the host calls vkllm_step */
     bool no_overlap;      /* one step at a time: never submit the next step while one runs
                            * (on Vulkan, greedy decode steps are double-buffered by default) */
+    /* Build every GPU kernel the engine's steps can use now, in vkllm_engine_create (seconds
+     * on a CPU driver, far less with a GPU driver's warm pipeline cache), so that no
+     * vkllm_step pays for one at the first step of a new shape: a host with a frame budget
+     * sets it. No effect on the CPU backend. */
+    bool warmup;
 } vkllm_engine_desc;
 
 /* The model must outlive the engine. */
-vkllm_status vkllm_engine_create(vkllm_model *model, const vkllm_engine_desc *desc,
-                                 vkllm_engine **out);
+VKLLM_API vkllm_status vkllm_engine_create(vkllm_model *model, const vkllm_engine_desc *desc,
+                                           vkllm_engine **out);
 /* Cancels what is still in flight, stops the engine thread, frees the engine. Requests not
- * yet freed stay readable (finished, VKLLM_STOP_CANCELLED) until vkllm_request_free. */
-void vkllm_engine_destroy(vkllm_engine *e);
-const char *vkllm_engine_last_error(const vkllm_engine *e);
+ * yet freed stay readable (finished, VKLLM_STOP_CANCELLED) until vkllm_request_free. No other
+ * thread may be in a call on the engine meanwhile; from inside one of its own callbacks it
+ * logs an error and does nothing (it would wait for itself). */
+VKLLM_API void vkllm_engine_destroy(vkllm_engine *e);
+VKLLM_API const char *vkllm_engine_last_error(const vkllm_engine *e);
 
 typedef struct vkllm_request_desc {
+    uint32_t struct_size; /* sizeof(vkllm_request_desc), or 0 (see "versions and the ABI") */
     /* The prompt, one of: text (tokenized with ADD_SPECIAL | PARSE_SPECIAL), tokens, or chat
      * messages (rendered with the model's chat template and the assistant opener). */
     const char *prompt;
-    size_t prompt_len;            /* 0 = strlen(prompt) */
+    size_t prompt_len; /* 0 = strlen(prompt) */
     const int32_t *tokens;
     size_t n_tokens;
     const vkllm_chat_message *messages;
     size_t n_messages;
-    int32_t max_tokens;           /* 0 = until end of generation or a full context */
+    int32_t max_tokens; /* 0 = until end of generation or a full context */
     bool ignore_eog;
     vkllm_sampling sampling;
-    const char *const *stop;      /* stop strings: generation ends where one appears; the
-                                   * result text ends before it */
+    const char *const *stop; /* stop strings: generation ends where one appears; the
+                              * result text ends before it */
     size_t n_stop;
-    /* Called for each generated token, on the engine thread (or inside vkllm_step); return
-     * false to stop this request. */
+    /* Called for each generated token, on the engine thread (or inside vkllm_step), with no
+     * vkllm lock held (see "Threads" at the top); return false to stop this request. */
     vkllm_token_fn on_token;
     void *user;
 } vkllm_request_desc;
 
 typedef struct vkllm_request_result {
-    vkllm_status status;     /* VKLLM_OK, or why the request failed */
+    uint32_t struct_size; /* sizeof(vkllm_request_result), or 0 (see "versions and the ABI") */
+    vkllm_status status;  /* VKLLM_OK, or why the request failed */
     vkllm_stop_reason stop;
-    uint32_t n_prompt;       /* prompt tokens */
-    uint32_t n_cached;       /* of those, how many came from the prefix cache (not prefilled) */
-    uint32_t n_generated;    /* tokens sampled */
-    uint32_t n_preempted;    /* times the request was preempted and recomputed */
-    double queue_seconds;    /* submit to admission */
-    double ttft_seconds;     /* submit to the first generated token */
-    double total_seconds;    /* submit to finish */
+    uint32_t n_prompt;    /* prompt tokens */
+    uint32_t n_cached;    /* of those, how many came from the prefix cache (not prefilled) */
+    uint32_t n_generated; /* tokens sampled */
+    uint32_t n_preempted; /* times the request was preempted and recomputed */
+    double queue_seconds; /* submit to admission */
+    double ttft_seconds;  /* submit to the first generated token */
+    double total_seconds; /* submit to finish */
 } vkllm_request_result;
 
 /* Queues a request; the prompt is checked here (a prompt longer than n_ctx fails with
  * VKLLM_ERR_CONTEXT_FULL and no request is made). Thread-safe. */
-vkllm_status vkllm_submit(vkllm_engine *e, const vkllm_request_desc *desc, vkllm_request **out);
+VKLLM_API vkllm_status vkllm_submit(vkllm_engine *e, const vkllm_request_desc *desc,
+                                    vkllm_request **out);
 /* Stops a request at the next step (VKLLM_STOP_CANCELLED); any thread, any time. */
-void vkllm_request_cancel(vkllm_request *r);
-bool vkllm_request_done(const vkllm_request *r);
-/* Waits until the request is finished (manual engines: runs vkllm_step until it is) and
- * fills *out (may be NULL); returns the request's status. */
-vkllm_status vkllm_request_wait(vkllm_request *r, vkllm_request_result *out);
+VKLLM_API void vkllm_request_cancel(vkllm_request *r);
+VKLLM_API bool vkllm_request_done(const vkllm_request *r);
+/* Waits until the request is finished (manual engines: runs steps until it is, or waits
+ * while another thread is in vkllm_step) and fills *out (may be NULL); returns the request's
+ * status. From inside a callback of the request's own engine, for a request not yet
+ * finished: VKLLM_ERR_INVALID_ARG (it would wait for itself). */
+VKLLM_API vkllm_status vkllm_request_wait(vkllm_request *r, vkllm_request_result *out);
 /* The generated tokens and their text (without a stop string); NULL until done. */
-const int32_t *vkllm_request_tokens(const vkllm_request *r, size_t *n);
-const char *vkllm_request_text(const vkllm_request *r, size_t *len);
-/* Cancels the request if it is still running; the engine lets go of it at its next step. */
-void vkllm_request_free(vkllm_request *r);
+VKLLM_API const int32_t *vkllm_request_tokens(const vkllm_request *r, size_t *n);
+VKLLM_API const char *vkllm_request_text(const vkllm_request *r, size_t *len);
+/* Cancels the request if it is still running; the engine lets go of it at its next step.
+ * Its on_token is not called after this returns (a call in progress on the engine's thread is
+ * waited for). Any thread, inside callbacks too. */
+VKLLM_API void vkllm_request_free(vkllm_request *r);
 
-/* Manual engines: does at most about budget_seconds of work (a step in progress continues
- * where the last call left it: the CPU backend stops between kernels, a GPU backend returns
- * while the device works) and returns; budget <= 0 runs one whole step. *n_active (may be
- * NULL) gets the requests still queued or running. Fails on an engine with a thread. */
-vkllm_status vkllm_step(vkllm_engine *e, double budget_seconds, uint32_t *n_active);
+/* Manual engines: does at most about budget_seconds of work and returns; a step in progress
+ * continues where the last call left it; budget <= 0 runs one whole step. The CPU backend
+ * stops between kernels. On a GPU a step is cut into segments (groups of layers, the output
+ * head in row chunks), each timed on the device as it runs: a call submits only the segments
+ * its times say finish before the budget ends, after vkllm's work still on the queue, so a
+ * renderer sharing the queue is not held up behind a whole step; it returns at the end of the
+ * budget. When nothing of vkllm's runs and the next segment does not fit (or was never
+ * timed), it goes anyway, once per call: every call makes progress, and may overrun the
+ * budget by one segment. *n_active (may be
+ * NULL) gets the requests still queued or running. Fails (VKLLM_ERR_INVALID_ARG) on an engine
+ * with a thread, while another thread is in vkllm_step (or vkllm_request_wait's steps), and
+ * from inside one of the engine's own callbacks. */
+VKLLM_API vkllm_status vkllm_step(vkllm_engine *e, double budget_seconds, uint32_t *n_active);
 
 typedef struct vkllm_engine_stats {
+    uint32_t struct_size; /* sizeof(vkllm_engine_stats), or 0 (see "versions and the ABI") */
     uint64_t steps;
-    uint64_t tokens_prefilled;  /* prompt (and recomputed) tokens run */
-    uint64_t tokens_decoded;    /* tokens sampled */
-    uint64_t tokens_cached;     /* prompt tokens taken from the prefix cache */
+    uint64_t tokens_prefilled; /* prompt (and recomputed) tokens run */
+    uint64_t tokens_decoded;   /* tokens sampled */
+    uint64_t tokens_cached;    /* prompt tokens taken from the prefix cache */
     uint64_t preemptions;
-    uint64_t pages_evicted;     /* prefix-cache pages reused for other tokens */
-    uint64_t steps_overlapped;  /* steps submitted while the one before still ran */
+    uint64_t pages_evicted;    /* prefix-cache pages reused for other tokens */
+    uint64_t steps_overlapped; /* steps submitted while the one before still ran */
     uint32_t pages_total, pages_used, pages_cached; /* cached: in the prefix cache, unused */
     uint32_t running, waiting;
 } vkllm_engine_stats;
-void vkllm_engine_get_stats(vkllm_engine *e, vkllm_engine_stats *out);
+/* The counters as of the engine's last step (a snapshot it publishes); any thread, inside
+ * callbacks too. */
+VKLLM_API void vkllm_engine_get_stats(vkllm_engine *e, vkllm_engine_stats *out);
 
 /* ---- synthetic models, for benchmarks ---- */
 
@@ -415,6 +566,7 @@ void vkllm_engine_get_stats(vkllm_engine *e, vkllm_engine_stats *out);
  * real tokenizer, which vkllm and llama.cpp both load: speed does not depend on the weights'
  * values, so any device can be measured at any size without downloading the model. */
 typedef struct vkllm_synth_desc {
+    uint32_t struct_size;   /* sizeof(vkllm_synth_desc), or 0 (see "versions and the ABI") */
     const char *shape;      /* one of vkllm_synth_shapes(): "smollm2-135m", "llama-3.2-1b", ... */
     const char *type;       /* type of the matrices (token embedding, attention, FFN, output):
                              * "q4_0" (default), "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k",
@@ -422,22 +574,22 @@ typedef struct vkllm_synth_desc {
     const char *vocab_path; /* GGUF whose tokenizer.* keys the file takes (a model or one of
                              * llama.cpp's vocab-only files); its token count is the model's */
     const char *out_path;
-    uint64_t seed;          /* 0 = 1 */
+    uint64_t seed; /* 0 = 1 */
     const vkllm_allocator *allocator;
 } vkllm_synth_desc;
 
 /* Writes the file. On failure err (err_cap bytes; may be NULL) gets a message naming the
  * problem: unknown shape or type, rows that are not a multiple of the type's block size, an
  * unreadable vocabulary, a write error. */
-vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap);
+VKLLM_API vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap);
 /* The shapes vkllm_synth knows, NULL-terminated; for each, the vocabulary it was made with
  * (a hint for callers: "SmolLM2" or "llama-bpe" or "llama-spm"). */
-const char *const *vkllm_synth_shapes(void);
-const char *vkllm_synth_shape_vocab(const char *shape);
+VKLLM_API const char *const *vkllm_synth_shapes(void);
+VKLLM_API const char *vkllm_synth_shape_vocab(const char *shape);
 /* A shape's dimensions (name, architecture, n_embd, n_ff, n_layer, n_head, n_head_kv,
  * n_ctx_train, and n_vocab of the vocabulary it is usually made with); the other fields are
  * zero. false for an unknown shape. */
-bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out);
+VKLLM_API bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out);
 
 /* ---- measurement, for benchmarks ---------------------------------------------------------- */
 
@@ -446,8 +598,8 @@ bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out);
  * kernel over device-local buffers far larger than a GPU's L2. Reads only (a decode step
  * mostly reads). Takes about `seconds` (0 = 0.5). *gbps gets 1e9 bytes per second;
  * *bytes_out (may be NULL) the size of the buffer it streamed. */
-vkllm_status vkllm_bench_bandwidth(vkllm_runtime *rt, double seconds, double *gbps,
-                                   uint64_t *bytes_out);
+VKLLM_API vkllm_status vkllm_bench_bandwidth(vkllm_runtime *rt, double seconds, double *gbps,
+                                             uint64_t *bytes_out);
 
 typedef enum vkllm_bench_op_kind {
     VKLLM_BENCH_MATMUL = 0,    /* y[t] = W x[t]: W rows x cols in `type`, `tokens` vectors x
@@ -458,33 +610,40 @@ typedef enum vkllm_bench_op_kind {
 } vkllm_bench_op_kind;
 
 typedef struct vkllm_bench_op_desc {
+    uint32_t struct_size; /* sizeof(vkllm_bench_op_desc), or 0 (see "versions and the ABI") */
     vkllm_bench_op_kind op;
-    const char *type;        /* MATMUL: weight type, as vkllm_synth_desc.type */
-    uint32_t rows, cols;     /* MATMUL: weight shape (rows = outputs) */
-    uint32_t tokens;         /* both: vectors / queries per call; 0 = 1 */
+    const char *type;                           /* MATMUL: weight type, as vkllm_synth_desc.type */
+    uint32_t rows, cols;                        /* MATMUL: weight shape (rows = outputs) */
+    uint32_t tokens;                            /* both: vectors / queries per call; 0 = 1 */
     uint32_t n_head, n_head_kv, head_dim, n_kv; /* ATTENTION */
-    double seconds;          /* measuring time, about; 0 = 0.5 */
+    double seconds;                             /* measuring time, about; 0 = 0.5 */
 } vkllm_bench_op_desc;
 
 typedef struct vkllm_bench_op_result {
-    uint64_t calls;    /* calls timed */
-    double us;         /* mean time per call, microseconds */
-    uint64_t bytes;    /* bytes one call must read: the weights (MATMUL), or K and V (ATTENTION) */
-    uint64_t flops;    /* floating-point operations of one call: 2 * rows * cols * tokens,
-                        * or 4 * n_head * head_dim * (keys each query sees, summed) */
-    double gbps;       /* bytes / time, 1e9 B/s */
-    double gflops;     /* flops / time, 1e9 /s */
+    uint32_t struct_size; /* sizeof(vkllm_bench_op_result), or 0 (see "versions and the ABI") */
+    uint64_t calls;       /* calls timed */
+    double us;            /* mean time per call, microseconds */
+    uint64_t bytes; /* bytes one call must read: the weights (MATMUL), or K and V (ATTENTION) */
+    uint64_t flops; /* floating-point operations of one call: 2 * rows * cols * tokens,
+                     * or 4 * n_head * head_dim * (keys each query sees, summed) */
+    double gbps;    /* bytes / time, 1e9 B/s */
+    double gflops;  /* flops / time, 1e9 /s */
 } vkllm_bench_op_result;
 
 /* Times one kernel on the runtime's backend with random inputs; the weights are made
  * distinct enough that a matrix-vector product cannot run from cache when one matrix would
  * fit in it (at most 1 GiB). VKLLM_ERR_UNSUPPORTED for a type or shape the backend has no
  * kernel for (the message says which). */
-vkllm_status vkllm_bench_op(vkllm_runtime *rt, const vkllm_bench_op_desc *desc,
-                            vkllm_bench_op_result *out);
+VKLLM_API vkllm_status vkllm_bench_op(vkllm_runtime *rt, const vkllm_bench_op_desc *desc,
+                                      vkllm_bench_op_result *out);
 
-/* Where vkllm was built from: "0.1.0 (git abc1234)", "0.1.0 (git abc1234-dirty)". */
-const char *vkllm_version_string(void);
+/* The library's version, VKLLM_MAKE_VERSION(major, minor, patch): a host checks at run time
+ * that VKLLM_VERSION_GET_MAJOR(vkllm_version()) == VKLLM_VERSION_MAJOR (the ABI it was
+ * compiled for) and that the minor version is at least the one whose functions it uses. */
+VKLLM_API uint32_t vkllm_version(void);
+
+/* Where vkllm was built from: "0.2.0 (git abc1234)", "0.2.0 (git abc1234-dirty)". */
+VKLLM_API const char *vkllm_version_string(void);
 
 #ifdef __cplusplus
 }

@@ -21,8 +21,10 @@ struct vkllm_runtime {
     vkllm_log_level log_level;
     int n_threads;
     eng_backend *backend;
-    /* held while a step runs on the backend: sessions and engines of one runtime take turns
-     * (the CPU thread pool and a Vulkan queue serve one step at a time) */
+    /* held around every call into the backend (a step, an upload, a context made or freed,
+     * a measurement): sessions, engines and models of one runtime take turns (the CPU thread
+     * pool and a Vulkan queue serve one step at a time). Held only for that call: never
+     * while a callback of the host's runs, never together with an engine's lock. */
     pthread_mutex_t be_mu;
     core_err err;
 };
@@ -37,8 +39,9 @@ struct vkllm_model {
     eng_graph graph;
     chat_format chat;
     gguf_str chat_tmpl;
-    char **tensor_names; /* NUL-terminated copies for vkllm_model_tensor */
-    char type_name[16];  /* vkllm_model_info.type */
+    char **tensor_names; /* NUL-terminated copies for vkllm_model_tensor, made under mu */
+    pthread_mutex_t mu;
+    char type_name[16]; /* vkllm_model_info.type */
     core_err err;
 };
 
@@ -47,18 +50,17 @@ struct vkllm_session {
     eng_ctx *ctx;
     uint32_t n_ctx, n_batch;
     uint32_t n_past;
-    int32_t pending;   /* last sampled token, not yet evaluated; -1 if none */
-    float *logits;     /* n_vocab */
+    int32_t pending;                 /* last sampled token, not yet evaluated; -1 if none */
+    float *logits;                   /* n_vocab */
     int32_t cand_ids[ENG_TOP_K_MAX]; /* best candidates of the last step (device sampling) */
     float cand_vals[ENG_TOP_K_MAX];
-    int32_t *tokbuf;   /* prompt tokens, n_ctx + 1 */
-    uint32_t *pages;   /* the block table: the session owns its context's pages in order */
+    int32_t *tokbuf; /* prompt tokens, n_ctx + 1 */
+    uint32_t *pages; /* the block table: the session owns its context's pages in order */
     sched_sampler *sampler;
     atomic_int cancel;
     core_err err;
 };
 
-void rt_log(const vkllm_runtime *rt, vkllm_log_level level, const char *fmt, ...)
-    CORE_PRINTF(3, 4);
+void rt_log(const vkllm_runtime *rt, vkllm_log_level level, const char *fmt, ...) CORE_PRINTF(3, 4);
 
 #endif

@@ -1,5 +1,6 @@
 /* vkllm_model: a GGUF file opened, its tokenizer and config read, its weights bound and
  * attached to the runtime's backend; plus tokens, chat templates, metadata and tensor tables. */
+#include "api_abi.h"
 #include "api_internal.h"
 
 #include <stdio.h>
@@ -9,8 +10,8 @@
  * type of most matrix bytes (upper case, as "Q4_1"). */
 static void model_type_name(vkllm_model *m) {
     uint32_t ft;
-    const char *name = gguf_get_u32(m->file, "general.file_type", &ft) ? quant_ftype_name(ft)
-                                                                       : NULL;
+    const char *name =
+        gguf_get_u32(m->file, "general.file_type", &ft) ? quant_ftype_name(ft) : NULL;
     if (!name) {
         uint64_t bytes[QT_COUNT] = {0};
         uint32_t best = QT_F32;
@@ -28,19 +29,25 @@ static void model_type_name(vkllm_model *m) {
     m->type_name[i] = '\0';
 }
 
-vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
+vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *user_desc,
                               vkllm_model **out) {
     if (!rt) return VKLLM_ERR_INVALID_ARG;
+    vkllm_model_desc local;
+    const vkllm_model_desc *desc = user_desc ? API_IN(vkllm_model_desc, user_desc, &local) : NULL;
     if (!desc || !desc->path || !out)
-        return core_errf(&rt->err, VKLLM_ERR_INVALID_ARG, "model: desc, path and out are "
+        return core_errf(&rt->err, VKLLM_ERR_INVALID_ARG,
+                         "model: desc, path and out are "
                          "required");
     *out = NULL;
     vkllm_model *m = core_calloc(rt->alloc, 1, sizeof *m);
     if (!m) return core_errf(&rt->err, VKLLM_ERR_OUT_OF_MEMORY, "model: out of memory");
     m->rt = rt;
     m->vocab_only = desc->vocab_only;
+    pthread_mutex_init(&m->mu, NULL);
     gguf_open_desc od = {.allocator = rt->alloc, .vocab_only = desc->vocab_only};
-    core_err *err = &rt->err;
+    /* models may be loaded on several threads at once: the message goes to the runtime only
+     * on failure */
+    core_err err_store = {{0}}, *err = &err_store;
     vkllm_status st = gguf_open(desc->path, &od, &m->file, err);
     if (st != VKLLM_OK) goto fail;
     model_type_name(m);
@@ -60,15 +67,18 @@ vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
         if ((st = model_config_load(m->file, tok_n_vocab(m->vocab), &m->cfg, err)) != VKLLM_OK)
             goto fail;
         if (m->cfg.n_vocab != tok_n_vocab(m->vocab)) {
-            st = core_errf(err, VKLLM_ERR_BAD_FILE, "model: vocab_size %u but the tokenizer "
-                           "has %u tokens", m->cfg.n_vocab, tok_n_vocab(m->vocab));
+            st = core_errf(err, VKLLM_ERR_BAD_FILE,
+                           "model: vocab_size %u but the tokenizer "
+                           "has %u tokens",
+                           m->cfg.n_vocab, tok_n_vocab(m->vocab));
             goto fail;
         }
-        if ((st = eng_model_init(&m->em, m->file, &m->cfg, rt->alloc, err)) != VKLLM_OK)
-            goto fail;
+        if ((st = eng_model_init(&m->em, m->file, &m->cfg, rt->alloc, err)) != VKLLM_OK) goto fail;
         if ((st = eng_graph_build(&m->em, &m->graph, err)) != VKLLM_OK) goto fail;
-        if ((st = rt->backend->vt->model_attach(rt->backend, &m->em, err)) != VKLLM_OK)
-            goto fail;
+        pthread_mutex_lock(&rt->be_mu); /* an engine of the runtime may be stepping */
+        st = rt->backend->vt->model_attach(rt->backend, &m->em, err);
+        pthread_mutex_unlock(&rt->be_mu);
+        if (st != VKLLM_OK) goto fail;
         rt_log(rt, VKLLM_LOG_INFO, "model: %s, %u layers, %.1f M params, %.1f MiB of weights",
                m->cfg.name, m->cfg.n_layer, (double)m->em.n_params / 1e6,
                (double)m->em.weight_bytes / (1024.0 * 1024.0));
@@ -77,6 +87,9 @@ vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
     return VKLLM_OK;
 fail:
     vkllm_model_free(m);
+    pthread_mutex_lock(&rt->be_mu);
+    rt->err = err_store;
+    pthread_mutex_unlock(&rt->be_mu);
     return st;
 }
 
@@ -84,21 +97,28 @@ void vkllm_model_free(vkllm_model *m) {
     if (!m) return;
     const vkllm_allocator *a = m->rt->alloc;
     eng_graph_free(&m->graph, a);
+    pthread_mutex_lock(&m->rt->be_mu);
     m->rt->backend->vt->model_detach(m->rt->backend, &m->em); /* no-op if never attached */
+    pthread_mutex_unlock(&m->rt->be_mu);
     eng_model_free(&m->em);
     tok_free(m->vocab);
     if (m->tensor_names) {
-        for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) core_free(a, m->tensor_names[i]);
+        for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++)
+            core_free(a, m->tensor_names[i]);
         core_free(a, m->tensor_names);
     }
     gguf_close(m->file);
+    pthread_mutex_destroy(&m->mu);
     core_free(a, m);
 }
 
-const char *vkllm_model_last_error(const vkllm_model *m) { return m ? m->err.msg : ""; }
+const char *vkllm_model_last_error(const vkllm_model *m) {
+    return m ? m->err.msg : "";
+}
 
-void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *o) {
-    memset(o, 0, sizeof *o);
+void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *out) {
+    if (!m || !out) return;
+    vkllm_model_info info = {0}, *o = &info;
     o->architecture = m->vocab_only ? "" : m->cfg.arch;
     o->name = m->vocab_only ? "" : m->cfg.name;
     o->n_vocab = tok_n_vocab(m->vocab);
@@ -120,10 +140,12 @@ void vkllm_model_get_info(const vkllm_model *m, vkllm_model_info *o) {
     o->has_chat_template = m->chat_tmpl.len > 0;
     o->type = m->type_name;
     o->file_bytes = gguf_file_size(m->file);
+    API_OUT(vkllm_model_info, out, &info);
 }
 
-
-size_t vkllm_model_meta_count(const vkllm_model *m) { return (size_t)gguf_kv_count(m->file); }
+size_t vkllm_model_meta_count(const vkllm_model *m) {
+    return (size_t)gguf_kv_count(m->file);
+}
 
 vkllm_status vkllm_model_meta(const vkllm_model *m, size_t i, char *key, size_t key_cap,
                               char *value, size_t value_cap) {
@@ -141,29 +163,38 @@ size_t vkllm_model_tensor_count(const vkllm_model *m) {
     return (size_t)gguf_tensor_count(m->file);
 }
 
-vkllm_status vkllm_model_tensor(const vkllm_model *m_, size_t i, vkllm_tensor_info *o) {
+vkllm_status vkllm_model_tensor(const vkllm_model *m_, size_t i, vkllm_tensor_info *out) {
     vkllm_model *m = (vkllm_model *)m_;
+    if (!m || !out) return VKLLM_ERR_INVALID_ARG;
+    vkllm_tensor_info info = {0}, *o = &info;
     uint64_t n = gguf_tensor_count(m->file);
     if (i >= n) return VKLLM_ERR_INVALID_ARG;
     const vkllm_allocator *a = m->rt->alloc;
-    if (!m->tensor_names) {
-        m->tensor_names = core_calloc(a, (size_t)n, sizeof(char *));
-        if (!m->tensor_names) return VKLLM_ERR_OUT_OF_MEMORY;
-    }
     const gguf_tensor *t = gguf_tensor_at(m->file, i);
-    if (!m->tensor_names[i]) {
+    vkllm_status st = VKLLM_OK;
+    pthread_mutex_lock(&m->mu); /* the names are made on first use, by any thread */
+    if (!m->tensor_names) m->tensor_names = core_calloc(a, (size_t)n, sizeof(char *));
+    if (!m->tensor_names) {
+        st = VKLLM_ERR_OUT_OF_MEMORY;
+    } else if (!m->tensor_names[i]) {
         char *s = core_alloc(a, (size_t)t->name.len + 1, 0);
-        if (!s) return VKLLM_ERR_OUT_OF_MEMORY;
-        memcpy(s, t->name.ptr, (size_t)t->name.len);
-        s[t->name.len] = '\0';
+        if (s) {
+            memcpy(s, t->name.ptr, (size_t)t->name.len);
+            s[t->name.len] = '\0';
+        } else {
+            st = VKLLM_ERR_OUT_OF_MEMORY;
+        }
         m->tensor_names[i] = s;
     }
-    o->name = m->tensor_names[i];
+    if (st == VKLLM_OK) o->name = m->tensor_names[i];
+    pthread_mutex_unlock(&m->mu);
+    if (st != VKLLM_OK) return st;
     o->type = quant_type_name(t->type);
     o->n_dims = t->n_dims;
     memcpy(o->ne, t->ne, sizeof o->ne);
     o->offset = t->offset;
     o->nbytes = t->nbytes;
+    API_OUT(vkllm_tensor_info, out, &info);
     return VKLLM_OK;
 }
 
@@ -213,17 +244,21 @@ vkllm_status vkllm_detokenize(vkllm_model *m, const int32_t *ids, size_t n, bool
     return total > cap ? VKLLM_ERR_BUFFER_TOO_SMALL : VKLLM_OK;
 }
 
-bool vkllm_token_is_eog(const vkllm_model *m, int32_t id) { return tok_is_eog(m->vocab, id); }
+bool vkllm_token_is_eog(const vkllm_model *m, int32_t id) {
+    return tok_is_eog(m->vocab, id);
+}
 
 vkllm_status vkllm_chat_apply(vkllm_model *m, const vkllm_chat_message *msgs, size_t n,
                               bool add_assistant, char *buf, size_t cap, size_t *n_out) {
     if (!m || (!msgs && n) || !n_out) return VKLLM_ERR_INVALID_ARG;
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content)
-            return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "chat: message %zu has no role or "
-                             "content", i);
+            return core_errf(&m->err, VKLLM_ERR_INVALID_ARG,
+                             "chat: message %zu has no role or "
+                             "content",
+                             i);
     /* No BOS in the text: tokenizing with VKLLM_TOKENIZE_ADD_SPECIAL adds it, once. */
     const char *bos_text = "";
-    return chat_render(m->chat, m->chat_tmpl.ptr, (size_t)m->chat_tmpl.len, msgs, n,
-                       add_assistant, bos_text, buf, cap, n_out);
+    return chat_render(m->chat, m->chat_tmpl.ptr, (size_t)m->chat_tmpl.len, msgs, n, add_assistant,
+                       bos_text, buf, cap, n_out);
 }

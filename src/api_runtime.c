@@ -1,6 +1,7 @@
 /* vkllm_runtime: allocator and log callbacks, the chosen backend, device listing, status text.
  * The only thread-local is the message of a vkllm_runtime_create that failed (there is no
  * object to hold it then). */
+#include "api_abi.h"
 #include "api_internal.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_info.h"
@@ -17,18 +18,30 @@ static _Thread_local core_err t_create_err;
 
 const char *vkllm_status_str(vkllm_status st) {
     switch (st) {
-    case VKLLM_OK: return "ok";
-    case VKLLM_ERR_INVALID_ARG: return "invalid argument";
-    case VKLLM_ERR_OUT_OF_MEMORY: return "out of memory";
-    case VKLLM_ERR_IO: return "i/o error";
-    case VKLLM_ERR_BAD_FILE: return "malformed model file";
-    case VKLLM_ERR_UNSUPPORTED: return "unsupported";
-    case VKLLM_ERR_CONTEXT_FULL: return "context full";
-    case VKLLM_ERR_NO_DEVICE: return "no such device";
-    case VKLLM_ERR_CANCELLED: return "cancelled";
-    case VKLLM_ERR_DEVICE: return "device error";
-    case VKLLM_ERR_BUFFER_TOO_SMALL: return "buffer too small";
-    case VKLLM_ERR_INTERNAL: return "internal error";
+    case VKLLM_OK:
+        return "ok";
+    case VKLLM_ERR_INVALID_ARG:
+        return "invalid argument";
+    case VKLLM_ERR_OUT_OF_MEMORY:
+        return "out of memory";
+    case VKLLM_ERR_IO:
+        return "i/o error";
+    case VKLLM_ERR_BAD_FILE:
+        return "malformed model file";
+    case VKLLM_ERR_UNSUPPORTED:
+        return "unsupported";
+    case VKLLM_ERR_CONTEXT_FULL:
+        return "context full";
+    case VKLLM_ERR_NO_DEVICE:
+        return "no such device";
+    case VKLLM_ERR_CANCELLED:
+        return "cancelled";
+    case VKLLM_ERR_DEVICE:
+        return "device error";
+    case VKLLM_ERR_BUFFER_TOO_SMALL:
+        return "buffer too small";
+    case VKLLM_ERR_INTERNAL:
+        return "internal error";
     }
     return "unknown status";
 }
@@ -50,16 +63,25 @@ static void rt_log_cb(void *user, vkllm_log_level level, const char *msg) {
 /* Parses the device string: "auto", "cpu", "vulkan", "vulkan:N", "vulkan:NAME".
  * auto takes the best Vulkan GPU; with none, or when the only Vulkan device is a CPU
  * implementation (lavapipe: our CPU path is faster on the same cores), the CPU backend. */
-static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *desc,
-                                 core_err *err) {
+static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *desc, core_err *err) {
     const char *dev = desc->device;
-    if (!dev || !*dev) dev = "auto";
+    if (!dev || !*dev) dev = desc->vk_device ? "vulkan" : "auto";
     bool want_vk = strncmp(dev, "vulkan", 6) == 0 && (dev[6] == '\0' || dev[6] == ':');
     bool is_auto = strcmp(dev, "auto") == 0;
+    vkllm_vulkan_device host_local;
+    const vkllm_vulkan_device *host =
+        desc->vk_device ? API_IN(vkllm_vulkan_device, desc->vk_device, &host_local) : NULL;
+    if (host && !(is_auto || strcmp(dev, "vulkan") == 0))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "device '%s' with vk_device: the host's "
+                         "device is the device (give NULL, auto or vulkan)",
+                         dev);
+    if (host) want_vk = true, is_auto = false;
     if (!want_vk && !is_auto && strcmp(dev, "cpu") != 0)
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
                          "unknown device '%s' (expected auto, cpu, vulkan, vulkan:N or "
-                         "vulkan:NAME)", dev);
+                         "vulkan:NAME)",
+                         dev);
     if (desc->vk_tier_plus1 < 0 || desc->vk_tier_plus1 > VK_TIER_COUNT)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk tier %d out of range [0, %d]",
                          desc->vk_tier_plus1 - 1, VK_TIER_COUNT - 1);
@@ -67,13 +89,21 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
     if (!cpu_kern_isa_parse(desc->cpu_isa ? desc->cpu_isa : "auto", &isa))
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
                          "unknown CPU kernel set '%s' (expected auto, scalar, avx2, avx512 or "
-                         "avx512vnni)", desc->cpu_isa);
+                         "avx512vnni)",
+                         desc->cpu_isa);
     if (want_vk || is_auto) {
         vk_backend_desc vd = {
-            .alloc = rt->alloc, .log = rt_log_cb, .log_user = rt,
-            .select = want_vk ? dev : "vulkan", .max_tier = desc->vk_tier_plus1 - 1,
-            .memory_cap = desc->memory_cap, .n_splits = rt->n_threads,
-            .skip_cpu_devices = is_auto, .relaxed_products = desc->vk_relaxed_products,
+            .alloc = rt->alloc,
+            .log = rt_log_cb,
+            .log_user = rt,
+            .select = want_vk ? dev : "vulkan",
+            .max_tier = desc->vk_tier_plus1 - 1,
+            .memory_cap = desc->memory_cap,
+            .n_splits = rt->n_threads,
+            .skip_cpu_devices = is_auto,
+            .relaxed_products = desc->vk_relaxed_products,
+            .host = host,
+            .vkac = desc->vk_allocation_callbacks,
         };
         vkllm_status st = vk_backend_create(&vd, &rt->backend, err);
         if (st == VKLLM_OK || want_vk) return st;
@@ -84,11 +114,10 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
     return cpu_backend_create(&cd, &rt->backend, err);
 }
 
-vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *desc, vkllm_runtime **out) {
-    vkllm_runtime_desc zero = {0};
-    if (!desc) desc = &zero;
-    if (!out)
-        return core_errf(&t_create_err, VKLLM_ERR_INVALID_ARG, "runtime: out is NULL");
+vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *user_desc, vkllm_runtime **out) {
+    vkllm_runtime_desc local;
+    const vkllm_runtime_desc *desc = API_IN(vkllm_runtime_desc, user_desc, &local);
+    if (!out) return core_errf(&t_create_err, VKLLM_ERR_INVALID_ARG, "runtime: out is NULL");
     *out = NULL;
     if ((desc->allocator.alloc == NULL) != (desc->allocator.free == NULL))
         return core_errf(&t_create_err, VKLLM_ERR_INVALID_ARG,
@@ -133,23 +162,40 @@ const char *vkllm_runtime_backend_name(const vkllm_runtime *rt) {
 
 void vkllm_runtime_device(const vkllm_runtime *rt, vkllm_device_info *out) {
     if (!out) return;
-    if (rt && rt->backend) *out = rt->backend->info;
-    else memset(out, 0, sizeof *out);
+    vkllm_device_info info = {0};
+    if (rt && rt->backend) info = rt->backend->info;
+    API_OUT(vkllm_device_info, out, &info);
 }
 
 #define VKLLM_STR2(x) #x
 #define VKLLM_STR(x) VKLLM_STR2(x)
+
+uint32_t vkllm_version(void) {
+    return VKLLM_VERSION;
+}
 
 const char *vkllm_version_string(void) {
     return VKLLM_STR(VKLLM_VERSION_MAJOR) "." VKLLM_STR(VKLLM_VERSION_MINOR) "." VKLLM_STR(
         VKLLM_VERSION_PATCH) " (git " VKLLM_GIT_COMMIT ")";
 }
 
+/* infos is an array of the caller's struct: its stride is the caller's struct_size (that of
+ * infos[0]; 0 = the v0 size), which every element gets. */
 vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_out) {
     size_t n = 0;
+    const uint32_t want = infos && cap ? infos[0].struct_size : 0;
+    if (want && want < sizeof(uint32_t)) return VKLLM_ERR_INVALID_ARG;
+    /* an array of v0 structs is sizeof of that struct apart: its size rounded up to the
+     * alignment; a caller's element may be at any byte offset, so it is written as bytes */
+    const size_t align = _Alignof(vkllm_device_info);
+    const size_t stride = want ? want : (API_V0_vkllm_device_info + align - 1) / align * align;
+    vkllm_device_info info;
     if (infos && n < cap) {
-        cpu_info_device(&infos[n]);
-        snprintf(infos[n].driver, sizeof infos[n].driver, "%d cores", cpu_info_n_cores());
+        cpu_info_device(&info);
+        snprintf(info.driver, sizeof info.driver, "%d cores", cpu_info_n_cores());
+        char *dst = (char *)infos + n * stride;
+        memcpy(dst, &want, sizeof want);
+        API_OUT(vkllm_device_info, dst, &info);
     }
     n++;
     vk_dev_info vi[16];
@@ -158,7 +204,10 @@ vkllm_status vkllm_list_devices(vkllm_device_info *infos, size_t cap, size_t *n_
     if (vk_enumerate(vi, 16, &nv, &err) == VKLLM_OK) {
         for (uint32_t i = 0; i < nv && i < 16; i++, n++) {
             if (!infos || n >= cap) continue;
-            vk_dev_info_public(&vi[i], (int)i, vi[i].tier, &infos[n]);
+            vk_dev_info_public(&vi[i], (int)i, vi[i].tier, &info);
+            char *dst = (char *)infos + n * stride;
+            memcpy(dst, &want, sizeof want);
+            API_OUT(vkllm_device_info, dst, &info);
         }
     }
     if (n_out) *n_out = n;

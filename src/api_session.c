@@ -1,23 +1,28 @@
 /* vkllm_session: one sequence's context (KV cache on the backend), prompt evaluation in
  * chunks of n_batch, and the generate loop with sampling, streaming callback and cancel.
+ * Every backend call holds the runtime's backend lock (be_mu), and only for that call:
+ * vkllm_generate's on_token runs with no lock held, so it may call into vkllm (another
+ * session, an engine) from there.
  * The last sampled token is kept "pending" (not yet evaluated) so a later call continues
  * exactly where generation stopped. */
+#include "api_abi.h"
 #include "api_internal.h"
 
 #include <string.h>
 
-vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *desc,
+vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *user_desc,
                                   vkllm_session **out) {
     if (!m || !out) return VKLLM_ERR_INVALID_ARG;
     *out = NULL;
     if (m->vocab_only)
-        return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "session: the model was loaded "
+        return core_errf(&m->err, VKLLM_ERR_INVALID_ARG,
+                         "session: the model was loaded "
                          "vocab-only and has no weights");
-    vkllm_session_desc zero = {0};
-    if (!desc) desc = &zero;
+    vkllm_session_desc local;
+    const vkllm_session_desc *desc = API_IN(vkllm_session_desc, user_desc, &local);
     const vkllm_allocator *a = m->rt->alloc;
-    uint32_t n_ctx = desc->n_ctx ? desc->n_ctx
-                                 : (m->cfg.n_ctx_train < 4096 ? m->cfg.n_ctx_train : 4096);
+    uint32_t n_ctx =
+        desc->n_ctx ? desc->n_ctx : (m->cfg.n_ctx_train < 4096 ? m->cfg.n_ctx_train : 4096);
     uint32_t n_batch = desc->n_batch ? desc->n_batch : 512;
     if (n_ctx > 1u << 20)
         return core_errf(&m->err, VKLLM_ERR_INVALID_ARG, "session: n_ctx %u too large (max %u)",
@@ -48,7 +53,9 @@ vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *desc
     }
     eng_backend *be = m->rt->backend;
     const eng_ctx_desc cd = {.n_ctx = n_ctx, .n_batch = n_batch, .n_seqs = 1};
+    pthread_mutex_lock(&m->rt->be_mu); /* an engine of the runtime may be stepping */
     st = be->vt->ctx_create(be, &m->em, &m->graph, &cd, &s->ctx, &m->err);
+    pthread_mutex_unlock(&m->rt->be_mu);
     if (st != VKLLM_OK) goto fail;
     *out = s;
     return VKLLM_OK;
@@ -60,7 +67,12 @@ fail:
 void vkllm_session_destroy(vkllm_session *s) {
     if (!s) return;
     const vkllm_allocator *a = s->model->rt->alloc;
-    if (s->ctx) s->model->rt->backend->vt->ctx_destroy(s->ctx);
+    if (s->ctx) {
+        vkllm_runtime *rt = s->model->rt;
+        pthread_mutex_lock(&rt->be_mu);
+        rt->backend->vt->ctx_destroy(s->ctx);
+        pthread_mutex_unlock(&rt->be_mu);
+    }
     sched_sampler_free(s->sampler);
     core_free(a, s->logits);
     core_free(a, s->tokbuf);
@@ -68,16 +80,24 @@ void vkllm_session_destroy(vkllm_session *s) {
     core_free(a, s);
 }
 
-const char *vkllm_session_last_error(const vkllm_session *s) { return s ? s->err.msg : ""; }
+const char *vkllm_session_last_error(const vkllm_session *s) {
+    return s ? s->err.msg : "";
+}
 
 void vkllm_session_reset(vkllm_session *s) {
     s->n_past = 0;
     s->pending = -1;
 }
 
-uint32_t vkllm_session_n_past(const vkllm_session *s) { return s->n_past; }
-uint32_t vkllm_session_n_ctx(const vkllm_session *s) { return s->n_ctx; }
-const float *vkllm_session_logits(const vkllm_session *s) { return s->logits; }
+uint32_t vkllm_session_n_past(const vkllm_session *s) {
+    return s->n_past;
+}
+uint32_t vkllm_session_n_ctx(const vkllm_session *s) {
+    return s->n_ctx;
+}
+const float *vkllm_session_logits(const vkllm_session *s) {
+    return s->logits;
+}
 
 void vkllm_session_cancel(vkllm_session *s) {
     if (s) atomic_store(&s->cancel, 1);
@@ -97,11 +117,19 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n,
         uint32_t chunk = (uint32_t)(n - i < s->n_batch ? n - i : s->n_batch);
         const bool last = i + chunk == n;
         /* the attention arithmetic llama.cpp uses for a batch of this size */
-        const eng_seq seq = {.n_tokens = chunk, .pos0 = s->n_past, .out = last,
-                             .mode = eng_attn_mode_for(chunk), .pages = s->pages};
-        eng_batch b = {.tokens = toks + i, .n_tokens = chunk, .seqs = &seq, .n_seqs = 1,
-                       .n_out = last ? 1 : 0, .top_k = last ? top_k : 0,
-                       .out_ids = s->cand_ids, .out_vals = s->cand_vals};
+        const eng_seq seq = {.n_tokens = chunk,
+                             .pos0 = s->n_past,
+                             .out = last,
+                             .mode = eng_attn_mode_for(chunk),
+                             .pages = s->pages};
+        eng_batch b = {.tokens = toks + i,
+                       .n_tokens = chunk,
+                       .seqs = &seq,
+                       .n_seqs = 1,
+                       .n_out = last ? 1 : 0,
+                       .top_k = last ? top_k : 0,
+                       .out_ids = s->cand_ids,
+                       .out_vals = s->cand_vals};
         pthread_mutex_lock(&s->model->rt->be_mu);
         vkllm_status st = be->vt->run(s->ctx, &b, s->logits, &s->err);
         pthread_mutex_unlock(&s->model->rt->be_mu);
@@ -116,24 +144,29 @@ vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t 
     if (!s || (!tokens && n)) return VKLLM_ERR_INVALID_ARG;
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= s->model->cfg.n_vocab)
-            return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "eval: token %zu has id %d, out "
-                             "of range [0, %u)", i, tokens[i], s->model->cfg.n_vocab);
+            return core_errf(&s->err, VKLLM_ERR_INVALID_ARG,
+                             "eval: token %zu has id %d, out "
+                             "of range [0, %u)",
+                             i, tokens[i], s->model->cfg.n_vocab);
     s->pending = -1;
     return eval_tokens(s, tokens, n, 0);
 }
 
-vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
+vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_desc,
                             vkllm_generate_result *res) {
-    if (!s || !d) return VKLLM_ERR_INVALID_ARG;
+    if (!s || !user_desc) return VKLLM_ERR_INVALID_ARG;
+    vkllm_generate_desc local;
+    const vkllm_generate_desc *d = API_IN(vkllm_generate_desc, user_desc, &local);
     vkllm_generate_result r = {0};
-    if (res) *res = r;
+    if (res) API_OUT(vkllm_generate_result, res, &r);
     vkllm_model *m = s->model;
     atomic_store(&s->cancel, 0);
     if (d->max_tokens < 0)
         return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: max_tokens %d < 0",
                          d->max_tokens);
     if (d->prompt && d->tokens)
-        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: give prompt or tokens, "
+        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG,
+                         "generate: give prompt or tokens, "
                          "not both");
 
     /* 1. the input: the pending token, then the prompt */
@@ -149,8 +182,8 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
         if (st == VKLLM_ERR_BUFFER_TOO_SMALL || (st == VKLLM_OK && s->n_past + n + got > s->n_ctx))
             return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
                              "prompt is %zu tokens, but the context has room for %u (n_ctx %u, "
-                             "%u used)", got, s->n_ctx - s->n_past - (uint32_t)n, s->n_ctx,
-                             s->n_past);
+                             "%u used)",
+                             got, s->n_ctx - s->n_past - (uint32_t)n, s->n_ctx, s->n_past);
         if (st != VKLLM_OK) return st;
         n += got;
     } else if (d->tokens) {
@@ -160,13 +193,16 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
                              d->n_tokens, s->n_ctx - s->n_past - (uint32_t)n, s->n_ctx);
         for (size_t i = 0; i < d->n_tokens; i++) {
             if (d->tokens[i] < 0 || (uint32_t)d->tokens[i] >= m->cfg.n_vocab)
-                return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: token %zu has id "
-                                 "%d, out of range", i, d->tokens[i]);
+                return core_errf(&s->err, VKLLM_ERR_INVALID_ARG,
+                                 "generate: token %zu has id "
+                                 "%d, out of range",
+                                 i, d->tokens[i]);
             s->tokbuf[n++] = d->tokens[i];
         }
     }
     if (n == 0 && s->n_past == 0)
-        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG, "generate: empty prompt and empty "
+        return core_errf(&s->err, VKLLM_ERR_INVALID_ARG,
+                         "generate: empty prompt and empty "
                          "context (nothing to continue from)");
 
     /* 2. prefill */
@@ -177,7 +213,8 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
     if (st != VKLLM_OK) return st;
     s->pending = -1;
     r.n_prompt = (uint32_t)n;
-    for (size_t i = 0; i < n; i++) sched_sampler_accept(s->sampler, s->tokbuf[i]);
+    for (size_t i = 0; i < n; i++)
+        sched_sampler_accept(s->sampler, s->tokbuf[i]);
     double t1 = core_time_s();
     r.prefill_seconds = t1 - t0;
 
@@ -219,7 +256,7 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *d,
         s->pending = -1;
     }
     r.decode_seconds = core_time_s() - t1;
-    if (res) *res = r;
+    if (res) API_OUT(vkllm_generate_result, res, &r);
     return st;
 }
 

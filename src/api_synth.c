@@ -10,6 +10,8 @@
  */
 #include "vkllm.h"
 
+#include "api_abi.h"
+
 #include "core/common.h"
 #include "core/quant.h"
 #include "loader/gguf.h"
@@ -39,7 +41,8 @@ static const synth_shape k_shapes[] = {
 
 const char *const *vkllm_synth_shapes(void) {
     static const char *names[N_SHAPES + 1];
-    for (size_t i = 0; i < N_SHAPES; i++) names[i] = k_shapes[i].name;
+    for (size_t i = 0; i < N_SHAPES; i++)
+        names[i] = k_shapes[i].name;
     names[N_SHAPES] = NULL;
     return names;
 }
@@ -55,10 +58,10 @@ const char *vkllm_synth_shape_vocab(const char *shape) {
     return s ? s->vocab_hint : NULL;
 }
 
-bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *o) {
+bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out) {
     const synth_shape *s = find_shape(shape);
-    if (!s || !o) return false;
-    memset(o, 0, sizeof *o);
+    if (!s || !out) return false;
+    vkllm_model_info info = {0}, *o = &info;
     o->architecture = "llama";
     o->name = s->name;
     o->n_embd = s->n_embd;
@@ -71,6 +74,7 @@ bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *o) {
                  : strcmp(s->vocab_hint, "llama-bpe") == 0 ? 128256
                                                            : 32000;
     o->bos = o->eos = -1;
+    API_OUT(vkllm_model_info, out, &info);
     return true;
 }
 
@@ -93,7 +97,7 @@ typedef struct synth {
     gguf_writer *w;
     const vkllm_allocator *alloc;
     uint64_t rng;
-    float *row;     /* n_in floats */
+    float *row; /* n_in floats */
     core_err *err;
 } synth;
 
@@ -107,9 +111,10 @@ static vkllm_status add_matrix(synth *s, const char *name, uint32_t type, uint32
                                uint32_t n_out) {
     uint64_t rb, total;
     if (!quant_row_bytes(type, n_in, &rb))
-        return core_errf(s->err, VKLLM_ERR_INVALID_ARG, "%s: rows of %u elements are not a "
-                         "multiple of %s's block of %u", name, n_in, quant_type_name(type),
-                         quant_traits_of(type)->block_size);
+        return core_errf(s->err, VKLLM_ERR_INVALID_ARG,
+                         "%s: rows of %u elements are not a "
+                         "multiple of %s's block of %u",
+                         name, n_in, quant_type_name(type), quant_traits_of(type)->block_size);
     if (!core_mul_ok(rb, n_out, &total) || total > SIZE_MAX)
         return core_errf(s->err, VKLLM_ERR_INVALID_ARG, "%s: too large", name);
     const quant_traits *tr = quant_traits_of(type);
@@ -123,7 +128,8 @@ static vkllm_status add_matrix(synth *s, const char *name, uint32_t type, uint32
     const float scale = 1.0f / sqrtf((float)n_in);
     const uint32_t distinct = n_out < SYNTH_ROWS ? n_out : SYNTH_ROWS;
     for (uint32_t r = 0; r < distinct; r++) {
-        for (uint32_t i = 0; i < n_in; i++) s->row[i] = scale * next_unit(&s->rng);
+        for (uint32_t i = 0; i < n_in; i++)
+            s->row[i] = scale * next_unit(&s->rng);
         tr->quant(s->row, data + (size_t)r * rb, n_in);
     }
     for (uint32_t r = distinct; r < n_out; r++)
@@ -136,7 +142,8 @@ static vkllm_status add_matrix(synth *s, const char *name, uint32_t type, uint32
 }
 
 static vkllm_status add_norm(synth *s, const char *name, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) s->row[i] = 1.0f;
+    for (uint32_t i = 0; i < n; i++)
+        s->row[i] = 1.0f;
     const uint64_t ne[1] = {n};
     vkllm_status st =
         gguf_writer_add_tensor(s->w, name, QT_F32, 1, ne, s->row, (uint64_t)n * 4, true);
@@ -150,13 +157,14 @@ static vkllm_status write_model(synth *s, const synth_shape *sh, uint32_t type,
     uint64_t n_vocab = 0, n_copied = 0;
     if (!gguf_get_arr(vocab, "tokenizer.ggml.tokens", &et, &n_vocab) || n_vocab == 0 ||
         n_vocab > INT32_MAX)
-        return core_errf(s->err, VKLLM_ERR_BAD_FILE, "the vocabulary file has no "
+        return core_errf(s->err, VKLLM_ERR_BAD_FILE,
+                         "the vocabulary file has no "
                          "tokenizer.ggml.tokens");
     const uint32_t hd = sh->n_embd / sh->n_head, n_kv = hd * sh->n_head_kv;
     char name[64];
     snprintf(name, sizeof name, "synthetic %s %s", sh->name, quant_type_name(type));
     vkllm_status st = VKLLM_OK;
-#define SET(call) \
+#define SET(call)                                                                                  \
     if (st == VKLLM_OK) st = (call)
     SET(gguf_writer_set_str(s->w, "general.architecture", "llama"));
     SET(gguf_writer_set_str(s->w, "general.name", name));
@@ -184,9 +192,9 @@ static vkllm_status write_model(synth *s, const synth_shape *sh, uint32_t type,
             const char *part;
             uint32_t n_in, n_out;
         } mats[] = {
-            {"attn_q", sh->n_embd, sh->n_embd},     {"attn_k", sh->n_embd, n_kv},
-            {"attn_v", sh->n_embd, n_kv},           {"attn_output", sh->n_embd, sh->n_embd},
-            {"ffn_gate", sh->n_embd, sh->n_ff},     {"ffn_up", sh->n_embd, sh->n_ff},
+            {"attn_q", sh->n_embd, sh->n_embd}, {"attn_k", sh->n_embd, n_kv},
+            {"attn_v", sh->n_embd, n_kv},       {"attn_output", sh->n_embd, sh->n_embd},
+            {"ffn_gate", sh->n_embd, sh->n_ff}, {"ffn_up", sh->n_embd, sh->n_ff},
             {"ffn_down", sh->n_ff, sh->n_embd},
         };
         char tn[64];
@@ -203,13 +211,16 @@ static vkllm_status write_model(synth *s, const synth_shape *sh, uint32_t type,
     return gguf_writer_write(s->w, path, s->err);
 }
 
-vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap) {
+vkllm_status vkllm_synth(const vkllm_synth_desc *user_desc, char *err, size_t err_cap) {
+    vkllm_synth_desc local;
+    const vkllm_synth_desc *desc = user_desc ? API_IN(vkllm_synth_desc, user_desc, &local) : NULL;
     core_err e = {{0}};
     vkllm_status st = VKLLM_OK;
     const synth_shape *sh = desc ? find_shape(desc->shape) : NULL;
     uint32_t type = 0;
     if (!desc || !desc->out_path) {
-        st = core_errf(&e, VKLLM_ERR_INVALID_ARG, "synth: a shape, a vocabulary file and an "
+        st = core_errf(&e, VKLLM_ERR_INVALID_ARG,
+                       "synth: a shape, a vocabulary file and an "
                        "output path are required");
     } else if (!sh) {
         char list[256] = "";
@@ -219,7 +230,8 @@ vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap
         st = core_errf(&e, VKLLM_ERR_INVALID_ARG, "unknown shape '%s' (known: %s)",
                        desc->shape ? desc->shape : "", list);
     } else if (!find_type(desc->type, &type)) {
-        st = core_errf(&e, VKLLM_ERR_INVALID_ARG, "unknown or unsupported weight type '%s' "
+        st = core_errf(&e, VKLLM_ERR_INVALID_ARG,
+                       "unknown or unsupported weight type '%s' "
                        "(q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32)",
                        desc->type);
     } else if (!desc->vocab_path) {
@@ -230,7 +242,8 @@ vkllm_status vkllm_synth(const vkllm_synth_desc *desc, char *err, size_t err_cap
         gguf_open_desc od = {.allocator = desc->allocator, .vocab_only = true};
         st = gguf_open(desc->vocab_path, &od, &vocab, &e);
     }
-    synth s = {.alloc = desc ? desc->allocator : NULL, .err = &e,
+    synth s = {.alloc = desc ? desc->allocator : NULL,
+               .err = &e,
                .rng = desc && desc->seed ? desc->seed : 1};
     if (st == VKLLM_OK) {
         s.w = gguf_writer_create(s.alloc);

@@ -114,8 +114,8 @@ static void test_model_load_errors(void **state) {
 
 static void test_allocator_callbacks(void **state) {
     counter c = {0};
-    vkllm_runtime_desc rd = {.device = "cpu", .n_threads = 2,
-                             .allocator = {count_alloc, count_free, &c}};
+    vkllm_runtime_desc rd = {
+        .device = "cpu", .n_threads = 2, .allocator = {count_alloc, count_free, &c}};
     vkllm_runtime *rt;
     assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_OK);
     vkllm_model *m;
@@ -154,8 +154,7 @@ static void test_vocab_only(void **state) {
     const char *text = "Hello world, it's 2026!";
     int32_t ids[64];
     size_t n;
-    assert_int_equal(vkllm_tokenize(m, text, strlen(text), VKLLM_TOKENIZE_ADD_SPECIAL, ids, 64,
-                                    &n),
+    assert_int_equal(vkllm_tokenize(m, text, strlen(text), VKLLM_TOKENIZE_ADD_SPECIAL, ids, 64, &n),
                      VKLLM_OK);
     assert_int_equal(ids[0], 1); /* BOS */
     char out[128];
@@ -169,8 +168,7 @@ static void test_vocab_only(void **state) {
     assert_int_equal(vkllm_tokenize(m, text, strlen(text), 0, small, 2, &need),
                      VKLLM_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(need, n - 1);
-    assert_int_equal(vkllm_detokenize(m, ids, n, false, out, 3, &len),
-                     VKLLM_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(vkllm_detokenize(m, ids, n, false, out, 3, &len), VKLLM_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(len, strlen(text));
     assert_int_equal(vkllm_token_to_piece(m, -1, false, out, sizeof out, &len),
                      VKLLM_ERR_INVALID_ARG);
@@ -193,8 +191,12 @@ static void gen(vkllm_session *s, const vkllm_sampling *smp, collect *c, int n,
                 vkllm_generate_result *r) {
     vkllm_session_reset(s);
     c->n = 0;
-    vkllm_generate_desc gd = {.prompt = "Once upon a time", .max_tokens = n, .sampling = *smp,
-                              .on_token = on_token, .user = c, .ignore_eog = true};
+    vkllm_generate_desc gd = {.prompt = "Once upon a time",
+                              .max_tokens = n,
+                              .sampling = *smp,
+                              .on_token = on_token,
+                              .user = c,
+                              .ignore_eog = true};
     assert_int_equal(vkllm_generate(s, &gd, r), VKLLM_OK);
 }
 
@@ -206,10 +208,14 @@ static void test_sampling_and_stops(void **state) {
     vkllm_session *s;
     vkllm_session_desc sd = {.n_ctx = 256};
     assert_int_equal(vkllm_session_create(m, &sd, &s), VKLLM_OK);
-    vkllm_generate_result r;
+    vkllm_generate_result r = {0};
     collect a = {0}, b = {0}, c = {0};
-    vkllm_sampling hot = {.temperature = 1.0f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-                          .repeat_penalty = 1.1f, .seed = 1234};
+    vkllm_sampling hot = {.temperature = 1.0f,
+                          .top_k = 40,
+                          .top_p = 0.95f,
+                          .min_p = 0.05f,
+                          .repeat_penalty = 1.1f,
+                          .seed = 1234};
     gen(s, &hot, &a, 24, &r);
     gen(s, &hot, &b, 24, &r);
     assert_int_equal(a.n, 24);
@@ -243,7 +249,8 @@ static void test_sampling_and_stops(void **state) {
     /* a prompt that does not fit fails before evaluating anything */
     vkllm_session_reset(s);
     char *big = malloc(4000);
-    for (int i = 0; i < 3999; i++) big[i] = "ab "[i % 3];
+    for (int i = 0; i < 3999; i++)
+        big[i] = "ab "[i % 3];
     big[3999] = '\0';
     vkllm_generate_desc toolong = {.prompt = big};
     assert_int_equal(vkllm_generate(s, &toolong, &r), VKLLM_ERR_CONTEXT_FULL);
@@ -260,10 +267,9 @@ static void test_sampling_and_stops(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_runtime_bad_args),     cmocka_unit_test(test_runtime_cpu_isa),
-        cmocka_unit_test(test_model_load_errors),
-        cmocka_unit_test(test_allocator_callbacks),  cmocka_unit_test(test_vocab_only),
-        cmocka_unit_test(test_sampling_and_stops),
+        cmocka_unit_test(test_runtime_bad_args),  cmocka_unit_test(test_runtime_cpu_isa),
+        cmocka_unit_test(test_model_load_errors), cmocka_unit_test(test_allocator_callbacks),
+        cmocka_unit_test(test_vocab_only),        cmocka_unit_test(test_sampling_and_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

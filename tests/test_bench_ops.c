@@ -54,7 +54,8 @@ static void test_read_checksum(void **state) {
     /* one word; a partial grid; the unrolled loop with and without a tail; several
      * iterations per invocation */
     static const uint64_t sizes[] = {16, 16 * 1000, (1u << 20) + 48, 12u << 20};
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_checksum(d, sizes[i]);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        check_checksum(d, sizes[i]);
     core_err err = {{0}};
     uint32_t x, w[4] = {0};
     assert_int_equal(vk_bench_read_checksum(d, w, 12, &x, &err), VKLLM_ERR_INVALID_ARG);
@@ -105,10 +106,13 @@ static void test_matmul(void **state) {
         vkllm_runtime *rt = open_rt(k_devices[i]);
         for (size_t t = 0; t < sizeof types / sizeof *types; t++)
             for (size_t k = 0; k < 2; k++) {
-                const vkllm_bench_op_desc d = {.op = VKLLM_BENCH_MATMUL, .type = types[t].name,
-                                               .rows = rows, .cols = cols, .tokens = tokens[k],
+                const vkllm_bench_op_desc d = {.op = VKLLM_BENCH_MATMUL,
+                                               .type = types[t].name,
+                                               .rows = rows,
+                                               .cols = cols,
+                                               .tokens = tokens[k],
                                                .seconds = SECONDS};
-                vkllm_bench_op_result r;
+                vkllm_bench_op_result r = {0};
                 char what[96];
                 snprintf(what, sizeof what, "%s matmul %s x %u", k_devices[i], types[t].name,
                          tokens[k]);
@@ -130,16 +134,21 @@ static void test_attention(void **state) {
     for (size_t i = 0; i < 2; i++) {
         vkllm_runtime *rt = open_rt(k_devices[i]);
         for (uint32_t tokens = 1; tokens <= 4; tokens += 3) {
-            const vkllm_bench_op_desc d = {.op = VKLLM_BENCH_ATTENTION, .n_head = n_head,
-                                           .n_head_kv = n_head_kv, .head_dim = hd,
-                                           .n_kv = n_kv, .tokens = tokens, .seconds = SECONDS};
-            vkllm_bench_op_result r;
+            const vkllm_bench_op_desc d = {.op = VKLLM_BENCH_ATTENTION,
+                                           .n_head = n_head,
+                                           .n_head_kv = n_head_kv,
+                                           .head_dim = hd,
+                                           .n_kv = n_kv,
+                                           .tokens = tokens,
+                                           .seconds = SECONDS};
+            vkllm_bench_op_result r = {0};
             char what[64];
             snprintf(what, sizeof what, "%s attention x %u", k_devices[i], tokens);
             if (vkllm_bench_op(rt, &d, &r) != VKLLM_OK)
                 fail_msg("%s: %s", what, vkllm_runtime_last_error(rt));
             uint64_t keys = 0; /* query t sees positions 0 .. n_kv - tokens + t */
-            for (uint32_t t = 0; t < tokens; t++) keys += n_kv - tokens + t + 1;
+            for (uint32_t t = 0; t < tokens; t++)
+                keys += n_kv - tokens + t + 1;
             check_result(what, &r, 2ull * n_kv * n_head_kv * hd * 2, 4ull * n_head * hd * keys);
         }
         vkllm_runtime_destroy(rt);
@@ -149,7 +158,7 @@ static void test_attention(void **state) {
 /* The request, the status it must get, and a word the message must hold. */
 static void expect(vkllm_runtime *rt, const vkllm_bench_op_desc *d, vkllm_status want,
                    const char *word) {
-    vkllm_bench_op_result r;
+    vkllm_bench_op_result r = {0};
     const vkllm_status st = vkllm_bench_op(rt, d, &r);
     const char *msg = vkllm_runtime_last_error(rt);
     if (st != want || !strstr(msg, word))
@@ -161,8 +170,8 @@ static void test_errors(void **state) {
     (void)state;
     for (size_t i = 0; i < 2; i++) {
         vkllm_runtime *rt = open_rt(k_devices[i]);
-        const vkllm_bench_op_desc mm = {.op = VKLLM_BENCH_MATMUL, .type = "q4_0", .rows = 64,
-                                        .cols = 256, .seconds = SECONDS};
+        const vkllm_bench_op_desc mm = {
+            .op = VKLLM_BENCH_MATMUL, .type = "q4_0", .rows = 64, .cols = 256, .seconds = SECONDS};
         vkllm_bench_op_desc d = mm;
         d.type = "q9_9";
         expect(rt, &d, VKLLM_ERR_INVALID_ARG, "q9_9");
@@ -186,8 +195,12 @@ static void test_errors(void **state) {
         d.tokens = 40000;
         d.rows = d.cols = 16384; /* 2.4 GiB of activations */
         expect(rt, &d, VKLLM_ERR_OUT_OF_MEMORY, "activations");
-        const vkllm_bench_op_desc at = {.op = VKLLM_BENCH_ATTENTION, .n_head = 4, .n_head_kv = 2,
-                                        .head_dim = 64, .n_kv = 32, .seconds = SECONDS};
+        const vkllm_bench_op_desc at = {.op = VKLLM_BENCH_ATTENTION,
+                                        .n_head = 4,
+                                        .n_head_kv = 2,
+                                        .head_dim = 64,
+                                        .n_kv = 32,
+                                        .seconds = SECONDS};
         d = at;
         d.tokens = 33;
         expect(rt, &d, VKLLM_ERR_INVALID_ARG, "33 queries");
@@ -204,7 +217,7 @@ static void test_errors(void **state) {
         }
         assert_int_equal(vkllm_bench_op(rt, NULL, NULL), VKLLM_ERR_INVALID_ARG);
         /* the runtime still measures after the failures */
-        vkllm_bench_op_result r;
+        vkllm_bench_op_result r = {0};
         d = mm;
         d.tokens = 2; /* one copy of the weights: quick */
         assert_int_equal(vkllm_bench_op(rt, &d, &r), VKLLM_OK);

@@ -5,7 +5,8 @@
  *    argmax,
  *  - produce the same 32 greedy tokens;
  * with each SIMD kernel set the processor has (AVX2, AVX-512, AVX-512 VNNI), whose first-step
- * logits must moreover be the same bits, all 49152 of them. Runs through the public API only. The default model comes from $VKLLM_MODEL.
+ * logits must moreover be the same bits, all 49152 of them. Runs through the public API only. The
+ * default model comes from $VKLLM_MODEL.
  *
  * Tolerance: both sides quantize activations to Q8_1/Q8_0 the same way and use the same F16
  * KV cache, but sum in a different order in places (attention, norms), and llama.cpp's flash
@@ -109,7 +110,8 @@ static int load_golden(void **state) {
 }
 
 static int free_golden(void **state) {
-    for (int i = 0; i < g_n; i++) free(g_gold[i].prompt);
+    for (int i = 0; i < g_n; i++)
+        free(g_gold[i].prompt);
     return 0;
 }
 
@@ -117,7 +119,8 @@ static int free_golden(void **state) {
  * processor lacks that set. */
 static bool open_model_isa(const char *isa, vkllm_runtime **rt, vkllm_model **m) {
     const char *path = getenv("VKLLM_MODEL");
-    if (!path || !*path) fail_msg("VKLLM_MODEL is not set (ctest sets it; see tests/CMakeLists.txt)");
+    if (!path || !*path)
+        fail_msg("VKLLM_MODEL is not set (ctest sets it; see tests/CMakeLists.txt)");
     vkllm_runtime_desc rd = {.device = "cpu", .n_threads = 2, .cpu_isa = isa};
     const vkllm_status st = vkllm_runtime_create(&rd, rt);
     if (st == VKLLM_ERR_NO_DEVICE && isa) return false;
@@ -129,7 +132,9 @@ static bool open_model_isa(const char *isa, vkllm_runtime **rt, vkllm_model **m)
     return true;
 }
 
-static void open_model(vkllm_runtime **rt, vkllm_model **m) { open_model_isa(NULL, rt, m); }
+static void open_model(vkllm_runtime **rt, vkllm_model **m) {
+    open_model_isa(NULL, rt, m);
+}
 
 static void test_prompt_tokens(void **state) {
     vkllm_runtime *rt;
@@ -170,7 +175,8 @@ static void greedy_one_isa(vkllm_runtime *rt, vkllm_model *m, const char *isa, f
             assert_non_null(first[p]);
             memcpy(first[p], lg, sizeof(float) * 49152);
         } else if (memcmp(first[p], lg, sizeof(float) * 49152) != 0) {
-            fail_msg("%s, prompt %d: first-step logits are not the first kernel set's bits", isa, p);
+            fail_msg("%s, prompt %d: first-step logits are not the first kernel set's bits", isa,
+                     p);
         }
         float pworst = 0.0f;
         for (int i = 0; i < 10; i++) {
@@ -180,11 +186,12 @@ static void greedy_one_isa(vkllm_runtime *rt, vkllm_model *m, const char *isa, f
             if (d > *worst) *worst = d;
             if (d > LOGIT_TOL)
                 fail_msg("%s, prompt %d: logit of token %d is %.5f, llama.cpp %.5f (tolerance "
-                         "%.3f)", isa, p, g->top_id[i], (double)lg[g->top_id[i]],
-                         (double)g->top_logit[i], (double)LOGIT_TOL);
+                         "%.3f)",
+                         isa, p, g->top_id[i], (double)lg[g->top_id[i]], (double)g->top_logit[i],
+                         (double)LOGIT_TOL);
         }
-        print_message("%s, prompt %d (%d tokens): largest first-step logit difference %.5f\n",
-                      isa, p, g->n_prompt, (double)pworst);
+        print_message("%s, prompt %d (%d tokens): largest first-step logit difference %.5f\n", isa,
+                      p, g->n_prompt, (double)pworst);
         for (int t = 0; t < g->n_gen; t++) {
             lg = vkllm_session_logits(s);
             int32_t best = 0;
@@ -192,8 +199,8 @@ static void greedy_one_isa(vkllm_runtime *rt, vkllm_model *m, const char *isa, f
                 if (lg[i] > lg[best]) best = i;
             if (best != g->gen[t]) {
                 print_message("%s, prompt %d: step %d: vkllm %d, llama.cpp %d (llama.cpp's "
-                              "top-2 margin there %.4f)\n", isa, p, t, best, g->gen[t],
-                              (double)g->margin[t]);
+                              "top-2 margin there %.4f)\n",
+                              isa, p, t, best, g->gen[t], (double)g->margin[t]);
                 (*mismatched)++;
                 break;
             }
@@ -223,7 +230,8 @@ static void test_greedy_matches_llama_cpp(void **state) {
         vkllm_runtime_destroy(rt);
     }
     print_message("%d prompts x %d kernel sets, %d diverged; largest first-step logit "
-                  "difference %.5f\n", g_n, n_run, mismatched, (double)worst);
+                  "difference %.5f\n",
+                  g_n, n_run, mismatched, (double)worst);
     for (int p = 0; p < g_n; p++) {
         free(first[p]);
         first[p] = NULL;
@@ -251,10 +259,13 @@ static void test_generate_api_greedy(void **state) {
     assert_int_equal(vkllm_session_create(m, NULL, &s), VKLLM_OK);
     const golden *g = &g_gold[0];
     collect c = {0};
-    vkllm_generate_desc gd = {.prompt = g->prompt, .prompt_len = g->prompt_len,
-                              .max_tokens = 16, .ignore_eog = true, .on_token = on_token,
+    vkllm_generate_desc gd = {.prompt = g->prompt,
+                              .prompt_len = g->prompt_len,
+                              .max_tokens = 16,
+                              .ignore_eog = true,
+                              .on_token = on_token,
                               .user = &c};
-    vkllm_generate_result r;
+    vkllm_generate_result r = {0};
     assert_int_equal(vkllm_generate(s, &gd, &r), VKLLM_OK);
     assert_int_equal(r.n_generated, 16);
     assert_int_equal(r.n_prompt, g->n_prompt);

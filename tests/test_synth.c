@@ -32,8 +32,7 @@ static const char *model_path(void) {
 }
 
 static void tokenize(vkllm_model *m, const char *text, int32_t *ids, size_t *n) {
-    assert_int_equal(vkllm_tokenize(m, text, strlen(text), VKLLM_TOKENIZE_ADD_SPECIAL, ids, 64,
-                                    n),
+    assert_int_equal(vkllm_tokenize(m, text, strlen(text), VKLLM_TOKENIZE_ADD_SPECIAL, ids, 64, n),
                      VKLLM_OK);
 }
 
@@ -41,21 +40,24 @@ static void test_synth_loads(void **state) {
     (void)state;
     const char *types[] = {"q4_0", "Q8_0"};
     vkllm_runtime *rt;
-    assert_int_equal(vkllm_runtime_create(&(vkllm_runtime_desc){.device = "cpu", .n_threads = 2},
-                                          &rt),
-                     VKLLM_OK);
+    assert_int_equal(
+        vkllm_runtime_create(&(vkllm_runtime_desc){.device = "cpu", .n_threads = 2}, &rt),
+        VKLLM_OK);
     vkllm_model *ref;
     assert_int_equal(vkllm_model_load(rt, &(vkllm_model_desc){.path = model_path()}, &ref),
                      VKLLM_OK);
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         char path[128], err[512] = "";
         snprintf(path, sizeof path, "%s/synth-%zu.gguf", g_dir, t);
-        vkllm_synth_desc d = {.shape = "smollm2-135m", .type = types[t],
-                              .vocab_path = model_path(), .out_path = path, .seed = 7};
+        vkllm_synth_desc d = {.shape = "smollm2-135m",
+                              .type = types[t],
+                              .vocab_path = model_path(),
+                              .out_path = path,
+                              .seed = 7};
         if (vkllm_synth(&d, err, sizeof err) != VKLLM_OK) fail_msg("synth: %s", err);
         vkllm_model *m;
         assert_int_equal(vkllm_model_load(rt, &(vkllm_model_desc){.path = path}, &m), VKLLM_OK);
-        vkllm_model_info mi;
+        vkllm_model_info mi = {0};
         vkllm_model_get_info(m, &mi);
         assert_int_equal(mi.n_embd, 576);
         assert_int_equal(mi.n_layer, 30);
@@ -70,10 +72,11 @@ static void test_synth_loads(void **state) {
         assert_int_equal(na, nb);
         assert_memory_equal(a, b, na * sizeof *a);
         vkllm_session *s;
-        assert_int_equal(vkllm_session_create(m, &(vkllm_session_desc){.n_ctx = 64}, &s),
-                         VKLLM_OK);
-        vkllm_generate_result res;
-        vkllm_generate_desc gd = {.prompt = "Hello", .max_tokens = 4, .ignore_eog = true,
+        assert_int_equal(vkllm_session_create(m, &(vkllm_session_desc){.n_ctx = 64}, &s), VKLLM_OK);
+        vkllm_generate_result res = {0};
+        vkllm_generate_desc gd = {.prompt = "Hello",
+                                  .max_tokens = 4,
+                                  .ignore_eog = true,
                                   .sampling = {.temperature = 0.0f}};
         assert_int_equal(vkllm_generate(s, &gd, &res), VKLLM_OK);
         assert_int_equal(res.n_generated, 4);
@@ -100,14 +103,17 @@ static void test_synth_errors(void **state) {
     expect_error(NULL, VKLLM_ERR_INVALID_ARG, "required");
     expect_error(&(vkllm_synth_desc){.shape = "llama-9000", .vocab_path = vocab, .out_path = out},
                  VKLLM_ERR_INVALID_ARG, "unknown shape 'llama-9000' (known: smollm2-135m");
-    expect_error(&(vkllm_synth_desc){.shape = "smollm2-135m", .type = "q3_x", .vocab_path = vocab,
-                                     .out_path = out},
-                 VKLLM_ERR_INVALID_ARG, "unknown or unsupported weight type 'q3_x'");
+    expect_error(
+        &(vkllm_synth_desc){
+            .shape = "smollm2-135m", .type = "q3_x", .vocab_path = vocab, .out_path = out},
+        VKLLM_ERR_INVALID_ARG, "unknown or unsupported weight type 'q3_x'");
     /* 576-wide rows are not a multiple of Q4_K's 256-element blocks */
-    expect_error(&(vkllm_synth_desc){.shape = "smollm2-135m", .type = "q4_k", .vocab_path = vocab,
-                                     .out_path = out},
-                 VKLLM_ERR_INVALID_ARG, "not a multiple of q4_K's block of 256");
-    expect_error(&(vkllm_synth_desc){.shape = "smollm2-135m", .vocab_path = "/nonexistent.gguf",
+    expect_error(
+        &(vkllm_synth_desc){
+            .shape = "smollm2-135m", .type = "q4_k", .vocab_path = vocab, .out_path = out},
+        VKLLM_ERR_INVALID_ARG, "not a multiple of q4_K's block of 256");
+    expect_error(&(vkllm_synth_desc){.shape = "smollm2-135m",
+                                     .vocab_path = "/nonexistent.gguf",
                                      .out_path = out},
                  VKLLM_ERR_IO, "/nonexistent.gguf");
     expect_error(&(vkllm_synth_desc){.shape = "smollm2-135m", .vocab_path = vocab},
@@ -116,7 +122,8 @@ static void test_synth_errors(void **state) {
                  VKLLM_ERR_INVALID_ARG, "a vocabulary file is required");
     const char *const *shapes = vkllm_synth_shapes();
     int n = 0;
-    for (; shapes[n]; n++) assert_non_null(vkllm_synth_shape_vocab(shapes[n]));
+    for (; shapes[n]; n++)
+        assert_non_null(vkllm_synth_shape_vocab(shapes[n]));
     assert_true(n >= 3);
     assert_null(vkllm_synth_shape_vocab("nope"));
 }

@@ -61,14 +61,12 @@ static void test_errors(void **state) {
 
     /* auto: lavapipe is a CPU driver, so the CPU backend, with a notice */
     g_log[0] = '\0';
-    rd = (vkllm_runtime_desc){.device = "auto", .log = capture_log,
-                              .log_level = VKLLM_LOG_INFO};
+    rd = (vkllm_runtime_desc){.device = "auto", .log = capture_log, .log_level = VKLLM_LOG_INFO};
     assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_OK);
     if (strncmp(vkllm_runtime_backend_name(rt), "cpu", 3) == 0)
         assert_non_null(strstr(g_log, "device auto"));
     vkllm_runtime_destroy(rt);
 }
-
 
 /* Logits bit for bit: after the prompt (a prefill of several token tiles) and after each of
  * 4 decode steps fed the CPU's greedy choice, for 3 prompts, at the device's own tier. */
@@ -83,7 +81,7 @@ static void test_relaxed_info(void **state) {
             vkllm_runtime_desc rd = {.device = cpu ? "cpu" : "vulkan",
                                      .vk_relaxed_products = relaxed};
             assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_OK);
-            vkllm_device_info di;
+            vkllm_device_info di = {0};
             vkllm_runtime_device(rt, &di);
             const bool unfused = strstr(di.features, "unfused-fma") != NULL;
             const bool named = strstr(vkllm_runtime_backend_name(rt), "relaxed") != NULL;
@@ -103,7 +101,7 @@ static void test_logits_identical(void **state) {
     vkllm_runtime *crt, *vrt;
     vkllm_model *cm = api_test_open(&crt, "cpu", -1), *vm = api_test_open(&vrt, "vulkan", -1);
     api_test_require_avx2(crt);
-    vkllm_model_info mi;
+    vkllm_model_info mi = {0};
     vkllm_model_get_info(cm, &mi);
     for (size_t p = 0; p < sizeof prompts / sizeof *prompts; p++) {
         vkllm_session *cs, *vs;
@@ -114,7 +112,8 @@ static void test_logits_identical(void **state) {
         size_t n = 0;
         assert_int_equal(vkllm_tokenize(cm, prompts[p], strlen(prompts[p]),
                                         VKLLM_TOKENIZE_ADD_SPECIAL | VKLLM_TOKENIZE_PARSE_SPECIAL,
-                                        toks, 256, &n), VKLLM_OK);
+                                        toks, 256, &n),
+                         VKLLM_OK);
         for (int step = 0; step <= 4; step++) {
             assert_int_equal(vkllm_session_eval(cs, toks, n), VKLLM_OK);
             assert_int_equal(vkllm_session_eval(vs, toks, n), VKLLM_OK);
@@ -126,8 +125,8 @@ static void test_logits_identical(void **state) {
             }
             if (differ)
                 fail_msg("prompt %zu step %d: %u of %u logits differ from the CPU's (first: "
-                         "token %u, %a against %a)", p, step, differ, mi.n_vocab, first,
-                         b[first], a[first]);
+                         "token %u, %a against %a)",
+                         p, step, differ, mi.n_vocab, first, b[first], a[first]);
             toks[0] = (int32_t)am; /* the next step feeds the greedy token */
             n = 1;
         }

@@ -394,12 +394,15 @@ static void q8_sequences(eng_backend *vk) {
     pair_close(&p);
 }
 
-/* begin + advance: deadlines that pass while the device works, and two steps in flight. */
-static void stepwise(eng_backend *vk) {
+/* begin + advance: deadlines that pass while the device works, and two steps in flight; paced:
+ * the second context submits its steps in segments as deadlines allow (a manual engine's). */
+static void stepwise(eng_backend *vk, bool paced) {
     const eng_ctx_desc cd = {.n_ctx = 256, .n_batch = 32, .n_seqs = 4, .n_pages = 24};
     pair p;
     pair_open(&p, vk, &cd);
-    eng_ctx *vc2 = ctx_open(vk, &cd);
+    eng_ctx_desc cd2 = cd;
+    cd2.paced = paced;
+    eng_ctx *vc2 = ctx_open(vk, &cd2);
     result *r2 = result_new(), *r3 = result_new(), *ref1 = result_new();
     pool pl;
     pool_init(&pl, cd.n_pages);
@@ -422,7 +425,8 @@ static void stepwise(eng_backend *vk) {
             fail_msg("advance: %s", err.msg);
         calls++;
     }
-    printf("%s: a 25-token step took %u advance calls of 2 ms\n", vk->name, calls);
+    printf("%s%s: a 25-token step took %u advance calls of 2 ms\n", vk->name,
+           paced ? " (paced)" : "", calls);
     assert_true(calls > 1);
     compare(&b1, p.got, r2, "stepwise: begin + advance against run");
     compare(&b1, p.ref, r2, "stepwise: begin + advance against the CPU");
@@ -500,6 +504,48 @@ static void errors(eng_backend *vk) {
     assert_non_null(strstr(err.msg, "40000 pages"));
 }
 
+/* Warm-up on a fresh backend: it builds every pipeline, and steps of varied shapes after it
+ * build none. */
+static void test_warmup(void **state) {
+    (void)state;
+    eng_backend *vk = vk_open(VK_TIER_COUNT - 1);
+    vk_dev *d = vk_backend_dev(vk);
+    const eng_ctx_desc cd = {
+        .n_ctx = 256, .n_batch = 96, .n_seqs = 4, .n_pages = 24, .paced = true};
+    eng_ctx *c = ctx_open(vk, &cd);
+    core_err err = {{0}};
+    const unsigned before = atomic_load(&d->pipes_built);
+    const double t0 = core_time_s();
+    if (vk->vt->warmup(c, &err) != VKLLM_OK) fail_msg("warmup: %s", err.msg);
+    const unsigned warm = atomic_load(&d->pipes_built);
+    printf("%s: warm-up built %u pipelines in %.2f s\n", vk->name, warm - before,
+           core_time_s() - t0);
+    assert_true(warm > before);
+    result *r = result_new();
+    pool pl;
+    pool_init(&pl, cd.n_pages);
+    seq s[4];
+    memset(s, 0, sizeof s);
+    batch b;
+    batch_start(&b, 0); /* prompt chunks of each attention kind, with argmax */
+    batch_add(&b, &s[0], &pl, 70, ENG_ATTN_TILED, true);
+    batch_add(&b, &s[1], &pl, 5, ENG_ATTN_SERIAL, true);
+    run_on(vk, c, &b, r, "warm: prompts");
+    for (uint32_t top = 0; top <= 8; top += 8) { /* decode of 1 and 2 entries, logits, top-k */
+        batch_start(&b, top);
+        batch_add(&b, &s[0], &pl, 1, ENG_ATTN_SPLIT, true);
+        run_on(vk, c, &b, r, "warm: decode of one");
+        batch_start(&b, top);
+        batch_add(&b, &s[0], &pl, 1, ENG_ATTN_SPLIT, true);
+        batch_add(&b, &s[1], &pl, 1, ENG_ATTN_SPLIT, true);
+        run_on(vk, c, &b, r, "warm: decode of two");
+    }
+    assert_int_equal(atomic_load(&d->pipes_built), warm);
+    result_free(r);
+    vk->vt->ctx_destroy(c);
+    vk_close(vk);
+}
+
 static void test_batch(void **state) {
     (void)state;
     for (int tier = 0; tier < VK_TIER_COUNT; tier++) {
@@ -509,7 +555,8 @@ static void test_batch(void **state) {
         paged_sequences(vk);
         q8_sequences(vk);
         if (tier == VK_TIER_COUNT - 1) { /* host logic, the same at every tier */
-            stepwise(vk);
+            stepwise(vk, false);
+            stepwise(vk, true);
             errors(vk);
         }
         printf("%s: %.1f s\n", vk->name, core_time_s() - t0);
@@ -522,6 +569,7 @@ static void test_batch(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_warmup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,53 +19,53 @@
 #include <time.h>
 #include <unistd.h>
 
-
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: vkllm bench [options]\n\n"
-            "Measures prefill and decode speed, like llama-bench: every combination of the\n"
-            "lists below is a test, run -r times after one unmeasured warm-up. Lists are\n"
-            "comma separated (-p 128,512) or given by repeating the option.\n\n"
-            "  -m, --model FILE,...     GGUF models (default: the default model)\n"
-            "  -p, --n-prompt N,...     prefill tests: N prompt tokens (default 512; 0: none)\n"
-            "  -n, --n-gen N,...        decode tests: N tokens one at a time (default 128; 0: none)\n"
-            "  -d, --n-depth N,...      tokens already in the context when a test starts\n"
-            "                           (default 0; llama-bench's -d)\n"
-            "  -b, --batch-size N,...   prompt tokens per step (default 512)\n"
-            "  -t, --threads N,...      CPU threads (default: all cores)\n"
-            "  -r, --repetitions N      measured runs per test (default 3)\n"
-            "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME\n"
-            "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
-            "      --vk-relaxed         matrix products in the device's own multiply-add where\n"
-            "                           it has no fused one (lavapipe): faster, not the CPU's\n"
-            "                           bits\n"
-            "      --cpu-isa ISA,...    CPU kernel sets: auto (default), scalar, avx2, avx512,\n"
-            "                           avx512vnni (the same bits from each; their speed)\n"
-            "      --no-probe           skip the bandwidth probe (no roofline figures)\n"
-            "      --json FILE          write the records as JSON (schema: docs/bench-json.md)\n"
-            "      --csv FILE           write the records as CSV, one row a record\n"
-            "  -v, --verbose            log what the runtime does\n\n"
-            "Kernel microbenchmarks (instead of the model tests):\n"
-            "      --ops                time matrix products and attention at model shapes\n"
-            "      --ops-shape S,...    shapes (default smollm2-135m,llama-3.2-1b,llama-2-7b); also\n"
-            "                           'tbo': test-backend-ops perf's (MUL_MAT m=4096 k=14336,\n"
-            "                           FLASH_ATTN_EXT hs=64 nh=64/8 kv=7680); see vkllm synth\n"
-            "                           --help for the names\n"
-            "      --ops-type T,...     weight types (default q4_0,q4_1,q8_0,f16)\n"
-            "      --ops-tokens N,...   vectors per product / queries per attention (default 1,512)\n"
-            "      --ops-ctx N          attention: cache length (default 512)\n"
-            "      --ops-seconds S      time per case (default 0.5)\n\n"
-            "Serving tests (the engine: continuous batching, prefix cache, vkllm_step):\n"
-            "      --parallel N,...     N sequences at once, each a prompt of -p tokens then -n\n"
-            "                           tokens: prefill and aggregate decode tok/s (llama.cpp's\n"
-            "                           llama-batched-bench -npl)\n"
-            "      --prefix N,...       time to first token of a request that shares an N-token\n"
-            "                           prefix with an earlier one, with and without the prefix\n"
-            "                           cache (-p: the tokens after the prefix, default 16 here)\n"
-            "      --step-budget MS,... vkllm_step(budget) call times while --parallel's first N\n"
-            "                           sequences run (default 4), against the longest kernel\n"
-            "      --no-overlap         one engine step at a time (default: greedy decode steps\n"
-            "                           are submitted while the step before runs, on Vulkan)\n");
+    fprintf(
+        f,
+        "usage: vkllm bench [options]\n\n"
+        "Measures prefill and decode speed, like llama-bench: every combination of the\n"
+        "lists below is a test, run -r times after one unmeasured warm-up. Lists are\n"
+        "comma separated (-p 128,512) or given by repeating the option.\n\n"
+        "  -m, --model FILE,...     GGUF models (default: the default model)\n"
+        "  -p, --n-prompt N,...     prefill tests: N prompt tokens (default 512; 0: none)\n"
+        "  -n, --n-gen N,...        decode tests: N tokens one at a time (default 128; 0: none)\n"
+        "  -d, --n-depth N,...      tokens already in the context when a test starts\n"
+        "                           (default 0; llama-bench's -d)\n"
+        "  -b, --batch-size N,...   prompt tokens per step (default 512)\n"
+        "  -t, --threads N,...      CPU threads (default: all cores)\n"
+        "  -r, --repetitions N      measured runs per test (default 3)\n"
+        "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME\n"
+        "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
+        "      --vk-relaxed         matrix products in the device's own multiply-add where\n"
+        "                           it has no fused one (lavapipe): faster, not the CPU's\n"
+        "                           bits\n"
+        "      --cpu-isa ISA,...    CPU kernel sets: auto (default), scalar, avx2, avx512,\n"
+        "                           avx512vnni (the same bits from each; their speed)\n"
+        "      --no-probe           skip the bandwidth probe (no roofline figures)\n"
+        "      --json FILE          write the records as JSON (schema: docs/bench-json.md)\n"
+        "      --csv FILE           write the records as CSV, one row a record\n"
+        "  -v, --verbose            log what the runtime does\n\n"
+        "Kernel microbenchmarks (instead of the model tests):\n"
+        "      --ops                time matrix products and attention at model shapes\n"
+        "      --ops-shape S,...    shapes (default smollm2-135m,llama-3.2-1b,llama-2-7b); also\n"
+        "                           'tbo': test-backend-ops perf's (MUL_MAT m=4096 k=14336,\n"
+        "                           FLASH_ATTN_EXT hs=64 nh=64/8 kv=7680); see vkllm synth\n"
+        "                           --help for the names\n"
+        "      --ops-type T,...     weight types (default q4_0,q4_1,q8_0,f16)\n"
+        "      --ops-tokens N,...   vectors per product / queries per attention (default 1,512)\n"
+        "      --ops-ctx N          attention: cache length (default 512)\n"
+        "      --ops-seconds S      time per case (default 0.5)\n\n"
+        "Serving tests (the engine: continuous batching, prefix cache, vkllm_step):\n"
+        "      --parallel N,...     N sequences at once, each a prompt of -p tokens then -n\n"
+        "                           tokens: prefill and aggregate decode tok/s (llama.cpp's\n"
+        "                           llama-batched-bench -npl)\n"
+        "      --prefix N,...       time to first token of a request that shares an N-token\n"
+        "                           prefix with an earlier one, with and without the prefix\n"
+        "                           cache (-p: the tokens after the prefix, default 16 here)\n"
+        "      --step-budget MS,... vkllm_step(budget) call times while --parallel's first N\n"
+        "                           sequences run (default 4), against the longest kernel\n"
+        "      --no-overlap         one engine step at a time (default: greedy decode steps\n"
+        "                           are submitted while the step before runs, on Vulkan)\n");
 }
 
 /* ---- options ---- */
@@ -103,47 +103,84 @@ static int parse(int argc, char **argv, bench_opts *o) {
         bool ok = true;
 #define IS(s, l) (strcmp(a, (s)) == 0 || strcmp(a, (l)) == 0)
         if (IS("-h", "--help")) return 2;
-        if (IS("-v", "--verbose")) { o->verbose = true; continue; }
-        if (IS("--ops", "--ops")) { o->ops = true; continue; }
-        if (IS("--no-probe", "--no-probe")) { o->no_probe = true; continue; }
-        if (IS("--no-overlap", "--no-overlap")) { o->no_overlap = true; continue; }
-        if (IS("--vk-relaxed", "--vk-relaxed")) { o->vk_relaxed = true; continue; }
+        if (IS("-v", "--verbose")) {
+            o->verbose = true;
+            continue;
+        }
+        if (IS("--ops", "--ops")) {
+            o->ops = true;
+            continue;
+        }
+        if (IS("--no-probe", "--no-probe")) {
+            o->no_probe = true;
+            continue;
+        }
+        if (IS("--no-overlap", "--no-overlap")) {
+            o->no_overlap = true;
+            continue;
+        }
+        if (IS("--vk-relaxed", "--vk-relaxed")) {
+            o->vk_relaxed = true;
+            continue;
+        }
         if (!v) {
-            fprintf(stderr, "error: %s: unknown option or missing value (see vkllm bench "
-                            "--help)\n", a);
+            fprintf(stderr,
+                    "error: %s: unknown option or missing value (see vkllm bench "
+                    "--help)\n",
+                    a);
             return 1;
         }
         i++;
-        if (IS("-m", "--model")) ok = add_strs(&o->models, v);
-        else if (IS("-p", "--n-prompt")) ok = add_ints(&o->prompt, v, 0, 1 << 20);
-        else if (IS("-n", "--n-gen")) ok = add_ints(&o->gen, v, 0, 1 << 20);
-        else if (IS("-d", "--n-depth")) ok = add_ints(&o->depth, v, 0, 1 << 20);
-        else if (IS("-b", "--batch-size")) ok = add_ints(&o->batch, v, 1, 4096);
-        else if (IS("-t", "--threads")) ok = add_ints(&o->threads, v, 1, 1024);
-        else if (IS("--vk-tier", "--vk-tier")) ok = add_ints(&o->tiers, v, 0, 2);
-        else if (IS("--ops-tokens", "--ops-tokens")) ok = add_ints(&o->op_tokens, v, 1, 4096);
-        else if (IS("--parallel", "--parallel")) ok = add_ints(&o->parallel, v, 1, 1024);
-        else if (IS("--prefix", "--prefix")) ok = add_ints(&o->prefix, v, 16, 1 << 20);
-        else if (IS("--step-budget", "--step-budget")) ok = add_ints(&o->step_ms, v, 1, 10000);
-        else if (IS("-r", "--repetitions")) ok = (o->reps = atoi(v)) >= 1 && o->reps <= 1000;
-        else if (IS("--ops-ctx", "--ops-ctx")) ok = (o->op_ctx = atoi(v)) >= 1 && o->op_ctx <= 1 << 20;
+        if (IS("-m", "--model"))
+            ok = add_strs(&o->models, v);
+        else if (IS("-p", "--n-prompt"))
+            ok = add_ints(&o->prompt, v, 0, 1 << 20);
+        else if (IS("-n", "--n-gen"))
+            ok = add_ints(&o->gen, v, 0, 1 << 20);
+        else if (IS("-d", "--n-depth"))
+            ok = add_ints(&o->depth, v, 0, 1 << 20);
+        else if (IS("-b", "--batch-size"))
+            ok = add_ints(&o->batch, v, 1, 4096);
+        else if (IS("-t", "--threads"))
+            ok = add_ints(&o->threads, v, 1, 1024);
+        else if (IS("--vk-tier", "--vk-tier"))
+            ok = add_ints(&o->tiers, v, 0, 2);
+        else if (IS("--ops-tokens", "--ops-tokens"))
+            ok = add_ints(&o->op_tokens, v, 1, 4096);
+        else if (IS("--parallel", "--parallel"))
+            ok = add_ints(&o->parallel, v, 1, 1024);
+        else if (IS("--prefix", "--prefix"))
+            ok = add_ints(&o->prefix, v, 16, 1 << 20);
+        else if (IS("--step-budget", "--step-budget"))
+            ok = add_ints(&o->step_ms, v, 1, 10000);
+        else if (IS("-r", "--repetitions"))
+            ok = (o->reps = atoi(v)) >= 1 && o->reps <= 1000;
+        else if (IS("--ops-ctx", "--ops-ctx"))
+            ok = (o->op_ctx = atoi(v)) >= 1 && o->op_ctx <= 1 << 20;
         else if (IS("--ops-seconds", "--ops-seconds"))
             ok = (o->op_seconds = atof(v)) > 0 && o->op_seconds <= 600;
-        else if (IS("--device", "--device")) ok = add_strs(&o->devices, v);
-        else if (IS("--cpu-isa", "--cpu-isa")) ok = add_strs(&o->cpu_isas, v);
-        else if (IS("--ops-shape", "--ops-shape")) ok = add_strs(&o->op_shapes, v);
-        else if (IS("--ops-type", "--ops-type")) ok = add_strs(&o->op_types, v);
-        else if (IS("--json", "--json")) o->json = v;
-        else if (IS("--csv", "--csv")) o->csv = v;
+        else if (IS("--device", "--device"))
+            ok = add_strs(&o->devices, v);
+        else if (IS("--cpu-isa", "--cpu-isa"))
+            ok = add_strs(&o->cpu_isas, v);
+        else if (IS("--ops-shape", "--ops-shape"))
+            ok = add_strs(&o->op_shapes, v);
+        else if (IS("--ops-type", "--ops-type"))
+            ok = add_strs(&o->op_types, v);
+        else if (IS("--json", "--json"))
+            o->json = v;
+        else if (IS("--csv", "--csv"))
+            o->csv = v;
         else {
-            fprintf(stderr, "error: unknown option '%s' for 'vkllm bench' (see vkllm bench "
-                            "--help)\n", a);
+            fprintf(stderr,
+                    "error: unknown option '%s' for 'vkllm bench' (see vkllm bench "
+                    "--help)\n",
+                    a);
             return 1;
         }
 #undef IS
         if (!ok) {
-            fprintf(stderr, "error: option %s: bad value '%s' (see vkllm bench --help)\n", a,
-                    v);
+            fprintf(stderr, "error: option %s: bad value '%s' (see vkllm bench --help)\n", a, v);
             return 1;
         }
     }
@@ -162,9 +199,11 @@ static int parse(int argc, char **argv, bench_opts *o) {
     }
     static const char *k_shapes[] = {"smollm2-135m", "llama-3.2-1b", "llama-2-7b"};
     static const char *k_types[] = {"q4_0", "q4_1", "q8_0", "f16"};
-    for (int i = 0; !o->op_shapes.n && i < 3; i++) o->op_shapes.v[i] = k_shapes[i];
+    for (int i = 0; !o->op_shapes.n && i < 3; i++)
+        o->op_shapes.v[i] = k_shapes[i];
     if (!o->op_shapes.n) o->op_shapes.n = 3;
-    for (int i = 0; !o->op_types.n && i < 4; i++) o->op_types.v[i] = k_types[i];
+    for (int i = 0; !o->op_types.n && i < 4; i++)
+        o->op_types.v[i] = k_types[i];
     if (!o->op_types.n) o->op_types.n = 4;
     return 0;
 }
@@ -179,15 +218,19 @@ double now_s(void) {
 
 void mean_sd(const double *x, int n, double *mean, double *sd) {
     double s = 0.0, q = 0.0;
-    for (int i = 0; i < n; i++) s += x[i];
+    for (int i = 0; i < n; i++)
+        s += x[i];
     *mean = n ? s / n : 0.0;
-    for (int i = 0; i < n; i++) q += (x[i] - *mean) * (x[i] - *mean);
+    for (int i = 0; i < n; i++)
+        q += (x[i] - *mean) * (x[i] - *mean);
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
 }
 
 void add_num_or_null(cJSON *o, const char *key, bool present, double v) {
-    if (present) cJSON_AddNumberToObject(o, key, v);
-    else cJSON_AddNullToObject(o, key);
+    if (present)
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
 }
 
 /* The engine, host and device part of a record. */
@@ -227,8 +270,10 @@ cJSON *record_new(const bench_env *e) {
     cJSON_AddStringToObject(dev, "vendor", d->vendor);
     cJSON_AddStringToObject(dev, "kind", d->kind);
     cJSON_AddStringToObject(dev, "driver", d->driver);
-    if (vk) cJSON_AddStringToObject(dev, "api_version", d->api_version);
-    else cJSON_AddNullToObject(dev, "api_version");
+    if (vk)
+        cJSON_AddStringToObject(dev, "api_version", d->api_version);
+    else
+        cJSON_AddNullToObject(dev, "api_version");
     add_num_or_null(dev, "tier", vk, d->tier);
     cJSON_AddBoolToObject(dev, "relaxed_products", d->relaxed_products);
     cJSON_AddNumberToObject(dev, "memory_bytes", (double)d->memory_bytes);
@@ -239,8 +284,10 @@ cJSON *record_new(const bench_env *e) {
 
 void add_model(cJSON *r, const char *path, const vkllm_model_info *mi, const char *type) {
     cJSON *m = cJSON_AddObjectToObject(r, "model");
-    if (path) cJSON_AddStringToObject(m, "path", path);
-    else cJSON_AddNullToObject(m, "path");
+    if (path)
+        cJSON_AddStringToObject(m, "path", path);
+    else
+        cJSON_AddNullToObject(m, "path");
     cJSON_AddStringToObject(m, "name", mi->name ? mi->name : "");
     cJSON_AddStringToObject(m, "arch", mi->architecture ? mi->architecture : "");
     cJSON_AddStringToObject(m, "type", type ? type : "");
@@ -255,8 +302,8 @@ void add_model(cJSON *r, const char *path, const vkllm_model_info *mi, const cha
     cJSON_AddNumberToObject(m, "n_vocab", mi->n_vocab);
 }
 
-void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_gen,
-                     int n_depth, int n_batch) {
+void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_gen, int n_depth,
+              int n_batch) {
     cJSON *t = cJSON_AddObjectToObject(r, "test");
     cJSON_AddStringToObject(t, "kind", kind);
     cJSON_AddStringToObject(t, "name", name);
@@ -269,7 +316,8 @@ void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_
 void add_samples(cJSON *r, const double *x, int n, bool tps) {
     cJSON_AddNumberToObject(r, "reps", n);
     cJSON *s = cJSON_AddArrayToObject(r, "samples");
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(s, cJSON_CreateNumber(x[i]));
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(s, cJSON_CreateNumber(x[i]));
     double mean, sd;
     mean_sd(x, n, &mean, &sd);
     add_num_or_null(r, "tps_mean", tps, mean);
@@ -294,7 +342,6 @@ void progress_clear(const bench_env *e) {
 }
 
 /* ---- model tests ---- */
-
 
 /* K and V bytes a decode step reads at context length n_kv (F16 cache). */
 static double kv_bytes(const vkllm_model_info *mi, double n_kv) {
@@ -321,8 +368,8 @@ void device_label(const vkllm_device_info *d, char *buf, size_t cap) {
         snprintf(buf, cap, "cpu %.40s", d->driver);
 }
 
-static void print_model_row(const bench_env *e, const model_ctx *mc, const char *test,
-                            double mean, double sd, double roof) {
+static void print_model_row(const bench_env *e, const model_ctx *mc, const char *test, double mean,
+                            double sd, double roof) {
     char dev[96], roof_s[16] = "";
     device_label(&e->dev, dev, sizeof dev);
     if (roof >= 0) snprintf(roof_s, sizeof roof_s, "%.0f %%", roof * 100.0);
@@ -340,8 +387,8 @@ static vkllm_status fill(vkllm_session *s, const model_ctx *mc, int depth) {
 }
 
 /* One prefill (n_prompt > 0) or decode test; appends a record. Returns 0 or 1 (error). */
-static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int depth,
-                    int n_batch, int test_no, int n_tests) {
+static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int depth, int n_batch,
+                    int test_no, int n_tests) {
     const bool pp = n_prompt > 0;
     const int n = pp ? n_prompt : n_gen;
     char name[64];
@@ -359,14 +406,13 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
     int rc = 0;
     /* rep -1 warms up (pipelines, caches); a decode warm-up needs only a few steps */
     for (int rep = -1; rc == 0 && rep < e->reps; rep++) {
-        progress(e, "bench [%d/%d] %s %s: %s %d/%d", test_no, n_tests, short_name(mc->path),
-                 name, rep < 0 ? "warm-up" : "run", rep < 0 ? 0 : rep + 1, e->reps);
+        progress(e, "bench [%d/%d] %s %s: %s %d/%d", test_no, n_tests, short_name(mc->path), name,
+                 rep < 0 ? "warm-up" : "run", rep < 0 ? 0 : rep + 1, e->reps);
         if (fill(s, mc, depth) != VKLLM_OK) rc = 1;
         const int steps = rep < 0 && !pp ? (n < 8 ? n : 8) : n;
         double t0 = now_s();
         if (pp) {
-            if (rc == 0 && vkllm_session_eval(s, mc->toks + depth, (size_t)n) != VKLLM_OK)
-                rc = 1;
+            if (rc == 0 && vkllm_session_eval(s, mc->toks + depth, (size_t)n) != VKLLM_OK) rc = 1;
         } else {
             for (int i = 0; rc == 0 && i < steps; i++)
                 if (vkllm_session_eval(s, &mc->toks[depth + i], 1) != VKLLM_OK) rc = 1;
@@ -390,7 +436,8 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
     double mean, sdev, roof = -1.0;
     mean_sd(x, e->reps, &mean, &sdev);
     if (!pp) {
-        const double bpt = (double)mc->mi.decode_weight_bytes + kv_bytes(&mc->mi, depth + (n + 1) / 2.0);
+        const double bpt =
+            (double)mc->mi.decode_weight_bytes + kv_bytes(&mc->mi, depth + (n + 1) / 2.0);
         cJSON_AddNumberToObject(r, "bytes_per_token", bpt);
         if (e->bw_gbps > 0) roof = bpt * mean / (e->bw_gbps * 1e9);
         add_num_or_null(r, "roofline_fraction", roof >= 0, roof);
@@ -418,7 +465,8 @@ static int bench_model(bench_env *e, const bench_opts *o, const char *path, int 
     int max_ctx = 0;
     for (int d = 0; d < o->depth.n; d++)
         for (int i = 0; i < o->prompt.n + o->gen.n; i++) {
-            int len = o->depth.v[d] + (i < o->prompt.n ? o->prompt.v[i] : o->gen.v[i - o->prompt.n]);
+            int len =
+                o->depth.v[d] + (i < o->prompt.n ? o->prompt.v[i] : o->gen.v[i - o->prompt.n]);
             if (len > max_ctx) max_ctx = len;
         }
     int rc = 0;
@@ -465,29 +513,36 @@ static int op_cases(const char *shape, const char *type, int tokens, int n_kv, o
                              {.op = VKLLM_BENCH_MATMUL, .rows = 4096, .cols = 14336}};
         if (tokens <= 4) /* test-backend-ops perf has F16 attention for 1 and 4 queries */
             out[n++] = (op_case){"FLASH_ATTN_EXT hs=64 nh=64/8 kv=7680",
-                                 {.op = VKLLM_BENCH_ATTENTION, .n_head = 64, .n_head_kv = 8,
-                                  .head_dim = 64, .n_kv = 7680}};
+                                 {.op = VKLLM_BENCH_ATTENTION,
+                                  .n_head = 64,
+                                  .n_head_kv = 8,
+                                  .head_dim = 64,
+                                  .n_kv = 7680}};
     } else {
         if (!vkllm_synth_shape_info(shape, mi)) return -1;
         const uint32_t hd = mi->n_embd / mi->n_head, kvd = hd * mi->n_head_kv;
-        out[n++] = (op_case){"attn_q", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_embd,
-                                        .cols = mi->n_embd}};
-        out[n++] = (op_case){"attn_k", {.op = VKLLM_BENCH_MATMUL, .rows = kvd,
-                                        .cols = mi->n_embd}};
-        out[n++] = (op_case){"ffn_up", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_ff,
-                                        .cols = mi->n_embd}};
-        out[n++] = (op_case){"ffn_down", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_embd,
-                                          .cols = mi->n_ff}};
-        out[n++] = (op_case){"output", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_vocab,
-                                        .cols = mi->n_embd}};
-        out[n++] = (op_case){"attention", {.op = VKLLM_BENCH_ATTENTION, .n_head = mi->n_head,
-                                           .n_head_kv = mi->n_head_kv, .head_dim = hd,
-                                           .n_kv = (uint32_t)n_kv}};
+        out[n++] =
+            (op_case){"attn_q", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_embd, .cols = mi->n_embd}};
+        out[n++] = (op_case){"attn_k", {.op = VKLLM_BENCH_MATMUL, .rows = kvd, .cols = mi->n_embd}};
+        out[n++] =
+            (op_case){"ffn_up", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_ff, .cols = mi->n_embd}};
+        out[n++] =
+            (op_case){"ffn_down", {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_embd, .cols = mi->n_ff}};
+        out[n++] = (op_case){"output",
+                             {.op = VKLLM_BENCH_MATMUL, .rows = mi->n_vocab, .cols = mi->n_embd}};
+        out[n++] = (op_case){"attention",
+                             {.op = VKLLM_BENCH_ATTENTION,
+                              .n_head = mi->n_head,
+                              .n_head_kv = mi->n_head_kv,
+                              .head_dim = hd,
+                              .n_kv = (uint32_t)n_kv}};
     }
     for (int i = 0; i < n; i++) {
         out[i].d.tokens = (uint32_t)tokens;
-        if (out[i].d.op == VKLLM_BENCH_MATMUL) out[i].d.type = type;
-        else if (out[i].d.n_kv < (uint32_t)tokens) out[i].d.n_kv = (uint32_t)tokens;
+        if (out[i].d.op == VKLLM_BENCH_MATMUL)
+            out[i].d.type = type;
+        else if (out[i].d.n_kv < (uint32_t)tokens)
+            out[i].d.n_kv = (uint32_t)tokens;
     }
     return n;
 }
@@ -501,14 +556,16 @@ static void print_op_header(void) {
 static int bench_ops(bench_env *e, const bench_opts *o) {
     int n_cases = 0, done = 0, rc = 0;
     op_case cs[8];
-    vkllm_model_info mi;
+    vkllm_model_info mi = {0};
     for (int s = 0; s < o->op_shapes.n; s++)
         for (int tk = 0; tk < o->op_tokens.n; tk++) {
-            const int k = op_cases(o->op_shapes.v[s], "q4_0", o->op_tokens.v[tk], o->op_ctx, cs,
-                                   &mi);
+            const int k =
+                op_cases(o->op_shapes.v[s], "q4_0", o->op_tokens.v[tk], o->op_ctx, cs, &mi);
             if (k < 0) {
-                fprintf(stderr, "error: --ops-shape: unknown shape '%s' (see vkllm bench "
-                                "--help)\n", o->op_shapes.v[s]);
+                fprintf(stderr,
+                        "error: --ops-shape: unknown shape '%s' (see vkllm bench "
+                        "--help)\n",
+                        o->op_shapes.v[s]);
                 return 1;
             }
             n_cases += k * o->op_types.n; /* attention repeats per type: skipped, counted */
@@ -533,7 +590,7 @@ static int bench_ops(bench_env *e, const bench_opts *o) {
                     progress(e, "bench --ops [%d/%d] %s %s %s %s n=%u", done, n_cases,
                              o->op_shapes.v[s], oc->label, oc->d.op ? "" : oc->d.type, size,
                              oc->d.tokens);
-                    vkllm_bench_op_result res;
+                    vkllm_bench_op_result res = {0};
                     vkllm_status st = vkllm_bench_op(e->rt, &oc->d, &res);
                     progress_clear(e);
                     if (st == VKLLM_ERR_UNSUPPORTED || st == VKLLM_ERR_INVALID_ARG) {
@@ -628,9 +685,11 @@ static bool write_csv(const char *path, const cJSON *records) {
     cJSON_ArrayForEach(r, records) if (cJSON_IsObject(cJSON_GetObjectItem(r, "op"))) proto = r;
     bool first = true;
     cJSON_ArrayForEach(k, proto) {
-        if (!cJSON_IsObject(k)) fprintf(f, "%s%s", first ? "" : ",", k->string);
-        else cJSON_ArrayForEach(sub, k) fprintf(f, "%s%s.%s", first && sub == k->child ? "" : ",",
-                                                k->string, sub->string);
+        if (!cJSON_IsObject(k))
+            fprintf(f, "%s%s", first ? "" : ",", k->string);
+        else
+            cJSON_ArrayForEach(sub, k)
+                fprintf(f, "%s%s.%s", first && sub == k->child ? "" : ",", k->string, sub->string);
         first = false;
     }
     if (proto) fputc('\n', f);
@@ -660,10 +719,11 @@ static bool write_csv(const char *path, const cJSON *records) {
 
 static int count_tests(const bench_opts *o) {
     int n = 0;
-    for (int i = 0; i < o->prompt.n; i++) n += o->prompt.v[i] > 0 ? o->batch.n : 0;
-    for (int i = 0; i < o->gen.n; i++) n += o->gen.v[i] > 0;
-    return n * o->depth.n * o->models.n * o->devices.n * o->cpu_isas.n * o->tiers.n *
-           o->threads.n;
+    for (int i = 0; i < o->prompt.n; i++)
+        n += o->prompt.v[i] > 0 ? o->batch.n : 0;
+    for (int i = 0; i < o->gen.n; i++)
+        n += o->gen.v[i] > 0;
+    return n * o->depth.n * o->models.n * o->devices.n * o->cpu_isas.n * o->tiers.n * o->threads.n;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -689,9 +749,9 @@ int cmd_bench(int argc, char **argv) {
 
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "schema", "vkllm-bench/1");
-    bench_env e = {.records = cJSON_AddArrayToObject(doc, "records"), .reps = o.reps,
-                   .progress = isatty(2)};
-    vkllm_device_info cpu; /* the first device listed is the host CPU */
+    bench_env e = {
+        .records = cJSON_AddArrayToObject(doc, "records"), .reps = o.reps, .progress = isatty(2)};
+    vkllm_device_info cpu = {0}; /* the first device listed is the host CPU */
     size_t n_dev = 0;
     vkllm_list_devices(&cpu, 1, &n_dev);
     snprintf(e.host_cpu, sizeof e.host_cpu, "%s", n_dev ? cpu.name : "");
@@ -704,57 +764,58 @@ int cmd_bench(int argc, char **argv) {
         o.ops ? print_op_header() : print_model_header();
     for (int d = 0; rc == 0 && d < o.devices.n; d++)
         for (int ci = 0; rc == 0 && ci < o.cpu_isas.n; ci++)
-        for (int ti = 0; rc == 0 && ti < o.tiers.n; ti++)
-            for (int th = 0; rc == 0 && th < o.threads.n; th++) {
-                vkllm_runtime_desc rd = {
-                    .log = cli_log_stderr,
-                    .log_level = o.verbose ? VKLLM_LOG_INFO : VKLLM_LOG_WARN,
-                    .n_threads = o.threads.v[th],
-                    .device = o.devices.v[d],
-                    .vk_tier_plus1 = o.tiers.v[ti] >= 0 ? o.tiers.v[ti] + 1 : 0,
-                    .cpu_isa = o.cpu_isas.v[ci],
-                    .vk_relaxed_products = o.vk_relaxed,
-                };
-                if (vkllm_runtime_create(&rd, &e.rt) != VKLLM_OK) {
-                    fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));
-                    rc = 1;
-                    break;
-                }
-                vkllm_runtime_device(e.rt, &e.dev);
-                if (strstr(e.dev.features, "unfused-fma") && !e.dev.relaxed_products)
-                    fprintf(stderr,
-                            "note: %s has no fused fma(): its matrix products emulate "
-                            "one for the CPU backend's bits; --vk-relaxed uses its multiply "
-                            "and add instead (faster; see README)\n",
-                            e.dev.name);
-                e.threads = o.threads.v[th] ? o.threads.v[th]
-                                            : (int)sysconf(_SC_NPROCESSORS_ONLN);
-                e.bw_gbps = 0.0;
-                if (!o.no_probe) {
-                    progress(&e, "bench: measuring %s's memory bandwidth", e.dev.name);
-                    uint64_t bytes = 0;
-                    if (vkllm_bench_bandwidth(e.rt, 0.5, &e.bw_gbps, &bytes) != VKLLM_OK) {
-                        progress_clear(&e);
-                        fprintf(stderr, "warning: bandwidth probe failed: %s\n",
-                                vkllm_runtime_last_error(e.rt));
-                        e.bw_gbps = 0.0;
+            for (int ti = 0; rc == 0 && ti < o.tiers.n; ti++)
+                for (int th = 0; rc == 0 && th < o.threads.n; th++) {
+                    vkllm_runtime_desc rd = {
+                        .log = cli_log_stderr,
+                        .log_level = o.verbose ? VKLLM_LOG_INFO : VKLLM_LOG_WARN,
+                        .n_threads = o.threads.v[th],
+                        .device = o.devices.v[d],
+                        .vk_tier_plus1 = o.tiers.v[ti] >= 0 ? o.tiers.v[ti] + 1 : 0,
+                        .cpu_isa = o.cpu_isas.v[ci],
+                        .vk_relaxed_products = o.vk_relaxed,
+                    };
+                    if (vkllm_runtime_create(&rd, &e.rt) != VKLLM_OK) {
+                        fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));
+                        rc = 1;
+                        break;
                     }
-                    progress_clear(&e);
-                    char dev[96];
-                    device_label(&e.dev, dev, sizeof dev);
-                    if (e.bw_gbps > 0)
-                        fprintf(stderr, "bench: %s: read bandwidth %.1f GB/s (%.0f MiB "
-                                        "streamed, %d threads)\n", dev, e.bw_gbps,
-                                (double)bytes / (1024.0 * 1024.0), e.threads);
+                    vkllm_runtime_device(e.rt, &e.dev);
+                    if (strstr(e.dev.features, "unfused-fma") && !e.dev.relaxed_products)
+                        fprintf(stderr,
+                                "note: %s has no fused fma(): its matrix products emulate "
+                                "one for the CPU backend's bits; --vk-relaxed uses its multiply "
+                                "and add instead (faster; see README)\n",
+                                e.dev.name);
+                    e.threads =
+                        o.threads.v[th] ? o.threads.v[th] : (int)sysconf(_SC_NPROCESSORS_ONLN);
+                    e.bw_gbps = 0.0;
+                    if (!o.no_probe) {
+                        progress(&e, "bench: measuring %s's memory bandwidth", e.dev.name);
+                        uint64_t bytes = 0;
+                        if (vkllm_bench_bandwidth(e.rt, 0.5, &e.bw_gbps, &bytes) != VKLLM_OK) {
+                            progress_clear(&e);
+                            fprintf(stderr, "warning: bandwidth probe failed: %s\n",
+                                    vkllm_runtime_last_error(e.rt));
+                            e.bw_gbps = 0.0;
+                        }
+                        progress_clear(&e);
+                        char dev[96];
+                        device_label(&e.dev, dev, sizeof dev);
+                        if (e.bw_gbps > 0)
+                            fprintf(stderr,
+                                    "bench: %s: read bandwidth %.1f GB/s (%.0f MiB "
+                                    "streamed, %d threads)\n",
+                                    dev, e.bw_gbps, (double)bytes / (1024.0 * 1024.0), e.threads);
+                    }
+                    if (o.ops) rc = bench_ops(&e, &o);
+                    for (int m = 0; rc == 0 && serve && m < o.models.n; m++)
+                        rc = bench_serve(&e, &o, o.models.v[m]);
+                    for (int m = 0; rc == 0 && !o.ops && !serve && m < o.models.n; m++)
+                        rc = bench_model(&e, &o, o.models.v[m], &test_no, n_tests);
+                    vkllm_runtime_destroy(e.rt);
+                    e.rt = NULL;
                 }
-                if (o.ops) rc = bench_ops(&e, &o);
-                for (int m = 0; rc == 0 && serve && m < o.models.n; m++)
-                    rc = bench_serve(&e, &o, o.models.v[m]);
-                for (int m = 0; rc == 0 && !o.ops && !serve && m < o.models.n; m++)
-                    rc = bench_model(&e, &o, o.models.v[m], &test_no, n_tests);
-                vkllm_runtime_destroy(e.rt);
-                e.rt = NULL;
-            }
     printf("\nvkllm %s\n", vkllm_version_string());
     if (o.json) {
         char *text = cJSON_Print(doc);

@@ -32,8 +32,11 @@ static void rand_tokens(int32_t *t, int n, uint32_t n_vocab, uint64_t seed) {
 
 static vkllm_engine *serve_engine(const model_ctx *mc, uint32_t max_seqs, uint32_t n_ctx,
                                   uint32_t n_batch, bool prefix_cache, bool overlap) {
-    const vkllm_engine_desc ed = {.max_seqs = max_seqs, .n_ctx = n_ctx, .n_batch = n_batch,
-                                  .no_prefix_cache = !prefix_cache, .manual = true,
+    const vkllm_engine_desc ed = {.max_seqs = max_seqs,
+                                  .n_ctx = n_ctx,
+                                  .n_batch = n_batch,
+                                  .no_prefix_cache = !prefix_cache,
+                                  .manual = true,
                                   .no_overlap = !overlap};
     vkllm_engine *eng = NULL;
     if (vkllm_engine_create(mc->model, &ed, &eng) != VKLLM_OK) {
@@ -56,9 +59,12 @@ static int serve_batch(bench_env *e, model_ctx *mc, int n, int n_prompt, int n_g
     const double t0 = now_s();
     for (int i = 0; rc == 0 && i < n; i++) {
         rand_tokens(toks, n_prompt, mc->mi.n_vocab, seed * 1000 + (uint64_t)i);
-        const vkllm_request_desc d = {.tokens = toks, .n_tokens = (size_t)n_prompt,
-                                      .max_tokens = n_gen, .ignore_eog = true,
-                                      .on_token = serve_on_token, .user = &q[i]};
+        const vkllm_request_desc d = {.tokens = toks,
+                                      .n_tokens = (size_t)n_prompt,
+                                      .max_tokens = n_gen,
+                                      .ignore_eog = true,
+                                      .on_token = serve_on_token,
+                                      .user = &q[i]};
         if (vkllm_submit(eng, &d, &q[i].r) != VKLLM_OK) {
             fprintf(stderr, "error: submit: %s\n", vkllm_engine_last_error(eng));
             rc = 1;
@@ -73,13 +79,14 @@ static int serve_batch(bench_env *e, model_ctx *mc, int n, int n_prompt, int n_g
         }
         if (t_all_first == 0.0) {
             bool all = true;
-            for (int i = 0; i < n; i++) all = all && q[i].n_tok > 0;
+            for (int i = 0; i < n; i++)
+                all = all && q[i].n_tok > 0;
             if (all) t_all_first = now_s();
         }
     }
     const double t1 = now_s();
     for (int i = 0; q && i < n; i++) {
-        vkllm_request_result res;
+        vkllm_request_result res = {0};
         if (q[i].r && vkllm_request_wait(q[i].r, &res) != VKLLM_OK) rc = 1;
         vkllm_request_free(q[i].r);
     }
@@ -135,12 +142,11 @@ static int serve_parallel(bench_env *e, model_ctx *mc, const bench_opts *o) {
         const char *sfx = o->no_overlap ? " serial" : ""; /* one step at a time */
         snprintf(name, sizeof name, "pp%d+tg%d x%d%s", n_prompt, n_gen, n, sfx);
         for (int rep = -1; rep < e->reps; rep++) {
-            progress(e, "bench %s %s: %s", short_name(mc->path), name,
-                     rep < 0 ? "warm-up" : "run");
+            progress(e, "bench %s %s: %s", short_name(mc->path), name, rep < 0 ? "warm-up" : "run");
             double a = 0, b = 0;
             /* the warm-up is one short sequence: pipelines and caches */
-            if (serve_batch(e, mc, rep < 0 ? 1 : n, n_prompt, rep < 0 ? 4 : n_gen,
-                            o->batch.v[0], !o->no_overlap, (uint64_t)rep + 2, &a, &b))
+            if (serve_batch(e, mc, rep < 0 ? 1 : n, n_prompt, rep < 0 ? 4 : n_gen, o->batch.v[0],
+                            !o->no_overlap, (uint64_t)rep + 2, &a, &b))
                 return 1;
             if (rep >= 0) pp[rep] = a, tg[rep] = b;
         }
@@ -181,10 +187,10 @@ static int serve_prefix(bench_env *e, model_ctx *mc, const bench_opts *o) {
                 progress(e, "bench %s ttft shared %d (%s): %s", short_name(mc->path), shared,
                          cached ? "cached" : "uncached", rep < 0 ? "warm-up" : "run");
                 rand_tokens(toks + shared, tail, mc->mi.n_vocab, 100 + (uint64_t)rep);
-                const vkllm_request_desc d = {.tokens = toks, .n_tokens = (size_t)len,
-                                              .max_tokens = 1, .ignore_eog = true};
+                const vkllm_request_desc d = {
+                    .tokens = toks, .n_tokens = (size_t)len, .max_tokens = 1, .ignore_eog = true};
                 vkllm_request *r = NULL;
-                vkllm_request_result res;
+                vkllm_request_result res = {0};
                 if (vkllm_submit(eng, &d, &r) != VKLLM_OK || vkllm_request_wait(r, &res)) {
                     fprintf(stderr, "error: ttft: %s\n", vkllm_engine_last_error(eng));
                     vkllm_request_free(r);
@@ -233,14 +239,23 @@ static int serve_step_budget(bench_env *e, model_ctx *mc, const bench_opts *o) {
     const char *type = mi->type;
     char lower[16];
     snprintf(lower, sizeof lower, "%s", type);
-    for (char *c = lower; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    for (char *c = lower; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
     vkllm_bench_op_result head = {0}, chunk = {0};
     const uint32_t chunk_tok = (uint32_t)(n_prompt * n < n_batch ? n_prompt * n : n_batch);
-    vkllm_bench_op_desc hd = {.op = VKLLM_BENCH_MATMUL, .type = lower, .rows = mi->n_vocab,
-                              .cols = mi->n_embd, .tokens = 1, .seconds = 0.3};
+    vkllm_bench_op_desc hd = {.op = VKLLM_BENCH_MATMUL,
+                              .type = lower,
+                              .rows = mi->n_vocab,
+                              .cols = mi->n_embd,
+                              .tokens = 1,
+                              .seconds = 0.3};
     /* the fused gate and up projections: 2 n_ff rows over n_embd, one op */
-    vkllm_bench_op_desc cd = {.op = VKLLM_BENCH_MATMUL, .type = lower, .rows = 2 * mi->n_ff,
-                              .cols = mi->n_embd, .tokens = chunk_tok, .seconds = 0.3};
+    vkllm_bench_op_desc cd = {.op = VKLLM_BENCH_MATMUL,
+                              .type = lower,
+                              .rows = 2 * mi->n_ff,
+                              .cols = mi->n_embd,
+                              .tokens = chunk_tok,
+                              .seconds = 0.3};
     if (vkllm_bench_op(e->rt, &hd, &head) != VKLLM_OK) head.us = 0;
     if (vkllm_bench_op(e->rt, &cd, &chunk) != VKLLM_OK) chunk.us = 0;
     for (int bi = 0; bi < o->step_ms.n; bi++) {
@@ -257,8 +272,8 @@ static int serve_step_budget(bench_env *e, model_ctx *mc, const bench_opts *o) {
          * pipelines a GPU driver builds at their first use) */
         for (int i = 0; rc == 0 && i < n; i++) {
             rand_tokens(toks, n_prompt, mi->n_vocab, 400 + (uint64_t)i);
-            const vkllm_request_desc wd = {.tokens = toks, .n_tokens = (size_t)n_prompt,
-                                           .max_tokens = 2, .ignore_eog = true};
+            const vkllm_request_desc wd = {
+                .tokens = toks, .n_tokens = (size_t)n_prompt, .max_tokens = 2, .ignore_eog = true};
             if (vkllm_submit(eng, &wd, &q[i].r) != VKLLM_OK) rc = 1;
         }
         for (int i = 0; q && i < n; i++) {
@@ -274,8 +289,10 @@ static int serve_step_budget(bench_env *e, model_ctx *mc, const bench_opts *o) {
         }
         for (int i = 0; rc == 0 && i < n; i++) {
             rand_tokens(toks, n_prompt, mi->n_vocab, 500 + (uint64_t)i);
-            const vkllm_request_desc d = {.tokens = toks, .n_tokens = (size_t)n_prompt,
-                                          .max_tokens = n_gen, .ignore_eog = true};
+            const vkllm_request_desc d = {.tokens = toks,
+                                          .n_tokens = (size_t)n_prompt,
+                                          .max_tokens = n_gen,
+                                          .ignore_eog = true};
             if (vkllm_submit(eng, &d, &q[i].r) != VKLLM_OK) rc = 1;
         }
         uint32_t active = 1;
@@ -286,14 +303,16 @@ static int serve_step_budget(bench_env *e, model_ctx *mc, const bench_opts *o) {
             if (nc < cap) calls[nc++] = now_s() - t0;
         }
         progress_clear(e);
-        for (int i = 0; q && i < n; i++) vkllm_request_free(q[i].r);
-        vkllm_engine_stats st;
+        for (int i = 0; q && i < n; i++)
+            vkllm_request_free(q[i].r);
+        vkllm_engine_stats st = {0};
         vkllm_engine_get_stats(eng, &st);
         vkllm_engine_destroy(eng);
         if (rc == 0 && nc) {
             qsort(calls, nc, sizeof *calls, cmp_d);
             double sum = 0;
-            for (size_t i = 0; i < nc; i++) sum += calls[i];
+            for (size_t i = 0; i < nc; i++)
+                sum += calls[i];
             const double p99 = calls[(size_t)((double)(nc - 1) * 0.99)], mx = calls[nc - 1];
             char nm[80];
             snprintf(nm, sizeof nm, "step budget %d ms, %d seqs", o->step_ms.v[bi], n);
@@ -318,9 +337,8 @@ static int serve_step_budget(bench_env *e, model_ctx *mc, const bench_opts *o) {
                    "%u-token FFN gate+up %.2f ms |  |\n",
                    mi->name && *mi->name ? mi->name : short_name(mc->path), mi->type, dev,
                    e->threads, nm, nc, (unsigned long long)(st.steps - steps0),
-                   sum / (double)nc * 1e3,
-                   p99 * 1e3, mx * 1e3, (mx - budget) * 1e3, head.us * 1e-3, chunk_tok,
-                   chunk.us * 1e-3);
+                   sum / (double)nc * 1e3, p99 * 1e3, mx * 1e3, (mx - budget) * 1e3, head.us * 1e-3,
+                   chunk_tok, chunk.us * 1e-3);
         }
         free(q);
         free(toks);
@@ -348,4 +366,3 @@ int bench_serve(bench_env *e, const bench_opts *o, const char *path) {
     vkllm_model_free(mc.model);
     return rc;
 }
-

@@ -39,29 +39,40 @@ static bool print_piece(void *user, int32_t tok, const char *piece, size_t len) 
 
 const char *cli_stop_name(vkllm_stop_reason r) {
     switch (r) {
-    case VKLLM_STOP_EOG: return "end of generation";
-    case VKLLM_STOP_MAX_TOKENS: return "max tokens";
-    case VKLLM_STOP_CALLBACK: return "callback";
-    case VKLLM_STOP_CANCELLED: return "cancelled";
-    case VKLLM_STOP_CONTEXT: return "context full";
-    case VKLLM_STOP_STRING: return "stop string";
-    case VKLLM_STOP_ERROR: return "error";
-    default: return "-";
+    case VKLLM_STOP_EOG:
+        return "end of generation";
+    case VKLLM_STOP_MAX_TOKENS:
+        return "max tokens";
+    case VKLLM_STOP_CALLBACK:
+        return "callback";
+    case VKLLM_STOP_CANCELLED:
+        return "cancelled";
+    case VKLLM_STOP_CONTEXT:
+        return "context full";
+    case VKLLM_STOP_STRING:
+        return "stop string";
+    case VKLLM_STOP_ERROR:
+        return "error";
+    default:
+        return "-";
     }
 }
 
-static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *r,
-                          double ttft) {
+static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *r, double ttft) {
     double pp = r->prefill_seconds > 0 ? r->n_prompt / r->prefill_seconds : 0;
     /* the first sampled token needs no eval: decode speed is over the evaluated ones */
-    double tg = r->decode_seconds > 0 && r->n_generated > 1
-                    ? (r->n_generated - 1) / r->decode_seconds : 0;
-    fprintf(stderr, "\nvkllm: prompt %u tok, %.1f tok/s | generated %u tok, %.1f tok/s | %s | "
-                    "stop: %s\n", r->n_prompt, pp, r->n_generated, tg,
-            vkllm_runtime_backend_name(rt), cli_stop_name(r->stop));
+    double tg =
+        r->decode_seconds > 0 && r->n_generated > 1 ? (r->n_generated - 1) / r->decode_seconds : 0;
+    fprintf(stderr,
+            "\nvkllm: prompt %u tok, %.1f tok/s | generated %u tok, %.1f tok/s | %s | "
+            "stop: %s\n",
+            r->n_prompt, pp, r->n_generated, tg, vkllm_runtime_backend_name(rt),
+            cli_stop_name(r->stop));
     if (ttft > 0)
-        fprintf(stderr, "vkllm: first token %.3f s after start (device and model set-up, "
-                        "prefill, first sample)\n", ttft);
+        fprintf(stderr,
+                "vkllm: first token %.3f s after start (device and model set-up, "
+                "prefill, first sample)\n",
+                ttft);
 }
 
 static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s) {
@@ -97,8 +108,7 @@ int cmd_run(int argc, char **argv) {
     vkllm_session *s = NULL;
     int rc = open_session(&o, model, &s);
     if (rc == 0) {
-        if (o.verbose)
-            fprintf(stderr, "vkllm: seed %llu\n", (unsigned long long)o.sampling.seed);
+        if (o.verbose) fprintf(stderr, "vkllm: seed %llu\n", (unsigned long long)o.sampling.seed);
         g_cancel_session = s;
         signal(SIGINT, on_sigint);
         if (!o.no_echo) {
@@ -106,11 +116,15 @@ int cmd_run(int argc, char **argv) {
             fflush(stdout);
         }
         vkllm_generate_desc gd = {
-            .prompt = prompt, .prompt_len = plen, .max_tokens = o.n_predict,
-            .ignore_eog = o.ignore_eos, .sampling = o.sampling, .on_token = print_piece,
+            .prompt = prompt,
+            .prompt_len = plen,
+            .max_tokens = o.n_predict,
+            .ignore_eog = o.ignore_eos,
+            .sampling = o.sampling,
+            .on_token = print_piece,
             .user = &t_first,
         };
-        vkllm_generate_result r;
+        vkllm_generate_result r = {0};
         vkllm_status st = vkllm_generate(s, &gd, &r);
         g_cancel_session = NULL;
         if (st != VKLLM_OK) {
@@ -158,12 +172,12 @@ static bool hist_push(chat_hist *h, const char *role, const char *text, size_t l
 }
 
 static void hist_clear(chat_hist *h) {
-    for (size_t i = 0; i < h->n; i++) free(h->owned[i]);
+    for (size_t i = 0; i < h->n; i++)
+        free(h->owned[i]);
     h->n = 0;
 }
 
-static char *render(vkllm_model *model, const chat_hist *h, size_t n, bool add_ass,
-                    size_t *len) {
+static char *render(vkllm_model *model, const chat_hist *h, size_t n, bool add_ass, size_t *len) {
     size_t need = 0;
     vkllm_status st = vkllm_chat_apply(model, h->msgs, n, add_ass, NULL, 0, &need);
     if (st != VKLLM_OK && st != VKLLM_ERR_BUFFER_TOO_SMALL) return NULL;
@@ -216,7 +230,8 @@ int cmd_chat(int argc, char **argv) {
         fflush(stderr);
         if (!fgets(line, sizeof line, stdin)) break;
         size_t len = strlen(line);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
         if (len == 0) continue;
         if (strcmp(line, "/reset") == 0) {
             vkllm_session_reset(s);
@@ -230,7 +245,10 @@ int cmd_chat(int argc, char **argv) {
          * end-of-turn token is not in the context, so it is added back) */
         size_t past_len = 0, full_len = 0;
         char *past = h.n ? render(model, &h, h.n, false, &past_len) : NULL;
-        if (!hist_push(&h, "user", line, len)) { rc = 1; break; }
+        if (!hist_push(&h, "user", line, len)) {
+            rc = 1;
+            break;
+        }
         char *full = render(model, &h, h.n, true, &full_len);
         if (!full || (h.n > 1 && !past)) {
             fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
@@ -250,14 +268,21 @@ int cmd_chat(int argc, char **argv) {
         }
         free(past);
         free(full);
-        if (!turn) { rc = 1; break; }
+        if (!turn) {
+            rc = 1;
+            break;
+        }
         if (o.verbose) fprintf(stderr, "vkllm: turn text: [%s]\n", turn);
         reply.n = 0;
         vkllm_generate_desc gd = {
-            .prompt = turn, .prompt_len = tl, .max_tokens = o.n_predict,
-            .sampling = o.sampling, .on_token = collect_piece, .user = &reply,
+            .prompt = turn,
+            .prompt_len = tl,
+            .max_tokens = o.n_predict,
+            .sampling = o.sampling,
+            .on_token = collect_piece,
+            .user = &reply,
         };
-        vkllm_generate_result r;
+        vkllm_generate_result r = {0};
         vkllm_status st = vkllm_generate(s, &gd, &r);
         free(turn);
         fputc('\n', stdout);
@@ -269,7 +294,10 @@ int cmd_chat(int argc, char **argv) {
             free(h.owned[h.n]);
             continue;
         }
-        if (!hist_push(&h, "assistant", reply.p ? reply.p : "", reply.n)) { rc = 1; break; }
+        if (!hist_push(&h, "assistant", reply.p ? reply.p : "", reply.n)) {
+            rc = 1;
+            break;
+        }
         if (o.verbose) print_summary(rt, &r, 0);
     }
     g_cancel_session = NULL;
@@ -311,7 +339,8 @@ int cmd_tokenize(int argc, char **argv) {
         rc = 1;
     } else if (o.ids_only) {
         fputc('[', stdout);
-        for (size_t i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+        for (size_t i = 0; i < n; i++)
+            printf("%s%d", i ? ", " : "", ids[i]);
         fputs("]\n", stdout);
     } else {
         char piece[512];
@@ -354,7 +383,7 @@ int cmd_info(int argc, char **argv) {
     if (!o.no_tensors) {
         uint64_t total = 0;
         for (size_t i = 0; i < nt; i++) {
-            vkllm_tensor_info t;
+            vkllm_tensor_info t = {0};
             if (vkllm_model_tensor(model, i, &t) != VKLLM_OK) continue;
             char shape[96];
             int k = 0;
@@ -378,7 +407,7 @@ int cmd_devices(int argc, char **argv) {
     cli_opts o;
     int pr = cli_begin(argc, argv, "devices", &o);
     if (pr >= 0) return pr;
-    vkllm_device_info d[16];
+    vkllm_device_info d[16] = {0};
     size_t n = 0;
     vkllm_list_devices(d, 16, &n);
     for (size_t i = 0; i < n && i < 16; i++) {
@@ -397,7 +426,8 @@ int cmd_devices(int argc, char **argv) {
                (double)x->max_buffer_bytes / (1024.0 * 1024.0), x->subgroup_size, x->tier,
                x->features);
     }
-    if (n == 1) printf("(no Vulkan device found: install a Vulkan driver, e.g. mesa-vulkan-drivers)\n");
+    if (n == 1)
+        printf("(no Vulkan device found: install a Vulkan driver, e.g. mesa-vulkan-drivers)\n");
     return 0;
 }
 
@@ -434,10 +464,14 @@ int cmd_synth(int argc, char **argv) {
             fprintf(stderr, "error: %s needs a value (vkllm synth --help)\n", a);
             return 1;
         }
-        if (strcmp(a, "--shape") == 0) d.shape = v;
-        else if (strcmp(a, "--type") == 0) d.type = v;
-        else if (strcmp(a, "--vocab") == 0) d.vocab_path = v;
-        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) d.out_path = v;
+        if (strcmp(a, "--shape") == 0)
+            d.shape = v;
+        else if (strcmp(a, "--type") == 0)
+            d.type = v;
+        else if (strcmp(a, "--vocab") == 0)
+            d.vocab_path = v;
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            d.out_path = v;
         else if (strcmp(a, "--seed") == 0) {
             char *end;
             d.seed = strtoull(v, &end, 10);
@@ -489,8 +523,8 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"run", cmd_run},       {"chat", cmd_chat},       {"tokenize", cmd_tokenize},
-                {"info", cmd_info},     {"devices", cmd_devices}, {"bench", cmd_bench},
+    } cmds[] = {{"run", cmd_run},    {"chat", cmd_chat},       {"tokenize", cmd_tokenize},
+                {"info", cmd_info},  {"devices", cmd_devices}, {"bench", cmd_bench},
                 {"synth", cmd_synth}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);

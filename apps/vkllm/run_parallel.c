@@ -13,7 +13,8 @@ static volatile size_t g_n_reqs;
 
 static void on_sigint(int sig) {
     (void)sig;
-    for (size_t i = 0; i < g_n_reqs; i++) vkllm_request_cancel(g_reqs[i]);
+    for (size_t i = 0; i < g_n_reqs; i++)
+        vkllm_request_cancel(g_reqs[i]);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -82,7 +83,8 @@ int cmd_run_parallel(const cli_opts *o) {
         free(lines);
         return 1;
     }
-    const vkllm_engine_desc ed = {.max_seqs = (uint32_t)o->parallel, .n_ctx = (uint32_t)o->n_ctx,
+    const vkllm_engine_desc ed = {.max_seqs = (uint32_t)o->parallel,
+                                  .n_ctx = (uint32_t)o->n_ctx,
                                   .n_batch = (uint32_t)o->n_batch,
                                   .kv_bytes = (uint64_t)o->kv_mib << 20,
                                   .no_prefix_cache = o->no_prefix_cache,
@@ -106,8 +108,8 @@ int cmd_run_parallel(const cli_opts *o) {
     for (size_t i = 0; ready && i < n; i++) {
         vkllm_chat_message msgs[2] = {{"system", o->system}, {"user", lines[i]}};
         const size_t nm = o->system ? 2 : 1;
-        vkllm_request_desc d = {.max_tokens = o->n_predict, .ignore_eog = o->ignore_eos,
-                                .sampling = o->sampling};
+        vkllm_request_desc d = {
+            .max_tokens = o->n_predict, .ignore_eog = o->ignore_eos, .sampling = o->sampling};
         if (o->chat) {
             d.messages = o->system ? msgs : msgs + 1;
             d.n_messages = nm;
@@ -157,7 +159,8 @@ int cmd_run_parallel(const cli_opts *o) {
     g_n_reqs = 0;
     struct timespec t1s;
     clock_gettime(CLOCK_MONOTONIC, &t1s);
-    const double wall = (double)(t1s.tv_sec - t0s.tv_sec) + (double)(t1s.tv_nsec - t0s.tv_nsec) * 1e-9;
+    const double wall =
+        (double)(t1s.tv_sec - t0s.tv_sec) + (double)(t1s.tv_nsec - t0s.tv_nsec) * 1e-9;
     if (answered) {
         double sum = 0;
         size_t k = 0;
@@ -165,19 +168,19 @@ int cmd_run_parallel(const cli_opts *o) {
             if (reqs[i]) sum += (ttft[k++] = ttft[i]);
         qsort(ttft, answered, sizeof *ttft, cmp_double);
         const size_t p95 = (size_t)((double)(answered - 1) * 0.95 + 0.5);
-        vkllm_engine_stats st;
+        vkllm_engine_stats st = {0};
         vkllm_engine_get_stats(e, &st);
         fprintf(stderr,
                 "vkllm: %zu requests, %d at a time | prompt %llu tok (%llu from the prefix "
                 "cache) | generated %llu tok in %.2f s: %.1f tok/s | time to first token mean "
                 "%.3f s, p95 %.3f s | %llu steps, %llu preemptions | %s\n",
-                answered, o->parallel, (unsigned long long)n_prompt,
-                (unsigned long long)n_cached, (unsigned long long)n_gen, wall,
-                wall > 0 ? (double)n_gen / wall : 0.0, sum / (double)answered, ttft[p95],
-                (unsigned long long)st.steps, (unsigned long long)st.preemptions,
-                vkllm_runtime_backend_name(rt));
+                answered, o->parallel, (unsigned long long)n_prompt, (unsigned long long)n_cached,
+                (unsigned long long)n_gen, wall, wall > 0 ? (double)n_gen / wall : 0.0,
+                sum / (double)answered, ttft[p95], (unsigned long long)st.steps,
+                (unsigned long long)st.preemptions, vkllm_runtime_backend_name(rt));
     }
-    for (size_t i = 0; i < submitted; i++) vkllm_request_free(reqs[i]);
+    for (size_t i = 0; i < submitted; i++)
+        vkllm_request_free(reqs[i]);
     vkllm_engine_destroy(e);
     vkllm_model_free(model);
     vkllm_runtime_destroy(rt);

@@ -81,10 +81,10 @@ typedef struct eng_op {
     eng_op_kind kind;
     uint8_t src, src2;
     uint8_t dst[ENG_MAX_FUSED];
-    uint8_t n_w;                        /* MATMUL: number of weights */
-    bool accumulate;                    /* MATMUL: add into dst (fused residual add) */
-    bool last_rows;                     /* only the output rows: the last token of each entry
-                                         * with out set (the output head) */
+    uint8_t n_w;     /* MATMUL: number of weights */
+    bool accumulate; /* MATMUL: add into dst (fused residual add) */
+    bool last_rows;  /* only the output rows: the last token of each entry
+                      * with out set (the output head) */
     uint16_t layer;
     const eng_weight *w[ENG_MAX_FUSED]; /* EMBED, RMS_NORM, MATMUL */
 } eng_op;
@@ -138,10 +138,10 @@ typedef struct eng_seq {
 /* One forward step over one or more sequences. */
 typedef struct eng_batch {
     const int32_t *tokens;
-    uint32_t n_tokens;   /* rows: the sum of the entries' n_tokens */
+    uint32_t n_tokens; /* rows: the sum of the entries' n_tokens */
     const eng_seq *seqs;
     uint32_t n_seqs;
-    uint32_t n_out;      /* entries with out set: output rows, in entry order */
+    uint32_t n_out; /* entries with out set: output rows, in entry order */
     /* 0: write n_out rows of logits. k >= 1: write only the k best candidates of each output
      * row, largest first, ties to the lower id (k = 1 is argmax): out_ids[n_out * k] and, when
      * non-NULL, out_vals[n_out * k]. A GPU backend selects on the device, so only k values
@@ -158,6 +158,10 @@ typedef struct eng_ctx_desc {
     uint32_t n_seqs;  /* entries per step, at most (0 = 1) */
     uint32_t n_pages; /* KV cache pages (0 = enough for one sequence of n_ctx) */
     bool kv_q8_0;     /* K and V stored as Q8_0 blocks (head_dim a multiple of 32), not F16 */
+    /* Steps driven by a host's time budget (a manual engine): a GPU backend cuts each step
+     * into segments and submits, per advance, only what its measured times say finishes by
+     * the deadline, so a renderer sharing the device keeps its frames (vk_pace.c). */
+    bool paced;
 } eng_ctx_desc;
 
 /* Bytes of one token's K (or V) row of one layer in the cache. */
@@ -208,6 +212,10 @@ typedef struct eng_backend_vtbl {
      * works. deadline <= 0: until done. */
     vkllm_status (*begin)(eng_ctx *c, const eng_batch *b, float *logits, core_err *err);
     vkllm_status (*advance)(eng_ctx *c, double deadline, bool *done, core_err *err);
+    /* Optional: prepares, without running anything, what the context's steps of any shape
+     * will need (a GPU backend builds every pipeline they use), so that no later step pays
+     * for it. NULL: nothing to prepare. */
+    vkllm_status (*warmup)(eng_ctx *c, core_err *err);
     /* Measurement (vkllm_bench_bandwidth, vkllm_bench_op): read bandwidth of the backend's
      * memory over about `seconds`, and the time of one op. bench_op gets a checked desc with
      * defaults filled in and the weight type resolved (w_type); it sets out->calls and

@@ -41,7 +41,8 @@ struct sched {
     /* the steps: n_flight of them in flight, step[head] the oldest */
     sched_step step[2];
     uint32_t head, n_flight;
-    float *logits; /* full logits of a step with top_k 0 (never one that overlaps) */
+    sched_step *to_commit; /* done on the device, waiting for sched_commit */
+    float *logits;         /* full logits of a step with top_k 0 (never one that overlaps) */
     vkllm_engine_stats st;
 };
 
@@ -70,8 +71,8 @@ static uint64_t page_key(const sched *s, const sched_req *r, uint32_t pi, uint64
     return h ? h : 1;
 }
 
-static bool page_matches(const sched *s, uint32_t p, const sched_req *r, uint32_t pi,
-                         uint64_t key, uint64_t parent) {
+static bool page_matches(const sched *s, uint32_t p, const sched_req *r, uint32_t pi, uint64_t key,
+                         uint64_t parent) {
     if (s->pkey[p] != key || s->pparent[p] != parent) return false;
     for (uint32_t j = 0; j < ENG_PAGE; j++) {
         const uint32_t i = pi * ENG_PAGE + j;
@@ -113,18 +114,24 @@ static void cache_remove(sched *s, uint32_t p) {
 }
 
 static void lru_unlink(sched *s, uint32_t p) {
-    if (s->lru_prev[p] != NO_PAGE) s->lru_next[s->lru_prev[p]] = s->lru_next[p];
-    else s->lru_head = s->lru_next[p];
-    if (s->lru_next[p] != NO_PAGE) s->lru_prev[s->lru_next[p]] = s->lru_prev[p];
-    else s->lru_tail = s->lru_prev[p];
+    if (s->lru_prev[p] != NO_PAGE)
+        s->lru_next[s->lru_prev[p]] = s->lru_next[p];
+    else
+        s->lru_head = s->lru_next[p];
+    if (s->lru_next[p] != NO_PAGE)
+        s->lru_prev[s->lru_next[p]] = s->lru_prev[p];
+    else
+        s->lru_tail = s->lru_prev[p];
     s->n_lru--;
 }
 
 static void lru_push(sched *s, uint32_t p) {
     s->lru_prev[p] = s->lru_tail;
     s->lru_next[p] = NO_PAGE;
-    if (s->lru_tail != NO_PAGE) s->lru_next[s->lru_tail] = p;
-    else s->lru_head = p;
+    if (s->lru_tail != NO_PAGE)
+        s->lru_next[s->lru_tail] = p;
+    else
+        s->lru_head = p;
     s->lru_tail = p;
     s->n_lru++;
 }
@@ -150,12 +157,15 @@ static void page_take(sched *s, uint32_t p) {
 
 static void page_release(sched *s, uint32_t p) {
     if (--s->ref[p]) return;
-    if (s->pkey[p]) lru_push(s, p);
-    else s->free_stack[s->n_free++] = p;
+    if (s->pkey[p])
+        lru_push(s, p);
+    else
+        s->free_stack[s->n_free++] = p;
 }
 
 static void req_release_pages(sched *s, sched_req *r) {
-    for (uint32_t i = 0; i < r->n_pages; i++) page_release(s, r->pages[i]);
+    for (uint32_t i = 0; i < r->n_pages; i++)
+        page_release(s, r->pages[i]);
     r->n_pages = 0;
     r->n_keys = 0;
     r->n_done = 0;
@@ -167,22 +177,24 @@ static void req_release_pages(sched *s, sched_req *r) {
 vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt,
                               const vkllm_request_desc *d, sched_req **out, core_err *err) {
     *out = NULL;
-    if (n_prompt == 0)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: empty prompt");
+    if (n_prompt == 0) return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: empty prompt");
     if (n_prompt > s->d.n_ctx)
-        return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "request: prompt is %u tokens, the "
-                         "context holds %u (n_ctx)", n_prompt, s->d.n_ctx);
+        return core_errf(err, VKLLM_ERR_CONTEXT_FULL,
+                         "request: prompt is %u tokens, the "
+                         "context holds %u (n_ctx)",
+                         n_prompt, s->d.n_ctx);
     if (d->max_tokens < 0)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: max_tokens %d < 0",
-                         d->max_tokens);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: max_tokens %d < 0", d->max_tokens);
     if (d->n_stop && !d->stop)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: %zu stop strings, no array",
                          d->n_stop);
     const uint32_t nv = s->d.m->cfg.n_vocab;
     for (uint32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= nv)
-            return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: token %u has id %d, out of "
-                             "range [0, %u)", i, prompt[i], nv);
+            return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                             "request: token %u has id %d, out of "
+                             "range [0, %u)",
+                             i, prompt[i], nv);
     const vkllm_allocator *a = s->a;
     sched_req *r = core_calloc(a, 1, sizeof *r);
     if (!r) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "request: out of memory");
@@ -213,7 +225,8 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
     memcpy(r->toks, prompt, (size_t)n_prompt * sizeof *prompt);
     r->n_prompt = r->n_toks = n_prompt;
     r->res.n_prompt = n_prompt;
-    for (uint32_t i = 0; i < n_prompt; i++) sched_sampler_accept(r->smp, prompt[i]);
+    for (uint32_t i = 0; i < n_prompt; i++)
+        sched_sampler_accept(r->smp, prompt[i]);
     r->top_need = sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
     r->max_tokens = d->max_tokens;
     r->ignore_eog = d->ignore_eog;
@@ -228,7 +241,8 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
 void sched_req_free(sched_req *r) {
     if (!r) return;
     const vkllm_allocator *a = r->a;
-    for (size_t i = 0; i < r->n_stop; i++) core_free(a, r->stop[i]);
+    for (size_t i = 0; i < r->n_stop; i++)
+        core_free(a, r->stop[i]);
     core_free(a, r->stop);
     sched_sampler_free(r->smp);
     core_free(a, r->toks);
@@ -241,8 +255,10 @@ void sched_req_free(sched_req *r) {
 void sched_add(sched *s, sched_req *r) {
     r->state = SR_WAITING;
     r->next = NULL;
-    if (s->wait_tail) s->wait_tail->next = r;
-    else s->wait_head = r;
+    if (s->wait_tail)
+        s->wait_tail->next = r;
+    else
+        s->wait_head = r;
     s->wait_tail = r;
 }
 
@@ -335,8 +351,12 @@ static void add_entry(sched_step *st, sched_req *r, uint32_t pos, uint32_t n, ui
     eng_batch *b = &st->batch;
     eng_seq *e = &st->seqs[b->n_seqs];
     memcpy(st->tokens + b->n_tokens, r->toks + pos, (size_t)n * sizeof *r->toks);
-    *e = (eng_seq){.n_tokens = n, .pos0 = pos, .mode = mode, .pages = r->pages,
-                   .out = feed || pos + n == r->n_toks, .feed = feed};
+    *e = (eng_seq){.n_tokens = n,
+                   .pos0 = pos,
+                   .mode = mode,
+                   .pages = r->pages,
+                   .out = feed || pos + n == r->n_toks,
+                   .feed = feed};
     st->req[b->n_seqs++] = r;
     b->n_tokens += n;
     b->n_out += e->out ? 1u : 0u;
@@ -354,8 +374,7 @@ static uint32_t plan_seq(sched *s, sched_step *st, uint32_t i, uint32_t avail) {
         if (pos >= r->n_toks) break;
         uint32_t n = 1;
         if (pos < r->n_prompt) {
-            const uint32_t end = (pos / C + 1) * C < r->n_prompt ? (pos / C + 1) * C
-                                                                 : r->n_prompt;
+            const uint32_t end = (pos / C + 1) * C < r->n_prompt ? (pos / C + 1) * C : r->n_prompt;
             n = end - pos < avail - added ? end - pos : avail - added;
         }
         if (!ensure_pages(s, i, pos + n, true)) break;
@@ -385,7 +404,8 @@ static bool admit(sched *s, sched_req *r) {
     const uint32_t avail = s->n_free + s->n_lru - hits_idle;
     /* with others running, keep a page for each of them to grow into */
     if (need > avail || (s->n_run && need + s->n_run > avail)) return false;
-    for (uint32_t i = 0; i < hits; i++) page_take(s, r->pages[i]);
+    for (uint32_t i = 0; i < hits; i++)
+        page_take(s, r->pages[i]);
     r->n_pages = r->n_keys = hits;
     r->n_done = hits * ENG_PAGE;
     const uint32_t cached_prompt = r->n_done < r->n_prompt ? r->n_done : r->n_prompt;
@@ -415,7 +435,8 @@ static bool plan(sched *s, sched_step *st) {
     uint32_t budget = s->d.n_batch;
     /* running sequences, oldest first; a token kept for each later one that decodes */
     uint32_t later = 0; /* decoding sequences not yet planned */
-    for (uint32_t j = 0; j < s->n_run; j++) later += s->run[j]->n_toks - s->run[j]->n_done == 1;
+    for (uint32_t j = 0; j < s->n_run; j++)
+        later += s->run[j]->n_toks - s->run[j]->n_done == 1;
     for (uint32_t i = 0; i < s->n_run && budget; i++) {
         const sched_req *r = s->run[i];
         const bool decoding = r->n_toks - r->n_done == 1;
@@ -449,8 +470,10 @@ static uint32_t step_top(const sched_step *st) {
     for (uint32_t e = 0; e < st->batch.n_seqs; e++)
         if (st->batch.seqs[e].out) {
             const uint32_t need = st->req[e]->top_need;
-            if (need == 0) top = 0;
-            else if (top && need > top) top = need;
+            if (need == 0)
+                top = 0;
+            else if (top && need > top)
+                top = need;
         }
     return top;
 }
@@ -476,7 +499,8 @@ static bool plan_fed(sched *s, const sched_step *cur, sched_step *nx) {
         /* one that ends at this commit for sure gets no entry */
         if (r->max_tokens > 0 && r->res.n_generated + 1 >= (uint32_t)r->max_tokens) continue;
         if (!ensure_pages(s, run_index(s, r), r->n_toks + 1, false)) {
-            for (uint32_t k = 0; k < b->n_seqs; k++) nx->req[k]->n_sched--;
+            for (uint32_t k = 0; k < b->n_seqs; k++)
+                nx->req[k]->n_sched--;
             b->n_seqs = 0;
             return false;
         }
@@ -516,7 +540,8 @@ static void take_token(sched *s, sched_req *r, int32_t tok) {
     if (pl > sizeof piece) pl = sizeof piece;
     if (r->text_len + pl + 1 > r->text_cap) {
         size_t cap = r->text_cap ? r->text_cap * 2 : 256;
-        while (cap < r->text_len + pl + 1) cap *= 2;
+        while (cap < r->text_len + pl + 1)
+            cap *= 2;
         char *t = core_alloc(s->a, cap, 0);
         if (!t) {
             finish(s, r, VKLLM_STOP_ERROR, VKLLM_ERR_OUT_OF_MEMORY);
@@ -541,7 +566,11 @@ static void take_token(sched *s, sched_req *r, int32_t tok) {
                 return;
             }
     }
-    if (r->on_token && !r->on_token(r->user, tok, piece, pl)) {
+    bool go = true;
+    if (r->on_token)
+        go = s->d.call_token ? s->d.call_token(s->d.call_ctx, r, tok, piece, pl)
+                             : r->on_token(r->user, tok, piece, pl);
+    if (!go) {
         finish(s, r, VKLLM_STOP_CALLBACK, VKLLM_OK);
         return;
     }
@@ -565,7 +594,8 @@ static void commit(sched *s, sched_step *st) {
     }
     uint32_t o = 0;
     for (uint32_t e = 0; e < b->n_seqs; e++) {
-        if (b->seqs[e].n_tokens > 1 || !b->seqs[e].out) s->st.tokens_prefilled += b->seqs[e].n_tokens;
+        if (b->seqs[e].n_tokens > 1 || !b->seqs[e].out)
+            s->st.tokens_prefilled += b->seqs[e].n_tokens;
         if (!b->seqs[e].out) continue;
         sched_req *r = st->req[e];
         const uint32_t row = o++;
@@ -586,7 +616,8 @@ static vkllm_status fail_steps(sched *s, uint32_t n, vkllm_status st) {
     for (uint32_t k = 1; k < s->n_flight; k++) { /* let the device finish the later one */
         bool done = false;
         core_err e;
-        while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {}
+        while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {
+        }
     }
     if (s->n_flight > n) n = s->n_flight;
     s->n_flight = 0;
@@ -601,8 +632,9 @@ static vkllm_status fail_steps(sched *s, uint32_t n, vkllm_status st) {
     return st;
 }
 
-vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err) {
-    *stepped = false;
+vkllm_status sched_advance(sched *s, double deadline, bool *ready, core_err *err) {
+    *ready = s->to_commit != NULL;
+    if (*ready) return VKLLM_OK; /* sched_commit first */
     eng_backend *be = s->d.be;
     vkllm_status st = VKLLM_OK;
     if (s->n_flight == 0) {
@@ -622,7 +654,8 @@ vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err)
                 s->n_flight = 2;
                 s->st.steps_overlapped++;
             } else { /* not taken: the serial plan builds it after the commit */
-                for (uint32_t e = 0; e < nx->batch.n_seqs; e++) nx->req[e]->n_sched--;
+                for (uint32_t e = 0; e < nx->batch.n_seqs; e++)
+                    nx->req[e]->n_sched--;
                 nx->batch.n_seqs = 0;
             }
         }
@@ -634,14 +667,22 @@ vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err)
     sched_step *p = &s->step[s->head];
     s->head ^= 1; /* p is no longer in flight: finishing a request in it skips p */
     s->n_flight--;
-    commit(s, p);
-    *stepped = true;
+    s->to_commit = p;
+    *ready = true;
     return VKLLM_OK;
+}
+
+void sched_commit(sched *s) {
+    sched_step *p = s->to_commit;
+    if (!p) return;
+    s->to_commit = NULL;
+    commit(s, p);
 }
 
 uint32_t sched_active(const sched *s) {
     uint32_t n = s->n_run;
-    for (const sched_req *r = s->wait_head; r; r = r->next) n++;
+    for (const sched_req *r = s->wait_head; r; r = r->next)
+        n++;
     return n;
 }
 
@@ -658,35 +699,43 @@ void sched_stats(const sched *s, vkllm_engine_stats *out) {
     out->pages_cached = s->n_lru;
     out->running = s->n_run;
     out->waiting = 0;
-    for (const sched_req *r = s->wait_head; r; r = r->next) out->waiting++;
+    for (const sched_req *r = s->wait_head; r; r = r->next)
+        out->waiting++;
 }
 
 /* ---- create / destroy ---- */
 
-bool sched_busy(const sched *s) { return s->n_flight > 0; }
+bool sched_busy(const sched *s) {
+    return s->n_flight > 0 || s->to_commit != NULL;
+}
 
 void sched_cancel_all(sched *s) {
+    s->to_commit = NULL;                 /* its requests are finished below */
     for (; s->n_flight; s->n_flight--) { /* the device finishes before block tables go */
         bool done = false;
         core_err e;
-        while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {}
+        while (s->d.be->vt->advance(s->ctx, 0.0, &done, &e) == VKLLM_OK && !done) {
+        }
     }
-    while (s->n_run) finish(s, s->run[s->n_run - 1], VKLLM_STOP_CANCELLED, VKLLM_OK);
-    while (s->wait_head) finish(s, s->wait_head, VKLLM_STOP_CANCELLED, VKLLM_OK);
+    while (s->n_run)
+        finish(s, s->run[s->n_run - 1], VKLLM_STOP_CANCELLED, VKLLM_OK);
+    while (s->wait_head)
+        finish(s, s->wait_head, VKLLM_STOP_CANCELLED, VKLLM_OK);
 }
 
 void sched_destroy(sched *s) {
     if (!s) return;
     const vkllm_allocator *a = s->a;
     if (s->ctx) s->d.be->vt->ctx_destroy(s->ctx);
-    void *bufs[] = {s->ref,      s->free_stack, s->pkey,     s->pparent, s->ptok,
-                    s->pmode,    s->bucket,     s->hnext,    s->lru_prev, s->lru_next,
-                    s->run,      s->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) core_free(a, bufs[i]);
+    void *bufs[] = {s->ref,    s->free_stack, s->pkey,     s->pparent,  s->ptok, s->pmode,
+                    s->bucket, s->hnext,      s->lru_prev, s->lru_next, s->run,  s->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        core_free(a, bufs[i]);
     for (int k = 0; k < 2; k++) {
         sched_step *p = &s->step[k];
         void *sb[] = {p->tokens, p->seqs, p->req, p->cand_ids, p->cand_vals};
-        for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++) core_free(a, sb[i]);
+        for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
+            core_free(a, sb[i]);
     }
     core_free(a, s);
 }
@@ -702,7 +751,8 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
     s->max_entries = d->max_seqs + 64;
     const uint32_t np = d->n_pages, nv = d->m->cfg.n_vocab;
     s->n_buckets = 1;
-    while (s->n_buckets < np) s->n_buckets <<= 1;
+    while (s->n_buckets < np)
+        s->n_buckets <<= 1;
     s->ref = core_calloc(a, np, sizeof *s->ref);
     s->free_stack = core_calloc(a, np, sizeof *s->free_stack);
     s->pkey = core_calloc(a, np, sizeof *s->pkey);
@@ -725,20 +775,26 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
         p->cand_ids = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *p->cand_ids);
         p->cand_vals = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *p->cand_vals);
         ok = ok && p->tokens && p->seqs && p->req && p->cand_ids && p->cand_vals;
-        p->batch = (eng_batch){.tokens = p->tokens, .seqs = p->seqs, .out_ids = p->cand_ids,
-                               .out_vals = p->cand_vals};
+        p->batch = (eng_batch){
+            .tokens = p->tokens, .seqs = p->seqs, .out_ids = p->cand_ids, .out_vals = p->cand_vals};
     }
     if (!ok) {
         sched_destroy(s);
-        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "engine: out of memory for %u pages",
-                         np);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "engine: out of memory for %u pages", np);
     }
-    for (uint32_t i = 0; i < s->n_buckets; i++) s->bucket[i] = NO_PAGE;
-    for (uint32_t p = 0; p < np; p++) s->free_stack[s->n_free++] = np - 1 - p;
+    for (uint32_t i = 0; i < s->n_buckets; i++)
+        s->bucket[i] = NO_PAGE;
+    for (uint32_t p = 0; p < np; p++)
+        s->free_stack[s->n_free++] = np - 1 - p;
     s->lru_head = s->lru_tail = NO_PAGE;
-    const eng_ctx_desc cd = {.n_ctx = d->n_ctx, .n_batch = d->n_batch,
-                             .n_seqs = s->max_entries, .n_pages = np, .kv_q8_0 = d->kv_q8_0};
+    const eng_ctx_desc cd = {.n_ctx = d->n_ctx,
+                             .n_batch = d->n_batch,
+                             .n_seqs = s->max_entries,
+                             .n_pages = np,
+                             .kv_q8_0 = d->kv_q8_0,
+                             .paced = d->paced};
     vkllm_status st = d->be->vt->ctx_create(d->be, d->m, d->g, &cd, &s->ctx, err);
+    if (st == VKLLM_OK && d->warmup && d->be->vt->warmup) st = d->be->vt->warmup(s->ctx, err);
     if (st != VKLLM_OK) {
         sched_destroy(s);
         return st;

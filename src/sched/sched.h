@@ -1,7 +1,8 @@
 /* The scheduler: requests, continuous batching over a paged KV cache, the prefix cache and
  * preemption. One sched runs one model's requests on one backend context; it is driven from
  * one thread at a time (the engine thread or the host's vkllm_step), and only submissions and
- * cancels cross threads (src/api_engine.c holds the lock for those).
+ * cancels cross threads (src/api_engine.c holds the lock for those). sched_req_create only
+ * reads what sched_create set, so any thread may call it.
  *
  * A step is planned, started (backend begin), advanced until done (backend advance, possibly
  * over several vkllm_step calls), then committed: each sequence with an output samples its
@@ -39,20 +40,20 @@ typedef enum sched_state { SR_QUEUED, SR_WAITING, SR_RUNNING, SR_DONE } sched_st
 /* The object behind a vkllm_request handle. */
 typedef struct vkllm_request sched_req;
 struct vkllm_request {
-    struct sched *s;          /* NULL once the engine is gone */
+    struct sched *s; /* NULL once the engine is gone */
     const vkllm_allocator *a;
-    void *owner;              /* the vkllm_engine */
+    void *owner; /* the vkllm_engine */
     /* tokens: the prompt, then what was generated; capacity n_ctx + 1 */
     int32_t *toks;
     uint32_t n_prompt, n_toks;
-    uint32_t n_done;    /* positions [0, n_done) are in the KV cache */
-    uint32_t n_sched;   /* positions [n_done, n_done + n_sched) are in steps not committed */
-    uint32_t *pages;    /* block table, n_pages of capacity ceil(n_ctx / ENG_PAGE) */
+    uint32_t n_done;  /* positions [0, n_done) are in the KV cache */
+    uint32_t n_sched; /* positions [n_done, n_done + n_sched) are in steps not committed */
+    uint32_t *pages;  /* block table, n_pages of capacity ceil(n_ctx / ENG_PAGE) */
     uint32_t n_pages;
-    uint64_t *keys;     /* prefix-cache keys of its full pages, a chain from page 0 */
+    uint64_t *keys; /* prefix-cache keys of its full pages, a chain from page 0 */
     uint32_t n_keys;
     sched_sampler *smp;
-    uint32_t top_need;  /* candidates its sampler needs (sched_sampler_top_needed) */
+    uint32_t top_need; /* candidates its sampler needs (sched_sampler_top_needed) */
     int32_t max_tokens;
     bool ignore_eog;
     char **stop;
@@ -64,11 +65,11 @@ struct vkllm_request {
     size_t text_len, text_cap;
     vkllm_request_result res;
     double t_submit;
-    uint64_t admit_no;  /* admission order: the largest is the youngest */
+    uint64_t admit_no; /* admission order: the largest is the youngest */
     sched_state state;
     atomic_int cancel;
-    atomic_int done;    /* set once, when finished; readable from any thread */
-    bool released;      /* the user freed the handle */
+    atomic_int done;            /* set once, when finished; readable from any thread */
+    bool released;              /* the user freed the handle */
     struct vkllm_request *next; /* queue links */
     struct vkllm_request *all_prev, *all_next; /* the engine's list of live handles */
 };
@@ -83,6 +84,12 @@ typedef struct sched_desc {
     bool prefix_cache;
     bool kv_q8_0;
     bool overlap; /* plan and submit the next step while one runs, where the backend feeds */
+    bool paced;   /* steps are driven with deadlines (eng_ctx_desc.paced) */
+    bool warmup;  /* prepare every step shape's kernels at creation (backend warmup) */
+    /* calls a request's on_token (NULL: called directly); api_engine.c's wrapper skips the
+     * callbacks of freed requests and lets vkllm_request_free wait for one in progress */
+    bool (*call_token)(void *ctx, sched_req *r, int32_t tok, const char *piece, size_t len);
+    void *call_ctx;
 } sched_desc;
 
 typedef struct sched sched;
@@ -100,11 +107,24 @@ void sched_req_free(sched_req *r);
 /* Hands a request to the scheduler (the caller's thread owns the scheduler now). */
 void sched_add(sched *s, sched_req *r);
 
-/* Works on the current step (planning a new one when none is in progress) until it is done
- * or core_time_s() passes deadline (<= 0: until done). *stepped: a step was committed.
- * Requests that finish join the finished list (sched_take_finished). */
-vkllm_status sched_work(sched *s, double deadline, bool *stepped, core_err *err);
-/* Requests queued or running, and whether a step is in progress. */
+/* A step is driven in two calls, so that the caller can hold the backend lock (api_engine.c:
+ * the runtime's be_mu) exactly around the part that uses the backend, and run the
+ * requests' callbacks with no lock held:
+ *
+ * sched_advance plans a step when none is in progress, submits it (and, overlapping, the
+ * next one), and works on the oldest one until it is done on the device or core_time_s()
+ * passes deadline (<= 0: until done). *ready: it is done and waits for sched_commit (it stays
+ * ready, and nothing else runs, until then). The only call here that uses the backend,
+ * besides sched_create, sched_cancel_all and sched_destroy.
+ *
+ * sched_commit commits the ready step: each output samples its token, requests take their
+ * tokens (on_token is called here), full pages enter the prefix cache, finished requests join
+ * the finished list (sched_take_finished). It never calls the backend: a step in flight
+ * (overlap) keeps running on the device meanwhile. */
+vkllm_status sched_advance(sched *s, double deadline, bool *ready, core_err *err);
+void sched_commit(sched *s);
+/* Requests queued or running, and whether a step is in progress (in flight or waiting for
+ * its commit). */
 uint32_t sched_active(const sched *s);
 bool sched_busy(const sched *s);
 /* Finished requests since the last call, linked through next (the caller marks them done). */

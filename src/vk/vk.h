@@ -1,7 +1,9 @@
 /* The Vulkan layer shared by src/vk/: device, memory, pipelines, op recording.
  *
- * Entry points come from volk at run time (nothing links libvulkan); device-level calls go
- * through a per-device table (vk_dev.t), so two runtimes on two devices live side by side.
+ * Entry points are loaded at run time into the device's own tables (vk_fn.h: vk_dev.fn for the
+ * instance, vk_dev.t for the device; nothing links libvulkan and nothing is global), so two
+ * runtimes on two devices, or on the host's device beside the host's own loader, live side by
+ * side.
  * Nothing here knows about models: vk_backend.c maps the engine's op list onto vk_ops.c.
  */
 #ifndef VKLLM_VK_VK_H
@@ -9,7 +11,10 @@
 
 #include "core/common.h"
 
-#include <volk.h>
+#include "vk/vk_fn.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 /* Capability tiers (docs/architecture.md): what a kernel variant may assume. */
 enum {
@@ -22,16 +27,16 @@ enum {
 /* What a physical device offers, read once at enumeration. */
 typedef struct vk_dev_info {
     char name[256];
-    char kind[32];     /* discrete-gpu, integrated-gpu, virtual-gpu, cpu-vulkan, other */
+    char kind[32]; /* discrete-gpu, integrated-gpu, virtual-gpu, cpu-vulkan, other */
     char vendor[32];
-    char driver[128];  /* driver name and version */
+    char driver[128]; /* driver name and version */
     char features[256];
     uint32_t vendor_id, device_id, api_version, driver_version;
     uint8_t uuid[VK_UUID_SIZE];
     uint64_t device_local_bytes; /* largest device-local heap */
     uint32_t subgroup_size;
-    uint64_t max_buffer_range;   /* maxStorageBufferRange */
-    uint32_t max_shared;         /* maxComputeSharedMemorySize */
+    uint64_t max_buffer_range; /* maxStorageBufferRange */
+    uint32_t max_shared;       /* maxComputeSharedMemorySize */
     uint32_t max_wg_invocations;
     uint32_t min_ssbo_align;
     bool fp16, int8, storage8, storage16, subgroup_arith, int_dot;
@@ -42,7 +47,7 @@ typedef struct vk_dev_info {
 /* Validation messages seen on a device, for the tests: any message fails the run. */
 typedef struct vk_validation {
     bool enabled;
-    uint32_t n_messages;
+    atomic_uint n_messages; /* the messenger may be called on any thread using the device */
     char first[512];
 } vk_validation;
 
@@ -56,29 +61,40 @@ typedef struct vk_dev_desc {
     int max_tier;        /* -1 = best the device has */
     uint64_t memory_cap; /* 0 = none */
     uint64_t max_buffer; /* 0 = the device's maxStorageBufferRange; less forces splits */
+    const vkllm_vulkan_device *host;   /* the host's device, or NULL: vkllm makes its own */
+    const VkAllocationCallbacks *vkac; /* for every Vulkan object; NULL = the driver's */
 } vk_dev_desc;
 
 typedef struct vk_dev {
     const vkllm_allocator *alloc;
     vk_log_fn log;
     void *log_user;
+    vk_ifn fn; /* loader and instance entry points */
+    vk_dfn t;  /* device entry points */
+    const VkAllocationCallbacks *vkac;
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger;
-    /* kept here, not read from volk's globals at destroy: another instance loaded since
-     * (vk_enumerate's, without the debug extension) leaves that global NULL */
-    PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger;
     VkPhysicalDevice pdev;
     VkDevice dev;
-    struct VolkDeviceTable t;
+    bool own_instance, own_device; /* false: the host's (vk_dev_destroy leaves them alone) */
     VkQueue queue;
     uint32_t qfam;
+    /* Vulkan wants a queue's submissions and a command pool's use externally synchronised:
+     * queue_mu orders vkllm's own submissions (its threads may differ from call to call), and
+     * the host's lock_queue, when it shares the queue, orders them against the host's. mu
+     * guards cmd_pool (one-shot command buffers). */
+    pthread_mutex_t queue_mu, mu;
+    void (*lock_queue)(void *user);
+    void (*unlock_queue)(void *user);
+    void *queue_user;
     vk_dev_info info;
-    int tier;               /* tier in use (<= info.tier) */
-    int index;              /* position in vk_enumerate's order (--device vulkan:INDEX) */
-    uint64_t max_buffer;    /* largest buffer (binding range) we create */
+    int tier;            /* tier in use (<= info.tier) */
+    int index;           /* position in vk_enumerate's order (--device vulkan:INDEX) */
+    uint64_t max_buffer; /* largest buffer (binding range) we create */
     uint64_t memory_cap;
-    uint64_t allocated;     /* device memory allocated so far */
-    bool fma_exact;         /* fma() is not fused here: shaders emulate it (EXACT_FMA) */
+    _Atomic uint64_t allocated; /* device memory allocated so far */
+    bool fma_exact;             /* fma() is not fused here: shaders emulate it (EXACT_FMA) */
+    atomic_uint pipes_built;    /* pipelines compiled so far (tests: what a warm-up left to do) */
     uint32_t mem_type_device, mem_type_host; /* memory type indices */
     bool host_coherent;
     VkCommandPool cmd_pool;
@@ -87,20 +103,30 @@ typedef struct vk_dev {
     vk_validation val;
 } vk_dev;
 
-/* Loads the Vulkan loader; false (with a message) when there is none. */
-vkllm_status vk_loader_init(core_err *err);
 /* Lists the physical devices, best first. */
 vkllm_status vk_enumerate(vk_dev_info *out, uint32_t cap, uint32_t *n, core_err *err);
 /* The public description of a device (vkllm_list_devices, vkllm_runtime_device). */
 void vk_dev_info_public(const vk_dev_info *vi, int index, int tier, vkllm_device_info *out);
 vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err);
+#define VK_MAX_PDEV 16 /* physical devices vkllm looks at */
+/* Shared by vk_device.c and vk_host.c: the instance's 1.1 devices, best first (at most 16);
+ * the device's entry points; memory types and the one-shot command pool; attaching to the
+ * host's objects instead of creating them. */
+vkllm_status vk_list_pdevs(const vk_ifn *f, VkInstance inst, VkPhysicalDevice *pd,
+                           vk_dev_info *info, uint32_t *n, core_err *err);
+vkllm_status vk_dev_load(vk_dev *d, core_err *err);
+vkllm_status vk_dev_finish(vk_dev *d, core_err *err);
+vkllm_status vk_host_attach(vk_dev *d, const vkllm_vulkan_device *h, core_err *err);
 void vk_dev_destroy(vk_dev *d);
 void vk_log(const vk_dev *d, vkllm_log_level level, const char *fmt, ...) CORE_PRINTF(3, 4);
 /* VKLLM_ERR_DEVICE with the first validation message if any arrived since creation. */
 vkllm_status vk_check_validation(vk_dev *d, core_err *err);
 /* A VkResult as text. */
 const char *vk_result_str(VkResult r);
-/* One-shot command buffer: begin, (caller records), submit and wait. */
+/* Submits to the device's queue under its locks (queue_mu and the host's lock_queue). */
+VkResult vk_queue_submit(vk_dev *d, const VkSubmitInfo *si, VkFence fence);
+/* One-shot command buffer: begin, (caller records), submit and wait; begin holds d->mu until
+ * end (or a failed begin) releases it. */
 vkllm_status vk_oneshot_begin(vk_dev *d, VkCommandBuffer *cb, core_err *err);
 vkllm_status vk_oneshot_end(vk_dev *d, VkCommandBuffer cb, core_err *err);
 
@@ -133,8 +159,8 @@ typedef struct vk_arena {
     const char *what;
 } vk_arena;
 
-vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *out,
-                              const char *what, core_err *err);
+vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *out, const char *what,
+                              core_err *err);
 void vk_buffer_destroy(vk_dev *d, vk_buffer *b);
 void vk_arena_init(vk_arena *a, vk_dev *d, bool host, uint64_t block, const char *what);
 vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err *err);
@@ -142,8 +168,7 @@ void vk_arena_free(vk_arena *a);
 /* Copies host bytes into a device slice through a staging buffer. */
 vkllm_status vk_upload(vk_dev *d, const vk_slice *dst, const void *src, uint64_t size,
                        core_err *err);
-vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t size,
-                         core_err *err);
+vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t size, core_err *err);
 
 /* ---- pipelines (vk_pipe.c) ---- */
 
@@ -198,10 +223,18 @@ const vk_shader_blob *vk_shader_find(const char *name);
 
 /* ---- recording (vk_rec.c) ---- */
 
-/* Descriptor sets for one recorded command buffer come from its own pool. */
+/* Descriptor sets for one recorded command buffer come from its own pool. A recording may be
+ * cut into segments (vk_rec_split), command buffers submitted one after another, so that a
+ * host sharing the queue can interleave its own work between them (vk_backend.c's paced
+ * steps). */
+#define VK_REC_MAX_SEGS 40
 typedef struct vk_rec {
     vk_dev *d;
-    VkCommandBuffer cb;
+    VkCommandPool cmd_pool; /* its own: recording needs its pool to itself */
+    VkCommandBuffer cb;     /* the segment being recorded */
+    VkCommandBuffer cbs[VK_REC_MAX_SEGS];
+    uint32_t n_cbs; /* allocated */
+    uint32_t n_seg; /* segments recorded since vk_rec_begin: cbs[0 .. n_seg) */
     VkDescriptorPool pool;
     uint32_t max_sets;
     uint32_t n_dispatch;
@@ -209,8 +242,11 @@ typedef struct vk_rec {
 
 vkllm_status vk_rec_init(vk_dev *d, vk_rec *r, uint32_t max_sets, core_err *err);
 void vk_rec_free(vk_rec *r);
-/* Resets and begins recording. */
+/* Resets and begins recording (one segment). */
 vkllm_status vk_rec_begin(vk_rec *r, core_err *err);
+/* Ends the current segment and begins the next one, which starts with a barrier after all
+ * earlier work on the queue. */
+vkllm_status vk_rec_split(vk_rec *r, core_err *err);
 vkllm_status vk_rec_end(vk_rec *r, core_err *err);
 /* Binds the slices, pushes the constants and dispatches groups (x, y, z). */
 vkllm_status vk_rec_dispatch(vk_rec *r, vk_pipe *p, const vk_slice *bind, uint32_t n_bind,
@@ -218,7 +254,7 @@ vkllm_status vk_rec_dispatch(vk_rec *r, vk_pipe *p, const vk_slice *bind, uint32
                              uint32_t gz, core_err *err);
 /* A compute -> compute (and transfer) memory barrier between dependent dispatches. */
 void vk_rec_barrier(vk_rec *r);
-/* Submits the recorded buffer and waits on a fence (no vkDeviceWaitIdle). */
+/* Submits the recorded segments and waits on a fence (no vkDeviceWaitIdle). */
 vkllm_status vk_rec_submit_wait(vk_rec *r, VkFence fence, core_err *err);
 
 #endif

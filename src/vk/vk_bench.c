@@ -27,7 +27,7 @@
 #define BW_MAX_BUFS 16
 #define BW_BUF_MAX (256 * MIB)
 #define BW_WG_GPU 256
-#define BW_WG_CPU 64   /* lavapipe: one workgroup runs on one core, 8 lanes at a time */
+#define BW_WG_CPU 64     /* lavapipe: one workgroup runs on one core, 8 lanes at a time */
 #define BW_PER_THREAD 16 /* 16-byte words per invocation, about */
 
 /* ---- timing ---- */
@@ -42,8 +42,8 @@ typedef struct vk_timer {
 
 static void timer_free(vk_timer *t) {
     if (!t->d) return;
-    if (t->qp) t->d->t.vkDestroyQueryPool(t->d->dev, t->qp, NULL);
-    if (t->fence) t->d->t.vkDestroyFence(t->d->dev, t->fence, NULL);
+    if (t->qp) t->d->t.vkDestroyQueryPool(t->d->dev, t->qp, t->d->vkac);
+    if (t->fence) t->d->t.vkDestroyFence(t->d->dev, t->fence, t->d->vkac);
     memset(t, 0, sizeof *t);
 }
 
@@ -51,20 +51,20 @@ static vkllm_status timer_init(vk_dev *d, vk_timer *t, core_err *err) {
     memset(t, 0, sizeof *t);
     t->d = d;
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    VkResult r = d->t.vkCreateFence(d->dev, &fi, NULL, &t->fence);
+    VkResult r = d->t.vkCreateFence(d->dev, &fi, d->vkac, &t->fence);
     if (r != VK_SUCCESS)
         return core_errf(err, VKLLM_ERR_DEVICE, "vulkan bench: fence: %s", vk_result_str(r));
     VkPhysicalDeviceProperties pp;
-    vkGetPhysicalDeviceProperties(d->pdev, &pp);
+    d->fn.vkGetPhysicalDeviceProperties(d->pdev, &pp);
     VkQueueFamilyProperties qf[32];
     uint32_t nq = 32;
-    vkGetPhysicalDeviceQueueFamilyProperties(d->pdev, &nq, qf);
+    d->fn.vkGetPhysicalDeviceQueueFamilyProperties(d->pdev, &nq, qf);
     const uint32_t bits = d->qfam < nq ? qf[d->qfam].timestampValidBits : 0;
     if (bits == 0 || !(pp.limits.timestampPeriod > 0.0f)) return VKLLM_OK;
     VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
                                 .queryType = VK_QUERY_TYPE_TIMESTAMP,
                                 .queryCount = 2};
-    if (d->t.vkCreateQueryPool(d->dev, &qi, NULL, &t->qp) != VK_SUCCESS) {
+    if (d->t.vkCreateQueryPool(d->dev, &qi, d->vkac, &t->qp) != VK_SUCCESS) {
         t->qp = VK_NULL_HANDLE;
         return VKLLM_OK;
     }
@@ -100,13 +100,11 @@ static vkllm_status submit(vk_timer *t, vk_rec *r, double *sec, core_err *err) {
     *sec = core_time_s() - t0;
     if (st != VKLLM_OK || !t->qp) return st;
     uint64_t ts[2];
-    VkResult res = t->d->t.vkGetQueryPoolResults(t->d->dev, t->qp, 0, 2, sizeof ts, ts,
-                                                 sizeof ts[0],
-                                                 VK_QUERY_RESULT_64_BIT |
-                                                     VK_QUERY_RESULT_WAIT_BIT);
+    VkResult res =
+        t->d->t.vkGetQueryPoolResults(t->d->dev, t->qp, 0, 2, sizeof ts, ts, sizeof ts[0],
+                                      VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
     if (res != VK_SUCCESS)
-        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan bench: timestamps: %s",
-                         vk_result_str(res));
+        return core_errf(err, VKLLM_ERR_DEVICE, "vulkan bench: timestamps: %s", vk_result_str(res));
     const double dev = (double)((ts[1] - ts[0]) & t->mask) * t->ns_per_tick * 1e-9;
     if (dev > 0.0) *sec = dev;
     return VKLLM_OK;
@@ -115,8 +113,8 @@ static vkllm_status submit(vk_timer *t, vk_rec *r, double *sec, core_err *err) {
 /* Times calls recorded `unit` at a time (one cycle through the weight copies): *calls timed,
  * *mean and *best (the fastest submit's) seconds per call. */
 static vkllm_status measure(vk_timer *t, rec_calls_fn fn, void *arg, uint32_t unit,
-                            uint32_t sets_per_call, double seconds, uint64_t *calls,
-                            double *mean, double *best, core_err *err) {
+                            uint32_t sets_per_call, double seconds, uint64_t *calls, double *mean,
+                            double *best, core_err *err) {
     vk_rec r = {0};
     uint32_t n = unit;
     double s = 0.0;
@@ -177,7 +175,8 @@ typedef struct bw_bench {
 } bw_bench;
 
 static void bw_free(bw_bench *b) {
-    for (uint32_t i = 0; i < b->n_bufs; i++) vk_buffer_destroy(b->d, &b->src[i]);
+    for (uint32_t i = 0; i < b->n_bufs; i++)
+        vk_buffer_destroy(b->d, &b->src[i]);
     vk_buffer_destroy(b->d, &b->dst);
     vk_pipe_destroy(b->d, &b->pipe);
 }
@@ -189,7 +188,8 @@ static vkllm_status bw_init(bw_bench *b, vk_dev *d, uint32_t n_bufs, const uint6
     b->d = d;
     const bool cpu = strcmp(d->info.kind, "cpu-vulkan") == 0;
     b->wg = cpu ? BW_WG_CPU : BW_WG_GPU;
-    while (b->wg > d->info.max_wg_invocations) b->wg /= 2;
+    while (b->wg > d->info.max_wg_invocations)
+        b->wg /= 2;
     uint32_t words = 0;
     vkllm_status st = VKLLM_OK;
     for (uint32_t i = 0; i < n_bufs && st == VKLLM_OK; i++) {
@@ -197,14 +197,14 @@ static vkllm_status bw_init(bw_bench *b, vk_dev *d, uint32_t n_bufs, const uint6
         if (st != VKLLM_OK) break;
         b->n_bufs = i + 1;
         b->n_vec[i] = bytes[i] / 16;
-        uint64_t g = (b->n_vec[i] + (uint64_t)b->wg * BW_PER_THREAD - 1) /
-                     ((uint64_t)b->wg * BW_PER_THREAD);
+        uint64_t g =
+            (b->n_vec[i] + (uint64_t)b->wg * BW_PER_THREAD - 1) / ((uint64_t)b->wg * BW_PER_THREAD);
         b->groups[i] = (uint32_t)(g < 1 ? 1 : g > 65535 ? 65535 : g);
         b->dst0[i] = words;
         words += b->groups[i];
     }
-    if (st == VKLLM_OK) st = vk_buffer_create(d, (uint64_t)words * 4, false, &b->dst,
-                                              "bandwidth output", err);
+    if (st == VKLLM_OK)
+        st = vk_buffer_create(d, (uint64_t)words * 4, false, &b->dst, "bandwidth output", err);
     if (st == VKLLM_OK)
         st = vk_pipe_for_tier(d, "bw_read", 2, (uint32_t[3]){b->wg, 1, 1}, NULL, &b->pipe, err);
     return st;
@@ -231,9 +231,10 @@ static vkllm_status rec_bw(void *arg, vk_rec *r, uint32_t n, core_err *err) {
 vkllm_status vk_bench_read_checksum(vk_dev *d, const void *data, uint64_t bytes, uint32_t *out,
                                     core_err *err) {
     if (bytes == 0 || bytes % 16 != 0 || bytes > d->max_buffer || bytes / 16 > UINT32_MAX)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan checksum: %llu bytes (a multiple "
-                         "of 16 up to %llu)", (unsigned long long)bytes,
-                         (unsigned long long)d->max_buffer);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "vulkan checksum: %llu bytes (a multiple "
+                         "of 16 up to %llu)",
+                         (unsigned long long)bytes, (unsigned long long)d->max_buffer);
     bw_bench b;
     vk_timer t = {0};
     vkllm_status st = bw_init(&b, d, 1, &bytes, err);
@@ -258,7 +259,8 @@ vkllm_status vk_bench_read_checksum(vk_dev *d, const void *data, uint64_t bytes,
     }
     if (st == VKLLM_OK) {
         uint32_t x = 0;
-        for (uint32_t i = 0; i < b.groups[0]; i++) x ^= words[i];
+        for (uint32_t i = 0; i < b.groups[0]; i++)
+            x ^= words[i];
         *out = x;
     }
     core_free(d->alloc, words);
@@ -275,8 +277,10 @@ vkllm_status vk_bench_bandwidth(vk_dev *d, double seconds, double *gbps, uint64_
     uint64_t per = d->max_buffer < BW_BUF_MAX ? d->max_buffer : BW_BUF_MAX;
     per = per / (64 * 1024) * (64 * 1024);
     if (per == 0)
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan bandwidth: buffers of at most %llu "
-                         "bytes", (unsigned long long)d->max_buffer);
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                         "vulkan bandwidth: buffers of at most %llu "
+                         "bytes",
+                         (unsigned long long)d->max_buffer);
     uint32_t n_bufs = (uint32_t)((total + per - 1) / per);
     if (n_bufs > BW_MAX_BUFS) n_bufs = BW_MAX_BUFS;
     uint64_t sizes[BW_MAX_BUFS] = {0}, sum = 0;
@@ -354,8 +358,7 @@ static vkllm_status rec_mm(void *arg, vk_rec *r, uint32_t n, core_err *err) {
         st = vk_mm_quantize(r, b->mm, b->w_type, b->x, b->cols, b->tokens, b->xq, err);
         vk_rec_barrier(r);
         if (st == VKLLM_OK)
-            st = vk_mm_matmul(r, b->mm, &b->w[i % b->copies], b->xq, b->tokens, b->y, false,
-                              err);
+            st = vk_mm_matmul(r, b->mm, &b->w[i % b->copies], b->xq, b->tokens, b->y, false, err);
         vk_rec_barrier(r);
     }
     return st;
@@ -373,16 +376,17 @@ static vkllm_status bench_matmul(vk_dev *d, vk_mm *mm, const vkllm_bench_op_desc
     const uint64_t xb = (uint64_t)tokens * cols * 4, yb = (uint64_t)tokens * rows * 4;
     const uint64_t qb = vk_mm_act_row_bytes(w_type, cols) * tokens;
     if (xb > d->max_buffer || yb > d->max_buffer || qb > d->max_buffer)
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan: %u tokens of %u inputs and %u "
-                         "outputs do not fit the device's buffers of %llu bytes", tokens, cols,
-                         rows, (unsigned long long)d->max_buffer);
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                         "vulkan: %u tokens of %u inputs and %u "
+                         "outputs do not fit the device's buffers of %llu bytes",
+                         tokens, cols, rows, (unsigned long long)d->max_buffer);
     const uint64_t target = device_budget(d, BENCH_COPIES_BYTES);
     uint64_t copies = tokens == 1 ? (target + mat - 1) / mat : 1;
     if (copies * mat > ENG_BENCH_MAX_BYTES) copies = ENG_BENCH_MAX_BYTES / mat;
     if (copies > ENG_BENCH_MAX_COPIES) copies = ENG_BENCH_MAX_COPIES;
     if (copies < 1) copies = 1;
-    mm_bench b = {.mm = mm, .w_type = w_type, .cols = cols, .tokens = tokens,
-                  .copies = (uint32_t)copies};
+    mm_bench b = {
+        .mm = mm, .w_type = w_type, .cols = cols, .tokens = tokens, .copies = (uint32_t)copies};
     vk_arena wa, aa;
     /* weights packed into buffers as large as allowed; activations one buffer each */
     vk_arena_init(&wa, d, false, copies * (mat + 256 * VK_MAX_PARTS), "benchmark weights");
@@ -393,8 +397,10 @@ static vkllm_status bench_matmul(vk_dev *d, vk_mm *mm, const vkllm_bench_op_desc
     vk_timer t = {0};
     vkllm_status st = VKLLM_OK;
     if (!host || !x || !b.w)
-        st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan bench: out of memory for a %.1f "
-                       "MiB matrix", (double)mat / (double)MIB);
+        st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                       "vulkan bench: out of memory for a %.1f "
+                       "MiB matrix",
+                       (double)mat / (double)MIB);
     if (st == VKLLM_OK) st = eng_bench_fill_matrix(d->alloc, w_type, rows, cols, host, err);
     if (st == VKLLM_OK)
         st = vk_weight_upload(d, &wa, "benchmark", w_type, cols, rows, rb, host, &b.w[0], err);
@@ -446,8 +452,12 @@ static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
     const eng_attn_mode mode = eng_attn_mode_for(desc->tokens);
     attn_bench b = {
         .attn = attn,
-        .s = {.n_head = desc->n_head, .n_head_kv = desc->n_head_kv, .head_dim = desc->head_dim,
-              .n_rot = desc->head_dim, .n_ctx = desc->n_kv, .n_slots = desc->n_kv,
+        .s = {.n_head = desc->n_head,
+              .n_head_kv = desc->n_head_kv,
+              .head_dim = desc->head_dim,
+              .n_rot = desc->head_dim,
+              .n_ctx = desc->n_kv,
+              .n_slots = desc->n_kv,
               .n_splits = n_splits},
         .run = {.kind = mode == ENG_ATTN_SPLIT    ? VK_ATTN_SPLIT
                         : mode == ENG_ATTN_SERIAL ? VK_ATTN_SERIAL
@@ -458,7 +468,8 @@ static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
     const uint64_t kv_n = (uint64_t)desc->n_kv * desc->n_head_kv * desc->head_dim;
     const uint64_t qb = (uint64_t)desc->tokens * q_width * 4;
     if (kv_n * 2 > d->max_buffer || qb > d->max_buffer)
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan attention: a cache of %u positions "
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                         "vulkan attention: a cache of %u positions "
                          "(%.1f MiB) or %u queries do not fit the device's buffers of %.1f MiB",
                          desc->n_kv, (double)kv_n * 2 / (double)MIB, desc->tokens,
                          (double)d->max_buffer / (double)MIB);
@@ -484,14 +495,12 @@ static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
         st = dev_slice(&da, q, qb, &b.q.s, err);
     }
     if (st == VKLLM_OK) st = dev_slice(&da, NULL, qb, &b.o.s, err);
+    if (st == VKLLM_OK) st = dev_slice(&da, NULL, vk_attn_scratch_bytes(&b.s, 1), &b.scratch, err);
     if (st == VKLLM_OK)
-        st = dev_slice(&da, NULL, vk_attn_scratch_bytes(&b.s, 1), &b.scratch, err);
-    if (st == VKLLM_OK)
-        st = vk_arena_alloc(&ha, vk_step_params_bytes(desc->tokens, 1, desc->n_kv), &b.params,
-                            err);
+        st = vk_arena_alloc(&ha, vk_step_params_bytes(desc->tokens, 1, desc->n_kv), &b.params, err);
     if (st == VKLLM_OK) { /* one sequence on an identity block table, ending at n_kv */
-        const vk_step_seq seq = {.n_tokens = desc->tokens, .pos0 = desc->n_kv - desc->tokens,
-                                 .out = true};
+        const vk_step_seq seq = {
+            .n_tokens = desc->tokens, .pos0 = desc->n_kv - desc->tokens, .out = true};
         vk_step_params_init(b.params.map, desc->tokens, 1);
         vk_step_params_write(b.params.map, NULL, &seq, 1);
         st = timer_init(d, &t, err);
@@ -512,11 +521,14 @@ vkllm_status vk_bench_op(vk_dev *d, vk_mm *mm, vk_attn *attn, uint32_t n_splits,
                          vkllm_bench_op_result *out, core_err *err) {
     vkllm_status st = VKLLM_ERR_INVALID_ARG;
     switch (desc->op) {
-    case VKLLM_BENCH_MATMUL: st = bench_matmul(d, mm, desc, w_type, out, err); break;
-    case VKLLM_BENCH_ATTENTION: st = bench_attention(d, attn, n_splits, desc, out, err); break;
+    case VKLLM_BENCH_MATMUL:
+        st = bench_matmul(d, mm, desc, w_type, out, err);
+        break;
+    case VKLLM_BENCH_ATTENTION:
+        st = bench_attention(d, attn, n_splits, desc, out, err);
+        break;
     default:
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan bench: unknown op %d",
-                         (int)desc->op);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan bench: unknown op %d", (int)desc->op);
     }
     /* any validation message during set-up (uploads, copies) fails the measurement too */
     if (st == VKLLM_OK) st = vk_check_validation(d, err);

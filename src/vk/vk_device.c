@@ -24,33 +24,37 @@ void vk_log(const vk_dev *d, vkllm_log_level level, const char *fmt, ...) {
 
 const char *vk_result_str(VkResult r) {
     switch (r) {
-    case VK_SUCCESS: return "VK_SUCCESS";
-    case VK_NOT_READY: return "VK_NOT_READY";
-    case VK_TIMEOUT: return "VK_TIMEOUT";
-    case VK_INCOMPLETE: return "VK_INCOMPLETE";
-    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
-    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
-    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
-    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
-    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
-    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
-    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
-    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
-    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
-    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
-    default: return "VkResult(other)";
+    case VK_SUCCESS:
+        return "VK_SUCCESS";
+    case VK_NOT_READY:
+        return "VK_NOT_READY";
+    case VK_TIMEOUT:
+        return "VK_TIMEOUT";
+    case VK_INCOMPLETE:
+        return "VK_INCOMPLETE";
+    case VK_ERROR_OUT_OF_HOST_MEMORY:
+        return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY:
+        return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED:
+        return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST:
+        return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_LAYER_NOT_PRESENT:
+        return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT:
+        return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT:
+        return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER:
+        return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_TOO_MANY_OBJECTS:
+        return "VK_ERROR_TOO_MANY_OBJECTS";
+    case VK_ERROR_OUT_OF_POOL_MEMORY:
+        return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    default:
+        return "VkResult(other)";
     }
-}
-
-vkllm_status vk_loader_init(core_err *err) {
-    /* volkInitialize only fills the loader's global entry points (vkGetInstanceProcAddr and
-     * the instance-less calls), which are the same for every runtime in the process. */
-    VkResult r = volkInitialize();
-    if (r != VK_SUCCESS)
-        return core_errf(err, VKLLM_ERR_NO_DEVICE,
-                         "no Vulkan loader (libvulkan.so.1) found: install a Vulkan driver, e.g. "
-                         "mesa-vulkan-drivers, or use --device cpu");
-    return VKLLM_OK;
 }
 
 static bool want_validation(void) {
@@ -58,27 +62,27 @@ static bool want_validation(void) {
     return v && *v && strcmp(v, "0") != 0;
 }
 
-static bool has_layer(const char *name) {
+static bool has_layer(const vk_ifn *f, const char *name) {
     uint32_t n = 0;
-    if (vkEnumerateInstanceLayerProperties(&n, NULL) != VK_SUCCESS || n == 0) return false;
+    if (f->vkEnumerateInstanceLayerProperties(&n, NULL) != VK_SUCCESS || n == 0) return false;
     VkLayerProperties *p = calloc(n, sizeof *p);
     if (!p) return false;
     bool found = false;
-    if (vkEnumerateInstanceLayerProperties(&n, p) == VK_SUCCESS)
+    if (f->vkEnumerateInstanceLayerProperties(&n, p) == VK_SUCCESS)
         for (uint32_t i = 0; i < n; i++)
             if (strcmp(p[i].layerName, name) == 0) found = true;
     free(p);
     return found;
 }
 
-static bool has_instance_ext(const char *name) {
+static bool has_instance_ext(const vk_ifn *f, const char *name) {
     uint32_t n = 0;
-    if (vkEnumerateInstanceExtensionProperties(NULL, &n, NULL) != VK_SUCCESS || n == 0)
+    if (f->vkEnumerateInstanceExtensionProperties(NULL, &n, NULL) != VK_SUCCESS || n == 0)
         return false;
     VkExtensionProperties *p = calloc(n, sizeof *p);
     if (!p) return false;
     bool found = false;
-    if (vkEnumerateInstanceExtensionProperties(NULL, &n, p) == VK_SUCCESS)
+    if (f->vkEnumerateInstanceExtensionProperties(NULL, &n, p) == VK_SUCCESS)
         for (uint32_t i = 0; i < n; i++)
             if (strcmp(p[i].extensionName, name) == 0) found = true;
     free(p);
@@ -92,10 +96,10 @@ static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlag
     (void)type;
     vk_dev *d = user;
     const char *msg = cb && cb->pMessage ? cb->pMessage : "(no text)";
-    if (d->val.n_messages++ == 0)
+    if (atomic_fetch_add(&d->val.n_messages, 1) == 0)
         snprintf(d->val.first, sizeof d->val.first, "%s", msg);
-    vk_log(d, sev >= VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT ? VKLLM_LOG_ERROR
-                                                                     : VKLLM_LOG_WARN,
+    vk_log(d,
+           sev >= VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT ? VKLLM_LOG_ERROR : VKLLM_LOG_WARN,
            "vulkan validation: %s", msg);
     return VK_FALSE;
 }
@@ -110,7 +114,7 @@ static vkllm_status instance_create(vk_dev *d, bool validation, core_err *err) {
     /* an instance of 1.0 cannot use 1.1 devices: ask for 1.1 at least; loaders older than 1.1
      * report 1.0 here and are refused */
     uint32_t loader_ver = VK_API_VERSION_1_0;
-    if (vkEnumerateInstanceVersion) vkEnumerateInstanceVersion(&loader_ver);
+    if (d->fn.vkEnumerateInstanceVersion) d->fn.vkEnumerateInstanceVersion(&loader_ver);
     if (loader_ver < VK_API_VERSION_1_1)
         return core_errf(err, VKLLM_ERR_NO_DEVICE, "the Vulkan loader is 1.0; vkllm needs 1.1");
     if (loader_ver < VK_API_VERSION_1_3) app.apiVersion = loader_ver;
@@ -118,11 +122,11 @@ static vkllm_status instance_create(vk_dev *d, bool validation, core_err *err) {
     const char *exts[2];
     uint32_t n_ext = 0;
     if (validation) {
-        if (!has_layer(layers[0]))
+        if (!has_layer(&d->fn, layers[0]))
             return core_errf(err, VKLLM_ERR_NO_DEVICE,
                              "VKLLM_VK_VALIDATION is set but VK_LAYER_KHRONOS_validation is not "
                              "installed (Debian: vulkan-validationlayers)");
-        if (!has_instance_ext(VK_EXT_DEBUG_UTILS_EXTENSION_NAME))
+        if (!has_instance_ext(&d->fn, VK_EXT_DEBUG_UTILS_EXTENSION_NAME))
             return core_errf(err, VKLLM_ERR_NO_DEVICE,
                              "VKLLM_VK_VALIDATION is set but VK_EXT_debug_utils is missing");
         exts[n_ext++] = VK_EXT_DEBUG_UTILS_EXTENSION_NAME;
@@ -135,11 +139,15 @@ static vkllm_status instance_create(vk_dev *d, bool validation, core_err *err) {
         .enabledExtensionCount = n_ext,
         .ppEnabledExtensionNames = exts,
     };
-    VkResult r = vkCreateInstance(&ci, NULL, &d->instance);
+    VkResult r = d->fn.vkCreateInstance(&ci, d->vkac, &d->instance);
     if (r != VK_SUCCESS)
-        return core_errf(err, VKLLM_ERR_NO_DEVICE, "vkCreateInstance failed: %s",
-                         vk_result_str(r));
-    volkLoadInstanceOnly(d->instance);
+        return core_errf(err, VKLLM_ERR_NO_DEVICE, "vkCreateInstance failed: %s", vk_result_str(r));
+    d->own_instance = true;
+    char msg[256];
+    if (!vk_fn_load_instance(&d->fn, d->instance, msg, sizeof msg))
+        return core_errf(err, VKLLM_ERR_NO_DEVICE, "%s", msg);
+    if (validation && !d->fn.vkCreateDebugUtilsMessengerEXT)
+        return core_errf(err, VKLLM_ERR_NO_DEVICE, "VK_EXT_debug_utils has no entry points");
     if (validation) {
         VkDebugUtilsMessengerCreateInfoEXT mi = {
             .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
@@ -151,8 +159,7 @@ static vkllm_status instance_create(vk_dev *d, bool validation, core_err *err) {
             .pfnUserCallback = on_message,
             .pUserData = d,
         };
-        r = vkCreateDebugUtilsMessengerEXT(d->instance, &mi, NULL, &d->messenger);
-        d->destroy_messenger = vkDestroyDebugUtilsMessengerEXT;
+        r = d->fn.vkCreateDebugUtilsMessengerEXT(d->instance, &mi, d->vkac, &d->messenger);
         if (r != VK_SUCCESS)
             return core_errf(err, VKLLM_ERR_NO_DEVICE, "debug messenger: %s", vk_result_str(r));
         d->val.enabled = true;
@@ -160,14 +167,14 @@ static vkllm_status instance_create(vk_dev *d, bool validation, core_err *err) {
     return VKLLM_OK;
 }
 
-static bool dev_has_ext(VkPhysicalDevice pd, const char *name) {
+static bool dev_has_ext(const vk_ifn *f, VkPhysicalDevice pd, const char *name) {
     uint32_t n = 0;
-    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0)
+    if (f->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0)
         return false;
     VkExtensionProperties *p = calloc(n, sizeof *p);
     if (!p) return false;
     bool found = false;
-    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, p) == VK_SUCCESS)
+    if (f->vkEnumerateDeviceExtensionProperties(pd, NULL, &n, p) == VK_SUCCESS)
         for (uint32_t i = 0; i < n; i++)
             if (strcmp(p[i].extensionName, name) == 0) found = true;
     free(p);
@@ -176,15 +183,24 @@ static bool dev_has_ext(VkPhysicalDevice pd, const char *name) {
 
 static const char *vendor_name(uint32_t id) {
     switch (id) {
-    case 0x1002: return "AMD";
-    case 0x10DE: return "NVIDIA";
-    case 0x8086: return "Intel";
-    case 0x13B5: return "ARM";
-    case 0x5143: return "Qualcomm";
-    case 0x1010: return "ImgTec";
-    case 0x106B: return "Apple";
-    case 0x10005: return "Mesa";
-    default: return "unknown";
+    case 0x1002:
+        return "AMD";
+    case 0x10DE:
+        return "NVIDIA";
+    case 0x8086:
+        return "Intel";
+    case 0x13B5:
+        return "ARM";
+    case 0x5143:
+        return "Qualcomm";
+    case 0x1010:
+        return "ImgTec";
+    case 0x106B:
+        return "Apple";
+    case 0x10005:
+        return "Mesa";
+    default:
+        return "unknown";
     }
 }
 
@@ -211,26 +227,27 @@ static void feat_chain_init(feat_chain *c, bool with_idot) {
     c->f16i8.pNext = with_idot ? &c->idot : NULL;
 }
 
-static bool ver_or_ext(uint32_t api, uint32_t core_ver, VkPhysicalDevice pd, const char *ext) {
-    return api >= core_ver || dev_has_ext(pd, ext);
+static bool ver_or_ext(const vk_ifn *f, uint32_t api, uint32_t core_ver, VkPhysicalDevice pd,
+                       const char *ext) {
+    return api >= core_ver || dev_has_ext(f, pd, ext);
 }
 
-static void read_info(VkPhysicalDevice pd, vk_dev_info *o) {
+static void read_info(const vk_ifn *f, VkPhysicalDevice pd, vk_dev_info *o) {
     memset(o, 0, sizeof *o);
     VkPhysicalDeviceProperties p;
-    vkGetPhysicalDeviceProperties(pd, &p);
+    f->vkGetPhysicalDeviceProperties(pd, &p);
     const uint32_t api = p.apiVersion;
-    VkPhysicalDeviceSubgroupProperties sg = {.sType =
-                                                 VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-    VkPhysicalDeviceDriverProperties drv = {.sType =
-                                                VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+    VkPhysicalDeviceSubgroupProperties sg = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceDriverProperties drv = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
     VkPhysicalDeviceIDProperties idp = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
                                       .pNext = &sg};
     sg.pNext = &idp;
-    const bool has_drv = ver_or_ext(api, VK_API_VERSION_1_2, pd, "VK_KHR_driver_properties");
+    const bool has_drv = ver_or_ext(f, api, VK_API_VERSION_1_2, pd, "VK_KHR_driver_properties");
     if (has_drv) idp.pNext = &drv;
-    vkGetPhysicalDeviceProperties2(pd, &p2);
+    f->vkGetPhysicalDeviceProperties2(pd, &p2);
 
     snprintf(o->name, sizeof o->name, "%s", p.deviceName);
     static const char *kinds[] = {"other", "integrated-gpu", "discrete-gpu", "virtual-gpu",
@@ -256,26 +273,27 @@ static void read_info(VkPhysicalDevice pd, vk_dev_info *o) {
     o->min_ssbo_align = (uint32_t)p.limits.minStorageBufferOffsetAlignment;
 
     VkPhysicalDeviceMemoryProperties mp;
-    vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+    f->vkGetPhysicalDeviceMemoryProperties(pd, &mp);
     for (uint32_t i = 0; i < mp.memoryHeapCount; i++)
         if ((mp.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
             mp.memoryHeaps[i].size > o->device_local_bytes)
             o->device_local_bytes = mp.memoryHeaps[i].size;
 
-    const bool idot_ok = ver_or_ext(api, VK_API_VERSION_1_3, pd,
+    const bool idot_ok = ver_or_ext(f, api, VK_API_VERSION_1_3, pd,
                                     VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
     feat_chain fc;
     feat_chain_init(&fc, idot_ok);
-    vkGetPhysicalDeviceFeatures2(pd, &fc.f2);
-    const bool f16i8_ok = ver_or_ext(api, VK_API_VERSION_1_2, pd,
-                                     VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
-    const bool s8_ok = ver_or_ext(api, VK_API_VERSION_1_2, pd, VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
+    f->vkGetPhysicalDeviceFeatures2(pd, &fc.f2);
+    const bool f16i8_ok =
+        ver_or_ext(f, api, VK_API_VERSION_1_2, pd, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
+    const bool s8_ok =
+        ver_or_ext(f, api, VK_API_VERSION_1_2, pd, VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
     o->fp16 = f16i8_ok && fc.f16i8.shaderFloat16;
     o->int8 = f16i8_ok && fc.f16i8.shaderInt8;
     o->storage16 = fc.s16.storageBuffer16BitAccess;
     o->storage8 = s8_ok && fc.s8.storageBuffer8BitAccess;
-    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
-                                        VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    const VkSubgroupFeatureFlags need =
+        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     o->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                         (sg.supportedOperations & need) == need;
     o->int_dot = idot_ok && fc.idot.shaderIntegerDotProduct;
@@ -285,9 +303,15 @@ static void read_info(VkPhysicalDevice pd, vk_dev_info *o) {
         if (o->int_dot) o->tier = VK_TIER2;
     }
     int n = snprintf(o->features, sizeof o->features, "tier%d", o->tier);
-    const struct { bool on; const char *name; } fl[] = {
-        {o->fp16, "fp16"}, {o->int8, "int8"}, {o->storage16, "storage16"},
-        {o->storage8, "storage8"}, {o->subgroup_arith, "subgroup-arith"},
+    const struct {
+        bool on;
+        const char *name;
+    } fl[] = {
+        {o->fp16, "fp16"},
+        {o->int8, "int8"},
+        {o->storage16, "storage16"},
+        {o->storage8, "storage8"},
+        {o->subgroup_arith, "subgroup-arith"},
         {o->int_dot, "int-dot"},
     };
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
@@ -308,22 +332,20 @@ static void sort_infos(vk_dev_info *v, VkPhysicalDevice *pd, uint32_t n) {
         }
 }
 
-#define VK_MAX_PDEV 16
-
-static vkllm_status list_pdevs(VkInstance inst, VkPhysicalDevice *pd, vk_dev_info *info,
-                               uint32_t *n, core_err *err) {
+vkllm_status vk_list_pdevs(const vk_ifn *f, VkInstance inst, VkPhysicalDevice *pd,
+                           vk_dev_info *info, uint32_t *n, core_err *err) {
     uint32_t cnt = VK_MAX_PDEV;
-    VkResult r = vkEnumeratePhysicalDevices(inst, &cnt, pd);
+    VkResult r = f->vkEnumeratePhysicalDevices(inst, &cnt, pd);
     if (r != VK_SUCCESS && r != VK_INCOMPLETE)
         return core_errf(err, VKLLM_ERR_NO_DEVICE, "vkEnumeratePhysicalDevices: %s",
                          vk_result_str(r));
     uint32_t k = 0;
     for (uint32_t i = 0; i < cnt; i++) {
         VkPhysicalDeviceProperties p;
-        vkGetPhysicalDeviceProperties(pd[i], &p);
+        f->vkGetPhysicalDeviceProperties(pd[i], &p);
         if (p.apiVersion < VK_API_VERSION_1_1) continue; /* we need 1.1 core */
         pd[k] = pd[i];
-        read_info(pd[k], &info[k]);
+        read_info(f, pd[k], &info[k]);
         k++;
     }
     sort_infos(info, pd, k);
@@ -333,17 +355,18 @@ static vkllm_status list_pdevs(VkInstance inst, VkPhysicalDevice *pd, vk_dev_inf
 
 vkllm_status vk_enumerate(vk_dev_info *out, uint32_t cap, uint32_t *n, core_err *err) {
     *n = 0;
-    vkllm_status st = vk_loader_init(err);
-    if (st != VKLLM_OK) return st;
     vk_dev tmp = {0};
-    if ((st = instance_create(&tmp, false, err)) != VKLLM_OK) return st;
+    if (!vk_fn_open(&tmp.fn, NULL, err->msg, sizeof err->msg)) return VKLLM_ERR_NO_DEVICE;
+    vkllm_status st = instance_create(&tmp, false, err);
     VkPhysicalDevice pd[VK_MAX_PDEV];
     vk_dev_info info[VK_MAX_PDEV];
     uint32_t cnt = 0;
-    st = list_pdevs(tmp.instance, pd, info, &cnt, err);
-    for (uint32_t i = 0; i < cnt && i < cap; i++) out[i] = info[i];
+    if (st == VKLLM_OK) st = vk_list_pdevs(&tmp.fn, tmp.instance, pd, info, &cnt, err);
+    for (uint32_t i = 0; i < cnt && i < cap; i++)
+        out[i] = info[i];
     *n = cnt;
-    vkDestroyInstance(tmp.instance, NULL);
+    if (tmp.instance && tmp.fn.vkDestroyInstance) tmp.fn.vkDestroyInstance(tmp.instance, NULL);
+    vk_fn_close(&tmp.fn);
     return st;
 }
 
@@ -351,8 +374,7 @@ vkllm_status vk_enumerate(vk_dev_info *out, uint32_t cap, uint32_t *n, core_err 
  * NAME (case-sensitive). */
 static vkllm_status pick(const char *sel, const vk_dev_info *info, uint32_t n, uint32_t *idx,
                          core_err *err) {
-    if (n == 0)
-        return core_errf(err, VKLLM_ERR_NO_DEVICE, "no Vulkan 1.1 device found");
+    if (n == 0) return core_errf(err, VKLLM_ERR_NO_DEVICE, "no Vulkan 1.1 device found");
     const char *arg = sel ? strchr(sel, ':') : NULL;
     if (!arg || !arg[1]) {
         *idx = 0;
@@ -379,8 +401,8 @@ static vkllm_status pick(const char *sel, const vk_dev_info *info, uint32_t n, u
                      arg, arg);
 }
 
-static uint32_t find_mem_type(const VkPhysicalDeviceMemoryProperties *mp, VkMemoryPropertyFlags want,
-                              VkMemoryPropertyFlags avoid) {
+static uint32_t find_mem_type(const VkPhysicalDeviceMemoryProperties *mp,
+                              VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) {
     for (uint32_t i = 0; i < mp->memoryTypeCount; i++) {
         VkMemoryPropertyFlags f = mp->memoryTypes[i].propertyFlags;
         if ((f & want) == want && !(f & avoid)) return i;
@@ -388,14 +410,52 @@ static uint32_t find_mem_type(const VkPhysicalDeviceMemoryProperties *mp, VkMemo
     return UINT32_MAX;
 }
 
+/* Memory types and the command pool for one-shot work, on a device of either origin. */
+vkllm_status vk_dev_finish(vk_dev *d, core_err *err) {
+    const vk_dev_info *in = &d->info;
+    VkPhysicalDeviceMemoryProperties mp;
+    d->fn.vkGetPhysicalDeviceMemoryProperties(d->pdev, &mp);
+    d->mem_type_device = find_mem_type(&mp, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
+    /* readback and staging: host-visible, cached if possible (reads are much faster) */
+    d->mem_type_host =
+        find_mem_type(&mp,
+                      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT |
+                          VK_MEMORY_PROPERTY_HOST_CACHED_BIT,
+                      0);
+    if (d->mem_type_host == UINT32_MAX)
+        d->mem_type_host = find_mem_type(
+            &mp, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
+    if (d->mem_type_device == UINT32_MAX) d->mem_type_device = d->mem_type_host;
+    if (d->mem_type_host == UINT32_MAX)
+        return core_errf(err, VKLLM_ERR_NO_DEVICE, "%s: no host-visible coherent memory", in->name);
+
+    VkCommandPoolCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = d->qfam,
+    };
+    VkResult r = d->t.vkCreateCommandPool(d->dev, &pci, d->vkac, &d->cmd_pool);
+    if (r != VK_SUCCESS)
+        return core_errf(err, VKLLM_ERR_DEVICE, "vkCreateCommandPool: %s", vk_result_str(r));
+    return VKLLM_OK;
+}
+
+vkllm_status vk_dev_load(vk_dev *d, core_err *err) {
+    char msg[256];
+    if (!vk_fn_load_device(&d->fn, d->dev, &d->t, msg, sizeof msg))
+        return core_errf(err, VKLLM_ERR_NO_DEVICE, "%s: %s", d->info.name, msg);
+    return VKLLM_OK;
+}
+
 static vkllm_status device_create(vk_dev *d, core_err *err) {
     const vk_dev_info *in = &d->info;
     uint32_t nq = 0;
-    vkGetPhysicalDeviceQueueFamilyProperties(d->pdev, &nq, NULL);
+    d->fn.vkGetPhysicalDeviceQueueFamilyProperties(d->pdev, &nq, NULL);
     VkQueueFamilyProperties qf[16];
     if (nq > 16) nq = 16;
-    vkGetPhysicalDeviceQueueFamilyProperties(d->pdev, &nq, qf);
-    /* a compute queue; prefer one without graphics (async compute on discrete GPUs) */
+    d->fn.vkGetPhysicalDeviceQueueFamilyProperties(d->pdev, &nq, qf);
+    /* a compute queue; prefer one without graphics: async compute on discrete GPUs, and work
+     * that does not sit in the renderer's queue on any GPU */
     uint32_t best = UINT32_MAX;
     for (uint32_t i = 0; i < nq; i++) {
         if (!(qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT)) continue;
@@ -427,13 +487,27 @@ static vkllm_status device_create(vk_dev *d, core_err *err) {
         if (api < VK_API_VERSION_1_3)
             exts[n_ext++] = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
     }
+    /* A low global priority where the device offers it, so a desktop or a game on the same
+     * GPU keeps its frames while vkllm works. The driver may refuse a priority (not
+     * permitted): then the device is created without one. */
+    const char *prio_ext = dev_has_ext(&d->fn, d->pdev, VK_KHR_GLOBAL_PRIORITY_EXTENSION_NAME)
+                               ? VK_KHR_GLOBAL_PRIORITY_EXTENSION_NAME
+                           : dev_has_ext(&d->fn, d->pdev, VK_EXT_GLOBAL_PRIORITY_EXTENSION_NAME)
+                               ? VK_EXT_GLOBAL_PRIORITY_EXTENSION_NAME
+                               : NULL;
+    VkDeviceQueueGlobalPriorityCreateInfoKHR gp = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_GLOBAL_PRIORITY_CREATE_INFO_KHR,
+        .globalPriority = VK_QUEUE_GLOBAL_PRIORITY_LOW_KHR,
+    };
     const float prio = 1.0f;
     VkDeviceQueueCreateInfo qci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+        .pNext = prio_ext ? &gp : NULL,
         .queueFamilyIndex = best,
         .queueCount = 1,
         .pQueuePriorities = &prio,
     };
+    if (prio_ext) exts[n_ext++] = prio_ext;
     VkDeviceCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &fc.f2,
@@ -442,41 +516,28 @@ static vkllm_status device_create(vk_dev *d, core_err *err) {
         .enabledExtensionCount = n_ext,
         .ppEnabledExtensionNames = exts,
     };
-    VkResult r = vkCreateDevice(d->pdev, &ci, NULL, &d->dev);
+    VkResult r = d->fn.vkCreateDevice(d->pdev, &ci, d->vkac, &d->dev);
+    if (r != VK_SUCCESS && prio_ext) {
+        qci.pNext = NULL;
+        ci.enabledExtensionCount = --n_ext;
+        r = d->fn.vkCreateDevice(d->pdev, &ci, d->vkac, &d->dev);
+        prio_ext = NULL;
+    }
     if (r != VK_SUCCESS)
         return core_errf(err, VKLLM_ERR_NO_DEVICE, "%s: vkCreateDevice failed: %s", in->name,
                          vk_result_str(r));
-    volkLoadDeviceTable(&d->t, d->dev);
+    d->own_device = true;
+    vk_log(d, VKLLM_LOG_INFO, "vulkan: %s, queue family %u%s, global priority %s", in->name, best,
+           qf[best].queueFlags & VK_QUEUE_GRAPHICS_BIT ? " (graphics too)" : " (compute)",
+           prio_ext ? "low" : "not offered");
+    vkllm_status st = vk_dev_load(d, err);
+    if (st != VKLLM_OK) return st;
     d->t.vkGetDeviceQueue(d->dev, best, 0, &d->queue);
-
-    VkPhysicalDeviceMemoryProperties mp;
-    vkGetPhysicalDeviceMemoryProperties(d->pdev, &mp);
-    d->mem_type_device = find_mem_type(&mp, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
-    /* readback and staging: host-visible, cached if possible (reads are much faster) */
-    d->mem_type_host = find_mem_type(&mp, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                                              VK_MEMORY_PROPERTY_HOST_COHERENT_BIT |
-                                              VK_MEMORY_PROPERTY_HOST_CACHED_BIT, 0);
-    if (d->mem_type_host == UINT32_MAX)
-        d->mem_type_host = find_mem_type(&mp, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                                                  VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
-    if (d->mem_type_device == UINT32_MAX) d->mem_type_device = d->mem_type_host;
-    if (d->mem_type_host == UINT32_MAX)
-        return core_errf(err, VKLLM_ERR_NO_DEVICE, "%s: no host-visible coherent memory",
-                         in->name);
-
-    VkCommandPoolCreateInfo pci = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-        .queueFamilyIndex = best,
-    };
-    r = d->t.vkCreateCommandPool(d->dev, &pci, NULL, &d->cmd_pool);
-    if (r != VK_SUCCESS)
-        return core_errf(err, VKLLM_ERR_DEVICE, "vkCreateCommandPool: %s", vk_result_str(r));
-    return VKLLM_OK;
+    return vk_dev_finish(d, err);
 }
 
-/* Whether the device's fma() rounds once (decides EXACT_FMA for every pipeline): 1 + 2^-12 squared minus 1 + 2^-11 is 2^-24 fused
- * and 0 when the product is rounded first (a tie, to even). */
+/* Whether the device's fma() rounds once (decides EXACT_FMA for every pipeline): 1 + 2^-12 squared
+ * minus 1 + 2^-11 is 2^-24 fused and 0 when the product is rounded first (a tie, to even). */
 static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
     vk_pipe p = {0};
     vkllm_status st =
@@ -500,11 +561,11 @@ static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
     if (st == VKLLM_OK) {
         VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
         VkFence f;
-        if (d->t.vkCreateFence(d->dev, &fi, NULL, &f) != VK_SUCCESS) {
+        if (d->t.vkCreateFence(d->dev, &fi, d->vkac, &f) != VK_SUCCESS) {
             st = core_errf(err, VKLLM_ERR_DEVICE, "vulkan: fence for the fma probe");
         } else {
             st = vk_rec_submit_wait(&r, f, err);
-            d->t.vkDestroyFence(d->dev, f, NULL);
+            d->t.vkDestroyFence(d->dev, f, d->vkac);
         }
     }
     vk_rec_free(&r);
@@ -521,29 +582,44 @@ static vkllm_status probe_fma(vk_dev *d, bool *fused, core_err *err) {
 
 vkllm_status vk_dev_create(const vk_dev_desc *desc, vk_dev **out, core_err *err) {
     *out = NULL;
-    vkllm_status st = vk_loader_init(err);
-    if (st != VKLLM_OK) return st;
     vk_dev *d = core_calloc(desc->alloc, 1, sizeof *d);
     if (!d) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     d->alloc = desc->alloc;
     d->log = desc->log;
     d->log_user = desc->log_user;
     d->memory_cap = desc->memory_cap;
-    if ((st = instance_create(d, want_validation(), err)) != VKLLM_OK) goto fail;
-    VkPhysicalDevice pd[VK_MAX_PDEV];
-    vk_dev_info info[VK_MAX_PDEV];
-    uint32_t n = 0, idx = 0;
-    if ((st = list_pdevs(d->instance, pd, info, &n, err)) != VKLLM_OK) goto fail;
-    if ((st = pick(desc->select, info, n, &idx, err)) != VKLLM_OK) goto fail;
-    d->pdev = pd[idx];
-    d->info = info[idx];
-    d->index = (int)idx;
-    d->tier = d->info.tier;
-    if (desc->max_tier >= 0 && desc->max_tier < d->tier) d->tier = desc->max_tier;
+    d->vkac = desc->vkac;
+    pthread_mutex_init(&d->queue_mu, NULL);
+    pthread_mutex_init(&d->mu, NULL);
+    const vkllm_vulkan_device *h = desc->host;
+    PFN_vkGetInstanceProcAddr gipa = NULL;
+    if (h && h->get_instance_proc_addr) /* the host's own type, back from the header's */
+        gipa = (PFN_vkGetInstanceProcAddr)(void (*)(void))h->get_instance_proc_addr;
+    vkllm_status st = VKLLM_OK;
+    if (!vk_fn_open(&d->fn, gipa, err->msg, sizeof err->msg)) {
+        st = VKLLM_ERR_NO_DEVICE;
+        goto fail;
+    }
+    if (h) {
+        if ((st = vk_host_attach(d, h, err)) != VKLLM_OK) goto fail;
+        if (desc->max_tier >= 0 && desc->max_tier < d->tier) d->tier = desc->max_tier;
+    } else {
+        if ((st = instance_create(d, want_validation(), err)) != VKLLM_OK) goto fail;
+        VkPhysicalDevice pd[VK_MAX_PDEV];
+        vk_dev_info info[VK_MAX_PDEV];
+        uint32_t n = 0, idx = 0;
+        if ((st = vk_list_pdevs(&d->fn, d->instance, pd, info, &n, err)) != VKLLM_OK) goto fail;
+        if ((st = pick(desc->select, info, n, &idx, err)) != VKLLM_OK) goto fail;
+        d->pdev = pd[idx];
+        d->info = info[idx];
+        d->index = (int)idx;
+        d->tier = d->info.tier;
+        if (desc->max_tier >= 0 && desc->max_tier < d->tier) d->tier = desc->max_tier;
+    }
     d->max_buffer = d->info.max_buffer_range;
     if (desc->max_buffer && desc->max_buffer < d->max_buffer) d->max_buffer = desc->max_buffer;
     d->max_buffer &= ~(uint64_t)255; /* keep sub-allocation offsets aligned */
-    if ((st = device_create(d, err)) != VKLLM_OK) goto fail;
+    if (!h && (st = device_create(d, err)) != VKLLM_OK) goto fail;
     vk_pipe_cache_open(d, err); /* never fatal */
     core_err_clear(err);
     bool fused = true;
@@ -561,26 +637,44 @@ fail:
 
 void vk_dev_destroy(vk_dev *d) {
     if (!d) return;
-    if (d->dev) {
-        d->t.vkDeviceWaitIdle(d->dev); /* teardown only, never in the token loop */
+    if (d->dev && d->t.vkDestroyDevice) {
+        /* vkllm's own work is waited for where it was submitted (fences); on the host's device
+         * only vkllm's objects go, and the host's work is left running */
+        if (d->own_device) d->t.vkDeviceWaitIdle(d->dev); /* teardown only */
         vk_pipe_cache_save(d);
-        if (d->pipe_cache) d->t.vkDestroyPipelineCache(d->dev, d->pipe_cache, NULL);
-        if (d->cmd_pool) d->t.vkDestroyCommandPool(d->dev, d->cmd_pool, NULL);
-        d->t.vkDestroyDevice(d->dev, NULL);
+        if (d->pipe_cache) d->t.vkDestroyPipelineCache(d->dev, d->pipe_cache, d->vkac);
+        if (d->cmd_pool) d->t.vkDestroyCommandPool(d->dev, d->cmd_pool, d->vkac);
+        if (d->own_device) d->t.vkDestroyDevice(d->dev, d->vkac);
     }
-    if (d->messenger && d->destroy_messenger)
-        d->destroy_messenger(d->instance, d->messenger, NULL);
-    if (d->instance) vkDestroyInstance(d->instance, NULL);
+    if (d->own_instance) {
+        if (d->messenger && d->fn.vkDestroyDebugUtilsMessengerEXT)
+            d->fn.vkDestroyDebugUtilsMessengerEXT(d->instance, d->messenger, d->vkac);
+        if (d->fn.vkDestroyInstance) d->fn.vkDestroyInstance(d->instance, d->vkac);
+    }
+    vk_fn_close(&d->fn);
+    pthread_mutex_destroy(&d->queue_mu);
+    pthread_mutex_destroy(&d->mu);
     core_free(d->alloc, d);
 }
 
 vkllm_status vk_check_validation(vk_dev *d, core_err *err) {
-    if (d->val.n_messages == 0) return VKLLM_OK;
-    return core_errf(err, VKLLM_ERR_DEVICE, "Vulkan validation reported %u message%s; first: %s",
-                     d->val.n_messages, d->val.n_messages == 1 ? "" : "s", d->val.first);
+    const unsigned n = atomic_load(&d->val.n_messages);
+    if (n == 0) return VKLLM_OK;
+    return core_errf(err, VKLLM_ERR_DEVICE, "Vulkan validation reported %u message%s; first: %s", n,
+                     n == 1 ? "" : "s", d->val.first);
+}
+
+VkResult vk_queue_submit(vk_dev *d, const VkSubmitInfo *si, VkFence fence) {
+    pthread_mutex_lock(&d->queue_mu);
+    if (d->lock_queue) d->lock_queue(d->queue_user);
+    VkResult r = d->t.vkQueueSubmit(d->queue, 1, si, fence);
+    if (d->unlock_queue) d->unlock_queue(d->queue_user);
+    pthread_mutex_unlock(&d->queue_mu);
+    return r;
 }
 
 vkllm_status vk_oneshot_begin(vk_dev *d, VkCommandBuffer *cb, core_err *err) {
+    pthread_mutex_lock(&d->mu);
     VkCommandBufferAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
         .commandPool = d->cmd_pool,
@@ -588,8 +682,10 @@ vkllm_status vk_oneshot_begin(vk_dev *d, VkCommandBuffer *cb, core_err *err) {
         .commandBufferCount = 1,
     };
     VkResult r = d->t.vkAllocateCommandBuffers(d->dev, &ai, cb);
-    if (r != VK_SUCCESS)
+    if (r != VK_SUCCESS) {
+        pthread_mutex_unlock(&d->mu);
         return core_errf(err, VKLLM_ERR_DEVICE, "vkAllocateCommandBuffers: %s", vk_result_str(r));
+    }
     VkCommandBufferBeginInfo bi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
         .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
@@ -602,18 +698,19 @@ vkllm_status vk_oneshot_end(vk_dev *d, VkCommandBuffer cb, core_err *err) {
     d->t.vkEndCommandBuffer(cb);
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     VkFence fence;
-    VkResult r = d->t.vkCreateFence(d->dev, &fi, NULL, &fence);
+    VkResult r = d->t.vkCreateFence(d->dev, &fi, d->vkac, &fence);
     if (r == VK_SUCCESS) {
         VkSubmitInfo si = {
             .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
             .commandBufferCount = 1,
             .pCommandBuffers = &cb,
         };
-        r = d->t.vkQueueSubmit(d->queue, 1, &si, fence);
+        r = vk_queue_submit(d, &si, fence);
         if (r == VK_SUCCESS) r = d->t.vkWaitForFences(d->dev, 1, &fence, VK_TRUE, UINT64_MAX);
-        d->t.vkDestroyFence(d->dev, fence, NULL);
+        d->t.vkDestroyFence(d->dev, fence, d->vkac);
     }
     d->t.vkFreeCommandBuffers(d->dev, d->cmd_pool, 1, &cb);
+    pthread_mutex_unlock(&d->mu);
     if (r != VK_SUCCESS)
         return core_errf(err, VKLLM_ERR_DEVICE, "vulkan submit: %s", vk_result_str(r));
     return vk_check_validation(d, err);

@@ -11,17 +11,31 @@
 
 #define VK_STAGING_BYTES (8u << 20)
 
-static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+static uint64_t align_up(uint64_t v, uint64_t a) {
+    return (v + a - 1) / a * a;
+}
 
-vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *out,
-                              const char *what, core_err *err) {
+/* Counts size against the memory cap before allocating, so threads allocating at once never
+ * pass the cap together. */
+static bool mem_reserve(vk_dev *d, uint64_t size) {
+    uint64_t cur = atomic_load(&d->allocated);
+    do {
+        if (d->memory_cap && cur + size > d->memory_cap) return false;
+    } while (!atomic_compare_exchange_weak(&d->allocated, &cur, cur + size));
+    return true;
+}
+
+vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *out, const char *what,
+                              core_err *err) {
     memset(out, 0, sizeof *out);
     size = align_up(size ? size : 4, 256);
-    if (d->memory_cap && d->allocated + size > d->memory_cap)
+    if (!mem_reserve(d, size))
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
                          "%s: %.1f MiB of device memory would pass the memory cap of %.1f MiB "
-                         "(%.1f MiB in use)", what, (double)size / 1048576.0,
-                         (double)d->memory_cap / 1048576.0, (double)d->allocated / 1048576.0);
+                         "(%.1f MiB in use)",
+                         what, (double)size / 1048576.0, (double)d->memory_cap / 1048576.0,
+                         (double)atomic_load(&d->allocated) / 1048576.0);
+    out->size = size; /* what vk_buffer_destroy gives back, until the real size is known */
     VkBufferCreateInfo bi = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
@@ -29,10 +43,12 @@ vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *ou
                  VK_BUFFER_USAGE_TRANSFER_DST_BIT,
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };
-    VkResult r = d->t.vkCreateBuffer(d->dev, &bi, NULL, &out->buf);
-    if (r != VK_SUCCESS)
-        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "%s: vkCreateBuffer(%llu bytes): %s",
-                         what, (unsigned long long)size, vk_result_str(r));
+    VkResult r = d->t.vkCreateBuffer(d->dev, &bi, d->vkac, &out->buf);
+    if (r != VK_SUCCESS) {
+        vk_buffer_destroy(d, out);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "%s: vkCreateBuffer(%llu bytes): %s", what,
+                         (unsigned long long)size, vk_result_str(r));
+    }
     VkMemoryRequirements req;
     d->t.vkGetBufferMemoryRequirements(d->dev, out->buf, &req);
     uint32_t type = host ? d->mem_type_host : d->mem_type_device;
@@ -45,35 +61,33 @@ vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *ou
         .allocationSize = req.size,
         .memoryTypeIndex = type,
     };
-    r = d->t.vkAllocateMemory(d->dev, &ai, NULL, &out->mem);
+    r = d->t.vkAllocateMemory(d->dev, &ai, d->vkac, &out->mem);
     if (r != VK_SUCCESS) {
         vk_buffer_destroy(d, out);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
                          "%s: the device could not allocate %.1f MiB (%s; %.1f MiB already in use "
-                         "by this runtime)", what, (double)req.size / 1048576.0,
-                         vk_result_str(r), (double)d->allocated / 1048576.0);
+                         "by this runtime)",
+                         what, (double)req.size / 1048576.0, vk_result_str(r),
+                         (double)d->allocated / 1048576.0);
     }
     d->t.vkBindBufferMemory(d->dev, out->buf, out->mem, 0);
     if (host) {
         r = d->t.vkMapMemory(d->dev, out->mem, 0, VK_WHOLE_SIZE, 0, &out->map);
         if (r != VK_SUCCESS) {
             vk_buffer_destroy(d, out);
-            return core_errf(err, VKLLM_ERR_DEVICE, "%s: vkMapMemory: %s", what,
-                             vk_result_str(r));
+            return core_errf(err, VKLLM_ERR_DEVICE, "%s: vkMapMemory: %s", what, vk_result_str(r));
         }
     }
+    atomic_fetch_add(&d->allocated, req.size - size);
     out->size = req.size;
-    d->allocated += req.size;
     return VKLLM_OK;
 }
 
 void vk_buffer_destroy(vk_dev *d, vk_buffer *b) {
     if (b->map) d->t.vkUnmapMemory(d->dev, b->mem);
-    if (b->buf) d->t.vkDestroyBuffer(d->dev, b->buf, NULL);
-    if (b->mem) {
-        d->t.vkFreeMemory(d->dev, b->mem, NULL);
-        d->allocated -= b->size;
-    }
+    if (b->buf) d->t.vkDestroyBuffer(d->dev, b->buf, d->vkac);
+    if (b->mem) d->t.vkFreeMemory(d->dev, b->mem, d->vkac);
+    atomic_fetch_sub(&d->allocated, b->size);
     memset(b, 0, sizeof *b);
 }
 
@@ -92,8 +106,8 @@ vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err 
     if (size > d->max_buffer)
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
                          "%s: one range of %llu bytes is larger than the largest buffer "
-                         "(%llu bytes); it must be split", a->what, (unsigned long long)size,
-                         (unsigned long long)d->max_buffer);
+                         "(%llu bytes); it must be split",
+                         a->what, (unsigned long long)size, (unsigned long long)d->max_buffer);
     uint64_t off = align_up(a->used, align);
     if (a->n_bufs == 0 || off + size > a->bufs[a->n_bufs - 1].size) {
         if (a->n_bufs == a->cap_bufs) {
@@ -122,7 +136,8 @@ vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err 
 
 void vk_arena_free(vk_arena *a) {
     if (!a->d) return;
-    for (uint32_t i = 0; i < a->n_bufs; i++) vk_buffer_destroy(a->d, &a->bufs[i]);
+    for (uint32_t i = 0; i < a->n_bufs; i++)
+        vk_buffer_destroy(a->d, &a->bufs[i]);
     core_free(a->d->alloc, a->bufs);
     a->bufs = NULL;
     a->n_bufs = a->cap_bufs = 0;
@@ -137,8 +152,10 @@ static vkllm_status staged(vk_dev *d, const vk_slice *s, void *host, uint64_t si
         return core_errf(err, VKLLM_ERR_INTERNAL, "vulkan transfer of %llu bytes into %llu",
                          (unsigned long long)size, (unsigned long long)s->size);
     if (s->map) { /* host-visible: no staging */
-        if (up) memcpy(s->map, host, size);
-        else memcpy(host, s->map, size);
+        if (up)
+            memcpy(s->map, host, size);
+        else
+            memcpy(host, s->map, size);
         return VKLLM_OK;
     }
     vk_buffer st;
@@ -167,7 +184,6 @@ vkllm_status vk_upload(vk_dev *d, const vk_slice *dst, const void *src, uint64_t
     return staged(d, dst, (void *)src, size, true, err);
 }
 
-vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t size,
-                         core_err *err) {
+vkllm_status vk_download(vk_dev *d, const vk_slice *src, void *dst, uint64_t size, core_err *err) {
     return staged(d, src, dst, size, false, err);
 }

@@ -21,7 +21,8 @@
 
 static uint64_t fnv1a(const uint8_t *p, size_t n) {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
     return h;
 }
 
@@ -55,7 +56,7 @@ static bool make_dirs(char *path) {
 vkllm_status vk_pipe_cache_open(vk_dev *d, core_err *err) {
     (void)err;
     VkPhysicalDeviceProperties p;
-    vkGetPhysicalDeviceProperties(d->pdev, &p);
+    d->fn.vkGetPhysicalDeviceProperties(d->pdev, &p);
     const char *off = getenv("VKLLM_PIPELINE_CACHE");
     char dir[400];
     uint8_t *blob = NULL;
@@ -103,16 +104,16 @@ vkllm_status vk_pipe_cache_open(vk_dev *d, core_err *err) {
         .initialDataSize = blob_len,
         .pInitialData = blob_len ? blob : NULL,
     };
-    VkResult r = d->t.vkCreatePipelineCache(d->dev, &ci, NULL, &d->pipe_cache);
+    VkResult r = d->t.vkCreatePipelineCache(d->dev, &ci, d->vkac, &d->pipe_cache);
     if (r != VK_SUCCESS && blob_len) { /* the driver refused the data after all */
         ci.initialDataSize = 0;
         ci.pInitialData = NULL;
-        r = d->t.vkCreatePipelineCache(d->dev, &ci, NULL, &d->pipe_cache);
+        r = d->t.vkCreatePipelineCache(d->dev, &ci, d->vkac, &d->pipe_cache);
     }
     if (r != VK_SUCCESS) d->pipe_cache = VK_NULL_HANDLE;
     core_free(d->alloc, blob);
-    if (blob_len) vk_log(d, VKLLM_LOG_INFO, "pipeline cache: %zu bytes from %s", blob_len,
-                         d->cache_path);
+    if (blob_len)
+        vk_log(d, VKLLM_LOG_INFO, "pipeline cache: %zu bytes from %s", blob_len, d->cache_path);
     return VKLLM_OK;
 }
 
@@ -153,8 +154,7 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
                             core_err *err) {
     memset(out, 0, sizeof *out);
     const vk_shader_blob *blob = vk_shader_find(shader);
-    if (!blob)
-        return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s' is not embedded", shader);
+    if (!blob) return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s' is not embedded", shader);
     if (n_bindings > VK_MAX_BINDINGS)
         return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s': too many bindings", shader);
     out->name = blob->name;
@@ -172,7 +172,7 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
         .bindingCount = n_bindings,
         .pBindings = b,
     };
-    VkResult r = d->t.vkCreateDescriptorSetLayout(d->dev, &dci, NULL, &out->dsl);
+    VkResult r = d->t.vkCreateDescriptorSetLayout(d->dev, &dci, d->vkac, &out->dsl);
     VkPushConstantRange pcr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .size = VK_PUSH_BYTES};
     VkPipelineLayoutCreateInfo lci = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
@@ -181,14 +181,14 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
         .pushConstantRangeCount = 1,
         .pPushConstantRanges = &pcr,
     };
-    if (r == VK_SUCCESS) r = d->t.vkCreatePipelineLayout(d->dev, &lci, NULL, &out->layout);
+    if (r == VK_SUCCESS) r = d->t.vkCreatePipelineLayout(d->dev, &lci, d->vkac, &out->layout);
     VkShaderModule mod = VK_NULL_HANDLE;
     VkShaderModuleCreateInfo mci = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
         .codeSize = *blob->size,
         .pCode = blob->code,
     };
-    if (r == VK_SUCCESS) r = d->t.vkCreateShaderModule(d->dev, &mci, NULL, &mod);
+    if (r == VK_SUCCESS) r = d->t.vkCreateShaderModule(d->dev, &mci, d->vkac, &mod);
     /* specialization: user constants 0..n-1, EXACT_FMA 99 (shaders/common.glsl), local size
      * 100..102; an entry for a constant a shader does not declare is ignored */
     VkSpecializationMapEntry me[12];
@@ -205,26 +205,28 @@ vkllm_status vk_pipe_create(vk_dev *d, const char *shader, uint32_t n_bindings,
         me[n] = (VkSpecializationMapEntry){.constantID = 100 + i, .offset = n * 4, .size = 4};
         data[n++] = local_size[i];
     }
-    VkSpecializationInfo si = {.mapEntryCount = n, .pMapEntries = me, .dataSize = n * 4,
-                               .pData = data};
+    VkSpecializationInfo si = {
+        .mapEntryCount = n, .pMapEntries = me, .dataSize = n * 4, .pData = data};
     VkComputePipelineCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .stage = {
-            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = mod,
-            .pName = "main",
-            .pSpecializationInfo = n ? &si : NULL,
-        },
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = mod,
+                .pName = "main",
+                .pSpecializationInfo = n ? &si : NULL,
+            },
         .layout = out->layout,
     };
     if (r == VK_SUCCESS)
-        r = d->t.vkCreateComputePipelines(d->dev, d->pipe_cache, 1, &pci, NULL, &out->pipe);
-    if (mod) d->t.vkDestroyShaderModule(d->dev, mod, NULL);
+        r = d->t.vkCreateComputePipelines(d->dev, d->pipe_cache, 1, &pci, d->vkac, &out->pipe);
+    if (mod) d->t.vkDestroyShaderModule(d->dev, mod, d->vkac);
     if (r != VK_SUCCESS) {
         vk_pipe_destroy(d, out);
         return core_errf(err, VKLLM_ERR_DEVICE, "pipeline '%s': %s", shader, vk_result_str(r));
     }
+    atomic_fetch_add(&d->pipes_built, 1);
     return vk_check_validation(d, err);
 }
 
@@ -234,8 +236,7 @@ vkllm_status vk_pipe_defer(vk_dev *d, const char *shader, uint32_t n_bindings,
     (void)d;
     memset(out, 0, sizeof *out);
     const vk_shader_blob *blob = vk_shader_find(shader);
-    if (!blob)
-        return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s' is not embedded", shader);
+    if (!blob) return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s' is not embedded", shader);
     if (n_bindings > VK_MAX_BINDINGS || (spec && spec->n > 8))
         return core_errf(err, VKLLM_ERR_INTERNAL, "shader '%s': too many bindings or constants",
                          shader);
@@ -252,8 +253,7 @@ vkllm_status vk_pipe_ready(vk_dev *d, vk_pipe *p, core_err *err) {
     if (!p->name) return core_errf(err, VKLLM_ERR_INTERNAL, "dispatch of an unset pipeline");
     vk_pipe built;
     const vk_spec spec = p->spec;
-    vkllm_status st = vk_pipe_create(d, p->name, p->n_bindings, p->local_size, &spec, &built,
-                                     err);
+    vkllm_status st = vk_pipe_create(d, p->name, p->n_bindings, p->local_size, &spec, &built, err);
     if (st != VKLLM_OK) return st;
     built.spec = spec;
     *p = built;
@@ -261,8 +261,8 @@ vkllm_status vk_pipe_ready(vk_dev *d, vk_pipe *p, core_err *err) {
 }
 
 void vk_pipe_destroy(vk_dev *d, vk_pipe *p) {
-    if (p->pipe) d->t.vkDestroyPipeline(d->dev, p->pipe, NULL);
-    if (p->layout) d->t.vkDestroyPipelineLayout(d->dev, p->layout, NULL);
-    if (p->dsl) d->t.vkDestroyDescriptorSetLayout(d->dev, p->dsl, NULL);
+    if (p->pipe) d->t.vkDestroyPipeline(d->dev, p->pipe, d->vkac);
+    if (p->layout) d->t.vkDestroyPipelineLayout(d->dev, p->layout, d->vkac);
+    if (p->dsl) d->t.vkDestroyDescriptorSetLayout(d->dev, p->dsl, d->vkac);
     memset(p, 0, sizeof *p);
 }

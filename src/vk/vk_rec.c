@@ -10,13 +10,20 @@ vkllm_status vk_rec_init(vk_dev *d, vk_rec *r, uint32_t max_sets, core_err *err)
     memset(r, 0, sizeof *r);
     r->d = d;
     r->max_sets = max_sets;
+    const VkCommandPoolCreateInfo cpi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = d->qfam,
+    };
+    VkResult res = d->t.vkCreateCommandPool(d->dev, &cpi, d->vkac, &r->cmd_pool);
     VkCommandBufferAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = d->cmd_pool,
+        .commandPool = r->cmd_pool,
         .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
         .commandBufferCount = 1,
     };
-    VkResult res = d->t.vkAllocateCommandBuffers(d->dev, &ai, &r->cb);
+    if (res == VK_SUCCESS) res = d->t.vkAllocateCommandBuffers(d->dev, &ai, &r->cbs[0]);
+    if (res == VK_SUCCESS) r->n_cbs = 1, r->cb = r->cbs[0];
     VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                .descriptorCount = max_sets * VK_MAX_BINDINGS};
     VkDescriptorPoolCreateInfo pci = {
@@ -25,7 +32,7 @@ vkllm_status vk_rec_init(vk_dev *d, vk_rec *r, uint32_t max_sets, core_err *err)
         .poolSizeCount = 1,
         .pPoolSizes = &ps,
     };
-    if (res == VK_SUCCESS) res = d->t.vkCreateDescriptorPool(d->dev, &pci, NULL, &r->pool);
+    if (res == VK_SUCCESS) res = d->t.vkCreateDescriptorPool(d->dev, &pci, d->vkac, &r->pool);
     if (res != VK_SUCCESS) {
         vk_rec_free(r);
         return core_errf(err, VKLLM_ERR_DEVICE, "command buffer: %s", vk_result_str(res));
@@ -36,20 +43,50 @@ vkllm_status vk_rec_init(vk_dev *d, vk_rec *r, uint32_t max_sets, core_err *err)
 void vk_rec_free(vk_rec *r) {
     if (!r->d) return;
     vk_dev *d = r->d;
-    if (r->pool) d->t.vkDestroyDescriptorPool(d->dev, r->pool, NULL);
-    if (r->cb) d->t.vkFreeCommandBuffers(d->dev, d->cmd_pool, 1, &r->cb);
+    if (r->pool) d->t.vkDestroyDescriptorPool(d->dev, r->pool, d->vkac);
+    if (r->n_cbs) d->t.vkFreeCommandBuffers(d->dev, r->cmd_pool, r->n_cbs, r->cbs);
+    if (r->cmd_pool) d->t.vkDestroyCommandPool(d->dev, r->cmd_pool, d->vkac);
     memset(r, 0, sizeof *r);
 }
 
 vkllm_status vk_rec_begin(vk_rec *r, core_err *err) {
     vk_dev *d = r->d;
     d->t.vkResetDescriptorPool(d->dev, r->pool, 0);
+    r->cb = r->cbs[0];
+    r->n_seg = 1;
     d->t.vkResetCommandBuffer(r->cb, 0);
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VkResult res = d->t.vkBeginCommandBuffer(r->cb, &bi);
     r->n_dispatch = 0;
     if (res != VK_SUCCESS)
         return core_errf(err, VKLLM_ERR_DEVICE, "vkBeginCommandBuffer: %s", vk_result_str(res));
+    return VKLLM_OK;
+}
+
+vkllm_status vk_rec_split(vk_rec *r, core_err *err) {
+    vk_dev *d = r->d;
+    if (r->n_seg == VK_REC_MAX_SEGS)
+        return core_errf(err, VKLLM_ERR_INTERNAL, "vulkan: more than %d segments", VK_REC_MAX_SEGS);
+    vkllm_status st = vk_rec_end(r, err);
+    if (st != VKLLM_OK) return st;
+    if (r->n_seg == r->n_cbs) {
+        VkCommandBufferAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+            .commandPool = r->cmd_pool,
+            .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+            .commandBufferCount = 1,
+        };
+        VkResult res = d->t.vkAllocateCommandBuffers(d->dev, &ai, &r->cbs[r->n_cbs]);
+        if (res != VK_SUCCESS)
+            return core_errf(err, VKLLM_ERR_DEVICE, "command buffer: %s", vk_result_str(res));
+        r->n_cbs++;
+    }
+    r->cb = r->cbs[r->n_seg++];
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    VkResult res = d->t.vkBeginCommandBuffer(r->cb, &bi); /* resets it (the pool allows) */
+    if (res != VK_SUCCESS)
+        return core_errf(err, VKLLM_ERR_DEVICE, "vkBeginCommandBuffer: %s", vk_result_str(res));
+    vk_rec_barrier(r); /* the segment before may have been submitted on its own */
     return VKLLM_OK;
 }
 
@@ -67,8 +104,8 @@ vkllm_status vk_rec_dispatch(vk_rec *r, vk_pipe *p, const vk_slice *bind, uint32
     vkllm_status st = vk_pipe_ready(d, p, err);
     if (st != VKLLM_OK) return st;
     if (n_bind != p->n_bindings || push_bytes > VK_PUSH_BYTES)
-        return core_errf(err, VKLLM_ERR_INTERNAL, "dispatch of '%s': %u bindings for %u",
-                         p->name, n_bind, p->n_bindings);
+        return core_errf(err, VKLLM_ERR_INTERNAL, "dispatch of '%s': %u bindings for %u", p->name,
+                         n_bind, p->n_bindings);
     if (gx == 0 || gy == 0 || gz == 0) return VKLLM_OK; /* nothing to do */
     VkDescriptorSetAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
@@ -113,26 +150,24 @@ void vk_rec_barrier(vk_rec *r) {
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_READ_BIT,
+        .dstAccessMask =
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT,
     };
-    r->d->t.vkCmdPipelineBarrier(r->cb,
-                                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
-                                     VK_PIPELINE_STAGE_TRANSFER_BIT,
-                                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
-                                     VK_PIPELINE_STAGE_TRANSFER_BIT,
-                                 0, 1, &mb, 0, NULL, 0, NULL);
+    r->d->t.vkCmdPipelineBarrier(
+        r->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL,
+        0, NULL);
 }
 
 vkllm_status vk_rec_submit_wait(vk_rec *r, VkFence fence, core_err *err) {
     vk_dev *d = r->d;
     VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-        .commandBufferCount = 1,
-        .pCommandBuffers = &r->cb,
+        .commandBufferCount = r->n_seg,
+        .pCommandBuffers = r->cbs,
     };
     VkResult res = d->t.vkResetFences(d->dev, 1, &fence);
-    if (res == VK_SUCCESS) res = d->t.vkQueueSubmit(d->queue, 1, &si, fence);
+    if (res == VK_SUCCESS) res = vk_queue_submit(d, &si, fence);
     if (res == VK_SUCCESS) res = d->t.vkWaitForFences(d->dev, 1, &fence, VK_TRUE, UINT64_MAX);
     if (res != VK_SUCCESS)
         return core_errf(err, VKLLM_ERR_DEVICE, "vulkan step: %s%s", vk_result_str(res),
