@@ -364,6 +364,17 @@ static vkllm_model *load(vkllm_runtime *rt) {
     return m;
 }
 
+/* A session that evaluates three tokens, then the model freed: the runtime has done real
+ * work (weights uploaded, a step run) and holds no model. */
+static void eval_and_free(vkllm_model *m) {
+    vkllm_session *s = NULL;
+    assert_int_equal(vkllm_session_create(m, &(vkllm_session_desc){.n_ctx = 64}, &s), VKLLM_OK);
+    const int32_t toks[3] = {1, 2, 3};
+    assert_int_equal(vkllm_session_eval(s, toks, 3), VKLLM_OK);
+    vkllm_session_destroy(s);
+    vkllm_model_free(m);
+}
+
 static void test_shared_device(void **state) {
     (void)state;
     vkllm_runtime *cpu_rt = NULL;
@@ -436,13 +447,7 @@ static void test_no_features(void **state) {
     vkllm_device_info di = {0};
     vkllm_runtime_device(rt, &di);
     assert_int_equal(di.tier, 0);
-    vkllm_model *m = load(rt);
-    vkllm_session *s = NULL;
-    assert_int_equal(vkllm_session_create(m, &(vkllm_session_desc){.n_ctx = 64}, &s), VKLLM_OK);
-    const int32_t toks[3] = {1, 2, 3};
-    assert_int_equal(vkllm_session_eval(s, toks, 3), VKLLM_OK);
-    vkllm_session_destroy(s);
-    vkllm_model_free(m);
+    eval_and_free(load(rt));
     vkllm_runtime_destroy(rt);
     if (atomic_load(&h.n_messages)) fail_msg("validation: %s", h.first);
     host_destroy(&h);
@@ -543,13 +548,7 @@ static void test_allocation_callbacks(void **state) {
     vkllm_runtime *rt = NULL;
     if (vkllm_runtime_create(&rd, &rt) != VKLLM_OK)
         fail_msg("runtime: %s", vkllm_runtime_last_error(NULL));
-    vkllm_model *m = load(rt);
-    vkllm_session *s = NULL;
-    assert_int_equal(vkllm_session_create(m, &(vkllm_session_desc){.n_ctx = 64}, &s), VKLLM_OK);
-    const int32_t toks[3] = {1, 2, 3};
-    assert_int_equal(vkllm_session_eval(s, toks, 3), VKLLM_OK);
-    vkllm_session_destroy(s);
-    vkllm_model_free(m);
+    eval_and_free(load(rt));
     const long calls = atomic_load(&cnt.calls);
     vkllm_runtime_destroy(rt);
     fprintf(stderr, "Vulkan host allocations through the callbacks: %ld, live after destroy: %ld\n",
