@@ -110,10 +110,7 @@ static void vk_model_detach(eng_backend *b, const eng_model *em) {
 static void slot_free(eng_ctx *c, vk_slot *sl) {
     vk_dev *d = c->be->d;
     if (sl->busy && sl->fence && sl->n_submitted)
-        d->t.vkWaitForFences(
-            d->dev, 1,
-            sl->n_submitted < sl->run->rec.n_seg ? &sl->seg_fence[sl->n_submitted - 1] : &sl->fence,
-            VK_TRUE, UINT64_MAX);
+        d->t.vkWaitForFences(d->dev, 1, vk_seg_fence(sl, sl->n_submitted - 1), VK_TRUE, UINT64_MAX);
     for (int i = 0; i < VK_SLOT_RECS; i++) {
         vk_step_rec *sr = &sl->recs[i];
         vk_rec_free(&sr->rec);

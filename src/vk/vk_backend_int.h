@@ -113,6 +113,11 @@ struct eng_ctx {
     double forced_deadline; /* pace_submit: the deadline a lone segment was last forced for */
 };
 
+/* The fence segment k of the slot's step signals: its own, the slot's for the last. */
+static inline VkFence *vk_seg_fence(vk_slot *sl, uint32_t k) {
+    return k + 1 == sl->run->rec.n_seg ? &sl->fence : &sl->seg_fence[k];
+}
+
 /* vk_backend.c */
 const vk_weight *vk_lookup(const vk_model *vm, const eng_weight *w);
 

@@ -102,14 +102,10 @@ static void collect(eng_ctx *c, vk_slot *sl) {
 
 /* ---- paced steps: segments submitted as the host's budget allows ---- */
 
-static VkFence *seg_fence(vk_slot *sl, uint32_t k) {
-    return k + 1 == sl->run->rec.n_seg ? &sl->fence : &sl->seg_fence[k];
-}
-
 static vkllm_status seg_submit(eng_ctx *c, vk_slot *sl, core_err *err) {
     vk_dev *d = c->be->d;
     const uint32_t k = sl->n_submitted;
-    VkFence *f = seg_fence(sl, k);
+    VkFence *f = vk_seg_fence(sl, k);
     VkResult res = VK_SUCCESS;
     if (!*f) {
         VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
@@ -147,7 +143,7 @@ static vkllm_status pace_submit(eng_ctx *c, double deadline, core_err *err) {
         vk_slot *sl = busy_slot(c, i);
         const vk_step_rec *sr = sl->run;
         while (sl->n_complete < sl->n_submitted &&
-               d->t.vkGetFenceStatus(d->dev, *seg_fence(sl, sl->n_complete)) == VK_SUCCESS)
+               d->t.vkGetFenceStatus(d->dev, *vk_seg_fence(sl, sl->n_complete)) == VK_SUCCESS)
             sl->n_complete++;
         for (uint32_t k = sl->n_complete; k < sl->n_submitted; k++) {
             running = true;
@@ -196,7 +192,7 @@ vkllm_status vk_step_advance(eng_ctx *c, double deadline, bool *done, core_err *
                     }
                     return VKLLM_OK;
                 }
-                res = d->t.vkWaitForFences(d->dev, 1, seg_fence(sl, sl->n_complete), VK_TRUE,
+                res = d->t.vkWaitForFences(d->dev, 1, vk_seg_fence(sl, sl->n_complete), VK_TRUE,
                                            timeout);
                 if (res == VK_TIMEOUT) return VKLLM_OK;
                 if (res != VK_SUCCESS) break;
