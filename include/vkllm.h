@@ -591,6 +591,61 @@ VKLLM_API const char *vkllm_synth_shape_vocab(const char *shape);
  * zero. false for an unknown shape. */
 VKLLM_API bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out);
 
+/* ---- model tools: quantization, importance matrix, perplexity ---------------------------- */
+
+/* Progress of a long tool run: done of total units (tensors, chunks), on the calling thread. */
+typedef void (*vkllm_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+/* Quantizes a GGUF model as llama-quantize does: the same per-tensor type rules for a preset
+ * and the same quantizers, so the output file is byte-identical to llama-quantize's for the
+ * same input, type and importance matrix. */
+typedef struct vkllm_quantize_desc {
+    uint32_t struct_size; /* sizeof(vkllm_quantize_desc), or 0 (see "versions and the ABI") */
+    const char *in_path;
+    const char *out_path; /* written under a temporary name, renamed when complete */
+    /* A type or one of llama-quantize's presets, case-insensitive: "q4_0", "q4_1", "q5_0",
+     * "q5_1", "q8_0", "q4_k_s", "q4_k_m" (= "q4_k"), "q5_k_s", "q5_k_m" (= "q5_k"), "q6_k",
+     * "f16", "bf16", "f32". */
+    const char *type;
+    const char *imatrix_path;  /* llama-imatrix's or vkllm_imatrix's file, or NULL */
+    bool allow_requantize;     /* accept quantized input (dequantized first) */
+    uint32_t n_threads;        /* 0 = all cores */
+    vkllm_progress_fn progress; /* per tensor; may be NULL */
+    void *progress_user;
+    const vkllm_allocator *allocator;
+} vkllm_quantize_desc;
+VKLLM_API vkllm_status vkllm_quantize(const vkllm_quantize_desc *desc, char *err, size_t err_cap);
+
+/* Perplexity of a model over a text, as llama-perplexity measures it: the text is tokenized
+ * (with BOS where the vocabulary adds one), cut into n_chunks non-overlapping chunks of n_ctx
+ * tokens whose first token is BOS, and each chunk's second half is scored. Optionally saves
+ * the scored log-probabilities (kl_base_out) or compares against a saved file (kl_base_in):
+ * mean KL divergence base -> this model and top-1 agreement, as llama-perplexity's KL mode. */
+typedef struct vkllm_perplexity_desc {
+    uint32_t struct_size; /* sizeof(vkllm_perplexity_desc), or 0 (see "versions and the ABI") */
+    const char *text;
+    size_t text_len;
+    uint32_t n_ctx;    /* tokens per chunk (0 = 512) */
+    uint32_t n_chunks; /* 0 = as many as the text holds */
+    uint32_t n_batch;  /* tokens per step (0 = n_ctx) */
+    const char *kl_base_out;
+    const char *kl_base_in;
+    vkllm_progress_fn progress; /* per chunk; may be NULL */
+    void *progress_user;
+} vkllm_perplexity_desc;
+typedef struct vkllm_perplexity_result {
+    uint32_t struct_size; /* sizeof(vkllm_perplexity_result), or 0 (see "versions and the ABI") */
+    double ppl, ppl_err;  /* exp(mean negative log-likelihood), and its standard error */
+    uint32_t n_chunks;
+    uint64_t n_scored; /* tokens scored */
+    /* with kl_base_in: */
+    double kl_mean, kl_err; /* mean KL divergence (nats) and its standard error */
+    double top1_same;       /* fraction of scored tokens whose argmax equals the base's */
+    double ppl_base;        /* the base model's perplexity on the same tokens */
+} vkllm_perplexity_result;
+VKLLM_API vkllm_status vkllm_perplexity(vkllm_model *model, const vkllm_perplexity_desc *desc,
+                                        vkllm_perplexity_result *out);
+
 /* ---- measurement, for benchmarks ---------------------------------------------------------- */
 
 /* Memory bandwidth of the runtime's device, measured now: the CPU backend streams a buffer

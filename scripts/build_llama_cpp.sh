@@ -25,9 +25,11 @@ src="$cache/src/llama_cpp_python-0.3.36"
 llsrc="$src/vendor/llama.cpp"
 # llama-cli is not among them: in this llama.cpp it is only built with LLAMA_BUILD_SERVER=ON;
 # llama-completion is the classic prompt-in, text-out tool.
-targets=(llama llama-completion llama-bench llama-batched-bench llama-tokenize llama-simple test-backend-ops)
+targets=(llama llama-completion llama-bench llama-batched-bench llama-tokenize llama-simple test-backend-ops
+         llama-quantize llama-perplexity llama-imatrix)
 binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so
-          llama-completion llama-bench llama-tokenize llama-simple test-backend-ops)
+          llama-completion llama-bench llama-tokenize llama-simple test-backend-ops
+          llama-quantize llama-perplexity llama-imatrix)
 common_flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
               -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
               -DLLAMA_BUILD_SERVER=OFF)

@@ -28,7 +28,11 @@ typedef enum quant_type {
     QT_Q6_K = 14,
     QT_Q8_K = 15,
     QT_BF16 = 30,
-    QT_COUNT = 40, /* ids are < QT_COUNT */
+    QT_COUNT = 40, /* ggml ids are < QT_COUNT */
+    /* vkllm's packed 2:4 sparse formats (quant_blocks.h): ids no ggml type has, so a GGUF
+     * file holding them fails in llama.cpp with its "invalid ggml type" error. */
+    QT_S24_Q4 = 200,
+    QT_S24_Q8 = 201,
 } quant_type;
 
 /* Dequantize n values (n a multiple of the block size) from src blocks to dst. */

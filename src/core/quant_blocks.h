@@ -146,4 +146,38 @@ static inline int quant_k3_scale(const uint8_t *s, int j) {
     return (lo | (hi << 4)) - 32;
 }
 
+/* ---- vkllm's packed 2:4 sparse formats (not ggml types; docs/sparse.md) ----
+ * A row of n columns (n a multiple of 64) is cut into groups of 4 consecutive columns, of
+ * which 2 are kept. A block covers 64 columns = 16 groups = 32 kept values:
+ *  - pos[8]: group g's two kept positions (0..3 within the group, first < second) are the
+ *    nibble of pos[g / 2] (low nibble for even g): bits 0-1 the first, bits 2-3 the second;
+ *  - kept value k (0..31) is group k / 2's first (k even) or second (k odd) kept value, at
+ *    column 4 * (k / 2) + its position: values 0-15 lie in columns 0-31 of the block, values
+ *    16-31 in columns 32-63;
+ *  - S24_Q4: x = d * (q - 8), q in 0..15, value k in the low nibble of qs[k] for k < 16 and
+ *    the high nibble of qs[k - 16] for k >= 16 (Q4_0's nibble order over the kept values);
+ *    S24_Q8: x = d * q, q in -127..127.
+ * Activations are quantized to Q8_0 (blocks of 32 columns), so block b of a row meets the
+ * activation blocks 2b (values 0-15) and 2b + 1 (values 16-31).
+ * The dot product's arithmetic, the same on every backend and kernel set (it is the dense Q4_0
+ * AVX2 arithmetic with the zeros skipped): per (row, token) 8 float lanes acc[0..7] = 0; for
+ * each block b in order, for each half h = 0, 1 in order: lane l's integer sum is the two
+ * products of group 8h + l (weight code times activation code), and
+ * acc[l] = fmaf((float)isum_l, d_w * d_x(2b + h), acc[l]) (the scale product rounded to float
+ * first); the result is the lanes summed as hsum8 does: ((a0 + a4) + (a2 + a6)) +
+ * ((a1 + a5) + (a3 + a7)). */
+#define QUANT_S24_COLS 64 /* columns per block */
+typedef struct quant_block_s24_q4 {
+    uint16_t d;
+    uint8_t pos[8];
+    uint8_t qs[16];
+} quant_block_s24_q4;
+typedef struct quant_block_s24_q8 {
+    uint16_t d;
+    uint8_t pos[8];
+    int8_t qs[32];
+} quant_block_s24_q8;
+_Static_assert(sizeof(quant_block_s24_q4) == 26, "s24_q4 layout");
+_Static_assert(sizeof(quant_block_s24_q8) == 42, "s24_q8 layout");
+
 #endif
