@@ -292,6 +292,8 @@ typedef struct vkllm_tensor_info {
     uint64_t ne[4];
     uint64_t offset; /* relative to the start of the file's tensor data section */
     uint64_t nbytes;
+    bool in_file; /* its data lies wholly inside the file (not so in a file cut short, which
+                   * only a vocab-only load accepts) */
 } vkllm_tensor_info;
 VKLLM_API vkllm_status vkllm_model_tensor(const vkllm_model *model, size_t i,
                                           vkllm_tensor_info *out);
@@ -645,6 +647,7 @@ typedef struct vkllm_perplexity_result {
 } vkllm_perplexity_result;
 VKLLM_API vkllm_status vkllm_perplexity(vkllm_model *model, const vkllm_perplexity_desc *desc,
                                         vkllm_perplexity_result *out);
+
 
 /* ---- measurement, for benchmarks ---------------------------------------------------------- */
 

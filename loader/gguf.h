@@ -64,6 +64,8 @@ void gguf_close(gguf_file *f);
 uint32_t gguf_version(const gguf_file *f);
 uint64_t gguf_alignment(const gguf_file *f);
 uint64_t gguf_file_size(const gguf_file *f);
+/* Where the tensor data section starts in the file. */
+uint64_t gguf_data_offset(const gguf_file *f);
 
 /* ---- metadata ---- */
 uint64_t gguf_kv_count(const gguf_file *f);

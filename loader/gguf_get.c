@@ -126,6 +126,10 @@ uint64_t gguf_file_size(const gguf_file *f) {
     return f ? f->size : 0;
 }
 
+uint64_t gguf_data_offset(const gguf_file *f) {
+    return f ? f->data_off : 0;
+}
+
 /* ---- metadata ------------------------------------------------------------------------- */
 
 uint64_t gguf_kv_count(const gguf_file *f) {

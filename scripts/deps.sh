@@ -7,12 +7,14 @@ set -euo pipefail
 # device the tests run on when there is no GPU) and the Khronos validation layer (on in tests).
 # The window demo (apps/window): GLFW, libpng (its screenshots), a console font it embeds
 # (console-setup-linux), Xvfb and xauth (xvfb-run: its test and benchmark run headless), and
-# matplotlib (bench/frame_times.py plots its frame times).
+# matplotlib (bench/frame_times.py plots its frame times). bible-kjv: the public-domain King
+# James Bible, whose books are the texts perplexity is measured on (scripts/fetch_texts.sh).
 pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
       python3 python3-pip unzip ca-certificates
       libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers
       vulkan-validationlayers vulkan-tools libcjson-dev pkgconf
-      libglfw3-dev libpng-dev console-setup-linux xvfb xauth python3-matplotlib)
+      libglfw3-dev libpng-dev console-setup-linux xvfb xauth python3-matplotlib
+      bible-kjv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

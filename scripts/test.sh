@@ -2,13 +2,14 @@
 # Builds vkllm and runs every test, then builds again with AddressSanitizer and
 # UndefinedBehaviorSanitizer and runs the tests again, then with ThreadSanitizer the tests
 # where threads meet. Installs what it needs first
-# (Debian packages, the default model, llama.cpp's vocab-only test files).
+# (Debian packages, the default model, llama.cpp's vocab-only test files, the texts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 scripts/deps.sh
 scripts/fetch_model.sh
 scripts/fetch_vocabs.sh
+scripts/fetch_texts.sh >/dev/null
 
 echo "== release build (gcc, -Werror) =="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -194,6 +194,9 @@ vkllm_status vkllm_model_tensor(const vkllm_model *m_, size_t i, vkllm_tensor_in
     memcpy(o->ne, t->ne, sizeof o->ne);
     o->offset = t->offset;
     o->nbytes = t->nbytes;
+    uint64_t end;
+    o->in_file = core_add_ok(gguf_data_offset(m->file), t->offset, &end) &&
+                 core_add_ok(end, t->nbytes, &end) && end <= gguf_file_size(m->file);
     API_OUT(vkllm_tensor_info, out, &info);
     return VKLLM_OK;
 }

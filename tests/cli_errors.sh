@@ -67,9 +67,32 @@ expect_error "not a gguf file" "garbage\.gguf" -- info -m "$tmp/garbage.gguf"
 : >"$tmp/empty.gguf"
 expect_error "empty file" "empty\.gguf" -- info -m "$tmp/empty.gguf"
 expect_error "directory as model" "error" -- info -m "$tmp"
+# a file cut off inside the tensor data: its metadata reads, its tensors do not
+head -c 50000000 "$model" >"$tmp/cut.gguf"
+expect_error "info: tensor data cut off" "cut off" -- info "$tmp/cut.gguf"
+expect_error "info: two models" "unexpected argument" -- info -m "$model" "$model"
+expect_error "run: plain argument" "unexpected argument" -- run -m "$model" hello
+expect_error "short option without value" "needs a value" -- run -m "$model" -n
+expect_error "unknown short option" "unknown option '-Z'" -- run -Z
+
+# perplexity
+printf 'In the beginning God created the heaven and the earth.\n' >"$tmp/short.txt"
+expect_error "perplexity: text too short" "at least 1024" -- perplexity -m "$model" -f "$tmp/short.txt" --device cpu
+expect_error "perplexity: no text" "no text" -- perplexity -m "$model"
+expect_error "perplexity: text missing" "cannot open" -- perplexity -m "$model" -f "$tmp/none.txt"
+expect_error "perplexity: bad context" "not a context" -- perplexity -m "$model" -f "$tmp/short.txt" -c 2
+expect_error "perplexity: both KL modes" "not both" -- perplexity -m "$model" -f "$tmp/short.txt" --kl-base a --kl b
+expect_error "perplexity: KL base garbage" "not a KL base" -- perplexity -m "$model" --kl "$tmp/garbage.gguf" --device cpu
+for i in $(seq 1 60); do cat "$tmp/short.txt"; done >"$tmp/text.txt"
+expect_error "perplexity: KL base unwritable" "cannot create" -- perplexity -m "$model" -f "$tmp/text.txt" -c 64 --chunks 1 --device cpu --kl-base "$tmp/no/such/dir/base.kl"
+if ls "$tmp/no" >/dev/null 2>&1; then
+    fail=$((fail + 1))
+    echo "FAIL perplexity: KL base unwritable left something behind"
+fi
+expect_ok "info: model as a plain argument" -- info --no-tensors "$model"
 
 expect_ok "top-level help" -- --help
-for c in run chat tokenize info devices bench synth; do
+for c in run chat tokenize info devices bench synth perplexity; do
     expect_ok "$c --help" -- "$c" --help
 done
 expect_ok "devices" -- devices

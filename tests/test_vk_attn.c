@@ -300,7 +300,7 @@ static void bufs_step(bufs *b, vk_dev *d, uint32_t pos0) {
     core_err err = {{0}};
     const uint64_t pb = vk_step_params_bytes(n, 1, b->s.n_ctx);
     vk_step_params *p = calloc(1, pb);
-    const vk_step_seq seq = {.n_tokens = n, .pos0 = pos0, .out = true};
+    const vk_step_seq seq = {.n_tokens = n, .pos0 = pos0, .n_out = 1};
     vk_step_params_init(p, n, 1);
     vk_step_params_write(p, NULL, &seq, 1);
     const vkllm_status st = vk_upload(d, &b->params, p, pb, &err);

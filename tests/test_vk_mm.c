@@ -631,7 +631,7 @@ static void test_embed(void **state) {
                 const uint32_t n_tok = sizeof ids / sizeof *ids, stride = n_in + 1;
                 const uint64_t pbytes = vk_step_params_bytes(n_tok, 1, n_tok);
                 vk_step_params *pbuf = calloc(1, pbytes);
-                const vk_step_seq seq = {.n_tokens = n_tok, .out = true};
+                const vk_step_seq seq = {.n_tokens = n_tok, .n_out = 1};
                 vk_step_params_init(pbuf, n_tok, 1);
                 vk_step_params_write(pbuf, ids, &seq, 1);
                 float *ref = calloc((size_t)n_tok * stride, 4);

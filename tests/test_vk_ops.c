@@ -175,8 +175,8 @@ static void test_rms_norm_row0(void **state) {
     vt_fill(x, n * w, -1.0f, 1.0f);
     for (uint32_t i = 0; i < w; i++) wt[i] = 1.0f;
     /* entries of 2, 1 and 2 rows, outputs from the first and the last: rows 1 and 4 */
-    const vk_step_seq seqs[3] = {{.n_tokens = 2, .out = true}, {.n_tokens = 1},
-                                 {.n_tokens = 2, .pos0 = 7, .out = true}};
+    const vk_step_seq seqs[3] = {{.n_tokens = 2, .n_out = 1}, {.n_tokens = 1},
+                                 {.n_tokens = 2, .pos0 = 7, .n_out = 1}};
     const uint64_t pb = vk_step_params_bytes(n, 3, 16);
     vk_step_params *p = calloc(1, pb);
     vk_step_params_init(p, n, 3);

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -92,97 +93,162 @@ static bool add_strs(slist *l, char *s) {
     return l->n > 0;
 }
 
+enum {
+    B_OPS = 256,
+    B_NO_PROBE,
+    B_NO_OVERLAP,
+    B_VK_RELAXED,
+    B_VK_TIER,
+    B_OPS_TOKENS,
+    B_PARALLEL,
+    B_PREFIX,
+    B_STEP_BUDGET,
+    B_OPS_CTX,
+    B_OPS_SECONDS,
+    B_DEVICE,
+    B_CPU_ISA,
+    B_OPS_SHAPE,
+    B_OPS_TYPE,
+    B_JSON,
+    B_CSV,
+};
+
+static const struct option k_bench_long[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"model", required_argument, NULL, 'm'},
+    {"n-prompt", required_argument, NULL, 'p'},
+    {"n-gen", required_argument, NULL, 'n'},
+    {"n-depth", required_argument, NULL, 'd'},
+    {"batch-size", required_argument, NULL, 'b'},
+    {"threads", required_argument, NULL, 't'},
+    {"repetitions", required_argument, NULL, 'r'},
+    {"ops", no_argument, NULL, B_OPS},
+    {"no-probe", no_argument, NULL, B_NO_PROBE},
+    {"no-overlap", no_argument, NULL, B_NO_OVERLAP},
+    {"vk-relaxed", no_argument, NULL, B_VK_RELAXED},
+    {"vk-tier", required_argument, NULL, B_VK_TIER},
+    {"ops-tokens", required_argument, NULL, B_OPS_TOKENS},
+    {"parallel", required_argument, NULL, B_PARALLEL},
+    {"prefix", required_argument, NULL, B_PREFIX},
+    {"step-budget", required_argument, NULL, B_STEP_BUDGET},
+    {"ops-ctx", required_argument, NULL, B_OPS_CTX},
+    {"ops-seconds", required_argument, NULL, B_OPS_SECONDS},
+    {"device", required_argument, NULL, B_DEVICE},
+    {"cpu-isa", required_argument, NULL, B_CPU_ISA},
+    {"ops-shape", required_argument, NULL, B_OPS_SHAPE},
+    {"ops-type", required_argument, NULL, B_OPS_TYPE},
+    {"json", required_argument, NULL, B_JSON},
+    {"csv", required_argument, NULL, B_CSV},
+    {NULL, 0, NULL, 0},
+};
+
 static int parse(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
     o->reps = 3;
     o->op_ctx = 512;
     o->op_seconds = 0.5;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":hvm:p:n:d:b:t:r:", k_bench_long, NULL)) != -1) {
+        char *v = optarg;
         bool ok = true;
-#define IS(s, l) (strcmp(a, (s)) == 0 || strcmp(a, (l)) == 0)
-        if (IS("-h", "--help")) return 2;
-        if (IS("-v", "--verbose")) {
+        switch (c) {
+        case 'h':
+            return 2;
+        case 'v':
             o->verbose = true;
-            continue;
-        }
-        if (IS("--ops", "--ops")) {
+            break;
+        case B_OPS:
             o->ops = true;
-            continue;
-        }
-        if (IS("--no-probe", "--no-probe")) {
+            break;
+        case B_NO_PROBE:
             o->no_probe = true;
-            continue;
-        }
-        if (IS("--no-overlap", "--no-overlap")) {
+            break;
+        case B_NO_OVERLAP:
             o->no_overlap = true;
-            continue;
-        }
-        if (IS("--vk-relaxed", "--vk-relaxed")) {
+            break;
+        case B_VK_RELAXED:
             o->vk_relaxed = true;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr,
-                    "error: %s: unknown option or missing value (see vkllm bench "
-                    "--help)\n",
-                    a);
-            return 1;
-        }
-        i++;
-        if (IS("-m", "--model"))
+            break;
+        case 'm':
             ok = add_strs(&o->models, v);
-        else if (IS("-p", "--n-prompt"))
+            break;
+        case 'p':
             ok = add_ints(&o->prompt, v, 0, 1 << 20);
-        else if (IS("-n", "--n-gen"))
+            break;
+        case 'n':
             ok = add_ints(&o->gen, v, 0, 1 << 20);
-        else if (IS("-d", "--n-depth"))
+            break;
+        case 'd':
             ok = add_ints(&o->depth, v, 0, 1 << 20);
-        else if (IS("-b", "--batch-size"))
+            break;
+        case 'b':
             ok = add_ints(&o->batch, v, 1, 4096);
-        else if (IS("-t", "--threads"))
+            break;
+        case 't':
             ok = add_ints(&o->threads, v, 1, 1024);
-        else if (IS("--vk-tier", "--vk-tier"))
+            break;
+        case B_VK_TIER:
             ok = add_ints(&o->tiers, v, 0, 2);
-        else if (IS("--ops-tokens", "--ops-tokens"))
+            break;
+        case B_OPS_TOKENS:
             ok = add_ints(&o->op_tokens, v, 1, 4096);
-        else if (IS("--parallel", "--parallel"))
+            break;
+        case B_PARALLEL:
             ok = add_ints(&o->parallel, v, 1, 1024);
-        else if (IS("--prefix", "--prefix"))
+            break;
+        case B_PREFIX:
             ok = add_ints(&o->prefix, v, 16, 1 << 20);
-        else if (IS("--step-budget", "--step-budget"))
+            break;
+        case B_STEP_BUDGET:
             ok = add_ints(&o->step_ms, v, 1, 10000);
-        else if (IS("-r", "--repetitions"))
-            ok = (o->reps = atoi(v)) >= 1 && o->reps <= 1000;
-        else if (IS("--ops-ctx", "--ops-ctx"))
-            ok = (o->op_ctx = atoi(v)) >= 1 && o->op_ctx <= 1 << 20;
-        else if (IS("--ops-seconds", "--ops-seconds"))
-            ok = (o->op_seconds = atof(v)) > 0 && o->op_seconds <= 600;
-        else if (IS("--device", "--device"))
+            break;
+        case 'r':
+            ok = cli_int("-r", v, 1, 1000, "a count in [1, 1000]", &o->reps);
+            break;
+        case B_OPS_CTX:
+            ok = cli_int("--ops-ctx", v, 1, 1 << 20, "a size in [1, 1048576]", &o->op_ctx);
+            break;
+        case B_OPS_SECONDS: {
+            char *end;
+            o->op_seconds = strtod(v, &end);
+            ok = *v && !*end && o->op_seconds > 0 && o->op_seconds <= 600;
+            break;
+        }
+        case B_DEVICE:
             ok = add_strs(&o->devices, v);
-        else if (IS("--cpu-isa", "--cpu-isa"))
+            break;
+        case B_CPU_ISA:
             ok = add_strs(&o->cpu_isas, v);
-        else if (IS("--ops-shape", "--ops-shape"))
+            break;
+        case B_OPS_SHAPE:
             ok = add_strs(&o->op_shapes, v);
-        else if (IS("--ops-type", "--ops-type"))
+            break;
+        case B_OPS_TYPE:
             ok = add_strs(&o->op_types, v);
-        else if (IS("--json", "--json"))
+            break;
+        case B_JSON:
             o->json = v;
-        else if (IS("--csv", "--csv"))
+            break;
+        case B_CSV:
             o->csv = v;
-        else {
-            fprintf(stderr,
-                    "error: unknown option '%s' for 'vkllm bench' (see vkllm bench "
-                    "--help)\n",
-                    a);
-            return 1;
+            break;
+        default:
+            return cli_getopt_error(c, argc, argv, "bench");
         }
-#undef IS
         if (!ok) {
-            fprintf(stderr, "error: option %s: bad value '%s' (see vkllm bench --help)\n", a, v);
+            fprintf(stderr, "error: option %s: bad value '%s' (see vkllm bench --help)\n",
+                    optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1], v);
             return 1;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr,
+                "error: unexpected argument '%s' for 'vkllm bench' (see vkllm bench --help)\n",
+                argv[optind]);
+        return 1;
     }
     if (!o->prompt.n && o->prefix.n) o->prompt.v[o->prompt.n++] = 16;
     if (!o->prompt.n) o->prompt.v[o->prompt.n++] = 512;

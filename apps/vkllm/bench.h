@@ -58,8 +58,8 @@ void add_num_or_null(cJSON *o, const char *key, bool present, double v);
 /* The engine, host and device part of a record. */
 cJSON *record_new(const bench_env *e);
 void add_model(cJSON *r, const char *path, const vkllm_model_info *mi, const char *type);
-void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_gen,
-              int n_depth, int n_batch);
+void add_test(cJSON *r, const char *kind, const char *name, int n_prompt, int n_gen, int n_depth,
+              int n_batch);
 void add_samples(cJSON *r, const double *x, int n, bool tps);
 void progress(const bench_env *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void progress_clear(const bench_env *e);

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,54 +44,63 @@ static const char *k_gen_help =
 
 void cli_usage(FILE *f, const char *cmd) {
     if (!cmd) {
-        fprintf(f,
-                "vkllm %d.%d.%d: LLM inference on Vulkan or the CPU\n\n"
-                "usage: vkllm COMMAND [options]   (vkllm COMMAND --help for its options)\n\n"
-                "commands:\n"
-                "  run        generate text from a prompt\n"
-                "  chat       interactive chat with the model's chat template\n"
-                "  tokenize   print the token ids of a text\n"
-                "  info       model metadata and tensor table\n"
-                "  devices    list the devices vkllm can use\n"
-                "  bench      prefill and decode speed\n"
-                "  synth      write a model of a known shape with random weights (benchmarks)\n",
-                VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH);
+        fprintf(
+            f,
+            "vkllm %d.%d.%d: LLM inference on Vulkan or the CPU\n\n"
+            "usage: vkllm COMMAND [options]   (vkllm COMMAND --help for its options)\n\n"
+            "commands:\n"
+            "  run        generate text from a prompt\n"
+            "  chat       interactive chat with the model's chat template\n"
+            "  tokenize   print the token ids of a text\n"
+            "  info       model metadata and tensor table\n"
+            "  devices    list the devices vkllm can use\n"
+            "  bench      prefill and decode speed\n"
+            "  synth      write a model of a known shape with random weights (benchmarks)\n"
+            "  perplexity a model's perplexity over a text, and its KL divergence from another\n",
+            VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH);
         return;
     }
     if (strcmp(cmd, "run") == 0) {
-        fprintf(f, "usage: vkllm run [options]\n\nGenerates text from a prompt; the text goes "
-                   "to stdout as it is made, a speed summary to stderr.\n\n%s%s"
-                   "      --no-echo          do not print the prompt before the output\n"
-                   "\nMany prompts at once (continuous batching):\n"
-                   "      --parallel N       with -f: every non-empty line of the file is a\n"
-                   "                         request (\\n in a line is a newline), N run at once;\n"
-                   "                         answers print in input order, then a summary\n"
-                   "                         (requests, tokens, tok/s, time to first token)\n"
-                   "      --chat             wrap each line in the chat template (with -s)\n"
-                   "  -s, --system TEXT      system message for --chat\n"
-                   "      --kv-mib N         KV cache budget in MiB (default: room for N\n"
-                   "                         sequences of -c tokens, at most 1024)\n"
-                   "      --no-prefix-cache  do not reuse the KV pages of shared prompt starts\n"
-                   "      --kv-type T        KV cache type: f16 (default) or q8_0 (half the\n"
-                   "                         memory; Vulkan needs head_dim %% 64 == 0)\n",
+        fprintf(f,
+                "usage: vkllm run [options]\n\nGenerates text from a prompt; the text goes "
+                "to stdout as it is made, a speed summary to stderr.\n\n%s%s"
+                "      --no-echo          do not print the prompt before the output\n"
+                "\nMany prompts at once (continuous batching):\n"
+                "      --parallel N       with -f: every non-empty line of the file is a\n"
+                "                         request (\\n in a line is a newline), N run at once;\n"
+                "                         answers print in input order, then a summary\n"
+                "                         (requests, tokens, tok/s, time to first token)\n"
+                "      --chat             wrap each line in the chat template (with -s)\n"
+                "  -s, --system TEXT      system message for --chat\n"
+                "      --kv-mib N         KV cache budget in MiB (default: room for N\n"
+                "                         sequences of -c tokens, at most 1024)\n"
+                "      --no-prefix-cache  do not reuse the KV pages of shared prompt starts\n"
+                "      --kv-type T        KV cache type: f16 (default) or q8_0 (half the\n"
+                "                         memory; Vulkan needs head_dim %% 64 == 0)\n",
                 k_common_help, k_gen_help);
     } else if (strcmp(cmd, "chat") == 0) {
-        fprintf(f, "usage: vkllm chat [options]\n\nInteractive chat: type a message, get the "
-                   "reply; the context is kept between turns. Ctrl-D ends; '/reset' clears "
-                   "the conversation.\n\n%s%s"
-                   "  -s, --system TEXT      system prompt\n", k_common_help, k_gen_help);
+        fprintf(f,
+                "usage: vkllm chat [options]\n\nInteractive chat: type a message, get the "
+                "reply; the context is kept between turns. Ctrl-D ends; '/reset' clears "
+                "the conversation.\n\n%s%s"
+                "  -s, --system TEXT      system prompt\n",
+                k_common_help, k_gen_help);
     } else if (strcmp(cmd, "tokenize") == 0) {
-        fprintf(f, "usage: vkllm tokenize [options] -p TEXT | -f FILE\n\nPrints one line per "
-                   "token: id and its text.\n\n%s"
-                   "  -p, --prompt TEXT      text to tokenize\n"
-                   "  -f, --file FILE        read the text from a file\n"
-                   "      --ids              print only the ids, as [1, 2, 3]\n"
-                   "      --no-bos           do not add BOS/EOS tokens\n"
-                   "      --no-parse-special treat special-token text as plain text\n"
-                   "      --show-count       print the number of tokens\n", k_common_help);
+        fprintf(f,
+                "usage: vkllm tokenize [options] -p TEXT | -f FILE\n\nPrints one line per "
+                "token: id and its text.\n\n%s"
+                "  -p, --prompt TEXT      text to tokenize\n"
+                "  -f, --file FILE        read the text from a file\n"
+                "      --ids              print only the ids, as [1, 2, 3]\n"
+                "      --no-bos           do not add BOS/EOS tokens\n"
+                "      --no-parse-special treat special-token text as plain text\n"
+                "      --show-count       print the number of tokens\n",
+                k_common_help);
     } else if (strcmp(cmd, "info") == 0) {
-        fprintf(f, "usage: vkllm info [options]\n\nPrints a model's metadata and tensor "
-                   "table.\n\n%s      --no-tensors       metadata only\n", k_common_help);
+        fprintf(f,
+                "usage: vkllm info [options]\n\nPrints a model's metadata and tensor "
+                "table.\n\n%s      --no-tensors       metadata only\n",
+                k_common_help);
     } else if (strcmp(cmd, "devices") == 0) {
         fprintf(f, "usage: vkllm devices\n\nLists the devices vkllm can run on.\n");
     }
@@ -116,6 +126,95 @@ static bool parse_float(const char *s, float lo, float hi, float *out) {
     return true;
 }
 
+enum {
+    OPT_DEVICE = 256,
+    OPT_VK_TIER,
+    OPT_VK_RELAXED,
+    OPT_CPU_ISA,
+    OPT_TEMP,
+    OPT_TOP_K,
+    OPT_TOP_P,
+    OPT_MIN_P,
+    OPT_REPEAT_PENALTY,
+    OPT_REPEAT_LAST_N,
+    OPT_SEED,
+    OPT_PARALLEL,
+    OPT_KV_MIB,
+    OPT_KV_TYPE,
+    OPT_CHAT,
+    OPT_NO_PREFIX_CACHE,
+    OPT_IGNORE_EOS,
+    OPT_NO_ECHO,
+    OPT_IDS,
+    OPT_NO_BOS,
+    OPT_NO_PARSE_SPECIAL,
+    OPT_SHOW_COUNT,
+    OPT_NO_TENSORS,
+};
+
+static const struct option k_long[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"model", required_argument, NULL, 'm'},
+    {"prompt", required_argument, NULL, 'p'},
+    {"file", required_argument, NULL, 'f'},
+    {"system", required_argument, NULL, 's'},
+    {"n-predict", required_argument, NULL, 'n'},
+    {"threads", required_argument, NULL, 't'},
+    {"ctx-size", required_argument, NULL, 'c'},
+    {"batch-size", required_argument, NULL, 'b'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"vk-tier", required_argument, NULL, OPT_VK_TIER},
+    {"vk-relaxed", no_argument, NULL, OPT_VK_RELAXED},
+    {"cpu-isa", required_argument, NULL, OPT_CPU_ISA},
+    {"temp", required_argument, NULL, OPT_TEMP},
+    {"top-k", required_argument, NULL, OPT_TOP_K},
+    {"top-p", required_argument, NULL, OPT_TOP_P},
+    {"min-p", required_argument, NULL, OPT_MIN_P},
+    {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},
+    {"repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"kv-mib", required_argument, NULL, OPT_KV_MIB},
+    {"kv-type", required_argument, NULL, OPT_KV_TYPE},
+    {"chat", no_argument, NULL, OPT_CHAT},
+    {"no-prefix-cache", no_argument, NULL, OPT_NO_PREFIX_CACHE},
+    {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+    {"no-echo", no_argument, NULL, OPT_NO_ECHO},
+    {"ids", no_argument, NULL, OPT_IDS},
+    {"no-bos", no_argument, NULL, OPT_NO_BOS},
+    {"no-parse-special", no_argument, NULL, OPT_NO_PARSE_SPECIAL},
+    {"show-count", no_argument, NULL, OPT_SHOW_COUNT},
+    {"no-tensors", no_argument, NULL, OPT_NO_TENSORS},
+    {NULL, 0, NULL, 0},
+};
+
+int cli_getopt_error(int c, int argc, char **argv, const char *cmd) {
+    /* getopt_long leaves the offending word at argv[optind - 1] */
+    const char *word = optind - 1 < argc && optind >= 1 ? argv[optind - 1] : "?";
+    if (c == ':')
+        fprintf(stderr, "error: option %s needs a value\n", word);
+    else if (optopt && optopt < 256 && strncmp(word, "--", 2) != 0)
+        fprintf(stderr, "error: unknown option '-%c' for 'vkllm %s' (see vkllm %s --help)\n",
+                optopt, cmd, cmd);
+    else
+        fprintf(stderr, "error: unknown option '%s' for 'vkllm %s' (see vkllm %s --help)\n", word,
+                cmd, cmd);
+    return 1;
+}
+
+bool cli_int(const char *opt, const char *v, long lo, long hi, const char *what, int *out) {
+    if (parse_int(v, lo, hi, out)) return true;
+    fprintf(stderr, "error: option %s: '%s' is not %s\n", opt, v, what);
+    return false;
+}
+
+bool cli_float(const char *opt, const char *v, float lo, float hi, const char *what, float *out) {
+    if (parse_float(v, lo, hi, out)) return true;
+    fprintf(stderr, "error: option %s: '%s' is not %s\n", opt, v, what);
+    return false;
+}
+
 int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_predict = 256;
@@ -126,72 +225,145 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     o->sampling.min_p = 0.05f;
     o->sampling.repeat_penalty = 1.0f;
     o->sampling.repeat_last_n = 64;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define IS(x) (strcmp(a, (x)) == 0)
-#define NEED()                                                                                 \
-    do {                                                                                       \
-        if (!v) {                                                                              \
-            fprintf(stderr, "error: option %s needs a value\n", a);                            \
-            return 1;                                                                          \
-        }                                                                                      \
-        i++;                                                                                   \
-    } while (0)
-#define BAD(what)                                                                              \
-    do {                                                                                       \
-        fprintf(stderr, "error: option %s: '%s' is not %s\n", a, v, (what));                   \
-        return 1;                                                                              \
-    } while (0)
-        if (IS("-h") || IS("--help")) return 2;
-        else if (IS("-m") || IS("--model")) { NEED(); o->model = v; }
-        else if (IS("-p") || IS("--prompt")) { NEED(); o->prompt = v; }
-        else if (IS("-f") || IS("--file")) { NEED(); o->prompt_file = v; }
-        else if (IS("-s") || IS("--system")) { NEED(); o->system = v; }
-        else if (IS("-n") || IS("--n-predict")) { NEED(); if (!parse_int(v, 0, INT_MAX, &o->n_predict)) BAD("a token count >= 0"); }
-        else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(v, 1, 1024, &o->n_threads)) BAD("a thread count in [1, 1024]"); }
-        else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(v, 1, 1 << 20, &o->n_ctx)) BAD("a context size in [1, 1048576]"); }
-        else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(v, 1, 4096, &o->n_batch)) BAD("a batch size in [1, 4096]"); }
-        else if (IS("--device")) { NEED(); o->device = v; }
-        else if (IS("--vk-tier")) { NEED(); if (!parse_int(v, 0, 2, &o->vk_tier)) BAD("a tier (0, 1 or 2)"); }
-        else if (IS("--vk-relaxed")) { o->vk_relaxed = true; }
-        else if (IS("--cpu-isa")) { NEED(); o->cpu_isa = v; }
-        else if (IS("--temp")) { NEED(); if (!parse_float(v, 0.0f, 100.0f, &o->sampling.temperature)) BAD("a temperature in [0, 100]"); }
-        else if (IS("--top-k")) { NEED(); if (!parse_int(v, 0, INT_MAX, &o->sampling.top_k)) BAD("a count >= 0"); }
-        else if (IS("--top-p")) { NEED(); if (!parse_float(v, 0.0f, 1.0f, &o->sampling.top_p)) BAD("a probability in [0, 1]"); }
-        else if (IS("--min-p")) { NEED(); if (!parse_float(v, 0.0f, 1.0f, &o->sampling.min_p)) BAD("a probability in [0, 1]"); }
-        else if (IS("--repeat-penalty")) { NEED(); if (!parse_float(v, 0.0f, 100.0f, &o->sampling.repeat_penalty)) BAD("a penalty in [0, 100]"); }
-        else if (IS("--repeat-last-n")) { NEED(); if (!parse_int(v, 0, 4096, &o->sampling.repeat_last_n)) BAD("a count in [0, 4096]"); }
-        else if (IS("--seed")) {
-            NEED();
+    optind = 1;
+    opterr = 0;
+    int c, li;
+    /* the option as the user spelled it, for messages */
+#define OPT (optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1])
+#define INT(lo, hi, what, dst)                                                                     \
+    if (!cli_int(OPT, optarg, lo, hi, what, dst)) return 1
+#define FLT(lo, hi, what, dst)                                                                     \
+    if (!cli_float(OPT, optarg, lo, hi, what, dst)) return 1
+    while ((c = getopt_long(argc, argv, ":hm:p:f:s:n:t:c:b:v", k_long, &li)) != -1) {
+        switch (c) {
+        case 'h':
+            return 2;
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'p':
+            o->prompt = optarg;
+            break;
+        case 'f':
+            o->prompt_file = optarg;
+            break;
+        case 's':
+            o->system = optarg;
+            break;
+        case 'n':
+            INT(0, INT_MAX, "a token count >= 0", &o->n_predict);
+            break;
+        case 't':
+            INT(1, 1024, "a thread count in [1, 1024]", &o->n_threads);
+            break;
+        case 'c':
+            INT(1, 1 << 20, "a context size in [1, 1048576]", &o->n_ctx);
+            break;
+        case 'b':
+            INT(1, 4096, "a batch size in [1, 4096]", &o->n_batch);
+            break;
+        case 'v':
+            o->verbose = true;
+            break;
+        case OPT_DEVICE:
+            o->device = optarg;
+            break;
+        case OPT_VK_TIER:
+            INT(0, 2, "a tier (0, 1 or 2)", &o->vk_tier);
+            break;
+        case OPT_VK_RELAXED:
+            o->vk_relaxed = true;
+            break;
+        case OPT_CPU_ISA:
+            o->cpu_isa = optarg;
+            break;
+        case OPT_TEMP:
+            FLT(0.0f, 100.0f, "a temperature in [0, 100]", &o->sampling.temperature);
+            break;
+        case OPT_TOP_K:
+            INT(0, INT_MAX, "a count >= 0", &o->sampling.top_k);
+            break;
+        case OPT_TOP_P:
+            FLT(0.0f, 1.0f, "a probability in [0, 1]", &o->sampling.top_p);
+            break;
+        case OPT_MIN_P:
+            FLT(0.0f, 1.0f, "a probability in [0, 1]", &o->sampling.min_p);
+            break;
+        case OPT_REPEAT_PENALTY:
+            FLT(0.0f, 100.0f, "a penalty in [0, 100]", &o->sampling.repeat_penalty);
+            break;
+        case OPT_REPEAT_LAST_N:
+            INT(0, 4096, "a count in [0, 4096]", &o->sampling.repeat_last_n);
+            break;
+        case OPT_SEED: {
             char *end;
             errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (errno || *end || !*v) BAD("a seed (unsigned integer)");
+            unsigned long long s = strtoull(optarg, &end, 10);
+            if (errno || *end || !*optarg || optarg[0] == '-') {
+                fprintf(stderr, "error: option %s: '%s' is not a seed (unsigned integer)\n", OPT,
+                        optarg);
+                return 1;
+            }
             o->sampling.seed = s;
             o->seed_set = true;
+            break;
         }
-        else if (IS("--parallel")) { NEED(); if (!parse_int(v, 1, 1024, &o->parallel)) BAD("a sequence count in [1, 1024]"); }
-        else if (IS("--kv-mib")) { NEED(); if (!parse_int(v, 1, 1 << 24, &o->kv_mib)) BAD("a size in MiB >= 1"); }
-        else if (IS("--kv-type")) { NEED(); if (strcmp(v, "f16") && strcmp(v, "q8_0")) BAD("f16 or q8_0"); o->kv_type = v; }
-        else if (IS("--chat")) o->chat = true;
-        else if (IS("--no-prefix-cache")) o->no_prefix_cache = true;
-        else if (IS("--ignore-eos")) o->ignore_eos = true;
-        else if (IS("--no-echo")) o->no_echo = true;
-        else if (IS("-v") || IS("--verbose")) o->verbose = true;
-        else if (IS("--ids")) o->ids_only = true;
-        else if (IS("--no-bos")) o->no_bos = true;
-        else if (IS("--no-parse-special")) o->no_parse_special = true;
-        else if (IS("--show-count")) o->show_count = true;
-        else if (IS("--no-tensors")) o->no_tensors = true;
-        else {
-            fprintf(stderr, "error: unknown option '%s' for 'vkllm %s' (see vkllm %s --help)\n",
-                    a, cmd, cmd);
+        case OPT_PARALLEL:
+            INT(1, 1024, "a sequence count in [1, 1024]", &o->parallel);
+            break;
+        case OPT_KV_MIB:
+            INT(1, 1 << 24, "a size in MiB >= 1", &o->kv_mib);
+            break;
+        case OPT_KV_TYPE:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "q8_0")) {
+                fprintf(stderr, "error: option %s: '%s' is not f16 or q8_0\n", OPT, optarg);
+                return 1;
+            }
+            o->kv_type = optarg;
+            break;
+        case OPT_CHAT:
+            o->chat = true;
+            break;
+        case OPT_NO_PREFIX_CACHE:
+            o->no_prefix_cache = true;
+            break;
+        case OPT_IGNORE_EOS:
+            o->ignore_eos = true;
+            break;
+        case OPT_NO_ECHO:
+            o->no_echo = true;
+            break;
+        case OPT_IDS:
+            o->ids_only = true;
+            break;
+        case OPT_NO_BOS:
+            o->no_bos = true;
+            break;
+        case OPT_NO_PARSE_SPECIAL:
+            o->no_parse_special = true;
+            break;
+        case OPT_SHOW_COUNT:
+            o->show_count = true;
+            break;
+        case OPT_NO_TENSORS:
+            o->no_tensors = true;
+            break;
+        default:
+            return cli_getopt_error(c, argc, argv, cmd);
+        }
+    }
+#undef OPT
+#undef INT
+#undef FLT
+    /* a plain argument is the model file, where llama.cpp's tools take one that way */
+    if (optind < argc) {
+        if (o->model || optind + 1 < argc || strcmp(cmd, "info") != 0) {
+            fprintf(stderr,
+                    "error: unexpected argument '%s' for 'vkllm %s' (see vkllm %s --help)\n",
+                    argv[optind], cmd, cmd);
             return 1;
         }
-#undef IS
-#undef NEED
-#undef BAD
+        o->model = argv[optind];
     }
     if (!o->seed_set) {
         struct timespec ts;
@@ -271,8 +443,7 @@ char *cli_read_prompt(const cli_opts *o, size_t *len) {
     }
     FILE *f = fopen(o->prompt_file, "rb");
     if (!f) {
-        fprintf(stderr, "error: cannot open prompt file %s: %s\n", o->prompt_file,
-                strerror(errno));
+        fprintf(stderr, "error: cannot open prompt file %s: %s\n", o->prompt_file, strerror(errno));
         return NULL;
     }
     size_t cap = 4096, n = 0;

@@ -19,8 +19,8 @@ typedef struct cli_opts {
     int n_threads;
     int n_ctx;
     int n_batch;
-    int vk_tier; /* -1 = best */
-    bool vk_relaxed; /* vkllm_runtime_desc.vk_relaxed_products */
+    int vk_tier;         /* -1 = best */
+    bool vk_relaxed;     /* vkllm_runtime_desc.vk_relaxed_products */
     const char *cpu_isa; /* NULL = auto */
     vkllm_sampling sampling;
     bool seed_set;
@@ -28,9 +28,9 @@ typedef struct cli_opts {
     bool no_echo;
     bool verbose;
     /* run -f FILE --parallel N */
-    int parallel;     /* 0: one prompt */
-    bool chat;        /* wrap each prompt in the chat template */
-    int kv_mib;       /* KV cache budget; 0 = the engine's default */
+    int parallel; /* 0: one prompt */
+    bool chat;    /* wrap each prompt in the chat template */
+    int kv_mib;   /* KV cache budget; 0 = the engine's default */
     bool no_prefix_cache;
     const char *kv_type;
     /* tokenize */
@@ -42,8 +42,14 @@ typedef struct cli_opts {
     bool no_tensors;
 } cli_opts;
 
-/* Parses argv[1..] (after the subcommand). Returns 0 ok, 1 error (message printed), 2 help. */
+/* Parses argv[1..] (argv[0] is the subcommand) with getopt_long. Returns 0 ok, 1 error
+ * (message printed), 2 help. */
 int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o);
+/* getopt_long's error for the return value c ('?' or ':'), printed; returns 1. */
+int cli_getopt_error(int c, int argc, char **argv, const char *cmd);
+/* An option's number in [lo, hi], or a message naming the option and `what` it must be. */
+bool cli_int(const char *opt, const char *v, long lo, long hi, const char *what, int *out);
+bool cli_float(const char *opt, const char *v, float lo, float hi, const char *what, float *out);
 /* The model path: -m, else $VKLLM_MODEL, else the default model in the user's cache. */
 const char *cli_model_path(const cli_opts *o, char *buf, size_t cap);
 /* Creates the runtime and loads the model, printing "error: ..." on failure. */
@@ -64,5 +70,6 @@ int cmd_info(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 #endif

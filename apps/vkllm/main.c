@@ -2,6 +2,9 @@
  * Exit status: 0 ok, 1 error (one "error: ..." line on stderr), 2 usage shown on request. */
 #include "cli.h"
 
+#include <errno.h>
+#include <getopt.h>
+
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,27 +381,45 @@ int cmd_info(int argc, char **argv) {
         if (vkllm_model_meta(model, i, key, sizeof key, value, sizeof value) == VKLLM_OK)
             printf("  %-40s %s\n", key, value);
     }
-    size_t nt = vkllm_model_tensor_count(model);
+    size_t nt = vkllm_model_tensor_count(model), missing = 0;
+    const char *first_missing = NULL;
+    for (size_t i = 0; i < nt; i++) {
+        vkllm_tensor_info t = {.struct_size = sizeof t};
+        if (vkllm_model_tensor(model, i, &t) == VKLLM_OK && !t.in_file) {
+            if (!missing) first_missing = t.name;
+            missing++;
+        }
+    }
     printf("tensors: %zu\n", nt);
     if (!o.no_tensors) {
         uint64_t total = 0;
         for (size_t i = 0; i < nt; i++) {
-            vkllm_tensor_info t = {0};
+            vkllm_tensor_info t = {.struct_size = sizeof t};
             if (vkllm_model_tensor(model, i, &t) != VKLLM_OK) continue;
             char shape[96];
             int k = 0;
             for (uint32_t d = 0; d < t.n_dims && k < (int)sizeof shape; d++)
                 k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%llu", d ? " x " : "",
                               (unsigned long long)t.ne[d]);
-            printf("  %-32s %-6s [%s] offset 0x%llx, %llu bytes\n", t.name, t.type, shape,
-                   (unsigned long long)t.offset, (unsigned long long)t.nbytes);
+            printf("  %-32s %-6s [%s] offset 0x%llx, %llu bytes%s\n", t.name, t.type, shape,
+                   (unsigned long long)t.offset, (unsigned long long)t.nbytes,
+                   t.in_file ? "" : "  (past the end of the file)");
             total += t.nbytes;
         }
         printf("tensor data: %.2f MiB\n", (double)total / (1024.0 * 1024.0));
     }
+    int rc = 0;
+    if (missing) {
+        char buf[4096];
+        fprintf(stderr,
+                "error: %s: the data of %zu of %zu tensors (the first: %s) lies past the "
+                "end of the file: it is cut off\n",
+                cli_model_path(&o, buf, sizeof buf), missing, nt, first_missing);
+        rc = 1;
+    }
     vkllm_model_free(model);
     vkllm_runtime_destroy(rt);
-    return 0;
+    return rc;
 }
 
 /* ---- devices ---- */
@@ -454,35 +475,50 @@ static void synth_usage(FILE *f) {
 
 int cmd_synth(int argc, char **argv) {
     vkllm_synth_desc d = {.seed = 1};
-    for (int i = 0; i < argc; i += 2) { /* every option takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+                                       {"shape", required_argument, NULL, 'S'},
+                                       {"type", required_argument, NULL, 'T'},
+                                       {"vocab", required_argument, NULL, 'V'},
+                                       {"output", required_argument, NULL, 'o'},
+                                       {"seed", required_argument, NULL, 'E'},
+                                       {NULL, 0, NULL, 0}};
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":ho:", lo, NULL)) != -1) {
+        switch (c) {
+        case 'h':
             synth_usage(stdout);
             return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "error: %s needs a value (vkllm synth --help)\n", a);
-            return 1;
-        }
-        if (strcmp(a, "--shape") == 0)
-            d.shape = v;
-        else if (strcmp(a, "--type") == 0)
-            d.type = v;
-        else if (strcmp(a, "--vocab") == 0)
-            d.vocab_path = v;
-        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
-            d.out_path = v;
-        else if (strcmp(a, "--seed") == 0) {
+        case 'S':
+            d.shape = optarg;
+            break;
+        case 'T':
+            d.type = optarg;
+            break;
+        case 'V':
+            d.vocab_path = optarg;
+            break;
+        case 'o':
+            d.out_path = optarg;
+            break;
+        case 'E': {
             char *end;
-            d.seed = strtoull(v, &end, 10);
-            if (*end || !*v) {
-                fprintf(stderr, "error: --seed takes a number, not '%s'\n", v);
+            errno = 0;
+            d.seed = strtoull(optarg, &end, 10);
+            if (errno || *end || !*optarg || optarg[0] == '-') {
+                fprintf(stderr, "error: --seed takes a number, not '%s'\n", optarg);
                 return 1;
             }
-        } else {
-            fprintf(stderr, "error: unknown option '%s' (vkllm synth --help)\n", a);
-            return 1;
+            break;
         }
+        default:
+            return cli_getopt_error(c, argc, argv, "synth");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "error: unexpected argument '%s' (vkllm synth --help)\n", argv[optind]);
+        return 1;
     }
     if (!d.shape || !d.out_path) {
         fprintf(stderr, "error: --shape and -o are required (vkllm synth --help)\n");
@@ -523,11 +559,12 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"run", cmd_run},    {"chat", cmd_chat},       {"tokenize", cmd_tokenize},
-                {"info", cmd_info},  {"devices", cmd_devices}, {"bench", cmd_bench},
-                {"synth", cmd_synth}};
+    } cmds[] = {{"run", cmd_run},           {"chat", cmd_chat},
+                {"tokenize", cmd_tokenize}, {"info", cmd_info},
+                {"devices", cmd_devices},   {"bench", cmd_bench},
+                {"synth", cmd_synth},       {"perplexity", cmd_perplexity}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
+        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s' (run 'vkllm --help' for the list)\n", argv[1]);
     return 1;
 }

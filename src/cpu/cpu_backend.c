@@ -59,6 +59,8 @@ struct eng_ctx {
     /* the current run */
     const eng_batch *b;
     float *logits_out;
+    eng_observe_fn observe; /* sees every matmul's input (importance statistics) */
+    void *observe_user;
     uint32_t next_op;   /* begin/advance: the first op not yet run */
     uint32_t stop_op;   /* ops [next_op, stop_op) this pool job runs, at most */
     double deadline;
@@ -504,6 +506,13 @@ static void run_job(void *arg, int ith, int nth) {
             break;
         case EOP_MATMUL:
             if (op->last_rows && c->b->n_out == 0) continue;
+            if (c->observe) { /* reads the input only, as the product does: no barrier */
+                const uint32_t w = c->g->buf_width[op->src];
+                uint32_t lo, hi;
+                split(w, ith, nth, 16, &lo, &hi);
+                if (lo < hi)
+                    c->observe(c->observe_user, op, c->buf[op->src], op_rows(c, op), w, lo, hi);
+            }
             op_matmul(c, op, ith, nth);
             break;
         case EOP_ROPE: op_rope_store(c, op, ith, nth); break;
@@ -539,7 +548,7 @@ static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, cor
             c->tok_seq[row + t] = e;
         }
         row += s->n_tokens;
-        if (s->out) c->out_row[outs++] = row - 1;
+        for (uint32_t k = eng_seq_outs(s); k > 0; k--) c->out_row[outs++] = row - k;
         c->item0[e + 1] = c->item0[e] + seq_items(c, s);
     }
     c->b = b;
@@ -623,7 +632,7 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     bool ok = true;
     c->tok_pos = core_calloc(a, n_batch, sizeof *c->tok_pos);
     c->tok_seq = core_calloc(a, n_batch, sizeof *c->tok_seq);
-    c->out_row = core_calloc(a, n_seqs, sizeof *c->out_row);
+    c->out_row = core_calloc(a, n_batch, sizeof *c->out_row);
     c->item0 = core_calloc(a, (size_t)n_seqs + 1, sizeof *c->item0);
     ok = c->tok_pos && c->tok_seq && c->out_row && c->item0;
     for (int i = 0; i < EB_COUNT; i++) {
@@ -698,7 +707,13 @@ const vkllm_allocator *cpu_backend_alloc(eng_backend *be) { return ((cpu_backend
 float *cpu_ctx_rows(eng_ctx *c, eng_buf b) { return c->buf[b]; }
 uint16_t *cpu_ctx_cache(eng_ctx *c, bool values) { return values ? c->vcache : c->kcache; }
 
+static void cpu_observe(eng_ctx *c, eng_observe_fn fn, void *user) {
+    c->observe = fn;
+    c->observe_user = user;
+}
+
 static const eng_backend_vtbl k_cpu_vtbl = {
+    .observe = cpu_observe,
     .destroy = cpu_destroy,
     .model_attach = cpu_model_attach,
     .model_detach = cpu_model_detach,

@@ -27,7 +27,10 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
                 return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u names page %u of %u",
                                  who, i, s->pages[p], cd->n_pages);
         rows += s->n_tokens;
-        outs += s->out ? 1u : 0u;
+        if (eng_seq_outs(s) > s->n_tokens)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u wants %u output rows of "
+                             "%u tokens", who, i, eng_seq_outs(s), s->n_tokens);
+        outs += eng_seq_outs(s);
     }
     if (rows != b->n_tokens || outs != b->n_out)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entries cover %u tokens and %u "

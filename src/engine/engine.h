@@ -126,6 +126,7 @@ typedef struct eng_seq {
     uint32_t n_tokens;
     uint32_t pos0;
     bool out;              /* logits (or candidates) of its last token wanted */
+    uint16_t out_rows;     /* with out: of its last out_rows tokens (0 or 1: the last one) */
     uint8_t mode;          /* eng_attn_mode; SPLIT with n_tokens > 1 acts as SERIAL */
     const uint32_t *pages; /* block table, covering positions [0, pos0 + n_tokens) */
     /* 0, or 1 + an output row of the step in flight before this one: this one-token entry's
@@ -135,13 +136,18 @@ typedef struct eng_seq {
     uint32_t feed;
 } eng_seq;
 
+/* Output rows of an entry. */
+static inline uint32_t eng_seq_outs(const eng_seq *s) {
+    return !s->out ? 0u : s->out_rows > 1 ? s->out_rows : 1u;
+}
+
 /* One forward step over one or more sequences. */
 typedef struct eng_batch {
     const int32_t *tokens;
     uint32_t n_tokens; /* rows: the sum of the entries' n_tokens */
     const eng_seq *seqs;
     uint32_t n_seqs;
-    uint32_t n_out; /* entries with out set: output rows, in entry order */
+    uint32_t n_out; /* output rows (eng_seq_outs of every entry), in entry and position order */
     /* 0: write n_out rows of logits. k >= 1: write only the k best candidates of each output
      * row, largest first, ties to the lower id (k = 1 is argmax): out_ids[n_out * k] and, when
      * non-NULL, out_vals[n_out * k]. A GPU backend selects on the device, so only k values
@@ -157,6 +163,7 @@ typedef struct eng_ctx_desc {
     uint32_t n_batch; /* tokens per step, at most */
     uint32_t n_seqs;  /* entries per step, at most (0 = 1) */
     uint32_t n_pages; /* KV cache pages (0 = enough for one sequence of n_ctx) */
+    uint32_t max_out; /* output rows a step may have (0 = n_seqs; at most n_batch) */
     bool kv_q8_0;     /* K and V stored as Q8_0 blocks (head_dim a multiple of 32), not F16 */
     /* Steps driven by a host's time budget (a manual engine): a GPU backend cuts each step
      * into segments and submits, per advance, only what its measured times say finishes by
@@ -192,6 +199,12 @@ void eng_rope_cs(const model_config *cfg, const float *rope_freqs, uint32_t pos,
 typedef struct eng_backend eng_backend;
 typedef struct eng_ctx eng_ctx; /* a backend's per-session state: KV cache, scratch */
 
+/* Sees the input of every matrix product of a step (importance statistics): rows n_rows of
+ * `width` floats at x (row stride width), of which this call covers columns [col0, col1);
+ * calls for one op cover disjoint column ranges and may run on several threads at once. */
+typedef void (*eng_observe_fn)(void *user, const eng_op *op, const float *x, uint32_t n_rows,
+                               uint32_t width, uint32_t col0, uint32_t col1);
+
 typedef struct eng_backend_vtbl {
     void (*destroy)(eng_backend *be);
     /* Make the model's weights usable on this backend (upload, or nothing for the CPU), and
@@ -216,6 +229,9 @@ typedef struct eng_backend_vtbl {
      * will need (a GPU backend builds every pipeline they use), so that no later step pays
      * for it. NULL: nothing to prepare. */
     vkllm_status (*warmup)(eng_ctx *c, core_err *err);
+    /* Optional: from now on fn sees the context's matrix-product inputs (fn NULL: no more).
+     * NULL: the backend cannot show them. */
+    void (*observe)(eng_ctx *c, eng_observe_fn fn, void *user);
     /* Measurement (vkllm_bench_bandwidth, vkllm_bench_op): read bandwidth of the backend's
      * memory over about `seconds`, and the time of one op. bench_op gets a checked desc with
      * defaults filled in and the weight type resolved (w_type); it sets out->calls and

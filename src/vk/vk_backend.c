@@ -235,10 +235,12 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
                        (double)d->max_buffer / 1048576.0);
         goto fail;
     }
-    /* logits rows the device keeps: one per entry, if they fit one buffer */
+    /* logits rows the device keeps: one per entry or as asked, if they fit one buffer */
     const uint64_t logit_row = (uint64_t)cfg->n_vocab * 4;
-    c->max_out =
-        d->max_buffer / logit_row < n_seqs ? (uint32_t)(d->max_buffer / logit_row) : n_seqs;
+    uint32_t want_out = c->cd.max_out ? c->cd.max_out : n_seqs;
+    if (want_out > n_batch) want_out = n_batch;
+    c->max_out = d->max_buffer / logit_row < want_out ? (uint32_t)(d->max_buffer / logit_row)
+                                                       : want_out;
     if (c->max_out == 0) {
         st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
                        "vulkan: a row of %u logits does not fit "

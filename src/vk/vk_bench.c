@@ -500,7 +500,7 @@ static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
         st = vk_arena_alloc(&ha, vk_step_params_bytes(desc->tokens, 1, desc->n_kv), &b.params, err);
     if (st == VKLLM_OK) { /* one sequence on an identity block table, ending at n_kv */
         const vk_step_seq seq = {
-            .n_tokens = desc->tokens, .pos0 = desc->n_kv - desc->tokens, .out = true};
+            .n_tokens = desc->tokens, .pos0 = desc->n_kv - desc->tokens, .n_out = 1};
         vk_step_params_init(b.params.map, desc->tokens, 1);
         vk_step_params_write(b.params.map, NULL, &seq, 1);
         st = timer_init(d, &t, err);

@@ -38,7 +38,7 @@ typedef struct vk_step_params {
  * (NULL: the identity, page i = i), and whether its last row is an output row. */
 typedef struct vk_step_seq {
     uint32_t n_tokens, pos0;
-    bool out;
+    uint32_t n_out; /* output rows: its last n_out tokens */
     const uint32_t *pages;
 } vk_step_seq;
 

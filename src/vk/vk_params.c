@@ -13,7 +13,7 @@ static uint64_t pages_for(uint32_t max_pos) {
 
 uint64_t vk_step_params_bytes(uint32_t max_tokens, uint32_t max_seqs, uint32_t max_pos) {
     const uint64_t words = (uint64_t)TOK_WORDS * max_tokens + (uint64_t)SEQ_WORDS * max_seqs +
-                           max_seqs + (uint64_t)max_seqs * pages_for(max_pos);
+                           max_tokens + (uint64_t)max_seqs * pages_for(max_pos);
     return sizeof(vk_step_params) + 4 * words;
 }
 
@@ -22,7 +22,7 @@ void vk_step_params_init(vk_step_params *p, uint32_t max_tokens, uint32_t max_se
     p->tok_off = 0;
     p->seq_off = TOK_WORDS * max_tokens;
     p->out_off = p->seq_off + SEQ_WORDS * max_seqs;
-    p->tab_off = p->out_off + max_seqs;
+    p->tab_off = p->out_off + max_tokens; /* outputs: at most one per row */
 }
 
 void vk_step_params_write(vk_step_params *p, const int32_t *tokens, const vk_step_seq *seqs,
@@ -47,7 +47,7 @@ void vk_step_params_write(vk_step_params *p, const int32_t *tokens, const vk_ste
             tk[2] = table[pos / VK_PAGE] * VK_PAGE + pos % VK_PAGE;
             tk[3] = e;
         }
-        if (s->out) p->d[p->out_off + n_out++] = row - 1;
+        for (uint32_t k = s->n_out; k > 0; k--) p->d[p->out_off + n_out++] = row - k;
         tab += n_pages;
     }
     p->n_tokens = row;

@@ -63,7 +63,7 @@ static uint32_t entry_kind(const eng_ctx *c, const eng_seq *s) {
 }
 
 /* The shape a recording depends on, into c->key: rows, entries, outputs, top_k, then per entry
- * its rows, (attention kind | out << 8) and its feed. Returns the words in use. */
+ * its rows, (attention kind | output rows << 8) and its feed. Returns the words in use. */
 uint32_t vk_step_key(eng_ctx *c, const eng_batch *b) {
     uint32_t *k = c->key;
     k[0] = b->n_tokens;
@@ -72,7 +72,7 @@ uint32_t vk_step_key(eng_ctx *c, const eng_batch *b) {
     k[3] = b->top_k;
     for (uint32_t e = 0; e < b->n_seqs; e++) {
         k[4 + 3 * e] = b->seqs[e].n_tokens;
-        k[5 + 3 * e] = entry_kind(c, &b->seqs[e]) | (b->seqs[e].out ? 1u << 8 : 0u);
+        k[5 + 3 * e] = entry_kind(c, &b->seqs[e]) | eng_seq_outs(&b->seqs[e]) << 8;
         k[6 + 3 * e] = b->seqs[e].feed;
     }
     return 4 + 3 * b->n_seqs;

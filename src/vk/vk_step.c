@@ -42,7 +42,7 @@ vkllm_status vk_step_begin(eng_ctx *c, const eng_batch *b, float *logits, core_e
     for (uint32_t e = 0; e < b->n_seqs; e++)
         c->pseq[e] = (vk_step_seq){.n_tokens = b->seqs[e].n_tokens,
                                    .pos0 = b->seqs[e].pos0,
-                                   .out = b->seqs[e].out,
+                                   .n_out = eng_seq_outs(&b->seqs[e]),
                                    .pages = b->seqs[e].pages};
     vk_step_params_write(sl->params.map, b->tokens, c->pseq, b->n_seqs);
     sl->n_submitted = sl->n_complete = 0;
