@@ -8,7 +8,7 @@
  * into the halves' lanes; the sign trick (|w| unsigned, w's sign moved onto x) keeps maddubs
  * exact: |w| <= 128, |x| <= 127, so a pair sum stays below 32767.
  *
- * Decode (one token) streams the weights: four rows per step with software prefetch ahead,
+ * Decode (one token) streams the weights: two rows per step with software prefetch ahead,
  * as the dense kernels do. Prefill reuses each row's unpacked block (codes and gather
  * indices) for a tile of tokens, and walks rows in L2-sized panels.
  */
@@ -31,6 +31,9 @@
 /* Prefill tile: 2 rows x 4 tokens. Each row holds three registers (|w|, w, gather indices)
  * besides the 8 accumulators, which is what 16 ymm registers allow without spills. */
 #define PREFILL_RR 2
+/* Decode tile: 2 rows. With 4 the three registers per row and the accumulators spill (the
+ * dense kernels' 4-row tile holds one register per row). */
+#define DECODE_RR 2
 #define PREFETCH_AHEAD 4096
 
 typedef struct s24_tile_args {
@@ -100,9 +103,6 @@ INLINE void tile(quant_type T, int RR, int TT, const s24_tile_args *a) {
 
 INLINE void run_tile(quant_type T, int rr, int tt, const s24_tile_args *a) {
     switch (rr * 8 + tt) {
-    case 4 * 8 + 1:
-        tile(T, 4, 1, a);
-        break;
     case 2 * 8 + 1:
         tile(T, 2, 1, a);
         break;
@@ -156,10 +156,10 @@ INLINE void matmul_s24(quant_type T, const cpu_matmul_args *a) {
         cpu_mm_prep_scales(false, x, a->x_row_bytes, 1, nxb, ds, NULL);
         ta.x = x;
         int64_t r = a->r0;
-        for (; r + 4 <= a->r1; r += 4) {
+        for (; r + DECODE_RR <= a->r1; r += DECODE_RR) {
             ta.w = w + (size_t)r * a->w_row_bytes;
             ta.y = a->y + r;
-            run_tile(T, 4, 1, &ta);
+            run_tile(T, DECODE_RR, 1, &ta);
         }
         for (; r < a->r1; r++) {
             ta.w = w + (size_t)r * a->w_row_bytes;

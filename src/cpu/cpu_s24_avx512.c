@@ -6,11 +6,13 @@
  * One 512-bit register holds two rows side by side, each 256-bit half in the AVX2 kernel's
  * layout (cpu_s24_simd.h); every instruction used works within 128-bit lanes or lane by lane,
  * so each half sees exactly the AVX2 kernel's integers and float operations, in its order.
- *  - Sign trick: |w| unsigned, w's sign moved onto the activation with a masked negate.
- *  - Without VNNI, maddubs gives each group's two products in an int16 word (exact: at most
+ *  - Without VNNI, the sign trick (|w| unsigned, w's sign moved onto the activation with a
+ *    masked negate): maddubs gives each group's two products in an int16 word (exact: at most
  *    2 * 128 * 127), and madd with (1, 0) / (0, 1) picks the first / second half's words.
- *  - With VNNI, vpdpbusd sums 4 byte products per int32 lane; |w| with the other half's words
- *    zeroed leaves exactly a group's two products in each lane.
+ *  - With VNNI, the activations are made unsigned (x + 128) once per token and gathered with
+ *    the other half's words zeroed, so vpdpbusd's 4 products per int32 lane are one group's
+ *    two; the sum starts at -128 * (the group's two codes), made once per weight block, which
+ *    leaves exactly the group's integer sum (int32 arithmetic, no saturation).
  * The scale products d_w * d_x are rounded as the AVX2 kernel's (one float multiply each),
  * here for both rows at once.
  */
@@ -35,43 +37,116 @@
 #define PREFILL_RP 2 /* row pairs per prefill tile, with TT_MAX tokens: 8 accumulators */
 #define PREFETCH_AHEAD 4096
 
-INLINE __m512i pair512(__m256i a, __m256i b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-}
-
-/* A row pair's unpacked block: the codes (|w| and the sign mask, or with VNNI |w| split by
- * half), the gather indices and the weight scales [d0 x 8 | d1 x 8]. */
+/* A row pair's unpacked block: the signed codes (and, without VNNI, |w| and the sign mask;
+ * with VNNI the integer sums' starting values), the gather indices and the weight scales
+ * [d0 x 8 | d1 x 8]. */
 typedef struct s24_pair {
-    __m512i uw0, uw1; /* without VNNI only uw0 (all of |w|) */
-    __m512i idx;
+    __m512i w;
+#if CPU_AVX512_VNNI
+    __m512i base0, base1;
+#else
+    __m512i uw;
     __mmask64 neg;
+#endif
+    __m512i idx;
     __m512 dw;
 } s24_pair;
 
-INLINE void unpack_pair(quant_type T, const uint8_t *b0, const uint8_t *b1, s24_pair *p) {
-    float d0, d1;
-    const __m512i w = pair512(s24_wcodes(T, b0, &d0), s24_wcodes(T, b1, &d1));
-    p->idx = pair512(s24_gather_idx(b0 + offsetof(quant_block_s24_q4, pos)),
-                     s24_gather_idx(b1 + offsetof(quant_block_s24_q4, pos)));
-    p->neg = _mm512_movepi8_mask(w);
-    const __m512i uw = _mm512_abs_epi8(w);
-#if CPU_AVX512_VNNI
-    p->uw0 = _mm512_maskz_mov_epi16((__mmask32)0x55555555u, uw); /* first half's words */
-    p->uw1 = _mm512_maskz_mov_epi16((__mmask32)0xAAAAAAAAu, uw);
-#else
-    p->uw0 = uw;
-    p->uw1 = uw;
-#endif
-    p->dw = _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+/* Bytes of the even (first half's) and odd (second half's) words. */
+#define EVEN_BYTES ((__mmask64)0x3333333333333333ull)
+#define ODD_BYTES ((__mmask64)0xCCCCCCCCCCCCCCCCull)
+
+/* Two 256-bit halves from two 128-bit loads, each broadcast within its half. */
+INLINE __m512i bcast128_pair(const void *a, const void *b) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b)), 1);
 }
 
-/* The two halves' int32 lane sums of a pair against the gathered, signed activations. */
-INLINE void half_sums(const s24_pair *p, __m512i sx, __m512i *i0, __m512i *i1) {
+/* The signed codes of both rows' blocks in cpu_s24_simd.h's layout (s24_wcodes for two). */
+INLINE __m512i wcodes_pair(quant_type T, const uint8_t *b0, const uint8_t *b1) {
+    if (T == QT_S24_Q4) {
+        const __m512i q = bcast128_pair(((const quant_block_s24_q4 *)b0)->qs,
+                                        ((const quant_block_s24_q4 *)b1)->qs);
+        const __m512i pairs =
+            _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7));
+        /* lane 1 of each half reads qs bytes 8-15 */
+        const __m512i lane =
+            _mm512_setr_epi32(0, 0, 0, 0, 0x08080808, 0x08080808, 0x08080808, 0x08080808, 0, 0, 0,
+                              0, 0x08080808, 0x08080808, 0x08080808, 0x08080808);
+        const __m512i t = _mm512_shuffle_epi8(q, _mm512_add_epi8(pairs, lane));
+        const __m512i nib = _mm512_and_si512(
+            _mm512_mask_blend_epi16((__mmask32)0xAAAAAAAAu, t, _mm512_srli_epi16(t, 4)),
+            _mm512_set1_epi8(15));
+        return _mm512_sub_epi8(nib, _mm512_set1_epi8(8));
+    }
+    const __m512i q = _mm512_inserti64x4(
+        _mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)((const quant_block_s24_q8 *)b0)->qs)),
+        _mm256_loadu_si256((const __m256i *)((const quant_block_s24_q8 *)b1)->qs), 1);
+    /* per half [qs 0-7, qs 16-23 | qs 8-15, qs 24-31], then words interleaved */
+    const __m512i p = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 1, 3, 4, 6, 5, 7), q);
+    const __m512i words =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15));
+    return _mm512_shuffle_epi8(p, words);
+}
+
+/* Both rows' gather indices (s24_gather_idx for two). */
+INLINE __m512i gather_idx_pair(const uint8_t *pos0, const uint8_t *pos1) {
+    uint64_t p0, p1;
+    memcpy(&p0, pos0, 8);
+    memcpy(&p1, pos1, 8);
+    const __m512i p =
+        _mm512_inserti64x4(_mm512_set1_epi64((long long)p0), _mm256_set1_epi64x((long long)p1), 1);
+    const __m512i rep =
+        _mm512_broadcast_i64x4(_mm256_setr_epi8(0, 0, 4, 4, 0, 0, 4, 4, 1, 1, 5, 5, 1, 1, 5, 5, 2,
+                                                2, 6, 6, 2, 2, 6, 6, 3, 3, 7, 7, 3, 3, 7, 7));
+    const __m512i t = _mm512_srlv_epi32(_mm512_shuffle_epi8(p, rep), _mm512_set4_epi32(4, 0, 4, 0));
+    /* low bytes bits 0-1 (p0), high bytes bits 2-3 (p1) */
+    const __m512i u =
+        _mm512_mask_blend_epi8((__mmask64)0xAAAAAAAAAAAAAAAAull, t, _mm512_srli_epi16(t, 2));
+    const __m512i base =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+    /* (u & 3) + base as (u & 3) | base: base has no bits 0-1 */
+    return _mm512_ternarylogic_epi32(u, _mm512_set1_epi8(3), base, 0xEA);
+}
+
+INLINE void unpack_pair(quant_type T, const uint8_t *b0, const uint8_t *b1, s24_pair *p) {
+    p->w = wcodes_pair(T, b0, b1);
+    p->idx = gather_idx_pair(b0 + offsetof(quant_block_s24_q4, pos),
+                             b1 + offsetof(quant_block_s24_q4, pos));
 #if CPU_AVX512_VNNI
-    *i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p->uw0, sx);
-    *i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p->uw1, sx);
+    /* the activations come unsigned (x + 128), so each sum starts at -128 * (its group's two
+     * codes): maddubs leaves 128 * (sum of a word's two codes) in each word (exact: within
+     * [-32768, 32512]), madd picks and negates the even (first half) or odd words */
+    const __m512i m = _mm512_maddubs_epi16(_mm512_set1_epi8((char)0x80), p->w);
+    p->base0 = _mm512_madd_epi16(m, _mm512_set1_epi32(0x0000ffff));
+    p->base1 = _mm512_madd_epi16(m, _mm512_set1_epi32((int)0xffff0000u));
 #else
-    const __m512i p16 = _mm512_maddubs_epi16(p->uw0, sx);
+    p->neg = _mm512_movepi8_mask(p->w);
+    p->uw = _mm512_abs_epi8(p->w);
+#endif
+    /* [d0 x 8 | d1 x 8]: both scales in one conversion */
+    uint16_t h0, h1;
+    memcpy(&h0, b0, 2);
+    memcpy(&h1, b1, 2);
+    const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+    p->dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                  _mm512_castps128_ps512(d));
+}
+
+/* The two halves' int32 lane sums of a pair against activation blocks x0, x1 (with VNNI
+ * already x + 128). */
+INLINE void half_sums(const s24_pair *p, __m512i x0, __m512i x1, __m512i *i0, __m512i *i1) {
+#if CPU_AVX512_VNNI
+    /* the other half's words zero, so each int32 lane holds one group's two products */
+    *i0 = _mm512_dpbusd_epi32(p->base0, _mm512_maskz_shuffle_epi8(EVEN_BYTES, x0, p->idx), p->w);
+    *i1 = _mm512_dpbusd_epi32(p->base1, _mm512_maskz_shuffle_epi8(ODD_BYTES, x1, p->idx), p->w);
+#else
+    const __m512i g = _mm512_mask_shuffle_epi8(_mm512_maskz_shuffle_epi8(EVEN_BYTES, x0, p->idx),
+                                               ODD_BYTES, x1, p->idx);
+    const __m512i sx = _mm512_mask_sub_epi8(g, p->neg, _mm512_setzero_si512(), g);
+    const __m512i p16 = _mm512_maddubs_epi16(p->uw, sx);
     *i0 = _mm512_madd_epi16(p16, _mm512_set1_epi32(1));
     *i1 = _mm512_madd_epi16(p16, _mm512_set1_epi32(1 << 16));
 #endif
@@ -118,19 +193,18 @@ INLINE void tile(quant_type T, int RP, int TT, const s24_tile_args *a) {
         for (int t = 0; t < TT; t++) {
             const uint8_t *xp =
                 a->x + (size_t)t * a->x_row_bytes + 2 * b * xb + offsetof(quant_block_q8_0, qs);
-            const __m512i x0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xp));
-            const __m512i x1 =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xp + xb)));
+            __m512i x0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xp));
+            __m512i x1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xp + xb)));
+            if (CPU_AVX512_VNNI) {
+                x0 = _mm512_xor_si512(x0, _mm512_set1_epi8((char)0x80));
+                x1 = _mm512_xor_si512(x1, _mm512_set1_epi8((char)0x80));
+            }
             const __m512 dx0 = _mm512_set1_ps(a->ds[2 * b * TT_MAX + t]);
             const __m512 dx1 = _mm512_set1_ps(a->ds[(2 * b + 1) * TT_MAX + t]);
             UNROLL
             for (int p = 0; p < RP; p++) {
-                const __m512i g = _mm512_mask_blend_epi16((__mmask32)0xAAAAAAAAu,
-                                                          _mm512_shuffle_epi8(x0, pr[p].idx),
-                                                          _mm512_shuffle_epi8(x1, pr[p].idx));
-                const __m512i sx = _mm512_mask_sub_epi8(g, pr[p].neg, _mm512_setzero_si512(), g);
                 __m512i i0, i1;
-                half_sums(&pr[p], sx, &i0, &i1);
+                half_sums(&pr[p], x0, x1, &i0, &i1);
                 acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(pr[p].dw, dx0),
                                             acc[p][t]);
                 acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_mul_ps(pr[p].dw, dx1),
