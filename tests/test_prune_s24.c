@@ -6,6 +6,13 @@
  *    general.file_type gone; the model's type reads "S24_Q4".
  *  - The engine: it loads on the CPU backend and generates greedily the same tokens on every
  *    kernel set the processor has (scalar, AVX2, AVX-512, AVX-512 VNNI), decode and prefill.
+ *  - Its logits against those of its dense twin: the same weights (the S24 matrices
+ *    dequantized) stored as F32, whose products the CPU backend takes in F32. The two differ
+ *    by the Q8_0 rounding of the S24 path's activations only, so the logits must point the
+ *    same way: cosine above 0.98 and the same top token. The pruned model's damaged layers
+ *    amplify that rounding more than the dense model's do, hence not a tighter bound; a wrong
+ *    position, lane or scale anywhere gives unrelated logits (cosine near 0.5 for one wrong
+ *    half's integer sums).
  *  - A file whose token embedding is S24 fails to load with a message saying why.
  */
 #include "api_test_util.h"
@@ -15,9 +22,10 @@
 #include "engine/prune_s24.h"
 #include "loader/gguf.h"
 
+#include <math.h>
 #include <unistd.h>
 
-static char g_dir[64], g_path[96], g_bad_path[96];
+static char g_dir[64], g_path[96], g_bad_path[96], g_twin_path[96];
 
 static gguf_file *open_file(const char *path) {
     gguf_file *f = NULL;
@@ -38,6 +46,7 @@ static int setup(void **state) {
     if (!mkdtemp(g_dir)) return -1;
     snprintf(g_path, sizeof g_path, "%s/model-s24_q4.gguf", g_dir);
     snprintf(g_bad_path, sizeof g_bad_path, "%s/embd-s24.gguf", g_dir);
+    snprintf(g_twin_path, sizeof g_twin_path, "%s/twin-f32.gguf", g_dir);
     gguf_file *f = NULL;
     core_err err = {{0}};
     gguf_open_desc od = {0};
@@ -61,6 +70,7 @@ static int teardown(void **state) {
     (void)state;
     unlink(g_path);
     unlink(g_bad_path);
+    unlink(g_twin_path);
     rmdir(g_dir);
     return 0;
 }
@@ -170,6 +180,88 @@ static void test_pruned_model_generates_on_every_kernel_set(void **state) {
     assert_true(sets >= 2);
 }
 
+/* The first-step logits of a prompt on model path (CPU, the best kernel set). */
+static float *first_logits(const char *path, uint32_t *n_vocab) {
+    vkllm_runtime_desc rd = {.device = "cpu", .n_threads = 2};
+    vkllm_runtime *rt = NULL;
+    assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_OK);
+    vkllm_model_desc md = {.path = path};
+    vkllm_model *m = NULL;
+    if (vkllm_model_load(rt, &md, &m) != VKLLM_OK)
+        fail_msg("loading %s: %s", path, vkllm_runtime_last_error(rt));
+    const char *prompt = "The capital of France is a city where";
+    int32_t ids[64];
+    size_t n = 0;
+    assert_int_equal(
+        vkllm_tokenize(m, prompt, strlen(prompt), VKLLM_TOKENIZE_ADD_SPECIAL, ids, 64, &n),
+        VKLLM_OK);
+    vkllm_session_desc sd = {.n_ctx = 256};
+    vkllm_session *s = NULL;
+    assert_int_equal(vkllm_session_create(m, &sd, &s), VKLLM_OK);
+    assert_int_equal(vkllm_session_eval(s, ids, n), VKLLM_OK);
+    vkllm_model_info mi = {.struct_size = sizeof mi};
+    vkllm_model_get_info(m, &mi);
+    *n_vocab = mi.n_vocab;
+    float *out = malloc(sizeof(float) * mi.n_vocab);
+    assert_non_null(out);
+    memcpy(out, vkllm_session_logits(s), sizeof(float) * mi.n_vocab);
+    vkllm_session_destroy(s);
+    vkllm_model_free(m);
+    vkllm_runtime_destroy(rt);
+    return out;
+}
+
+static void test_pruned_model_matches_dense_twin(void **state) {
+    (void)state;
+    gguf_file *src = open_file(g_path);
+    gguf_writer *w = gguf_writer_create(NULL);
+    assert_non_null(w);
+    assert_int_equal(gguf_writer_copy_kvs(w, src), VKLLM_OK);
+    for (uint64_t i = 0; i < gguf_tensor_count(src); i++) {
+        const gguf_tensor *t = gguf_tensor_at(src, i);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        if (!quant_is_s24(t->type)) {
+            assert_int_equal(gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data,
+                                                    t->nbytes, false),
+                             VKLLM_OK);
+            continue;
+        }
+        const uint64_t n = t->ne[0] * t->ne[1];
+        float *f = malloc(sizeof(float) * (size_t)n);
+        assert_non_null(f);
+        quant_traits_of(t->type)->dequant(t->data, f, (int64_t)n); /* rows are whole blocks */
+        assert_int_equal(
+            gguf_writer_add_tensor(w, name, QT_F32, 2, t->ne, f, n * sizeof(float), true),
+            VKLLM_OK);
+        free(f);
+    }
+    core_err err = {{0}};
+    assert_int_equal(gguf_writer_write(w, g_twin_path, &err), VKLLM_OK);
+    gguf_writer_free(w);
+    gguf_close(src);
+
+    uint32_t nv = 0, nv2 = 0;
+    float *a = first_logits(g_path, &nv), *b = first_logits(g_twin_path, &nv2);
+    assert_int_equal(nv, nv2);
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    uint32_t ta = 0, tb = 0;
+    for (uint32_t i = 0; i < nv; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+        if (a[i] > a[ta]) ta = i;
+        if (b[i] > b[tb]) tb = i;
+    }
+    const double cosine = ab / sqrt(aa * bb);
+    print_message("S24_Q4 model against its F32 twin: cosine %.6f, top tokens %u, %u\n", cosine, ta,
+                  tb);
+    assert_true(cosine > 0.98);
+    assert_int_equal(ta, tb);
+    free(a);
+    free(b);
+}
+
 /* The token embedding in S24: the loader accepts the type, the engine refuses the tensor. */
 static void test_sparse_embedding_rejected(void **state) {
     (void)state;
@@ -223,6 +315,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pruned_file),
         cmocka_unit_test(test_pruned_model_generates_on_every_kernel_set),
+        cmocka_unit_test(test_pruned_model_matches_dense_twin),
         cmocka_unit_test(test_sparse_embedding_rejected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
