@@ -19,6 +19,8 @@
  */
 #include "quant_test_util.h"
 
+#include "core/quant_s24.h"
+
 #include <stdio.h>
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -398,6 +400,226 @@ static void test_ref_vec_dot_vs_float(void **state) {
     }
 }
 
+/* ---- the packed 2:4 formats (core/quant_s24.c) ------------------------------------------ */
+
+static void test_s24_traits(void **state) {
+    (void)state;
+    static const struct {
+        uint32_t id, ts;
+        const char *name;
+    } want[] = {{QT_S24_Q4, 26, "s24_q4"}, {QT_S24_Q8, 42, "s24_q8"}};
+    for (size_t i = 0; i < 2; i++) {
+        const quant_traits *t = quant_traits_of(want[i].id);
+        assert_non_null(t);
+        assert_string_equal(t->name, want[i].name);
+        assert_string_equal(quant_type_name(want[i].id), want[i].name);
+        assert_int_equal(t->block_size, 64);
+        assert_int_equal(t->type_size, want[i].ts);
+        assert_true(t->supported);
+        assert_int_equal(t->vec_dot_type, QT_Q8_0);
+        assert_non_null(t->dequant);
+        assert_non_null(t->quant);
+        assert_non_null(t->vec_dot);
+        uint32_t id = 0;
+        assert_true(quant_type_by_name(want[i].name, &id));
+        assert_int_equal(id, want[i].id);
+        uint64_t b = 0;
+        assert_true(quant_row_bytes(want[i].id, 576, &b));
+        assert_int_equal(b, 9 * want[i].ts);
+        assert_false(quant_row_bytes(want[i].id, 96, &b)); /* not a multiple of 64 */
+    }
+    uint32_t id = 0;
+    assert_true(quant_type_by_name("S24_Q4", &id));
+    assert_int_equal(id, QT_S24_Q4);
+    assert_null(quant_traits_of(199));
+    assert_null(quant_traits_of(202));
+    assert_string_equal(quant_type_name(202), "type#64+");
+}
+
+/* Which 2 of 4 are kept: largest |x|, ties to the lower column, positions in ascending order. */
+static void test_s24_pick(void **state) {
+    (void)state;
+    static const struct {
+        float x[4];
+        int lo, hi;
+    } cases[] = {
+        {{0.1f, -3.0f, 2.0f, 0.5f}, 1, 2}, {{4.0f, 0.0f, 0.0f, -5.0f}, 0, 3},
+        {{1.0f, -3.0f, 3.0f, 3.0f}, 1, 2}, /* a three-way tie: the two lowest */
+        {{2.0f, 2.0f, 2.0f, 2.0f}, 0, 1},  {{0.0f, 0.0f, 0.0f, 0.0f}, 0, 1},
+        {{0.0f, 0.0f, 0.0f, 7.0f}, 0, 3}, /* one nonzero: it and the lowest zero */
+        {{0.0f, -1.0f, 0.0f, 1.0f}, 1, 3}, {{-0.0f, 0.0f, 1e-30f, 0.0f}, 0, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint8_t p = quant_s24_pick(cases[i].x);
+        if ((p & 3) != cases[i].lo || (p >> 2) != cases[i].hi)
+            fail_msg("case %zu: kept %d, %d; want %d, %d", i, p & 3, p >> 2, cases[i].lo,
+                     cases[i].hi);
+    }
+}
+
+/* A block whose kept values are exactly representable: group g keeps columns (g % 4) and 3 (or
+ * 0 and 1 when g % 4 == 3), the dropped ones are smaller in magnitude. Kept value k is
+ * (k % 16) - 8 for S24_Q4 (so the largest magnitude is -8 and d = 1) and 127 - 8k for S24_Q8. */
+static void s24_hand_block(quant_type t, float x[64], float kept[32], uint8_t pos[8]) {
+    memset(pos, 0, 8);
+    for (int g = 0; g < 16; g++) {
+        const int lo = g % 4 == 3 ? 0 : g % 4, hi = g % 4 == 3 ? 1 : 3;
+        pos[g / 2] |= (uint8_t)((lo | hi << 2) << (4 * (g & 1)));
+        for (int j = 0; j < 4; j++)
+            x[4 * g + j] = 0.25f * (float)(j + 1) / 4.0f; /* < 0.5 */
+        for (int e = 0; e < 2; e++) {
+            const int k = 2 * g + e;
+            kept[k] = t == QT_S24_Q4 ? (float)(k % 16 - 8) : (float)(127 - 8 * k);
+            if (kept[k] == 0.0f) kept[k] = t == QT_S24_Q4 ? -1.0f : 1.0f; /* keep it kept */
+            x[4 * g + (e ? hi : lo)] = kept[k];
+        }
+    }
+}
+
+static void test_s24_round_trip(void **state) {
+    (void)state;
+    const quant_type types[] = {QT_S24_Q4, QT_S24_Q8};
+    for (int ti = 0; ti < 2; ti++) {
+        const quant_traits *qt = quant_traits_of(types[ti]);
+        float x[128], kept[32], y[128];
+        uint8_t pos[8], q[2 * 42];
+        s24_hand_block(types[ti], x, kept, pos);
+        memset(x + 64, 0, 64 * sizeof(float)); /* an all-zero block after it */
+        qt->quant(x, q, 128);
+        const uint8_t *b = q;
+        assert_memory_equal(b + 2, pos, 8);
+        assert_int_equal(core_fp16_to_fp32((uint16_t)(b[0] | b[1] << 8)), 1.0f);
+        qt->dequant(q, y, 128);
+        for (int c = 0; c < 64; c++) {
+            float want = 0.0f;
+            for (int k = 0; k < 32; k++)
+                if (quant_s24_col(pos, k) == c) want = kept[k];
+            if (y[c] != want) fail_msg("%s column %d: %g, want %g", qt->name, c, y[c], want);
+        }
+        /* the all-zero block: scale 0 (-0 for S24_Q4: 0 / -8, as ggml's Q4_0 writes it),
+         * every group keeps columns 0 and 1, all values 0 */
+        const uint8_t *z = q + qt->type_size;
+        assert_int_equal(z[0] | z[1] << 8, types[ti] == QT_S24_Q4 ? 0x8000 : 0);
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(z[2 + i], 0x44);
+        for (int c = 64; c < 128; c++)
+            assert_true(y[c] == 0.0f);
+        const uint8_t code = types[ti] == QT_S24_Q4 ? 0x88 : 0; /* q - 8 == 0 / q == 0 */
+        for (uint32_t i = 10; i < qt->type_size; i++)
+            assert_int_equal(z[i], code);
+    }
+    /* S24_Q4's nibble order: value k in the low nibble of qs[k], value k + 16 in the high one;
+     * kept value k is k % 16 - 8 (or -1 for 0), so q = k % 16 (or 7) */
+    float x[64], kept[32];
+    uint8_t pos[8];
+    quant_block_s24_q4 b4;
+    s24_hand_block(QT_S24_Q4, x, kept, pos);
+    quant_traits_of(QT_S24_Q4)->quant(x, &b4, 64);
+    for (int k = 0; k < 16; k++) {
+        const int q = k == 8 ? 7 : k;
+        assert_int_equal(b4.qs[k], q | q << 4);
+    }
+}
+
+/* Random rows: positions follow quant_s24_pick, the error of the kept values is within the
+ * format's step, dropped columns dequantize to exactly 0, and a group with a single nonzero
+ * keeps it. */
+static void test_s24_quant_random(void **state) {
+    (void)state;
+    enum { N = 1536 };
+    static float x[N], y[N];
+    static uint8_t q[N];
+    uint64_t seed = 5;
+    const quant_type types[] = {QT_S24_Q4, QT_S24_Q8};
+    for (int ti = 0; ti < 2; ti++) {
+        const quant_traits *qt = quant_traits_of(types[ti]);
+        for (int rep = 0; rep < 4; rep++) {
+            fill(&seed, x, N, 1.0f);
+            if (rep == 1)
+                for (int j = 0; j < N; j += 4)
+                    x[j] = x[j + 1] = x[j + 2] = 0.0f;
+            qt->quant(x, q, N);
+            qt->dequant(q, y, N);
+            for (int blk = 0; blk < N / 64; blk++) {
+                const uint8_t *b = q + (size_t)blk * qt->type_size;
+                const float d = fabsf(core_fp16_to_fp32((uint16_t)(b[0] | b[1] << 8)));
+                for (int g = 0; g < 16; g++) {
+                    const float *xg = x + 64 * blk + 4 * g, *yg = y + 64 * blk + 4 * g;
+                    const uint8_t p = quant_s24_pick(xg);
+                    assert_int_equal((b[2 + g / 2] >> (4 * (g & 1))) & 15, p);
+                    for (int j = 0; j < 4; j++) {
+                        const bool keep = j == (p & 3) || j == (p >> 2);
+                        /* half a step (a whole one at S24_Q4's clamped +8 end), plus the fp16
+                         * rounding of d: 2^-11 of up to 127 steps */
+                        const double step = types[ti] == QT_S24_Q4 ? 1.0 : 0.5;
+                        const double tol = step * d + 127.0 * d / 2048.0 + 1e-7;
+                        if (keep ? fabs((double)xg[j] - yg[j]) > tol : yg[j] != 0.0f)
+                            fail_msg("%s rep %d block %d group %d col %d: %g -> %g", qt->name, rep,
+                                     blk, g, j, xg[j], yg[j]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The spec's arithmetic written the dense way, as the SIMD kernels do it: the signed weight
+ * codes spread over their 64 columns with zeros between, lane l of half h summing the 4
+ * columns of group 8h + l. Same bits as the reference, which walks the kept values. */
+static float s24_dense_spec_dot(quant_type t, int64_t n, const void *w, const void *x) {
+    const quant_traits *qt = quant_traits_of(t);
+    const quant_block_q8_0 *xb = x;
+    float acc[8] = {0}, v[64];
+    for (int64_t b = 0; b < n / 64; b++) {
+        const uint8_t *wb = (const uint8_t *)w + b * qt->type_size;
+        const float dw = core_fp16_to_fp32((uint16_t)(wb[0] | wb[1] << 8));
+        qt->dequant(wb, v, 64);
+        for (int h = 0; h < 2; h++) {
+            const float scale = dw * core_fp16_to_fp32(xb[2 * b + h].d);
+            for (int l = 0; l < 8; l++) {
+                int isum = 0;
+                for (int j = 0; j < 4; j++) {
+                    const int c = 32 * h + 4 * l + j;
+                    isum += (dw != 0.0f ? (int)lrintf(v[c] / dw) : 0) * xb[2 * b + h].qs[c % 32];
+                }
+                acc[l] = fmaf((float)isum, scale, acc[l]);
+            }
+        }
+    }
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+static void test_s24_ref_dot(void **state) {
+    (void)state;
+    enum { N = 4096 };
+    static float w[N], x[N];
+    static uint8_t wq[N], xq[N * 2];
+    uint64_t seed = 13;
+    const quant_type types[] = {QT_S24_Q4, QT_S24_Q8};
+    const int64_t lens[] = {64, 576, 1536, 4096};
+    for (int ti = 0; ti < 2; ti++) {
+        const quant_traits *qt = quant_traits_of(types[ti]);
+        for (int li = 0; li < 4; li++) {
+            const int64_t n = lens[li];
+            fill(&seed, w, n, 0.1f);
+            fill(&seed, x, n, 1.0f);
+            if (n >= 128) memset(w + 64, 0, 64 * sizeof(float)); /* an all-zero block */
+            qt->quant(w, wq, n);
+            quant_traits_of(QT_Q8_0)->quant(x, xq, n);
+            const float got = qt->vec_dot(n, wq, xq);
+            const float spec = s24_dense_spec_dot(types[ti], n, wq, xq);
+            if (memcmp(&got, &spec, sizeof got) != 0)
+                fail_msg("%s n=%lld: reference %.9g, dense spec order %.9g", qt->name, (long long)n,
+                         got, spec);
+            const double want = float_dot(types[ti], wq, xq, n);
+            const double tol = 1e-5 * abs_terms(types[ti], wq, xq, n);
+            if (fabs(got - want) > tol)
+                fail_msg("%s n=%lld: %.9g, double dot %.9g, tolerance %.3g", qt->name, (long long)n,
+                         got, want, tol);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_table),
@@ -408,6 +630,11 @@ int main(void) {
         cmocka_unit_test(test_fp16_subnormal_rounding),
         cmocka_unit_test(test_quant_dequant_error),
         cmocka_unit_test(test_ref_vec_dot_vs_float),
+        cmocka_unit_test(test_s24_traits),
+        cmocka_unit_test(test_s24_pick),
+        cmocka_unit_test(test_s24_round_trip),
+        cmocka_unit_test(test_s24_quant_random),
+        cmocka_unit_test(test_s24_ref_dot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

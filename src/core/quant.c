@@ -22,6 +22,7 @@
 
 #include "core/common.h"
 #include "core/quant_blocks.h"
+#include "core/quant_s24.h"
 
 #include <float.h>
 #include <math.h>
@@ -775,6 +776,7 @@ static const quant_traits k_traits[N_IDS] = {
 };
 
 const quant_traits *quant_traits_of(uint32_t type) {
+    if (quant_is_s24(type)) return quant_s24_traits(type);
     if (type >= N_IDS || k_traits[type].name == NULL) return NULL;
     return &k_traits[type];
 }
@@ -828,7 +830,9 @@ uint32_t quant_ftype_of(uint32_t type) {
 }
 
 bool quant_type_by_name(const char *name, uint32_t *out) {
-    for (uint32_t id = 0; name && id < QT_COUNT; id++) {
+    /* the ggml ids below QT_COUNT, then vkllm's own (the S24 formats) */
+    for (uint32_t i = 0; name && i < QT_COUNT + 2; i++) {
+        const uint32_t id = i < QT_COUNT ? i : QT_S24_Q4 + (i - QT_COUNT);
         const quant_traits *tr = quant_traits_of(id);
         if (!tr || strlen(tr->name) != strlen(name)) continue;
         bool eq = true;
