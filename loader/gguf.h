@@ -43,7 +43,7 @@ typedef struct gguf_tensor {
     uint32_t type;              /* quant_type id */
     uint64_t offset;            /* relative to the start of the data section */
     uint64_t nbytes;
-    const void *data;           /* inside the mapping; NULL for a vocab-only open */
+    const void *data; /* inside the mapping; NULL for a vocab-only open */
 } gguf_tensor;
 
 typedef struct gguf_file gguf_file;
@@ -126,14 +126,26 @@ vkllm_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char
 /* Copies every kv of an opened file (for tools that rewrite a model). */
 vkllm_status gguf_writer_copy_kvs(gguf_writer *w, const gguf_file *src);
 /* Copies the kvs whose key starts with prefix (e.g. "tokenizer."); returns how many in *n. */
-vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
-                                         const char *prefix, uint64_t *n);
+vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src, const char *prefix,
+                                         uint64_t *n);
 /* Adds a tensor; data (nbytes, which must match type and shape) is copied or, if the
- * caller promises it outlives the write, referenced (copy=false). */
+ * caller promises it outlives the write, referenced (copy=false). With copy=false, data may be
+ * NULL: gguf_writer_write_with's callback then supplies it. */
 vkllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const uint64_t *ne, const void *data,
                                     uint64_t nbytes, bool copy);
-/* Writes a GGUF v3 file (alignment from general.alignment, default 32). */
+/* Removes a key (nothing if it is not there): the next set of it goes last, as ggml's
+ * gguf_set_* place a key that was set before. */
+vkllm_status gguf_writer_remove_key(gguf_writer *w, const char *key);
+/* Writes a GGUF v3 file (alignment from general.alignment, default 32). On failure the file is
+ * removed. */
 vkllm_status gguf_writer_write(gguf_writer *w, const char *path, core_err *err);
+/* Sets *data to the bytes of tensor i (added with data NULL), nbytes long, valid until the
+ * next call; on failure returns the status with err set. Called in tensor order, so a caller
+ * can produce one tensor at a time. */
+typedef vkllm_status (*gguf_tensor_data_fn)(void *user, uint64_t i, uint64_t nbytes,
+                                            const void **data, core_err *err);
+vkllm_status gguf_writer_write_with(gguf_writer *w, const char *path, gguf_tensor_data_fn fn,
+                                    void *user, core_err *err);
 
 #endif

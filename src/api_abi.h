@@ -32,6 +32,8 @@
 #define API_V0_vkllm_synth_desc API_V0_SIZE(vkllm_synth_desc, allocator)
 #define API_V0_vkllm_bench_op_desc API_V0_SIZE(vkllm_bench_op_desc, seconds)
 #define API_V0_vkllm_bench_op_result API_V0_SIZE(vkllm_bench_op_result, gflops)
+#define API_V0_vkllm_quantize_desc API_V0_SIZE(vkllm_quantize_desc, result)
+#define API_V0_vkllm_quantize_result API_V0_SIZE(vkllm_quantize_result, bytes_out)
 
 /* The bytes of a caller's struct this library reads or writes: its struct_size (0: the v0
  * size), never more than the library's own struct. */

@@ -53,7 +53,8 @@ void cli_usage(FILE *f, const char *cmd) {
                 "  info       model metadata and tensor table\n"
                 "  devices    list the devices vkllm can use\n"
                 "  bench      prefill and decode speed\n"
-                "  synth      write a model of a known shape with random weights (benchmarks)\n",
+                "  synth      write a model of a known shape with random weights (benchmarks)\n"
+                "  quantize   quantize a model as llama-quantize does (same bytes)\n",
                 VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH);
         return;
     }

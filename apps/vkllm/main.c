@@ -528,6 +528,7 @@ int main(int argc, char **argv) {
                 {"synth", cmd_synth}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
+    if (strcmp(argv[1], "quantize") == 0) return cmd_quantize(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s' (run 'vkllm --help' for the list)\n", argv[1]);
     return 1;
 }
