@@ -128,7 +128,11 @@ static vkllm_status load_gguf(imatrix *m, const char *path, core_err *err) {
     gguf_file *f = NULL;
     gguf_open_desc od = {.allocator = &m->alloc};
     vkllm_status st = gguf_open(path, &od, &f, err);
-    if (st != VKLLM_OK) return st;
+    if (st != VKLLM_OK) {
+        char msg[CORE_ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        return core_errf(err, st, "%s: %s", path, msg);
+    }
     const uint64_t nt = gguf_tensor_count(f);
     uint64_t cap = 0;
     if (nt == 0)

@@ -312,6 +312,27 @@ static vkllm_status attach_imatrix(qctx *q) {
     return VKLLM_OK;
 }
 
+/* Every conversion can be done: checked before anything is written. */
+static vkllm_status check_conversions(qctx *q) {
+    for (uint64_t i = 0; i < q->n; i++) {
+        const plan *p = &q->plans[i];
+        if (p->type == p->t->type) continue;
+        if (is_quantized(p->t->type) && !q->d->allow_requantize)
+            return core_errf(q->err, VKLLM_ERR_INVALID_ARG,
+                             "%s is %s: requantizing a quantized model is disabled (allow it "
+                             "with --allow-requantize; quality is lower than from F32/F16)",
+                             p->name, quant_type_name(p->t->type));
+        const quant_traits *tr = quant_traits_of(p->t->type);
+        if (is_quantized(p->t->type) && (!tr || !tr->dequant))
+            return core_errf(q->err, VKLLM_ERR_UNSUPPORTED, "%s: cannot dequantize %s", p->name,
+                             quant_type_name(p->t->type));
+        if (!quantize_supported(p->type))
+            return core_errf(q->err, VKLLM_ERR_UNSUPPORTED, "%s: cannot quantize to %s", p->name,
+                             quant_type_name(p->type));
+    }
+    return VKLLM_OK;
+}
+
 /* ---- metadata ---------------------------------------------------------------------------------
  */
 
@@ -448,15 +469,6 @@ static vkllm_status produce(void *user, uint64_t i, uint64_t nbytes, const void 
     qctx *q = user;
     const plan *p = &q->plans[i];
     (void)err;
-    if (is_quantized(p->t->type) && !q->d->allow_requantize)
-        return core_errf(q->err, VKLLM_ERR_INVALID_ARG,
-                         "%s is %s: requantizing a quantized model is disabled (allow it with "
-                         "--allow-requantize; quality is lower than from F32/F16)",
-                         p->name, quant_type_name(p->t->type));
-    const quant_traits *tr = quant_traits_of(p->t->type);
-    if (is_quantized(p->t->type) && (!tr || !tr->dequant))
-        return core_errf(q->err, VKLLM_ERR_UNSUPPORTED, "%s: cannot dequantize %s", p->name,
-                         quant_type_name(p->t->type));
     core_free(q->alloc, q->out);
     if (nbytes > SIZE_MAX || !(q->out = core_alloc(q->alloc, (size_t)nbytes, 64)))
         return core_errf(q->err, VKLLM_ERR_OUT_OF_MEMORY, "%s: %llu bytes", p->name,
@@ -498,6 +510,7 @@ static vkllm_status run(qctx *q, const char *tmp) {
     vkllm_status st = check_model(q);
     if (st == VKLLM_OK) st = make_plans(q);
     if (st == VKLLM_OK && q->im) st = attach_imatrix(q);
+    if (st == VKLLM_OK) st = check_conversions(q);
     gguf_writer *w = NULL;
     if (st == VKLLM_OK && !(w = gguf_writer_create(q->alloc)))
         st = core_errf(q->err, VKLLM_ERR_OUT_OF_MEMORY, "out of memory");
@@ -548,6 +561,11 @@ vkllm_status vkllm_quantize(const vkllm_quantize_desc *user_desc, char *err, siz
         if (q.n_threads > 1024) q.n_threads = 1024;
         gguf_open_desc od = {.allocator = d->allocator};
         st = gguf_open(d->in_path, &od, &q.in, &e);
+        if (st != VKLLM_OK) {
+            char msg[CORE_ERR_LEN];
+            snprintf(msg, sizeof msg, "%s", e.msg);
+            core_errf(&e, st, "%s: %s", d->in_path, msg);
+        }
     }
     if (st == VKLLM_OK && d->imatrix_path) {
         st = imatrix_load(d->imatrix_path, d->allocator, &q.im, &e);
