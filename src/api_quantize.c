@@ -140,7 +140,8 @@ static bool allows_quantization(const char *n, uint32_t n_dims) {
         "mm.a.code_embd",
     };
     const size_t len = strlen(n);
-    if (n_dims < 2 || len < 6 || strcmp(n + len - 6, "weight") != 0) return false;
+    /* llama.cpp tests name.rfind("weight") == size - 6, which a 5-byte name also passes */
+    if (n_dims < 2 || (len != 5 && (len < 6 || strcmp(n + len - 6, "weight") != 0))) return false;
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
         if (strstr(n, never[i])) return false;
     return strcmp(n, "position_embd.weight") != 0 && strcmp(n, "token_types.weight") != 0;
