@@ -250,28 +250,49 @@ static vkllm_status read_file(const vkllm_allocator *a, const char *path, uint8_
     return VKLLM_OK;
 }
 
-/* Replaces an existing entry of the same name (the last one wins, as in llama.cpp). */
+/* Appends an entry; duplicates are resolved once all are read (dedupe_last), so a file of
+ * many entries costs a sort, not a search per entry. */
 static vkllm_status legacy_put(imatrix *m, uint64_t *cap, char *name, float *sums, uint64_t n,
                                int64_t ncall) {
-    imatrix_entry *e = NULL;
-    for (uint64_t i = 0; i < m->n_entries && !e; i++)
-        if (strcmp(m->entries[i].name, name) == 0) e = &m->entries[i];
-    if (e) {
-        core_free(&m->alloc, e->name);
-        core_free(&m->alloc, e->sums);
-    } else {
-        if (grow_entries(m, cap) != VKLLM_OK) return VKLLM_ERR_OUT_OF_MEMORY;
-        e = &m->entries[m->n_entries++];
-        if (!(e->counts = core_alloc(&m->alloc, sizeof(int64_t), 0))) {
-            m->n_entries--;
-            return VKLLM_ERR_OUT_OF_MEMORY;
+    if (grow_entries(m, cap) != VKLLM_OK) return VKLLM_ERR_OUT_OF_MEMORY;
+    int64_t *counts = core_alloc(&m->alloc, sizeof(int64_t), 0);
+    if (!counts) return VKLLM_ERR_OUT_OF_MEMORY;
+    counts[0] = ncall;
+    m->entries[m->n_entries++] = (imatrix_entry){name, n, sums, 1, counts};
+    return VKLLM_OK;
+}
+
+typedef struct seq_entry {
+    imatrix_entry e;
+    uint64_t seq; /* position in the file */
+} seq_entry;
+
+static int seq_cmp(const void *a, const void *b) {
+    const seq_entry *x = a, *y = b;
+    const int c = strcmp(x->e.name, y->e.name);
+    return c ? c : (x->seq < y->seq ? -1 : x->seq > y->seq);
+}
+
+/* Sorts the entries by name and keeps the last of each name (llama.cpp's map overwrites). */
+static vkllm_status dedupe_last(imatrix *m) {
+    const uint64_t n = m->n_entries;
+    seq_entry *t = core_alloc(&m->alloc, (size_t)n * sizeof *t + 1, 0);
+    if (!t) return VKLLM_ERR_OUT_OF_MEMORY;
+    for (uint64_t i = 0; i < n; i++)
+        t[i] = (seq_entry){m->entries[i], i};
+    qsort(t, (size_t)n, sizeof *t, seq_cmp);
+    uint64_t k = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i + 1 < n && strcmp(t[i].e.name, t[i + 1].e.name) == 0) {
+            core_free(&m->alloc, t[i].e.name);
+            core_free(&m->alloc, t[i].e.sums);
+            core_free(&m->alloc, t[i].e.counts);
+        } else {
+            m->entries[k++] = t[i].e;
         }
     }
-    e->name = name;
-    e->sums = sums;
-    e->n_values = n;
-    e->n_counts = 1;
-    e->counts[0] = ncall;
+    m->n_entries = k;
+    core_free(&m->alloc, t);
     return VKLLM_OK;
 }
 
@@ -334,7 +355,8 @@ static vkllm_status load_legacy(imatrix *m, const char *path, core_err *err) {
             }
         }
     }
-    if (st == VKLLM_OK) qsort(m->entries, (size_t)m->n_entries, sizeof *m->entries, entry_cmp);
+    if (st == VKLLM_OK && dedupe_last(m) != VKLLM_OK)
+        st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     core_free(&m->alloc, buf);
     return st;
 }

@@ -15,7 +15,8 @@ data="${VKLLM_TEST_DATA:?VKLLM_TEST_DATA not set}/quantize"
 SMOLLM2_TYPES="Q4_0"
 F16_IMATRIX_TYPES="Q4_0 Q5_1 Q4_K_M Q6_K"
 pass=0 fail=0 skipped=0
-for f in "$model" "$vocab" "$data/sha256.txt" "$data/tiny.imatrix.gguf" "$data/smollm2.imatrix.gguf"; do
+for f in "$model" "$vocab" "$data/sha256.txt" "$data/tiny.imatrix.gguf" "$data/smollm2.imatrix.gguf" \
+    "$data/tiny.imatrix.dat"; do
     if [ ! -f "$f" ]; then
         echo "FAIL: $f missing (scripts/fetch_model.sh, scripts/fetch_vocabs.sh)"
         echo "0 passed, 1 failed"
@@ -31,7 +32,7 @@ cd "$tmp" || exit 1
 "$bin" synth --shape tiny-quant --vocab "$vocab" --type f32 --seed 1 -o tiny-f32.gguf 2>/dev/null
 "$bin" synth --shape tiny-quant --vocab "$vocab" --type f16 --seed 1 -o tiny-f16.gguf 2>/dev/null
 ln -s "$model" smollm2-q4_1.gguf
-cp "$data/tiny.imatrix.gguf" "$data/smollm2.imatrix.gguf" .
+cp "$data/tiny.imatrix.gguf" "$data/smollm2.imatrix.gguf" "$data/tiny.imatrix.dat" .
 
 while read -r sha input type im; do
     case "$sha" in '#'* | '') continue ;; esac

@@ -4,9 +4,10 @@
 #   tiny-f32, tiny-f16   `vkllm synth --shape tiny-quant --vocab ggml-vocab-llama-spm.gguf`
 #                        (seed 1) as f32 and f16: 8 layers, rows of 160 and 256
 #   smollm2-q4_1         the default model, requantized (--allow-requantize)
-# The importance matrices (tests/data/quantize/tiny.imatrix.gguf, smollm2.imatrix.gguf) are
-# committed; llama-imatrix made them from tests/data/quantize/imatrix.txt (--imatrix remakes
-# them, which changes every imatrix line). llama-quantize records the imatrix path it was given
+# The importance matrices (tests/data/quantize/tiny.imatrix.gguf, smollm2.imatrix.gguf, and
+# tiny.imatrix.dat in the legacy format, used for four presets) are committed; llama-imatrix
+# made them from tests/data/quantize/imatrix.txt (--imatrix remakes them, which changes every
+# imatrix line). llama-quantize records the imatrix path it was given
 # in the output (quantize.imatrix.file), so both tools are run from one folder with the bare
 # file name. tests/cli_quantize.sh runs vkllm quantize on the same inputs and checks the shas.
 # When vkllm is built, every output is also made by `vkllm quantize` here and compared byte for
@@ -61,8 +62,12 @@ if [ $remake_imatrix -eq 1 ]; then
         cp "${m%%:*}.imatrix.gguf" "$data/"
         echo "made $data/${m%%:*}.imatrix.gguf"
     done
+    "$llbin/llama-imatrix" -m tiny-f32.gguf -f imatrix.txt -o tiny.imatrix.dat --output-format dat \
+        -c 128 --chunks 4 -t "$threads" >imatrix.log 2>&1 || { cat imatrix.log; die "llama-imatrix failed"; }
+    cp tiny.imatrix.dat "$data/"
+    echo "made $data/tiny.imatrix.dat"
 fi
-cp "$data/tiny.imatrix.gguf" "$data/smollm2.imatrix.gguf" .
+cp "$data/tiny.imatrix.gguf" "$data/smollm2.imatrix.gguf" "$data/tiny.imatrix.dat" .
 
 out="$work/sha256.txt"
 {
@@ -70,12 +75,16 @@ out="$work/sha256.txt"
     echo "# Written by tools/golden/make_quantize_golden.sh; checked by tests/cli_quantize.sh."
 } >"$out"
 same=0 differ=0
-for input in tiny-f32 tiny-f16 smollm2-q4_1; do
-    im_file="${input%%-*}.imatrix.gguf"
+# INPUT:TYPES:IMATRIX FILES (- for none)
+cases=("tiny-f32:$types:- tiny.imatrix.gguf" "tiny-f16:$types:- tiny.imatrix.gguf"
+       "smollm2-q4_1:$types:- smollm2.imatrix.gguf" "tiny-f32:Q4_0 Q5_1 Q4_K_M Q6_K:tiny.imatrix.dat")
+for c in "${cases[@]}"; do
+    input="${c%%:*}" rest="${c#*:}"
+    case_types="${rest%%:*}" ims="${rest#*:}"
     extra=()
     [ "$input" = smollm2-q4_1 ] && extra=(--allow-requantize)
-    for t in $types; do
-        for im in - "$im_file"; do
+    for t in $case_types; do
+        for im in $ims; do
             imopt=()
             [ "$im" != - ] && imopt=(--imatrix "$im")
             "$llbin/llama-quantize" "${extra[@]}" "${imopt[@]}" "$input.gguf" ll.gguf "$t" \
