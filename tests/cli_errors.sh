@@ -69,7 +69,7 @@ expect_error "empty file" "empty\.gguf" -- info -m "$tmp/empty.gguf"
 expect_error "directory as model" "error" -- info -m "$tmp"
 
 expect_ok "top-level help" -- --help
-for c in run chat tokenize info devices bench synth; do
+for c in run chat tokenize info devices bench synth quantize; do
     expect_ok "$c --help" -- "$c" --help
 done
 expect_ok "devices" -- devices
