@@ -160,9 +160,8 @@ static bool use_more_bits(int i, int n) {
 }
 
 /* The preset's type, moved for the tensor's role (llama_tensor_get_type_impl). */
-static uint32_t type_for_role(rules *r, uint32_t t, const char *name, cat c, uint64_t nx) {
+static uint32_t type_for_role(rules *r, uint32_t t, cat c, uint64_t nx) {
     const uint32_t ft = r->ftype;
-    (void)name;
     if (c == CAT_OUTPUT || (r->tied && c == CAT_TOKEN_EMBD)) {
         if (r->falcon || nx % quant_traits_of(t)->block_size != 0) return QT_Q8_0;
         return t != QT_Q8_0 ? QT_Q6_K : t;
@@ -272,7 +271,7 @@ static vkllm_status make_plans(qctx *q) {
         if (!allows_quantization(p->name, p->n_dims)) continue;
         uint32_t t = q->r.default_type;
         if (is_quantized(t)) {
-            t = type_for_role(&q->r, t, p->name, category_of(p->name), p->t->ne[0]);
+            t = type_for_role(&q->r, t, category_of(p->name), p->t->ne[0]);
             t = fallback_type(&q->r, t, p->t->ne[0]);
         }
         p->type = t;
