@@ -598,9 +598,25 @@ VKLLM_API bool vkllm_synth_shape_info(const char *shape, vkllm_model_info *out);
 /* Progress of a long tool run: done of total units (tensors, chunks), on the calling thread. */
 typedef void (*vkllm_progress_fn)(void *user, uint64_t done, uint64_t total);
 
+/* What vkllm_quantize did, for a summary line. */
+typedef struct vkllm_quantize_result {
+    uint32_t struct_size; /* sizeof(vkllm_quantize_result), or 0 (see "versions and the ABI") */
+    uint64_t n_tensors;
+    uint64_t n_converted; /* tensors whose type changed (the others are copied) */
+    uint64_t n_fallback;  /* tensors given a smaller-block type: rows not a multiple of 256 */
+    uint64_t n_elements;  /* weights in the model (bits per weight = 8 * bytes / n_elements) */
+    uint64_t bytes_in, bytes_out; /* tensor data, without padding */
+} vkllm_quantize_result;
+
 /* Quantizes a GGUF model as llama-quantize does: the same per-tensor type rules for a preset
- * and the same quantizers, so the output file is byte-identical to llama-quantize's for the
- * same input, type and importance matrix. */
+ * (for the llama family; mixture-of-experts models are refused) and the same quantizers, so
+ * the output file is byte-identical to llama-quantize's for the same input, type and
+ * importance matrix, given the same imatrix_path string (llama-quantize records it in the
+ * file's quantize.imatrix.file key). Input: F32, F16 or BF16 matrices, or quantized ones with
+ * allow_requantize. Errors (err gets the message): VKLLM_ERR_INVALID_ARG for an unknown type,
+ * a file without tensors, quantized input without allow_requantize, an importance matrix whose
+ * sizes do not match the model; VKLLM_ERR_BAD_FILE / VKLLM_ERR_IO for unreadable or malformed
+ * input and unwritable output. The output is never left half written. */
 typedef struct vkllm_quantize_desc {
     uint32_t struct_size; /* sizeof(vkllm_quantize_desc), or 0 (see "versions and the ABI") */
     const char *in_path;
@@ -612,9 +628,10 @@ typedef struct vkllm_quantize_desc {
     const char *imatrix_path;  /* llama-imatrix's or vkllm_imatrix's file, or NULL */
     bool allow_requantize;     /* accept quantized input (dequantized first) */
     uint32_t n_threads;        /* 0 = all cores */
-    vkllm_progress_fn progress; /* per tensor; may be NULL */
+    vkllm_progress_fn progress; /* per tensor converted; may be NULL */
     void *progress_user;
     const vkllm_allocator *allocator;
+    vkllm_quantize_result *result; /* may be NULL; filled on success */
 } vkllm_quantize_desc;
 VKLLM_API vkllm_status vkllm_quantize(const vkllm_quantize_desc *desc, char *err, size_t err_cap);
 

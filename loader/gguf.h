@@ -120,7 +120,8 @@ vkllm_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
 vkllm_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
 vkllm_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 vkllm_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
-/* Drops key (a copied kv a rewritten file must not keep); false if it was not set. */
+/* Drops key (a copied kv a rewritten file must not keep); false if it was not set. A key set
+ * again afterwards goes last, as ggml's gguf_set_* place a key that was removed. */
 bool gguf_writer_remove(gguf_writer *w, const char *key);
 /* Numeric array: elem_type one of the numeric types, n elements packed little-endian. */
 vkllm_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type,
@@ -133,11 +134,20 @@ vkllm_status gguf_writer_copy_kvs(gguf_writer *w, const gguf_file *src);
 vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
                                          const char *prefix, uint64_t *n);
 /* Adds a tensor; data (nbytes, which must match type and shape) is copied or, if the
- * caller promises it outlives the write, referenced (copy=false). */
+ * caller promises it outlives the write, referenced (copy=false). With copy=false, data may be
+ * NULL: gguf_writer_write_with's callback then supplies it. */
 vkllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const uint64_t *ne, const void *data,
                                     uint64_t nbytes, bool copy);
-/* Writes a GGUF v3 file (alignment from general.alignment, default 32). */
+/* Writes a GGUF v3 file (alignment from general.alignment, default 32). On failure the file is
+ * removed. */
 vkllm_status gguf_writer_write(gguf_writer *w, const char *path, core_err *err);
+/* Sets *data to the bytes of tensor i (added with data NULL), nbytes long, valid until the
+ * next call; on failure returns the status with err set. Called in tensor order, so a caller
+ * can produce one tensor at a time. */
+typedef vkllm_status (*gguf_tensor_data_fn)(void *user, uint64_t i, uint64_t nbytes,
+                                            const void **data, core_err *err);
+vkllm_status gguf_writer_write_with(gguf_writer *w, const char *path, gguf_tensor_data_fn fn,
+                                    void *user, core_err *err);
 
 #endif

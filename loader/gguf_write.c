@@ -244,7 +244,7 @@ vkllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t t
         if (d > 0) rows *= ne[d];
     }
     if (!quant_row_bytes(type, ne[0], &row) || !core_mul_ok(row, rows, &total) || total != nbytes ||
-        (nbytes && !data) || nbytes > SIZE_MAX)
+        (nbytes && !data && copy) || nbytes > SIZE_MAX)
         return VKLLM_ERR_INVALID_ARG;
     for (uint64_t i = 0; i < w->n_t; i++)
         if (strcmp(w->ts[i].name, name) == 0) return VKLLM_ERR_INVALID_ARG;
@@ -298,7 +298,16 @@ static uint64_t pad_to(uint64_t x, uint64_t a) {
 }
 
 vkllm_status gguf_writer_write(gguf_writer *w, const char *path, core_err *err) {
+    return gguf_writer_write_with(w, path, NULL, NULL, err);
+}
+
+vkllm_status gguf_writer_write_with(gguf_writer *w, const char *path, gguf_tensor_data_fn fn,
+                                    void *user, core_err *err) {
     if (!w || !path) return core_errf(err, VKLLM_ERR_INVALID_ARG, "gguf: writer/path is NULL");
+    for (uint64_t i = 0; i < w->n_t; i++)
+        if (w->ts[i].nbytes && !w->ts[i].data && !fn)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "gguf: tensor %s has no data",
+                             w->ts[i].name);
     uint64_t align = 32;
     for (uint64_t i = 0; i < w->n_kv; i++) {
         const wkv *kv = &w->kvs[i];
@@ -340,13 +349,18 @@ vkllm_status gguf_writer_write(gguf_writer *w, const char *path, core_err *err) 
         off += t->nbytes + pad_to(t->nbytes, align);
     }
     out_zeros(&o, pad_to(pos, align));
-    for (uint64_t i = 0; i < w->n_t; i++) {
-        out_bytes(&o, w->ts[i].data, w->ts[i].nbytes);
+    vkllm_status st = VKLLM_OK;
+    for (uint64_t i = 0; o.ok && i < w->n_t; i++) {
+        const void *data = w->ts[i].data;
+        if (!data && w->ts[i].nbytes && (st = fn(user, i, w->ts[i].nbytes, &data, err)) != VKLLM_OK)
+            break;
+        out_bytes(&o, data, w->ts[i].nbytes);
         out_zeros(&o, pad_to(w->ts[i].nbytes, align));
     }
     if (fclose(o.fp) != 0) o.ok = false;
-    if (!o.ok) {
+    if (st != VKLLM_OK || !o.ok) {
         remove(path);
+        if (st != VKLLM_OK) return st;
         return core_errf(err, VKLLM_ERR_IO, "gguf: write to '%s' failed", path);
     }
     return VKLLM_OK;

@@ -36,6 +36,9 @@ static const synth_shape k_shapes[] = {
     {"llama-3.2-3b", "llama-bpe", 3072, 8192, 28, 24, 8, 131072, 500000.0f, 1e-5f, true},
     {"llama-2-7b", "llama-spm", 4096, 11008, 32, 32, 32, 4096, 10000.0f, 1e-5f, false},
     {"llama-3-8b", "llama-bpe", 4096, 14336, 32, 32, 8, 8192, 500000.0f, 1e-5f, false},
+    /* for quantization tests: 8 layers, so llama-quantize's first-eighth rules pick a layer;
+     * rows of 160 (not a multiple of 256: the fallback types) and of 256 (ffn_down) */
+    {"tiny-quant", "llama-spm", 160, 256, 8, 5, 1, 256, 10000.0f, 1e-5f, true},
 };
 #define N_SHAPES (sizeof k_shapes / sizeof k_shapes[0])
 

@@ -56,6 +56,7 @@ void cli_usage(FILE *f, const char *cmd) {
             "  devices    list the devices vkllm can use\n"
             "  bench      prefill and decode speed\n"
             "  synth      write a model of a known shape with random weights (benchmarks)\n"
+            "  quantize   quantize a model as llama-quantize does (same bytes)\n"
             "  perplexity a model's perplexity over a text, and its KL divergence from another\n",
             VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH);
         return;

@@ -11,10 +11,11 @@
  *    path of ggml-cpu/arch/x86/quants.c (multiply by 127/amax, round half to even), which
  *    differs in the last bit from ggml's portable quantize_row_q8_0_ref (multiply by 1/d,
  *    round half away from zero) now and then; for Q8_K both are the same.
- *  - Weight quantizers: Q4_0, Q4_1, Q5_0, Q5_1 are ggml's *_ref (llama-quantize without an
- *    importance matrix writes the same bytes). Q2_K ... Q6_K use plain round-to-nearest on
- *    min/max (no error search as ggml does), which gives valid blocks of somewhat lower
- *    quality than llama-quantize: fine for tests, not for shipping models.
+ *  - Weight quantizers: Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are core/quantize.c's,
+ *    ggml's reference quantizers to the byte (what llama-quantize writes without an
+ *    importance matrix). Q2_K and Q3_K use plain round-to-nearest on min/max (no error search
+ *    as ggml does): valid blocks of somewhat lower quality than llama-quantize's, fine for
+ *    tests, not for shipping models.
  *  - Dot products: ggml's generic (non-SIMD) formulas, per block
  *    d_x * d_y * sum(q_x * q_y) (+ m_x * s_y for the _1 formats), summed in block order.
  */
@@ -22,6 +23,7 @@
 
 #include "core/common.h"
 #include "core/quant_blocks.h"
+#include "core/quantize.h"
 #include "core/quant_s24.h"
 
 #include <float.h>
@@ -206,73 +208,18 @@ static void min_max(const float *x, int n, float *mn, float *mx) {
     }
 }
 
-static void quant_q4_0(const float *x, void *vy, int64_t n) {
-    quant_block_q4_0 *y = vy;
-    for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        const float d = signed_absmax(x, QK) / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = f2h(d);
-        for (int j = 0; j < QK / 2; j++) {
-            /* truncation of x + 8.5 is ggml's rounding; the clamp catches the +8 end */
-            int q0 = clampi((int)(x[j] * id + 8.5f), 0, 15);
-            int q1 = clampi((int)(x[j + QK / 2] * id + 8.5f), 0, 15);
-            y[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
+/* ggml's reference quantizers, from core/quantize.c: one definition of a model file's bytes */
+static void quant_q4_0(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q4_0, x, y, 1, n, NULL);
 }
-
-static void quant_q4_1(const float *x, void *vy, int64_t n) {
-    quant_block_q4_1 *y = vy;
-    for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        float mn, mx;
-        min_max(x, QK, &mn, &mx);
-        const float d = (mx - mn) / 15.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[i].d = f2h(d);
-        y[i].m = f2h(mn);
-        for (int j = 0; j < QK / 2; j++) {
-            int q0 = clampi((int)((x[j] - mn) * id + 0.5f), 0, 15);
-            int q1 = clampi((int)((x[j + QK / 2] - mn) * id + 0.5f), 0, 15);
-            y[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
+static void quant_q4_1(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q4_1, x, y, 1, n, NULL);
 }
-
-static void pack5(const int *q, uint8_t qs[16], uint8_t qh[4]) {
-    uint32_t h = 0;
-    for (int j = 0; j < QK / 2; j++) {
-        qs[j] = (uint8_t)((q[j] & 15) | ((q[j + QK / 2] & 15) << 4));
-        h |= (uint32_t)(q[j] >> 4 & 1) << j;
-        h |= (uint32_t)(q[j + QK / 2] >> 4 & 1) << (j + QK / 2);
-    }
-    memcpy(qh, &h, 4);
+static void quant_q5_0(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q5_0, x, y, 1, n, NULL);
 }
-
-static void quant_q5_0(const float *x, void *vy, int64_t n) {
-    quant_block_q5_0 *y = vy;
-    for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        const float d = signed_absmax(x, QK) / -16.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        int q[QK];
-        for (int j = 0; j < QK; j++) q[j] = clampi((int)(x[j] * id + 16.5f), 0, 31);
-        y[i].d = f2h(d);
-        pack5(q, y[i].qs, y[i].qh);
-    }
-}
-
-static void quant_q5_1(const float *x, void *vy, int64_t n) {
-    quant_block_q5_1 *y = vy;
-    for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        float mn, mx;
-        min_max(x, QK, &mn, &mx);
-        const float d = (mx - mn) / 31.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        int q[QK];
-        for (int j = 0; j < QK; j++) q[j] = clampi((int)((x[j] - mn) * id + 0.5f), 0, 31);
-        y[i].d = f2h(d);
-        y[i].m = f2h(mn);
-        pack5(q, y[i].qs, y[i].qh);
-    }
+static void quant_q5_1(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q5_1, x, y, 1, n, NULL);
 }
 
 static void dequant_q4_0(const void *src, float *dst, int64_t n) {
@@ -559,20 +506,6 @@ static void quant_affine_k(const float *x, int group, int nmax, int smax, uint16
     }
 }
 
-static void pack_k4_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t s[12]) {
-    memset(s, 0, 12);
-    for (int j = 0; j < 8; j++) {
-        if (j < 4) {
-            s[j] |= ls[j];
-            s[j + 4] |= lm[j];
-        } else {
-            s[j + 4] = (uint8_t)((ls[j] & 15) | ((lm[j] & 15) << 4));
-            s[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-            s[j] |= (uint8_t)((lm[j] >> 4) << 6);
-        }
-    }
-}
-
 static void quant_q2_K(const float *x, void *vy, int64_t n) {
     quant_block_q2_K *y = vy;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
@@ -585,37 +518,18 @@ static void quant_q2_K(const float *x, void *vy, int64_t n) {
     }
 }
 
-static void quant_q4_K(const float *x, void *vy, int64_t n) {
-    quant_block_q4_K *y = vy;
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        uint8_t ls[8], lm[8], q[QK_K];
-        quant_affine_k(x, 32, 15, 63, &y[i].d, &y[i].dmin, ls, lm, q);
-        pack_k4_scales(ls, lm, y[i].scales);
-        for (int e = 0; e < QK_K; e++) {
-            const int g = e / 32, l = e % 32;
-            uint8_t *b = &y[i].qs[32 * (g / 2) + l];
-            *b = (g & 1) ? (uint8_t)(*b | (q[e] << 4)) : q[e];
-        }
-    }
+/* Q4_K, Q5_K, Q6_K: ggml's reference quantizers (a row of n is n / 256 independent blocks) */
+static void quant_q4_K(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q4_K, x, y, 1, n, NULL);
+}
+static void quant_q5_K(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q5_K, x, y, 1, n, NULL);
+}
+static void quant_q6_K(const float *x, void *y, int64_t n) {
+    quantize_rows(QT_Q6_K, x, y, 1, n, NULL);
 }
 
-static void quant_q5_K(const float *x, void *vy, int64_t n) {
-    quant_block_q5_K *y = vy;
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        uint8_t ls[8], lm[8], q[QK_K];
-        quant_affine_k(x, 32, 31, 63, &y[i].d, &y[i].dmin, ls, lm, q);
-        pack_k4_scales(ls, lm, y[i].scales);
-        memset(y[i].qh, 0, sizeof y[i].qh);
-        for (int e = 0; e < QK_K; e++) {
-            const int g = e / 32, l = e % 32;
-            uint8_t *b = &y[i].qs[32 * (g / 2) + l];
-            *b = (g & 1) ? (uint8_t)(*b | ((q[e] & 15) << 4)) : (uint8_t)(q[e] & 15);
-            y[i].qh[l] |= (uint8_t)((q[e] >> 4) << g);
-        }
-    }
-}
-
-/* Q3_K / Q6_K: symmetric groups; the group scale is max/-(2^(b-1)) as ggml (so the group's
+/* Q3_K: symmetric groups; the group scale is max/-(2^(b-1)) as ggml (so the group's
  * largest value gets the extra negative code), group scales quantized to signed sbits. */
 static void quant_symmetric_k(const float *x, int half_range, int smax, uint16_t *d_out,
                               int8_t *ls, int8_t *codes) {
@@ -663,21 +577,6 @@ static void quant_q3_K(const float *x, void *vy, int64_t n) {
             const int v = q[e] + 4, half = e / 128, k = (e % 128) / 32, l = e % 32;
             y[i].qs[32 * half + l] |= (uint8_t)((v & 3) << (2 * k));
             y[i].hmask[l] |= (uint8_t)((v >> 2) << (4 * half + k));
-        }
-    }
-}
-
-static void quant_q6_K(const float *x, void *vy, int64_t n) {
-    quant_block_q6_K *y = vy;
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        int8_t q[QK_K];
-        quant_symmetric_k(x, 32, 127, &y[i].d, y[i].scales, q);
-        memset(y[i].ql, 0, sizeof y[i].ql);
-        memset(y[i].qh, 0, sizeof y[i].qh);
-        for (int e = 0; e < QK_K; e++) {
-            const int v = q[e] + 32, half = e / 128, k = (e % 128) / 32, l = e % 32;
-            y[i].ql[64 * half + l + 32 * (k & 1)] |= (uint8_t)((v & 15) << (4 * (k >> 1)));
-            y[i].qh[32 * half + l] |= (uint8_t)((v >> 4) << (2 * k));
         }
     }
 }
