@@ -665,6 +665,29 @@ typedef struct vkllm_perplexity_result {
 VKLLM_API vkllm_status vkllm_perplexity(vkllm_model *model, const vkllm_perplexity_desc *desc,
                                         vkllm_perplexity_result *out);
 
+/* The importance matrix of a model over a calibration text, as llama-imatrix collects it: for
+ * every layer matrix, the sum over the text's tokens of each input column's square, and the
+ * token count, written in llama-imatrix's GGUF format (vkllm_quantize and llama-quantize read
+ * it; vkllm prune's activation-aware methods use it). The text is cut into chunks as
+ * vkllm_perplexity cuts it. Runs on the CPU backend (a runtime on another device fails with
+ * VKLLM_ERR_UNSUPPORTED). */
+typedef struct vkllm_imatrix_desc {
+    uint32_t struct_size; /* sizeof(vkllm_imatrix_desc), or 0 (see "versions and the ABI") */
+    const char *text;
+    size_t text_len;
+    const char *dataset;  /* the text's name, recorded in the file (e.g. its path); NULL: "text" */
+    const char *out_path; /* written under a temporary name, renamed when complete */
+    uint32_t n_ctx;       /* tokens per chunk (0 = 512) */
+    uint32_t n_chunks;    /* 0 = as many as the text holds */
+    uint32_t n_batch;     /* tokens per step (0 = n_ctx) */
+    bool process_output;  /* the output head's input too, where the model has its own
+                           * output.weight (as llama-imatrix --process-output: a head tied to
+                           * the token embedding is left out) */
+    vkllm_progress_fn progress; /* per chunk; may be NULL */
+    void *progress_user;
+} vkllm_imatrix_desc;
+VKLLM_API vkllm_status vkllm_imatrix(vkllm_model *model, const vkllm_imatrix_desc *desc);
+
 
 /* ---- measurement, for benchmarks ---------------------------------------------------------- */
 

@@ -187,9 +187,9 @@ fi
 if [ "$want_ref" -eq 1 ]; then
     [ "$(uname -m)" = x86_64 ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo ||
         die "--reference needs an x86-64 processor with AVX2 and FMA"
-    targets=(llama llama-completion llama-tokenize llama-simple llama-perplexity)
+    targets=(llama llama-completion llama-tokenize llama-simple llama-perplexity llama-imatrix)
     binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so llama-completion
-              llama-tokenize llama-simple llama-perplexity)
+              llama-tokenize llama-simple llama-perplexity llama-imatrix)
     build "$cache/build-cpu-avx2" -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON \
         -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF \
         -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \

@@ -34,6 +34,7 @@
 #define API_V0_vkllm_bench_op_result API_V0_SIZE(vkllm_bench_op_result, gflops)
 #define API_V0_vkllm_perplexity_desc API_V0_SIZE(vkllm_perplexity_desc, progress_user)
 #define API_V0_vkllm_perplexity_result API_V0_SIZE(vkllm_perplexity_result, ppl_base)
+#define API_V0_vkllm_imatrix_desc API_V0_SIZE(vkllm_imatrix_desc, progress_user)
 #define API_V0_vkllm_quantize_desc API_V0_SIZE(vkllm_quantize_desc, result)
 #define API_V0_vkllm_quantize_result API_V0_SIZE(vkllm_quantize_result, bytes_out)
 

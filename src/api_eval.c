@@ -99,17 +99,20 @@ static double kl_row(const uint8_t *row, const float *l, float mx, double lse, u
 
 /* ---- chunked evaluation ------------------------------------------------------------------ */
 
-vkllm_status eval_open(vkllm_model *m, uint32_t n_ctx, uint32_t n_batch, bool outputs,
+vkllm_status eval_open(vkllm_model *m, uint32_t n_ctx, uint32_t n_batch, eval_outputs outputs,
                        eval_run *r) {
     memset(r, 0, sizeof *r);
     r->m = m;
     r->n_ctx = n_ctx;
     r->n_batch = n_batch < n_ctx ? n_batch : n_ctx;
-    r->first = n_ctx / 2;
+    r->first = outputs == EVAL_OUT_ALL ? 0 : n_ctx / 2;
+    r->end = outputs == EVAL_OUT_SCORED ? n_ctx - 1 : n_ctx;
     r->n_vocab = m->cfg.n_vocab;
     const vkllm_allocator *a = m->rt->alloc;
     uint32_t max_out = 0;
-    if (outputs) {
+    if (outputs == EVAL_OUT_ALL) {
+        max_out = r->n_batch; /* every row of a step, as llama.cpp's tools compute them */
+    } else if (outputs == EVAL_OUT_SCORED) {
         const uint64_t fit = EVAL_LOGIT_BYTES / ((uint64_t)r->n_vocab * 4);
         max_out = fit < EVAL_MAX_OUT ? (fit ? (uint32_t)fit : 1u) : EVAL_MAX_OUT;
         if (max_out > r->n_batch) max_out = r->n_batch;
@@ -164,8 +167,8 @@ vkllm_status eval_chunk(eval_run *r, const int32_t *chunk, bool bos, eval_rows_f
     const uint32_t n_ctx = r->n_ctx, first = r->first;
     memcpy(r->toks, chunk, n_ctx * sizeof(int32_t));
     if (bos) r->toks[0] = tok_bos(r->m->vocab);
-    /* the scored positions are first .. n_ctx - 2, the last rows of their steps */
-    const uint32_t end = r->max_out ? n_ctx - 1 : n_ctx;
+    /* the output positions are first .. end - 1, the last rows of their steps */
+    const uint32_t end = r->end;
     for (uint32_t b0 = 0; b0 < end; b0 += r->n_batch) {
         const uint32_t b1 = b0 + r->n_batch < end ? b0 + r->n_batch : end;
         /* llama-perplexity's batch holds the piece's tokens up to n_ctx - 1 */
@@ -435,7 +438,7 @@ vkllm_status vkllm_perplexity(vkllm_model *m, const vkllm_perplexity_desc *user_
             goto done;
         }
     }
-    st = eval_open(m, n_ctx, n_batch, true, &r);
+    st = eval_open(m, n_ctx, n_batch, EVAL_OUT_SCORED, &r);
     if (st != VKLLM_OK) goto done;
     s.r = &r;
     s.kl_out = kl_out;

@@ -11,6 +11,7 @@
 
 #include "api_internal.h"
 #include "api_test_util.h"
+#include "loader/imatrix.h"
 
 #include <math.h>
 #include <sys/stat.h>
@@ -260,11 +261,61 @@ static void test_errors(void **state) {
     vkllm_runtime_destroy(rt);
 }
 
+/* vkllm_imatrix through the API (cli_imatrix checks the bytes against llama-imatrix's): the
+ * file loads, has one entry per layer matrix with every token counted, and refuses what it
+ * cannot do. */
+static void test_imatrix(void **state) {
+    (void)state;
+    size_t len;
+    char *text = read_text(&len);
+    vkllm_runtime *rt;
+    vkllm_model *m = api_test_open(&rt, "cpu", -1);
+    char dir[] = "/tmp/vkllm-im-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char out[256];
+    snprintf(out, sizeof out, "%s/im.gguf", dir);
+    vkllm_imatrix_desc d = {
+        .text = text, .text_len = len, .out_path = out, .n_ctx = 64, .n_chunks = 2};
+    if (vkllm_imatrix(m, &d) != VKLLM_OK) fail_msg("imatrix: %s", vkllm_model_last_error(m));
+    imatrix *im = NULL;
+    core_err err = {{0}};
+    assert_int_equal(imatrix_load(out, NULL, &im, &err), VKLLM_OK);
+    assert_int_equal(im->n_entries, 7 * m->cfg.n_layer);
+    assert_int_equal(im->chunk_count, 2);
+    assert_int_equal(im->chunk_size, 64);
+    for (uint64_t i = 0; i < im->n_entries; i++) {
+        assert_int_equal(im->entries[i].n_counts, 1);
+        assert_int_equal(im->entries[i].counts[0], 128);
+        double sum = 0;
+        for (uint64_t j = 0; j < im->entries[i].n_values; j++)
+            sum += im->entries[i].sums[j];
+        assert_true(sum > 0);
+    }
+    imatrix_free(im);
+    unlink(out);
+    /* a text shorter than two chunks, and nothing written */
+    d.text_len = 40;
+    assert_int_equal(vkllm_imatrix(m, &d), VKLLM_ERR_INVALID_ARG);
+    assert_int_not_equal(access(out, F_OK), 0);
+    rmdir(dir);
+    vkllm_model_free(m);
+    vkllm_runtime_destroy(rt);
+    /* the Vulkan backend does not show its products' inputs */
+    m = api_test_open(&rt, "vulkan", -1);
+    d = (vkllm_imatrix_desc){.text = text, .text_len = len, .out_path = "/tmp/never.gguf"};
+    assert_int_equal(vkllm_imatrix(m, &d), VKLLM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(vkllm_model_last_error(m), "cpu"));
+    vkllm_model_free(m);
+    vkllm_runtime_destroy(rt);
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_cpu),   cmocka_unit_test(test_rows_vulkan),
         cmocka_unit_test(test_golden_cpu), cmocka_unit_test(test_vulkan_equals_cpu),
         cmocka_unit_test(test_kl),         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_imatrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
