@@ -139,8 +139,8 @@ vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
 vkllm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const uint64_t *ne, const void *data,
                                     uint64_t nbytes, bool copy);
-/* Writes a GGUF v3 file (alignment from general.alignment, default 32). On failure the file is
- * removed. */
+/* Writes a GGUF v3 file (alignment from general.alignment, default 32), under a temporary name
+ * next to path that is renamed to path when complete; on failure nothing is left. */
 vkllm_status gguf_writer_write(gguf_writer *w, const char *path, core_err *err);
 /* Sets *data to the bytes of tensor i (added with data NULL), nbytes long, valid until the
  * next call; on failure returns the status with err set. Called in tensor order, so a caller

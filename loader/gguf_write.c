@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct wkv {
     char *key; /* NUL-terminated copy; key_len bytes are written */
@@ -319,7 +320,14 @@ vkllm_status gguf_writer_write_with(gguf_writer *w, const char *path, gguf_tenso
                              "non-zero power of two stored as u32");
         align = a;
     }
-    wout o = {fopen(path, "wb"), true};
+    /* the file is written under a temporary name next to it (a rename within a folder cannot
+     * cross filesystems) and renamed when complete: a failed or interrupted write never
+     * leaves a half file under the name */
+    char tmp[4096];
+    const int tl = snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    if (tl < 0 || (size_t)tl >= sizeof tmp)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "gguf: path too long: '%s'", path);
+    wout o = {fopen(tmp, "wb"), true};
     if (!o.fp) return core_errf(err, VKLLM_ERR_IO, "gguf: cannot create '%s'", path);
     out_bytes(&o, "GGUF", 4);
     out_le(&o, 3, 4);
@@ -359,9 +367,13 @@ vkllm_status gguf_writer_write_with(gguf_writer *w, const char *path, gguf_tenso
     }
     if (fclose(o.fp) != 0) o.ok = false;
     if (st != VKLLM_OK || !o.ok) {
-        remove(path);
+        remove(tmp);
         if (st != VKLLM_OK) return st;
         return core_errf(err, VKLLM_ERR_IO, "gguf: write to '%s' failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return core_errf(err, VKLLM_ERR_IO, "gguf: cannot rename '%s' to '%s'", tmp, path);
     }
     return VKLLM_OK;
 }
