@@ -689,6 +689,41 @@ typedef struct vkllm_imatrix_desc {
 VKLLM_API vkllm_status vkllm_imatrix(vkllm_model *model, const vkllm_imatrix_desc *desc);
 
 
+/* Prunes a model's layer matrices (attention and FFN; the embedding, the head and the norms
+ * are copied) and writes the result (docs/quality.md, docs/sparse.md). Methods: "magnitude"
+ * |w|, or "wanda" |w| * sqrt(mean x^2) from an importance matrix. Patterns: "2:4" and "4:8"
+ * (N of every M consecutive inputs kept), "unstructured" (a fraction of each matrix, of each
+ * row with wanda), "ffn" (whole FFN channels) and "heads" (whole KV head groups with their
+ * query heads); the structured ones write a smaller dense model llama.cpp loads. Formats:
+ * "dense" keeps the zeros in a GGUF type; "packed" (2:4 only, its default) writes vkllm's
+ * S24 formats, which llama.cpp refuses with its own error. */
+typedef struct vkllm_prune_result {
+    uint32_t struct_size;  /* sizeof(vkllm_prune_result), or 0 (see "versions and the ABI") */
+    uint32_t n_matrices;   /* matrices written pruned */
+    uint64_t n_weights;    /* their weights, after a structured cut */
+    uint64_t n_zero;       /* of which zero */
+    uint64_t bytes_in, bytes_out; /* their data in the input and the output */
+} vkllm_prune_result;
+typedef struct vkllm_prune_desc {
+    uint32_t struct_size; /* sizeof(vkllm_prune_desc), or 0 (see "versions and the ABI") */
+    const char *in_path;
+    const char *out_path;     /* written under a temporary name, renamed when complete */
+    const char *method;       /* "magnitude" (default) or "wanda" */
+    const char *pattern;      /* "2:4" (default), "4:8", "unstructured", "ffn", "heads" */
+    float sparsity;           /* the fraction removed, in (0, 1); 0: 0.5 for "unstructured",
+                               * 0.25 for "ffn" and "heads"; N:M patterns remove half */
+    const char *imatrix_path; /* wanda: vkllm_imatrix's or llama-imatrix's file */
+    const char *format;       /* "packed" (2:4's default) or "dense" (the others') */
+    const char *type;         /* packed: "s24_q4" (default) or "s24_q8"; dense: the pruned
+                               * matrices' type, "q8_0" by default (any type with exact zeros
+                               * keeps the pattern: q4_0, q5_0, q8_0, q6_k, f16, bf16, f32) */
+    vkllm_progress_fn progress; /* per tensor; may be NULL */
+    void *progress_user;
+    const vkllm_allocator *allocator;
+    vkllm_prune_result *result; /* may be NULL; filled on success */
+} vkllm_prune_desc;
+VKLLM_API vkllm_status vkllm_prune(const vkllm_prune_desc *desc, char *err, size_t err_cap);
+
 /* ---- measurement, for benchmarks ---------------------------------------------------------- */
 
 /* Memory bandwidth of the runtime's device, measured now: the CPU backend streams a buffer

@@ -35,6 +35,8 @@
 #define API_V0_vkllm_perplexity_desc API_V0_SIZE(vkllm_perplexity_desc, progress_user)
 #define API_V0_vkllm_perplexity_result API_V0_SIZE(vkllm_perplexity_result, ppl_base)
 #define API_V0_vkllm_imatrix_desc API_V0_SIZE(vkllm_imatrix_desc, progress_user)
+#define API_V0_vkllm_prune_desc API_V0_SIZE(vkllm_prune_desc, result)
+#define API_V0_vkllm_prune_result API_V0_SIZE(vkllm_prune_result, bytes_out)
 #define API_V0_vkllm_quantize_desc API_V0_SIZE(vkllm_quantize_desc, result)
 #define API_V0_vkllm_quantize_result API_V0_SIZE(vkllm_quantize_result, bytes_out)
 

@@ -92,7 +92,7 @@ fi
 expect_ok "info: model as a plain argument" -- info --no-tensors "$model"
 
 expect_ok "top-level help" -- --help
-for c in run chat tokenize info devices bench synth perplexity quantize imatrix; do
+for c in run chat tokenize info devices bench synth perplexity quantize imatrix prune; do
     expect_ok "$c --help" -- "$c" --help
 done
 expect_ok "devices" -- devices

@@ -58,7 +58,8 @@ void cli_usage(FILE *f, const char *cmd) {
             "  synth      write a model of a known shape with random weights (benchmarks)\n"
             "  quantize   quantize a model as llama-quantize does (same bytes)\n"
             "  perplexity a model's perplexity over a text, and its KL divergence from another\n"
-            "  imatrix    a model's importance matrix over a text (for quantize and prune)\n",
+            "  imatrix    a model's importance matrix over a text (for quantize and prune)\n"
+            "  prune      prune a model (magnitude, Wanda; 2:4, 4:8, unstructured, FFN, heads)\n",
             VKLLM_VERSION_MAJOR, VKLLM_VERSION_MINOR, VKLLM_VERSION_PATCH);
         return;
     }

@@ -72,6 +72,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 /* argv[0] is "quantize", the options follow (getopt_long) */
 int cmd_quantize(int argc, char **argv);
 

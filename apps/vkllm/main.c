@@ -563,7 +563,8 @@ int main(int argc, char **argv) {
                 {"tokenize", cmd_tokenize}, {"info", cmd_info},
                 {"devices", cmd_devices},   {"bench", cmd_bench},
                 {"synth", cmd_synth},       {"perplexity", cmd_perplexity},
-                {"quantize", cmd_quantize}, {"imatrix", cmd_imatrix}};
+                {"quantize", cmd_quantize}, {"imatrix", cmd_imatrix},
+                {"prune", cmd_prune}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s' (run 'vkllm --help' for the list)\n", argv[1]);
