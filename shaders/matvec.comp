@@ -1,7 +1,8 @@
 // Matrix-vector products for decode, and prefill on CPU drivers: y[t][r] (+)= w[r] . x[t],
 // NT (1..16) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
 // tokens. The 32-element formats (Q4_0 .. Q8_0) give the CPU path's bits: they sum in its
-// order (main below). The K and float formats: a thread takes whole blocks (super-blocks for
+// order (main below); so do the packed 2:4 formats (S24_Q4, S24_Q8), whose spec is that order
+// over halves of their blocks (quant.glsl Q_S24). The K and float formats: a thread takes whole blocks (super-blocks for
 // the K formats), so each block's integer dot product is exact and its float combination is
 // src/core's (quant.glsl q_kterm); only the order of the float sum over blocks differs.
 //
@@ -94,7 +95,7 @@ void main() {
         uint cw[NR * LPT];
         float dw[NR], mw[NR];
         [[unroll]] for (uint r = 0u; r < NR; r++) {
-            const uint bo = bo_row[r] + b * QBYTES;
+            const uint bo = bo_row[r] + q_bo(b);
             if (LANE_ROWS) {
                 uint c[8];
                 q_block(bo, c, dw[r], mw[r]);
