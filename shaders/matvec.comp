@@ -91,6 +91,11 @@ void main() {
     [[unroll]] for (uint i = 0u; i < NR * NT * LPT; i++) acc[i] = 0.0;
     [[unroll]] for (uint i = 0u; i < NR * NT; i++) msum[i] = 0.0;
 
+#if defined(Q_S24)
+    // LANE_ROWS: each row's 64-column block, read at its first half and kept for its second
+    // (nb is even): half the loads of reading each half on its own
+    uint kw[NR * Q_WORDS];
+#endif
     for (uint b = 0u; b < pc.nb; b++) {
         uint cw[NR * LPT];
         float dw[NR], mw[NR];
@@ -98,7 +103,19 @@ void main() {
             const uint bo = bo_row[r] + q_bo(b);
             if (LANE_ROWS) {
                 uint c[8];
+#if defined(Q_S24)
+                uint k[Q_WORDS];
+                if ((b & 1u) == 0u) {
+                    q_words(bo, k);
+                    [[unroll]] for (uint j = 0u; j < Q_WORDS; j++) kw[r * Q_WORDS + j] = k[j];
+                } else {
+                    [[unroll]] for (uint j = 0u; j < Q_WORDS; j++) k[j] = kw[r * Q_WORDS + j];
+                }
+                q_s24_half(k, b & 1u, c, dw[r]);
+                mw[r] = 0.0;
+#else
                 q_block(bo, c, dw[r], mw[r]);
+#endif
                 [[unroll]] for (uint k = 0u; k < LPT; k++) cw[r * LPT + k] = q_signed(c[k]);
             } else {
                 cw[r] = q_signed(q_lane(bo, lane, dw[r], mw[r]));

@@ -181,9 +181,11 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_SIGNED 1
 #if defined(WT_S24_Q4)
 #define QBYTES 26u
+#define Q_WORDS 7u
 #define Q_ISUM_SMALL 1 // two products of |q - 8| <= 8 and |x| <= 128
 #else
 #define QBYTES 42u
+#define Q_WORDS 11u
 #endif
 
 // ---- K formats: 256-element super-blocks ----------------------------------------------------
@@ -294,8 +296,35 @@ void q_codes32(uint bo, uint s, out uint c[8]) {
 #error "quant.glsl: no WT_<type> define"
 #endif
 
-#if defined(Q_S24)
+#if QK == 32
 #define Q_LEGACY 1
+// The block's bytes as words from its start: k[j] = bytes 4j .. 4j + 3. A block at an offset
+// of 2 mod 4 is shifted into place; its last word then holds the block's last 2 bytes only
+// (Q_WORDS covers the block; no byte after it is read).
+void q_words(uint bo, out uint k[Q_WORDS]) {
+    const uint i = bo >> 2;
+#if !defined(Q_ALIGN4)
+    if ((bo & 2u) != 0u) {
+        uint lo = QW(i);
+        [[unroll]] for (uint j = 0u; j + 1u < Q_WORDS; j++) {
+            const uint hi = QW(i + j + 1u);
+            k[j] = (lo >> 16) | (hi << 16);
+            lo = hi;
+        }
+        k[Q_WORDS - 1u] = lo >> 16;
+        return;
+    }
+#endif
+    [[unroll]] for (uint j = 0u; j < Q_WORDS; j++) k[j] = QW(i + j);
+}
+// the 4 bytes at even offset o of a block read by q_words
+uint q_k32(uint k[Q_WORDS], uint o) {
+    return (o & 2u) == 0u ? k[o >> 2] : (k[o >> 2] >> 16) | (k[(o >> 2) + 1u] << 16);
+}
+
+#endif
+
+#if defined(Q_S24)
 // Byte offset of kernel block b in a row: the half in bit 0 (blocks start at even offsets).
 uint q_bo(uint b) { return (b >> 1) * QBYTES + (b & 1u); }
 
@@ -356,35 +385,29 @@ uint q_lane(uint bo, uint l, out float d, out float m) {
     return q_s24_word(p, v);
 }
 
+// Half h of a block already read by q_words (k: its words from its start), for kernels that
+// read a block once for both halves. Every word index is a constant once the caller's loops
+// are unrolled, and h picks between two of them: CPU drivers keep run-time-indexed arrays in
+// memory.
+void q_s24_half(uint k[Q_WORDS], uint h, out uint c[8], out float d) {
+    d = unpackHalf2x16(k[0]).x;
+    const uint pw = h == 0u ? q_k32(k, 2u) : q_k32(k, 6u);
+    uint q[4];
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+#if defined(WT_S24_Q4)
+        q[j] = q_k32(k, 10u + 4u * j);
+#else
+        q[j] = h == 0u ? q_k32(k, 10u + 4u * j) : q_k32(k, 26u + 4u * j);
+#endif
+    }
+    [[unroll]] for (uint l = 0u; l < 8u; l++)
+        c[l] = q_s24_word((pw >> (4u * l)) & 15u, q_s24_pair(q[l >> 1] >> (16u * (l & 1u)), h));
+}
+
 uint q_signed(uint c) { return c; }
 
 #elif QK == 32
-#define Q_LEGACY 1
 uint q_bo(uint b) { return b * QBYTES; }
-// The block's bytes as words from its start: k[j] = bytes 4j .. 4j + 3. A block at an offset
-// of 2 mod 4 is shifted into place; its last word then holds the block's last 2 bytes only
-// (Q_WORDS covers the block; no byte after it is read).
-void q_words(uint bo, out uint k[Q_WORDS]) {
-    const uint i = bo >> 2;
-#if !defined(Q_ALIGN4)
-    if ((bo & 2u) != 0u) {
-        uint lo = QW(i);
-        [[unroll]] for (uint j = 0u; j + 1u < Q_WORDS; j++) {
-            const uint hi = QW(i + j + 1u);
-            k[j] = (lo >> 16) | (hi << 16);
-            lo = hi;
-        }
-        k[Q_WORDS - 1u] = lo >> 16;
-        return;
-    }
-#endif
-    [[unroll]] for (uint j = 0u; j < Q_WORDS; j++) k[j] = QW(i + j);
-}
-// the 4 bytes at even offset o of a block read by q_words
-uint q_k32(uint k[Q_WORDS], uint o) {
-    return (o & 2u) == 0u ? k[o >> 2] : (k[o >> 2] >> 16) | (k[(o >> 2) + 1u] << 16);
-}
-
 // d and m (0 without a min) of a 32-element block from its first word
 void q_scales(uint w0, out float d, out float m) {
     const vec2 dm = unpackHalf2x16(w0);
