@@ -118,6 +118,8 @@ vkllm_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
 vkllm_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
 vkllm_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 vkllm_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
+/* Drops key (a copied kv a rewritten file must not keep); false if it was not set. */
+bool gguf_writer_remove(gguf_writer *w, const char *key);
 /* Numeric array: elem_type one of the numeric types, n elements packed little-endian. */
 vkllm_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type,
                                  const void *data, uint64_t n);

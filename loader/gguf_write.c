@@ -123,6 +123,21 @@ static vkllm_status set_scalar(gguf_writer *w, const char *key, gguf_type type, 
     return set_bytes(w, key, type, b, n);
 }
 
+bool gguf_writer_remove(gguf_writer *w, const char *key) {
+    if (!w || !key) return false;
+    const size_t kl = strlen(key);
+    for (uint64_t i = 0; i < w->n_kv; i++) {
+        wkv *kv = &w->kvs[i];
+        if (kv->key_len != kl || memcmp(kv->key, key, kl) != 0) continue;
+        core_free(&w->alloc, kv->key);
+        core_free(&w->alloc, kv->payload);
+        memmove(kv, kv + 1, (size_t)(w->n_kv - i - 1) * sizeof *kv); /* keep the order */
+        w->n_kv--;
+        return true;
+    }
+    return false;
+}
+
 vkllm_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) {
     return set_scalar(w, key, GGUF_TYPE_UINT32, v);
 }

@@ -52,7 +52,8 @@ static vkllm_status check_matmul(vkllm_runtime *rt, const vkllm_bench_op_desc *d
     if (!quant_type_by_name(d->type && *d->type ? d->type : "q4_0", w_type))
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
                          "bench matmul: unknown weight type '%s' "
-                         "(q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k, f16, bf16, f32)",
+                         "(q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k, f16, bf16, f32, s24_q4, "
+                         "s24_q8)",
                          d->type);
     const quant_traits *tr = quant_traits_of(*w_type);
     if (d->rows == 0 || d->cols == 0)

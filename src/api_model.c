@@ -13,15 +13,21 @@ static void model_type_name(vkllm_model *m) {
     const char *name =
         gguf_get_u32(m->file, "general.file_type", &ft) ? quant_ftype_name(ft) : NULL;
     if (!name) {
-        uint64_t bytes[QT_COUNT] = {0};
+        /* the ggml ids, then the two S24 ids at QT_COUNT and QT_COUNT + 1 */
+        uint64_t bytes[QT_COUNT + 2] = {0};
         uint32_t best = QT_F32;
         for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) {
             const gguf_tensor *t = gguf_tensor_at(m->file, i);
-            if (t->type >= QT_COUNT || t->n_dims < 2) continue;
-            bytes[t->type] += t->nbytes;
-            if (bytes[t->type] > bytes[best]) best = t->type;
+            const uint32_t slot = t->type == QT_S24_Q4   ? QT_COUNT
+                                  : t->type == QT_S24_Q8 ? QT_COUNT + 1
+                                                         : t->type;
+            if (slot >= QT_COUNT + 2 || t->n_dims < 2) continue;
+            bytes[slot] += t->nbytes;
+            if (bytes[slot] > bytes[best]) best = slot;
         }
-        name = quant_type_name(best);
+        name = quant_type_name(best == QT_COUNT       ? QT_S24_Q4
+                               : best == QT_COUNT + 1 ? QT_S24_Q8
+                                                      : best);
     }
     size_t i = 0;
     for (; name[i] && i + 1 < sizeof m->type_name; i++)

@@ -208,6 +208,11 @@ static void test_writer_round_trip(void **state) {
     assert_int_equal(gguf_writer_set_arr(w, "a.bad", GGUF_TYPE_STRING, strs, 1),
                      VKLLM_ERR_INVALID_ARG);
     assert_int_equal(gguf_writer_set_u32(w, "", 1), VKLLM_ERR_INVALID_ARG);
+    /* a removed key is not written; removing it again finds nothing */
+    assert_int_equal(gguf_writer_set_u32(w, "t.gone", 1), VKLLM_OK);
+    assert_true(gguf_writer_remove(w, "t.gone"));
+    assert_false(gguf_writer_remove(w, "t.gone"));
+    assert_false(gguf_writer_remove(w, "t.never"));
 
     /* tensors of several types; sizes chosen so each needs padding to 64 */
     float f32[8] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -292,6 +297,7 @@ static void test_writer_round_trip(void **state) {
     assert_false(gguf_get_arr(f, "t.u32", NULL, NULL));
     /* the first setting of t.str kept its place (key order is insertion order) */
     assert_int_equal(gguf_find_key(f, "t.str"), 6);
+    assert_true(gguf_find_key(f, "t.gone") < 0);
     assert_int_equal(gguf_find_key(f, "general.architecture"), 0);
 
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) {

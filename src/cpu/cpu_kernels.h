@@ -15,6 +15,9 @@
  * The AVX-512 tables (with and without VNNI) return the AVX2 table's bits for every function:
  * they put two of its 8-lane accumulators in one register (cpu_kernels_avx512.c), so the
  * output of a model does not depend on which of these the processor has.
+ * The packed 2:4 formats (S24_Q4, S24_Q8; cpu_s24.h, docs/sparse.md) are the exception to the
+ * scalar table's other order: their reference dot product already follows the 8-lane order,
+ * so every table, scalar included, gives the same bits for them.
  */
 #ifndef VKLLM_CPU_KERNELS_H
 #define VKLLM_CPU_KERNELS_H

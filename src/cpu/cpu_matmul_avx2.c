@@ -17,6 +17,7 @@
 
 #include "core/quant_blocks.h"
 #include "cpu/cpu_matmul_blocks.h"
+#include "cpu/cpu_s24.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -283,6 +284,8 @@ void cpu_avx2_matmul(const cpu_matmul_args *a) {
     case QT_F16:
     case QT_BF16:
     case QT_F32: matmul_float(a); break;
+    case QT_S24_Q4:
+    case QT_S24_Q8: cpu_avx2_matmul_s24(a); break;
     default: matmul_ref(a); break;
     }
 }

@@ -35,6 +35,7 @@
 
 #include "core/quant_blocks.h"
 #include "cpu/cpu_matmul_blocks.h"
+#include "cpu/cpu_s24.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -325,6 +326,8 @@ void CPU_AVX512_FN(matmul)(const cpu_matmul_args *a) {
     case QT_Q4_K:
     case QT_Q5_K:
     case QT_Q6_K: cpu_avx512_matmul_k(a); break;
+    case QT_S24_Q4:
+    case QT_S24_Q8: CPU_AVX512_FN(matmul_s24)(a); break;
     default: cpu_avx2_matmul(a); break; /* floats and the rest: AVX2's, the same bits */
     }
 }

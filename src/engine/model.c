@@ -3,6 +3,8 @@
  * The weights stay where the loader mapped them; backends copy them if they need to. */
 #include "engine/engine.h"
 
+#include "core/quant_s24.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -15,9 +17,11 @@ typedef struct bind_ctx {
     core_err *err;
 } bind_ctx;
 
-/* Binds tensor `name` as a [n_out x n_in] matrix (n_out = 1 for a vector). */
+/* Binds tensor `name` as a [n_out x n_in] matrix (n_out = 1 for a vector). sparse_ok: the
+ * packed 2:4 formats are allowed (the layer matrices; the token embedding is read a row at a
+ * time and the output head gains little, so both stay dense, as `vkllm prune` writes them). */
 static vkllm_status bind(bind_ctx *bc, eng_weight *w, const char *name, uint32_t n_in,
-                         uint32_t n_out, bool optional, bool *found) {
+                         uint32_t n_out, bool optional, bool sparse_ok, bool *found) {
     const gguf_tensor *t = gguf_find_tensor(bc->f, name);
     if (found) *found = t != NULL;
     if (!t) {
@@ -39,6 +43,11 @@ static vkllm_status bind(bind_ctx *bc, eng_weight *w, const char *name, uint32_t
         return core_errf(bc->err, VKLLM_ERR_UNSUPPORTED,
                          "model: tensor '%s' has type %s, which vkllm cannot compute with%s",
                          name, quant_type_name(t->type), vec ? " (norms must be f32)" : "");
+    if (quant_is_s24(t->type) && !sparse_ok)
+        return core_errf(bc->err, VKLLM_ERR_UNSUPPORTED,
+                         "model: tensor '%s' has type %s: the 2:4 sparse formats are for the "
+                         "layer matrices; the token embedding and the output head must be dense",
+                         name, quant_type_name(t->type));
     if (!t->data)
         return core_errf(bc->err, VKLLM_ERR_BAD_FILE, "model: tensor '%s' has no data", name);
     uint64_t rb;
@@ -75,13 +84,14 @@ vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config
     bind_ctx bc = {f, m, m->names, err};
     vkllm_status st;
     bool has_output = false;
-#define BIND(w, name, in, out, opt, found)                                                    \
+#define BIND(w, name, in, out, opt, sparse, found)                                            \
     do {                                                                                       \
-        if ((st = bind(&bc, (w), (name), (in), (out), (opt), (found))) != VKLLM_OK) goto fail; \
+        if ((st = bind(&bc, (w), (name), (in), (out), (opt), (sparse), (found))) != VKLLM_OK)  \
+            goto fail;                                                                         \
     } while (0)
-    BIND(&m->tok_embd, "token_embd.weight", d, cfg->n_vocab, false, NULL);
-    BIND(&m->output_norm, "output_norm.weight", d, 1, false, NULL);
-    BIND(&m->output, "output.weight", d, cfg->n_vocab, true, &has_output);
+    BIND(&m->tok_embd, "token_embd.weight", d, cfg->n_vocab, false, false, NULL);
+    BIND(&m->output_norm, "output_norm.weight", d, 1, false, false, NULL);
+    BIND(&m->output, "output.weight", d, cfg->n_vocab, true, false, &has_output);
     if (!has_output) {
         m->output = m->tok_embd;
         m->tied_output = true;
@@ -92,7 +102,7 @@ vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config
 #define LAYER(w, suffix, in, out)                                                              \
     do {                                                                                       \
         snprintf(name, sizeof name, "blk.%u.%s", il, (suffix));                                \
-        BIND((w), name, (in), (out), false, NULL);                                             \
+        BIND((w), name, (in), (out), false, (out) > 1, NULL);                                  \
     } while (0)
         LAYER(&L->attn_norm, "attn_norm.weight", d, 1);
         LAYER(&L->wq, "attn_q.weight", d, dq);
