@@ -4,7 +4,9 @@
  *  - the first step's logits of a prompt are identical, bit for bit, at every capability tier
  *    (prefill: the prompt's tokens as one batch through the multi-token kernels);
  *  - 32 greedy tokens of two prompts (prefill, then decode one token at a time) are the same
- *    at every tier.
+ *    at every tier;
+ *  - a manual engine (paced: steps submitted in segments) decoding both prompts in one batch
+ *    gives the same tokens.
  * No tolerance, as tests/test_vk_greedy.c for the dense model: the S24 kernels of both
  * backends follow the spec's arithmetic (quant_blocks.h), and every other op was already
  * exact. Needs AVX2 on the CPU side (api_test_require_avx2). ctest sets VKLLM_VK_VALIDATION=1.
@@ -135,9 +137,69 @@ static void test_s24_model_vulkan_is_cpu(void **state) {
     free(ref_logits);
 }
 
+/* The engine on Vulkan (the device's tier): both prompts submitted together to a manual
+ * engine, so its decode steps run the two sequences' tokens through one multi-token product,
+ * and stepped with a budget far below a step's time, so each step is recorded in segments
+ * (paced) and submitted a segment per call: the tokens of vkllm_generate on the CPU. */
+static void test_s24_engine_paced_batched(void **state) {
+    (void)state;
+    vkllm_runtime *crt;
+    vkllm_model *cm = open_s24(&crt, "cpu", -1);
+    api_test_require_avx2(crt);
+    const vkllm_sampling greedy = {.temperature = 0.0f};
+    run_out ref[N_PROMPTS];
+    for (size_t p = 0; p < N_PROMPTS; p++)
+        api_test_generate(cm, k_prompts[p], &greedy, &ref[p]);
+    vkllm_model_free(cm);
+    vkllm_runtime_destroy(crt);
+
+    vkllm_runtime *rt;
+    vkllm_model *m = open_s24(&rt, "vulkan", -1);
+    vkllm_engine_desc ed = {.n_ctx = 256, .max_seqs = 4, .no_prefix_cache = true, .manual = true};
+    vkllm_engine *e = NULL;
+    if (vkllm_engine_create(m, &ed, &e) != VKLLM_OK)
+        fail_msg("engine: %s", vkllm_model_last_error(m));
+    vkllm_request *r[N_PROMPTS];
+    for (size_t p = 0; p < N_PROMPTS; p++) {
+        const vkllm_request_desc d = {.prompt = k_prompts[p],
+                                      .max_tokens = API_TEST_N_GEN,
+                                      .ignore_eog = true,
+                                      .sampling = greedy};
+        if (vkllm_submit(e, &d, &r[p]) != VKLLM_OK)
+            fail_msg("submit: %s", vkllm_engine_last_error(e));
+    }
+    uint32_t active = N_PROMPTS, calls = 0;
+    while (active > 0) {
+        if (vkllm_step(e, 2e-3, &active) != VKLLM_OK)
+            fail_msg("step: %s", vkllm_engine_last_error(e));
+        calls++;
+    }
+    vkllm_engine_stats st = {.struct_size = sizeof st};
+    vkllm_engine_get_stats(e, &st);
+    for (size_t p = 0; p < N_PROMPTS; p++) {
+        assert_int_equal(vkllm_request_wait(r[p], NULL), VKLLM_OK);
+        size_t n = 0;
+        const int32_t *ids = vkllm_request_tokens(r[p], &n);
+        assert_int_equal(n, API_TEST_N_GEN);
+        for (size_t k = 0; k < n; k++)
+            if (ids[k] != ref[p].ids[k])
+                fail_msg("engine prompt %zu: token %zu is %d, the CPU's %d", p, k, ids[k],
+                         ref[p].ids[k]);
+        vkllm_request_free(r[p]);
+    }
+    printf("engine (%s): %llu steps in %u calls, the CPU's tokens\n",
+           vkllm_runtime_backend_name(rt), (unsigned long long)st.steps, calls);
+    /* more calls than steps: the budget cut the steps (segments, or waits on the device) */
+    assert_true(calls > st.steps);
+    vkllm_engine_destroy(e);
+    vkllm_model_free(m);
+    vkllm_runtime_destroy(rt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_s24_model_vulkan_is_cpu),
+        cmocka_unit_test(test_s24_engine_paced_batched),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
