@@ -8,13 +8,16 @@
  * split into 3 parts. The activations are quantized on the device; test_vk_mm proves that
  * quantizer gives the CPU's Q8_0 blocks, so the reference quantizes them on the CPU.
  * ctest runs this under lavapipe's default vector width and at LP_NATIVE_VECTOR_WIDTH=128 and
- * 512 (subgroups of 4 and 16 lanes instead of 8).
+ * 512 (subgroups of 4 and 16 lanes instead of 8). test_sparse_relaxed: the relaxed products
+ * (plain_fma) within a stated bound of the reference.
  */
 #include "vk_test_util.h"
 
 #include "core/common.h"
 #include "core/quant.h"
 #include "core/quant_blocks.h"
+
+#include <math.h>
 
 static const uint32_t k_types[] = {QT_S24_Q4, QT_S24_Q8};
 static const uint32_t k_cols[] = {64, 576, 1536, 4096};
@@ -208,6 +211,74 @@ static void test_sparse_matmul(void **state) {
     printf("packed 2:4: %u shapes bit-identical to the reference dot product\n", g_shapes);
 }
 
+/* Relaxed products (vk_mm_tuning.plain_fma, vkllm_runtime_desc.vk_relaxed_products) at the
+ * best tier and the device's layout: on a device whose fma() is not fused (lavapipe) the lane
+ * chains round twice a step, as test_vk_mm's test_matmul_relaxed states for the dense formats:
+ *  - each of 33 tokens gets the outputs it gets alone (batch invariance, bit for bit);
+ *  - |got - ref| <= (4 nb + 16) u S, nb the row's 32-column halves, u = 2^-24, S the sum of
+ *    |w x| over the row (the dequantized weight and activation values);
+ *  - where fma() is not fused some outputs differ from the reference's bits (the relaxed
+ *    kernels ran), and where it is fused none do. */
+static void test_sparse_relaxed(void **state) {
+    (void)state;
+    const uint32_t n_in = 1536, n_tok = 33, nb = n_in / 32;
+    vk_dev *d = vt_dev(VK_TIER_COUNT - 1, 0);
+    core_err err = {{0}};
+    vk_mm *m = NULL;
+    if (vk_mm_create(d, &m, &err) != VKLLM_OK) fail_msg("vk_mm_create: %s", err.msg);
+    vk_mm_tuning t = vk_mm_get_tuning(m);
+    t.plain_fma = true;
+    if (vk_mm_set_tuning(m, &t, &err) != VKLLM_OK) fail_msg("%s", err.msg);
+    unsigned differ = 0, compared = 0;
+    for (size_t ti = 0; ti < sizeof k_types / sizeof *k_types; ti++) {
+        const uint32_t type = k_types[ti];
+        const quant_traits *tr = quant_traits_of(type), *vt = quant_traits_of(QT_Q8_0);
+        uint64_t rb, qb;
+        uint8_t *w = s24_rows(type, n_in, N_OUT, &rb);
+        assert_true(quant_row_bytes(QT_Q8_0, n_in, &qb));
+        const size_t ny = (size_t)n_tok * N_OUT;
+        float *x = malloc((size_t)n_tok * n_in * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
+        float *one = malloc(N_OUT * 4), *wd = malloc(n_in * 4), *xd = malloc(n_in * 4);
+        uint8_t *xq = malloc(qb);
+        vt_fill(x, (size_t)n_tok * n_in, -1.0f, 1.0f);
+        reference(type, w, rb, n_in, x, n_tok, ref, N_OUT);
+        run(d, m, type, w, rb, n_in, x, n_tok, NULL, got, N_OUT, false, 1);
+        for (uint32_t i = 0; i < n_tok; i++) {
+            run(d, m, type, w, rb, n_in, x + (size_t)i * n_in, 1, NULL, one, N_OUT, false, 1);
+            if (memcmp(one, got + (size_t)i * N_OUT, N_OUT * 4) != 0)
+                fail_msg("relaxed %s: token %u of %u gets other outputs than alone",
+                         quant_type_name(type), i, n_tok);
+            vt->quant(x + (size_t)i * n_in, xq, n_in);
+            vt->dequant(xq, xd, n_in);
+            for (uint32_t r = 0; r < N_OUT; r++) {
+                tr->dequant(w + r * rb, wd, n_in);
+                double sum = 0.0;
+                for (uint32_t j = 0; j < n_in; j++)
+                    sum += fabs((double)wd[j] * xd[j]);
+                const size_t j = (size_t)i * N_OUT + r;
+                const double tol = (4.0 * nb + 16.0) * 0x1p-24 * sum;
+                const double dev = fabs((double)got[j] - (double)ref[j]);
+                if (!(dev <= tol))
+                    fail_msg("relaxed %s: y[%u][%u] %a, the reference's %a: off by %g, bound %g",
+                             quant_type_name(type), i, r, got[j], ref[j], dev, tol);
+                differ += f32_bits(got[j]) != f32_bits(ref[j]);
+                compared++;
+            }
+        }
+        free(w), free(x), free(ref), free(got), free(one), free(wd), free(xd), free(xq);
+    }
+    printf("relaxed products (fma() %s here): %u of %u outputs differ from the reference's "
+           "bits\n",
+           d->fma_exact ? "not fused" : "fused", differ, compared);
+    if (d->fma_exact && differ == 0)
+        fail_msg("relaxed products: no output differs from the reference: the relaxed kernels "
+                 "did not run");
+    if (!d->fma_exact && differ != 0)
+        fail_msg("relaxed products changed %u outputs on a device with a fused fma()", differ);
+    vk_mm_destroy(m);
+    vt_dev_done(d);
+}
+
 /* The embedding has no packed 2:4 kernel (vk_embed_supports): vk_embed says so instead of
  * dispatching. */
 static void test_sparse_embed_refused(void **state) {
@@ -240,6 +311,7 @@ static void test_sparse_embed_refused(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sparse_matmul),
+        cmocka_unit_test(test_sparse_relaxed),
         cmocka_unit_test(test_sparse_embed_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
