@@ -1,8 +1,8 @@
 /* Matrix products and the embedding lookup on the device: activation quantization
  * (shaders/quantize.comp), matrix-vector kernels (matvec.comp: decode, and prefill in tiles of
  * 16 tokens on CPU drivers), the shared-memory tiled kernel for prefill on GPUs (matmul.comp)
- * and the embedding (embed.comp), for every weight format the CPU path supports; block
- * layouts in shaders/quant.glsl. It must not know about models or record barriers.
+ * and the embedding (embed.comp), for every weight format the CPU path supports (the packed
+ * 2:4 formats: no embedding); block layouts in shaders/quant.glsl. It must not know about models or record barriers.
  *
  * Numerics follow the CPU path (src/core/quant.c): activations are quantized to the weight's
  * vec_dot_type with the CPU's rounding, each block's integer dot product is exact and combined
@@ -34,7 +34,8 @@ static const struct {
     {QT_F32, "f32"},   {QT_F16, "f16"},   {QT_BF16, "bf16"}, {QT_Q4_0, "q4_0"},
     {QT_Q4_1, "q4_1"}, {QT_Q5_0, "q5_0"}, {QT_Q5_1, "q5_1"}, {QT_Q8_0, "q8_0"},
     {QT_Q2_K, "q2_K"}, {QT_Q3_K, "q3_K"}, {QT_Q4_K, "q4_K"}, {QT_Q5_K, "q5_K"},
-    {QT_Q6_K, "q6_K"}, {QT_S24_Q4, "s24_q4"}, {QT_S24_Q8, "s24_q8"},
+    {QT_Q6_K, "q6_K"},
+    {QT_S24_Q4, "s24_q4"}, {QT_S24_Q8, "s24_q8"}, /* packed 2:4 (quant_blocks.h) */
 };
 #define N_TYPES (sizeof k_types / sizeof k_types[0])
 
