@@ -2,9 +2,10 @@
 // NT (1..16) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
 // tokens. The 32-element formats (Q4_0 .. Q8_0) give the CPU path's bits: they sum in its
 // order (main below); so do the packed 2:4 formats (S24_Q4, S24_Q8), whose spec is that order
-// over halves of their blocks (quant.glsl Q_S24). The K and float formats: a thread takes whole blocks (super-blocks for
-// the K formats), so each block's integer dot product is exact and its float combination is
-// src/core's (quant.glsl q_kterm); only the order of the float sum over blocks differs.
+// over halves of their blocks (quant.glsl Q_S24). The K and float formats: a thread takes
+// whole blocks (super-blocks for the K formats), so each block's integer dot product is exact
+// and its float combination is src/core's (quant.glsl q_kterm); only the order of the float
+// sum over blocks differs.
 //
 // Two layouts (LANE_ROWS, from vk_mm_tuning):
 //  - GPUs: a workgroup's threads split the blocks of its NR rows, then their partial sums are

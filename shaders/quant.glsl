@@ -174,6 +174,9 @@ vec4 q_float4(uint bo, uint e) {
 // h (group 8h + l: columns 32h + 4l .. 32h + 4l + 3) is then word c[l], and its chain is the
 // 32-element formats' (matvec.comp Q_LEGACY): the spec's arithmetic is Q4_0's with the zeros
 // skipped. The codes are the signed values themselves (Q_OFF 0), so a pruned column is 0.
+// A group's two positions must differ (the spec's first < second): one column named twice
+// would hold both values in one byte, where the reference adds both products. There is no
+// embedding: tests/test_vk_sparse.c proves this decode through the products, bit for bit.
 #elif defined(WT_S24_Q4) || defined(WT_S24_Q8)
 #define QK 32
 #define Q_S24 1
