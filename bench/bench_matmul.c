@@ -7,7 +7,11 @@
  * and GFLOP/s (2 * rows * cols * tokens / time; the activation quantization is not timed),
  * by wall clock and, on one thread, by the thread's CPU time.
  *
+ * Then the packed 2:4 formats (docs/sparse.md) against Q4_0 at larger shapes (attention and
+ * FFN matrices of 7B / 1B models), the dense twin a 2:4 model is compared with.
+ *
  *   bench_matmul [seconds per case, default 1] [only this table: scalar, avx2, ...]
+ *                [only cases whose name contains this: "s24", "4096", ...]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pthread_barrier_t */
@@ -96,7 +100,8 @@ static float frand(uint64_t *s) {
 
 int main(int argc, char **argv) {
     const double budget = argc > 1 ? atof(argv[1]) : 1.0;
-    const char *only = argc > 2 ? argv[2] : NULL;
+    const char *only = argc > 2 && *argv[2] ? argv[2] : NULL;
+    const char *only_case = argc > 3 ? argv[3] : NULL;
     const bcase cases[] = {
         {"decode  q4_1 1536x576 ", QT_Q4_1, 1536, 576, 1},
         {"decode  q4_1 576x1536 ", QT_Q4_1, 576, 1536, 1},
@@ -104,6 +109,13 @@ int main(int argc, char **argv) {
         {"prefill q4_1 1536x576 ", QT_Q4_1, 1536, 576, 512},
         {"prefill q4_1 576x1536 ", QT_Q4_1, 576, 1536, 512},
         {"prefill q8_0 49152x576", QT_Q8_0, 49152, 576, 512},
+        {"decode  q4_0   4096x4096", QT_Q4_0, 4096, 4096, 1},
+        {"decode  s24_q4 4096x4096", QT_S24_Q4, 4096, 4096, 1},
+        {"decode  s24_q8 4096x4096", QT_S24_Q8, 4096, 4096, 1},
+        {"decode  q4_0   2048x8192", QT_Q4_0, 2048, 8192, 1},
+        {"decode  s24_q4 2048x8192", QT_S24_Q4, 2048, 8192, 1},
+        {"prefill q4_0   4096x4096", QT_Q4_0, 4096, 4096, 64},
+        {"prefill s24_q4 4096x4096", QT_S24_Q4, 4096, 4096, 64},
     };
     uint64_t seed = 1;
     for (int isa = CPU_KERN_SCALAR; isa < CPU_KERN_COUNT; isa++) {
@@ -111,6 +123,7 @@ int main(int argc, char **argv) {
         if (!k || (only && strcmp(only, k->name) != 0)) continue;
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const bcase *c = &cases[ci];
+            if (only_case && !strstr(c->name, only_case)) continue;
             uint64_t wrb, xrb;
             const quant_traits *qt = quant_traits_of(c->type);
             quant_row_bytes(c->type, (uint64_t)c->cols, &wrb);

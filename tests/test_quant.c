@@ -443,11 +443,11 @@ static void test_s24_pick(void **state) {
         float x[4];
         int lo, hi;
     } cases[] = {
-        {{0.1f, -3.0f, 2.0f, 0.5f}, 1, 2},  {{4.0f, 0.0f, 0.0f, -5.0f}, 0, 3},
-        {{1.0f, -3.0f, 3.0f, 3.0f}, 1, 2},  /* a three-way tie: the two lowest */
-        {{2.0f, 2.0f, 2.0f, 2.0f}, 0, 1},   {{0.0f, 0.0f, 0.0f, 0.0f}, 0, 1},
-        {{0.0f, 0.0f, 0.0f, 7.0f}, 0, 3},   /* one nonzero: it and the lowest zero */
-        {{0.0f, -1.0f, 0.0f, 1.0f}, 1, 3},  {{-0.0f, 0.0f, 1e-30f, 0.0f}, 0, 2},
+        {{0.1f, -3.0f, 2.0f, 0.5f}, 1, 2}, {{4.0f, 0.0f, 0.0f, -5.0f}, 0, 3},
+        {{1.0f, -3.0f, 3.0f, 3.0f}, 1, 2}, /* a three-way tie: the two lowest */
+        {{2.0f, 2.0f, 2.0f, 2.0f}, 0, 1},  {{0.0f, 0.0f, 0.0f, 0.0f}, 0, 1},
+        {{0.0f, 0.0f, 0.0f, 7.0f}, 0, 3}, /* one nonzero: it and the lowest zero */
+        {{0.0f, -1.0f, 0.0f, 1.0f}, 1, 3}, {{-0.0f, 0.0f, 1e-30f, 0.0f}, 0, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const uint8_t p = quant_s24_pick(cases[i].x);
@@ -465,7 +465,8 @@ static void s24_hand_block(quant_type t, float x[64], float kept[32], uint8_t po
     for (int g = 0; g < 16; g++) {
         const int lo = g % 4 == 3 ? 0 : g % 4, hi = g % 4 == 3 ? 1 : 3;
         pos[g / 2] |= (uint8_t)((lo | hi << 2) << (4 * (g & 1)));
-        for (int j = 0; j < 4; j++) x[4 * g + j] = 0.25f * (float)(j + 1) / 4.0f; /* < 0.5 */
+        for (int j = 0; j < 4; j++)
+            x[4 * g + j] = 0.25f * (float)(j + 1) / 4.0f; /* < 0.5 */
         for (int e = 0; e < 2; e++) {
             const int k = 2 * g + e;
             kept[k] = t == QT_S24_Q4 ? (float)(k % 16 - 8) : (float)(127 - 8 * k);
@@ -499,10 +500,13 @@ static void test_s24_round_trip(void **state) {
          * every group keeps columns 0 and 1, all values 0 */
         const uint8_t *z = q + qt->type_size;
         assert_int_equal(z[0] | z[1] << 8, types[ti] == QT_S24_Q4 ? 0x8000 : 0);
-        for (int i = 0; i < 8; i++) assert_int_equal(z[2 + i], 0x44);
-        for (int c = 64; c < 128; c++) assert_true(y[c] == 0.0f);
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(z[2 + i], 0x44);
+        for (int c = 64; c < 128; c++)
+            assert_true(y[c] == 0.0f);
         const uint8_t code = types[ti] == QT_S24_Q4 ? 0x88 : 0; /* q - 8 == 0 / q == 0 */
-        for (uint32_t i = 10; i < qt->type_size; i++) assert_int_equal(z[i], code);
+        for (uint32_t i = 10; i < qt->type_size; i++)
+            assert_int_equal(z[i], code);
     }
     /* S24_Q4's nibble order: value k in the low nibble of qs[k], value k + 16 in the high one;
      * kept value k is k % 16 - 8 (or -1 for 0), so q = k % 16 (or 7) */
@@ -532,7 +536,8 @@ static void test_s24_quant_random(void **state) {
         for (int rep = 0; rep < 4; rep++) {
             fill(&seed, x, N, 1.0f);
             if (rep == 1)
-                for (int j = 0; j < N; j += 4) x[j] = x[j + 1] = x[j + 2] = 0.0f;
+                for (int j = 0; j < N; j += 4)
+                    x[j] = x[j + 1] = x[j + 2] = 0.0f;
             qt->quant(x, q, N);
             qt->dequant(q, y, N);
             for (int blk = 0; blk < N / 64; blk++) {
@@ -547,10 +552,10 @@ static void test_s24_quant_random(void **state) {
                         /* half a step (a whole one at S24_Q4's clamped +8 end), plus the fp16
                          * rounding of d: 2^-11 of up to 127 steps */
                         const double step = types[ti] == QT_S24_Q4 ? 1.0 : 0.5;
-                                    const double tol = step * d + 127.0 * d / 2048.0 + 1e-7;
+                        const double tol = step * d + 127.0 * d / 2048.0 + 1e-7;
                         if (keep ? fabs((double)xg[j] - yg[j]) > tol : yg[j] != 0.0f)
-                            fail_msg("%s rep %d block %d group %d col %d: %g -> %g", qt->name,
-                                     rep, blk, g, j, xg[j], yg[j]);
+                            fail_msg("%s rep %d block %d group %d col %d: %g -> %g", qt->name, rep,
+                                     blk, g, j, xg[j], yg[j]);
                     }
                 }
             }
@@ -604,13 +609,13 @@ static void test_s24_ref_dot(void **state) {
             const float got = qt->vec_dot(n, wq, xq);
             const float spec = s24_dense_spec_dot(types[ti], n, wq, xq);
             if (memcmp(&got, &spec, sizeof got) != 0)
-                fail_msg("%s n=%lld: reference %.9g, dense spec order %.9g", qt->name,
-                         (long long)n, got, spec);
+                fail_msg("%s n=%lld: reference %.9g, dense spec order %.9g", qt->name, (long long)n,
+                         got, spec);
             const double want = float_dot(types[ti], wq, xq, n);
             const double tol = 1e-5 * abs_terms(types[ti], wq, xq, n);
             if (fabs(got - want) > tol)
-                fail_msg("%s n=%lld: %.9g, double dot %.9g, tolerance %.3g", qt->name,
-                         (long long)n, got, want, tol);
+                fail_msg("%s n=%lld: %.9g, double dot %.9g, tolerance %.3g", qt->name, (long long)n,
+                         got, want, tol);
         }
     }
 }

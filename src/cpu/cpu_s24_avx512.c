@@ -25,7 +25,6 @@
 #include "core/quant_blocks.h"
 #include "cpu/cpu_matmul_blocks.h"
 #include "cpu/cpu_s24.h"
-#include "cpu/cpu_s24_simd.h"
 
 #include <stddef.h>
 #include <string.h>

@@ -1,7 +1,7 @@
-/* The packed 2:4 formats' (S24_Q4, S24_Q8) block unpacking for the SIMD matmuls
- * (cpu_s24_avx2.c, cpu_s24_avx512.c): one 64-column weight block and the two Q8_0 activation
- * blocks it meets, brought into one register layout where a 256-bit maddubs gives every
- * integer the spec (quant_blocks.h) asks for.
+/* The packed 2:4 formats' (S24_Q4, S24_Q8) block unpacking for the AVX2 matmul
+ * (cpu_s24_avx2.c; cpu_s24_avx512.c builds the same layout for two rows at once): one
+ * 64-column weight block and the two Q8_0 activation blocks it meets, brought into one register
+ * layout where a 256-bit maddubs gives every integer the spec (quant_blocks.h) asks for.
  *
  * The activations are compressed to the kept columns rather than the weights expanded with
  * zeros: 32 kept products per block instead of 64, and the shuffle indices are made once per
@@ -10,7 +10,7 @@
  * (activation block 2b), word 2g + 1 those of group 8 + 4L + g (second half, block 2b + 1).
  * maddubs then leaves group sums in int16 words in that order, and madd with (1, 0) / (0, 1)
  * gives each half's 8 int32 lanes in the spec's lane order (lane l = group 8h + l).
- * Include only from files compiled with AVX2 (all SIMD files here are).
+ * Include only from files compiled with AVX2.
  */
 #ifndef VKLLM_CPU_S24_SIMD_H
 #define VKLLM_CPU_S24_SIMD_H

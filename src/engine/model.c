@@ -84,10 +84,10 @@ vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config
     bind_ctx bc = {f, m, m->names, err};
     vkllm_status st;
     bool has_output = false;
-#define BIND(w, name, in, out, opt, sparse, found)                                            \
-    do {                                                                                       \
-        if ((st = bind(&bc, (w), (name), (in), (out), (opt), (sparse), (found))) != VKLLM_OK)  \
-            goto fail;                                                                         \
+#define BIND(w, name, in, out, opt, sparse, found)                                                 \
+    do {                                                                                           \
+        if ((st = bind(&bc, (w), (name), (in), (out), (opt), (sparse), (found))) != VKLLM_OK)      \
+            goto fail;                                                                             \
     } while (0)
     BIND(&m->tok_embd, "token_embd.weight", d, cfg->n_vocab, false, false, NULL);
     BIND(&m->output_norm, "output_norm.weight", d, 1, false, false, NULL);
@@ -99,10 +99,10 @@ vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config
     char name[NAME_LEN];
     for (uint32_t il = 0; il < cfg->n_layer; il++) {
         eng_layer *L = &m->layers[il];
-#define LAYER(w, suffix, in, out)                                                              \
-    do {                                                                                       \
-        snprintf(name, sizeof name, "blk.%u.%s", il, (suffix));                                \
-        BIND((w), name, (in), (out), false, (out) > 1, NULL);                                  \
+#define LAYER(w, suffix, in, out)                                                                  \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "blk.%u.%s", il, (suffix));                                    \
+        BIND((w), name, (in), (out), false, (out) > 1, NULL);                                      \
     } while (0)
         LAYER(&L->attn_norm, "attn_norm.weight", d, 1);
         LAYER(&L->wq, "attn_q.weight", d, dq);
