@@ -39,7 +39,7 @@ void main() {
 #if defined(Q_FLOAT)
     dst[o] = q_float(row, u);
 #else
-    const uint b = u / (QK / 32), s = u % (QK / 32), bo = row + b * QBYTES;
+    const uint b = u / (QK / 32), s = u % (QK / 32), bo = row + q_bo(b);
     uint c[8];
 #if defined(Q_LEGACY)
     float d, m;

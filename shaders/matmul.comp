@@ -7,7 +7,8 @@
 // and partial sum is an integer below 2^24 (|q| <= 127, |x| <= 127, at most 32 terms), so each
 // block's integer dot product is the CPU's. The 32-element formats then combine them exactly
 // as the CPU path does (8 lane sums per block, fused chains over the blocks: matvec.comp), so
-// they give its bits; the K formats combine each super-block as src/core does (q_kterm), and
+// they give its bits, as do the packed 2:4 formats (their halves taken as 32-element blocks:
+// quant.glsl Q_S24); the K formats combine each super-block as src/core does (q_kterm), and
 // only their order of the sum over blocks differs. Floats need no decode beyond fp16/bf16 ->
 // fp32.
 //
@@ -90,7 +91,7 @@ void main() {
 #else
         const uint b = sb / (QK / 32), s = sb % (QK / 32);
         for (uint r = tid; r < BM; r += WG) {
-            const uint bo = min(m0 + r, pc.n_rows - 1u) * pc.w_row_bytes + b * QBYTES;
+            const uint bo = min(m0 + r, pc.n_rows - 1u) * pc.w_row_bytes + q_bo(b);
             uint c[8];
 #if defined(Q_KFORMAT)
             q_codes32(bo, s, c);

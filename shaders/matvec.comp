@@ -1,9 +1,11 @@
 // Matrix-vector products for decode, and prefill on CPU drivers: y[t][r] (+)= w[r] . x[t],
 // NT (1..16) tokens per tile (workgroup z), NR rows, each weight block read once for all NT
 // tokens. The 32-element formats (Q4_0 .. Q8_0) give the CPU path's bits: they sum in its
-// order (main below). The K and float formats: a thread takes whole blocks (super-blocks for
-// the K formats), so each block's integer dot product is exact and its float combination is
-// src/core's (quant.glsl q_kterm); only the order of the float sum over blocks differs.
+// order (main below); so do the packed 2:4 formats (S24_Q4, S24_Q8), whose spec is that order
+// over halves of their blocks (quant.glsl Q_S24). The K and float formats: a thread takes
+// whole blocks (super-blocks for the K formats), so each block's integer dot product is exact
+// and its float combination is src/core's (quant.glsl q_kterm); only the order of the float
+// sum over blocks differs.
 //
 // Two layouts (LANE_ROWS, from vk_mm_tuning):
 //  - GPUs: a workgroup's threads split the blocks of its NR rows, then their partial sums are
@@ -90,14 +92,31 @@ void main() {
     [[unroll]] for (uint i = 0u; i < NR * NT * LPT; i++) acc[i] = 0.0;
     [[unroll]] for (uint i = 0u; i < NR * NT; i++) msum[i] = 0.0;
 
+#if defined(Q_S24)
+    // LANE_ROWS: each row's 64-column block, read at its first half and kept for its second
+    // (nb is even): half the loads of reading each half on its own
+    uint kw[NR * Q_WORDS];
+#endif
     for (uint b = 0u; b < pc.nb; b++) {
         uint cw[NR * LPT];
         float dw[NR], mw[NR];
         [[unroll]] for (uint r = 0u; r < NR; r++) {
-            const uint bo = bo_row[r] + b * QBYTES;
+            const uint bo = bo_row[r] + q_bo(b);
             if (LANE_ROWS) {
                 uint c[8];
+#if defined(Q_S24)
+                uint k[Q_WORDS];
+                if ((b & 1u) == 0u) {
+                    q_words(bo, k);
+                    [[unroll]] for (uint j = 0u; j < Q_WORDS; j++) kw[r * Q_WORDS + j] = k[j];
+                } else {
+                    [[unroll]] for (uint j = 0u; j < Q_WORDS; j++) k[j] = kw[r * Q_WORDS + j];
+                }
+                q_s24_half(k, b & 1u, c, dw[r]);
+                mw[r] = 0.0;
+#else
                 q_block(bo, c, dw[r], mw[r]);
+#endif
                 [[unroll]] for (uint k = 0u; k < LPT; k++) cw[r * LPT + k] = q_signed(c[k]);
             } else {
                 cw[r] = q_signed(q_lane(bo, lane, dw[r], mw[r]));

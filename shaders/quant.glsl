@@ -14,6 +14,8 @@
 //
 // Provided per format (bo = byte offset of the block):
 //   QK, QBYTES        elements and bytes per block
+//   q_bo(b)           byte offset of block b in a row (b * QBYTES; the packed 2:4 formats,
+//                     whose kernel blocks are halves of 64-column blocks, below)
 //   Q_OFF             value = code + Q_OFF
 //   32-element formats: q_block(bo, c, d, m): the codes (c[k]: elements 4k .. 4k + 3), d and
 //   m (Q_HAS_MIN; else 0); q_lane(bo, l, d, m): the word c[l] alone; q_signed(c): a code
@@ -164,6 +166,31 @@ vec4 q_float4(uint bo, uint e) {
 #define Q_OFF 0
 #define Q_SIGNED 1
 
+// ---- vkllm's packed 2:4 formats (quant_blocks.h, after the ggml ones) ----------------------
+// d; pos[8]; qs (S24_Q4: 16 bytes of nibbles, S24_Q8: 32 int8). A 64-column block is two
+// kernel blocks of 32 columns, its halves h = 0, 1, each meeting one Q8_0 activation block: the
+// kernels see a row as n / 32 blocks, q_bo (below) puts h in bit 0 of the byte offset, and a
+// half decodes to the codes of its 32 columns, the pruned ones zero. The spec's lane l of half
+// h (group 8h + l: columns 32h + 4l .. 32h + 4l + 3) is then word c[l], and its chain is the
+// 32-element formats' (matvec.comp Q_LEGACY): the spec's arithmetic is Q4_0's with the zeros
+// skipped. The codes are the signed values themselves (Q_OFF 0), so a pruned column is 0.
+// A group's two positions must differ (the spec's first < second): one column named twice
+// would hold both values in one byte, where the reference adds both products. There is no
+// embedding: tests/test_vk_sparse.c proves this decode through the products, bit for bit.
+#elif defined(WT_S24_Q4) || defined(WT_S24_Q8)
+#define QK 32
+#define Q_S24 1
+#define Q_OFF 0
+#define Q_SIGNED 1
+#if defined(WT_S24_Q4)
+#define QBYTES 26u
+#define Q_WORDS 7u
+#define Q_ISUM_SMALL 1 // two products of |q - 8| <= 8 and |x| <= 128
+#else
+#define QBYTES 42u
+#define Q_WORDS 11u
+#endif
+
 // ---- K formats: 256-element super-blocks ----------------------------------------------------
 #elif defined(WT_Q2_K) // scales[16] (lo nibble scale, hi min); qs[64]; d; dmin
 #define QK 256
@@ -298,6 +325,92 @@ uint q_k32(uint k[Q_WORDS], uint o) {
     return (o & 2u) == 0u ? k[o >> 2] : (k[o >> 2] >> 16) | (k[(o >> 2) + 1u] << 16);
 }
 
+#endif
+
+#if defined(Q_S24)
+// Byte offset of kernel block b in a row: the half in bit 0 (blocks start at even offsets).
+uint q_bo(uint b) { return (b >> 1) * QBYTES + (b & 1u); }
+
+// The code word of a group: its two kept values (signed bytes: v0 in bits 0-7, v1 in 8-15)
+// at the byte positions its pos nibble p names (bits 0-1 the first, 2-3 the second).
+uint q_s24_word(uint p, uint v) {
+    return ((v & 0xffu) << (8u * (p & 3u))) | ((v >> 8) << (8u * (p >> 2)));
+}
+// Group l's two values of half h from the 2 bytes at qs[2l] (S24_Q4: nibble h of each, as
+// q - 8; S24_Q8: the bytes themselves, values 16h + 2l and 16h + 2l + 1 of the block).
+uint q_s24_pair(uint b2, uint h) {
+#if defined(WT_S24_Q4)
+    return (((b2 >> (4u * h)) & 0x0f0fu) + 0x7878u) ^ 0x8080u; // q - 8 as signed bytes
+#else
+    return b2 & 0xffffu;
+#endif
+}
+
+void q_block(uint bo, out uint c[8], out float d, out float m) {
+    const uint h = bo & 1u, b0 = bo - h;
+    const uint w0 = q_rd32(b0); // d, pos[0..1]
+    d = unpackHalf2x16(w0).x;
+    m = 0.0;
+    const uint pw = h == 0u ? (w0 >> 16) | (q_rd32(b0 + 4u) << 16) : q_rd32(b0 + 6u);
+#if defined(WT_S24_Q4)
+    const uint qo = b0 + 10u;
+#else
+    const uint qo = b0 + 10u + 16u * h;
+#endif
+    // qs words: one alignment test for the 4 (the block's offset is even)
+    uint q[4];
+    const uint i = qo >> 2;
+    if ((qo & 2u) == 0u) {
+        [[unroll]] for (uint j = 0u; j < 4u; j++) q[j] = QW(i + j);
+    } else {
+        uint lo = QW(i);
+        [[unroll]] for (uint j = 0u; j < 4u; j++) {
+            const uint hi = QW(i + j + 1u);
+            q[j] = (lo >> 16) | (hi << 16);
+            lo = hi;
+        }
+    }
+    [[unroll]] for (uint l = 0u; l < 8u; l++)
+        c[l] = q_s24_word((pw >> (4u * l)) & 15u, q_s24_pair(q[l >> 1] >> (16u * (l & 1u)), h));
+}
+
+// Lane l (0..7) of half bo & 1 alone: word c[l] of q_block, in three small loads.
+uint q_lane(uint bo, uint l, out float d, out float m) {
+    const uint h = bo & 1u, b0 = bo - h;
+    d = q_half(b0);
+    m = 0.0;
+    const uint p = (q_rd8(b0 + 2u + 4u * h + (l >> 1)) >> (4u * (l & 1u))) & 15u;
+#if defined(WT_S24_Q4)
+    const uint v = q_s24_pair(q_rd16(b0 + 10u + 2u * l), h);
+#else
+    const uint v = q_s24_pair(q_rd16(b0 + 10u + 16u * h + 2u * l), h);
+#endif
+    return q_s24_word(p, v);
+}
+
+// Half h of a block already read by q_words (k: its words from its start), for kernels that
+// read a block once for both halves. Every word index is a constant once the caller's loops
+// are unrolled, and h picks between two of them: CPU drivers keep run-time-indexed arrays in
+// memory.
+void q_s24_half(uint k[Q_WORDS], uint h, out uint c[8], out float d) {
+    d = unpackHalf2x16(k[0]).x;
+    const uint pw = h == 0u ? q_k32(k, 2u) : q_k32(k, 6u);
+    uint q[4];
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+#if defined(WT_S24_Q4)
+        q[j] = q_k32(k, 10u + 4u * j);
+#else
+        q[j] = h == 0u ? q_k32(k, 10u + 4u * j) : q_k32(k, 26u + 4u * j);
+#endif
+    }
+    [[unroll]] for (uint l = 0u; l < 8u; l++)
+        c[l] = q_s24_word((pw >> (4u * l)) & 15u, q_s24_pair(q[l >> 1] >> (16u * (l & 1u)), h));
+}
+
+uint q_signed(uint c) { return c; }
+
+#elif QK == 32
+uint q_bo(uint b) { return b * QBYTES; }
 // d and m (0 without a min) of a 32-element block from its first word
 void q_scales(uint w0, out float d, out float m) {
     const vec2 dm = unpackHalf2x16(w0);
@@ -360,6 +473,7 @@ uint q_signed(uint c) {
 
 #if QK == 256
 #define Q_KFORMAT 1
+uint q_bo(uint b) { return b * QBYTES; }
 // dot_k, per super-block: d_w d_x isum - dmin_w d_x msum
 float q_kterm(int isum, int msum, float d, float dmin, float dx) {
     precise float v = d * dx * float(isum) - dmin * dx * float(msum);

@@ -69,6 +69,10 @@ static vkllm_status vk_model_attach(eng_backend *b, const eng_model *em, core_er
     vkllm_status st =
         vm->layers ? VKLLM_OK : core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     const double t0 = core_time_s();
+    if (st == VKLLM_OK && !vk_embed_supports(em->tok_embd.type))
+        st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                       "tensor %s: type %s has no Vulkan embedding kernel; use --device cpu",
+                       em->tok_embd.name, quant_type_name(em->tok_embd.type));
     if (st == VKLLM_OK) st = upload(be, vm, &em->tok_embd, &vm->tok_embd, true, err);
     if (st == VKLLM_OK) st = upload(be, vm, &em->output_norm, &vm->output_norm, false, err);
     if (st == VKLLM_OK && !em->tied_output)

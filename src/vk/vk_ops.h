@@ -110,8 +110,9 @@ typedef struct vk_mm_tuning {
 } vk_mm_tuning;
 vk_mm_tuning vk_mm_get_tuning(const vk_mm *m);
 vkllm_status vk_mm_set_tuning(vk_mm *m, const vk_mm_tuning *t, core_err *err);
-/* Whether a weight type has Vulkan kernels. */
+/* Whether a weight type has Vulkan kernels: matrix products, and the embedding lookup. */
 bool vk_mm_supports(uint32_t w_type);
+bool vk_embed_supports(uint32_t w_type);
 /* Bytes of one row of n_in activations quantized for weight type w_type (its vec_dot_type:
  * Q8_0, Q8_1, Q8_K, F16, BF16 or F32), in the device layout of shaders/quant.glsl: per 32
  * elements 48 bytes for Q8_0/Q8_1, per 256 336 bytes for Q8_K, 4 per element for the float

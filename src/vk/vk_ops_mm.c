@@ -1,8 +1,8 @@
 /* Matrix products and the embedding lookup on the device: activation quantization
  * (shaders/quantize.comp), matrix-vector kernels (matvec.comp: decode, and prefill in tiles of
  * 16 tokens on CPU drivers), the shared-memory tiled kernel for prefill on GPUs (matmul.comp)
- * and the embedding (embed.comp), for every weight format the CPU path supports; block
- * layouts in shaders/quant.glsl. It must not know about models or record barriers.
+ * and the embedding (embed.comp), for every weight format the CPU path supports (the packed
+ * 2:4 formats: no embedding); block layouts in shaders/quant.glsl. It must not know about models or record barriers.
  *
  * Numerics follow the CPU path (src/core/quant.c): activations are quantized to the weight's
  * vec_dot_type with the CPU's rounding, each block's integer dot product is exact and combined
@@ -35,6 +35,7 @@ static const struct {
     {QT_Q4_1, "q4_1"}, {QT_Q5_0, "q5_0"}, {QT_Q5_1, "q5_1"}, {QT_Q8_0, "q8_0"},
     {QT_Q2_K, "q2_K"}, {QT_Q3_K, "q3_K"}, {QT_Q4_K, "q4_K"}, {QT_Q5_K, "q5_K"},
     {QT_Q6_K, "q6_K"},
+    {QT_S24_Q4, "s24_q4"}, {QT_S24_Q8, "s24_q8"}, /* packed 2:4 (quant_blocks.h) */
 };
 #define N_TYPES (sizeof k_types / sizeof k_types[0])
 
@@ -76,6 +77,21 @@ static void act_block(int act, uint32_t *elems, uint32_t *words) {
 }
 
 bool vk_mm_supports(uint32_t w_type) { return type_index(w_type) >= 0; }
+
+/* The packed 2:4 formats have no embedding kernel: the CPU's dequantizer writes +0 in pruned
+ * columns and d * 0 (-0 where d < 0) in kept ones holding a zero code, which the shaders' code
+ * words do not tell apart; a converted model keeps its token embedding dense. */
+bool vk_embed_supports(uint32_t w_type) {
+    return type_index(w_type) >= 0 && w_type != QT_S24_Q4 && w_type != QT_S24_Q8;
+}
+
+/* Columns of the kernels' block: the format's block, but 32 for the packed 2:4 formats, whose
+ * 64-column blocks the shaders take as two halves, one per Q8_0 activation block
+ * (shaders/quant.glsl q_bo). */
+static uint32_t kernel_block(uint32_t w_type) {
+    if (w_type == QT_S24_Q4 || w_type == QT_S24_Q8) return 32;
+    return quant_traits_of(w_type)->block_size;
+}
 
 uint64_t vk_mm_act_row_bytes(uint32_t w_type, uint32_t n_in) {
     const int act = act_of(w_type);
@@ -222,17 +238,16 @@ static vkllm_status matvec(vk_rec *r, vk_mm *m, int ti, const vk_weight *w, uint
                           .plain_fma = m->tn.plain_fma};
     vkllm_status st = pipe_get(m, &m->mv[ti][nt - 1], stem, 3, m->tn.mv_threads, &spec, err);
     if (st != VKLLM_OK) return st;
-    const quant_traits *tr = quant_traits_of(w->type);
     struct {
         uint32_t n_rows, y_row0, nb, w_row_bytes, x_row_words, y_stride, accumulate, x0, y0;
         uint32_t n_tok;
     } pc = {
-        w->part[p].n_rows, w->part[p].row0, w->n_in / tr->block_size, (uint32_t)w->row_bytes,
-        x_row_words, y.stride, accumulate, 0, 0, n_tok,
+        w->part[p].n_rows, w->part[p].row0, w->n_in / kernel_block(w->type),
+        (uint32_t)w->row_bytes, x_row_words, y.stride, accumulate, 0, 0, n_tok,
     };
     /* rows per workgroup: the 32-element formats' GPU layout gives each row 8 threads, one
      * per lane of the CPU path's sum (shaders/matvec.comp) */
-    const bool lanes8 = tr->block_size == 32;
+    const bool lanes8 = kernel_block(w->type) == 32;
     const uint32_t wg_rows = m->tn.mv_lane_rows ? rows * m->tn.mv_threads
                              : lanes8           ? rows * (m->tn.mv_threads / 8)
                                                 : rows;
@@ -255,12 +270,11 @@ static vkllm_status matmul_tiled(vk_rec *r, vk_mm *m, int ti, const vk_weight *w
     vkllm_status st = pipe_get(m, &m->mm[ti], stem, 3, (tl[0] / tl[2]) * (tl[1] / tl[3]), &spec,
                                err);
     if (st != VKLLM_OK) return st;
-    const quant_traits *tr = quant_traits_of(w->type);
     struct {
         uint32_t n_rows, y_row0, nb, w_row_bytes, x_row_words, y_stride, accumulate, n_tok;
     } pc = {
-        w->part[p].n_rows, w->part[p].row0, w->n_in / tr->block_size, (uint32_t)w->row_bytes,
-        x_row_words, y.stride, accumulate, n_tok,
+        w->part[p].n_rows, w->part[p].row0, w->n_in / kernel_block(w->type),
+        (uint32_t)w->row_bytes, x_row_words, y.stride, accumulate, n_tok,
     };
     const uint32_t gx = (w->part[p].n_rows + tl[0] - 1) / tl[0], gy = (n_tok + tl[1] - 1) / tl[1];
     if (gx > 65535 || gy > 65535)
@@ -273,7 +287,7 @@ vkllm_status vk_mm_matmul(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice xq, 
                           vk_act y, bool accumulate, core_err *err) {
     const int ti = type_index(w->type);
     const uint64_t rb = vk_mm_act_row_bytes(w->type, w->n_in);
-    if (ti < 0 || rb == 0)
+    if (ti < 0 || rb == 0 || w->n_in % quant_traits_of(w->type)->block_size != 0)
         return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan matmul: %s rows of %u",
                          quant_type_name(w->type), w->n_in);
     if (n_tok == 0) return VKLLM_OK;
@@ -303,7 +317,7 @@ vkllm_status vk_embed(vk_rec *r, vk_mm *m, const vk_weight *w, vk_slice params, 
                       uint32_t n_tok, core_err *err) {
     const int ti = type_index(w->type);
     const quant_traits *tr = quant_traits_of(w->type);
-    if (ti < 0 || w->n_in % tr->block_size != 0)
+    if (!vk_embed_supports(w->type) || w->n_in % tr->block_size != 0)
         return core_errf(err, VKLLM_ERR_UNSUPPORTED, "vulkan embedding: %s rows of %u",
                          quant_type_name(w->type), w->n_in);
     char stem[32];
