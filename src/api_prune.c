@@ -13,6 +13,7 @@
 #include "api_abi.h"
 #include "api_internal.h"
 #include "core/quant_s24.h"
+#include "engine/prune_s24.h"
 #include "loader/imatrix.h"
 
 #include <math.h>
@@ -421,10 +422,10 @@ static vkllm_status set_meta(prune_job *j, gguf_writer *w) {
         snprintf(pat, sizeof pat, "%s", pats[j->pat]);
 #define SET(call)                                                                                  \
     if (st == VKLLM_OK) st = (call)
-    SET(gguf_writer_set_str(w, "vkllm.sparsity.pattern", pat));
-    SET(gguf_writer_set_str(w, "vkllm.sparsity.method", j->wanda ? "wanda" : "magnitude"));
-    SET(gguf_writer_set_str(w, "vkllm.sparsity.format", j->packed ? "packed" : "dense"));
-    SET(gguf_writer_set_f32(w, "vkllm.sparsity.amount", j->sparsity));
+    SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_PATTERN, pat));
+    SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_METHOD, j->wanda ? "wanda" : "magnitude"));
+    SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_FORMAT, j->packed ? "packed" : "dense"));
+    SET(gguf_writer_set_f32(w, ENG_SPARSITY_KEY_AMOUNT, j->sparsity));
     if (j->pat == PP_FFN) {
         snprintf(key, sizeof key, "%s.feed_forward_length", c->arch);
         SET(gguf_writer_set_u32(w, key, j->n_keep));

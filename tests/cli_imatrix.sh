@@ -20,8 +20,14 @@ trap 'rm -rf "$tmp"' EXIT
 
 # the sums are llama-imatrix's, byte for byte (the dataset is recorded as given: run in the
 # texts folder with the bare name, as the golden script does)
+first=1
 while read -r c n po sum; do
     case "$c" in '#'*|'') continue ;; esac
+    if [ $first = 0 ] && [ "${VKLLM_TEST_SANITIZED:-0}" = 1 ]; then
+        echo "not run (sanitizer pass; the release pass runs it): c=$c chunks=$n process-output=$po"
+        continue
+    fi
+    first=0
     extra=()
     [ "$po" = 1 ] && extra=(--process-output)
     if (cd "$texts" && "$bin" imatrix -m "$model" -f kjv-genesis.txt -c "$c" --chunks "$n" \
@@ -34,8 +40,9 @@ while read -r c n po sum; do
     fi
 done <"$golden"
 [ -f "$tmp/im.gguf" ] || bad "no imatrix was written"
-# vkllm quantize takes it
-if "$bin" quantize --imatrix "$tmp/im.gguf" --allow-requantize "$model" "$tmp/q.gguf" q4_0 \
+# vkllm quantize takes it (q8_0: the file is read and checked against every tensor, and the
+# quantization itself takes seconds, not minutes under the sanitizers)
+if "$bin" quantize --imatrix "$tmp/im.gguf" --allow-requantize "$model" "$tmp/q.gguf" q8_0 \
         >/dev/null 2>"$tmp/err" && [ -s "$tmp/q.gguf" ]; then ok "quantize --imatrix reads it"
 else bad "quantize --imatrix: $(head -3 "$tmp/err")"; fi
 

@@ -126,15 +126,16 @@ static void test_pruned_file(void **state) {
     }
     assert_int_equal(n_s24, 7 * n_layer);
     gguf_str s = {0};
-    assert_true(gguf_get_str(dst, ENG_S24_KEY_PATTERN, &s));
+    assert_true(gguf_get_str(dst, ENG_SPARSITY_KEY_PATTERN, &s));
     assert_true(s.len == 3 && memcmp(s.ptr, "2:4", 3) == 0);
-    assert_true(gguf_get_str(dst, ENG_S24_KEY_FORMAT, &s));
-    assert_true(s.len == 6 && memcmp(s.ptr, "s24_q4", 6) == 0);
-    assert_true(gguf_get_str(dst, ENG_S24_KEY_SELECTION, &s));
+    assert_true(gguf_get_str(dst, ENG_SPARSITY_KEY_FORMAT, &s));
+    assert_true(s.len == 6 && memcmp(s.ptr, "packed", 6) == 0);
+    assert_true(gguf_get_str(dst, ENG_SPARSITY_KEY_METHOD, &s));
     assert_true(s.len == 9 && memcmp(s.ptr, "magnitude", 9) == 0);
+    float amount = 0;
+    assert_true(gguf_get_f32(dst, ENG_SPARSITY_KEY_AMOUNT, &amount));
+    assert_true(amount == 0.5f);
     uint32_t v = 0;
-    assert_true(gguf_get_u32(dst, ENG_S24_KEY_TENSORS, &v));
-    assert_int_equal(v, 7 * n_layer);
     assert_false(gguf_get_u32(dst, "general.file_type", &v));
     gguf_close(src);
     gguf_close(dst);

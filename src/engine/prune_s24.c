@@ -41,10 +41,11 @@ void eng_prune_s24_rows(uint32_t src_type, const void *src, quant_type type, voi
 static vkllm_status set_keys(gguf_writer *w, quant_type type, uint32_t n) {
     vkllm_status st;
     gguf_writer_remove(w, "general.file_type");
-    if ((st = gguf_writer_set_str(w, ENG_S24_KEY_PATTERN, "2:4"))) return st;
-    if ((st = gguf_writer_set_str(w, ENG_S24_KEY_FORMAT, quant_type_name(type)))) return st;
-    if ((st = gguf_writer_set_str(w, ENG_S24_KEY_SELECTION, "magnitude"))) return st;
-    return gguf_writer_set_u32(w, ENG_S24_KEY_TENSORS, n);
+    (void)type, (void)n;
+    if ((st = gguf_writer_set_str(w, ENG_SPARSITY_KEY_PATTERN, "2:4"))) return st;
+    if ((st = gguf_writer_set_str(w, ENG_SPARSITY_KEY_METHOD, "magnitude"))) return st;
+    if ((st = gguf_writer_set_str(w, ENG_SPARSITY_KEY_FORMAT, "packed"))) return st;
+    return gguf_writer_set_f32(w, ENG_SPARSITY_KEY_AMOUNT, 0.5f);
 }
 
 vkllm_status eng_prune_s24(const gguf_file *src, const char *dst_path, quant_type type,

@@ -17,10 +17,11 @@
 #include <stdint.h>
 
 /* Metadata a pruned file carries (docs/sparse.md). */
-#define ENG_S24_KEY_PATTERN "vkllm.sparsity.pattern"     /* string "2:4" */
-#define ENG_S24_KEY_FORMAT "vkllm.sparsity.format"       /* string "s24_q4" / "s24_q8" */
-#define ENG_S24_KEY_SELECTION "vkllm.sparsity.selection" /* string "magnitude" */
-#define ENG_S24_KEY_TENSORS "vkllm.sparsity.tensors"     /* u32: matrices converted */
+/* Metadata of a pruned file (docs/sparse.md), written by eng_prune_s24 and vkllm_prune. */
+#define ENG_SPARSITY_KEY_PATTERN "vkllm.sparsity.pattern" /* "2:4", "4:8", "unstructured", ... */
+#define ENG_SPARSITY_KEY_METHOD "vkllm.sparsity.method"   /* "magnitude", "wanda" */
+#define ENG_SPARSITY_KEY_FORMAT "vkllm.sparsity.format"   /* "packed" (S24) or "dense" */
+#define ENG_SPARSITY_KEY_AMOUNT "vkllm.sparsity.amount"   /* f32: the fraction removed */
 
 typedef struct eng_prune_stats {
     uint32_t n_pruned;            /* matrices converted */
