@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -388,6 +389,34 @@ const char *cli_model_path(const cli_opts *o, char *buf, size_t cap) {
         snprintf(buf, cap, "%s/.cache/vkllm/models/%s", home ? home : ".", DEFAULT_MODEL_FILE);
     }
     return buf;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_bar_start(cli_bar *b, const char *unit) {
+    b->tty = isatty(2) != 0;
+    b->t0 = cli_now();
+    b->unit = unit;
+}
+
+void cli_bar_update(void *user, uint64_t done, uint64_t total) {
+    const cli_bar *b = user;
+    const double el = cli_now() - b->t0,
+                 eta = done ? el / (double)done * (double)(total - done) : 0;
+    if (b->tty) {
+        const int w = 30, filled = total ? (int)(w * done / total) : w;
+        fprintf(stderr, "\r[%.*s%*s] %s %llu/%llu  %.0f s, ETA %.0f s ", filled,
+                "##############################", w - filled, "", b->unit, (unsigned long long)done,
+                (unsigned long long)total, el, eta);
+        if (done == total) fputc('\n', stderr);
+    } else if (done == 1 || done == total || done % 10 == 0) {
+        fprintf(stderr, "vkllm: %s %llu/%llu (%.0f s)\n", b->unit, (unsigned long long)done,
+                (unsigned long long)total, el);
+    }
 }
 
 void cli_log_stderr(void *user, vkllm_log_level level, const char *msg) {

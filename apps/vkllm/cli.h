@@ -57,6 +57,16 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
 /* Reads the prompt from -p or -f into a malloc'd string (or NULL with an error printed). */
 char *cli_read_prompt(const cli_opts *o, size_t *len);
 void cli_usage(FILE *f, const char *cmd);
+/* Progress of a long tool run (a vkllm_progress_fn's user): a bar redrawn in place on a
+ * terminal, a line every 10 units otherwise. */
+typedef struct cli_bar {
+    bool tty;
+    double t0;
+    const char *unit; /* "chunk", "tensor" */
+} cli_bar;
+void cli_bar_start(cli_bar *b, const char *unit);
+void cli_bar_update(void *user, uint64_t done, uint64_t total);
+double cli_now(void); /* monotonic seconds */
 /* Log callback: "vkllm: LEVEL: message" lines on stderr. */
 void cli_log_stderr(void *user, vkllm_log_level level, const char *msg);
 

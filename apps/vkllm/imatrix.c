@@ -5,8 +5,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -24,32 +22,6 @@ static void usage(FILE *f) {
             "  -t, --threads N        CPU threads (default: all cores)\n"
             "      --cpu-isa ISA      CPU kernels: auto, scalar, avx2, avx512, avx512vnni\n"
             "  -v, --verbose          log what the runtime does\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-typedef struct bar {
-    bool tty;
-    double t0;
-} bar;
-
-static void on_progress(void *user, uint64_t done, uint64_t total) {
-    bar *b = user;
-    const double el = now_s() - b->t0, eta = done ? el / (double)done * (double)(total - done) : 0;
-    if (b->tty) {
-        const int w = 30, filled = total ? (int)(w * done / total) : w;
-        fprintf(stderr, "\r[%.*s%*s] chunk %llu/%llu  %.0f s, ETA %.0f s ", filled,
-                "##############################", w - filled, "", (unsigned long long)done,
-                (unsigned long long)total, el, eta);
-        if (done == total) fputc('\n', stderr);
-    } else if (done == 1 || done == total || done % 10 == 0) {
-        fprintf(stderr, "vkllm: chunk %llu/%llu (%.0f s)\n", (unsigned long long)done,
-                (unsigned long long)total, el);
-    }
 }
 
 int cmd_imatrix(int argc, char **argv) {
@@ -129,14 +101,15 @@ int cmd_imatrix(int argc, char **argv) {
         free(text);
         return 1;
     }
-    bar b = {.tty = isatty(2) != 0, .t0 = now_s()};
+    cli_bar b;
+    cli_bar_start(&b, "chunk");
     d.text = text;
     d.text_len = len;
     d.dataset = o.prompt_file;
     d.n_ctx = (uint32_t)n_ctx;
     d.n_batch = (uint32_t)n_batch;
     d.n_chunks = (uint32_t)chunks;
-    d.progress = on_progress;
+    d.progress = cli_bar_update;
     d.progress_user = &b;
     int rc = 0;
     if (vkllm_imatrix(model, &d) != VKLLM_OK) {
@@ -144,7 +117,7 @@ int cmd_imatrix(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
         rc = 1;
     } else {
-        fprintf(stderr, "vkllm: wrote %s (%.1f s)\n", d.out_path, now_s() - b.t0);
+        fprintf(stderr, "vkllm: wrote %s (%.1f s)\n", d.out_path, cli_now() - b.t0);
     }
     vkllm_model_free(model);
     vkllm_runtime_destroy(rt);

@@ -6,8 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -29,32 +27,6 @@ static void usage(FILE *f) {
             "      --vk-tier N        highest Vulkan capability tier to use (0, 1, 2)\n"
             "      --cpu-isa ISA      CPU kernels: auto, scalar, avx2, avx512, avx512vnni\n"
             "  -v, --verbose          log what the runtime does\n");
-}
-
-typedef struct bar {
-    bool tty;
-    double t0;
-} bar;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void on_progress(void *user, uint64_t done, uint64_t total) {
-    bar *b = user;
-    const double el = now_s() - b->t0, eta = done ? el / (double)done * (double)(total - done) : 0;
-    if (b->tty) {
-        const int w = 30, filled = total ? (int)(w * done / total) : w;
-        fprintf(stderr, "\r[%.*s%*s] chunk %llu/%llu  %.0f s, ETA %.0f s ", filled,
-                "##############################", w - filled, "", (unsigned long long)done,
-                (unsigned long long)total, el, eta);
-        if (done == total) fputc('\n', stderr);
-    } else if (done == 1 || done == total || done % 10 == 0) {
-        fprintf(stderr, "vkllm: chunk %llu/%llu (%.0f s)\n", (unsigned long long)done,
-                (unsigned long long)total, el);
-    }
 }
 
 int cmd_perplexity(int argc, char **argv) {
@@ -147,13 +119,14 @@ int cmd_perplexity(int argc, char **argv) {
         free(text);
         return 1;
     }
-    bar b = {.tty = isatty(2) != 0, .t0 = now_s()};
+    cli_bar b;
+    cli_bar_start(&b, "chunk");
     d.text = text;
     d.text_len = len;
     d.n_ctx = (uint32_t)n_ctx;
     d.n_batch = (uint32_t)n_batch;
     d.n_chunks = (uint32_t)chunks;
-    d.progress = on_progress;
+    d.progress = cli_bar_update;
     d.progress_user = &b;
     vkllm_perplexity_result r = {.struct_size = sizeof r};
     vkllm_status s = vkllm_perplexity(model, &d, &r);
@@ -163,7 +136,7 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
         rc = 1;
     } else {
-        const double el = now_s() - b.t0;
+        const double el = cli_now() - b.t0;
         fprintf(stderr,
                 "vkllm: %u chunks of %d tokens, %llu tokens scored in %.1f s (%.0f tok/s)\n",
                 r.n_chunks, n_ctx, (unsigned long long)r.n_scored, el,
