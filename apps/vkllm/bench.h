@@ -31,6 +31,11 @@ typedef struct bench_opts {
     bool vk_relaxed; /* --vk-relaxed: vkllm_runtime_desc.vk_relaxed_products */
 } bench_opts;
 
+/* bench_args.c: the help text, and argv (argv[0] "bench") into o: 0 ok, 1 error (printed),
+ * 2 help asked for. */
+void bench_usage(FILE *f);
+int bench_parse(int argc, char **argv, bench_opts *o);
+
 /* What every record of one runtime shares. */
 typedef struct bench_env {
     vkllm_runtime *rt;
