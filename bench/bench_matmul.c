@@ -35,7 +35,7 @@ typedef struct bcase {
 typedef struct job {
     const cpu_kernels *k;
     cpu_matmul_args a;
-    const uint8_t *w;     /* n_mats matrices back to back */
+    const uint8_t *w; /* n_mats matrices back to back */
     size_t mat_bytes;
     int n_mats, reps;
     int ith, nth;
@@ -66,9 +66,8 @@ static double thread_cpu_s(void) {
 
 /* Seconds per repetition, wall clock; *cpu gets the calling thread's CPU seconds per
  * repetition, which on one thread is the kernel's own time even on a busy machine. */
-static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uint8_t *w,
-                        int n_mats, const uint8_t *xq, uint64_t xrb, float *y, int reps,
-                        double *cpu) {
+static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uint8_t *w, int n_mats,
+                        const uint8_t *xq, uint64_t xrb, float *y, int reps, double *cpu) {
     uint64_t wrb;
     quant_row_bytes(c->type, (uint64_t)c->cols, &wrb);
     pthread_barrier_t bar;
@@ -76,17 +75,32 @@ static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uin
     job jobs[8];
     pthread_t th[8];
     for (int i = 0; i < nth; i++) {
-        jobs[i] = (job){.k = k, .w = w, .mat_bytes = wrb * (size_t)c->rows, .n_mats = n_mats,
-                        .reps = reps, .ith = i, .nth = nth, .bar = &bar,
-                        .a = {.w_type = c->type, .w_row_bytes = wrb, .n_in = c->cols, .r0 = 0,
-                              .r1 = c->rows, .x = xq, .x_row_bytes = xrb, .n_tokens = c->tokens,
-                              .y = y, .y_stride = c->rows}};
+        jobs[i] = (job){.k = k,
+                        .w = w,
+                        .mat_bytes = wrb * (size_t)c->rows,
+                        .n_mats = n_mats,
+                        .reps = reps,
+                        .ith = i,
+                        .nth = nth,
+                        .bar = &bar,
+                        .a = {.w_type = c->type,
+                              .w_row_bytes = wrb,
+                              .n_in = c->cols,
+                              .r0 = 0,
+                              .r1 = c->rows,
+                              .x = xq,
+                              .x_row_bytes = xrb,
+                              .n_tokens = c->tokens,
+                              .y = y,
+                              .y_stride = c->rows}};
     }
     const double t0 = core_time_s(), c0 = thread_cpu_s();
-    for (int i = 1; i < nth; i++) pthread_create(&th[i], NULL, run_job, &jobs[i]);
+    for (int i = 1; i < nth; i++)
+        pthread_create(&th[i], NULL, run_job, &jobs[i]);
     run_job(&jobs[0]);
     const double c1 = thread_cpu_s();
-    for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
+    for (int i = 1; i < nth; i++)
+        pthread_join(th[i], NULL);
     const double dt = core_time_s() - t0;
     pthread_barrier_destroy(&bar);
     *cpu = (c1 - c0) / reps;
@@ -136,11 +150,13 @@ int main(int argc, char **argv) {
             float *y = malloc(sizeof(float) * (size_t)(c->rows * c->tokens));
             float *row = malloc(sizeof(float) * (size_t)c->cols);
             for (int64_t r = 0; r < c->rows * n_mats; r++) {
-                for (int64_t i = 0; i < c->cols; i++) row[i] = frand(&seed);
+                for (int64_t i = 0; i < c->cols; i++)
+                    row[i] = frand(&seed);
                 qt->quant(row, w + (size_t)r * wrb, c->cols);
             }
             for (int64_t t = 0; t < c->tokens; t++) {
-                for (int64_t i = 0; i < c->cols; i++) row[i] = frand(&seed);
+                for (int64_t i = 0; i < c->cols; i++)
+                    row[i] = frand(&seed);
                 k->quantize_row(qt->vec_dot_type, row, xq + (size_t)t * xrb, c->cols);
             }
             for (int nth = 1; nth <= 2; nth++) {

@@ -625,9 +625,9 @@ typedef struct vkllm_quantize_desc {
      * "q5_1", "q8_0", "q4_k_s", "q4_k_m" (= "q4_k"), "q5_k_s", "q5_k_m" (= "q5_k"), "q6_k",
      * "f16", "bf16", "f32". */
     const char *type;
-    const char *imatrix_path;  /* llama-imatrix's or vkllm_imatrix's file, or NULL */
-    bool allow_requantize;     /* accept quantized input (dequantized first) */
-    uint32_t n_threads;        /* 0 = all cores */
+    const char *imatrix_path;   /* llama-imatrix's or vkllm_imatrix's file, or NULL */
+    bool allow_requantize;      /* accept quantized input (dequantized first) */
+    uint32_t n_threads;         /* 0 = all cores */
     vkllm_progress_fn progress; /* per tensor converted; may be NULL */
     void *progress_user;
     const vkllm_allocator *allocator;
@@ -688,7 +688,6 @@ typedef struct vkllm_imatrix_desc {
 } vkllm_imatrix_desc;
 VKLLM_API vkllm_status vkllm_imatrix(vkllm_model *model, const vkllm_imatrix_desc *desc);
 
-
 /* Prunes a model's layer matrices (attention and FFN; the embedding, the head and the norms
  * are copied) and writes the result (docs/quality.md, docs/sparse.md). Methods: "magnitude"
  * |w|, or "wanda" |w| * sqrt(mean x^2) from an importance matrix. Patterns: "2:4" and "4:8"
@@ -698,25 +697,25 @@ VKLLM_API vkllm_status vkllm_imatrix(vkllm_model *model, const vkllm_imatrix_des
  * "dense" keeps the zeros in a GGUF type; "packed" (2:4 only, its default) writes vkllm's
  * S24 formats, which llama.cpp refuses with its own error. */
 typedef struct vkllm_prune_result {
-    uint32_t struct_size;  /* sizeof(vkllm_prune_result), or 0 (see "versions and the ABI") */
-    uint32_t n_matrices;   /* matrices written pruned */
-    uint64_t n_weights;    /* their weights, after a structured cut */
-    uint64_t n_zero;       /* of which zero */
+    uint32_t struct_size; /* sizeof(vkllm_prune_result), or 0 (see "versions and the ABI") */
+    uint32_t n_matrices;  /* matrices written pruned */
+    uint64_t n_weights;   /* their weights, after a structured cut */
+    uint64_t n_zero;      /* of which zero */
     uint64_t bytes_in, bytes_out; /* their data in the input and the output */
 } vkllm_prune_result;
 typedef struct vkllm_prune_desc {
     uint32_t struct_size; /* sizeof(vkllm_prune_desc), or 0 (see "versions and the ABI") */
     const char *in_path;
-    const char *out_path;     /* written under a temporary name, renamed when complete */
-    const char *method;       /* "magnitude" (default) or "wanda" */
-    const char *pattern;      /* "2:4" (default), "4:8", "unstructured", "ffn", "heads" */
-    float sparsity;           /* the fraction removed, in (0, 1); 0: 0.5 for "unstructured",
-                               * 0.25 for "ffn" and "heads"; N:M patterns remove half */
-    const char *imatrix_path; /* wanda: vkllm_imatrix's or llama-imatrix's file */
-    const char *format;       /* "packed" (2:4's default) or "dense" (the others') */
-    const char *type;         /* packed: "s24_q4" (default) or "s24_q8"; dense: the pruned
-                               * matrices' type, "q8_0" by default (any type with exact zeros
-                               * keeps the pattern: q4_0, q5_0, q8_0, q6_k, f16, bf16, f32) */
+    const char *out_path;       /* written under a temporary name, renamed when complete */
+    const char *method;         /* "magnitude" (default) or "wanda" */
+    const char *pattern;        /* "2:4" (default), "4:8", "unstructured", "ffn", "heads" */
+    float sparsity;             /* the fraction removed, in (0, 1); 0: 0.5 for "unstructured",
+                                 * 0.25 for "ffn" and "heads"; N:M patterns remove half */
+    const char *imatrix_path;   /* wanda: vkllm_imatrix's or llama-imatrix's file */
+    const char *format;         /* "packed" (2:4's default) or "dense" (the others') */
+    const char *type;           /* packed: "s24_q4" (default) or "s24_q8"; dense: the pruned
+                                 * matrices' type, "q8_0" by default (any type with exact zeros
+                                 * keeps the pattern: q4_0, q5_0, q8_0, q6_k, f16, bf16, f32) */
     vkllm_progress_fn progress; /* per tensor; may be NULL */
     void *progress_user;
     const vkllm_allocator *allocator;

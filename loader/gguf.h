@@ -43,7 +43,7 @@ typedef struct gguf_tensor {
     uint32_t type;              /* quant_type id */
     uint64_t offset;            /* relative to the start of the data section */
     uint64_t nbytes;
-    const void *data;           /* inside the mapping; NULL for a vocab-only open */
+    const void *data; /* inside the mapping; NULL for a vocab-only open */
 } gguf_tensor;
 
 typedef struct gguf_file gguf_file;
@@ -131,8 +131,8 @@ vkllm_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char
 /* Copies every kv of an opened file (for tools that rewrite a model). */
 vkllm_status gguf_writer_copy_kvs(gguf_writer *w, const gguf_file *src);
 /* Copies the kvs whose key starts with prefix (e.g. "tokenizer."); returns how many in *n. */
-vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
-                                         const char *prefix, uint64_t *n);
+vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src, const char *prefix,
+                                         uint64_t *n);
 /* Adds a tensor; data (nbytes, which must match type and shape) is copied or, if the
  * caller promises it outlives the write, referenced (copy=false). With copy=false, data may be
  * NULL: gguf_writer_write_with's callback then supplies it. */

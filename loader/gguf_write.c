@@ -211,8 +211,8 @@ vkllm_status gguf_writer_copy_kvs(gguf_writer *w, const gguf_file *src) {
     return gguf_writer_copy_kvs_prefix(w, src, "", NULL);
 }
 
-vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src,
-                                         const char *prefix, uint64_t *n) {
+vkllm_status gguf_writer_copy_kvs_prefix(gguf_writer *w, const gguf_file *src, const char *prefix,
+                                         uint64_t *n) {
     if (!w || !src || !prefix) return VKLLM_ERR_INVALID_ARG;
     const size_t pl = strlen(prefix);
     if (n) *n = 0;

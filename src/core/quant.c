@@ -23,8 +23,8 @@
 
 #include "core/common.h"
 #include "core/quant_blocks.h"
-#include "core/quantize.h"
 #include "core/quant_s24.h"
+#include "core/quantize.h"
 
 #include <float.h>
 #include <math.h>
@@ -33,8 +33,12 @@
 #define QK QUANT_QK
 #define QK_K QUANT_QK_K
 
-static inline float h2f(uint16_t h) { return core_fp16_to_fp32(h); }
-static inline uint16_t f2h(float f) { return core_fp32_to_fp16(f); }
+static inline float h2f(uint16_t h) {
+    return core_fp16_to_fp32(h);
+}
+static inline uint16_t f2h(float f) {
+    return core_fp32_to_fp16(f);
+}
 
 /* Round to nearest, ties to even, for |x| < 2^22: adding 1.5 * 2^23 leaves the integer in the
  * low mantissa bits. This is ggml's nearest_int, and what _mm256_round_ps does by default. */
@@ -45,7 +49,9 @@ static inline int round_even(float x) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline int clampi(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* ---- F32, F16, BF16 ----------------------------------------------------------------------- */
 
@@ -59,32 +65,38 @@ static float dot_f32(int64_t n, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
     /* double, as ggml's scalar path (ggml_float) */
     double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += (double)(x[i] * y[i]);
+    for (int64_t i = 0; i < n; i++)
+        s += (double)(x[i] * y[i]);
     return (float)s;
 }
 
 static void dequant_f16(const void *src, float *dst, int64_t n) {
     const uint16_t *x = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = h2f(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = h2f(x[i]);
 }
 static void quant_f16(const float *src, void *dst, int64_t n) {
     uint16_t *y = dst;
-    for (int64_t i = 0; i < n; i++) y[i] = f2h(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = f2h(src[i]);
 }
 static float dot_f16(int64_t n, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
     double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += (double)(h2f(x[i]) * h2f(y[i]));
+    for (int64_t i = 0; i < n; i++)
+        s += (double)(h2f(x[i]) * h2f(y[i]));
     return (float)s;
 }
 
 static void dequant_bf16(const void *src, float *dst, int64_t n) {
     const uint16_t *x = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = core_bf16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = core_bf16_to_fp32(x[i]);
 }
 static void quant_bf16(const float *src, void *dst, int64_t n) {
     uint16_t *y = dst;
-    for (int64_t i = 0; i < n; i++) y[i] = core_fp32_to_bf16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = core_fp32_to_bf16(src[i]);
 }
 static float dot_bf16(int64_t n, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
@@ -98,7 +110,8 @@ static float dot_bf16(int64_t n, const void *vx, const void *vy) {
 
 static float absmax(const float *x, int n) {
     float m = 0.0f;
-    for (int j = 0; j < n; j++) m = fmaxf(m, fabsf(x[j]));
+    for (int j = 0; j < n; j++)
+        m = fmaxf(m, fabsf(x[j]));
     return m;
 }
 
@@ -139,7 +152,8 @@ static void dequant_q8_0(const void *src, float *dst, int64_t n) {
     const quant_block_q8_0 *x = src;
     for (int64_t i = 0; i < n / QK; i++) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK; j++) dst[i * QK + j] = x[i].qs[j] * d;
+        for (int j = 0; j < QK; j++)
+            dst[i * QK + j] = x[i].qs[j] * d;
     }
 }
 
@@ -147,7 +161,8 @@ static void dequant_q8_1(const void *src, float *dst, int64_t n) {
     const quant_block_q8_1 *x = src;
     for (int64_t i = 0; i < n / QK; i++) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK; j++) dst[i * QK + j] = x[i].qs[j] * d;
+        for (int j = 0; j < QK; j++)
+            dst[i * QK + j] = x[i].qs[j] * d;
     }
 }
 
@@ -156,7 +171,8 @@ static float dot_q8_0(int64_t n, const void *vx, const void *vy) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK; i++) {
         int isum = 0;
-        for (int j = 0; j < QK; j++) isum += x[i].qs[j] * y[i].qs[j];
+        for (int j = 0; j < QK; j++)
+            isum += x[i].qs[j] * y[i].qs[j];
         s += (float)isum * (h2f(x[i].d) * h2f(y[i].d));
     }
     return s;
@@ -169,7 +185,8 @@ static float dot_q8_1(int64_t n, const void *vx, const void *vy) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK; i++) {
         int isum = 0;
-        for (int j = 0; j < QK; j++) isum += x[i].qs[j] * y[i].qs[j];
+        for (int j = 0; j < QK; j++)
+            isum += x[i].qs[j] * y[i].qs[j];
         s += (float)isum * (h2f(x[i].d) * h2f(y[i].d));
     }
     return s;
@@ -226,7 +243,8 @@ static void dequant_q4_0(const void *src, float *dst, int64_t n) {
     const quant_block_q4_0 *x = src;
     for (int64_t i = 0; i < n / QK; i++) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK; j++) dst[i * QK + j] = (float)(nib(x[i].qs, j) - 8) * d;
+        for (int j = 0; j < QK; j++)
+            dst[i * QK + j] = (float)(nib(x[i].qs, j) - 8) * d;
     }
 }
 
@@ -234,7 +252,8 @@ static void dequant_q4_1(const void *src, float *dst, int64_t n) {
     const quant_block_q4_1 *x = src;
     for (int64_t i = 0; i < n / QK; i++) {
         const float d = h2f(x[i].d), m = h2f(x[i].m);
-        for (int j = 0; j < QK; j++) dst[i * QK + j] = (float)nib(x[i].qs, j) * d + m;
+        for (int j = 0; j < QK; j++)
+            dst[i * QK + j] = (float)nib(x[i].qs, j) * d + m;
     }
 }
 
@@ -262,7 +281,8 @@ static float dot_q4_0(int64_t n, const void *vx, const void *vy) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK; i++) {
         int isum = 0;
-        for (int j = 0; j < QK; j++) isum += (nib(x[i].qs, j) - 8) * y[i].qs[j];
+        for (int j = 0; j < QK; j++)
+            isum += (nib(x[i].qs, j) - 8) * y[i].qs[j];
         s += (float)isum * h2f(x[i].d) * h2f(y[i].d);
     }
     return s;
@@ -274,7 +294,8 @@ static float dot_q4_1(int64_t n, const void *vx, const void *vy) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK; i++) {
         int isum = 0;
-        for (int j = 0; j < QK; j++) isum += nib(x[i].qs, j) * y[i].qs[j];
+        for (int j = 0; j < QK; j++)
+            isum += nib(x[i].qs, j) * y[i].qs[j];
         /* sum(x*y) = d_x d_y sum(q_x q_y) + m_x sum(y), and sum(y) is s_y */
         s += h2f(x[i].d) * h2f(y[i].d) * (float)isum + h2f(x[i].m) * h2f(y[i].s);
     }
@@ -300,7 +321,8 @@ static float dot_q5_1(int64_t n, const void *vx, const void *vy) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK; i++) {
         int isum = 0;
-        for (int j = 0; j < QK; j++) isum += (nib(x[i].qs, j) | bit5(x[i].qh, j)) * y[i].qs[j];
+        for (int j = 0; j < QK; j++)
+            isum += (nib(x[i].qs, j) | bit5(x[i].qh, j)) * y[i].qs[j];
         s += h2f(x[i].d) * h2f(y[i].d) * (float)isum + h2f(x[i].m) * h2f(y[i].s);
     }
     return s;
@@ -348,8 +370,8 @@ static void unpack_q3_K(const quant_block_q3_K *b, kunpacked *u) {
     }
 }
 
-static void unpack_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
-                         uint16_t d, uint16_t dmin, kunpacked *u) {
+static void unpack_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, uint16_t d,
+                         uint16_t dmin, kunpacked *u) {
     u->group = 32;
     u->d = h2f(d);
     u->dmin = h2f(dmin);
@@ -388,8 +410,12 @@ static void unpack_q6_K(const quant_block_q6_K *b, kunpacked *u) {
 
 static void unpack_k(quant_type t, const void *blk, kunpacked *u) {
     switch (t) {
-    case QT_Q2_K: unpack_q2_K(blk, u); break;
-    case QT_Q3_K: unpack_q3_K(blk, u); break;
+    case QT_Q2_K:
+        unpack_q2_K(blk, u);
+        break;
+    case QT_Q3_K:
+        unpack_q3_K(blk, u);
+        break;
     case QT_Q4_K: {
         const quant_block_q4_K *b = blk;
         unpack_q45_K(b->scales, b->qs, NULL, b->d, b->dmin, u);
@@ -400,17 +426,24 @@ static void unpack_k(quant_type t, const void *blk, kunpacked *u) {
         unpack_q45_K(b->scales, b->qs, b->qh, b->d, b->dmin, u);
         break;
     }
-    default: unpack_q6_K(blk, u); break;
+    default:
+        unpack_q6_K(blk, u);
+        break;
     }
 }
 
 static size_t k_block_bytes(quant_type t) {
     switch (t) {
-    case QT_Q2_K: return sizeof(quant_block_q2_K);
-    case QT_Q3_K: return sizeof(quant_block_q3_K);
-    case QT_Q4_K: return sizeof(quant_block_q4_K);
-    case QT_Q5_K: return sizeof(quant_block_q5_K);
-    default: return sizeof(quant_block_q6_K);
+    case QT_Q2_K:
+        return sizeof(quant_block_q2_K);
+    case QT_Q3_K:
+        return sizeof(quant_block_q3_K);
+    case QT_Q4_K:
+        return sizeof(quant_block_q4_K);
+    case QT_Q5_K:
+        return sizeof(quant_block_q5_K);
+    default:
+        return sizeof(quant_block_q6_K);
     }
 }
 
@@ -447,7 +480,8 @@ static float dot_k(quant_type t, int64_t n, const void *vx, const void *vy) {
                 gs += u.q[e] * y[i].qs[e];
             }
             isum += u.sc[g] * gs;
-            const int bs = u.group == 16 ? y[i].bsums[g] : y[i].bsums[2 * g] + y[i].bsums[2 * g + 1];
+            const int bs =
+                u.group == 16 ? y[i].bsums[g] : y[i].bsums[2 * g] + y[i].bsums[2 * g + 1];
             msum += u.mn[g] * bs;
         }
         s += u.d * y[i].d * (float)isum - u.dmin * y[i].d * (float)msum;
@@ -455,16 +489,36 @@ static float dot_k(quant_type t, int64_t n, const void *vx, const void *vy) {
     return s;
 }
 
-static void dequant_q2_K(const void *s, float *d, int64_t n) { dequant_k(QT_Q2_K, s, d, n); }
-static void dequant_q3_K(const void *s, float *d, int64_t n) { dequant_k(QT_Q3_K, s, d, n); }
-static void dequant_q4_K(const void *s, float *d, int64_t n) { dequant_k(QT_Q4_K, s, d, n); }
-static void dequant_q5_K(const void *s, float *d, int64_t n) { dequant_k(QT_Q5_K, s, d, n); }
-static void dequant_q6_K(const void *s, float *d, int64_t n) { dequant_k(QT_Q6_K, s, d, n); }
-static float dot_q2_K(int64_t n, const void *x, const void *y) { return dot_k(QT_Q2_K, n, x, y); }
-static float dot_q3_K(int64_t n, const void *x, const void *y) { return dot_k(QT_Q3_K, n, x, y); }
-static float dot_q4_K(int64_t n, const void *x, const void *y) { return dot_k(QT_Q4_K, n, x, y); }
-static float dot_q5_K(int64_t n, const void *x, const void *y) { return dot_k(QT_Q5_K, n, x, y); }
-static float dot_q6_K(int64_t n, const void *x, const void *y) { return dot_k(QT_Q6_K, n, x, y); }
+static void dequant_q2_K(const void *s, float *d, int64_t n) {
+    dequant_k(QT_Q2_K, s, d, n);
+}
+static void dequant_q3_K(const void *s, float *d, int64_t n) {
+    dequant_k(QT_Q3_K, s, d, n);
+}
+static void dequant_q4_K(const void *s, float *d, int64_t n) {
+    dequant_k(QT_Q4_K, s, d, n);
+}
+static void dequant_q5_K(const void *s, float *d, int64_t n) {
+    dequant_k(QT_Q5_K, s, d, n);
+}
+static void dequant_q6_K(const void *s, float *d, int64_t n) {
+    dequant_k(QT_Q6_K, s, d, n);
+}
+static float dot_q2_K(int64_t n, const void *x, const void *y) {
+    return dot_k(QT_Q2_K, n, x, y);
+}
+static float dot_q3_K(int64_t n, const void *x, const void *y) {
+    return dot_k(QT_Q3_K, n, x, y);
+}
+static float dot_q4_K(int64_t n, const void *x, const void *y) {
+    return dot_k(QT_Q4_K, n, x, y);
+}
+static float dot_q5_K(int64_t n, const void *x, const void *y) {
+    return dot_k(QT_Q5_K, n, x, y);
+}
+static float dot_q6_K(int64_t n, const void *x, const void *y) {
+    return dot_k(QT_Q6_K, n, x, y);
+}
 
 /* ---- K formats: quantizers ---------------------------------------------------------------- */
 
@@ -511,7 +565,8 @@ static void quant_q2_K(const float *x, void *vy, int64_t n) {
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         uint8_t ls[16], lm[16], q[QK_K];
         quant_affine_k(x, 16, 3, 15, &y[i].d, &y[i].dmin, ls, lm, q);
-        for (int g = 0; g < 16; g++) y[i].scales[g] = (uint8_t)(ls[g] | (lm[g] << 4));
+        for (int g = 0; g < 16; g++)
+            y[i].scales[g] = (uint8_t)(ls[g] | (lm[g] << 4));
         memset(y[i].qs, 0, sizeof y[i].qs);
         for (int e = 0; e < QK_K; e++)
             y[i].qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * ((e % 128) / 32)));
@@ -531,8 +586,8 @@ static void quant_q6_K(const float *x, void *y, int64_t n) {
 
 /* Q3_K: symmetric groups; the group scale is max/-(2^(b-1)) as ggml (so the group's
  * largest value gets the extra negative code), group scales quantized to signed sbits. */
-static void quant_symmetric_k(const float *x, int half_range, int smax, uint16_t *d_out,
-                              int8_t *ls, int8_t *codes) {
+static void quant_symmetric_k(const float *x, int half_range, int smax, uint16_t *d_out, int8_t *ls,
+                              int8_t *codes) {
     float scale[16], max_scale = 0.0f, max_abs = 0.0f;
     for (int g = 0; g < 16; g++) {
         scale[g] = signed_absmax(x + 16 * g, 16) / -(float)half_range;
@@ -555,8 +610,8 @@ static void quant_symmetric_k(const float *x, int half_range, int smax, uint16_t
         const float dl = d * ls[g];
         if (dl == 0.0f) continue;
         for (int l = 0; l < 16; l++)
-            codes[16 * g + l] = (int8_t)clampi(round_even(x[16 * g + l] / dl), -half_range,
-                                               half_range - 1);
+            codes[16 * g + l] =
+                (int8_t)clampi(round_even(x[16 * g + l] / dl), -half_range, half_range - 1);
     }
 }
 
@@ -599,7 +654,8 @@ static void quant_q8_K(const float *x, void *vy, int64_t n) {
         }
         for (int g = 0; g < QK_K / 16; g++) {
             int s = 0;
-            for (int l = 0; l < 16; l++) s += y[i].qs[16 * g + l];
+            for (int l = 0; l < 16; l++)
+                s += y[i].qs[16 * g + l];
             y[i].bsums[g] = (int16_t)s;
         }
         y[i].d = 1.0f / iscale;
@@ -611,7 +667,8 @@ static float dot_q8_K(int64_t n, const void *vx, const void *vy) {
     float s = 0.0f;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int isum = 0;
-        for (int j = 0; j < QK_K; j++) isum += x[i].qs[j] * y[i].qs[j];
+        for (int j = 0; j < QK_K; j++)
+            isum += x[i].qs[j] * y[i].qs[j];
         s += (float)isum * (x[i].d * y[i].d);
     }
     return s;
@@ -620,7 +677,8 @@ static float dot_q8_K(int64_t n, const void *vx, const void *vy) {
 static void dequant_q8_K(const void *src, float *dst, int64_t n) {
     const quant_block_q8_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++)
-        for (int j = 0; j < QK_K; j++) dst[i * QK_K + j] = x[i].d * x[i].qs[j];
+        for (int j = 0; j < QK_K; j++)
+            dst[i * QK_K + j] = x[i].d * x[i].qs[j];
 }
 
 /* ---- the table ---------------------------------------------------------------------------- */
@@ -630,9 +688,15 @@ static void dequant_q8_K(const void *src, float *dst, int64_t n) {
 #define N_IDS 43
 
 #define KNOWN(id, nm, bs, ts) [id] = {.name = nm, .block_size = bs, .type_size = ts}
-#define SUPPORTED(id, nm, bs, ts, dq, q, vdt, dot)                                             \
-    [id] = {.name = nm, .block_size = bs, .type_size = ts, .supported = true, .dequant = dq,   \
-            .quant = q, .vec_dot_type = vdt, .vec_dot = dot}
+#define SUPPORTED(id, nm, bs, ts, dq, q, vdt, dot)                                                 \
+    [id] = {.name = nm,                                                                            \
+            .block_size = bs,                                                                      \
+            .type_size = ts,                                                                       \
+            .supported = true,                                                                     \
+            .dequant = dq,                                                                         \
+            .quant = q,                                                                            \
+            .vec_dot_type = vdt,                                                                   \
+            .vec_dot = dot}
 
 /* vec_dot_type: what llama.cpp's CPU backend quantizes the activations to for each weight
  * type (ggml-cpu.c type_traits_cpu), so the integer dot products are the same. */
@@ -682,13 +746,13 @@ const quant_traits *quant_traits_of(uint32_t type) {
 
 /* Names for ids that are not (or no longer) ggml types: removed ids 4, 5, 31-33, 36-38 and
  * whatever comes after the table. A constant table keeps the function free of state. */
-#define UNK10(a) "type#" #a "0", "type#" #a "1", "type#" #a "2", "type#" #a "3", \
-                "type#" #a "4", "type#" #a "5", "type#" #a "6", "type#" #a "7", \
-                "type#" #a "8", "type#" #a "9"
+#define UNK10(a)                                                                                   \
+    "type#" #a "0", "type#" #a "1", "type#" #a "2", "type#" #a "3", "type#" #a "4",                \
+        "type#" #a "5", "type#" #a "6", "type#" #a "7", "type#" #a "8", "type#" #a "9"
 static const char *const k_unknown_names[64] = {
-    "type#0", "type#1", "type#2", "type#3", "type#4", "type#5", "type#6", "type#7", "type#8",
-    "type#9", UNK10(1), UNK10(2), UNK10(3), UNK10(4), UNK10(5), "type#60", "type#61", "type#62",
-    "type#63",
+    "type#0", "type#1",  "type#2",  "type#3",  "type#4",  "type#5", "type#6",
+    "type#7", "type#8",  "type#9",  UNK10(1),  UNK10(2),  UNK10(3), UNK10(4),
+    UNK10(5), "type#60", "type#61", "type#62", "type#63",
 };
 
 const char *quant_type_name(uint32_t type) {
@@ -708,12 +772,12 @@ static const struct {
     const char *name;
     uint32_t type; /* the type a file of one type declares this ftype for; UINT32_MAX: none */
 } k_ftypes[] = {
-    {0, "F32", QT_F32},       {1, "F16", QT_F16},       {2, "Q4_0", QT_Q4_0},
-    {3, "Q4_1", QT_Q4_1},     {7, "Q8_0", QT_Q8_0},     {8, "Q5_0", QT_Q5_0},
-    {9, "Q5_1", QT_Q5_1},     {10, "Q2_K", UINT32_MAX}, {11, "Q3_K_S", UINT32_MAX},
+    {0, "F32", QT_F32},         {1, "F16", QT_F16},         {2, "Q4_0", QT_Q4_0},
+    {3, "Q4_1", QT_Q4_1},       {7, "Q8_0", QT_Q8_0},       {8, "Q5_0", QT_Q5_0},
+    {9, "Q5_1", QT_Q5_1},       {10, "Q2_K", UINT32_MAX},   {11, "Q3_K_S", UINT32_MAX},
     {12, "Q3_K_M", UINT32_MAX}, {13, "Q3_K_L", UINT32_MAX}, {14, "Q4_K_S", QT_Q4_K},
-    {15, "Q4_K_M", UINT32_MAX}, {16, "Q5_K_S", QT_Q5_K}, {17, "Q5_K_M", UINT32_MAX},
-    {18, "Q6_K", QT_Q6_K},    {32, "BF16", QT_BF16},
+    {15, "Q4_K_M", UINT32_MAX}, {16, "Q5_K_S", QT_Q5_K},    {17, "Q5_K_M", UINT32_MAX},
+    {18, "Q6_K", QT_Q6_K},      {32, "BF16", QT_BF16},
 };
 
 const char *quant_ftype_name(uint32_t ftype) {
@@ -735,7 +799,8 @@ bool quant_type_by_name(const char *name, uint32_t *out) {
         const quant_traits *tr = quant_traits_of(id);
         if (!tr || strlen(tr->name) != strlen(name)) continue;
         bool eq = true;
-        for (size_t j = 0; eq && name[j]; j++) eq = (tr->name[j] | 0x20) == (name[j] | 0x20);
+        for (size_t j = 0; eq && name[j]; j++)
+            eq = (tr->name[j] | 0x20) == (name[j] | 0x20);
         if (eq) {
             *out = id;
             return true;

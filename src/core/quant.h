@@ -43,10 +43,10 @@ typedef void (*quant_quant_fn)(const float *src, void *dst, int64_t n);
 typedef float (*quant_dot_fn)(int64_t n, const void *x, const void *y);
 
 typedef struct quant_traits {
-    const char *name;        /* "q4_1" */
-    uint32_t block_size;     /* elements per block */
-    uint32_t type_size;      /* bytes per block */
-    bool supported;          /* we can dequantize and compute with it */
+    const char *name;    /* "q4_1" */
+    uint32_t block_size; /* elements per block */
+    uint32_t type_size;  /* bytes per block */
+    bool supported;      /* we can dequantize and compute with it */
     quant_dequant_fn dequant;
     quant_quant_fn quant;    /* reference quantizer (NULL if none) */
     quant_type vec_dot_type; /* the type activations are quantized to for vec_dot */

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define QUANT_QK 32   /* elements per block of the 32-element formats (Q4_0 ... Q8_1) */
+#define QUANT_QK 32    /* elements per block of the 32-element formats (Q4_0 ... Q8_1) */
 #define QUANT_QK_K 256 /* elements per super-block of the K formats */
 
 /* x = d * (q - 8), q in 0..15; element j in the low nibble of qs[j], j+16 in the high one. */
@@ -131,9 +131,9 @@ static inline void quant_k4_scale_min(const uint8_t *s, int j, uint8_t *sc, uint
 static inline void quant_k4_scales_mins(const uint8_t *s, uint8_t out[16]) {
     uint32_t u[3], v[4];
     memcpy(u, s, 12);
-    v[0] = u[0] & 0x3f3f3f3fu;                                         /* scales 0-3 */
-    v[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);  /* scales 4-7 */
-    v[2] = u[1] & 0x3f3f3f3fu;                                         /* mins 0-3 */
+    v[0] = u[0] & 0x3f3f3f3fu;                                               /* scales 0-3 */
+    v[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);        /* scales 4-7 */
+    v[2] = u[1] & 0x3f3f3f3fu;                                               /* mins 0-3 */
     v[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4); /* mins 4-7 */
     memcpy(out, v, 16);
 }

@@ -35,23 +35,23 @@ struct eng_ctx {
     const eng_graph *g;
     eng_ctx_desc cd;
     uint32_t n_ctx, n_batch;
-    float *buf[EB_COUNT];        /* activations, n_batch rows each (LOGITS: n_batch rows) */
+    float *buf[EB_COUNT];         /* activations, n_batch rows each (LOGITS: n_batch rows) */
     uint8_t *qbuf[ENG_MAX_FUSED]; /* quantized matmul inputs */
     uint64_t qbuf_bytes;
-    uint8_t *th_qbuf;             /* per-thread copies for small batches: no barrier needed */
-    uint64_t th_qbuf_bytes;       /* per thread and fused slot */
-    float *tmp;                   /* matmul output before a fused residual add */
-    uint16_t *kcache, *vcache;    /* [n_layer][n_pages * ENG_PAGE][kv_dim] f16 */
-    uint64_t n_slots;             /* n_pages * ENG_PAGE */
-    bool kv_q8;                   /* the cache holds Q8_0 rows (kcache, vcache as bytes) */
-    uint64_t kv_row;              /* bytes of one cache row: eng_kv_row_bytes */
-    float *th_q8;                 /* Q8_0 cache: per thread K row, V row and sum [head_dim] */
+    uint8_t *th_qbuf;          /* per-thread copies for small batches: no barrier needed */
+    uint64_t th_qbuf_bytes;    /* per thread and fused slot */
+    float *tmp;                /* matmul output before a fused residual add */
+    uint16_t *kcache, *vcache; /* [n_layer][n_pages * ENG_PAGE][kv_dim] f16 */
+    uint64_t n_slots;          /* n_pages * ENG_PAGE */
+    bool kv_q8;                /* the cache holds Q8_0 rows (kcache, vcache as bytes) */
+    uint64_t kv_row;           /* bytes of one cache row: eng_kv_row_bytes */
+    float *th_q8;              /* Q8_0 cache: per thread K row, V row and sum [head_dim] */
     uint64_t kv_dim;
     /* per-thread scratch: attention scores [n_ctx], rope cos/sin [head_dim], q in f16 */
     float *th_rope;
     uint16_t *th_q16;
     float *th_vacc;
-    float *th_tile;               /* large-batch attention: K^T, V, scores, M, S, sums */
+    float *th_tile; /* large-batch attention: K^T, V, scores, M, S, sums */
     uint64_t th_tile_floats;
     /* per token of a step: its position and entry; per output: its row; per entry: where
      * its attention work items start (the last one: the total) */
@@ -61,8 +61,8 @@ struct eng_ctx {
     float *logits_out;
     eng_observe_fn observe; /* sees every matmul's input (importance statistics) */
     void *observe_user;
-    uint32_t next_op;   /* begin/advance: the first op not yet run */
-    uint32_t stop_op;   /* ops [next_op, stop_op) this pool job runs, at most */
+    uint32_t next_op; /* begin/advance: the first op not yet run */
+    uint32_t stop_op; /* ops [next_op, stop_op) this pool job runs, at most */
     double deadline;
 };
 
@@ -113,9 +113,11 @@ static void op_rms_norm(eng_ctx *c, const eng_op *op, int ith, int nth) {
         float *y = c->buf[op->dst[0]] + (uint64_t)i * wd;
         /* sum of squares in double, then scale and weight in float, as ggml does */
         double sum = 0.0;
-        for (uint32_t j = 0; j < d; j++) sum += (double)(x[j] * x[j]);
+        for (uint32_t j = 0; j < d; j++)
+            sum += (double)(x[j] * x[j]);
         const float scale = 1.0f / sqrtf((float)(sum / d) + eps);
-        for (uint32_t j = 0; j < d; j++) y[j] = (x[j] * scale) * w[j];
+        for (uint32_t j = 0; j < d; j++)
+            y[j] = (x[j] * scale) * w[j];
     }
 }
 
@@ -154,7 +156,8 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
     if (!private_q) cpu_pool_barrier(c->be->pool);
     /* 2. rows of all fused weights, concatenated, split evenly over threads */
     uint32_t total = 0;
-    for (int i = 0; i < op->n_w; i++) total += op->w[i]->n_out;
+    for (int i = 0; i < op->n_w; i++)
+        total += op->w[i]->n_out;
     uint32_t lo, hi;
     split(total, ith, nth, CPU_MATMUL_ROW_ALIGN, &lo, &hi);
     uint32_t base = 0;
@@ -166,9 +169,17 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
             float *dst = c->buf[op->dst[i]];
             if (op->dst[i] == EB_LOGITS) dst = c->logits_out;
             cpu_matmul_desc md = {
-                .w_type = w->type, .w = w->data, .w_row_bytes = w->row_bytes, .n_in = n_in,
-                .r0 = r0, .r1 = r1, .x = xq[i], .x_row_bytes = xq_stride[i], .n_tokens = n_tok,
-                .y = op->accumulate ? c->tmp : dst, .y_stride = wd,
+                .w_type = w->type,
+                .w = w->data,
+                .w_row_bytes = w->row_bytes,
+                .n_in = n_in,
+                .r0 = r0,
+                .r1 = r1,
+                .x = xq[i],
+                .x_row_bytes = xq_stride[i],
+                .n_tokens = n_tok,
+                .y = op->accumulate ? c->tmp : dst,
+                .y_stride = wd,
             };
             cpu_matmul(&c->be->k, &md);
             if (op->accumulate)
@@ -288,7 +299,8 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
         float M, S;
         attn_chunk_f16(c, q16, 0, n_kv, kc, vc, pages, acc16, &M, &S);
         const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-        for (uint32_t i = 0; i < hd; i++) out[i] = core_fp16_to_fp32(acc16[i]) * inv;
+        for (uint32_t i = 0; i < hd; i++)
+            out[i] = core_fp16_to_fp32(acc16[i]) * inv;
         return;
     }
     /* A single query over a long cache: llama.cpp splits the keys into one chunk per thread
@@ -310,7 +322,8 @@ static void attn_head_small(eng_ctx *c, const float *q, uint32_t n_kv, const uin
         Mf = m_new;
     }
     const float inv = Sf != 0.0f ? 1.0f / Sf : 1.0f;
-    for (uint32_t i = 0; i < hd; i++) out[i] = vsum[i] * inv;
+    for (uint32_t i = 0; i < hd; i++)
+        out[i] = vsum[i] * inv;
 }
 
 /* Queries at batch rows [t0, t0 + nq), positions qpos0 .. qpos0 + nq - 1 of one sequence, of
@@ -330,7 +343,7 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
     float *v32 = kt + (uint64_t)hd * T;
     float *kq = v32 + (uint64_t)hd * T;
     float *M = kq + T, *S = M + (uint64_t)n_h * T; /* [head][query] */
-    float *acc = S + (uint64_t)n_h * T;             /* [head][query][hd] */
+    float *acc = S + (uint64_t)n_h * T;            /* [head][query][hd] */
     for (uint32_t i = 0; i < n_h * T; i++) {
         M[i] = -INFINITY;
         S[i] = 0.0f;
@@ -343,13 +356,15 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
             float *vrow = v32 + (uint64_t)j * hd;
             if (j >= cnt) {
                 memset(vrow, 0, hd * sizeof *vrow);
-                for (uint32_t d = 0; d < hd; d++) kt[d * T + j] = 0.0f;
+                for (uint32_t d = 0; d < hd; d++)
+                    kt[d * T + j] = 0.0f;
                 continue;
             }
             /* K row -> F32 through the V row's slot, then scattered into the transpose */
             const uint64_t row = kv_slot(pages, j0 + j) * c->kv_dim;
             c->be->k.kt->fp16_to_fp32(kc + row, vrow, hd);
-            for (uint32_t d = 0; d < hd; d++) kt[d * T + j] = vrow[d];
+            for (uint32_t d = 0; d < hd; d++)
+                kt[d * T + j] = vrow[d];
             c->be->k.kt->fp16_to_fp32(vc + row, vrow, hd);
         }
         for (uint32_t hh = 0; hh < n_h; hh++) {
@@ -357,8 +372,8 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
                 const uint32_t n_kv = qpos0 + q + 1;
                 if (n_kv <= j0) continue; /* the whole tile is in this query's future */
                 const uint32_t vis = n_kv - j0 < T ? n_kv - j0 : T;
-                const float *qv = c->buf[EB_Q] + (uint64_t)(t0 + q) * c->g->buf_width[EB_Q] +
-                                  (h0 + hh) * hd;
+                const float *qv =
+                    c->buf[EB_Q] + (uint64_t)(t0 + q) * c->g->buf_width[EB_Q] + (h0 + hh) * hd;
                 ak->kq_tile(kt, qv, (int)hd, kq);
                 float tmax = -INFINITY;
                 for (uint32_t j = 0; j < T; j++) {
@@ -370,7 +385,8 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
                 float *a = acc + (uint64_t)sq * hd;
                 if (m_new > M[sq]) {
                     const float ms = expf(M[sq] - m_new);
-                    for (uint32_t d = 0; d < hd; d++) a[d] *= ms;
+                    for (uint32_t d = 0; d < hd; d++)
+                        a[d] *= ms;
                     S[sq] *= ms;
                 }
                 M[sq] = m_new;
@@ -384,7 +400,8 @@ static void attn_block_large(eng_ctx *c, uint32_t h0, uint32_t n_h, uint32_t t0,
             const uint32_t sq = hh * T + q;
             const float inv = S[sq] == 0.0f ? 0.0f : 1.0f / S[sq];
             float *o = out_buf + (uint64_t)(t0 + q) * out_w + (h0 + hh) * hd;
-            for (uint32_t d = 0; d < hd; d++) o[d] = acc[(uint64_t)sq * hd + d] * inv;
+            for (uint32_t d = 0; d < hd; d++)
+                o[d] = acc[(uint64_t)sq * hd + d] * inv;
         }
 }
 
@@ -414,7 +431,8 @@ static void attn_head_q8(eng_ctx *c, const float *q, uint32_t n_kv, const uint8_
         if (s > M) {
             ms = expf(M - s);
             M = s;
-            for (uint32_t i = 0; i < hd; i++) acc[i] *= ms;
+            for (uint32_t i = 0; i < hd; i++)
+                acc[i] *= ms;
         } else {
             vs = expf(s - M);
         }
@@ -427,7 +445,8 @@ static void attn_head_q8(eng_ctx *c, const float *q, uint32_t n_kv, const uint8_
         S = sm + vs;
     }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (uint32_t i = 0; i < hd; i++) out[i] = acc[i] * inv;
+    for (uint32_t i = 0; i < hd; i++)
+        out[i] = acc[i] * inv;
 }
 
 /* Whether an entry's queries take the tiled path. */
@@ -439,8 +458,7 @@ static bool seq_tiled(const eng_ctx *c, const eng_seq *s) {
  * converted once for all the query heads that read it), else a query token x a head. */
 static uint32_t seq_items(const eng_ctx *c, const eng_seq *s) {
     const model_config *cfg = &c->m->cfg;
-    if (seq_tiled(c, s))
-        return (s->n_tokens + CPU_VEC_TILE - 1) / CPU_VEC_TILE * cfg->n_head_kv;
+    if (seq_tiled(c, s)) return (s->n_tokens + CPU_VEC_TILE - 1) / CPU_VEC_TILE * cfg->n_head_kv;
     return s->n_tokens * cfg->n_head;
 }
 
@@ -455,7 +473,8 @@ static void op_attention(eng_ctx *c, const eng_op *op, int ith, int nth) {
     uint32_t lo, hi, e = 0, row0 = 0;
     split(c->item0[b->n_seqs], ith, nth, 1, &lo, &hi);
     for (uint32_t item = lo; item < hi; item++) {
-        while (item >= c->item0[e + 1]) row0 += b->seqs[e++].n_tokens;
+        while (item >= c->item0[e + 1])
+            row0 += b->seqs[e++].n_tokens;
         const eng_seq *s = &b->seqs[e];
         const uint32_t k = item - c->item0[e];
         if (seq_tiled(c, s)) {
@@ -488,8 +507,8 @@ static void op_swiglu(eng_ctx *c, const eng_op *op, int ith, int nth) {
     split(c->b->n_tokens, ith, nth, 1, &lo, &hi);
     for (uint32_t t = lo; t < hi; t++) {
         const uint64_t off = (uint64_t)t * w;
-        c->be->k.ak->swiglu(c->buf[op->dst[0]] + off, c->buf[op->src] + off,
-                            c->buf[op->src2] + off, (int)w);
+        c->be->k.ak->swiglu(c->buf[op->dst[0]] + off, c->buf[op->src] + off, c->buf[op->src2] + off,
+                            (int)w);
     }
 }
 
@@ -499,7 +518,9 @@ static void run_job(void *arg, int ith, int nth) {
     for (uint32_t i = c->next_op; i < c->stop_op; i++) {
         const eng_op *op = &g->ops[i];
         switch (op->kind) {
-        case EOP_EMBED: op_embed(c, op, ith, nth); break;
+        case EOP_EMBED:
+            op_embed(c, op, ith, nth);
+            break;
         case EOP_RMS_NORM:
             if (op->last_rows && c->b->n_out == 0) continue;
             op_rms_norm(c, op, ith, nth);
@@ -515,10 +536,17 @@ static void run_job(void *arg, int ith, int nth) {
             }
             op_matmul(c, op, ith, nth);
             break;
-        case EOP_ROPE: op_rope_store(c, op, ith, nth); break;
-        case EOP_KV_STORE: continue; /* done with ROPE, same token split: no barrier */
-        case EOP_ATTENTION: op_attention(c, op, ith, nth); break;
-        case EOP_SWIGLU: op_swiglu(c, op, ith, nth); break;
+        case EOP_ROPE:
+            op_rope_store(c, op, ith, nth);
+            break;
+        case EOP_KV_STORE:
+            continue; /* done with ROPE, same token split: no barrier */
+        case EOP_ATTENTION:
+            op_attention(c, op, ith, nth);
+            break;
+        case EOP_SWIGLU:
+            op_swiglu(c, op, ith, nth);
+            break;
         }
         cpu_pool_barrier(c->be->pool);
         if (c->deadline > 0) { /* step mode: thread 0 decides for all whether to stop here */
@@ -537,8 +565,10 @@ static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, cor
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: outputs need a logits buffer");
     for (uint32_t e = 0; e < b->n_seqs; e++)
         if (b->seqs[e].feed)
-            return core_errf(err, VKLLM_ERR_UNSUPPORTED, "cpu: entry %u is fed from a step in "
-                             "flight (one step at a time here)", e);
+            return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                             "cpu: entry %u is fed from a step in "
+                             "flight (one step at a time here)",
+                             e);
     uint32_t row = 0, outs = 0;
     c->item0[0] = 0;
     for (uint32_t e = 0; e < b->n_seqs; e++) {
@@ -548,7 +578,8 @@ static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, cor
             c->tok_seq[row + t] = e;
         }
         row += s->n_tokens;
-        for (uint32_t k = eng_seq_outs(s); k > 0; k--) c->out_row[outs++] = row - k;
+        for (uint32_t k = eng_seq_outs(s); k > 0; k--)
+            c->out_row[outs++] = row - k;
         c->item0[e + 1] = c->item0[e] + seq_items(c, s);
     }
     c->b = b;
@@ -569,8 +600,8 @@ static vkllm_status cpu_advance(eng_ctx *c, double deadline, bool *done, core_er
     c->b = NULL;
     const uint32_t nv = c->m->cfg.n_vocab;
     for (uint32_t r = 0; b->top_k && r < b->n_out; r++)
-        eng_select_top(c->logits_out + (uint64_t)r * nv, nv, b->top_k,
-                       b->out_ids + r * b->top_k, b->out_vals ? b->out_vals + r * b->top_k : NULL);
+        eng_select_top(c->logits_out + (uint64_t)r * nv, nv, b->top_k, b->out_ids + r * b->top_k,
+                       b->out_vals ? b->out_vals + r * b->top_k : NULL);
     *done = true;
     return VKLLM_OK;
 }
@@ -585,8 +616,10 @@ static vkllm_status cpu_run(eng_ctx *c, const eng_batch *b, float *logits, core_
 static void cpu_ctx_destroy(eng_ctx *c) {
     if (!c) return;
     const vkllm_allocator *a = c->be->alloc;
-    for (int i = 0; i < EB_COUNT; i++) core_free(a, c->buf[i]);
-    for (int i = 0; i < ENG_MAX_FUSED; i++) core_free(a, c->qbuf[i]);
+    for (int i = 0; i < EB_COUNT; i++)
+        core_free(a, c->buf[i]);
+    for (int i = 0; i < ENG_MAX_FUSED; i++)
+        core_free(a, c->qbuf[i]);
     core_free(a, c->th_qbuf);
     core_free(a, c->tmp);
     core_free(a, c->kcache);
@@ -625,8 +658,10 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->kv_row = eng_kv_row_bytes((uint32_t)c->kv_dim, c->kv_q8);
     if (c->kv_q8 && cfg->head_dim % 32 != 0) {
         cpu_ctx_destroy(c);
-        return core_errf(err, VKLLM_ERR_UNSUPPORTED, "cpu: a Q8_0 KV cache needs head_dim a "
-                         "multiple of 32 (it is %u)", cfg->head_dim);
+        return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                         "cpu: a Q8_0 KV cache needs head_dim a "
+                         "multiple of 32 (it is %u)",
+                         cfg->head_dim);
     }
     const int nth = cpu_pool_size(be->pool);
     bool ok = true;
@@ -673,8 +708,7 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
                         group * CPU_VEC_TILE * (2 + (uint64_t)cfg->head_dim);
     c->th_tile = core_calloc(a, (size_t)nth, (size_t)c->th_tile_floats * sizeof(float));
     ok = ok && c->th_tile;
-    ok = ok && c->tmp && c->kcache && c->vcache && c->th_rope && c->th_q16 &&
-         c->th_vacc;
+    ok = ok && c->tmp && c->kcache && c->vcache && c->th_rope && c->th_q16 && c->th_vacc;
     if (!ok) {
         cpu_ctx_destroy(c);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
@@ -701,11 +735,21 @@ static void cpu_destroy(eng_backend *base) {
 
 /* ---- hooks for cpu_bench.c ---- */
 
-cpu_pool *cpu_backend_pool(eng_backend *be) { return ((cpu_backend *)be)->pool; }
-const cpu_ops *cpu_backend_ops(eng_backend *be) { return &((cpu_backend *)be)->k; }
-const vkllm_allocator *cpu_backend_alloc(eng_backend *be) { return ((cpu_backend *)be)->alloc; }
-float *cpu_ctx_rows(eng_ctx *c, eng_buf b) { return c->buf[b]; }
-uint16_t *cpu_ctx_cache(eng_ctx *c, bool values) { return values ? c->vcache : c->kcache; }
+cpu_pool *cpu_backend_pool(eng_backend *be) {
+    return ((cpu_backend *)be)->pool;
+}
+const cpu_ops *cpu_backend_ops(eng_backend *be) {
+    return &((cpu_backend *)be)->k;
+}
+const vkllm_allocator *cpu_backend_alloc(eng_backend *be) {
+    return ((cpu_backend *)be)->alloc;
+}
+float *cpu_ctx_rows(eng_ctx *c, eng_buf b) {
+    return c->buf[b];
+}
+uint16_t *cpu_ctx_cache(eng_ctx *c, bool values) {
+    return values ? c->vcache : c->kcache;
+}
 
 static void cpu_observe(eng_ctx *c, eng_observe_fn fn, void *user) {
     c->observe = fn;
@@ -726,8 +770,7 @@ static const eng_backend_vtbl k_cpu_vtbl = {
     .bench_op = cpu_bench_op,
 };
 
-vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
-                                core_err *err) {
+vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out, core_err *err) {
     cpu_backend *be = core_calloc(desc->alloc, 1, sizeof *be);
     if (!be) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
     be->alloc = desc->alloc;
@@ -744,8 +787,8 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
                          cpu_kern_isa_name(desc->isa));
     }
     cpu_ops_init(&be->k, desc->isa);
-    snprintf(be->base.name, sizeof be->base.name, "cpu (%s, %d threads)",
-             be->k.kt->name, cpu_pool_size(be->pool));
+    snprintf(be->base.name, sizeof be->base.name, "cpu (%s, %d threads)", be->k.kt->name,
+             cpu_pool_size(be->pool));
     cpu_info_device(&be->base.info);
     snprintf(be->base.info.driver, sizeof be->base.info.driver, "%s", be->k.kt->name);
     *out = &be->base;

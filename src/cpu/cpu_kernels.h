@@ -43,16 +43,16 @@ typedef enum cpu_kern_isa {
  * (see quantize_row). Callers split [0, n_rows) across threads by rows; ranges starting at
  * a multiple of CPU_KERN_ROW_BLOCK keep every thread on the fast path. */
 typedef struct cpu_matmul_args {
-    quant_type w_type;   /* a supported type (quant_traits.supported) */
-    const void *w;       /* row 0 of the weight matrix */
-    size_t w_row_bytes;  /* bytes from one weight row to the next (>= quant_row_bytes) */
-    int64_t n_in;        /* elements per row, a multiple of the type's block size */
-    int64_t r0, r1;      /* weight rows to compute */
-    const void *x;       /* n_tokens activation rows */
-    size_t x_row_bytes;  /* bytes from one activation row to the next */
+    quant_type w_type;  /* a supported type (quant_traits.supported) */
+    const void *w;      /* row 0 of the weight matrix */
+    size_t w_row_bytes; /* bytes from one weight row to the next (>= quant_row_bytes) */
+    int64_t n_in;       /* elements per row, a multiple of the type's block size */
+    int64_t r0, r1;     /* weight rows to compute */
+    const void *x;      /* n_tokens activation rows */
+    size_t x_row_bytes; /* bytes from one activation row to the next */
     int64_t n_tokens;
-    float *y;            /* y[t * y_stride + r] */
-    int64_t y_stride;    /* floats from one token's outputs to the next */
+    float *y;         /* y[t * y_stride + r] */
+    int64_t y_stride; /* floats from one token's outputs to the next */
 } cpu_matmul_args;
 
 #define CPU_KERN_ROW_BLOCK 4

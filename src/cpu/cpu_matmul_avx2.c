@@ -97,7 +97,8 @@ typedef struct tile_args {
  * loops unroll and the accumulators live in registers. */
 INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
     const bool aff = cpu_mm_affine(T);
-    const size_t wb = cpu_mm_wblock_bytes(T), xb = cpu_mm_xblock_bytes(T), xq = cpu_mm_xqs_offset(T);
+    const size_t wb = cpu_mm_wblock_bytes(T), xb = cpu_mm_xblock_bytes(T),
+                 xq = cpu_mm_xqs_offset(T);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4][TT_MAX];
     __m128 msum[4];
@@ -105,7 +106,8 @@ INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
     for (int r = 0; r < RR; r++) {
         msum[r] = _mm_setzero_ps();
         UNROLL
-        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+        for (int t = 0; t < TT; t++)
+            acc[r][t] = _mm256_setzero_ps();
     }
     float ms1[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* TT == 1: the min sums as scalars */
     for (int64_t b = 0; b < a->nb; b++) {
@@ -137,15 +139,16 @@ INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
                 _mm_store_ps(dd[r], _mm_mul_ps(_mm_set1_ps(d), dx4));
                 /* m_w * s_x for the tile's tokens at once; lane t is ggml's fused sum */
                 if (aff)
-                    msum[r] = _mm_fmadd_ps(_mm_set1_ps(m), _mm_loadu_ps(a->ss + b * TT_MAX), msum[r]);
+                    msum[r] =
+                        _mm_fmadd_ps(_mm_set1_ps(m), _mm_loadu_ps(a->ss + b * TT_MAX), msum[r]);
             }
             /* signed formats: |w| as the unsigned maddubs operand, its sign moved onto x */
             uq[r] = aff ? q[r] : _mm256_sign_epi8(q[r], q[r]);
         }
         UNROLL
         for (int t = 0; t < TT; t++) {
-            const __m256i qx =
-                _mm256_loadu_si256((const __m256i *)(a->x + (size_t)t * a->x_row_bytes + b * xb + xq));
+            const __m256i qx = _mm256_loadu_si256(
+                (const __m256i *)(a->x + (size_t)t * a->x_row_bytes + b * xb + xq));
             UNROLL
             for (int r = 0; r < RR; r++) {
                 const __m256i sx = aff ? qx : _mm256_sign_epi8(qx, q[r]);
@@ -158,7 +161,8 @@ INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
     }
     if (TT == 1) {
         UNROLL
-        for (int r = 0; r < RR; r++) msum[r] = _mm_set_ss(ms1[r]);
+        for (int r = 0; r < RR; r++)
+            msum[r] = _mm_set_ss(ms1[r]);
     }
     UNROLL
     for (int r = 0; r < RR; r++) {
@@ -176,15 +180,33 @@ INLINE void tile(quant_type T, int RR, int TT, const tile_args *a) {
 /* The tile shapes the drivers use: 4x1 (decode), 3x4 (prefill) and their edges. */
 INLINE void run_tile(quant_type T, int rr, int tt, const tile_args *a) {
     switch (rr * 8 + tt) {
-    case 4 * 8 + 1: tile(T, 4, 1, a); break;
-    case 3 * 8 + 1: tile(T, 3, 1, a); break;
-    case 3 * 8 + 2: tile(T, 3, 2, a); break;
-    case 3 * 8 + 3: tile(T, 3, 3, a); break;
-    case 3 * 8 + 4: tile(T, 3, 4, a); break;
-    case 1 * 8 + 1: tile(T, 1, 1, a); break;
-    case 1 * 8 + 2: tile(T, 1, 2, a); break;
-    case 1 * 8 + 3: tile(T, 1, 3, a); break;
-    default: tile(T, 1, 4, a); break;
+    case 4 * 8 + 1:
+        tile(T, 4, 1, a);
+        break;
+    case 3 * 8 + 1:
+        tile(T, 3, 1, a);
+        break;
+    case 3 * 8 + 2:
+        tile(T, 3, 2, a);
+        break;
+    case 3 * 8 + 3:
+        tile(T, 3, 3, a);
+        break;
+    case 3 * 8 + 4:
+        tile(T, 3, 4, a);
+        break;
+    case 1 * 8 + 1:
+        tile(T, 1, 1, a);
+        break;
+    case 1 * 8 + 2:
+        tile(T, 1, 2, a);
+        break;
+    case 1 * 8 + 3:
+        tile(T, 1, 3, a);
+        break;
+    default:
+        tile(T, 1, 4, a);
+        break;
     }
 }
 
@@ -205,8 +227,12 @@ INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
     }
     float ds[MAX_BLOCKS * TT_MAX], ss[MAX_BLOCKS * TT_MAX];
     const uint8_t *w = a->w, *x = a->x;
-    tile_args ta = {.w_row_bytes = a->w_row_bytes, .x_row_bytes = a->x_row_bytes, .nb = nb,
-                    .ds = ds, .ss = ss, .y_stride = a->y_stride};
+    tile_args ta = {.w_row_bytes = a->w_row_bytes,
+                    .x_row_bytes = a->x_row_bytes,
+                    .nb = nb,
+                    .ds = ds,
+                    .ss = ss,
+                    .y_stride = a->y_stride};
     if (a->n_tokens == 1) {
         cpu_mm_prep_scales(cpu_mm_affine(T), x, a->x_row_bytes, 1, nb, ds, ss);
         ta.x = x;
@@ -248,11 +274,21 @@ INLINE void matmul_q32(quant_type T, const cpu_matmul_args *a) {
 }
 
 /* One function per format so each gets its own fully specialised tiles. */
-static void matmul_q4_0(const cpu_matmul_args *a) { matmul_q32(QT_Q4_0, a); }
-static void matmul_q4_1(const cpu_matmul_args *a) { matmul_q32(QT_Q4_1, a); }
-static void matmul_q5_0(const cpu_matmul_args *a) { matmul_q32(QT_Q5_0, a); }
-static void matmul_q5_1(const cpu_matmul_args *a) { matmul_q32(QT_Q5_1, a); }
-static void matmul_q8_0(const cpu_matmul_args *a) { matmul_q32(QT_Q8_0, a); }
+static void matmul_q4_0(const cpu_matmul_args *a) {
+    matmul_q32(QT_Q4_0, a);
+}
+static void matmul_q4_1(const cpu_matmul_args *a) {
+    matmul_q32(QT_Q4_1, a);
+}
+static void matmul_q5_0(const cpu_matmul_args *a) {
+    matmul_q32(QT_Q5_0, a);
+}
+static void matmul_q5_1(const cpu_matmul_args *a) {
+    matmul_q32(QT_Q5_1, a);
+}
+static void matmul_q8_0(const cpu_matmul_args *a) {
+    matmul_q32(QT_Q8_0, a);
+}
 
 /* ---- float weights: one dot product per output ---------------------------------------- */
 
@@ -263,9 +299,15 @@ static void matmul_float(const cpu_matmul_args *a) {
             const void *wr = w + (size_t)r * a->w_row_bytes, *xr = x + (size_t)t * a->x_row_bytes;
             float v;
             switch (a->w_type) {
-            case QT_F16: v = cpu_avx2_dot_f16(wr, xr, a->n_in); break;
-            case QT_BF16: v = cpu_avx2_dot_bf16(wr, xr, a->n_in); break;
-            default: v = cpu_avx2_dot_f32(wr, xr, a->n_in); break;
+            case QT_F16:
+                v = cpu_avx2_dot_f16(wr, xr, a->n_in);
+                break;
+            case QT_BF16:
+                v = cpu_avx2_dot_bf16(wr, xr, a->n_in);
+                break;
+            default:
+                v = cpu_avx2_dot_f32(wr, xr, a->n_in);
+                break;
             }
             a->y[t * a->y_stride + r] = v;
         }
@@ -273,20 +315,38 @@ static void matmul_float(const cpu_matmul_args *a) {
 
 void cpu_avx2_matmul(const cpu_matmul_args *a) {
     switch (a->w_type) {
-    case QT_Q4_0: matmul_q4_0(a); break;
-    case QT_Q4_1: matmul_q4_1(a); break;
-    case QT_Q5_0: matmul_q5_0(a); break;
-    case QT_Q5_1: matmul_q5_1(a); break;
-    case QT_Q8_0: matmul_q8_0(a); break;
+    case QT_Q4_0:
+        matmul_q4_0(a);
+        break;
+    case QT_Q4_1:
+        matmul_q4_1(a);
+        break;
+    case QT_Q5_0:
+        matmul_q5_0(a);
+        break;
+    case QT_Q5_1:
+        matmul_q5_1(a);
+        break;
+    case QT_Q8_0:
+        matmul_q8_0(a);
+        break;
     case QT_Q4_K:
     case QT_Q5_K:
-    case QT_Q6_K: cpu_avx2_matmul_k(a); break;
+    case QT_Q6_K:
+        cpu_avx2_matmul_k(a);
+        break;
     case QT_F16:
     case QT_BF16:
-    case QT_F32: matmul_float(a); break;
+    case QT_F32:
+        matmul_float(a);
+        break;
     case QT_S24_Q4:
-    case QT_S24_Q8: cpu_avx2_matmul_s24(a); break;
-    default: matmul_ref(a); break;
+    case QT_S24_Q8:
+        cpu_avx2_matmul_s24(a);
+        break;
+    default:
+        matmul_ref(a);
+        break;
     }
 }
 
