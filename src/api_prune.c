@@ -112,12 +112,13 @@ static inline float score(const float *w, const float *cf, uint64_t i, uint64_t 
     return fabsf(w[i]) * (cf ? cf[i % n_in] : 1.0f);
 }
 
-/* The k-th smallest of n floats (k < n); v is reordered. */
+/* The k-th smallest of n floats (k < n); v is reordered (quickselect, Hoare partition). */
 static float kth_smallest(float *v, uint64_t n, uint64_t k) {
-    uint64_t lo = 0, hi = n - 1;
+    int64_t lo = 0, hi = (int64_t)n - 1;
+    const int64_t kk = (int64_t)k;
     while (lo < hi) {
         const float p = v[lo + (hi - lo) / 2];
-        uint64_t i = lo, j = hi;
+        int64_t i = lo, j = hi;
         while (i <= j) {
             while (v[i] < p)
                 i++;
@@ -125,21 +126,18 @@ static float kth_smallest(float *v, uint64_t n, uint64_t k) {
                 j--;
             if (i <= j) {
                 const float t = v[i];
-                v[i] = v[j];
-                v[j] = t;
-                i++;
-                if (j == 0) break;
-                j--;
+                v[i++] = v[j];
+                v[j--] = t;
             }
         }
-        if (k <= j)
+        if (kk <= j)
             hi = j;
-        else if (k >= i)
+        else if (kk >= i)
             lo = i;
         else
-            return v[k];
+            return v[kk];
     }
-    return v[k];
+    return v[kk];
 }
 
 /* Zeroes the k lowest-scoring of the n weights at w (scores at s, same order): every weight
@@ -239,17 +237,26 @@ static int cmp_u32(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* The n_keep best-scoring units of n, ascending; ties to the lower index. */
-static void best_units(const double *sc, uint32_t n, uint32_t n_keep, uint32_t *out) {
-    bool *taken = calloc(n, 1);
-    for (uint32_t k = 0; k < n_keep; k++) {
-        int64_t best = -1;
-        for (uint32_t u = 0; u < n; u++)
-            if (!(taken && taken[u]) && (best < 0 || sc[u] > sc[best])) best = u;
-        if (taken) taken[best] = true;
-        out[k] = (uint32_t)best;
-    }
-    free(taken);
+typedef struct unit_score {
+    double s;
+    uint32_t i;
+} unit_score;
+
+/* Best score first, ties to the lower index. */
+static int cmp_unit(const void *a, const void *b) {
+    const unit_score *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* The n_keep best-scoring units of n, ascending; ties to the lower index. us: n entries. */
+static void best_units(const double *sc, uint32_t n, uint32_t n_keep, unit_score *us,
+                       uint32_t *out) {
+    for (uint32_t u = 0; u < n; u++)
+        us[u] = (unit_score){sc[u], u};
+    qsort(us, n, sizeof *us, cmp_unit);
+    for (uint32_t k = 0; k < n_keep; k++)
+        out[k] = us[k].i;
     qsort(out, n_keep, sizeof *out, cmp_u32);
 }
 
@@ -282,8 +289,10 @@ static vkllm_status plan_structured(prune_job *j) {
     j->n_keep = keep;
     j->keep = core_calloc(j->a, (size_t)c->n_layer * keep, sizeof *j->keep);
     double *sc = core_calloc(j->a, n, sizeof *sc);
-    if (!j->keep || !sc) {
+    unit_score *us = core_calloc(j->a, n, sizeof *us);
+    if (!j->keep || !sc || !us) {
         core_free(j->a, sc);
+        core_free(j->a, us);
         return core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY, "prune: out of memory");
     }
     vkllm_status st = VKLLM_OK;
@@ -299,10 +308,12 @@ static vkllm_status plan_structured(prune_job *j) {
             if (st == VKLLM_OK) st = add_scores(j, l, "attn_v", false, hd, n, sc);
             if (st == VKLLM_OK) st = add_scores(j, l, "attn_output", true, qpg * hd, n, sc);
         }
-        if (st == VKLLM_OK) best_units(sc, n, keep, j->keep + (size_t)l * keep);
-        if (j->d->progress) j->d->progress(j->d->progress_user, l + 1, c->n_layer * 2u);
+        if (st == VKLLM_OK) best_units(sc, n, keep, us, j->keep + (size_t)l * keep);
+        if (j->d->progress)
+            j->d->progress(j->d->progress_user, l + 1, c->n_layer + gguf_tensor_count(j->in));
     }
     core_free(j->a, sc);
+    core_free(j->a, us);
     return st;
 }
 

@@ -27,8 +27,6 @@
 #include "loader/imatrix.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -506,7 +504,7 @@ static vkllm_status check_model(qctx *q) {
     return VKLLM_OK;
 }
 
-static vkllm_status run(qctx *q, const char *tmp) {
+static vkllm_status run(qctx *q, const char *path) {
     vkllm_status st = check_model(q);
     if (st == VKLLM_OK) st = make_plans(q);
     if (st == VKLLM_OK && q->im) st = attach_imatrix(q);
@@ -515,7 +513,7 @@ static vkllm_status run(qctx *q, const char *tmp) {
     if (st == VKLLM_OK && !(w = gguf_writer_create(q->alloc)))
         st = core_errf(q->err, VKLLM_ERR_OUT_OF_MEMORY, "out of memory");
     if (st == VKLLM_OK) st = build_header(q, w);
-    if (st == VKLLM_OK) st = gguf_writer_write_with(w, tmp, produce, q, q->err);
+    if (st == VKLLM_OK) st = gguf_writer_write_with(w, path, produce, q, q->err);
     for (uint64_t i = 0; st == VKLLM_OK && i < q->n; i++) {
         uint64_t row;
         quant_row_bytes(q->plans[i].type, q->plans[i].t->ne[0], &row);
@@ -552,7 +550,6 @@ vkllm_status vkllm_quantize(const vkllm_quantize_desc *user_desc, char *err, siz
         user_desc ? API_IN(vkllm_quantize_desc, user_desc, &local) : NULL;
     core_err e = {{0}};
     qctx q = {.d = d, .err = &e, .r = {.tied = true}};
-    char *tmp = NULL;
     vkllm_status st = check_desc(d, &q.r.ftype, &q.r.default_type, &e);
     if (st == VKLLM_OK) {
         q.alloc = d->allocator;
@@ -575,31 +572,8 @@ vkllm_status vkllm_quantize(const vkllm_quantize_desc *user_desc, char *err, siz
                            d->imatrix_path);
         q.r.has_imatrix = st == VKLLM_OK;
     }
-    if (st == VKLLM_OK) {
-        /* the temporary file sits next to the output so the rename cannot cross filesystems */
-        const size_t n = strlen(d->out_path) + 32;
-        tmp = core_alloc(q.alloc, n, 0);
-        if (!tmp)
-            st = core_errf(&e, VKLLM_ERR_OUT_OF_MEMORY, "out of memory");
-        else
-            snprintf(tmp, n, "%s.%ld.tmp", d->out_path, (long)getpid());
-    }
-    if (st == VKLLM_OK) {
-        const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-        if (fd < 0) {
-            st = core_errf(&e, VKLLM_ERR_IO, "cannot create '%s' (for %s): %s", tmp, d->out_path,
-                           strerror(errno));
-            core_free(q.alloc, tmp);
-            tmp = NULL;
-        } else {
-            close(fd);
-        }
-    }
-    if (st == VKLLM_OK) st = run(&q, tmp);
-    if (st == VKLLM_OK && rename(tmp, d->out_path) != 0)
-        st = core_errf(&e, VKLLM_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, d->out_path,
-                       strerror(errno));
-    if (st != VKLLM_OK && tmp) remove(tmp);
+    /* the writer writes under a temporary name next to the output and renames it */
+    if (st == VKLLM_OK) st = run(&q, d->out_path);
     if (st == VKLLM_OK && d->result) {
         vkllm_quantize_result r = {.n_tensors = q.n,
                                    .n_elements = q.n_elements,
@@ -610,7 +584,6 @@ vkllm_status vkllm_quantize(const vkllm_quantize_desc *user_desc, char *err, siz
             r.n_converted += q.plans[i].type != q.plans[i].t->type;
         API_OUT(vkllm_quantize_result, d->result, &r);
     }
-    core_free(q.alloc, tmp);
     core_free(q.alloc, q.out);
     for (uint64_t i = 0; q.im_w && i < q.im->n_entries; i++)
         core_free(q.alloc, q.im_w[i]);
