@@ -631,9 +631,11 @@ vkllm_status gguf_open(const char *path, const gguf_open_desc *desc, gguf_file *
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_errno = errno;
     close(fd); /* the mapping keeps the file referenced */
+    /* ENOMEM: no room in the address space (a process limit, ulimit -v), not an I/O fault */
     if (map == MAP_FAILED)
-        return core_errf(err, VKLLM_ERR_IO, "gguf: cannot map '%s' (%zu bytes): %s", path, size,
-                         strerror(map_errno));
+        return core_errf(err, map_errno == ENOMEM ? VKLLM_ERR_OUT_OF_MEMORY : VKLLM_ERR_IO,
+                         "gguf: cannot map '%s' (%.1f MiB): %s", path,
+                         (double)size / (1024.0 * 1024.0), strerror(map_errno));
     return open_impl(map, size, map, desc, out, err);
 }
 
