@@ -190,7 +190,10 @@ typedef struct vkllm_runtime_desc {
     const char *device;
     /* Highest Vulkan capability tier to use; 0 = the best the device has, N+1 = tier N. */
     int vk_tier_plus1;
-    /* Upper bound on device memory the runtime may allocate, bytes; 0 = no cap. */
+    /* Upper bound on the memory the runtime's backend may hold, bytes; 0 = no cap. On Vulkan
+     * the device memory it allocates; on the CPU the models' weights (used in place from the
+     * file mapping, but counted) and the contexts' KV caches and activations. Past it, the
+     * load or context creation fails with VKLLM_ERR_OUT_OF_MEMORY and a message. */
     uint64_t memory_cap;
     /* The CPU backend's kernels: NULL or "auto" (the best the processor has), "scalar",
      * "avx2", "avx512" or "avx512vnni". Every SIMD set gives the same bits as "avx2"; this is

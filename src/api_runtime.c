@@ -110,7 +110,8 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
         rt_log(rt, VKLLM_LOG_INFO, "device auto: %s; using the CPU backend", err->msg);
         core_err_clear(err);
     }
-    cpu_backend_desc cd = {.alloc = rt->alloc, .n_threads = rt->n_threads, .isa = isa};
+    cpu_backend_desc cd = {
+        .alloc = rt->alloc, .n_threads = rt->n_threads, .isa = isa, .memory_cap = desc->memory_cap};
     return cpu_backend_create(&cd, &rt->backend, err);
 }
 

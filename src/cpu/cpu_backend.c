@@ -5,7 +5,9 @@
  * depend on each other. Weights are read in place from the file mapping; activations are
  * quantized to the weight format's activation type before a matmul, as llama.cpp does, so
  * results match it. The KV cache is F16. All scratch is allocated at context creation:
- * nothing is allocated per token.
+ * nothing is allocated per token. A memory cap (vkllm_runtime_desc.memory_cap) counts the
+ * attached models' weights (mapped, not copied, but the model's memory all the same) and the
+ * contexts' buffers, as the Vulkan backend counts device memory.
  */
 #include "cpu/cpu_backend.h"
 
@@ -15,6 +17,7 @@
 #include "cpu/cpu_pool.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 /* Up to this many rows, each thread quantizes a matmul's input itself instead of sharing
  * the work and meeting at a barrier: cheaper for decode. */
@@ -22,11 +25,21 @@
 #include <stdio.h>
 #include <string.h>
 
+/* An attached model and the bytes it holds under the memory cap. */
+typedef struct cpu_model_ref {
+    const eng_model *m;
+    uint64_t bytes;
+    struct cpu_model_ref *next;
+} cpu_model_ref;
+
 typedef struct cpu_backend {
     eng_backend base;
     const vkllm_allocator *alloc;
     cpu_pool *pool;
     cpu_ops k;
+    uint64_t memory_cap;   /* bytes, 0 = none */
+    _Atomic uint64_t held; /* weights of attached models and context buffers */
+    cpu_model_ref *models; /* attach and detach run under the runtime's backend lock */
 } cpu_backend;
 
 struct eng_ctx {
@@ -64,9 +77,27 @@ struct eng_ctx {
     uint32_t next_op; /* begin/advance: the first op not yet run */
     uint32_t stop_op; /* ops [next_op, stop_op) this pool job runs, at most */
     double deadline;
+    /* creation: bytes its buffers need (KV cache apart) and hold under the cap; whether one
+     * could not be allocated, or would have passed the cap */
+    uint64_t want, want_kv, held;
+    bool failed, over_cap;
 };
 
 /* ---- helpers ---- */
+
+/* Counts bytes against the memory cap before allocating, so contexts made on several threads
+ * at once never pass it together; false past the cap. */
+static bool mem_reserve(cpu_backend *be, uint64_t bytes) {
+    uint64_t cur = atomic_load(&be->held);
+    do {
+        if (be->memory_cap && (cur + bytes < cur || cur + bytes > be->memory_cap)) return false;
+    } while (!atomic_compare_exchange_weak(&be->held, &cur, cur + bytes));
+    return true;
+}
+
+static double mib(uint64_t bytes) {
+    return (double)bytes / (1024.0 * 1024.0);
+}
 
 /* Even split of [0, n) into nth parts, part ith; rows grouped in multiples of `align`. */
 static void split(uint32_t n, int ith, int nth, uint32_t align, uint32_t *lo, uint32_t *hi) {
@@ -633,7 +664,34 @@ static void cpu_ctx_destroy(eng_ctx *c) {
     core_free(a, c->tok_seq);
     core_free(a, c->out_row);
     core_free(a, c->item0);
+    atomic_fetch_sub(&c->be->held, c->held);
     core_free(a, c);
+}
+
+enum { CTX_ZERO = 1, CTX_KV = 2 };
+
+/* One of a context's buffers (64-byte aligned; zeroed with CTX_ZERO): counted in c->want (the
+ * KV cache in c->want_kv) whatever happens, so that a failure can say what the whole context
+ * needs; NULL once one has failed or would pass the memory cap. */
+static void *ctx_alloc(eng_ctx *c, uint64_t n, uint64_t size, int flags) {
+    uint64_t bytes;
+    if (!core_mul_ok(n, size, &bytes) || bytes > SIZE_MAX / 2) {
+        bytes = SIZE_MAX / 2; /* cannot be allocated; the message says how much at least */
+        c->failed = true;
+    }
+    *(flags & CTX_KV ? &c->want_kv : &c->want) += bytes;
+    if (c->failed) return NULL;
+    if (!mem_reserve(c->be, bytes)) {
+        c->failed = c->over_cap = true;
+        return NULL;
+    }
+    c->held += bytes;
+    void *p = core_alloc(c->be->alloc, (size_t)bytes, 64);
+    if (!p)
+        c->failed = true;
+    else if (flags & CTX_ZERO)
+        memset(p, 0, (size_t)bytes);
+    return p;
 }
 
 static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const eng_graph *g,
@@ -664,29 +722,22 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
                          cfg->head_dim);
     }
     const int nth = cpu_pool_size(be->pool);
-    bool ok = true;
-    c->tok_pos = core_calloc(a, n_batch, sizeof *c->tok_pos);
-    c->tok_seq = core_calloc(a, n_batch, sizeof *c->tok_seq);
-    c->out_row = core_calloc(a, n_batch, sizeof *c->out_row);
-    c->item0 = core_calloc(a, (size_t)n_seqs + 1, sizeof *c->item0);
-    ok = c->tok_pos && c->tok_seq && c->out_row && c->item0;
-    for (int i = 0; i < EB_COUNT; i++) {
-        c->buf[i] = core_calloc(a, n_batch, (size_t)g->buf_width[i] * sizeof(float));
-        ok = ok && c->buf[i];
-    }
+    c->tok_pos = ctx_alloc(c, n_batch, sizeof *c->tok_pos, CTX_ZERO);
+    c->tok_seq = ctx_alloc(c, n_batch, sizeof *c->tok_seq, CTX_ZERO);
+    c->out_row = ctx_alloc(c, n_batch, sizeof *c->out_row, CTX_ZERO);
+    c->item0 = ctx_alloc(c, (uint64_t)n_seqs + 1, sizeof *c->item0, CTX_ZERO);
+    for (int i = 0; i < EB_COUNT; i++)
+        c->buf[i] = ctx_alloc(c, n_batch, (uint64_t)g->buf_width[i] * sizeof(float), CTX_ZERO);
     uint32_t max_in = cfg->n_embd;
     if (cfg->n_ff > max_in) max_in = cfg->n_ff;
     if (cfg->n_head * cfg->head_dim > max_in) max_in = cfg->n_head * cfg->head_dim;
     /* worst case activation type is F32: 4 bytes per value */
     c->qbuf_bytes = (uint64_t)n_batch * max_in * 4;
-    for (int i = 0; i < ENG_MAX_FUSED; i++) {
-        c->qbuf[i] = core_alloc(a, c->qbuf_bytes, 64);
-        ok = ok && c->qbuf[i];
-    }
+    for (int i = 0; i < ENG_MAX_FUSED; i++)
+        c->qbuf[i] = ctx_alloc(c, c->qbuf_bytes, 1, 0);
     c->th_qbuf_bytes = (uint64_t)CPU_PRIVATE_Q_ROWS * max_in * 4;
-    c->th_qbuf = core_alloc(a, c->th_qbuf_bytes * ENG_MAX_FUSED * (uint64_t)nth, 64);
-    ok = ok && c->th_qbuf;
-    c->tmp = core_calloc(a, n_batch, (size_t)cfg->n_embd * sizeof(float));
+    c->th_qbuf = ctx_alloc(c, c->th_qbuf_bytes * ENG_MAX_FUSED, (uint64_t)nth, 0);
+    c->tmp = ctx_alloc(c, n_batch, (uint64_t)cfg->n_embd * sizeof(float), CTX_ZERO);
     uint64_t kv_elems;
     if (!core_mul_ok((uint64_t)cfg->n_layer * c->n_slots, c->kv_dim, &kv_elems) ||
         kv_elems > SIZE_MAX / 2) {
@@ -695,40 +746,71 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
                          (unsigned long long)c->n_slots);
     }
     const uint64_t kv_bytes = kv_elems / c->kv_dim * c->kv_row;
-    c->kcache = core_alloc(a, kv_bytes, 64);
-    c->vcache = core_alloc(a, kv_bytes, 64);
-    c->th_q8 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 3 * sizeof(float));
-    ok = ok && c->th_q8;
-    c->th_rope = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
-    c->th_q16 = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * sizeof(uint16_t));
-    c->th_vacc = core_calloc(a, (size_t)nth, (size_t)cfg->head_dim * 2 * sizeof(float));
+    c->kcache = ctx_alloc(c, kv_bytes, 1, CTX_KV);
+    c->vcache = ctx_alloc(c, kv_bytes, 1, CTX_KV);
+    c->th_q8 = ctx_alloc(c, (uint64_t)nth, (uint64_t)cfg->head_dim * 3 * sizeof(float), CTX_ZERO);
+    c->th_rope = ctx_alloc(c, (uint64_t)nth, (uint64_t)cfg->head_dim * 2 * sizeof(float), CTX_ZERO);
+    c->th_q16 = ctx_alloc(c, (uint64_t)nth, (uint64_t)cfg->head_dim * sizeof(uint16_t), CTX_ZERO);
+    c->th_vacc = ctx_alloc(c, (uint64_t)nth, (uint64_t)cfg->head_dim * 2 * sizeof(float), CTX_ZERO);
     /* K^T and V tiles, scores, and per query head of a group: M, S and the V sums */
     const uint64_t group = cfg->n_head / cfg->n_head_kv;
     c->th_tile_floats = (uint64_t)cfg->head_dim * CPU_VEC_TILE * 2 + CPU_VEC_TILE +
                         group * CPU_VEC_TILE * (2 + (uint64_t)cfg->head_dim);
-    c->th_tile = core_calloc(a, (size_t)nth, (size_t)c->th_tile_floats * sizeof(float));
-    ok = ok && c->th_tile;
-    ok = ok && c->tmp && c->kcache && c->vcache && c->th_rope && c->th_q16 && c->th_vacc;
-    if (!ok) {
+    c->th_tile = ctx_alloc(c, (uint64_t)nth, c->th_tile_floats * sizeof(float), CTX_ZERO);
+    if (c->failed) {
+        const uint64_t others = atomic_load(&be->held) - c->held;
+        char what[200];
+        snprintf(what, sizeof what,
+                 "a context of %u tokens needs %.1f MiB (%.1f MiB of KV cache for %llu tokens, "
+                 "%.1f MiB of activations for batches of %u tokens)",
+                 n_ctx, mib(c->want_kv + c->want), mib(c->want_kv), (unsigned long long)c->n_slots,
+                 mib(c->want), n_batch);
+        const bool cap = c->over_cap;
         cpu_ctx_destroy(c);
-        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
-                         "cpu: out of memory for a KV cache of %llu tokens (%.1f MiB)",
-                         (unsigned long long)c->n_slots,
-                         (double)kv_elems / c->kv_dim * c->kv_row * 2 / (1024.0 * 1024.0));
+        if (cap)
+            return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                             "cpu: %s: over the memory cap of %.1f MiB (%.1f MiB in use)", what,
+                             mib(be->memory_cap), mib(others));
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory: %s", what);
     }
     *out = c;
     return VKLLM_OK;
 }
 
-static vkllm_status cpu_model_attach(eng_backend *be, const eng_model *m, core_err *err) {
-    return VKLLM_OK; /* weights are used in place */
+/* The weights are used in place; attaching only counts them against the memory cap. */
+static vkllm_status cpu_model_attach(eng_backend *base, const eng_model *m, core_err *err) {
+    cpu_backend *be = (cpu_backend *)base;
+    cpu_model_ref *r = core_calloc(be->alloc, 1, sizeof *r);
+    if (!r) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
+    if (!mem_reserve(be, m->weight_bytes)) {
+        core_free(be->alloc, r);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "cpu: model weights: %.1f MiB would pass the memory cap of %.1f MiB "
+                         "(%.1f MiB in use)",
+                         mib(m->weight_bytes), mib(be->memory_cap), mib(atomic_load(&be->held)));
+    }
+    *r = (cpu_model_ref){.m = m, .bytes = m->weight_bytes, .next = be->models};
+    be->models = r;
+    return VKLLM_OK;
 }
 
-static void cpu_model_detach(eng_backend *be, const eng_model *m) {}
+static void cpu_model_detach(eng_backend *base, const eng_model *m) {
+    cpu_backend *be = (cpu_backend *)base;
+    for (cpu_model_ref **p = &be->models; *p; p = &(*p)->next)
+        if ((*p)->m == m) {
+            cpu_model_ref *r = *p;
+            *p = r->next;
+            atomic_fetch_sub(&be->held, r->bytes);
+            core_free(be->alloc, r);
+            return;
+        }
+}
 
 static void cpu_destroy(eng_backend *base) {
     cpu_backend *be = (cpu_backend *)base;
     if (!be) return;
+    while (be->models) /* models the caller never freed */
+        cpu_model_detach(base, be->models->m);
     cpu_pool_destroy(be->pool);
     core_free(be->alloc, be);
 }
@@ -774,6 +856,7 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
     cpu_backend *be = core_calloc(desc->alloc, 1, sizeof *be);
     if (!be) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
     be->alloc = desc->alloc;
+    be->memory_cap = desc->memory_cap;
     be->base.vt = &k_cpu_vtbl;
     vkllm_status st = cpu_pool_create(desc->alloc, desc->n_threads, &be->pool, err);
     if (st != VKLLM_OK) {

@@ -8,11 +8,11 @@
 
 typedef struct cpu_backend_desc {
     const vkllm_allocator *alloc;
-    int n_threads;     /* >= 1 */
-    cpu_kern_isa isa;  /* CPU_KERN_BEST or a table the processor has (0 is the scalar one) */
+    int n_threads;       /* >= 1 */
+    cpu_kern_isa isa;    /* CPU_KERN_BEST or a table the processor has (0 is the scalar one) */
+    uint64_t memory_cap; /* bytes of weights and context buffers, 0 = no cap */
 } cpu_backend_desc;
 
-vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
-                                core_err *err);
+vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out, core_err *err);
 
 #endif
