@@ -243,8 +243,8 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     const uint64_t logit_row = (uint64_t)cfg->n_vocab * 4;
     uint32_t want_out = c->cd.max_out ? c->cd.max_out : n_seqs;
     if (want_out > n_batch) want_out = n_batch;
-    c->max_out = d->max_buffer / logit_row < want_out ? (uint32_t)(d->max_buffer / logit_row)
-                                                       : want_out;
+    c->max_out =
+        d->max_buffer / logit_row < want_out ? (uint32_t)(d->max_buffer / logit_row) : want_out;
     if (c->max_out == 0) {
         st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
                        "vulkan: a row of %u logits does not fit "
@@ -319,6 +319,12 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     *out = c;
     return VKLLM_OK;
 fail:
+    if (st == VKLLM_ERR_OUT_OF_MEMORY && err) { /* which context did not fit */
+        char msg[CORE_ERR_LEN];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        core_errf(err, st, "vulkan: a context of %u tokens (batches of %u): %s", c->cd.n_ctx,
+                  n_batch, msg);
+    }
     vk_ctx_destroy(c);
     return st;
 }
