@@ -123,8 +123,12 @@ vkllm_status eval_open(vkllm_model *m, uint32_t n_ctx, uint32_t n_batch, eval_ou
     r->seqs = core_calloc(a, 1, sizeof(eng_seq));
     r->logits = core_calloc(a, (size_t)(max_out ? max_out : 1) * r->n_vocab, sizeof(float));
     if (!r->pages || !r->toks || !r->seqs || !r->logits) {
+        const uint32_t rows = max_out ? max_out : 1;
+        const double mib = (double)rows * r->n_vocab * sizeof(float) / (1024.0 * 1024.0);
         eval_close(r);
-        return core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "evaluation: out of memory");
+        return core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "evaluation: out of memory for the logits of %u rows (%.1f MiB)", rows,
+                         mib);
     }
     eng_backend *be = m->rt->backend;
     const eng_ctx_desc cd = {

@@ -75,7 +75,10 @@ static vkllm_status dequant(prune_job *j, const gguf_tensor *t, const char *name
                          name, quant_type_name(t->type));
     const uint64_t n = t->ne[0] * t->ne[1];
     float *w = core_alloc(j->a, (size_t)n * sizeof(float), 64);
-    if (!w) return core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY, "prune: out of memory for %s", name);
+    if (!w)
+        return core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "prune: %s: out of memory for its weights as F32 (%.1f MiB)", name,
+                         (double)n * sizeof(float) / (1024.0 * 1024.0));
     uint64_t rb;
     quant_row_bytes(t->type, t->ne[0], &rb);
     for (uint64_t r = 0; r < t->ne[1]; r++)
@@ -181,7 +184,9 @@ static vkllm_status prune_matrix(prune_job *j, float *w, uint64_t n_in, uint64_t
     if (!s || !tmp) {
         core_free(j->a, s);
         core_free(j->a, tmp);
-        return core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY, "prune: out of memory");
+        return core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "prune: out of memory for the scores of %llu weights (%.1f MiB)",
+                         (unsigned long long)span, 2.0 * span * sizeof(float) / (1024.0 * 1024.0));
     }
     const uint64_t k = (uint64_t)((double)span * j->sparsity + 0.5);
     for (uint64_t r0 = 0; r0 < n; r0 += span) {
@@ -389,7 +394,12 @@ static vkllm_status produce(void *user, uint64_t i, uint64_t nbytes, const void 
         uint64_t ni, no;
         cut = select_units(j, w, n_in, n_out, cols, per, j->keep + (size_t)o->layer * j->n_keep,
                            &ni, &no);
-        if (!cut) st = core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY, "prune: out of memory");
+        if (!cut)
+            st = core_errf(j->err, VKLLM_ERR_OUT_OF_MEMORY,
+                           "prune: %s: out of memory for its kept %s (%.1f MiB)", o->name,
+                           cols ? "columns" : "rows",
+                           (double)j->n_keep * per * (cols ? n_out : n_in) * sizeof(float) /
+                               (1024.0 * 1024.0));
         core_free(j->a, w);
         w = cut;
         n_in = ni;
@@ -571,7 +581,7 @@ vkllm_status vkllm_prune(const vkllm_prune_desc *user_desc, char *errbuf, size_t
         goto done;
     }
     if ((st = gguf_writer_copy_kvs(w, j.in)) != VKLLM_OK || (st = set_meta(&j, w)) != VKLLM_OK) {
-        core_errf(&e, st, "prune: metadata");
+        core_errf(&e, st, "prune: cannot build the output's metadata: %s", vkllm_status_str(st));
         goto done;
     }
     uint64_t max_bytes = 0, n_make = 0;
@@ -618,7 +628,9 @@ vkllm_status vkllm_prune(const vkllm_prune_desc *user_desc, char *errbuf, size_t
     }
     pc = (produce_ctx){.j = &j, .ts = ts, .n_ts = nt, .buf = core_alloc(j.a, max_bytes, 64)};
     if (!pc.buf) {
-        st = core_errf(&e, VKLLM_ERR_OUT_OF_MEMORY, "prune: out of memory");
+        st = core_errf(&e, VKLLM_ERR_OUT_OF_MEMORY,
+                       "prune: out of memory for the output buffer (%.1f MiB)",
+                       (double)max_bytes / (1024.0 * 1024.0));
         goto done;
     }
     st = gguf_writer_write_with(w, d->out_path, produce, &pc, &e);

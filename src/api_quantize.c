@@ -374,7 +374,9 @@ static vkllm_status build_header(qctx *q, gguf_writer *w) {
         st = gguf_writer_add_tensor(w, p->name, p->type, p->n_dims, p->t->ne,
                                     copy ? p->t->data : NULL, nbytes, false);
     }
-    if (st != VKLLM_OK) return core_errf(q->err, st, "cannot build the output's header");
+    if (st != VKLLM_OK)
+        return core_errf(q->err, st, "quantize: cannot build the output's header: %s",
+                         vkllm_status_str(st));
     return VKLLM_OK;
 }
 
@@ -458,7 +460,10 @@ static vkllm_status quantize_tensor(qctx *q, const plan *p, uint64_t nbytes) {
     core_free(q->alloc, buf);
     core_free(q->alloc, tids);
     core_free(q->alloc, jobs);
-    if (st != VKLLM_OK) return core_errf(q->err, st, "%s: out of memory", p->name);
+    if (st != VKLLM_OK)
+        return core_errf(q->err, st,
+                         "quantize: %s: out of memory for %u threads' scratch (%.1f MiB)", p->name,
+                         nth, (double)nth * scratch * sizeof(float) / (1024.0 * 1024.0));
     return VKLLM_OK;
 }
 
@@ -469,8 +474,9 @@ static vkllm_status produce(void *user, uint64_t i, uint64_t nbytes, const void 
     (void)err;
     core_free(q->alloc, q->out);
     if (nbytes > SIZE_MAX || !(q->out = core_alloc(q->alloc, (size_t)nbytes, 64)))
-        return core_errf(q->err, VKLLM_ERR_OUT_OF_MEMORY, "%s: %llu bytes", p->name,
-                         (unsigned long long)nbytes);
+        return core_errf(q->err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "quantize: %s: out of memory for its output (%.1f MiB)", p->name,
+                         (double)nbytes / (1024.0 * 1024.0));
     vkllm_status st = quantize_tensor(q, p, nbytes);
     if (st != VKLLM_OK) return st;
     if (q->d->progress) q->d->progress(q->d->progress_user, i + 1, q->n);
