@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,8 @@ static const char *k_gen_help =
     "      --cpu-isa ISA      CPU kernels: auto (default: the best the processor has),\n"
     "                         scalar, avx2, avx512, avx512vnni (all SIMD sets give the\n"
     "                         same bits; for benchmarks)\n"
+    "      --memory-cap MIB   most memory the weights and the context may take, in MiB\n"
+    "                         (device memory on Vulkan; default: no cap)\n"
     "      --temp T           temperature (default 0.8; 0 = greedy)\n"
     "      --top-k N          top-k (default 40; 0 = off)\n"
     "      --top-p P          top-p (default 0.95; 1 = off)\n"
@@ -135,6 +138,7 @@ enum {
     OPT_VK_TIER,
     OPT_VK_RELAXED,
     OPT_CPU_ISA,
+    OPT_MEMORY_CAP,
     OPT_TEMP,
     OPT_TOP_K,
     OPT_TOP_P,
@@ -171,6 +175,7 @@ static const struct option k_long[] = {
     {"vk-tier", required_argument, NULL, OPT_VK_TIER},
     {"vk-relaxed", no_argument, NULL, OPT_VK_RELAXED},
     {"cpu-isa", required_argument, NULL, OPT_CPU_ISA},
+    {"memory-cap", required_argument, NULL, OPT_MEMORY_CAP},
     {"temp", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOP_K},
     {"top-p", required_argument, NULL, OPT_TOP_P},
@@ -221,6 +226,7 @@ bool cli_float(const char *opt, const char *v, float lo, float hi, const char *w
 
 int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     memset(o, 0, sizeof *o);
+    o->oom_tips = CLI_OOM_TIPS;
     o->n_predict = 256;
     o->vk_tier = -1;
     o->sampling.temperature = 0.8f;
@@ -280,6 +286,9 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             break;
         case OPT_CPU_ISA:
             o->cpu_isa = optarg;
+            break;
+        case OPT_MEMORY_CAP:
+            INT(1, 1 << 24, "a size in MiB in [1, 16777216]", &o->memory_cap_mib);
             break;
         case OPT_TEMP:
             FLT(0.0f, 100.0f, "a temperature in [0, 100]", &o->sampling.temperature);
@@ -424,6 +433,21 @@ void cli_log_stderr(void *user, vkllm_log_level level, const char *msg) {
     fprintf(stderr, "vkllm: %s: %s\n", level <= VKLLM_LOG_ERROR ? names[level] : "", msg);
 }
 
+void cli_error(vkllm_status st, const char *msg, const char *tips) {
+    if (st != VKLLM_ERR_OUT_OF_MEMORY) {
+        fprintf(stderr, "error: %s\n", msg);
+        return;
+    }
+    char limit[64] = "";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        snprintf(limit, sizeof limit, "%sa higher ulimit -v (now %llu MiB)", tips ? "; " : "",
+                 (unsigned long long)(rl.rlim_cur >> 20));
+    fprintf(stderr, "error: %s; not enough memory, try: %s%s%s%s\n", msg,
+            strstr(msg, "memory cap") ? "a larger --memory-cap; " : "", tips ? tips : "", limit,
+            !tips && !limit[0] ? "freeing memory" : "");
+}
+
 int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model **model) {
     char buf[4096];
     const char *path = cli_model_path(o, buf, sizeof buf);
@@ -441,16 +465,19 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         .vk_tier_plus1 = o->vk_tier >= 0 ? o->vk_tier + 1 : 0,
         .cpu_isa = o->cpu_isa,
         .vk_relaxed_products = o->vk_relaxed,
+        .memory_cap = (uint64_t)o->memory_cap_mib << 20,
     };
     vkllm_status s = vkllm_runtime_create(&rd, rt);
     if (s != VKLLM_OK) {
-        fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));
+        cli_error(s, vkllm_runtime_last_error(NULL), o->oom_tips);
         return 1;
     }
     vkllm_model_desc md = {.path = path, .vocab_only = vocab_only};
     s = vkllm_model_load(*rt, &md, model);
     if (s != VKLLM_OK) {
-        fprintf(stderr, "error: %s: %s\n", path, vkllm_runtime_last_error(*rt));
+        char msg[4600];
+        snprintf(msg, sizeof msg, "%s: %s", path, vkllm_runtime_last_error(*rt));
+        cli_error(s, msg, o->oom_tips);
         vkllm_runtime_destroy(*rt);
         *rt = NULL;
         return 1;

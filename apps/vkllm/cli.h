@@ -22,6 +22,10 @@ typedef struct cli_opts {
     int vk_tier;         /* -1 = best */
     bool vk_relaxed;     /* vkllm_runtime_desc.vk_relaxed_products */
     const char *cpu_isa; /* NULL = auto */
+    int memory_cap_mib;  /* vkllm_runtime_desc.memory_cap in MiB; 0 = none */
+    /* what may help when the model or its context does not fit in memory: the command's own
+     * options, as cli_error lists them ("a smaller context (-c); another device (--device)") */
+    const char *oom_tips;
     vkllm_sampling sampling;
     bool seed_set;
     bool ignore_eos;
@@ -50,6 +54,13 @@ int cli_getopt_error(int c, int argc, char **argv, const char *cmd);
 /* An option's number in [lo, hi], or a message naming the option and `what` it must be. */
 bool cli_int(const char *opt, const char *v, long lo, long hi, const char *what, int *out);
 bool cli_float(const char *opt, const char *v, float lo, float hi, const char *what, float *out);
+/* Prints the one "error: MSG" line of a failed call. Out of memory, the line goes on with
+ * what may help: a larger --memory-cap where MSG is about the cap, `tips` (the command's own
+ * options; NULL: none), and a higher address-space limit where the process has one. */
+void cli_error(vkllm_status st, const char *msg, const char *tips);
+/* cli_opts.oom_tips of the commands that run a model with a context */
+#define CLI_OOM_TIPS                                                                               \
+    "a smaller context (-c) or batch (-b); another device (--device); a smaller model"
 /* The model path: -m, else $VKLLM_MODEL, else the default model in the user's cache. */
 const char *cli_model_path(const cli_opts *o, char *buf, size_t cap);
 /* Creates the runtime and loads the model, printing "error: ..." on failure. */

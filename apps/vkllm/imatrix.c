@@ -21,11 +21,13 @@ static void usage(FILE *f) {
             "      --process-output   the output head's input too\n"
             "  -t, --threads N        CPU threads (default: all cores)\n"
             "      --cpu-isa ISA      CPU kernels: auto, scalar, avx2, avx512, avx512vnni\n"
+            "      --memory-cap MIB   most memory the weights and the context may take, in MiB\n"
+            "                         (default: no cap)\n"
             "  -v, --verbose          log what the runtime does\n");
 }
 
 int cmd_imatrix(int argc, char **argv) {
-    enum { O_CHUNKS = 256, O_PROCESS_OUTPUT, O_CPU_ISA };
+    enum { O_CHUNKS = 256, O_PROCESS_OUTPUT, O_CPU_ISA, O_MEMORY_CAP };
     static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
                                        {"model", required_argument, NULL, 'm'},
                                        {"file", required_argument, NULL, 'f'},
@@ -37,8 +39,11 @@ int cmd_imatrix(int argc, char **argv) {
                                        {"chunks", required_argument, NULL, O_CHUNKS},
                                        {"process-output", no_argument, NULL, O_PROCESS_OUTPUT},
                                        {"cpu-isa", required_argument, NULL, O_CPU_ISA},
+                                       {"memory-cap", required_argument, NULL, O_MEMORY_CAP},
                                        {NULL, 0, NULL, 0}};
-    cli_opts o = {.vk_tier = -1, .device = "cpu"};
+    cli_opts o = {.vk_tier = -1,
+                  .device = "cpu",
+                  .oom_tips = "a smaller context (-c) or batch (-b); a smaller model"};
     vkllm_imatrix_desc d = {.struct_size = sizeof d, .out_path = "imatrix.gguf"};
     int n_ctx = 512, n_batch = 0, chunks = 0, c;
     optind = 1;
@@ -79,6 +84,10 @@ int cmd_imatrix(int argc, char **argv) {
         case O_CPU_ISA:
             o.cpu_isa = optarg;
             break;
+        case O_MEMORY_CAP:
+            ok = cli_int("--memory-cap", optarg, 1, 1 << 24, "a size in MiB in [1, 16777216]",
+                         &o.memory_cap_mib);
+            break;
         default:
             return cli_getopt_error(c, argc, argv, "imatrix");
         }
@@ -112,9 +121,10 @@ int cmd_imatrix(int argc, char **argv) {
     d.progress = cli_bar_update;
     d.progress_user = &b;
     int rc = 0;
-    if (vkllm_imatrix(model, &d) != VKLLM_OK) {
+    const vkllm_status s = vkllm_imatrix(model, &d);
+    if (s != VKLLM_OK) {
         if (b.tty) fputc('\n', stderr);
-        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+        cli_error(s, vkllm_model_last_error(model), o.oom_tips);
         rc = 1;
     } else {
         fprintf(stderr, "vkllm: wrote %s (%.1f s)\n", d.out_path, cli_now() - b.t0);

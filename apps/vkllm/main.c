@@ -80,8 +80,9 @@ static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *
 
 static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s) {
     vkllm_session_desc sd = {.n_ctx = (uint32_t)o->n_ctx, .n_batch = (uint32_t)o->n_batch};
-    if (vkllm_session_create(model, &sd, s) != VKLLM_OK) {
-        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+    const vkllm_status st = vkllm_session_create(model, &sd, s);
+    if (st != VKLLM_OK) {
+        cli_error(st, vkllm_model_last_error(model), o->oom_tips);
         return 1;
     }
     return 0;
@@ -131,7 +132,7 @@ int cmd_run(int argc, char **argv) {
         vkllm_status st = vkllm_generate(s, &gd, &r);
         g_cancel_session = NULL;
         if (st != VKLLM_OK) {
-            fprintf(stderr, "error: %s\n", vkllm_session_last_error(s));
+            cli_error(st, vkllm_session_last_error(s), o.oom_tips);
             rc = 1;
         } else {
             fputc('\n', stdout);

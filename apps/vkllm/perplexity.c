@@ -26,11 +26,13 @@ static void usage(FILE *f) {
             "      --device DEV       auto (default), cpu, vulkan, vulkan:N or vulkan:NAME\n"
             "      --vk-tier N        highest Vulkan capability tier to use (0, 1, 2)\n"
             "      --cpu-isa ISA      CPU kernels: auto, scalar, avx2, avx512, avx512vnni\n"
+            "      --memory-cap MIB   most memory the weights and the context may take, in MiB\n"
+            "                         (device memory on Vulkan; default: no cap)\n"
             "  -v, --verbose          log what the runtime does\n");
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    enum { O_CHUNKS = 256, O_KL_BASE, O_KL, O_DEVICE, O_VK_TIER, O_CPU_ISA };
+    enum { O_CHUNKS = 256, O_KL_BASE, O_KL, O_DEVICE, O_VK_TIER, O_CPU_ISA, O_MEMORY_CAP };
     static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
                                        {"model", required_argument, NULL, 'm'},
                                        {"file", required_argument, NULL, 'f'},
@@ -44,8 +46,9 @@ int cmd_perplexity(int argc, char **argv) {
                                        {"device", required_argument, NULL, O_DEVICE},
                                        {"vk-tier", required_argument, NULL, O_VK_TIER},
                                        {"cpu-isa", required_argument, NULL, O_CPU_ISA},
+                                       {"memory-cap", required_argument, NULL, O_MEMORY_CAP},
                                        {NULL, 0, NULL, 0}};
-    cli_opts o = {.vk_tier = -1};
+    cli_opts o = {.vk_tier = -1, .oom_tips = CLI_OOM_TIPS};
     vkllm_perplexity_desc d = {.struct_size = sizeof d};
     int n_ctx = 512, n_batch = 0, chunks = 0, c;
     optind = 1;
@@ -92,6 +95,10 @@ int cmd_perplexity(int argc, char **argv) {
         case O_CPU_ISA:
             o.cpu_isa = optarg;
             break;
+        case O_MEMORY_CAP:
+            ok = cli_int("--memory-cap", optarg, 1, 1 << 24, "a size in MiB in [1, 16777216]",
+                         &o.memory_cap_mib);
+            break;
         default:
             return cli_getopt_error(c, argc, argv, "perplexity");
         }
@@ -133,7 +140,7 @@ int cmd_perplexity(int argc, char **argv) {
     int rc = 0;
     if (s != VKLLM_OK) {
         if (b.tty) fputc('\n', stderr);
-        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+        cli_error(s, vkllm_model_last_error(model), o.oom_tips);
         rc = 1;
     } else {
         const double el = cli_now() - b.t0;

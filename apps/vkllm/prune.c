@@ -40,7 +40,11 @@ static void on_progress(void *user, uint64_t done, uint64_t total) {
 /* Collects the importance matrix of the input model over text into path. */
 static int make_imatrix(const char *model, const char *text_path, int n_ctx, int chunks,
                         int threads, const char *path) {
-    cli_opts o = {.model = model, .prompt_file = text_path, .device = "cpu", .n_threads = threads};
+    cli_opts o = {.model = model,
+                  .prompt_file = text_path,
+                  .device = "cpu",
+                  .n_threads = threads,
+                  .oom_tips = "a smaller context (-c)"};
     size_t len;
     char *text = cli_read_prompt(&o, &len);
     if (!text) return 1;
@@ -58,8 +62,11 @@ static int make_imatrix(const char *model, const char *text_path, int n_ctx, int
                             .n_ctx = (uint32_t)n_ctx,
                             .n_chunks = (uint32_t)chunks};
     int rc = 0;
-    if (vkllm_imatrix(m, &d) != VKLLM_OK) {
-        fprintf(stderr, "error: --calib: %s\n", vkllm_model_last_error(m));
+    const vkllm_status s = vkllm_imatrix(m, &d);
+    if (s != VKLLM_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "--calib: %s", vkllm_model_last_error(m));
+        cli_error(s, msg, o.oom_tips);
         rc = 1;
     }
     vkllm_model_free(m);
@@ -187,7 +194,7 @@ int cmd_prune(int argc, char **argv) {
         rmdir(tmp);
     }
     if (s != VKLLM_OK) {
-        fprintf(stderr, "error: %s\n", err);
+        cli_error(s, err, NULL);
         return 1;
     }
     fprintf(stderr,

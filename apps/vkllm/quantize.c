@@ -115,7 +115,7 @@ int cmd_quantize(int argc, char **argv) {
     vkllm_status st = vkllm_quantize(&d, err, sizeof err);
     if (tty) fprintf(stderr, "\r\033[K");
     if (st != VKLLM_OK) {
-        fprintf(stderr, "error: %s\n", err);
+        cli_error(st, err, "fewer threads (-t)");
         return 1;
     }
     const double mib = 1024.0 * 1024.0, ne = res.n_elements ? (double)res.n_elements : 1.0;

@@ -23,7 +23,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Splits text into its non-empty lines in place, turning \n, \t and \\ escapes into their
- * characters. Returns the line count; lines[] gets pointers into text. */
+ * characters. Returns the line count; lines[] gets pointers into text. Out of memory:
+ * SIZE_MAX, and *lines_out NULL. */
 static size_t split_lines(char *text, char ***lines_out) {
     size_t cap = 64, n = 0;
     char **lines = malloc(cap * sizeof *lines);
@@ -47,7 +48,8 @@ static size_t split_lines(char *text, char ***lines_out) {
                 char **l = realloc(lines, cap * 2 * sizeof *l);
                 if (!l) {
                     free(lines);
-                    return 0;
+                    *lines_out = NULL;
+                    return SIZE_MAX;
                 }
                 lines = l;
                 cap *= 2;
@@ -57,7 +59,7 @@ static size_t split_lines(char *text, char ***lines_out) {
         p = next;
     }
     *lines_out = lines;
-    return lines ? n : 0;
+    return lines ? n : SIZE_MAX;
 }
 
 int cmd_run_parallel(const cli_opts *o) {
@@ -70,6 +72,11 @@ int cmd_run_parallel(const cli_opts *o) {
     if (!text) return 1;
     char **lines = NULL;
     const size_t n = split_lines(text, &lines);
+    if (n == SIZE_MAX) {
+        cli_error(VKLLM_ERR_OUT_OF_MEMORY, "out of memory for the prompt lines", NULL);
+        free(text);
+        return 1;
+    }
     if (n == 0) {
         fprintf(stderr, "error: %s has no prompts (one per line)\n", o->prompt_file);
         free(text);
@@ -94,11 +101,14 @@ int cmd_run_parallel(const cli_opts *o) {
     vkllm_request **reqs = calloc(n, sizeof *reqs);
     vkllm_request_result *res = calloc(n, sizeof *res);
     double *ttft = calloc(n, sizeof *ttft);
+    const char *tips = "a smaller KV budget (--kv-mib), context (-c) or batch (-b); fewer "
+                       "sequences (--parallel); another device (--device); a smaller model";
+    vkllm_status est = VKLLM_OK;
     if (!reqs || !res || !ttft) {
-        fprintf(stderr, "error: out of memory\n");
+        cli_error(VKLLM_ERR_OUT_OF_MEMORY, "out of memory for the requests", NULL);
         rc = 1;
-    } else if (vkllm_engine_create(model, &ed, &e) != VKLLM_OK) {
-        fprintf(stderr, "error: %s\n", vkllm_model_last_error(model));
+    } else if ((est = vkllm_engine_create(model, &ed, &e)) != VKLLM_OK) {
+        cli_error(est, vkllm_model_last_error(model), tips);
         rc = 1;
     }
     struct timespec t0s;
