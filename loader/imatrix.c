@@ -148,7 +148,10 @@ static vkllm_status load_gguf(imatrix *m, const char *path, core_err *err) {
                            (int)t->name.len, t->name.ptr, quant_type_name(t->type));
             break;
         }
-        if ((st = grow_entries(m, &cap)) != VKLLM_OK) break;
+        if ((st = grow_entries(m, &cap)) != VKLLM_OK) {
+            core_errf(err, st, "%s: out of memory for its entries", path);
+            break;
+        }
         imatrix_entry *e = &m->entries[m->n_entries];
         e->n_values = t->nbytes / sizeof(float);
         e->name = dup_n(&m->alloc, t->name.ptr, bl);
@@ -173,7 +176,9 @@ static vkllm_status load_gguf(imatrix *m, const char *path, core_err *err) {
         char *base = dup_n(&m->alloc, t->name.ptr, bl);
         imatrix_entry *e = base ? (imatrix_entry *)imatrix_find(m, base) : NULL;
         core_free(&m->alloc, base);
-        if (!e)
+        if (!base)
+            st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        else if (!e)
             st = core_errf(err, VKLLM_ERR_BAD_FILE, "%s: %.*s has no matching %s tensor", path,
                            (int)t->name.len, t->name.ptr, SUM_SUFFIX);
         else if (t->type != QT_F32)
