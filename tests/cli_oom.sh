@@ -88,6 +88,9 @@ else
         prune "$model" "$tmp/out.gguf"
     expect_oom "ulimit -v $((small / 1024)) MiB: run" "$small" "$map" -- \
         run -m "$model" -p "In the beginning" -n 4 -t 2 --device cpu
+    # the thread pool comes first: 1024 threads' stacks take gigabytes of address space
+    expect_oom "ulimit -v $((small / 1024)) MiB: run -t 1024" "$small" "could not start thread" -- \
+        run -m "$model" -p "In the beginning" -n 4 -t 1024 --device cpu
 
     # The least limit (in steps of 16 MiB) under which perplexity over one chunk of 128 tokens
     # runs, plus 64 MiB: the model and a small context fit with room to spare, and a context of

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define SPIN_BEFORE_SLEEP 20000
 #define SPIN_BEFORE_YIELD 1000
@@ -16,8 +17,8 @@ struct cpu_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_uint gen;      /* bumped for each job */
-    atomic_int pending;   /* workers still running the current job */
+    atomic_uint gen;    /* bumped for each job */
+    atomic_int pending; /* workers still running the current job */
     atomic_int sleepers;
     atomic_bool quit;
     cpu_job_fn fn;
@@ -79,12 +80,16 @@ vkllm_status cpu_pool_create(const vkllm_allocator *a, int n_threads, cpu_pool *
     for (int i = 1; i < n_threads; i++) {
         args[i].p = p;
         args[i].ith = i;
-        if (pthread_create(&p->threads[i], NULL, worker_main, &args[i]) != 0) {
+        const int rc = pthread_create(&p->threads[i], NULL, worker_main, &args[i]);
+        if (rc != 0) {
             p->n = i; /* only the started ones */
             cpu_pool_destroy(p);
             core_free(a, args);
-            return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: could not start thread %d",
-                             i);
+            /* EAGAIN: no memory for its stack, or the process's thread limit */
+            return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                             "cpu: could not start thread %d of %d: %s (fewer threads need less "
+                             "memory)",
+                             i + 1, n_threads, strerror(rc));
         }
     }
     /* Workers only read their arg before the first job; wait for that by running one. */
@@ -135,7 +140,9 @@ void cpu_pool_barrier(cpu_pool *p) {
         if (++spins > SPIN_BEFORE_YIELD) sched_yield();
 }
 
-int cpu_pool_size(const cpu_pool *p) { return p->n; }
+int cpu_pool_size(const cpu_pool *p) {
+    return p->n;
+}
 
 void cpu_pool_destroy(cpu_pool *p) {
     if (!p) return;
@@ -143,7 +150,8 @@ void cpu_pool_destroy(cpu_pool *p) {
     atomic_store(&p->quit, true);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     const vkllm_allocator *a = p->alloc;
