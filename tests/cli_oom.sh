@@ -8,7 +8,10 @@
 #  - the runtime's memory cap (--memory-cap), on the CPU and on Vulkan (lavapipe): under the
 #    model's size, and above it but under what a large context needs.
 # ASan and TSan reserve terabytes of address space, so ulimit -v cannot be used under them: in
-# a sanitized build those parts print "not run" and the memory-cap parts still run.
+# a sanitized build those parts print "not run" and the memory-cap parts still run. Vulkan is
+# not run under ulimit -v: lavapipe's shader compiler does not check its own allocations and
+# crashes inside vkCreateComputePipelines (SIGSEGV in libvulkan_lvp.so, Mesa 22/LLVM 15) at
+# some limits, before vkllm can say anything; --memory-cap is how a device is made too small.
 # Needs VKLLM_BIN, VKLLM_MODEL, VKLLM_TEXTS (set by ctest).
 set -u
 bin="${VKLLM_BIN:?VKLLM_BIN not set}"
