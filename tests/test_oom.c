@@ -1,11 +1,11 @@
 /* Out of memory on the model tools' paths, on purpose (as SQLite's tests inject faults): through
  * the allocator callbacks of vkllm.h every place that allocates on the way (told apart by its
- * call stack) fails once. vkllm_runtime_create with vkllm_model_load, a session generating,
- * vkllm_perplexity (saving a KL base), vkllm_imatrix, vkllm_quantize and vkllm_prune must each
- * return VKLLM_ERR_OUT_OF_MEMORY with a message, give back everything they took (under ASan,
- * leak nothing else either) and leave no file behind, not even a temporary one. Then the memory
- * cap on the CPU backend: a model or a context past it is refused with the sizes, and what a
- * finished call held is counted no more.
+ * call stack) fails once. vkllm_runtime_create with vkllm_model_load, a session generating, an
+ * engine answering two requests, vkllm_perplexity (saving a KL base), vkllm_imatrix,
+ * vkllm_quantize and vkllm_prune must each return VKLLM_ERR_OUT_OF_MEMORY with a message, give
+ * back everything they took (under ASan, leak nothing else either) and leave no file behind, not
+ * even a temporary one. Then the memory cap on the CPU backend: a model or a context past it is
+ * refused with the sizes, and what a finished call held is counted no more.
  * Needs VKLLM_VOCAB_DIR (scripts/fetch_vocabs.sh) and VKLLM_TEXTS (scripts/fetch_texts.sh). */
 #include <dirent.h>
 #include <execinfo.h>
@@ -261,6 +261,38 @@ static vkllm_status call_generate(void *arg, const char **msg) {
     return st;
 }
 
+/* vkllm run --parallel's path: an engine with two requests (manual: its steps run on this
+ * thread, so their allocations have the call stacks of this one) */
+static vkllm_status call_engine(void *arg, const char **msg) {
+    model_call *c = arg;
+    vkllm_engine *e = NULL;
+    const vkllm_engine_desc ed = {.max_seqs = 2, .n_ctx = 64, .n_batch = 16, .manual = true};
+    vkllm_status st = vkllm_engine_create(c->m, &ed, &e);
+    if (st != VKLLM_OK) {
+        snprintf(c->err, sizeof c->err, "%s", vkllm_model_last_error(c->m));
+        *msg = c->err;
+        return st;
+    }
+    vkllm_request *r[2] = {NULL, NULL};
+    for (int i = 0; i < 2 && st == VKLLM_OK; i++) {
+        const vkllm_request_desc rd = {.prompt = g_text + 50 * i,
+                                       .prompt_len = 40 + 30 * (size_t)i,
+                                       .max_tokens = 3,
+                                       .sampling = {.temperature = 0}};
+        st = vkllm_submit(e, &rd, &r[i]);
+    }
+    for (int i = 0; i < 2 && st == VKLLM_OK; i++)
+        st = vkllm_request_wait(r[i], NULL);
+    /* a request that fails on its own (its text buffer) has only its status to say so */
+    const char *el = vkllm_engine_last_error(e);
+    snprintf(c->err, sizeof c->err, "%s", el && *el ? el : vkllm_status_str(st));
+    *msg = c->err;
+    for (int i = 0; i < 2; i++)
+        vkllm_request_free(r[i]);
+    vkllm_engine_destroy(e);
+    return st;
+}
+
 static void test_eval_out_of_memory(void **state) {
     (void)state;
     fail_alloc fa = {0};
@@ -269,6 +301,7 @@ static void test_eval_out_of_memory(void **state) {
     assert_int_equal(open_model(&c), VKLLM_OK);
     const long live = fa.live;
     assert_true(fail_each("vkllm_session_create, vkllm_generate", &fa, call_generate, &c) > 5);
+    assert_true(fail_each("vkllm_engine_create, vkllm_submit", &fa, call_engine, &c) > 5);
     assert_true(fail_each("vkllm_perplexity", &fa, call_perplexity, &c) > 10);
     unlink(g_imatrix); /* the failures must not leave one either */
     assert_true(fail_each("vkllm_imatrix", &fa, call_imatrix, &c) > 10);

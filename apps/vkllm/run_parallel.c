@@ -154,7 +154,9 @@ int cmd_run_parallel(const cli_opts *o) {
         const char *t = vkllm_request_text(reqs[i], &tl);
         if (!o->no_echo) printf("> %s\n", lines[i]);
         if (st != VKLLM_OK) {
-            fprintf(stderr, "error: prompt %zu: %s\n", i + 1, vkllm_status_str(st));
+            char msg[64];
+            snprintf(msg, sizeof msg, "prompt %zu: %s", i + 1, vkllm_status_str(st));
+            cli_error(st, msg, tips);
             rc = 1;
         }
         fwrite(t ? t : "", 1, tl, stdout);
