@@ -467,9 +467,10 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         .vk_relaxed_products = o->vk_relaxed,
         .memory_cap = (uint64_t)o->memory_cap_mib << 20,
     };
+    const char *tips = vocab_only ? NULL : o->oom_tips; /* no weights, no context */
     vkllm_status s = vkllm_runtime_create(&rd, rt);
     if (s != VKLLM_OK) {
-        cli_error(s, vkllm_runtime_last_error(NULL), o->oom_tips);
+        cli_error(s, vkllm_runtime_last_error(NULL), tips);
         return 1;
     }
     vkllm_model_desc md = {.path = path, .vocab_only = vocab_only};
@@ -477,7 +478,7 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
     if (s != VKLLM_OK) {
         char msg[4600];
         snprintf(msg, sizeof msg, "%s: %s", path, vkllm_runtime_last_error(*rt));
-        cli_error(s, msg, o->oom_tips);
+        cli_error(s, msg, tips);
         vkllm_runtime_destroy(*rt);
         *rt = NULL;
         return 1;
