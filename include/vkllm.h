@@ -396,7 +396,10 @@ typedef struct vkllm_generate_desc {
     const int32_t *tokens;
     size_t n_tokens;
     int32_t max_tokens; /* 0 = until end of generation or a full context */
-    bool ignore_eog;    /* keep going past end-of-generation tokens */
+    /* End-of-generation tokens (vkllm_token_is_eog: EOS, EOT, <|im_end|>, ...) are banned
+     * from sampling, greedy or not, as llama.cpp's ignore_eos: the text goes on until
+     * max_tokens or a full context. (Greedy steps with it are not double-buffered.) */
+    bool ignore_eog;
     vkllm_sampling sampling;
     vkllm_token_fn on_token;
     void *user;
@@ -491,7 +494,7 @@ typedef struct vkllm_request_desc {
     const vkllm_chat_message *messages;
     size_t n_messages;
     int32_t max_tokens; /* 0 = until end of generation or a full context */
-    bool ignore_eog;
+    bool ignore_eog;    /* end-of-generation tokens are never sampled (vkllm_generate_desc) */
     vkllm_sampling sampling;
     const char *const *stop; /* stop strings: generation ends where one appears; the
                               * result text ends before it */

@@ -74,9 +74,11 @@ struct tok_vocab {
     int32_t bos, eos, eot, eom, unk;
 
     uint32_t n_tokens;
-    float *scores;   /* SPM merge priority, per token */
-    uint16_t *attr;  /* TOK_ATTR_*, per token */
-    uint8_t *is_eog; /* per token */
+    float *scores;    /* SPM merge priority, per token */
+    uint16_t *attr;   /* TOK_ATTR_*, per token */
+    uint8_t *is_eog;  /* per token */
+    int32_t *eog_ids; /* the ids with is_eog set, ascending (tok_build_specials) */
+    uint32_t n_eog;
 
     /* Interned strings and the open-addressing table over them. */
     char *blob;

@@ -146,6 +146,14 @@ static int cmp_u64(const void *pa, const void *pb) {
 
 /* The special tokens in matching order, and a byte trie over their texts. */
 bool tok_build_specials(tok_vocab *v) {
+    /* the end-of-generation set as a list, for samplers that ban it (ignore_eog) */
+    v->n_eog = 0;
+    for (uint32_t i = 0; i < v->n_tokens; i++)
+        v->n_eog += v->is_eog[i] != 0;
+    v->eog_ids = core_alloc(v->alloc, ((size_t)v->n_eog + 1) * sizeof *v->eog_ids, 0);
+    if (!v->eog_ids) return false;
+    for (uint32_t i = 0, k = 0; i < v->n_tokens; i++)
+        if (v->is_eog[i]) v->eog_ids[k++] = (int32_t)i;
     v->spec_ids = core_alloc(v->alloc, (size_t)v->n_tokens * sizeof *v->spec_ids, 0);
     if (!v->spec_ids) return false;
     size_t trie_bytes = 0;

@@ -487,6 +487,7 @@ void tok_free(tok_vocab *v) {
     core_free(a, v->scores);
     core_free(a, v->attr);
     core_free(a, v->is_eog);
+    core_free(a, v->eog_ids);
     core_free(a, v->blob);
     core_free(a, v->strs);
     core_free(a, v->str_table);
@@ -700,6 +701,11 @@ bool tok_add_space_prefix(const tok_vocab *v) {
 
 bool tok_is_eog(const tok_vocab *v, int32_t id) {
     return v && id >= 0 && (uint32_t)id < v->n_tokens && v->is_eog[id];
+}
+
+const int32_t *tok_eog_ids(const tok_vocab *v, uint32_t *n) {
+    *n = v && v->eog_ids ? v->n_eog : 0;
+    return v ? v->eog_ids : NULL;
 }
 
 bool tok_is_control(const tok_vocab *v, int32_t id) {

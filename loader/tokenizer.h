@@ -38,6 +38,8 @@ bool tok_add_bos(const tok_vocab *v);
 bool tok_add_eos(const tok_vocab *v);
 /* End of generation: EOS, EOT, <|im_end|>, <|eot_id|>, <|end_of_text|> ... */
 bool tok_is_eog(const tok_vocab *v, int32_t id);
+/* The end-of-generation ids (those tok_is_eog accepts), ascending; *n gets their count. */
+const int32_t *tok_eog_ids(const tok_vocab *v, uint32_t *n);
 bool tok_is_control(const tok_vocab *v, int32_t id);
 /* The token's text as stored in the vocab (not decoded), for debugging. */
 gguf_str tok_text(const tok_vocab *v, int32_t id);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building and testing vkllm needs, from Debian's packages. Idempotent: does
-# nothing when everything is there. Needs root (or sudo) only when something is missing.
+# Installs what building and testing vkllm needs, from Debian's packages (and PyPI's, for the
+# tests' Python client, into a virtual environment). Idempotent: does nothing when everything
+# is there. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 # Vulkan: headers (entry points are loaded at run time), glslangValidator and spirv-val
 # (shaders are compiled and checked at build time), lavapipe (Mesa's CPU Vulkan driver: the
@@ -9,21 +10,33 @@ set -euo pipefail
 # (console-setup-linux), Xvfb and xauth (xvfb-run: its test and benchmark run headless), and
 # matplotlib (bench/frame_times.py plots its frame times). bible-kjv: the public-domain King
 # James Bible, whose books are the texts perplexity is measured on (scripts/fetch_texts.sh).
+# vkllm serve: libmicrohttpd (HTTP) and cJSON; its end-to-end test drives it with the official
+# openai client (PyPI), which scripts/test.sh installs into a virtual environment (python3-venv).
 pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
       python3 python3-pip unzip ca-certificates
       libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers
-      vulkan-validationlayers vulkan-tools libcjson-dev pkgconf
+      vulkan-validationlayers vulkan-tools libcjson-dev pkgconf libmicrohttpd-dev python3-venv
       libglfw3-dev libpng-dev console-setup-linux xvfb xauth python3-matplotlib
       bible-kjv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# The Python packages of the tests (tests/requirements-serve.txt: the openai client) in a
+# virtual environment of their own, remade when the list changes.
+pyenv="${VKLLM_PYENV:-${VKLLM_CACHE:-$HOME/.cache/vkllm}/pyenv}"
+req="$(cd "$(dirname "$0")/.." && pwd)/tests/requirements-serve.txt"
+if ! cmp -s "$req" "$pyenv/requirements-serve.txt" || ! "$pyenv/bin/python" -c 'import openai' 2>/dev/null; then
+    echo "deps: Python packages into $pyenv"
+    python3 -m venv "$pyenv"
+    "$pyenv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    cp "$req" "$pyenv/requirements-serve.txt"
+fi

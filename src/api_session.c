@@ -207,6 +207,9 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
 
     /* 2. prefill */
     sched_sampler_reset(s->sampler, &d->sampling);
+    uint32_t n_eog = 0;
+    const int32_t *eog_ids = d->ignore_eog ? tok_eog_ids(m->vocab, &n_eog) : NULL;
+    sched_sampler_set_banned(s->sampler, eog_ids, n_eog); /* ignore_eog: never sampled */
     const uint32_t top = sched_sampler_top_needed(s->sampler, ENG_TOP_K_MAX);
     double t0 = core_time_s();
     vkllm_status st = eval_tokens(s, s->tokbuf, n, top);

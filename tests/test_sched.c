@@ -19,6 +19,7 @@ typedef struct req_spec {
     int32_t max_tokens;
     vkllm_sampling smp;
     const char *stop;
+    bool stop_at_eog; /* the other tests ignore end-of-generation tokens (fixed lengths) */
 } req_spec;
 
 typedef struct req_out {
@@ -100,7 +101,7 @@ static vkllm_request *submit(vkllm_engine *e, const req_spec *s) {
     const char *stops[1] = {s->stop};
     vkllm_request_desc d = {.prompt = s->prompt,
                             .max_tokens = s->max_tokens,
-                            .ignore_eog = true,
+                            .ignore_eog = !s->stop_at_eog,
                             .sampling = s->smp,
                             .stop = s->stop ? stops : NULL,
                             .n_stop = s->stop ? 1 : 0};
@@ -394,6 +395,8 @@ static void test_overlap(void **state) {
     for (int i = 0; i < 4; i++) {
         make_prompt(specs[i].prompt, sizeof specs[i].prompt, i + 3, g_small ? i : 2 + 3 * i);
         specs[i].max_tokens = (g_small ? 8 : 16) + 3 * (i % 3);
+        /* ignore_eog bans tokens, which the device's argmax does not know: not fed */
+        specs[i].stop_at_eog = true;
     }
     const vkllm_engine_desc serial = {.n_ctx = 256, .max_seqs = 4, .no_overlap = true};
     const vkllm_engine_desc overlap = {.n_ctx = 256, .max_seqs = 4};
@@ -572,6 +575,85 @@ static void test_requests(void **state) {
     assert_non_null(strstr(vkllm_model_last_error(g_m), "KV"));
 }
 
+/* ignore_eog bans the end-of-generation tokens from sampling (llama.cpp's ignore_eos): a
+ * prompt whose greedy answer ends after a few tokens gives exactly max_tokens tokens, none of
+ * them EOG, and the greedy ones begin with the answer that stopped; greedy (the device's
+ * top-k with the banned ones dropped), top-k sampled and sampled from every logit; through
+ * the engine and through vkllm_generate. */
+static bool any_eog(const int32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (vkllm_token_is_eog(g_m, ids[i])) return true;
+    return false;
+}
+
+typedef struct gen_ids {
+    int32_t ids[64];
+    size_t n;
+} gen_ids;
+
+static bool gen_collect(void *user, int32_t tok, const char *piece, size_t len) {
+    (void)piece, (void)len;
+    gen_ids *g = user;
+    if (g->n < 64) g->ids[g->n++] = tok;
+    return true;
+}
+
+static void test_ignore_eog(void **state) {
+    (void)state;
+    const vkllm_chat_message msg = {"user", "Answer with one word: is water wet?"};
+    req_spec s = {.max_tokens = 48, .stop_at_eog = true};
+    size_t len = 0;
+    assert_int_equal(vkllm_chat_apply(g_m, &msg, 1, true, s.prompt, sizeof s.prompt, &len),
+                     VKLLM_OK);
+    vkllm_engine_desc d = {.n_ctx = 256, .max_seqs = 4};
+    vkllm_engine *e = engine(&d);
+    req_out stopped;
+    collect(submit(e, &s), &stopped);
+    print_message("greedy answer without ignore_eog: %zu tokens, '%s'\n", stopped.n, stopped.text);
+    assert_int_equal(stopped.res.stop, VKLLM_STOP_EOG);
+    assert_true(stopped.n >= 2 && stopped.n < 12);
+    assert_true(vkllm_token_is_eog(g_m, stopped.ids[stopped.n - 1]));
+    const int32_t max = 16;
+    const vkllm_sampling samplings[] = {
+        {0},                                             /* greedy */
+        {.temperature = 0.8f, .top_k = 40, .seed = 3},   /* candidates from the device */
+        {.temperature = 1.5f, .top_p = 1.0f, .seed = 5}, /* every logit */
+    };
+    for (size_t k = 0; k < sizeof samplings / sizeof samplings[0]; k++) {
+        req_spec t = s;
+        t.stop_at_eog = false;
+        t.max_tokens = max;
+        t.smp = samplings[k];
+        req_out o;
+        collect(submit(e, &t), &o);
+        assert_int_equal(o.res.stop, VKLLM_STOP_MAX_TOKENS);
+        assert_int_equal(o.n, (size_t)max);
+        if (any_eog(o.ids, o.n)) fail_msg("sampling %zu: an EOG token was sampled", k);
+        if (k == 0) /* greedy: the answer, then something else than its EOG */
+            assert_memory_equal(o.ids, stopped.ids, (stopped.n - 1) * sizeof *o.ids);
+        /* vkllm_generate: the same */
+        vkllm_session *ss = NULL;
+        vkllm_session_desc sd = {.n_ctx = 256};
+        assert_int_equal(vkllm_session_create(g_m, &sd, &ss), VKLLM_OK);
+        gen_ids g = {.n = 0};
+        vkllm_generate_desc gd = {.prompt = s.prompt,
+                                  .max_tokens = max,
+                                  .ignore_eog = true,
+                                  .sampling = samplings[k],
+                                  .on_token = gen_collect,
+                                  .user = &g};
+        vkllm_generate_result gr = {0};
+        assert_int_equal(vkllm_generate(ss, &gd, &gr), VKLLM_OK);
+        vkllm_session_destroy(ss);
+        assert_int_equal(gr.stop, VKLLM_STOP_MAX_TOKENS);
+        assert_int_equal(gr.n_generated, (uint32_t)max);
+        assert_int_equal(g.n, (size_t)max);
+        if (any_eog(g.ids, g.n)) fail_msg("generate, sampling %zu: an EOG token was sampled", k);
+        assert_memory_equal(g.ids, o.ids, (size_t)max * sizeof *o.ids); /* the engine's */
+    }
+    vkllm_engine_destroy(e);
+}
+
 int main(void) {
     const char *dev = getenv("VKLLM_TEST_DEVICE");
     if (dev) g_device = dev;
@@ -588,10 +670,9 @@ int main(void) {
             return cmocka_run_group_tests(relaxed_tests, setup, teardown);
         }
         const struct CMUnitTest vk_tests[] = {
-            cmocka_unit_test(test_batch_invariance),
-            cmocka_unit_test(test_preemption),
-            cmocka_unit_test(test_step_budget),
-            cmocka_unit_test(test_overlap),
+            cmocka_unit_test(test_batch_invariance), cmocka_unit_test(test_preemption),
+            cmocka_unit_test(test_step_budget),      cmocka_unit_test(test_overlap),
+            cmocka_unit_test(test_ignore_eog),
         };
         return cmocka_run_group_tests(vk_tests, setup, teardown);
     }
@@ -603,6 +684,7 @@ int main(void) {
         cmocka_unit_test(test_kv_q8),
         cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_requests),
+        cmocka_unit_test(test_ignore_eog),
     };
     return api_test_run_group("test_sched", tests, sizeof tests / sizeof tests[0], setup, teardown);
 }

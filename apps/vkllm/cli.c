@@ -43,7 +43,7 @@ static const char *k_gen_help =
     "      --repeat-penalty R repetition penalty (default 1.0 = off)\n"
     "      --repeat-last-n N  tokens the penalty looks back over (default 64)\n"
     "      --seed N           random seed (default: random, printed with -v)\n"
-    "      --ignore-eos       keep generating past end-of-generation tokens\n"
+    "      --ignore-eos       never sample end-of-generation tokens (run to -n)\n"
     "  -v, --verbose          log what the runtime does\n";
 
 void cli_usage(FILE *f, const char *cmd) {
@@ -55,6 +55,7 @@ void cli_usage(FILE *f, const char *cmd) {
             "commands:\n"
             "  run        generate text from a prompt\n"
             "  chat       interactive chat with the model's chat template\n"
+            "  serve      an OpenAI-compatible HTTP server (chat, completions, streaming)\n"
             "  tokenize   print the token ids of a text\n"
             "  info       model metadata and tensor table\n"
             "  devices    list the devices vkllm can use\n"

@@ -1,6 +1,7 @@
 /* vkllm: the command line. One binary, one subcommand per job; each uses the public API only.
  * Exit status: 0 ok, 1 error (one "error: ..." line on stderr), 2 usage shown on request. */
 #include "cli.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -565,7 +566,7 @@ int main(int argc, char **argv) {
                 {"devices", cmd_devices},   {"bench", cmd_bench},
                 {"synth", cmd_synth},       {"perplexity", cmd_perplexity},
                 {"quantize", cmd_quantize}, {"imatrix", cmd_imatrix},
-                {"prune", cmd_prune}};
+                {"prune", cmd_prune},       {"serve", cmd_serve}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s' (run 'vkllm --help' for the list)\n", argv[1]);

@@ -21,6 +21,8 @@ struct sched_sampler {
     int32_t *hist; /* ring of the last repeat_last_n tokens */
     uint32_t hist_cap, hist_n, hist_head;
     uint8_t *seen; /* per-vocab flag while applying the penalty */
+    const int32_t *ban; /* never sampled (ascending), n_ban of them */
+    uint32_t n_ban;
 };
 
 /* splitmix64 (Steele et al. 2014): small, fast, and good enough for sampling */
@@ -75,6 +77,24 @@ void sched_sampler_reset(sched_sampler *s, const vkllm_sampling *params) {
     s->hist_n = s->hist_head = 0;
 }
 
+void sched_sampler_set_banned(sched_sampler *s, const int32_t *ids, uint32_t n) {
+    s->ban = n ? ids : NULL;
+    s->n_ban = ids ? n : 0;
+}
+
+static bool is_banned(const sched_sampler *s, int32_t id) {
+    uint32_t lo = 0, hi = s->n_ban; /* binary search: the list is ascending */
+    while (lo < hi) {
+        const uint32_t mid = (lo + hi) / 2;
+        if (s->ban[mid] == id) return true;
+        if (s->ban[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 void sched_sampler_accept(sched_sampler *s, int32_t token) {
     s->hist[s->hist_head] = token;
     s->hist_head = (s->hist_head + 1) % s->hist_cap;
@@ -88,10 +108,14 @@ static bool has_penalty(const vkllm_sampling *p) {
 uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max) {
     const vkllm_sampling *p = &s->p;
     if (has_penalty(p)) return 0; /* the penalty can reorder anything: all logits */
-    if (!(p->temperature > 0.0f)) return 1;
-    if (p->top_k > 0 && (uint32_t)p->top_k <= k_max && (uint32_t)p->top_k < s->n_vocab)
-        return (uint32_t)p->top_k;
-    return 0;
+    uint32_t k = 0;
+    if (!(p->temperature > 0.0f))
+        k = 1;
+    else if (p->top_k > 0 && (uint32_t)p->top_k < s->n_vocab)
+        k = (uint32_t)p->top_k;
+    /* the best k that are not banned are among the best k + n_ban */
+    if (k == 0 || (uint64_t)k + s->n_ban > k_max || (uint64_t)k + s->n_ban >= s->n_vocab) return 0;
+    return k + s->n_ban;
 }
 
 static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vocab);
@@ -99,6 +123,14 @@ static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vo
 int32_t sched_sampler_sample_top(sched_sampler *s, const int32_t *ids, const float *vals,
                                  uint32_t n) {
     if (n == 0) return 0;
+    if (s->n_ban) { /* drop the banned candidates; the best of the rest stays first */
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (!is_banned(s, ids[i])) s->c[m++] = (cand){vals ? vals[i] : 0.0f, ids[i]};
+        if (m == 0) return ids[0]; /* only when the caller gave too few candidates */
+        if (!(s->p.temperature > 0.0f) || !vals) return s->c[0].id;
+        return sample_cands(s, s->c, m, false);
+    }
     if (!(s->p.temperature > 0.0f) || !vals) return ids[0]; /* greedy: the best is first */
     for (uint32_t i = 0; i < n; i++) s->c[i] = (cand){vals[i], ids[i]};
     return sample_cands(s, s->c, n, false);
@@ -108,6 +140,8 @@ int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
     const uint32_t nv = s->n_vocab;
     cand *c = s->c;
     for (uint32_t i = 0; i < nv; i++) c[i] = (cand){logits[i], (int32_t)i};
+    for (uint32_t i = 0; i < s->n_ban; i++)
+        if (s->ban[i] >= 0 && (uint32_t)s->ban[i] < nv) c[s->ban[i]].logit = -INFINITY;
     return sample_cands(s, c, nv, true);
 }
 

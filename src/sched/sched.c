@@ -227,6 +227,11 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
     r->res.n_prompt = n_prompt;
     for (uint32_t i = 0; i < n_prompt; i++)
         sched_sampler_accept(r->smp, prompt[i]);
+    if (d->ignore_eog) { /* banned from sampling, as llama.cpp's ignore_eos */
+        uint32_t n_eog = 0;
+        const int32_t *eog = tok_eog_ids(s->d.vocab, &n_eog);
+        sched_sampler_set_banned(r->smp, eog, n_eog);
+    }
     r->top_need = sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
     r->max_tokens = d->max_tokens;
     r->ignore_eog = d->ignore_eog;
