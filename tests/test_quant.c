@@ -473,6 +473,54 @@ static void test_s24_pick(void **state) {
     }
 }
 
+/* quant_s24_quant_kept stores the caller's mask, not quant_s24_pick's: here a pruner kept a
+ * value that is 0 (pick would take the lower zero column) and dropped nothing else nonzero, and
+ * another group keeps its smaller values; a dense row with the mask's zeros, dequantized, comes
+ * back with exactly the kept columns. A mask of 1 or 3 per group is refused. */
+static void test_s24_quant_kept(void **state) {
+    (void)state;
+    const quant_type types[] = {QT_S24_Q4, QT_S24_Q8};
+    float x[64];
+    uint8_t keep[64];
+    for (int g = 0; g < 16; g++) {
+        const int lo = g % 3, hi = 3; /* kept columns */
+        for (int j = 0; j < 4; j++) {
+            keep[4 * g + j] = j == lo || j == hi;
+            x[4 * g + j] = keep[4 * g + j] ? 0.5f * (float)((g + j) % 5 - 2) : 0.0f;
+        }
+    }
+    x[4 * 1 + 1] = 0.0f; /* group 1 keeps columns 1 and 3, column 1 is 0: pick would take 0 */
+    x[4 * 2 + 2] = 0.1f, x[4 * 2 + 0] = 0.9f; /* group 2 keeps 2 and 3, not the larger 0 */
+    keep[4 * 2 + 2] = 1, keep[4 * 2 + 0] = 0;
+    for (int ti = 0; ti < 2; ti++) {
+        const quant_traits *qt = quant_traits_of(types[ti]);
+        uint8_t q[42];
+        float y[64];
+        assert_true(quant_s24_quant_kept(types[ti], x, keep, q, 64));
+        uint8_t pos[8];
+        memcpy(pos, q + 2, 8);
+        for (int k = 0; k < 32; k++) {
+            const int c = quant_s24_col(pos, k);
+            if (!keep[c])
+                fail_msg("%s: value %d at column %d, which the mask drops", qt->name, k, c);
+        }
+        qt->dequant(q, y, 64);
+        for (int c = 0; c < 64; c++)
+            if (!keep[c] && y[c] != 0.0f) fail_msg("%s: column %d is %g", qt->name, c, y[c]);
+        assert_true(fabsf(y[4 * 2 + 2] - 0.1f) < 0.1f && y[4 * 2 + 0] == 0.0f);
+        /* without the mask the group-2 choice is pick's */
+        uint8_t q2[42];
+        qt->quant(x, q2, 64);
+        assert_int_equal((q2[2 + 1] & 15) & 3, 0);
+        keep[4] = 1; /* group 1 now keeps three */
+        assert_false(quant_s24_quant_kept(types[ti], x, keep, q, 64));
+        keep[4] = 0, keep[7] = 0; /* and now one */
+        assert_false(quant_s24_quant_kept(types[ti], x, keep, q, 64));
+        keep[7] = 1;
+        assert_false(quant_s24_quant_kept(QT_Q4_0, x, keep, q, 64));
+    }
+}
+
 /* A block whose kept values are exactly representable: group g keeps columns (g % 4) and 3 (or
  * 0 and 1 when g % 4 == 3), the dropped ones are smaller in magnitude. Kept value k is
  * (k % 16) - 8 for S24_Q4 (so the largest magnitude is -8 and d = 1) and 127 - 8k for S24_Q8. */
@@ -648,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_ref_vec_dot_vs_float),
         cmocka_unit_test(test_s24_traits),
         cmocka_unit_test(test_s24_pick),
+        cmocka_unit_test(test_s24_quant_kept),
         cmocka_unit_test(test_s24_round_trip),
         cmocka_unit_test(test_s24_quant_random),
         cmocka_unit_test(test_s24_ref_dot),
