@@ -10,7 +10,10 @@
  *  - the reconstruction error sum_t ||(W - W') x_t||^2 over the calibration X is below that of
  *    magnitude's and Wanda's masks (which do not update) on the same X, for 2:4, 4:8 and 50 %;
  *  - bad input: an H not positive definite after damping, a non-finite H or weight, shapes the
- *    pattern does not fit: a clear error, and no NaN written.
+ *    pattern does not fit: a clear error, and no NaN written;
+ *  - on the default model (VKLLM_MODEL, Exodus from VKLLM_TEXTS): the layer-by-layer rounds
+ *    of src/api_sparsegpt.c (a residual table as the embedding, one layer before the observed
+ *    one) give the Hessians of a full forward pass's products, bit for bit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,9 +22,12 @@
 
 #include <cmocka.h>
 
+#include "api_eval.h"
+#include "api_sparsegpt.h"
 #include "core/sparsegpt.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,6 +396,91 @@ static void test_bad_input(void **state) {
     assert_int_equal(sgpt_prune(w, n_out, n_in, h, &d24, NULL, NULL, &err), VKLLM_OK);
 }
 
+/* ---- the calibration rounds against a full forward pass ---- */
+
+typedef struct full_obs {
+    const eng_graph *g;
+    uint32_t layer;
+    double *h[PRUNE_SGPT_INPUTS];
+} full_obs;
+
+static void observe_full(void *user, const eng_op *op, const float *x, uint32_t n_rows,
+                         uint32_t width, uint32_t col0, uint32_t col1) {
+    full_obs *f = user;
+    if (op->kind != EOP_MATMUL || op->last_rows || op->layer != f->layer) return;
+    int k = 0; /* the op's place among the layer's products */
+    for (const eng_op *o = f->g->ops; o < op; o++)
+        k += o->kind == EOP_MATMUL && !o->last_rows && o->layer == f->layer;
+    sgpt_hessian_add(f->h[k], width, x, n_rows, width, sgpt_hessian_split(width, col0, width),
+                     sgpt_hessian_split(width, col1, width));
+}
+
+static void test_rounds_match_forward(void **state) {
+    (void)state;
+    const char *model = getenv("VKLLM_MODEL"), *texts = getenv("VKLLM_TEXTS");
+    if (!model || !texts) fail_msg("VKLLM_MODEL and VKLLM_TEXTS are needed (ctest sets them)");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/kjv-exodus.txt", texts);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) fail_msg("%s is missing (scripts/fetch_texts.sh makes it)", path);
+    static char text[1 << 16]; /* the start of the book is enough for 2 chunks of 64 */
+    const size_t len = fread(text, 1, sizeof text, fp);
+    fclose(fp);
+    const uint32_t n_ctx = 64, n_chunks = 2;
+    const prune_sgpt_desc d = {.model_path = model,
+                               .text = text,
+                               .text_len = len,
+                               .n_ctx = n_ctx,
+                               .n_chunks = n_chunks,
+                               .n_threads = 2,
+                               .out_type = QT_Q8_0};
+    vkllm_runtime *rt;
+    vkllm_model *m;
+    const vkllm_runtime_desc rd = {.struct_size = sizeof rd, .device = "cpu", .n_threads = 2};
+    assert_int_equal(vkllm_runtime_create(&rd, &rt), VKLLM_OK);
+    const vkllm_model_desc md = {.struct_size = sizeof md, .path = model};
+    if (vkllm_model_load(rt, &md, &m) != VKLLM_OK) fail_msg("%s", vkllm_runtime_last_error(rt));
+    int32_t *tokens;
+    size_t n_tokens;
+    assert_int_equal(eval_tokenize(m, text, len, &tokens, &n_tokens), VKLLM_OK);
+    assert_true(n_tokens >= n_ctx * n_chunks);
+    const uint32_t layers[] = {0, 2, 29};
+#ifdef VKLLM_TEST_SANITIZED
+    const size_t n_layers = 1; /* each round runs two layers of the model: one is enough */
+#else
+    const size_t n_layers = sizeof layers / sizeof layers[0];
+#endif
+    for (size_t li = 0; li < n_layers; li++) {
+        double *h[PRUNE_SGPT_INPUTS];
+        uint32_t n[PRUNE_SGPT_INPUTS];
+        core_err err = {{0}};
+        if (prune_sgpt_hessians(&d, layers[li], h, n, &err) != VKLLM_OK)
+            fail_msg("layer %u: %s", layers[li], err.msg);
+        full_obs f = {.g = &m->graph, .layer = layers[li]};
+        for (int k = 0; k < PRUNE_SGPT_INPUTS; k++)
+            f.h[k] = calloc((size_t)n[k] * n[k], sizeof(double));
+        eval_run r;
+        assert_int_equal(eval_open(m, n_ctx, n_ctx, EVAL_OUT_NONE, &r), VKLLM_OK);
+        rt->backend->vt->observe(r.ctx, observe_full, &f);
+        const bool bos = tok_add_bos(m->vocab) && tok_bos(m->vocab) >= 0;
+        for (uint32_t c = 0; c < n_chunks; c++)
+            assert_int_equal(eval_chunk(&r, tokens + (size_t)c * n_ctx, bos, NULL, NULL), VKLLM_OK);
+        eval_close(&r);
+        for (int k = 0; k < PRUNE_SGPT_INPUTS; k++) {
+            const size_t nn = (size_t)n[k] * n[k];
+            if (memcmp(h[k], f.h[k], nn * sizeof(double)) != 0)
+                fail_msg("layer %u, input %d: the rounds' Hessian is not the forward pass's",
+                         layers[li], k);
+            assert_true(h[k][0] > 0.0); /* and not just zeros on both sides */
+            free(h[k]);
+            free(f.h[k]);
+        }
+    }
+    free(tokens);
+    vkllm_model_free(m);
+    vkllm_runtime_destroy(rt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hessian_add),
@@ -398,6 +489,7 @@ int main(void) {
         cmocka_unit_test(test_identity_is_magnitude),
         cmocka_unit_test(test_beats_magnitude_and_wanda),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_rounds_match_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
