@@ -3,11 +3,13 @@
 #  quantize: the default model requantized to each type (with an importance matrix from
 #    Exodus): file size, bits per weight, perplexity on Genesis, KL divergence against the
 #    source, decode tok/s (vkllm bench, CPU); llama-perplexity's figure on the same file;
-#  prune: method x pattern on the default model (calibrated on Exodus): perplexity and KL
-#    divergence against the dense model; llama-perplexity's figure on the dense-with-zeros
-#    files (the packed ones llama.cpp refuses).
+#  prune: method x pattern on the default model (calibrated on Exodus: Wanda's importance
+#    matrix, SparseGPT's Hessians, both over the same chunks): perplexity and KL divergence
+#    against the dense model, the time the prune took; llama-perplexity's figure on the
+#    dense-with-zeros files (the packed ones llama.cpp refuses).
 # Prints markdown tables on stdout; keeps the files in a temporary folder it removes.
 # Usage: bench/quality.sh [-c CTX] [--chunks N] [-t THREADS] [--only quantize|prune]
+#                         [--methods magnitude,wanda,sparsegpt]  (prune rows of these only)
 # Env:   VKLLM_BIN (default build/vkllm), LLAMA_BIN (default ~/.cache/vkllm/build-cpu-avx2/bin:
 #        the AVX2 reference build, whose figures vkllm's CPU path reproduces)
 set -euo pipefail
@@ -15,13 +17,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${VKLLM_CACHE:-$HOME/.cache/vkllm}"
 vk="${VKLLM_BIN:-$root/build/vkllm}"
 ll="${LLAMA_BIN:-$cache/build-cpu-avx2/bin}"
-ctx=512 chunks=20 threads=$(nproc) only=""
+ctx=512 chunks=20 threads=$(nproc) only="" methods="magnitude,wanda,sparsegpt"
 while [ $# -gt 0 ]; do
     case "$1" in
         -c) ctx="$2"; shift ;;
         --chunks) chunks="$2"; shift ;;
         -t) threads="$2"; shift ;;
         --only) only="$2"; shift ;;
+        --methods) methods="$2"; shift ;;
         -h|--help) awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "quality: unknown argument '$1'" >&2; exit 1 ;;
     esac
@@ -91,27 +94,38 @@ for r in csv.DictReader(open(sys.argv[1])):
     echo
 fi
 if [ "$only" != quantize ]; then
-    echo "| method | pattern | format | type | MiB | PPL | KL divergence | same top-1 % | llama.cpp PPL |"
-    echo "|---|---|---|---|---:|---|---|---:|---:|"
-    row() { # METHOD PATTERN FORMAT TYPE ARGS...
-        local m="$1" p="$2" f="$3" ty="$4"
-        shift 4
-        echo "quality: prune $m $p $f" >&2
+    echo "| method | pattern | format | type | MiB | PPL | KL divergence | same top-1 % | llama.cpp PPL | prune s |"
+    echo "|---|---|---|---|---:|---|---|---:|---:|---:|"
+    row() { # LABEL METHOD PATTERN FORMAT TYPE ARGS...
+        local label="$1" m="$2" p="$3" f="$4" ty="$5"
+        shift 5
+        case ",$methods," in *",$m,"*) ;; *) return ;; esac
+        echo "quality: prune $label $p $f $ty" >&2
+        local t0 t1
+        t0=$(date +%s.%N)
         "$vk" prune "$model" "$tmp/p.gguf" --method "$m" --pattern "$p" --format "$f" --type "$ty" "$@" \
-            >/dev/null 2>"$tmp/p.txt" || { echo "| $m | $p | $f | failed: $(tail -1 "$tmp/p.txt") |"; return; }
+            >/dev/null 2>"$tmp/p.txt" || { echo "| $label | $p | $f | $ty | failed: $(tail -1 "$tmp/p.txt") |"; return; }
+        t1=$(date +%s.%N)
         mib=$(awk -v s="$(stat -c %s "$tmp/p.gguf")" 'BEGIN { printf "%.1f", s / 1048576 }')
         IFS='|' read -r pp k top <<<"$(ppl_kl "$tmp/p.gguf")"
         local llp="refused (packed)"
         [ "$f" = dense ] && llp=$(ll_ppl "$tmp/p.gguf")
-        echo "| $m | $p | $f | $ty | $mib | $pp | $k | $top | $llp |"
+        echo "| $label | $p | $f | $ty | $mib | $pp | $k | $top | $llp | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }') |"
+        grep -h '^vkllm: sparsegpt:' "$tmp/p.txt" | sed 's/^vkllm: /    /' >&2 || true
         rm -f "$tmp/p.gguf"
     }
-    for m in magnitude wanda; do
-        for p in unstructured 2:4 4:8 ffn; do
-            row "$m" "$p" dense q8_0 --imatrix "$tmp/im.gguf"
-        done
+    im=(--imatrix "$tmp/im.gguf")
+    # SparseGPT's Hessians from the same chunks of Exodus as the importance matrix
+    sg=(--calib "$calib_text" -c "$ctx" --chunks "$chunks" -t "$threads")
+    for p in unstructured 2:4 4:8 ffn; do
+        row magnitude magnitude "$p" dense q8_0
+        row wanda wanda "$p" dense q8_0 "${im[@]}"
+        [ "$p" = ffn ] || row sparsegpt sparsegpt "$p" dense q8_0 "${sg[@]}"
     done
-    row wanda 2:4 packed s24_q4 --imatrix "$tmp/im.gguf"
-    row wanda 2:4 packed s24_q8 --imatrix "$tmp/im.gguf"
-    row wanda 2:4 dense q4_0 --imatrix "$tmp/im.gguf"
+    row wanda wanda 2:4 packed s24_q4 "${im[@]}"
+    row wanda wanda 2:4 packed s24_q8 "${im[@]}"
+    row wanda wanda 2:4 dense q4_0 "${im[@]}"
+    row sparsegpt sparsegpt 2:4 packed s24_q4 "${sg[@]}"
+    # the one-pass variant: every layer's Hessians from the dense model
+    row "sparsegpt, dense inputs" sparsegpt 2:4 dense q8_0 "${sg[@]}" --dense-inputs
 fi

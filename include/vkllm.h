@@ -696,7 +696,9 @@ VKLLM_API vkllm_status vkllm_imatrix(vkllm_model *model, const vkllm_imatrix_des
 
 /* Prunes a model's layer matrices (attention and FFN; the embedding, the head and the norms
  * are copied) and writes the result (docs/quality.md, docs/sparse.md). Methods: "magnitude"
- * |w|, or "wanda" |w| * sqrt(mean x^2) from an importance matrix. Patterns: "2:4" and "4:8"
+ * |w|, "wanda" |w| * sqrt(mean x^2) from an importance matrix, or "sparsegpt" (Frantar &
+ * Alistarh 2023: second-order choice with updates of the kept weights, from each input's
+ * Hessian over a calibration text; unstructured and N:M patterns). Patterns: "2:4" and "4:8"
  * (N of every M consecutive inputs kept), "unstructured" (a fraction of each matrix, of each
  * row with wanda), "ffn" (whole FFN channels) and "heads" (whole KV head groups with their
  * query heads); the structured ones write a smaller dense model llama.cpp loads. Formats:
@@ -708,12 +710,16 @@ typedef struct vkllm_prune_result {
     uint64_t n_weights;   /* their weights, after a structured cut */
     uint64_t n_zero;      /* of which zero */
     uint64_t bytes_in, bytes_out; /* their data in the input and the output */
+    /* sparsegpt: the calibration used (chunks of calib_ctx tokens), the seconds its passes
+     * through the model took (with the Hessian sums) and those the pruning itself took */
+    uint32_t calib_chunks, calib_ctx;
+    double calib_seconds, solve_seconds;
 } vkllm_prune_result;
 typedef struct vkllm_prune_desc {
     uint32_t struct_size; /* sizeof(vkllm_prune_desc), or 0 (see "versions and the ABI") */
     const char *in_path;
     const char *out_path;       /* written under a temporary name, renamed when complete */
-    const char *method;         /* "magnitude" (default) or "wanda" */
+    const char *method;         /* "magnitude" (default), "wanda" or "sparsegpt" */
     const char *pattern;        /* "2:4" (default), "4:8", "unstructured", "ffn", "heads" */
     float sparsity;             /* the fraction removed, in (0, 1); 0: 0.5 for "unstructured",
                                  * 0.25 for "ffn" and "heads"; N:M patterns remove half */
@@ -726,6 +732,18 @@ typedef struct vkllm_prune_desc {
     void *progress_user;
     const vkllm_allocator *allocator;
     vkllm_prune_result *result; /* may be NULL; filled on success */
+    /* sparsegpt: the calibration text itself (an importance matrix holds only the diagonal of
+     * the Hessians it needs), run through the model on a CPU runtime of its own, one layer at a
+     * time with the layers before it already pruned; imatrix_path must be NULL */
+    const char *calib_text;
+    size_t calib_text_len;
+    uint32_t calib_ctx;    /* tokens per chunk (0 = 512) */
+    uint32_t calib_chunks; /* chunks used (0 = 16), at most as many as the text holds */
+    int n_threads;         /* CPU threads for the calibration (0 = one per core) */
+    float damp;            /* sparsegpt: H += damp * mean(diag H) * I before inverting (0 = 0.01) */
+    uint32_t blocksize;    /* sparsegpt: columns per lazy-update block, a multiple of M (0 = 128) */
+    bool dense_inputs;     /* sparsegpt: every layer's Hessians from the dense model's activations
+                            * instead (the one-pass variant; for comparison) */
 } vkllm_prune_desc;
 VKLLM_API vkllm_status vkllm_prune(const vkllm_prune_desc *desc, char *err, size_t err_cap);
 

@@ -1,7 +1,7 @@
-/* vkllm_prune: a model's layer matrices pruned by magnitude or by Wanda's activation-aware
- * score, in an unstructured, N:M or structured (whole FFN channels, whole attention head
- * groups) pattern, written dense (the zeros kept, in a GGUF type llama.cpp also runs) or, for
- * 2:4, in vkllm's packed formats (docs/sparse.md).
+/* vkllm_prune: a model's layer matrices pruned by magnitude, by Wanda's activation-aware
+ * score or by SparseGPT, in an unstructured, N:M or structured (whole FFN channels, whole
+ * attention head groups) pattern, written dense (the zeros kept, in a GGUF type llama.cpp also
+ * runs) or, for 2:4, in vkllm's packed formats (docs/sparse.md).
  *
  * Scores: magnitude |W_ij|; Wanda |W_ij| * sqrt(E[x_j^2]), the input column's mean square
  * from an importance matrix (loader/imatrix.h). As in the Wanda paper, unstructured magnitude
@@ -9,9 +9,12 @@
  * the M consecutive weights of a row's group. Structured patterns score a channel (a head
  * group) by the sum of its weights' scores in every matrix it touches, and remove the same
  * number from every layer, so the file keeps one n_ff (n_head) that llama.cpp reads.
+ * SparseGPT (unstructured and N:M) also updates the kept weights; its calibration and
+ * pruning run before the file is written (api_sparsegpt.c), which then takes its matrices.
  * Every other tensor is copied as it is; the file is written under a temporary name. */
 #include "api_abi.h"
 #include "api_internal.h"
+#include "api_sparsegpt.h"
 #include "core/quant_s24.h"
 #include "engine/prune_s24.h"
 #include "loader/imatrix.h"
@@ -30,7 +33,9 @@ typedef struct prune_job {
     gguf_file *in;
     model_config cfg;
     imatrix *im;
-    bool wanda;
+    bool wanda, sgpt;
+    prune_sgpt_result sg; /* sgpt: the pruned matrices */
+    uint64_t progress_base, progress_total;
     prune_pattern pat;
     uint32_t nm_n, nm_m;
     float sparsity;
@@ -385,6 +390,25 @@ static vkllm_status produce(void *user, uint64_t i, uint64_t nbytes, const void 
     prune_job *j = p->j;
     const out_tensor *o = &p->ts[i];
     (void)err;
+    if (j->sgpt) { /* pruned already: the matrix in the output type */
+        int role = 0;
+        while (role < PRUNE_SGPT_ROLES && strcmp(o->role, prune_sgpt_roles[role]) != 0)
+            role++;
+        const prune_sgpt_matrix *sm = &j->sg.m[(size_t)o->layer * PRUNE_SGPT_ROLES + role];
+        if (role == PRUNE_SGPT_ROLES || sm->nbytes != nbytes || !sm->data)
+            return core_errf(j->err, VKLLM_ERR_BAD_FILE,
+                             "prune: %s: no pruned matrix of %llu bytes", o->name,
+                             (unsigned long long)nbytes);
+        j->n_zero += sm->n_zero;
+        j->n_weights += sm->n_weights;
+        j->bytes_in += o->t->nbytes;
+        j->bytes_out += nbytes;
+        j->n_matrices++;
+        *data = sm->data;
+        if (j->d->progress)
+            j->d->progress(j->d->progress_user, j->progress_base + i + 1, j->progress_total);
+        return VKLLM_OK;
+    }
     float *w = NULL, *cf = NULL, *cut = NULL;
     vkllm_status st = dequant(j, o->t, o->name, &w);
     uint64_t n_in = o->t->ne[0], n_out = o->t->ne[1];
@@ -424,10 +448,8 @@ static vkllm_status produce(void *user, uint64_t i, uint64_t nbytes, const void 
     }
     core_free(j->a, w);
     core_free(j->a, cf);
-    if (j->d->progress) {
-        const uint64_t base = j->keep ? j->cfg.n_layer : 0;
-        j->d->progress(j->d->progress_user, base + i + 1, base + p->n_ts);
-    }
+    if (j->d->progress)
+        j->d->progress(j->d->progress_user, j->progress_base + i + 1, j->progress_total);
     return st;
 }
 
@@ -444,7 +466,10 @@ static vkllm_status set_meta(prune_job *j, gguf_writer *w) {
 #define SET(call)                                                                                  \
     if (st == VKLLM_OK) st = (call)
     SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_PATTERN, pat));
-    SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_METHOD, j->wanda ? "wanda" : "magnitude"));
+    SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_METHOD,
+                            j->sgpt    ? "sparsegpt"
+                            : j->wanda ? "wanda"
+                                       : "magnitude"));
     SET(gguf_writer_set_str(w, ENG_SPARSITY_KEY_FORMAT, j->packed ? "packed" : "dense"));
     SET(gguf_writer_set_f32(w, ENG_SPARSITY_KEY_AMOUNT, j->sparsity));
     if (j->pat == PP_FFN) {
@@ -468,6 +493,36 @@ static vkllm_status set_meta(prune_job *j, gguf_writer *w) {
     return st;
 }
 
+static void sgpt_progress(void *user, uint32_t done, uint32_t n_layer) {
+    const prune_job *j = user;
+    (void)n_layer;
+    if (j->d->progress) j->d->progress(j->d->progress_user, done, j->progress_total);
+}
+
+/* SparseGPT's calibration and pruning, into j->sg (before the file is written). */
+static vkllm_status run_sgpt(prune_job *j) {
+    const vkllm_prune_desc *d = j->d;
+    const prune_sgpt_desc sd = {
+        .model_path = d->in_path,
+        .text = d->calib_text,
+        .text_len = d->calib_text_len,
+        .n_ctx = d->calib_ctx,
+        .n_chunks = d->calib_chunks,
+        .n_threads = d->n_threads,
+        .out_type = j->out_type,
+        .algo = {.keep_n = j->pat == PP_NM ? j->nm_n : 0,
+                 .group_m = j->pat == PP_NM ? j->nm_m : 0,
+                 .sparsity = j->sparsity,
+                 .damp = d->damp,
+                 .blocksize = d->blocksize},
+        .dense_inputs = d->dense_inputs,
+        .a = j->a,
+        .progress = sgpt_progress,
+        .progress_user = j,
+    };
+    return prune_sgpt_run(&sd, &j->sg, j->err);
+}
+
 /* Options into the job; errors name what is wrong. */
 static vkllm_status parse_desc(prune_job *j, const vkllm_prune_desc *d) {
     const char *method = d->method ? d->method : "magnitude";
@@ -476,14 +531,10 @@ static vkllm_status parse_desc(prune_job *j, const vkllm_prune_desc *d) {
     else if (strcmp(method, "wanda") == 0)
         j->wanda = true;
     else if (strcmp(method, "sparsegpt") == 0)
-        return core_errf(j->err, VKLLM_ERR_UNSUPPORTED,
-                         "prune: method 'sparsegpt' is not "
-                         "built yet (magnitude, wanda)");
+        j->sgpt = true;
     else
         return core_errf(j->err, VKLLM_ERR_INVALID_ARG,
-                         "prune: unknown method '%s' "
-                         "(magnitude, wanda)",
-                         method);
+                         "prune: unknown method '%s' (magnitude, wanda, sparsegpt)", method);
     const char *pat = d->pattern ? d->pattern : "2:4";
     unsigned nn, mm;
     char tail;
@@ -551,6 +602,29 @@ static vkllm_status parse_desc(prune_job *j, const vkllm_prune_desc *d) {
         return core_errf(j->err, VKLLM_ERR_INVALID_ARG,
                          "prune: wanda needs an importance "
                          "matrix (vkllm imatrix, or --calib TEXT on the command line)");
+    if (j->sgpt) {
+        if (j->pat != PP_UNSTRUCTURED && j->pat != PP_NM)
+            return core_errf(j->err, VKLLM_ERR_INVALID_ARG,
+                             "prune: sparsegpt prunes the unstructured, 2:4 and 4:8 patterns; "
+                             "whole channels and heads (%s) are magnitude's or wanda's",
+                             pat);
+        if (d->imatrix_path || !d->calib_text)
+            return core_errf(j->err, VKLLM_ERR_INVALID_ARG,
+                             "prune: sparsegpt needs the calibration text itself (--calib "
+                             "TEXT): %s",
+                             d->imatrix_path ? "an importance matrix holds only the diagonal of "
+                                               "the Hessians it needs"
+                                             : "none was given");
+        if (!(d->damp >= 0.0f) || !isfinite(d->damp))
+            return core_errf(j->err, VKLLM_ERR_INVALID_ARG,
+                             "prune: dampening %g is not a number >= 0", (double)d->damp);
+        const uint32_t bs = d->blocksize ? d->blocksize : SGPT_BLOCK_DEFAULT;
+        if (j->pat == PP_NM && bs % j->nm_m)
+            return core_errf(j->err, VKLLM_ERR_INVALID_ARG,
+                             "prune: the block size %u is not a multiple of %u (the pattern's "
+                             "group)",
+                             bs, j->nm_m);
+    }
     return VKLLM_OK;
 }
 
@@ -574,6 +648,8 @@ vkllm_status vkllm_prune(const vkllm_prune_desc *user_desc, char *errbuf, size_t
     if (j.wanda && (st = imatrix_load(d->imatrix_path, j.a, &j.im, &e)) != VKLLM_OK) goto done;
     if ((j.pat == PP_FFN || j.pat == PP_HEADS) && (st = plan_structured(&j)) != VKLLM_OK) goto done;
     const uint64_t nt = gguf_tensor_count(j.in);
+    j.progress_base = j.keep || j.sgpt ? j.cfg.n_layer : 0;
+    j.progress_total = j.progress_base + nt;
     ts = core_calloc(j.a, nt ? nt : 1, sizeof *ts);
     w = gguf_writer_create(j.a);
     if (!ts || !w) {
@@ -626,6 +702,7 @@ vkllm_status vkllm_prune(const vkllm_prune_desc *user_desc, char *errbuf, size_t
                        d->in_path);
         goto done;
     }
+    if (j.sgpt && (st = run_sgpt(&j)) != VKLLM_OK) goto done;
     pc = (produce_ctx){.j = &j, .ts = ts, .n_ts = nt, .buf = core_alloc(j.a, max_bytes, 64)};
     if (!pc.buf) {
         st = core_errf(&e, VKLLM_ERR_OUT_OF_MEMORY,
@@ -639,7 +716,11 @@ vkllm_status vkllm_prune(const vkllm_prune_desc *user_desc, char *errbuf, size_t
                                 .n_weights = j.n_weights,
                                 .n_zero = j.n_zero,
                                 .bytes_in = j.bytes_in,
-                                .bytes_out = j.bytes_out};
+                                .bytes_out = j.bytes_out,
+                                .calib_chunks = j.sg.n_chunks,
+                                .calib_ctx = j.sg.n_ctx,
+                                .calib_seconds = j.sg.seconds_passes,
+                                .solve_seconds = j.sg.seconds_prune};
         API_OUT(vkllm_prune_result, d->result, &r);
     }
 done:
@@ -647,6 +728,7 @@ done:
     core_free(j.a, pc.buf);
     core_free(j.a, ts);
     core_free(j.a, j.keep);
+    prune_sgpt_result_free(&j.sg, j.a);
     gguf_writer_free(w);
     if (j.im) imatrix_free(j.im);
     if (j.in) gguf_close(j.in);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vkllm prune: every method x pattern x format writes a model that loads and generates, with
-# the sparsity asked for; Wanda beats magnitude at 2:4 on a text it was not calibrated on; the
-# packed 2:4 file is smaller; bad input gets a clear error, exit 1 and no file left behind.
+# the sparsity asked for; Wanda and SparseGPT beat magnitude at 2:4 on a text they were not
+# calibrated on; the packed 2:4 file is smaller; bad input gets a clear error, exit 1 and no
+# file left behind.
 # Needs VKLLM_BIN, VKLLM_MODEL, VKLLM_TEXTS (set by ctest).
 set -u
 bin="${VKLLM_BIN:?VKLLM_BIN not set}"
@@ -53,13 +54,21 @@ full=1
 if [ "${VKLLM_TEST_SANITIZED:-0}" = 1 ]; then
     full=0
     echo "not run (sanitizer pass; the release pass runs them): s24_q8, dense q4_0 twin, 4:8,"
-    echo "    unstructured Wanda and magnitude, sizes, Wanda-vs-magnitude perplexity"
+    echo "    unstructured Wanda and magnitude, sizes, Wanda-vs-magnitude perplexity, SparseGPT"
+    echo "    2:4 and unstructured (a calibration pass per layer) and its perplexity"
 else
     prune wanda24q8 50.0 -- --method wanda --imatrix "$tmp/im.gguf" --type s24_q8
     prune wanda24dense 50.0 -- --method wanda --imatrix "$tmp/im.gguf" --format dense --type q4_0
     prune mag48 50.0 -- --pattern 4:8
     prune wanda_un 50.0 -- --method wanda --imatrix "$tmp/im.gguf" --pattern unstructured
     prune mag_un30 30.0 -- --pattern unstructured --sparsity 0.3 --type f16
+    # SparseGPT on a short calibration (4 chunks of 128 tokens of Exodus) to keep this quick
+    sg=(--method sparsegpt --calib "$texts/kjv-exodus.txt" -c 128 --chunks 4)
+    prune sgpt24 50.0 -- "${sg[@]}" --pattern 2:4
+    prune sgpt_un 50.0 -- "${sg[@]}" --pattern unstructured
+    if "$bin" info --no-tensors "$tmp/sgpt24.gguf" | grep -q 'sparsity.method *"sparsegpt"'; then
+        ok "sparsegpt: vkllm.sparsity.method is \"sparsegpt\""
+    else bad "sparsegpt: vkllm.sparsity.method missing"; fi
 fi
 
 if [ $full = 1 ]; then
@@ -76,6 +85,13 @@ if [ -n "$p_mag" ] && [ -n "$p_wanda" ] && awk -v a="$p_wanda" -v b="$p_mag" -v 
     ok "perplexity at 2:4: dense $p_dense < wanda $p_wanda < magnitude $p_mag"
 else
     bad "perplexity at 2:4: dense '$p_dense', wanda '$p_wanda', magnitude '$p_mag'"
+fi
+# SparseGPT beats magnitude at 2:4 (both packed S24_Q4), on Genesis
+p_sgpt=$(ppl "$tmp/sgpt24.gguf")
+if [ -n "$p_sgpt" ] && awk -v a="$p_sgpt" -v b="$p_mag" -v d="$p_dense" 'BEGIN { exit !(a < b && d < a) }'; then
+    ok "perplexity at 2:4: dense $p_dense < sparsegpt $p_sgpt < magnitude $p_mag"
+else
+    bad "perplexity at 2:4: dense '$p_dense', sparsegpt '$p_sgpt', magnitude '$p_mag'"
 fi
 
 fi
@@ -101,7 +117,13 @@ expect_error() {
 o="$tmp/bad.gguf"
 expect_error "unknown pattern" "unknown pattern" -- prune "$model" "$o" --pattern 3:7
 expect_error "unknown method" "unknown method" -- prune "$model" "$o" --method random
-expect_error "sparsegpt" "not built" -- prune "$model" "$o" --method sparsegpt
+expect_error "sparsegpt with an imatrix" "calibration text itself.*diagonal" -- prune "$model" "$o" --method sparsegpt --imatrix "$tmp/im.gguf"
+expect_error "sparsegpt without a text" "calibration text itself" -- prune "$model" "$o" --method sparsegpt
+expect_error "sparsegpt of channels" "unstructured, 2:4 and 4:8" -- prune "$model" "$o" --method sparsegpt --pattern ffn --calib "$texts/kjv-exodus.txt"
+expect_error "sparsegpt block size" "not a multiple of 8" -- prune "$model" "$o" --method sparsegpt --pattern 4:8 --blocksize 100 --calib "$texts/kjv-exodus.txt"
+expect_error "sparsegpt options elsewhere" "for --method sparsegpt" -- prune "$model" "$o" --damp 0.1
+echo "In the beginning God created the heaven and the earth." >"$tmp/short.txt"
+expect_error "sparsegpt calib too short" "at least" -- prune "$model" "$o" --method sparsegpt --calib "$tmp/short.txt"
 expect_error "sparsity 0" "not a fraction" -- prune "$model" "$o" --pattern unstructured --sparsity 0
 expect_error "sparsity 1.5" "not a fraction" -- prune "$model" "$o" --pattern unstructured --sparsity 1.5
 expect_error "sparsity with 2:4" "does not apply" -- prune "$model" "$o" --sparsity 0.3

@@ -31,7 +31,8 @@ static double float_dot(quant_type wt, const void *w, const void *x, int64_t n) 
     qt->dequant(w, a, n);
     quant_traits_of(qt->vec_dot_type)->dequant(x, b, n);
     double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    for (int64_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
     free(a);
     free(b);
     return s;
@@ -44,8 +45,8 @@ static double min_term_slack(quant_type wt, const void *w, const void *x, int64_
     const quant_block_q8_1 *xb = x;
     double s = 0.0;
     for (int64_t i = 0; i < n / QUANT_QK; i++) {
-        const uint16_t m = wt == QT_Q4_1 ? ((const quant_block_q4_1 *)w)[i].m
-                                         : ((const quant_block_q5_1 *)w)[i].m;
+        const uint16_t m =
+            wt == QT_Q4_1 ? ((const quant_block_q4_1 *)w)[i].m : ((const quant_block_q5_1 *)w)[i].m;
         s += fabs((double)core_fp16_to_fp32(m) * core_fp16_to_fp32(xb[i].s));
     }
     return s / 1024.0;
@@ -60,18 +61,18 @@ static void test_type_table(void **state) {
         uint32_t id, bs, ts;
         const char *name;
     } want[] = {
-        {0, 1, 4, "f32"},        {1, 1, 2, "f16"},        {2, 32, 18, "q4_0"},
-        {3, 32, 20, "q4_1"},     {6, 32, 22, "q5_0"},     {7, 32, 24, "q5_1"},
-        {8, 32, 34, "q8_0"},     {9, 32, 36, "q8_1"},     {10, 256, 84, "q2_K"},
-        {11, 256, 110, "q3_K"},  {12, 256, 144, "q4_K"},  {13, 256, 176, "q5_K"},
-        {14, 256, 210, "q6_K"},  {15, 256, 292, "q8_K"},  {16, 256, 66, "iq2_xxs"},
-        {17, 256, 74, "iq2_xs"}, {18, 256, 98, "iq3_xxs"}, {19, 256, 50, "iq1_s"},
-        {20, 32, 18, "iq4_nl"},  {21, 256, 110, "iq3_s"}, {22, 256, 82, "iq2_s"},
-        {23, 256, 136, "iq4_xs"}, {24, 1, 1, "i8"},        {25, 1, 2, "i16"},
-        {26, 1, 4, "i32"},       {27, 1, 8, "i64"},       {28, 1, 8, "f64"},
-        {29, 256, 56, "iq1_m"},  {30, 1, 2, "bf16"},      {34, 256, 54, "tq1_0"},
-        {35, 256, 66, "tq2_0"},  {39, 32, 17, "mxfp4"},   {40, 64, 36, "nvfp4"},
-        {41, 128, 18, "q1_0"},   {42, 64, 18, "q2_0"},
+        {0, 1, 4, "f32"},         {1, 1, 2, "f16"},         {2, 32, 18, "q4_0"},
+        {3, 32, 20, "q4_1"},      {6, 32, 22, "q5_0"},      {7, 32, 24, "q5_1"},
+        {8, 32, 34, "q8_0"},      {9, 32, 36, "q8_1"},      {10, 256, 84, "q2_K"},
+        {11, 256, 110, "q3_K"},   {12, 256, 144, "q4_K"},   {13, 256, 176, "q5_K"},
+        {14, 256, 210, "q6_K"},   {15, 256, 292, "q8_K"},   {16, 256, 66, "iq2_xxs"},
+        {17, 256, 74, "iq2_xs"},  {18, 256, 98, "iq3_xxs"}, {19, 256, 50, "iq1_s"},
+        {20, 32, 18, "iq4_nl"},   {21, 256, 110, "iq3_s"},  {22, 256, 82, "iq2_s"},
+        {23, 256, 136, "iq4_xs"}, {24, 1, 1, "i8"},         {25, 1, 2, "i16"},
+        {26, 1, 4, "i32"},        {27, 1, 8, "i64"},        {28, 1, 8, "f64"},
+        {29, 256, 56, "iq1_m"},   {30, 1, 2, "bf16"},       {34, 256, 54, "tq1_0"},
+        {35, 256, 66, "tq2_0"},   {39, 32, 17, "mxfp4"},    {40, 64, 36, "nvfp4"},
+        {41, 128, 18, "q1_0"},    {42, 64, 18, "q2_0"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const quant_traits *t = quant_traits_of(want[i].id);
@@ -103,7 +104,7 @@ static void test_type_table(void **state) {
     assert_int_equal(b, 16 * 210);
     assert_true(quant_row_bytes(QT_F16, 3, &b));
     assert_int_equal(b, 6);
-    assert_false(quant_row_bytes(QT_Q4_0, 33, &b));   /* not a multiple of the block */
+    assert_false(quant_row_bytes(QT_Q4_0, 33, &b)); /* not a multiple of the block */
     assert_false(quant_row_bytes(QT_Q4_K, 32, &b));
     assert_false(quant_row_bytes(QT_F32, UINT64_MAX / 2, &b)); /* overflow */
 }
@@ -130,18 +131,19 @@ static void test_supported_and_vec_dot_types(void **state) {
 
 /* ---- dequantization of hand-built blocks ---------------------------------------------- */
 
-#define H_0_25 0x3400  /* fp16 0.25 */
-#define H_0_5 0x3800   /* 0.5 */
-#define H_1 0x3c00     /* 1.0 */
-#define H_2 0x4000     /* 2.0 */
-#define H_M1 0xbc00    /* -1.0 */
+#define H_0_25 0x3400 /* fp16 0.25 */
+#define H_0_5 0x3800  /* 0.5 */
+#define H_1 0x3c00    /* 1.0 */
+#define H_2 0x4000    /* 2.0 */
+#define H_M1 0xbc00   /* -1.0 */
 
 static void test_dequant_known_blocks(void **state) {
     (void)state;
     float y[256];
 
     quant_block_q4_0 b40 = {.d = H_0_5};
-    for (int j = 0; j < 16; j++) b40.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    for (int j = 0; j < 16; j++)
+        b40.qs[j] = (uint8_t)(j | ((15 - j) << 4));
     quant_traits_of(QT_Q4_0)->dequant(&b40, y, 32);
     for (int j = 0; j < 16; j++) {
         assert_float_equal(y[j], (j - 8) * 0.5f, 0.0f);
@@ -149,7 +151,8 @@ static void test_dequant_known_blocks(void **state) {
     }
 
     quant_block_q4_1 b41 = {.d = H_0_25, .m = H_M1};
-    for (int j = 0; j < 16; j++) b41.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    for (int j = 0; j < 16; j++)
+        b41.qs[j] = (uint8_t)(j | ((15 - j) << 4));
     quant_traits_of(QT_Q4_1)->dequant(&b41, y, 32);
     assert_float_equal(y[0], -1.0f, 0.0f);
     assert_float_equal(y[15], 15 * 0.25f - 1.0f, 0.0f);
@@ -160,7 +163,8 @@ static void test_dequant_known_blocks(void **state) {
     quant_block_q5_0 b50 = {.d = H_1};
     const uint32_t qh = 0xaaaaaaaau;
     memcpy(b50.qh, &qh, 4);
-    for (int j = 0; j < 16; j++) b50.qs[j] = 0x31; /* low 1, high 3 */
+    for (int j = 0; j < 16; j++)
+        b50.qs[j] = 0x31; /* low 1, high 3 */
     quant_traits_of(QT_Q5_0)->dequant(&b50, y, 32);
     assert_float_equal(y[0], 1 - 16, 0.0f);
     assert_float_equal(y[1], 17 - 16, 0.0f);
@@ -169,13 +173,15 @@ static void test_dequant_known_blocks(void **state) {
 
     quant_block_q5_1 b51 = {.d = H_0_5, .m = H_1};
     memcpy(b51.qh, &qh, 4);
-    for (int j = 0; j < 16; j++) b51.qs[j] = 0x31;
+    for (int j = 0; j < 16; j++)
+        b51.qs[j] = 0x31;
     quant_traits_of(QT_Q5_1)->dequant(&b51, y, 32);
     assert_float_equal(y[1], 17 * 0.5f + 1.0f, 0.0f);
     assert_float_equal(y[16], 3 * 0.5f + 1.0f, 0.0f);
 
     quant_block_q8_0 b80 = {.d = H_2};
-    for (int j = 0; j < 32; j++) b80.qs[j] = (int8_t)(j * 8 - 128);
+    for (int j = 0; j < 32; j++)
+        b80.qs[j] = (int8_t)(j * 8 - 128);
     quant_traits_of(QT_Q8_0)->dequant(&b80, y, 32);
     assert_float_equal(y[0], -256.0f, 0.0f);
     assert_float_equal(y[31], 240.0f, 0.0f);
@@ -188,10 +194,12 @@ static void test_dequant_known_blocks(void **state) {
     b4k.scales[0] = 2;
     b4k.scales[4] = 3;
     b4k.scales[9] = (uint8_t)((33 & 15) | ((20 & 15) << 4)); /* group 5: byte j+4 */
-    b4k.scales[1] |= (uint8_t)((33 >> 4) << 6);               /* top bits: byte j-4 */
-    b4k.scales[5] |= (uint8_t)((20 >> 4) << 6);               /* and byte j */
-    for (int l = 0; l < 32; l++) b4k.qs[l] = (uint8_t)(l & 15);       /* group 0, low nibbles */
-    for (int l = 0; l < 32; l++) b4k.qs[64 + l] = (uint8_t)(7 << 4); /* group 5, high nibbles */
+    b4k.scales[1] |= (uint8_t)((33 >> 4) << 6);              /* top bits: byte j-4 */
+    b4k.scales[5] |= (uint8_t)((20 >> 4) << 6);              /* and byte j */
+    for (int l = 0; l < 32; l++)
+        b4k.qs[l] = (uint8_t)(l & 15); /* group 0, low nibbles */
+    for (int l = 0; l < 32; l++)
+        b4k.qs[64 + l] = (uint8_t)(7 << 4); /* group 5, high nibbles */
     quant_traits_of(QT_Q4_K)->dequant(&b4k, y, 256);
     assert_float_equal(y[5], 2.0f * 5 - 0.5f * 3, 0.0f);
     assert_float_equal(y[160 + 3], 33.0f * 7 - 0.5f * 20, 0.0f);
@@ -201,9 +209,10 @@ static void test_dequant_known_blocks(void **state) {
     quant_block_q6_K b6k;
     memset(&b6k, 0, sizeof b6k);
     b6k.d = H_0_5;
-    for (int g = 0; g < 16; g++) b6k.scales[g] = (int8_t)(g - 8);
-    b6k.ql[3] = 0x90;         /* element 67: low 4 bits 9; element 3: 0 */
-    b6k.qh[3] = 2 << 4;       /* element 67: high bits 2 -> q = 41, q - 32 = 9 */
+    for (int g = 0; g < 16; g++)
+        b6k.scales[g] = (int8_t)(g - 8);
+    b6k.ql[3] = 0x90;   /* element 67: low 4 bits 9; element 3: 0 */
+    b6k.qh[3] = 2 << 4; /* element 67: high bits 2 -> q = 41, q - 32 = 9 */
     quant_traits_of(QT_Q6_K)->dequant(&b6k, y, 256);
     assert_float_equal(y[67], 0.5f * (4 - 8) * 9, 0.0f); /* group 67/16 = 4 */
     assert_float_equal(y[3], 0.5f * (0 - 8) * -32, 0.0f);
@@ -233,7 +242,8 @@ static void test_k4_scale_unpacking(void **state) {
     uint64_t seed = 17;
     for (int rep = 0; rep < 1000; rep++) {
         uint8_t s12[12], all[16];
-        for (int i = 0; i < 12; i++) s12[i] = (uint8_t)rng_next(&seed);
+        for (int i = 0; i < 12; i++)
+            s12[i] = (uint8_t)rng_next(&seed);
         quant_k4_scales_mins(s12, all);
         for (int g = 0; g < 8; g++) {
             uint8_t sc, m;
@@ -269,11 +279,13 @@ static void test_q8_activation_bytes(void **state) {
     float z[32] = {0};
     quant_traits_of(QT_Q8_0)->quant(z, &b, 32);
     assert_int_equal(b.d, 0);
-    for (int j = 0; j < 32; j++) assert_int_equal(b.qs[j], 0);
+    for (int j = 0; j < 32; j++)
+        assert_int_equal(b.qs[j], 0);
 
     /* a scale that is not exact: amax = 1 -> d = fp16(1/127), codes round(x * 127) */
     float u[32];
-    for (int j = 0; j < 32; j++) u[j] = (float)j / 31.0f;
+    for (int j = 0; j < 32; j++)
+        u[j] = (float)j / 31.0f;
     quant_traits_of(QT_Q8_1)->quant(u, &b1, 32);
     assert_int_equal(b1.d, core_fp32_to_fp16(1.0f / 127.0f));
     int sum = 0;
@@ -285,7 +297,8 @@ static void test_q8_activation_bytes(void **state) {
 
     /* Q8_K: the signed extreme sets the scale (-127 / max), codes round half to even */
     float k[256];
-    for (int j = 0; j < 256; j++) k[j] = (float)(j % 16) - 6.0f;
+    for (int j = 0; j < 256; j++)
+        k[j] = (float)(j % 16) - 6.0f;
     k[7] = -254.0f; /* max = -254: iscale = 0.5, d = 2 */
     k[8] = 254.0f;  /* same magnitude later: the first one wins */
     quant_block_q8_K bk;
@@ -293,13 +306,14 @@ static void test_q8_activation_bytes(void **state) {
     assert_float_equal(bk.d, 2.0f, 0.0f);
     assert_int_equal(bk.qs[7], -127);
     assert_int_equal(bk.qs[8], 127);
-    assert_int_equal(bk.qs[0], -3);  /* -6 * 0.5 */
-    assert_int_equal(bk.qs[5], 0);   /* -1 * 0.5 = -0.5 -> 0 */
-    assert_int_equal(bk.qs[11], 2);  /* 5 * 0.5 = 2.5 -> 2 */
-    assert_int_equal(bk.qs[13], 4);  /* 7 * 0.5 = 3.5 -> 4 */
+    assert_int_equal(bk.qs[0], -3); /* -6 * 0.5 */
+    assert_int_equal(bk.qs[5], 0);  /* -1 * 0.5 = -0.5 -> 0 */
+    assert_int_equal(bk.qs[11], 2); /* 5 * 0.5 = 2.5 -> 2 */
+    assert_int_equal(bk.qs[13], 4); /* 7 * 0.5 = 3.5 -> 4 */
     for (int g = 0; g < 16; g++) {
         int s = 0;
-        for (int l = 0; l < 16; l++) s += bk.qs[16 * g + l];
+        for (int l = 0; l < 16; l++)
+            s += bk.qs[16 * g + l];
         assert_int_equal(bk.bsums[g], s);
     }
 }
@@ -324,9 +338,10 @@ static void test_fp16_subnormal_rounding(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const uint16_t got = core_fp32_to_fp16(cases[i].f);
         if (got != cases[i].h)
-            fail_msg("core_fp32_to_fp16(%g) = 0x%04x, want 0x%04x (src/core/common.c: the subnormal "
-                     "shift should be 126 - exponent, not 126 - exponent + 11)",
-                     (double)cases[i].f, got, cases[i].h);
+            fail_msg(
+                "core_fp32_to_fp16(%g) = 0x%04x, want 0x%04x (src/core/common.c: the subnormal "
+                "shift should be 126 - exponent, not 126 - exponent + 11)",
+                (double)cases[i].f, got, cases[i].h);
         assert_int_equal(core_fp32_to_fp16(-cases[i].f), cases[i].h | 0x8000);
     }
 }
@@ -343,10 +358,9 @@ static void test_quant_dequant_error(void **state) {
         quant_type t;
         double max_rel_rmse;
     } bounds[] = {
-        {QT_F32, 0.0},    {QT_F16, 3e-4},   {QT_BF16, 2.5e-3}, {QT_Q8_0, 0.0125},
-        {QT_Q8_1, 0.0125}, {QT_Q8_K, 0.025}, {QT_Q5_0, 0.09},   {QT_Q5_1, 0.06},
-        {QT_Q4_0, 0.18},  {QT_Q4_1, 0.13},   {QT_Q6_K, 0.035},  {QT_Q5_K, 0.062},
-        {QT_Q4_K, 0.13},  {QT_Q3_K, 0.30},   {QT_Q2_K, 0.50},
+        {QT_F32, 0.0},    {QT_F16, 3e-4},   {QT_BF16, 2.5e-3}, {QT_Q8_0, 0.0125}, {QT_Q8_1, 0.0125},
+        {QT_Q8_K, 0.025}, {QT_Q5_0, 0.09},  {QT_Q5_1, 0.06},   {QT_Q4_0, 0.18},   {QT_Q4_1, 0.13},
+        {QT_Q6_K, 0.035}, {QT_Q5_K, 0.062}, {QT_Q4_K, 0.13},   {QT_Q3_K, 0.30},   {QT_Q2_K, 0.50},
     };
     enum { N = 4096 };
     static float x[N], y[N];
@@ -357,7 +371,8 @@ static void test_quant_dequant_error(void **state) {
         for (int rep = 0; rep < 4; rep++) {
             fill(&seed, x, N, rep == 3 ? 0.05f : 1.0f);
             if (rep == 2)
-                for (int j = 0; j < N; j++) x[j] = fabsf(x[j]) + 0.5f; /* all positive */
+                for (int j = 0; j < N; j++)
+                    x[j] = fabsf(x[j]) + 0.5f; /* all positive */
             qt->quant(x, q, N);
             qt->dequant(q, y, N);
             double e2 = 0.0, x2 = 0.0;
@@ -370,7 +385,8 @@ static void test_quant_dequant_error(void **state) {
             if (rel > bounds[i].max_rel_rmse)
                 fail_msg("%s rep %d: relative RMSE %.4g > %.4g%s", qt->name, rep, rel,
                          bounds[i].max_rel_rmse,
-                         rep == 3 ? " (subnormal fp16 scales: see test_fp16_subnormal_rounding)" : "");
+                         rep == 3 ? " (subnormal fp16 scales: see test_fp16_subnormal_rounding)"
+                                  : "");
         }
     }
 }
@@ -454,6 +470,54 @@ static void test_s24_pick(void **state) {
         if ((p & 3) != cases[i].lo || (p >> 2) != cases[i].hi)
             fail_msg("case %zu: kept %d, %d; want %d, %d", i, p & 3, p >> 2, cases[i].lo,
                      cases[i].hi);
+    }
+}
+
+/* quant_s24_quant_kept stores the caller's mask, not quant_s24_pick's: here a pruner kept a
+ * value that is 0 (pick would take the lower zero column) and dropped nothing else nonzero, and
+ * another group keeps its smaller values; a dense row with the mask's zeros, dequantized, comes
+ * back with exactly the kept columns. A mask of 1 or 3 per group is refused. */
+static void test_s24_quant_kept(void **state) {
+    (void)state;
+    const quant_type types[] = {QT_S24_Q4, QT_S24_Q8};
+    float x[64];
+    uint8_t keep[64];
+    for (int g = 0; g < 16; g++) {
+        const int lo = g % 3, hi = 3; /* kept columns */
+        for (int j = 0; j < 4; j++) {
+            keep[4 * g + j] = j == lo || j == hi;
+            x[4 * g + j] = keep[4 * g + j] ? 0.5f * (float)((g + j) % 5 - 2) : 0.0f;
+        }
+    }
+    x[4 * 1 + 1] = 0.0f; /* group 1 keeps columns 1 and 3, column 1 is 0: pick would take 0 */
+    x[4 * 2 + 2] = 0.1f, x[4 * 2 + 0] = 0.9f; /* group 2 keeps 2 and 3, not the larger 0 */
+    keep[4 * 2 + 2] = 1, keep[4 * 2 + 0] = 0;
+    for (int ti = 0; ti < 2; ti++) {
+        const quant_traits *qt = quant_traits_of(types[ti]);
+        uint8_t q[42];
+        float y[64];
+        assert_true(quant_s24_quant_kept(types[ti], x, keep, q, 64));
+        uint8_t pos[8];
+        memcpy(pos, q + 2, 8);
+        for (int k = 0; k < 32; k++) {
+            const int c = quant_s24_col(pos, k);
+            if (!keep[c])
+                fail_msg("%s: value %d at column %d, which the mask drops", qt->name, k, c);
+        }
+        qt->dequant(q, y, 64);
+        for (int c = 0; c < 64; c++)
+            if (!keep[c] && y[c] != 0.0f) fail_msg("%s: column %d is %g", qt->name, c, y[c]);
+        assert_true(fabsf(y[4 * 2 + 2] - 0.1f) < 0.1f && y[4 * 2 + 0] == 0.0f);
+        /* without the mask the group-2 choice is pick's */
+        uint8_t q2[42];
+        qt->quant(x, q2, 64);
+        assert_int_equal((q2[2 + 1] & 15) & 3, 0);
+        keep[4] = 1; /* group 1 now keeps three */
+        assert_false(quant_s24_quant_kept(types[ti], x, keep, q, 64));
+        keep[4] = 0, keep[7] = 0; /* and now one */
+        assert_false(quant_s24_quant_kept(types[ti], x, keep, q, 64));
+        keep[7] = 1;
+        assert_false(quant_s24_quant_kept(QT_Q4_0, x, keep, q, 64));
     }
 }
 
@@ -632,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_ref_vec_dot_vs_float),
         cmocka_unit_test(test_s24_traits),
         cmocka_unit_test(test_s24_pick),
+        cmocka_unit_test(test_s24_quant_kept),
         cmocka_unit_test(test_s24_round_trip),
         cmocka_unit_test(test_s24_quant_random),
         cmocka_unit_test(test_s24_ref_dot),

@@ -1,5 +1,6 @@
-/* vkllm prune: a model's layer matrices pruned by magnitude or by Wanda's activation-aware
- * score, written dense (llama.cpp loads it) or, for 2:4, in vkllm's packed formats. */
+/* vkllm prune: a model's layer matrices pruned by magnitude, by Wanda's activation-aware
+ * score or by SparseGPT, written dense (llama.cpp loads it) or, for 2:4, in vkllm's packed
+ * formats. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -13,22 +14,34 @@ static void usage(FILE *f) {
             "Prunes the attention and FFN matrices of a model (the embedding, output head and\n"
             "norms are copied) and writes the result under a temporary name, renamed when\n"
             "complete.\n\n"
-            "  --method M        magnitude (default) or wanda (|w| times the input's RMS, from an\n"
-            "                    importance matrix: --imatrix F or --calib TEXT)\n"
+            "  --method M        magnitude (default), wanda (|w| times the input's RMS, from an\n"
+            "                    importance matrix: --imatrix F or --calib TEXT) or sparsegpt\n"
+            "                    (second-order choice that also updates the kept weights, from\n"
+            "                    each input's Hessian over --calib TEXT, layer after layer on\n"
+            "                    the CPU; unstructured, 2:4 and 4:8 only)\n"
             "  --pattern P       2:4 (default), 4:8, unstructured, ffn (whole FFN channels) or\n"
             "                    heads (whole KV head groups with their query heads)\n"
             "  --sparsity S      the fraction removed, in (0, 1): unstructured 0.5, ffn and heads\n"
             "                    0.25 by default; N:M patterns remove half\n"
-            "  --imatrix F       importance matrix (vkllm imatrix or llama-imatrix)\n"
-            "  --calib TEXT      make the importance matrix from this text first (on the CPU)\n"
+            "  --imatrix F       importance matrix (vkllm imatrix or llama-imatrix); not for\n"
+            "                    sparsegpt, which needs the text itself\n"
+            "  --calib TEXT      wanda: make the importance matrix from this text first (on the\n"
+            "                    CPU; the method defaults to wanda then); sparsegpt: the text\n"
+            "                    its Hessians are summed over\n"
             "  --format F        packed (2:4's default: vkllm's S24 formats, which llama.cpp\n"
             "                    refuses) or dense (the zeros kept in a GGUF type)\n"
             "  --type T          packed: s24_q4 (default) or s24_q8; dense: the pruned matrices'\n"
             "                    type (default q8_0; q4_0, q5_0, q8_0, q6_k, f16, bf16 and f32\n"
             "                    keep zeros exact)\n"
             "  -c, --ctx-size N  --calib: tokens per chunk (default 512)\n"
-            "      --chunks N    --calib: use only the first N chunks\n"
-            "  -t, --threads N   --calib: CPU threads\n");
+            "      --chunks N    --calib: use only the first N chunks (sparsegpt: 16 by default,\n"
+            "                    wanda: all)\n"
+            "  -t, --threads N   --calib: CPU threads\n"
+            "  --damp L          sparsegpt: dampening, H += L * mean(diag H) * I (default 0.01)\n"
+            "  --blocksize B     sparsegpt: columns per lazy-update block (default 128)\n"
+            "  --dense-inputs    sparsegpt: every layer's Hessians from the dense model (the\n"
+            "                    one-pass variant) instead of from the model whose earlier\n"
+            "                    layers are already pruned\n");
 }
 
 static void on_progress(void *user, uint64_t done, uint64_t total) {
@@ -76,7 +89,19 @@ static int make_imatrix(const char *model, const char *text_path, int n_ctx, int
 }
 
 int cmd_prune(int argc, char **argv) {
-    enum { O_METHOD = 256, O_PATTERN, O_SPARSITY, O_IMATRIX, O_CALIB, O_FORMAT, O_TYPE, O_CHUNKS };
+    enum {
+        O_METHOD = 256,
+        O_PATTERN,
+        O_SPARSITY,
+        O_IMATRIX,
+        O_CALIB,
+        O_FORMAT,
+        O_TYPE,
+        O_CHUNKS,
+        O_DAMP,
+        O_BLOCKSIZE,
+        O_DENSE_INPUTS
+    };
     static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
                                        {"model", required_argument, NULL, 'm'},
                                        {"output", required_argument, NULL, 'o'},
@@ -90,11 +115,14 @@ int cmd_prune(int argc, char **argv) {
                                        {"format", required_argument, NULL, O_FORMAT},
                                        {"type", required_argument, NULL, O_TYPE},
                                        {"chunks", required_argument, NULL, O_CHUNKS},
+                                       {"damp", required_argument, NULL, O_DAMP},
+                                       {"blocksize", required_argument, NULL, O_BLOCKSIZE},
+                                       {"dense-inputs", no_argument, NULL, O_DENSE_INPUTS},
                                        {NULL, 0, NULL, 0}};
     vkllm_prune_result res = {.struct_size = sizeof res};
     vkllm_prune_desc d = {.struct_size = sizeof d, .result = &res};
     const char *calib = NULL;
-    int n_ctx = 512, chunks = 0, threads = 0, c;
+    int n_ctx = 512, chunks = 0, threads = 0, blocksize = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":hm:o:c:t:", lo, NULL)) != -1) {
@@ -146,6 +174,15 @@ int cmd_prune(int argc, char **argv) {
         case O_CHUNKS:
             ok = cli_int("--chunks", optarg, 1, 1 << 24, "a chunk count >= 1", &chunks);
             break;
+        case O_DAMP:
+            ok = cli_float("--damp", optarg, 1e-9f, 1e6f, "a dampening in (0, 1e6]", &d.damp);
+            break;
+        case O_BLOCKSIZE:
+            ok = cli_int("--blocksize", optarg, 1, 1 << 20, "a block size >= 1", &blocksize);
+            break;
+        case O_DENSE_INPUTS:
+            d.dense_inputs = true;
+            break;
         default:
             return cli_getopt_error(c, argc, argv, "prune");
         }
@@ -169,6 +206,24 @@ int cmd_prune(int argc, char **argv) {
         fprintf(stderr, "error: give --calib or --imatrix, not both\n");
         return 1;
     }
+    const bool sgpt = d.method && strcmp(d.method, "sparsegpt") == 0;
+    if (!sgpt && (d.damp != 0.0f || blocksize || d.dense_inputs)) {
+        fprintf(stderr, "error: --damp, --blocksize and --dense-inputs are for --method "
+                        "sparsegpt\n");
+        return 1;
+    }
+    char *calib_text = NULL;
+    if (sgpt && calib) { /* the library runs the text through the model itself */
+        cli_opts o = {.prompt_file = calib};
+        calib_text = cli_read_prompt(&o, &d.calib_text_len);
+        if (!calib_text) return 1;
+        d.calib_text = calib_text;
+        d.calib_ctx = (uint32_t)n_ctx;
+        d.calib_chunks = (uint32_t)chunks;
+        d.n_threads = threads;
+        calib = NULL;
+    }
+    d.blocksize = (uint32_t)blocksize;
     char tmp[] = "/tmp/vkllm-calib-XXXXXX";
     char im_path[64] = "";
     if (calib) {
@@ -189,6 +244,7 @@ int cmd_prune(int argc, char **argv) {
     d.progress_user = &tty;
     char err[1024];
     const vkllm_status s = vkllm_prune(&d, err, sizeof err);
+    free(calib_text);
     if (calib) {
         unlink(im_path);
         rmdir(tmp);
@@ -197,6 +253,9 @@ int cmd_prune(int argc, char **argv) {
         cli_error(s, err, NULL);
         return 1;
     }
+    if (res.calib_chunks)
+        fprintf(stderr, "vkllm: sparsegpt: %u chunks of %u tokens, passes %.1f s, pruning %.1f s\n",
+                res.calib_chunks, res.calib_ctx, res.calib_seconds, res.solve_seconds);
     fprintf(stderr,
             "vkllm: wrote %s: %u matrices, %.1f%% of their %llu weights zero, %.2f -> %.2f "
             "MiB (%.2f bits per weight)\n",

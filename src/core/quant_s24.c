@@ -40,22 +40,36 @@ void quant_s24_prune(float *x, int64_t n) {
     }
 }
 
-/* The 32 kept values of a 64-column block in value order, and the block's positions. */
-static void gather_kept(const float *x, float kept[32], uint8_t pos[8]) {
+/* The 32 kept values of a 64-column block in value order, and the block's positions: those
+ * of quant_s24_pick, or (keep not NULL) the given ones. */
+static void gather_kept(const float *x, const uint8_t *keep, float kept[32], uint8_t pos[8]) {
     memset(pos, 0, 8);
     for (int g = 0; g < 16; g++) {
-        const uint8_t p = quant_s24_pick(x + 4 * g);
+        uint8_t p = 0;
+        if (keep) {
+            int lo = -1, hi = -1;
+            for (int j = 0; j < 4; j++)
+                if (keep[4 * g + j]) {
+                    if (lo < 0)
+                        lo = j;
+                    else
+                        hi = j;
+                }
+            p = (uint8_t)(lo | (hi << 2));
+        } else {
+            p = quant_s24_pick(x + 4 * g);
+        }
         pos[g >> 1] |= (uint8_t)(p << (4 * (g & 1)));
         kept[2 * g] = x[4 * g + (p & 3)];
         kept[2 * g + 1] = x[4 * g + (p >> 2)];
     }
 }
 
-static void quant_s24_q4(const float *x, void *vy, int64_t n) {
+static void s24_q4_rows(const float *x, const uint8_t *keep, void *vy, int64_t n) {
     quant_block_s24_q4 *y = vy;
-    for (int64_t i = 0; i < n / S24; i++, x += S24) {
+    for (int64_t i = 0; i < n / S24; i++, x += S24, keep = keep ? keep + S24 : NULL) {
         float kept[32];
-        gather_kept(x, kept, y[i].pos);
+        gather_kept(x, keep, kept, y[i].pos);
         float amax = 0.0f, max = 0.0f; /* the value of largest magnitude, first on ties */
         for (int k = 0; k < 32; k++)
             if (amax < fabsf(kept[k])) {
@@ -74,11 +88,11 @@ static void quant_s24_q4(const float *x, void *vy, int64_t n) {
     }
 }
 
-static void quant_s24_q8(const float *x, void *vy, int64_t n) {
+static void s24_q8_rows(const float *x, const uint8_t *keep, void *vy, int64_t n) {
     quant_block_s24_q8 *y = vy;
-    for (int64_t i = 0; i < n / S24; i++, x += S24) {
+    for (int64_t i = 0; i < n / S24; i++, x += S24, keep = keep ? keep + S24 : NULL) {
         float kept[32], amax = 0.0f;
-        gather_kept(x, kept, y[i].pos);
+        gather_kept(x, keep, kept, y[i].pos);
         for (int k = 0; k < 32; k++)
             amax = fmaxf(amax, fabsf(kept[k]));
         const float d = amax / 127.0f;
@@ -87,6 +101,26 @@ static void quant_s24_q8(const float *x, void *vy, int64_t n) {
         for (int k = 0; k < 32; k++)
             y[i].qs[k] = (int8_t)roundf(kept[k] * id);
     }
+}
+
+static void quant_s24_q4(const float *x, void *vy, int64_t n) {
+    s24_q4_rows(x, NULL, vy, n);
+}
+
+static void quant_s24_q8(const float *x, void *vy, int64_t n) {
+    s24_q8_rows(x, NULL, vy, n);
+}
+
+bool quant_s24_quant_kept(uint32_t type, const float *x, const uint8_t *keep, void *dst,
+                          int64_t n) {
+    if (!quant_is_s24(type) || n % S24) return false;
+    for (int64_t g = 0; g < n; g += 4)
+        if (!!keep[g] + !!keep[g + 1] + !!keep[g + 2] + !!keep[g + 3] != 2) return false;
+    if (type == QT_S24_Q4)
+        s24_q4_rows(x, keep, dst, n);
+    else
+        s24_q8_rows(x, keep, dst, n);
+    return true;
 }
 
 /* Signed code of kept value k: (q - 8) for S24_Q4, q for S24_Q8. */

@@ -37,4 +37,11 @@ static inline int quant_s24_col(const uint8_t pos[8], int k) {
  * rule of quant_s24_pick: the dense twin of what the quantizers store. */
 void quant_s24_prune(float *x, int64_t n);
 
+/* Quantizes n floats (n a multiple of 64) to S24_Q4 or S24_Q8 keeping the columns marked in
+ * keep (n bytes, exactly two nonzero in every group of 4) instead of quant_s24_pick's: a
+ * pruner that chose its own mask stores exactly that mask, even where a kept value is 0 or
+ * smaller than a pruned one. The kept values quantize as in the plain quantizer. False (and
+ * nothing written) for another type or a group that does not keep exactly two. */
+bool quant_s24_quant_kept(uint32_t type, const float *x, const uint8_t *keep, void *dst, int64_t n);
+
 #endif

@@ -19,7 +19,7 @@
 /* Metadata a pruned file carries (docs/sparse.md). */
 /* Metadata of a pruned file (docs/sparse.md), written by eng_prune_s24 and vkllm_prune. */
 #define ENG_SPARSITY_KEY_PATTERN "vkllm.sparsity.pattern" /* "2:4", "4:8", "unstructured", ... */
-#define ENG_SPARSITY_KEY_METHOD "vkllm.sparsity.method"   /* "magnitude", "wanda" */
+#define ENG_SPARSITY_KEY_METHOD "vkllm.sparsity.method"   /* "magnitude", "wanda", "sparsegpt" */
 #define ENG_SPARSITY_KEY_FORMAT "vkllm.sparsity.format"   /* "packed" (S24) or "dense" */
 #define ENG_SPARSITY_KEY_AMOUNT "vkllm.sparsity.amount"   /* f32: the fraction removed */
 
