@@ -15,6 +15,7 @@
 #include "api_abi.h"
 #include "api_internal.h"
 #include "api_sparsegpt.h"
+#include "core/kth.h"
 #include "core/quant_s24.h"
 #include "engine/prune_s24.h"
 #include "loader/imatrix.h"
@@ -120,33 +121,7 @@ static inline float score(const float *w, const float *cf, uint64_t i, uint64_t 
     return fabsf(w[i]) * (cf ? cf[i % n_in] : 1.0f);
 }
 
-/* The k-th smallest of n floats (k < n); v is reordered (quickselect, Hoare partition). */
-static float kth_smallest(float *v, uint64_t n, uint64_t k) {
-    int64_t lo = 0, hi = (int64_t)n - 1;
-    const int64_t kk = (int64_t)k;
-    while (lo < hi) {
-        const float p = v[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < p)
-                i++;
-            while (v[j] > p)
-                j--;
-            if (i <= j) {
-                const float t = v[i];
-                v[i++] = v[j];
-                v[j--] = t;
-            }
-        }
-        if (kk <= j)
-            hi = j;
-        else if (kk >= i)
-            lo = i;
-        else
-            return v[kk];
-    }
-    return v[kk];
-}
+CORE_KTH_SMALLEST(kth_smallest, float)
 
 /* Zeroes the k lowest-scoring of the n weights at w (scores at s, same order): every weight
  * scoring under the k-th smallest score, then ties in index order. */

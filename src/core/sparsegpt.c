@@ -13,6 +13,7 @@
  * would need reassociating), and the file is built with -O3 (CMakeLists.txt), which turns
  * them on in gcc: 3-4x faster here than -O2's scalar code, with the same bits. */
 #include "core/sparsegpt.h"
+#include "core/kth.h"
 
 #include <math.h>
 #include <string.h>
@@ -223,33 +224,7 @@ void sgpt_factor_free(sgpt_factor *f, const vkllm_allocator *a) {
 
 /* ---- pruning -------------------------------------------------------------------------- */
 
-/* The k-th smallest of n doubles (k < n); v is reordered (quickselect, Hoare partition). */
-static double kth_smallest(double *v, uint64_t n, uint64_t k) {
-    int64_t lo = 0, hi = (int64_t)n - 1;
-    const int64_t kk = (int64_t)k;
-    while (lo < hi) {
-        const double p = v[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < p)
-                i++;
-            while (v[j] > p)
-                j--;
-            if (i <= j) {
-                const double t = v[i];
-                v[i++] = v[j];
-                v[j--] = t;
-            }
-        }
-        if (kk <= j)
-            hi = j;
-        else if (kk >= i)
-            lo = i;
-        else
-            return v[kk];
-    }
-    return v[kk];
-}
+CORE_KTH_SMALLEST(kth_smallest, double)
 
 /* y[0..n) -= e * u[0..n) */
 static void axpy_neg(float *restrict y, const float *restrict u, float e, uint32_t n) {
