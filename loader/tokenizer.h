@@ -13,8 +13,7 @@
 
 typedef struct tok_vocab tok_vocab;
 
-vkllm_status tok_load(const gguf_file *f, const vkllm_allocator *a, tok_vocab **out,
-                      core_err *err);
+vkllm_status tok_load(const gguf_file *f, const vkllm_allocator *a, tok_vocab **out, core_err *err);
 void tok_free(tok_vocab *v);
 
 /* text -> ids. add_special adds BOS (and EOS) as the metadata says (tokenizer.ggml.add_bos_token,
@@ -24,8 +23,7 @@ void tok_free(tok_vocab *v);
  * needed (the ids that fit are written). Any bytes are accepted: invalid UTF-8 is tokenized
  * the way llama.cpp does. */
 vkllm_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
-                        bool parse_special, int32_t *ids, size_t cap, size_t *n_out,
-                        core_err *err);
+                        bool parse_special, int32_t *ids, size_t cap, size_t *n_out, core_err *err);
 /* Bytes of one token (byte-level decoding for gpt2, "▁" -> " " and <0xXX> bytes for llama).
  * Control tokens give "" unless render_special. Returns bytes needed (may exceed cap, in which
  * case nothing past cap is written); ids out of range give 0. */
@@ -45,8 +43,8 @@ bool tok_is_control(const tok_vocab *v, int32_t id);
 gguf_str tok_text(const tok_vocab *v, int32_t id);
 
 /* The pre-tokenizer in use: "default", "gpt-2", "llama3", "qwen2", "qwen35", "smollm",
- * "falcon", or "spm" for SentencePiece vocabs. A tokenizer.ggml.pre value vkllm does not know falls back to
- * "default" (llama.cpp refuses such a file); tok_pre_unknown() is then true so that the
+ * "falcon", or "spm" for SentencePiece vocabs. A tokenizer.ggml.pre value vkllm does not know falls
+ * back to "default" (llama.cpp refuses such a file); tok_pre_unknown() is then true so that the
  * caller can warn that ids may differ from llama.cpp's. */
 const char *tok_pre_name(const tok_vocab *v);
 bool tok_pre_unknown(const tok_vocab *v);

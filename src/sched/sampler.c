@@ -20,7 +20,7 @@ struct sched_sampler {
     cand *c;
     int32_t *hist; /* ring of the last repeat_last_n tokens */
     uint32_t hist_cap, hist_n, hist_head;
-    uint8_t *seen; /* per-vocab flag while applying the penalty */
+    uint8_t *seen;      /* per-vocab flag while applying the penalty */
     const int32_t *ban; /* never sampled (ascending), n_ban of them */
     uint32_t n_ban;
 };
@@ -33,7 +33,9 @@ static uint64_t next_u64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
+static double next_unit(uint64_t *s) {
+    return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 static int cand_desc(const void *a, const void *b) {
     const cand *x = a, *y = b;
@@ -132,14 +134,16 @@ int32_t sched_sampler_sample_top(sched_sampler *s, const int32_t *ids, const flo
         return sample_cands(s, s->c, m, false);
     }
     if (!(s->p.temperature > 0.0f) || !vals) return ids[0]; /* greedy: the best is first */
-    for (uint32_t i = 0; i < n; i++) s->c[i] = (cand){vals[i], ids[i]};
+    for (uint32_t i = 0; i < n; i++)
+        s->c[i] = (cand){vals[i], ids[i]};
     return sample_cands(s, s->c, n, false);
 }
 
 int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
     const uint32_t nv = s->n_vocab;
     cand *c = s->c;
-    for (uint32_t i = 0; i < nv; i++) c[i] = (cand){logits[i], (int32_t)i};
+    for (uint32_t i = 0; i < nv; i++)
+        c[i] = (cand){logits[i], (int32_t)i};
     for (uint32_t i = 0; i < s->n_ban; i++)
         if (s->ban[i] >= 0 && (uint32_t)s->ban[i] < nv) c[s->ban[i]].logit = -INFINITY;
     return sample_cands(s, c, nv, true);
@@ -150,7 +154,8 @@ static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vo
     const vkllm_sampling *p = &s->p;
     /* repetition penalty (Keskar et al. 2019, CTRL): each recent token once */
     if (full_vocab && has_penalty(p)) {
-        uint32_t n = s->hist_n < (uint32_t)p->repeat_last_n ? s->hist_n : (uint32_t)p->repeat_last_n;
+        uint32_t n =
+            s->hist_n < (uint32_t)p->repeat_last_n ? s->hist_n : (uint32_t)p->repeat_last_n;
         for (int pass = 0; pass < 2; pass++)
             for (uint32_t k = 0; k < n; k++) {
                 int32_t id = s->hist[(s->hist_head + s->hist_cap - 1 - k) % s->hist_cap];
@@ -205,7 +210,8 @@ static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vo
     qsort(c, n, sizeof *c, cand_desc);
     if (p->top_p > 0.0f && p->top_p < 1.0f) { /* nucleus (Holtzman et al. 2019), at T = 1 */
         double z = 0.0;
-        for (uint32_t i = 0; i < n; i++) z += exp((double)(c[i].logit - mx));
+        for (uint32_t i = 0; i < n; i++)
+            z += exp((double)(c[i].logit - mx));
         double cum = 0.0;
         for (uint32_t i = 0; i < n; i++) {
             cum += exp((double)(c[i].logit - mx)) / z;
@@ -218,11 +224,13 @@ static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vo
     if (p->min_p > 0.0f && p->min_p < 1.0f) { /* keep p >= min_p * p_max, at T = 1 */
         const float lim = mx + logf(p->min_p);
         uint32_t keep = 1;
-        while (keep < n && c[keep].logit >= lim) keep++;
+        while (keep < n && c[keep].logit >= lim)
+            keep++;
         n = keep;
     }
     double z = 0.0;
-    for (uint32_t i = 0; i < n; i++) z += exp((double)((c[i].logit - mx) / p->temperature));
+    for (uint32_t i = 0; i < n; i++)
+        z += exp((double)((c[i].logit - mx) / p->temperature));
     double r = next_unit(&s->rng) * z, cum = 0.0;
     for (uint32_t i = 0; i < n; i++) {
         cum += exp((double)((c[i].logit - mx) / p->temperature));
