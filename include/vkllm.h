@@ -398,7 +398,7 @@ typedef struct vkllm_generate_desc {
     int32_t max_tokens; /* 0 = until end of generation or a full context */
     /* End-of-generation tokens (vkllm_token_is_eog: EOS, EOT, <|im_end|>, ...) are banned
      * from sampling, greedy or not, as llama.cpp's ignore_eos: the text goes on until
-     * max_tokens or a full context. (Greedy steps with it are not double-buffered.) */
+     * max_tokens or a full context. */
     bool ignore_eog;
     vkllm_sampling sampling;
     vkllm_token_fn on_token;

@@ -2,8 +2,11 @@
 // never winning over a number (sample.glsl's key order). One workgroup per row: each
 // invocation scans a strided share of the row, then the workgroup reduces (key, index) pairs:
 // tier 0 through a tree in shared memory, tier 1 with subgroup max/min and one shared step.
+// A row whose flag in the step parameters says so leaves the banned ids out (sample.glsl
+// is_banned): they never become an invocation's best, so the reduction never sees them.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 2
 #include "common.glsl"
 #include "sample.glsl"
 
@@ -11,6 +14,7 @@ layout(std430, binding = 0) readonly buffer L { uint logits[]; }; // F32 bits
 layout(std430, binding = 1) writeonly buffer I { uint ids[]; };
 layout(push_constant) uniform PC {
     uint n_rows, width, stride;
+    uint ban; // 0: no parameter buffer is bound (binding 2 is a stand-in): nothing banned
 } pc;
 
 shared uint s_key[gl_WorkGroupSize.x];
@@ -22,8 +26,9 @@ void main() {
     // ascending indices per invocation: a strictly larger key is needed to move, so ties keep
     // the lower index
     uint bk = KEY_NONE, bi = ID_NONE;
+    const uvec2 span = ban_span(row, pc.ban != 0u);
     for (uint i = tid; i < pc.width; i += nt) {
-        const uint k = logit_key(logits[base + i]);
+        const uint k = is_banned(i, span) ? KEY_NONE : logit_key(logits[base + i]);
         if (k > bk) {
             bk = k;
             bi = i;

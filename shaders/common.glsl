@@ -31,10 +31,12 @@ layout(local_size_x_id = 100, local_size_y_id = 101, local_size_z_id = 102) in;
 
 #ifdef PARAMS_BINDING
 // src/vk/vk_ops.h vk_step_params: per batch row (id, position, cache slot, entry), per entry
-// (pos0, n_tokens, first row, block table start), the output rows, the block tables.
+// (pos0, n_tokens, first row, block table start), the output rows and their ban flags, the
+// banned ids, the block tables.
 layout(std430, binding = PARAMS_BINDING) readonly buffer Params {
     uint n_tokens, n_seqs, n_out, n_table;
     uint tok_off, seq_off, out_off, tab_off;
+    uint ban_off, lst_off, n_ban;
     uint d[];
 } prm;
 #define VK_PAGE 16u
@@ -47,6 +49,9 @@ uint p_seq_ntok(uint e) { return prm.d[prm.seq_off + 4u * e + 1u]; }
 uint p_seq_row0(uint e) { return prm.d[prm.seq_off + 4u * e + 2u]; }
 uint p_seq_table(uint e) { return prm.d[prm.seq_off + 4u * e + 3u]; }
 uint p_out_row(uint i) { return prm.d[prm.out_off + i]; }
+// output row i leaves the banned ids p_ban_id(0 .. n_ban - 1) (ascending) out of its candidates
+bool p_out_ban(uint i) { return prm.d[prm.ban_off + i] != 0u; }
+uint p_ban_id(uint j) { return prm.d[prm.lst_off + j]; }
 // cache slot of position j of the sequence whose block table starts at d[table]
 uint p_kv_slot(uint table, uint j) { return prm.d[table + j / VK_PAGE] * VK_PAGE + j % VK_PAGE; }
 #endif

@@ -24,9 +24,11 @@
 //      (KEY_NONE, ID_NONE) when the chunk has fewer than k elements;
 //   2: scratch -> result: one workgroup per row over its n_chunks * k candidates.
 // The result is sorted by rank (each entry counts the entries before it). The workgroup size
-// must be NB.
+// must be NB. A row whose flag in the step parameters says so leaves the banned ids out
+// (sample.glsl is_banned): modes 0 and 1 read them as padding, so they are never placed.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#define PARAMS_BINDING 4
 #include "common.glsl"
 #include "sample.glsl"
 
@@ -51,6 +53,7 @@ layout(std430, binding = 3) writeonly buffer V { uint vals[]; };   // F32 bits
 layout(push_constant) uniform PC {
     uint n_rows, width, stride, k;
     uint n_chunks, chunk; // modes 1 and 2
+    uint ban; // 0: no parameter buffer is bound (binding 4 is a stand-in): nothing banned
 } pc;
 
 shared uint l_key[CAP], l_tie[CAP]; // the candidate buffer
@@ -63,6 +66,7 @@ shared uint s_want_hi, s_want_lo, s_mask_hi, s_mask_lo, s_kk, s_done;
 shared uint s_add[3];
 
 uint g_row, g_first, g_n, g_last, g_tie_digits;
+uvec2 g_ban; // the row's banned span (ban_span)
 uint g_h;     // the histogram in use
 uint g_phase; // of the append counters
 
@@ -74,7 +78,7 @@ void elem(uint i, out uint key, out uint id) {
         id = e.y;
     } else {
         id = g_first + i;
-        key = logit_key(logits[g_row * pc.stride + id]);
+        key = is_banned(id, g_ban) ? KEY_NONE : logit_key(logits[g_row * pc.stride + id]);
     }
 }
 
@@ -169,6 +173,7 @@ uvec2 shrink(uint n) {
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     g_row = gl_WorkGroupID.y;
+    g_ban = MODE == 2u ? uvec2(1u, 0u) : ban_span(g_row, pc.ban != 0u);
     if (MODE == 2u) {
         g_first = g_row * pc.n_chunks * pc.k;
         g_n = pc.n_chunks * pc.k;

@@ -57,6 +57,7 @@ struct vkllm_session {
     int32_t *tokbuf; /* prompt tokens, n_ctx + 1 */
     uint32_t *pages; /* the block table: the session owns its context's pages in order */
     sched_sampler *sampler;
+    bool ctx_bans; /* its context leaves the EOG ids out of eng_seq.ban candidates */
     atomic_int cancel;
     core_err err;
 };

@@ -52,7 +52,15 @@ vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *user
         goto fail;
     }
     eng_backend *be = m->rt->backend;
-    const eng_ctx_desc cd = {.n_ctx = n_ctx, .n_batch = n_batch, .n_seqs = 1};
+    /* the EOG ids, for vkllm_generate with ignore_eog, where the backend selects without them */
+    uint32_t n_eog = 0;
+    const int32_t *eog = be->bans ? tok_eog_ids(m->vocab, &n_eog) : NULL;
+    s->ctx_bans = eog && n_eog;
+    const eng_ctx_desc cd = {.n_ctx = n_ctx,
+                             .n_batch = n_batch,
+                             .n_seqs = 1,
+                             .ban = s->ctx_bans ? eog : NULL,
+                             .n_ban = s->ctx_bans ? n_eog : 0};
     pthread_mutex_lock(&m->rt->be_mu); /* an engine of the runtime may be stepping */
     st = be->vt->ctx_create(be, &m->em, &m->graph, &cd, &s->ctx, &m->err);
     pthread_mutex_unlock(&m->rt->be_mu);
@@ -105,8 +113,9 @@ void vkllm_session_cancel(vkllm_session *s) {
 
 /* Evaluates tokens in chunks of n_batch; logits of the last one land in s->logits, or with
  * top_k > 0 only its top_k best candidates in s->cand_ids / s->cand_vals (selected on the
- * device by a GPU backend, so the logits never cross the bus). */
-static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n, uint32_t top_k) {
+ * device by a GPU backend, so the logits never cross the bus; without the EOG ids with ban). */
+static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n, uint32_t top_k,
+                                bool ban) {
     if (n == 0) return VKLLM_OK;
     if ((uint64_t)s->n_past + n > s->n_ctx)
         return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
@@ -121,7 +130,8 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n,
                              .pos0 = s->n_past,
                              .out = last,
                              .mode = eng_attn_mode_for(chunk),
-                             .pages = s->pages};
+                             .pages = s->pages,
+                             .ban = ban};
         eng_batch b = {.tokens = toks + i,
                        .n_tokens = chunk,
                        .seqs = &seq,
@@ -149,7 +159,7 @@ vkllm_status vkllm_session_eval(vkllm_session *s, const int32_t *tokens, size_t 
                              "of range [0, %u)",
                              i, tokens[i], s->model->cfg.n_vocab);
     s->pending = -1;
-    return eval_tokens(s, tokens, n, 0);
+    return eval_tokens(s, tokens, n, 0, false);
 }
 
 vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_desc,
@@ -209,10 +219,12 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
     sched_sampler_reset(s->sampler, &d->sampling);
     uint32_t n_eog = 0;
     const int32_t *eog_ids = d->ignore_eog ? tok_eog_ids(m->vocab, &n_eog) : NULL;
-    sched_sampler_set_banned(s->sampler, eog_ids, n_eog); /* ignore_eog: never sampled */
+    /* ignore_eog: never sampled; left out of the candidates by the backend where it can */
+    const bool ban = n_eog && s->ctx_bans;
+    sched_sampler_set_banned(s->sampler, eog_ids, n_eog, ban);
     const uint32_t top = sched_sampler_top_needed(s->sampler, ENG_TOP_K_MAX);
     double t0 = core_time_s();
-    vkllm_status st = eval_tokens(s, s->tokbuf, n, top);
+    vkllm_status st = eval_tokens(s, s->tokbuf, n, top, ban);
     if (st != VKLLM_OK) return st;
     s->pending = -1;
     r.n_prompt = (uint32_t)n;
@@ -254,7 +266,7 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
             r.stop = VKLLM_STOP_CONTEXT;
             break;
         }
-        st = eval_tokens(s, &tok, 1, top);
+        st = eval_tokens(s, &tok, 1, top, ban);
         if (st != VKLLM_OK) break;
         s->pending = -1;
     }

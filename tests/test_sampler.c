@@ -159,12 +159,87 @@ static void test_top_candidates_equal_full(void **state) {
     sched_sampler_free(s);
 }
 
+/* Banned ids (ignore_eog): sampling from all logits (the banned ones -inf), from the best
+ * k + n_ban candidates with the banned ones dropped (a selection that knows no bans), and from
+ * the best k candidates of a selection that leaves them out (eng_select_top_ban, as a backend
+ * with eng_backend.bans does for eng_seq.ban) give the same tokens, seed for seed, and never a
+ * banned one. The banned ids include the best few, ties among them. */
+static void test_banned_candidates_equal_full(void **state) {
+    (void)state;
+    static float logits[NV];
+    uint64_t x = 7;
+    for (int i = 0; i < NV; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        logits[i] = (float)((x >> 40) % 2000) / 100.0f - 10.0f; /* many ties */
+    }
+    int32_t best[8];
+    eng_select_top(logits, NV, 8, best, NULL);
+    /* the best, the fourth and sixth best, and ids at both ends, ascending */
+    int32_t ban[5] = {0, best[0], best[3], best[5], NV - 1};
+    for (int i = 1; i < 5; i++) /* insertion sort */
+        for (int j = i; j > 0 && ban[j] < ban[j - 1]; j--) {
+            const int32_t t = ban[j];
+            ban[j] = ban[j - 1];
+            ban[j - 1] = t;
+        }
+    const uint32_t n_ban = 5;
+    const vkllm_sampling cases[] = {
+        {.temperature = 0.0f},
+        {.temperature = 0.8f, .top_k = 40, .seed = 1},
+        {.temperature = 1.2f, .top_k = 5, .top_p = 0.9f, .seed = 7},
+        {.temperature = 1.0f, .top_k = 1, .seed = 3},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sched_sampler *full, *drop, *dev;
+        assert_int_equal(sched_sampler_create(NULL, NV, &cases[c], &full), VKLLM_OK);
+        assert_int_equal(sched_sampler_create(NULL, NV, &cases[c], &drop), VKLLM_OK);
+        assert_int_equal(sched_sampler_create(NULL, NV, &cases[c], &dev), VKLLM_OK);
+        const uint32_t k = sched_sampler_top_needed(dev, ENG_TOP_K_MAX); /* no ban yet */
+        sched_sampler_set_banned(full, ban, n_ban, false);
+        sched_sampler_set_banned(drop, ban, n_ban, false);
+        sched_sampler_set_banned(dev, ban, n_ban, true);
+        assert_int_equal(sched_sampler_top_needed(drop, ENG_TOP_K_MAX), k + n_ban);
+        assert_int_equal(sched_sampler_top_needed(dev, ENG_TOP_K_MAX), k);
+        int32_t ids_d[ENG_TOP_K_MAX], ids_v[ENG_TOP_K_MAX];
+        float vals_d[ENG_TOP_K_MAX], vals_v[ENG_TOP_K_MAX];
+        eng_select_top(logits, NV, k + n_ban, ids_d, vals_d);
+        eng_select_top_ban(logits, NV, k, ban, n_ban, ids_v, vals_v);
+        for (int rep = 0; rep < 200; rep++) {
+            const int32_t a = sched_sampler_sample(full, logits);
+            const int32_t b = sched_sampler_sample_top(drop, ids_d, vals_d, k + n_ban);
+            const int32_t v = sched_sampler_sample_top(dev, ids_v, vals_v, k);
+            assert_int_equal(a, b);
+            assert_int_equal(a, v);
+            for (uint32_t i = 0; i < n_ban; i++)
+                assert_int_not_equal(a, ban[i]);
+        }
+        sched_sampler_free(full);
+        sched_sampler_free(drop);
+        sched_sampler_free(dev);
+    }
+    /* eng_select_top_ban is the best of the rest: the plain selection with the banned dropped */
+    int32_t all[ENG_TOP_K_MAX], left[ENG_TOP_K_MAX];
+    eng_select_top(logits, NV, 64 + n_ban, all, NULL);
+    eng_select_top_ban(logits, NV, 64, ban, n_ban, left, NULL);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < 64 + n_ban && m < 64; i++) {
+        bool banned = false;
+        for (uint32_t j = 0; j < n_ban; j++)
+            banned = banned || all[i] == ban[j];
+        if (!banned) assert_int_equal(left[m++], all[i]);
+    }
+    assert_int_equal(m, 64);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy),          cmocka_unit_test(test_top_k_exact),
-        cmocka_unit_test(test_min_p_and_top_p), cmocka_unit_test(test_seed_repeats),
+        cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_top_k_exact),
+        cmocka_unit_test(test_min_p_and_top_p),
+        cmocka_unit_test(test_seed_repeats),
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_top_candidates_equal_full),
+        cmocka_unit_test(test_banned_candidates_equal_full),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -395,7 +395,7 @@ static void test_overlap(void **state) {
     for (int i = 0; i < 4; i++) {
         make_prompt(specs[i].prompt, sizeof specs[i].prompt, i + 3, g_small ? i : 2 + 3 * i);
         specs[i].max_tokens = (g_small ? 8 : 16) + 3 * (i % 3);
-        /* ignore_eog bans tokens, which the device's argmax does not know: not fed */
+        /* argmax without a ban (ignore_eog's fed steps: test_overlap_ignore_eog) */
         specs[i].stop_at_eog = true;
     }
     const vkllm_engine_desc serial = {.n_ctx = 256, .max_seqs = 4, .no_overlap = true};
@@ -437,6 +437,84 @@ static void test_overlap(void **state) {
     for (int i = 0; i < 4; i++) {
         assert_same(&a[i], &b[i], "overlap", i);
         assert_int_equal(a[i].res.stop, b[i].res.stop);
+    }
+}
+
+/* The requests of specs, submitted together to an engine of desc d on model m, collected. */
+static void run_together(vkllm_model *m, const vkllm_engine_desc *d, const req_spec *specs, int n,
+                         req_out *out, vkllm_engine_stats *st) {
+    vkllm_engine *e = NULL;
+    if (vkllm_engine_create(m, d, &e) != VKLLM_OK)
+        fail_msg("engine: %s", vkllm_model_last_error(m));
+    vkllm_request *r[MAX_REQ];
+    for (int i = 0; i < n; i++)
+        r[i] = submit(e, &specs[i]);
+    for (int i = 0; i < n; i++)
+        collect(r[i], &out[i]);
+    if (st) vkllm_engine_get_stats(e, st);
+    vkllm_engine_destroy(e);
+}
+
+static bool any_eog(const int32_t *ids, size_t n);
+
+/* Overlap with ignore_eog: greedy requests that ban the end-of-generation tokens stay argmax
+ * steps (the backend leaves the EOG ids out of the argmax: eng_seq.ban), so on Vulkan their
+ * steps are fed and overlapped, and they give the serial scheduler's tokens and the CPU
+ * backend's. Request 0 is a chat prompt whose greedy answer ends after a few tokens: past
+ * that point each of its tokens is the best one that is not EOG, chosen on the device in a fed
+ * step. */
+static void test_overlap_ignore_eog(void **state) {
+    (void)state;
+    static req_spec specs[4];
+    memset(specs, 0, sizeof specs);
+    const vkllm_chat_message msg = {"user", "Answer with one word: is water wet?"};
+    size_t len = 0;
+    assert_int_equal(
+        vkllm_chat_apply(g_m, &msg, 1, true, specs[0].prompt, sizeof specs[0].prompt, &len),
+        VKLLM_OK);
+    for (int i = 1; i < 4; i++)
+        make_prompt(specs[i].prompt, sizeof specs[i].prompt, i + 3, g_small ? i : 2 + 3 * i);
+    for (int i = 0; i < 4; i++) /* ignore_eog (stop_at_eog false), greedy */
+        specs[i].max_tokens = (g_small ? 12 : 16) + 3 * (i % 3);
+    const vkllm_engine_desc serial = {.n_ctx = 256, .max_seqs = 4, .no_overlap = true};
+    const vkllm_engine_desc overlap = {.n_ctx = 256, .max_seqs = 4};
+    /* request 0's answer without the ban: it ends with EOG before max_tokens */
+    req_spec stops = specs[0];
+    stops.stop_at_eog = true;
+    req_out stopped, a[4], b[4];
+    run_together(g_m, &serial, &stops, 1, &stopped, NULL);
+    assert_int_equal(stopped.res.stop, VKLLM_STOP_EOG);
+    assert_true(stopped.n >= 2 && stopped.n + 2 < (size_t)specs[0].max_tokens);
+    vkllm_engine_stats ss, so;
+    run_together(g_m, &serial, specs, 4, a, &ss);
+    run_together(g_m, &overlap, specs, 4, b, &so);
+    print_message("ignore_eog: serial %llu steps; overlap %llu steps, %llu submitted while "
+                  "another ran\n",
+                  (unsigned long long)ss.steps, (unsigned long long)so.steps,
+                  (unsigned long long)so.steps_overlapped);
+    assert_int_equal(ss.steps_overlapped, 0);
+    if (strcmp(g_device, "cpu") == 0)
+        assert_int_equal(so.steps_overlapped, 0);
+    else /* every decode step after the first, but for the last ones of shorter requests */
+        assert_true(so.steps_overlapped >= (uint64_t)specs[0].max_tokens - 4);
+    for (int i = 0; i < 4; i++) {
+        assert_same(&a[i], &b[i], "overlap, ignore_eog", i);
+        assert_int_equal(b[i].res.stop, VKLLM_STOP_MAX_TOKENS);
+        assert_int_equal(b[i].n, (size_t)specs[i].max_tokens);
+        if (any_eog(b[i].ids, b[i].n)) fail_msg("request %d: an EOG token was chosen", i);
+    }
+    /* the answer, then the best token that is not EOG where EOG was */
+    assert_memory_equal(b[0].ids, stopped.ids, (stopped.n - 1) * sizeof *b[0].ids);
+    if (strcmp(g_device, "cpu") != 0) { /* the CPU backend's tokens, one step at a time */
+        vkllm_runtime *crt = NULL;
+        vkllm_model *cm = api_test_open(&crt, "cpu", -1);
+        api_test_require_avx2(crt);
+        req_out c[4];
+        run_together(cm, &serial, specs, 4, c, NULL);
+        vkllm_model_free(cm);
+        vkllm_runtime_destroy(crt);
+        for (int i = 0; i < 4; i++)
+            assert_same(&c[i], &b[i], "overlap, ignore_eog, against the CPU", i);
     }
 }
 
@@ -670,9 +748,9 @@ int main(void) {
             return cmocka_run_group_tests(relaxed_tests, setup, teardown);
         }
         const struct CMUnitTest vk_tests[] = {
-            cmocka_unit_test(test_batch_invariance), cmocka_unit_test(test_preemption),
-            cmocka_unit_test(test_step_budget),      cmocka_unit_test(test_overlap),
-            cmocka_unit_test(test_ignore_eog),
+            cmocka_unit_test(test_batch_invariance),   cmocka_unit_test(test_preemption),
+            cmocka_unit_test(test_step_budget),        cmocka_unit_test(test_overlap),
+            cmocka_unit_test(test_overlap_ignore_eog), cmocka_unit_test(test_ignore_eog),
         };
         return cmocka_run_group_tests(vk_tests, setup, teardown);
     }
@@ -683,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_step_budget),
         cmocka_unit_test(test_kv_q8),
         cmocka_unit_test(test_overlap),
+        cmocka_unit_test(test_overlap_ignore_eog),
         cmocka_unit_test(test_requests),
         cmocka_unit_test(test_ignore_eog),
     };

@@ -274,7 +274,7 @@ static void bufs_init(bufs *b, vk_dev *d, const shape *s, uint32_t n_tok) {
     }
     vk_arena_init(&b->a, d, false, 0, "test");
     vk_attn_shape as = vk_shape(s);
-    b->params = vt_slice(&b->a, NULL, vk_step_params_bytes(n_tok, 1, s->n_ctx));
+    b->params = vt_slice(&b->a, NULL, vk_step_params_bytes(n_tok, 1, s->n_ctx, 0));
     b->cs_d = vt_slice(&b->a, b->cs, (uint64_t)s->n_ctx * s->n_rot * 4);
     b->kc_d = vt_slice(&b->a, b->kc, (uint64_t)s->n_ctx * kvd * 2);
     b->vc_d = vt_slice(&b->a, b->vc, (uint64_t)s->n_ctx * kvd * 2);
@@ -298,10 +298,10 @@ static void bufs_step(bufs *b, vk_dev *d, uint32_t pos0) {
     vt_fill(b->k, (size_t)n * b->sk, -1.0f, 1.0f);
     vt_fill(b->v, (size_t)n * b->sv, -1.0f, 1.0f);
     core_err err = {{0}};
-    const uint64_t pb = vk_step_params_bytes(n, 1, b->s.n_ctx);
+    const uint64_t pb = vk_step_params_bytes(n, 1, b->s.n_ctx, 0);
     vk_step_params *p = calloc(1, pb);
     const vk_step_seq seq = {.n_tokens = n, .pos0 = pos0, .n_out = 1};
-    vk_step_params_init(p, n, 1);
+    vk_step_params_init(p, n, 1, NULL, 0);
     vk_step_params_write(p, NULL, &seq, 1);
     const vkllm_status st = vk_upload(d, &b->params, p, pb, &err);
     free(p);

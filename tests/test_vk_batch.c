@@ -15,7 +15,8 @@
  * top_k 0 (logits), 1 (argmax on the device) and 8. At the best tier only (host logic, the
  * same at every tier): begin + advance with 2 ms deadlines (advance called until done) and
  * with deadlines already past, two steps in flight (the second continues a sequence of the
- * first, so the queue must order them), all equal to run; errors: a block table naming a page
+ * first, so the queue must order them), all equal to run; banned ids left out of flagged
+ * rows' argmax and top-k (eng_seq.ban), equal on both backends; errors: a block table naming a page
  * past the pool, too many entries, a third step in flight, advance with nothing in flight, a
  * KV cache over the device's buffer limit; the context keeps working after them.
  * VKLLM_BATCH_VERBOSE=1 prints each step's Vulkan time.
@@ -465,6 +466,94 @@ static void stepwise(eng_backend *vk, bool paced) {
 }
 
 /* Bad batches and contexts get clear errors; the context works after them. */
+static int cmp_i32(const void *pa, const void *pb) {
+    const int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    return (a > b) - (a < b);
+}
+
+static bool in_list(const int32_t *l, uint32_t n, int32_t id) {
+    for (uint32_t i = 0; i < n; i++)
+        if (l[i] == id) return true;
+    return false;
+}
+
+/* Banned ids (eng_ctx_desc.ban, eng_seq.ban; ignore_eog): a step of three entries runs on
+ * contexts without a ban list, giving each row's best 8; then on contexts whose list holds
+ * the best three of row 0, the best of rows 1 and 2 and both ends of the vocabulary, with
+ * rows 0 and 2 flagged: top-8 and argmax on both backends equal, the flagged rows' candidates
+ * are the first ones without a ban minus the banned, row 1's are unchanged. A list out of
+ * order or out of range is refused by both backends. */
+static void banned_sequences(eng_backend *vk) {
+    const eng_ctx_desc plain = {.n_ctx = 256, .n_batch = 64, .n_seqs = 4, .n_pages = 16};
+    const uint32_t nv = g_m->cfg.n_vocab;
+    pair a, p;
+    pair_open(&a, vk, &plain);
+    pool pl;
+    pool_init(&pl, plain.n_pages);
+    seq s[3];
+    memset(s, 0, sizeof s);
+    batch b;
+    batch_start(&b, 8);
+    batch_add(&b, &s[0], &pl, 5, ENG_ATTN_SERIAL, true);
+    batch_add(&b, &s[1], &pl, 1, ENG_ATTN_SPLIT, true);
+    batch_add(&b, &s[2], &pl, 3, ENG_ATTN_SERIAL, true);
+    step(&a, &b, "no ban: three entries, top 8");
+    int32_t ban[8];
+    uint32_t n_ban = 0;
+    for (int i = 0; i < 3; i++)
+        ban[n_ban++] = a.ref->ids[i];
+    ban[n_ban++] = a.ref->ids[8];
+    ban[n_ban++] = a.ref->ids[16];
+    ban[n_ban++] = 0;
+    ban[n_ban++] = (int32_t)nv - 1;
+    qsort(ban, n_ban, sizeof *ban, cmp_i32);
+    uint32_t u = 0;
+    for (uint32_t i = 0; i < n_ban; i++)
+        if (u == 0 || ban[i] != ban[u - 1]) ban[u++] = ban[i];
+    n_ban = u;
+    eng_ctx_desc cd = plain;
+    cd.ban = ban;
+    cd.n_ban = n_ban;
+    pair_open(&p, vk, &cd);
+    b.seqs[0].ban = b.seqs[2].ban = true;
+    step(&p, &b, "banned ids, rows 0 and 2: top 8"); /* the same positions, rewritten */
+    for (uint32_t r = 0; r < 3; r++) {
+        uint32_t j = 0; /* the plain candidates past the banned ones */
+        for (uint32_t i = 0; i < 8 && j < 8; i++) {
+            const int32_t id = a.ref->ids[r * 8 + i];
+            if (r != 1 && in_list(ban, n_ban, id)) continue;
+            assert_int_equal(p.ref->ids[r * 8 + j], id);
+            j++;
+        }
+        assert_true(j >= 1);
+        for (uint32_t i = 0; r != 1 && i < 8; i++)
+            assert_false(in_list(ban, n_ban, p.ref->ids[r * 8 + i]));
+    }
+    b.b.top_k = 1;
+    step(&p, &b, "banned ids, rows 0 and 2: argmax");
+    assert_int_equal(p.ref->ids[0], p.got->ids[0]);
+    assert_false(in_list(ban, n_ban, p.ref->ids[0]));
+    assert_int_equal(p.ref->ids[1], a.ref->ids[8]); /* row 1: its best, banned elsewhere */
+    pair_close(&a);
+    pair_close(&p);
+    /* lists the backends refuse */
+    const int32_t unsorted[2] = {5, 3}, outside[2] = {3, (int32_t)nv};
+    const int32_t *bad[2] = {unsorted, outside};
+    for (int i = 0; i < 2; i++) {
+        eng_backend *bes[2] = {g_cpu, vk};
+        for (int k = 0; k < 2; k++) {
+            cd.ban = bad[i];
+            cd.n_ban = 2;
+            eng_ctx *c = NULL;
+            core_err err = {{0}};
+            assert_int_equal(bes[k]->vt->ctx_create(bes[k], &g_m->em, &g_m->graph, &cd, &c, &err),
+                             VKLLM_ERR_INVALID_ARG);
+            assert_null(c);
+            assert_non_null(strstr(err.msg, "ascending"));
+        }
+    }
+}
+
 static void errors(eng_backend *vk) {
     const eng_ctx_desc cd = {.n_ctx = 256, .n_batch = 32, .n_seqs = 2, .n_pages = 8};
     eng_ctx *c = ctx_open(vk, &cd);
@@ -557,6 +646,7 @@ static void test_batch(void **state) {
         if (tier == VK_TIER_COUNT - 1) { /* host logic, the same at every tier */
             stepwise(vk, false);
             stepwise(vk, true);
+            banned_sequences(vk);
             errors(vk);
         }
         printf("%s: %.1f s\n", vk->name, core_time_s() - t0);

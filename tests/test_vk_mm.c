@@ -629,10 +629,10 @@ static void test_embed(void **state) {
                 uint8_t *w = random_rows(type, n_in, n_out, false, &wrb);
                 const int32_t ids[] = {0, 599, 17, -1, 600, 350, 1 << 30, 17, 255, 42};
                 const uint32_t n_tok = sizeof ids / sizeof *ids, stride = n_in + 1;
-                const uint64_t pbytes = vk_step_params_bytes(n_tok, 1, n_tok);
+                const uint64_t pbytes = vk_step_params_bytes(n_tok, 1, n_tok, 0);
                 vk_step_params *pbuf = calloc(1, pbytes);
                 const vk_step_seq seq = {.n_tokens = n_tok, .n_out = 1};
-                vk_step_params_init(pbuf, n_tok, 1);
+                vk_step_params_init(pbuf, n_tok, 1, NULL, 0);
                 vk_step_params_write(pbuf, ids, &seq, 1);
                 float *ref = calloc((size_t)n_tok * stride, 4);
                 float *got = malloc((size_t)n_tok * stride * 4);

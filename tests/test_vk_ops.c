@@ -177,9 +177,9 @@ static void test_rms_norm_row0(void **state) {
     /* entries of 2, 1 and 2 rows, outputs from the first and the last: rows 1 and 4 */
     const vk_step_seq seqs[3] = {{.n_tokens = 2, .n_out = 1}, {.n_tokens = 1},
                                  {.n_tokens = 2, .pos0 = 7, .n_out = 1}};
-    const uint64_t pb = vk_step_params_bytes(n, 3, 16);
+    const uint64_t pb = vk_step_params_bytes(n, 3, 16, 0);
     vk_step_params *p = calloc(1, pb);
-    vk_step_params_init(p, n, 3);
+    vk_step_params_init(p, n, 3, NULL, 0);
     vk_step_params_write(p, NULL, seqs, 3);
     assert_int_equal(p->n_out, 2);
     vk_arena a;

@@ -1,6 +1,8 @@
 /* Device sampling (src/vk/vk_ops_sample.c: argmax, top-k) against a CPU reference, exactly:
  * ids equal, values equal bit for bit. On every capability tier, at vocabulary widths from 1
- * to Llama 3's 128256, with ties (coarsely rounded values), -inf, NaN and signed zeros.
+ * to Llama 3's 128256, with ties (coarsely rounded values), -inf, NaN and signed zeros, and
+ * with banned ids left out of flagged rows (eng_seq.ban). ctest runs it again at lavapipe's
+ * other subgroup sizes (4 and 16 lanes: _lp128, _lp512), for argmax's subgroup reduction.
  * The reference is a full sort with float compares, written apart from the kernels' integer
  * keys: larger first, -0 == +0, the lower index on ties, NaN after every number. */
 #include "vk_test_util.h"
@@ -90,16 +92,35 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Runs top-k (k >= 1) or argmax (k == 0) of case c on the device and compares. The scratch
- * comes from the caller, sized for at least c's rows. Returns the submit's wall time. */
+/* Banned ids for a run: the list, each row's flag, and the step parameters that carry them
+ * (a vk_step_params of c->n one-token entries, one output each). */
+typedef struct ban_case {
+    const int32_t *ids;
+    uint32_t n;
+    const bool *row; /* [c->n] */
+    vk_slice params;
+} ban_case;
+
+static bool banned(const ban_case *b, uint32_t t, uint32_t id) {
+    if (!b || !b->row[t]) return false;
+    for (uint32_t i = 0; i < b->n; i++)
+        if ((uint32_t)b->ids[i] == id) return true;
+    return false;
+}
+
+/* Runs top-k (k >= 1) or argmax (k == 0) of case c on the device and compares; with ban, the
+ * reference order leaves a flagged row's banned ids out. The scratch comes from the caller,
+ * sized for at least c's rows. Returns the submit's wall time. */
 static double run_check(vk_dev *d, vk_sample *m, const sample_case *c, uint32_t k, vk_act lg,
-                        vk_slice ids_s, vk_slice vals_s, vk_slice scratch, int tier) {
+                        vk_slice ids_s, vk_slice vals_s, vk_slice scratch, int tier,
+                        const ban_case *ban) {
     core_err err = {{0}};
     vk_rec r;
     vt_begin(d, &r);
+    const vk_slice *prm = ban ? &ban->params : NULL;
     if (k == 0)
-        assert_int_equal(vk_argmax(&r, m, lg, c->n, c->width, ids_s, &err), VKLLM_OK);
-    else if (vk_topk(&r, m, lg, c->n, c->width, k, ids_s, vals_s, scratch, &err) != VKLLM_OK)
+        assert_int_equal(vk_argmax(&r, m, lg, c->n, c->width, prm, ids_s, &err), VKLLM_OK);
+    else if (vk_topk(&r, m, lg, c->n, c->width, k, prm, ids_s, vals_s, scratch, &err) != VKLLM_OK)
         fail_msg("vk_topk: %s", err.msg);
     const double t0 = now_ms();
     vt_submit(&r);
@@ -108,17 +129,22 @@ static double run_check(vk_dev *d, vk_sample *m, const sample_case *c, uint32_t 
     uint32_t *ids = malloc((size_t)c->n * kk * 4), *vals = malloc((size_t)c->n * kk * 4);
     vt_read(d, &ids_s, ids, (uint64_t)c->n * kk * 4);
     if (k) vt_read(d, &vals_s, vals, (uint64_t)c->n * kk * 4);
-    for (uint32_t t = 0; t < c->n; t++)
+    for (uint32_t t = 0; t < c->n; t++) {
+        const uint32_t *order = c->order + (size_t)t * c->width;
+        uint32_t o = 0; /* the reference's next place, past banned ids */
         for (uint32_t j = 0; j < kk; j++) {
+            while (o < c->width && banned(ban, t, order[o]))
+                o++;
             const uint32_t got = ids[t * kk + j];
-            const uint32_t want = j < c->width ? c->order[(size_t)t * c->width + j] : UINT32_MAX;
+            const uint32_t want = o < c->width ? order[o] : UINT32_MAX;
             if (got != want)
-                fail_msg("%s tier %d (%s) width %u rows %u k %u: row %u [%u] id %u, want %u",
-                         k ? "topk" : "argmax", tier, d->info.kind, c->width, c->n, k, t, j, got,
-                         want);
+                fail_msg("%s tier %d (%s) width %u rows %u k %u%s: row %u [%u] id %u, want %u",
+                         k ? "topk" : "argmax", tier, d->info.kind, c->width, c->n, k,
+                         ban ? (ban->row[t] ? " banned" : " (not banned)") : "", t, j, got, want);
+            o++;
             if (!k) continue;
             uint32_t wbits;
-            if (j < c->width) {
+            if (want != UINT32_MAX) {
                 memcpy(&wbits, &c->x[(size_t)t * c->stride + want], 4);
             } else {
                 const float ninf = -INFINITY;
@@ -129,6 +155,7 @@ static double run_check(vk_dev *d, vk_sample *m, const sample_case *c, uint32_t 
                          "want 0x%08x",
                          tier, d->info.kind, c->width, c->n, k, t, j, vals[t * kk + j], wbits);
         }
+    }
     free(ids);
     free(vals);
     return ms;
@@ -170,12 +197,12 @@ static void test_sample_exact(void **state) {
                 const sample_case *c = &cases[wi][ri];
                 const bool show = ri == 0 && w == 128256;
                 vk_act lg = {vt_slice(&a, c->x, (uint64_t)c->n * c->stride * 4), c->stride};
-                double ms = run_check(d, m, c, 0, lg, ids, vals, scratch, tier);
+                double ms = run_check(d, m, c, 0, lg, ids, vals, scratch, tier, NULL);
                 if (show)
                     printf("tier %d%s width %u: argmax %.1f ms", tier,
                            gpu_way ? " (GPU's way)" : "", w, ms);
                 for (size_t ki = 0; ki < N_KS; ki++) {
-                    ms = run_check(d, m, c, k_ks[ki], lg, ids, vals, scratch, tier);
+                    ms = run_check(d, m, c, k_ks[ki], lg, ids, vals, scratch, tier, NULL);
                     if (show) printf(", top-%u %.1f ms", k_ks[ki], ms);
                 }
                 if (show) printf("\n");
@@ -208,12 +235,104 @@ static void test_sample_many_rows(void **state) {
             vk_slice ids = vt_slice(&a, NULL, (uint64_t)c.n * VK_TOPK_MAX * 4);
             vk_slice vals = vt_slice(&a, NULL, (uint64_t)c.n * VK_TOPK_MAX * 4);
             vk_slice scratch = scratch_slice(&a, c.n, c.width, VK_TOPK_MAX);
-            run_check(d, m, &c, 0, lg, ids, vals, scratch, 0);
-            run_check(d, m, &c, 40, lg, ids, vals, scratch, 0);
-            run_check(d, m, &c, 128, lg, ids, vals, scratch, 0);
+            run_check(d, m, &c, 0, lg, ids, vals, scratch, 0, NULL);
+            run_check(d, m, &c, 40, lg, ids, vals, scratch, 0, NULL);
+            run_check(d, m, &c, 128, lg, ids, vals, scratch, 0, NULL);
             vk_arena_free(&a);
             free_case(&c);
         }
+        vk_sample_destroy(m);
+        vt_dev_done(d);
+    }
+}
+
+static int cmp_i32(const void *pa, const void *pb) {
+    const int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Step parameters for n one-token entries with one output each, row t flagged by row[t], and
+ * the banned ids (ascending), uploaded. */
+static vk_slice ban_params(vk_arena *a, uint32_t n, const bool *row, const int32_t *ban,
+                           uint32_t n_ban) {
+    const uint64_t bytes = vk_step_params_bytes(n, n, 16, n_ban);
+    vk_step_params *p = calloc(1, bytes);
+    vk_step_seq *seqs = calloc(n, sizeof *seqs);
+    for (uint32_t t = 0; t < n; t++)
+        seqs[t] = (vk_step_seq){.n_tokens = 1, .n_out = 1, .ban = row[t]};
+    vk_step_params_init(p, n, n, ban, n_ban);
+    vk_step_params_write(p, NULL, seqs, n);
+    vk_slice sl = vt_slice(a, p, bytes);
+    free(seqs);
+    free(p);
+    return sl;
+}
+
+/* Banned ids (eng_seq.ban): a flagged row's argmax and top-k are the best of its ids that are
+ * not banned; a row without the flag in the same dispatch keeps them. Two lists per width: a
+ * wide one (both ends of the row and the best three ids of the flagged rows: every id of the
+ * row searches the list) and a narrow one (a run of ids around row 0's best, as a model's
+ * end-of-generation ids usually are); and a row whose every id is banned. On every tier, and
+ * on tier 0 the GPU's way too. */
+static void test_sample_banned(void **state) {
+    (void)state;
+    static const uint32_t widths[] = {1, 7, 1000, 49152, 128256};
+    static const uint32_t ks[] = {0, 1, 40, 128};
+    const bool flags[3] = {true, false, true};
+    for (int run = 0; run <= VK_TIER_COUNT; run++) {
+        const int tier = run < VK_TIER_COUNT ? run : 0;
+        const bool gpu_way = run == VK_TIER_COUNT;
+        vk_dev *d = vt_dev(tier, 0);
+        vk_sample *m = sample_create(d, gpu_way);
+        for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+            const uint32_t w = widths[wi];
+            for (uint32_t n = 1; n <= 3; n += 2) {
+                sample_case c = make_case(w, n, (int)wi + 1);
+                int32_t lists[2][16];
+                uint32_t n_list[2] = {0, 0};
+                /* wide: 0, w - 1, the best three of each flagged row */
+                lists[0][n_list[0]++] = 0;
+                if (w > 1) lists[0][n_list[0]++] = (int32_t)w - 1;
+                for (uint32_t t = 0; t < n; t += 2)
+                    for (uint32_t j = 0; j < 3 && j < w; j++)
+                        lists[0][n_list[0]++] = (int32_t)c.order[(size_t)t * w + j];
+                /* narrow: row 0's best and its neighbours */
+                const int32_t b0 = (int32_t)c.order[0];
+                for (int32_t id = b0 - 2; id <= b0 + 2; id++)
+                    if (id >= 0 && id < (int32_t)w) lists[1][n_list[1]++] = id;
+                vk_arena a;
+                vk_arena_init(&a, d, false, 0, "test");
+                vk_act lg = {vt_slice(&a, c.x, (uint64_t)c.n * c.stride * 4), c.stride};
+                vk_slice ids = vt_slice(&a, NULL, (uint64_t)n * VK_TOPK_MAX * 4);
+                vk_slice vals = vt_slice(&a, NULL, (uint64_t)n * VK_TOPK_MAX * 4);
+                vk_slice scratch = scratch_slice(&a, n, w, VK_TOPK_MAX);
+                for (int li = 0; li < 2; li++) {
+                    int32_t *l = lists[li];
+                    qsort(l, n_list[li], sizeof *l, cmp_i32);
+                    uint32_t u = 0; /* distinct */
+                    for (uint32_t i = 0; i < n_list[li]; i++)
+                        if (u == 0 || l[i] != l[u - 1]) l[u++] = l[i];
+                    const ban_case bc = {l, u, flags, ban_params(&a, n, flags, l, u)};
+                    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+                        run_check(d, m, &c, ks[ki], lg, ids, vals, scratch, tier, &bc);
+                }
+                vk_arena_free(&a);
+                free_case(&c);
+            }
+        }
+        /* a row of 7 whose every id is banned: nothing to choose */
+        sample_case c = make_case(7, 1, 0);
+        const int32_t all[7] = {0, 1, 2, 3, 4, 5, 6};
+        vk_arena a;
+        vk_arena_init(&a, d, false, 0, "test");
+        vk_act lg = {vt_slice(&a, c.x, (uint64_t)c.n * c.stride * 4), c.stride};
+        vk_slice ids = vt_slice(&a, NULL, VK_TOPK_MAX * 4);
+        vk_slice vals = vt_slice(&a, NULL, VK_TOPK_MAX * 4);
+        const ban_case bc = {all, 7, flags, ban_params(&a, 1, flags, all, 7)};
+        run_check(d, m, &c, 0, lg, ids, vals, ids, tier, &bc);
+        run_check(d, m, &c, 5, lg, ids, vals, ids, tier, &bc);
+        vk_arena_free(&a);
+        free_case(&c);
         vk_sample_destroy(m);
         vt_dev_done(d);
     }
@@ -239,15 +358,17 @@ static void test_sample_args(void **state) {
     vk_slice small = scratch_slice(&a, n, w, 8);
     vk_rec r;
     vt_begin(d, &r);
-    assert_int_equal(vk_topk(&r, m, lg, n, w, 0, ids, vals, small, &err), VKLLM_ERR_INVALID_ARG);
-    assert_int_equal(vk_topk(&r, m, lg, n, w, VK_TOPK_MAX + 1, ids, vals, small, &err),
+    assert_int_equal(vk_topk(&r, m, lg, n, w, 0, NULL, ids, vals, small, &err),
                      VKLLM_ERR_INVALID_ARG);
-    assert_int_equal(vk_topk(&r, m, lg, n, w, 9, ids, vals, small, &err), VKLLM_ERR_INVALID_ARG);
+    assert_int_equal(vk_topk(&r, m, lg, n, w, VK_TOPK_MAX + 1, NULL, ids, vals, small, &err),
+                     VKLLM_ERR_INVALID_ARG);
+    assert_int_equal(vk_topk(&r, m, lg, n, w, 9, NULL, ids, vals, small, &err),
+                     VKLLM_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "scratch"));
-    assert_int_equal(vk_topk(&r, m, lg, n + 1, w, 8, ids, vals, small, &err),
+    assert_int_equal(vk_topk(&r, m, lg, n + 1, w, 8, NULL, ids, vals, small, &err),
                      VKLLM_ERR_INVALID_ARG); /* a row past the logits */
-    assert_int_equal(vk_argmax(&r, m, lg, n, 0, ids, &err), VKLLM_ERR_INVALID_ARG);
-    assert_int_equal(vk_topk(&r, m, lg, n, w, 8, ids, vals, small, &err), VKLLM_OK);
+    assert_int_equal(vk_argmax(&r, m, lg, n, 0, NULL, ids, &err), VKLLM_ERR_INVALID_ARG);
+    assert_int_equal(vk_topk(&r, m, lg, n, w, 8, NULL, ids, vals, small, &err), VKLLM_OK);
     vt_submit(&r);
     vk_arena_free(&a);
     vk_sample_destroy(m);
@@ -258,6 +379,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sample_exact),
         cmocka_unit_test(test_sample_many_rows),
+        cmocka_unit_test(test_sample_banned),
         cmocka_unit_test(test_sample_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,6 +69,7 @@ struct eng_ctx {
     /* per token of a step: its position and entry; per output: its row; per entry: where
      * its attention work items start (the last one: the total) */
     uint32_t *tok_pos, *tok_seq, *out_row, *item0;
+    int32_t *ban; /* eng_ctx_desc.ban, copied (cd.ban points here) */
     /* the current run */
     const eng_batch *b;
     float *logits_out;
@@ -630,9 +631,12 @@ static vkllm_status cpu_advance(eng_ctx *c, double deadline, bool *done, core_er
     if (c->next_op < c->g->n_ops) return VKLLM_OK;
     c->b = NULL;
     const uint32_t nv = c->m->cfg.n_vocab;
-    for (uint32_t r = 0; b->top_k && r < b->n_out; r++)
-        eng_select_top(c->logits_out + (uint64_t)r * nv, nv, b->top_k, b->out_ids + r * b->top_k,
-                       b->out_vals ? b->out_vals + r * b->top_k : NULL);
+    for (uint32_t r = 0; b->top_k && r < b->n_out; r++) {
+        const bool ban = b->seqs[c->tok_seq[c->out_row[r]]].ban; /* its entry's */
+        eng_select_top_ban(c->logits_out + (uint64_t)r * nv, nv, b->top_k, c->cd.ban,
+                           ban ? c->cd.n_ban : 0, b->out_ids + r * b->top_k,
+                           b->out_vals ? b->out_vals + r * b->top_k : NULL);
+    }
     *done = true;
     return VKLLM_OK;
 }
@@ -664,6 +668,7 @@ static void cpu_ctx_destroy(eng_ctx *c) {
     core_free(a, c->tok_seq);
     core_free(a, c->out_row);
     core_free(a, c->item0);
+    core_free(a, c->ban);
     atomic_fetch_sub(&c->be->held, c->held);
     core_free(a, c);
 }
@@ -699,6 +704,8 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     cpu_backend *be = (cpu_backend *)base;
     const vkllm_allocator *a = be->alloc;
     const model_config *cfg = &m->cfg;
+    vkllm_status st0 = eng_ban_check(cd, cfg->n_vocab, "cpu", err);
+    if (st0 != VKLLM_OK) return st0;
     eng_ctx *c = core_calloc(a, 1, sizeof *c);
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
     c->be = be;
@@ -726,6 +733,9 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     c->tok_seq = ctx_alloc(c, n_batch, sizeof *c->tok_seq, CTX_ZERO);
     c->out_row = ctx_alloc(c, n_batch, sizeof *c->out_row, CTX_ZERO);
     c->item0 = ctx_alloc(c, (uint64_t)n_seqs + 1, sizeof *c->item0, CTX_ZERO);
+    c->ban = ctx_alloc(c, (uint64_t)cd->n_ban + 1, sizeof *c->ban, 0);
+    if (c->ban && cd->n_ban) memcpy(c->ban, cd->ban, (size_t)cd->n_ban * sizeof *c->ban);
+    c->cd.ban = c->ban;
     for (int i = 0; i < EB_COUNT; i++)
         c->buf[i] = ctx_alloc(c, n_batch, (uint64_t)g->buf_width[i] * sizeof(float), CTX_ZERO);
     uint32_t max_in = cfg->n_embd;
@@ -858,6 +868,7 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
     be->alloc = desc->alloc;
     be->memory_cap = desc->memory_cap;
     be->base.vt = &k_cpu_vtbl;
+    be->base.bans = true;
     vkllm_status st = cpu_pool_create(desc->alloc, desc->n_threads, &be->pool, err);
     if (st != VKLLM_OK) {
         core_free(desc->alloc, be);

@@ -46,6 +46,19 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
     return VKLLM_OK;
 }
 
+vkllm_status eng_ban_check(const eng_ctx_desc *cd, uint32_t n_vocab, const char *who,
+                           core_err *err) {
+    if (cd->n_ban && !cd->ban)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: %u banned ids, no list", who, cd->n_ban);
+    for (uint32_t i = 0; i < cd->n_ban; i++)
+        if (cd->ban[i] < 0 || (uint32_t)cd->ban[i] >= n_vocab ||
+            (i && cd->ban[i] <= cd->ban[i - 1]))
+            return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                             "%s: banned id %u is %d: the list must be ascending, in [0, %u)", who,
+                             i, cd->ban[i], n_vocab);
+    return VKLLM_OK;
+}
+
 uint32_t *eng_ident_pages(const vkllm_allocator *a, uint32_t n_ctx) {
     const uint32_t n = (n_ctx + ENG_PAGE - 1) / ENG_PAGE;
     uint32_t *p = core_calloc(a, n ? n : 1, sizeof *p);

@@ -134,6 +134,11 @@ typedef struct eng_seq {
      * into this step itself, so this step can be submitted before the previous one is done.
      * Only backends with eng_backend.feeds take it. */
     uint32_t feed;
+    /* Its output rows' candidates (top_k >= 1: argmax and top-k) leave out the context's
+     * banned ids (eng_ctx_desc.ban): the best ids that are not banned, as if those logits were
+     * -inf (ignore_eog). Logits (top_k 0) are written as they are. Only backends with
+     * eng_backend.bans take it. */
+    bool ban;
 } eng_seq;
 
 /* Output rows of an entry. */
@@ -169,6 +174,11 @@ typedef struct eng_ctx_desc {
      * into segments and submits, per advance, only what its measured times say finishes by
      * the deadline, so a renderer sharing the device keeps its frames (vk_pace.c). */
     bool paced;
+    /* The ids an entry with eng_seq.ban never gets among its candidates: ascending, distinct,
+     * in [0, n_vocab) (the model's end-of-generation set, tok_eog_ids, for ignore_eog). The
+     * backend keeps its own copy. NULL, 0: none. */
+    const int32_t *ban;
+    uint32_t n_ban;
 } eng_ctx_desc;
 
 /* Bytes of one token's K (or V) row of one layer in the cache. */
@@ -181,13 +191,24 @@ static inline uint64_t eng_kv_row_bytes(uint32_t kv_dim, bool q8_0) {
 vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_t n_vocab,
                              const char *who, core_err *err);
 
+/* Checks a context's banned ids (eng_ctx_desc.ban): ascending, distinct, below n_vocab. */
+vkllm_status eng_ban_check(const eng_ctx_desc *cd, uint32_t n_vocab, const char *who,
+                           core_err *err);
+
 /* Block table of a single sequence that owns pages 0, 1, 2, ... (n_ctx positions). */
 uint32_t *eng_ident_pages(const vkllm_allocator *a, uint32_t n_ctx);
 
 #define ENG_TOP_K_MAX 128
 
-/* The k best of n logits, largest first, ties to the lower index (host version of top_k). */
-void eng_select_top(const float *logits, uint32_t n, uint32_t k, int32_t *ids, float *vals);
+/* The k best of n logits, largest first, ties to the lower index, NaN never (host version of
+ * top_k); ids that do not exist are -1 (value -inf). Leaves out the n_ban ids in ban
+ * (ascending; NULL, 0: none), as eng_seq.ban does. */
+void eng_select_top_ban(const float *logits, uint32_t n, uint32_t k, const int32_t *ban,
+                        uint32_t n_ban, int32_t *ids, float *vals);
+static inline void eng_select_top(const float *logits, uint32_t n, uint32_t k, int32_t *ids,
+                                  float *vals) {
+    eng_select_top_ban(logits, n, k, NULL, 0, ids, vals);
+}
 
 /* RoPE angles of one position as (cos, sin) pairs for each of the n_rot / 2 rotated pairs, by
  * the CPU path's formula (the angle built by repeated multiplication in float, as ggml does):
@@ -256,6 +277,7 @@ void eng_bench_fill_f16(uint16_t *x, uint64_t n, uint64_t seed);
 struct eng_backend {
     const eng_backend_vtbl *vt;
     bool feeds; /* takes a second step while one is in flight, with eng_seq.feed entries */
+    bool bans;  /* leaves the banned ids out of candidates (eng_seq.ban, eng_ctx_desc.ban) */
     char name[128];
     vkllm_device_info info; /* the device in use (tier: the tier in use), set at creation */
 };

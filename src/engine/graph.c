@@ -18,10 +18,14 @@ void eng_rope_cs(const model_config *cfg, const float *rope_freqs, uint32_t pos,
     }
 }
 
-void eng_select_top(const float *logits, uint32_t n, uint32_t k, int32_t *ids, float *vals) {
+void eng_select_top_ban(const float *logits, uint32_t n, uint32_t k, const int32_t *ban,
+                        uint32_t n_ban, int32_t *ids, float *vals) {
     /* insertion into a sorted list of k: k is small (<= ENG_TOP_K_MAX) */
-    uint32_t have = 0;
+    uint32_t have = 0, b = 0; /* ban[b]: the next banned id at or after i */
     for (uint32_t i = 0; i < n; i++) {
+        while (b < n_ban && ban[b] < (int64_t)i)
+            b++;
+        if (b < n_ban && ban[b] == (int64_t)i) continue;
         const float v = logits[i];
         if (v != v) continue; /* NaN never wins */
         if (have == k && !(v > (vals ? vals[k - 1] : logits[ids[k - 1]]))) continue;

@@ -23,6 +23,7 @@ struct sched_sampler {
     uint8_t *seen;      /* per-vocab flag while applying the penalty */
     const int32_t *ban; /* never sampled (ascending), n_ban of them */
     uint32_t n_ban;
+    bool ban_selected; /* the candidates come without them (sched_sampler_set_banned) */
 };
 
 /* splitmix64 (Steele et al. 2014): small, fast, and good enough for sampling */
@@ -79,9 +80,11 @@ void sched_sampler_reset(sched_sampler *s, const vkllm_sampling *params) {
     s->hist_n = s->hist_head = 0;
 }
 
-void sched_sampler_set_banned(sched_sampler *s, const int32_t *ids, uint32_t n) {
+void sched_sampler_set_banned(sched_sampler *s, const int32_t *ids, uint32_t n,
+                              bool selected_without) {
     s->ban = n ? ids : NULL;
     s->n_ban = ids ? n : 0;
+    s->ban_selected = selected_without;
 }
 
 static bool is_banned(const sched_sampler *s, int32_t id) {
@@ -115,9 +118,11 @@ uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max) {
         k = 1;
     else if (p->top_k > 0 && (uint32_t)p->top_k < s->n_vocab)
         k = (uint32_t)p->top_k;
-    /* the best k that are not banned are among the best k + n_ban */
-    if (k == 0 || (uint64_t)k + s->n_ban > k_max || (uint64_t)k + s->n_ban >= s->n_vocab) return 0;
-    return k + s->n_ban;
+    /* the best k that are not banned are among the best k + n_ban, unless the selection leaves
+     * them out itself */
+    const uint32_t extra = s->ban_selected ? 0 : s->n_ban;
+    if (k == 0 || (uint64_t)k + extra > k_max || (uint64_t)k + extra >= s->n_vocab) return 0;
+    return k + extra;
 }
 
 static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vocab);

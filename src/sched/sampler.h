@@ -15,14 +15,18 @@ void sched_sampler_free(sched_sampler *s);
 void sched_sampler_reset(sched_sampler *s, const vkllm_sampling *params);
 /* Tokens never to be sampled, greedy or not: ignore_eog bans the vocabulary's
  * end-of-generation set, as llama.cpp's ignore_eos does (a logit bias of -inf). ids (ascending,
- * n of them; NULL, 0: none) must outlive the sampler's use of them: the vocabulary's list. */
-void sched_sampler_set_banned(sched_sampler *s, const int32_t *ids, uint32_t n);
+ * n of them; NULL, 0: none) must outlive the sampler's use of them: the vocabulary's list.
+ * selected_without: the best candidates this sampler is handed (sched_sampler_sample_top) are
+ * selected without the banned ids already (a backend with eng_backend.bans, the step's entry
+ * with eng_seq.ban), so it needs no more of them than without a ban. */
+void sched_sampler_set_banned(sched_sampler *s, const int32_t *ids, uint32_t n,
+                              bool selected_without);
 int32_t sched_sampler_sample(sched_sampler *s, const float *logits);
 /* How many best candidates (largest logits first) suffice to sample exactly as from all
  * logits with the current parameters: 1 for greedy, top_k when 1 < top_k <= k_max; 0 when
  * every logit is needed (repetition penalty, no top-k, or top-k above k_max). With banned
- * tokens, as many more as there are banned ones (they are dropped from the candidates), or 0
- * when that is above k_max. */
+ * tokens that the selection does not leave out, as many more as there are banned ones (they
+ * are dropped from the candidates), or 0 when that is above k_max. */
 uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max);
 /* Samples from n candidates sorted best first (vals may be NULL when n == 1). */
 int32_t sched_sampler_sample_top(sched_sampler *s, const int32_t *ids, const float *vals,

@@ -43,6 +43,7 @@ struct sched {
     uint32_t head, n_flight;
     sched_step *to_commit; /* done on the device, waiting for sched_commit */
     float *logits;         /* full logits of a step with top_k 0 (never one that overlaps) */
+    bool ctx_bans;         /* EOG ids left out of eng_seq.ban entries' candidates */
     vkllm_engine_stats st;
 };
 
@@ -230,7 +231,10 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
     if (d->ignore_eog) { /* banned from sampling, as llama.cpp's ignore_eos */
         uint32_t n_eog = 0;
         const int32_t *eog = tok_eog_ids(s->d.vocab, &n_eog);
-        sched_sampler_set_banned(r->smp, eog, n_eog);
+        /* where the backend leaves them out of the candidates (the context has the list), its
+         * entries say so and a greedy request stays an argmax, which steps can be fed from */
+        r->ban = n_eog && s->ctx_bans;
+        sched_sampler_set_banned(r->smp, eog, n_eog, r->ban);
     }
     r->top_need = sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
     r->max_tokens = d->max_tokens;
@@ -361,7 +365,8 @@ static void add_entry(sched_step *st, sched_req *r, uint32_t pos, uint32_t n, ui
                    .mode = mode,
                    .pages = r->pages,
                    .out = feed || pos + n == r->n_toks,
-                   .feed = feed};
+                   .feed = feed,
+                   .ban = r->ban};
     st->req[b->n_seqs++] = r;
     b->n_tokens += n;
     b->n_out += e->out ? 1u : 0u;
@@ -792,12 +797,18 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
     for (uint32_t p = 0; p < np; p++)
         s->free_stack[s->n_free++] = np - 1 - p;
     s->lru_head = s->lru_tail = NO_PAGE;
+    /* the EOG ids, for requests with ignore_eog, where the backend selects without them */
+    uint32_t n_eog = 0;
+    const int32_t *eog = d->be->bans ? tok_eog_ids(d->vocab, &n_eog) : NULL;
+    s->ctx_bans = eog && n_eog;
     const eng_ctx_desc cd = {.n_ctx = d->n_ctx,
                              .n_batch = d->n_batch,
                              .n_seqs = s->max_entries,
                              .n_pages = np,
                              .kv_q8_0 = d->kv_q8_0,
-                             .paced = d->paced};
+                             .paced = d->paced,
+                             .ban = s->ctx_bans ? eog : NULL,
+                             .n_ban = s->ctx_bans ? n_eog : 0};
     vkllm_status st = d->be->vt->ctx_create(d->be, d->m, d->g, &cd, &s->ctx, err);
     if (st == VKLLM_OK && d->warmup && d->be->vt->warmup) st = d->be->vt->warmup(s->ctx, err);
     if (st != VKLLM_OK) {

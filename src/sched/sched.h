@@ -13,8 +13,9 @@
  * entry per sequence at its next position, whose token the device copies from the running
  * step's argmax (eng_seq.feed). The host's commit of step N then overlaps the device's step
  * N + 1. The tokens are the serial scheduler's: the fed token is the one the host samples (a
- * greedy sampler takes the argmax), and a token's arithmetic never depends on what shares
- * its step. A sequence that ends at the commit before leaves a wasted entry behind (its
+ * greedy sampler takes the argmax; with ignore_eog, the argmax of the ids that are not EOG,
+ * which the backend selects: eng_seq.ban), and a token's arithmetic never depends on what
+ * shares its step. A sequence that ends at the commit before leaves a wasted entry behind (its
  * result is dropped; its KV write lands on its own released page before any later step
  * runs).
  *
@@ -54,6 +55,7 @@ struct vkllm_request {
     uint32_t n_keys;
     sched_sampler *smp;
     uint32_t top_need; /* candidates its sampler needs (sched_sampler_top_needed) */
+    bool ban;          /* its entries' candidates leave out the EOG ids (ignore_eog, eng_seq.ban) */
     int32_t max_tokens;
     bool ignore_eog;
     char **stop;

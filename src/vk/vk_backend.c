@@ -149,8 +149,10 @@ static vkllm_status slot_init(eng_ctx *c, vk_slot *sl, core_err *err) {
     const eng_ctx_desc *cd = &c->cd;
     const uint64_t nv = c->m->cfg.n_vocab;
     vkllm_status st = vk_arena_alloc(
-        &c->host, vk_step_params_bytes(cd->n_batch, cd->n_seqs, cd->n_ctx), &sl->params, err);
-    if (st == VKLLM_OK) vk_step_params_init(sl->params.map, cd->n_batch, cd->n_seqs);
+        &c->host, vk_step_params_bytes(cd->n_batch, cd->n_seqs, cd->n_ctx, cd->n_ban), &sl->params,
+        err);
+    if (st == VKLLM_OK)
+        vk_step_params_init(sl->params.map, cd->n_batch, cd->n_seqs, cd->ban, cd->n_ban);
     if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, nv * 4 * c->max_out, &sl->rb_logits, err);
     if (st == VKLLM_OK)
         st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_ids, err);
@@ -195,6 +197,8 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
                          "of %u tokens",
                          cd->n_ctx, cd->n_batch);
     const model_config *cfg = &m->cfg;
+    vkllm_status st0 = eng_ban_check(cd, cfg->n_vocab, "vulkan", err);
+    if (st0 != VKLLM_OK) return st0;
     eng_ctx *c = core_calloc(be->alloc, 1, sizeof *c);
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     c->be = be;
@@ -305,6 +309,7 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     for (int i = 0; i < 2 && st == VKLLM_OK; i++)
         st = slot_init(c, &c->slot[i], err);
     if (st != VKLLM_OK) goto fail;
+    c->cd.ban = NULL; /* the caller's: its ids are in the parameter buffers now */
     prof_init(c);
     if (c->cd.paced) {
         VkPhysicalDeviceProperties pp;
@@ -381,6 +386,7 @@ vkllm_status vk_backend_create(const vk_backend_desc *desc, eng_backend **out, c
     if (!be) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     be->base.vt = &k_vk_vtbl;
     be->base.feeds = true;
+    be->base.bans = true;
     be->alloc = desc->alloc;
     be->n_splits = desc->n_splits;
     vk_dev_desc dd = {.alloc = desc->alloc,

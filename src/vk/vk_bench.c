@@ -497,11 +497,12 @@ static vkllm_status bench_attention(vk_dev *d, vk_attn *attn, uint32_t n_splits,
     if (st == VKLLM_OK) st = dev_slice(&da, NULL, qb, &b.o.s, err);
     if (st == VKLLM_OK) st = dev_slice(&da, NULL, vk_attn_scratch_bytes(&b.s, 1), &b.scratch, err);
     if (st == VKLLM_OK)
-        st = vk_arena_alloc(&ha, vk_step_params_bytes(desc->tokens, 1, desc->n_kv), &b.params, err);
+        st = vk_arena_alloc(&ha, vk_step_params_bytes(desc->tokens, 1, desc->n_kv, 0), &b.params,
+                            err);
     if (st == VKLLM_OK) { /* one sequence on an identity block table, ending at n_kv */
         const vk_step_seq seq = {
             .n_tokens = desc->tokens, .pos0 = desc->n_kv - desc->tokens, .n_out = 1};
-        vk_step_params_init(b.params.map, desc->tokens, 1);
+        vk_step_params_init(b.params.map, desc->tokens, 1, NULL, 0);
         vk_step_params_write(b.params.map, NULL, &seq, 1);
         st = timer_init(d, &t, err);
     }

@@ -23,6 +23,9 @@
  *  - per entry e, at seq_off + 4 e: pos0, n_tokens, first batch row, block table start (an
  *    index into d[]);
  *  - at out_off: the n_out output rows (the last row of each entry with an output);
+ *  - at ban_off: per output row, 1 when its candidates leave out the banned ids (eng_seq.ban);
+ *  - at lst_off: the context's n_ban banned ids, ascending (eng_ctx_desc.ban), written once by
+ *    vk_step_params_init;
  *  - at tab_off: the entries' block tables, each covering its positions [0, pos0 + n_tokens).
  * The offsets are fixed by the capacities the buffer was laid out for (vk_step_params_init).
  * Cache slot of position j of an entry: d[table + j / VK_PAGE] * VK_PAGE + j % VK_PAGE.
@@ -31,22 +34,28 @@
 typedef struct vk_step_params {
     uint32_t n_tokens, n_seqs, n_out, n_table; /* n_table: block table words in use */
     uint32_t tok_off, seq_off, out_off, tab_off;
+    uint32_t ban_off, lst_off, n_ban;
     uint32_t d[];
 } vk_step_params;
 
 /* One entry for vk_step_params_write: n_tokens rows at positions pos0.., its block table
- * (NULL: the identity, page i = i), and whether its last row is an output row. */
+ * (NULL: the identity, page i = i), its output rows, and whether they leave out the banned
+ * ids. */
 typedef struct vk_step_seq {
     uint32_t n_tokens, pos0;
     uint32_t n_out; /* output rows: its last n_out tokens */
     const uint32_t *pages;
+    bool ban;
 } vk_step_seq;
 
 /* Bytes of a parameter buffer for steps of up to max_tokens rows and max_seqs entries whose
- * positions stay below max_pos. */
-uint64_t vk_step_params_bytes(uint32_t max_tokens, uint32_t max_seqs, uint32_t max_pos);
-/* Lays out an empty buffer (all counts 0) for those capacities. */
-void vk_step_params_init(vk_step_params *p, uint32_t max_tokens, uint32_t max_seqs);
+ * positions stay below max_pos, with n_ban banned ids. */
+uint64_t vk_step_params_bytes(uint32_t max_tokens, uint32_t max_seqs, uint32_t max_pos,
+                              uint32_t n_ban);
+/* Lays out an empty buffer (all counts 0) for those capacities, with the banned ids (ascending;
+ * NULL, 0: none). */
+void vk_step_params_init(vk_step_params *p, uint32_t max_tokens, uint32_t max_seqs,
+                         const int32_t *ban, uint32_t n_ban);
 /* Fills in one step: tokens[] (NULL: ids 0) in entry order. The caller has checked it against
  * the capacities (eng_batch_check). */
 void vk_step_params_write(vk_step_params *p, const int32_t *tokens, const vk_step_seq *seqs,
@@ -230,17 +239,21 @@ vkllm_status vk_sample_create(vk_dev *d, vk_sample **out, core_err *err);
 void vk_sample_destroy(vk_sample *s);
 /* Order for both: larger first, -0 == +0, the lower index on ties, a NaN below every number
  * (the CPU sampler's order; a NaN is only chosen when the rest are NaN too).
+ * Banned ids: with params (a vk_step_params whose n_out rows are these n rows), row i leaves
+ * out the buffer's banned ids when its flag (ban_off + i) is set, as eng_select_top_ban does.
+ * NULL: nothing is left out.
  * For each of n rows of width logits: the index of the largest (lowest index on ties) into
- * ids[row] (uint32). */
+ * ids[row] (uint32); UINT32_MAX when every id of the row is banned. */
 vkllm_status vk_argmax(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
-                       vk_slice ids, core_err *err);
+                       const vk_slice *params, vk_slice ids, core_err *err);
 /* For each row: the k largest logits, largest first (ties: lower index first), as k ids into
  * ids[row * k] and k values into vals[row * k] (the logits' bits). 1 <= k <= VK_TOPK_MAX; past
  * a row of fewer than k logits, ids are UINT32_MAX and values -inf. Wide rows go through
  * scratch (records two dispatches with a barrier between). */
 #define VK_TOPK_MAX 128
-vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
-                     uint32_t k, vk_slice ids, vk_slice vals, vk_slice scratch, core_err *err);
+vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width, uint32_t k,
+                     const vk_slice *params, vk_slice ids, vk_slice vals, vk_slice scratch,
+                     core_err *err);
 /* Scratch for vk_topk on up to n rows of width with up to k candidates, on any device (0 when
  * none is needed: any slice will do). */
 uint64_t vk_topk_scratch_bytes(uint32_t n, uint32_t width, uint32_t k);

@@ -7,7 +7,9 @@
  * or a batch of many rows is one workgroup per row; otherwise each row is cut into chunks of at
  * most TOPK_CHUNK logits, one workgroup per chunk keeps its k best in the scratch buffer, and a
  * second dispatch merges each row's candidates. Both kernels need nothing past tier 0; argmax
- * has a tier-1 build that reduces with subgroup operations. */
+ * has a tier-1 build that reduces with subgroup operations. Both leave a row's banned ids out
+ * (eng_seq.ban) when the step parameters say so: their last binding is the parameter buffer,
+ * or a stand-in that is never read. */
 #include "vk/vk_ops.h"
 
 #include <string.h>
@@ -60,12 +62,12 @@ vkllm_status vk_sample_create(vk_dev *d, vk_sample **out, core_err *err) {
     while (s->argmax_wg > d->info.max_wg_invocations && s->argmax_wg > 64)
         s->argmax_wg /= 2;
     vkllm_status st =
-        vk_pipe_for_tier(d, "argmax", 2, (uint32_t[3]){s->argmax_wg, 1, 1}, NULL, &s->argmax, err);
+        vk_pipe_for_tier(d, "argmax", 3, (uint32_t[3]){s->argmax_wg, 1, 1}, NULL, &s->argmax, err);
     /* topk.comp's PER: elements per invocation per step; its shared memory is about
      * (PER + 1) * 1 KiB + 3 KiB */
     const uint32_t per = d->info.max_shared >= 24576 ? 16 : 8;
     for (uint32_t mode = 0; mode < 3 && st == VKLLM_OK; mode++)
-        st = vk_pipe_for_tier(d, "topk", 4, (uint32_t[3]){TOPK_WG, 1, 1},
+        st = vk_pipe_for_tier(d, "topk", 5, (uint32_t[3]){TOPK_WG, 1, 1},
                               &(vk_spec){.n = 2, .v = {per, mode}}, &s->topk[mode], err);
     if (st != VKLLM_OK) {
         vk_sample_destroy(s);
@@ -101,19 +103,20 @@ static vkllm_status check_rows(const char *op, vk_act logits, uint32_t n, uint32
 }
 
 vkllm_status vk_argmax(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width,
-                       vk_slice ids, core_err *err) {
+                       const vk_slice *params, vk_slice ids, core_err *err) {
     if (n == 0) return VKLLM_OK;
     vkllm_status st = check_rows("argmax", logits, n, width, (uint64_t)n * 4, ids, err);
     if (st != VKLLM_OK) return st;
     struct {
-        uint32_t n_rows, width, stride;
-    } pc = {n, width, logits.stride};
-    vk_slice b[2] = {logits.s, ids};
-    return vk_rec_dispatch(r, &m->argmax, b, 2, &pc, sizeof pc, n, 1, 1, err);
+        uint32_t n_rows, width, stride, ban;
+    } pc = {n, width, logits.stride, params != NULL};
+    vk_slice b[3] = {logits.s, ids, params ? *params : logits.s};
+    return vk_rec_dispatch(r, &m->argmax, b, 3, &pc, sizeof pc, n, 1, 1, err);
 }
 
 vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_t width, uint32_t k,
-                     vk_slice ids, vk_slice vals, vk_slice scratch, core_err *err) {
+                     const vk_slice *params, vk_slice ids, vk_slice vals, vk_slice scratch,
+                     core_err *err) {
     if (n == 0) return VKLLM_OK;
     if (k == 0 || k > VK_TOPK_MAX)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan topk: k = %u (1 to %u)", k,
@@ -128,10 +131,12 @@ vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_
     struct {
         uint32_t n_rows, width, stride, k;
         uint32_t n_chunks, chunk;
-    } pc = {n, width, logits.stride, k, 1, width};
+        uint32_t ban;
+    } pc = {n, width, logits.stride, k, 1, width, params != NULL};
+    const vk_slice prm = params ? *params : logits.s; /* not read without params */
     if (chunks <= 1) { /* one pass; the scratch binding is not read: any buffer will do */
-        vk_slice b[4] = {logits.s, ids, ids, vals};
-        return vk_rec_dispatch(r, &m->topk[0], b, 4, &pc, sizeof pc, 1, n, 1, err);
+        vk_slice b[5] = {logits.s, ids, ids, vals, prm};
+        return vk_rec_dispatch(r, &m->topk[0], b, 5, &pc, sizeof pc, 1, n, 1, err);
     }
     const uint64_t need = (uint64_t)n * chunks * k * 8;
     if (scratch.size < need)
@@ -140,9 +145,9 @@ vkllm_status vk_topk(vk_rec *r, vk_sample *m, vk_act logits, uint32_t n, uint32_
                          (unsigned long long)scratch.size, (unsigned long long)need);
     pc.n_chunks = chunks;
     pc.chunk = (width + chunks - 1) / chunks;
-    vk_slice b[4] = {logits.s, scratch, ids, vals};
-    st = vk_rec_dispatch(r, &m->topk[1], b, 4, &pc, sizeof pc, chunks, n, 1, err);
+    vk_slice b[5] = {logits.s, scratch, ids, vals, prm};
+    st = vk_rec_dispatch(r, &m->topk[1], b, 5, &pc, sizeof pc, chunks, n, 1, err);
     if (st != VKLLM_OK) return st;
     vk_rec_barrier(r);
-    return vk_rec_dispatch(r, &m->topk[2], b, 4, &pc, sizeof pc, 1, n, 1, err);
+    return vk_rec_dispatch(r, &m->topk[2], b, 5, &pc, sizeof pc, 1, n, 1, err);
 }

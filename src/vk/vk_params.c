@@ -11,18 +11,26 @@ static uint64_t pages_for(uint32_t max_pos) {
     return ((uint64_t)max_pos + VK_PAGE - 1) / VK_PAGE;
 }
 
-uint64_t vk_step_params_bytes(uint32_t max_tokens, uint32_t max_seqs, uint32_t max_pos) {
+uint64_t vk_step_params_bytes(uint32_t max_tokens, uint32_t max_seqs, uint32_t max_pos,
+                              uint32_t n_ban) {
+    /* outputs and their ban flags: at most one per row */
     const uint64_t words = (uint64_t)TOK_WORDS * max_tokens + (uint64_t)SEQ_WORDS * max_seqs +
-                           max_tokens + (uint64_t)max_seqs * pages_for(max_pos);
+                           2ull * max_tokens + n_ban + (uint64_t)max_seqs * pages_for(max_pos);
     return sizeof(vk_step_params) + 4 * words;
 }
 
-void vk_step_params_init(vk_step_params *p, uint32_t max_tokens, uint32_t max_seqs) {
+void vk_step_params_init(vk_step_params *p, uint32_t max_tokens, uint32_t max_seqs,
+                         const int32_t *ban, uint32_t n_ban) {
     *p = (vk_step_params){0};
     p->tok_off = 0;
     p->seq_off = TOK_WORDS * max_tokens;
     p->out_off = p->seq_off + SEQ_WORDS * max_seqs;
-    p->tab_off = p->out_off + max_tokens; /* outputs: at most one per row */
+    p->ban_off = p->out_off + max_tokens;
+    p->lst_off = p->ban_off + max_tokens;
+    p->n_ban = ban ? n_ban : 0;
+    for (uint32_t i = 0; i < p->n_ban; i++)
+        p->d[p->lst_off + i] = (uint32_t)ban[i];
+    p->tab_off = p->lst_off + p->n_ban;
 }
 
 void vk_step_params_write(vk_step_params *p, const int32_t *tokens, const vk_step_seq *seqs,
@@ -47,7 +55,10 @@ void vk_step_params_write(vk_step_params *p, const int32_t *tokens, const vk_ste
             tk[2] = table[pos / VK_PAGE] * VK_PAGE + pos % VK_PAGE;
             tk[3] = e;
         }
-        for (uint32_t k = s->n_out; k > 0; k--) p->d[p->out_off + n_out++] = row - k;
+        for (uint32_t k = s->n_out; k > 0; k--) {
+            p->d[p->ban_off + n_out] = s->ban ? 1u : 0u;
+            p->d[p->out_off + n_out++] = row - k;
+        }
         tab += n_pages;
     }
     p->n_tokens = row;

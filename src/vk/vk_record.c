@@ -164,10 +164,10 @@ static vkllm_status rec_results(eng_ctx *c, vk_slot *sl, vk_rec *r, uint32_t n_o
                             .size = (uint64_t)n_out * nv * 4};
         be->d->t.vkCmdCopyBuffer(r->cb, c->buf[EB_LOGITS].s.buf, sl->rb_logits.buf, 1, &reg);
     } else if (top_k == 1) {
-        st = vk_argmax(r, be->smp, rows_of(c, EB_LOGITS), n_out, nv, sl->rb_ids, err);
+        st = vk_argmax(r, be->smp, rows_of(c, EB_LOGITS), n_out, nv, &sl->params, sl->rb_ids, err);
     } else {
-        st = vk_topk(r, be->smp, rows_of(c, EB_LOGITS), n_out, nv, top_k, sl->rb_ids, sl->rb_vals,
-                     c->topk_scratch, err);
+        st = vk_topk(r, be->smp, rows_of(c, EB_LOGITS), n_out, nv, top_k, &sl->params, sl->rb_ids,
+                     sl->rb_vals, c->topk_scratch, err);
     }
     return st;
 }

@@ -43,7 +43,8 @@ vkllm_status vk_step_begin(eng_ctx *c, const eng_batch *b, float *logits, core_e
         c->pseq[e] = (vk_step_seq){.n_tokens = b->seqs[e].n_tokens,
                                    .pos0 = b->seqs[e].pos0,
                                    .n_out = eng_seq_outs(&b->seqs[e]),
-                                   .pages = b->seqs[e].pages};
+                                   .pages = b->seqs[e].pages,
+                                   .ban = b->seqs[e].ban};
     vk_step_params_write(sl->params.map, b->tokens, c->pseq, b->n_seqs);
     sl->n_submitted = sl->n_complete = 0;
     if (!c->cd.paced) { /* the whole step now; paced steps go out in advance (pace_submit) */
