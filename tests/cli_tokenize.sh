@@ -54,7 +54,14 @@ for name, path in vocabs.items():
             continue
         golden[(int(parts[0]), parts[1])] = [int(x) for x in parts[2:] if x]
     ok = bad = 0
-    for (idx, mode), want in sorted(golden.items()):
+    cases = sorted(golden.items())
+    if os.environ.get("VKLLM_TEST_SANITIZED") == "1":
+        # one process per case, each loading the vocab under the sanitizers: every 8th string
+        # there (test_tokenizer compares every one in-process, under the sanitizers too)
+        cases = [c for c in cases if c[0][0] % 8 == 0]
+        print(f"{name}: sanitized build: {len(cases)} of {len(golden)} cases run "
+              "(test_tokenizer runs all)")
+    for (idx, mode), want in cases:
         with open(tmp.name, "wb") as f:
             f.write(strings[idx])
         args = [os.environ["VKLLM_BIN"], "tokenize", "-m", path, "--ids", "-f", tmp.name]

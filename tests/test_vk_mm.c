@@ -188,7 +188,7 @@ static void test_quantize(void **state) {
     /* one weight type per activation format */
     static const uint32_t types[] = {QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_F16, QT_BF16, QT_F32};
     static const uint32_t widths[] = {256, 768};
-    for (int tier = 0; tier < VK_TIER_COUNT; tier += 2) {
+    for (int tier = VT_FIRST_TIER; tier < VK_TIER_COUNT; tier += 2) {
         vk_dev *d = vt_dev(tier, 0);
         vk_mm *m = mm_new(d);
         for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++)
@@ -372,7 +372,7 @@ static void test_matmul(void **state) {
      * thread where it is large (lavapipe's 96: kernels of 768 accumulators, slow to compile):
      * the kernel is the same code at every tier but for the dot product, and tier 2 runs the
      * default. */
-    for (int run = 0; run < 2 * VK_TIER_COUNT; run++) {
+    for (int run = 2 * VT_FIRST_TIER; run < 2 * VK_TIER_COUNT; run++) {
         const int tier = run / 2;
         if (run == 3) continue;
         vk_dev *d = vt_dev(tier, 0);
@@ -578,7 +578,7 @@ static void test_matmul_split(void **state) {
     /* the parts are recorded by tier-independent code: tier 0 with the device's layout, tier 2
      * with the other */
     static const uint32_t types[] = {QT_Q4_1, QT_Q6_K};
-    for (int tier = 0; tier < VK_TIER_COUNT; tier += 2) {
+    for (int tier = VT_FIRST_TIER; tier < VK_TIER_COUNT; tier += 2) {
         vk_dev *whole = vt_dev(tier, 0), *split = vt_dev(tier, max_buf);
         vk_mm *mw = mm_new(whole), *ms = mm_new(split);
         if (tier == 2) other_layout(mw), other_layout(ms);

@@ -13,7 +13,7 @@ static const uint32_t k_rows[] = {1, 3, 7, 48};
 
 static void test_swiglu(void **state) {
     (void)state;
-    for (int tier = 0; tier < VK_TIER_COUNT; tier++) {
+    for (int tier = VT_FIRST_TIER; tier < VK_TIER_COUNT; tier++) {
         vk_dev *d = vt_dev(tier, 0);
         core_err err = {{0}};
         vk_misc *m;
@@ -139,7 +139,7 @@ static void test_rms_norm(void **state) {
     const float a2 = RMS_EDGE_A * RMS_EDGE_A;
     assert_true(rms_edge_scale(k_rms_edge[1], false) !=
                 1.0f / sqrtf((float)(((double)a2 + 0x1p-24) / 4))); /* the truncated sum's */
-    for (int tier = 0; tier < VK_TIER_COUNT; tier++) {
+    for (int tier = VT_FIRST_TIER; tier < VK_TIER_COUNT; tier++) {
         vk_dev *d = vt_dev(tier, 0);
         core_err err = {{0}};
         vk_misc *m;

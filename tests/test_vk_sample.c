@@ -181,7 +181,7 @@ static void test_sample_exact(void **state) {
     for (size_t wi = 0; wi < N_WIDTHS; wi++)
         for (size_t ri = 0; ri < N_ROWS; ri++)
             cases[wi][ri] = make_case(k_widths[wi], k_rows[ri], (int)wi);
-    for (int run = 0; run <= VK_TIER_COUNT; run++) {
+    for (int run = VT_FIRST_TIER; run <= VK_TIER_COUNT; run++) {
         const int tier = run < VK_TIER_COUNT ? run : 0;
         const bool gpu_way = run == VK_TIER_COUNT;
         vk_dev *d = vt_dev(tier, 0);
@@ -279,7 +279,7 @@ static void test_sample_banned(void **state) {
     static const uint32_t widths[] = {1, 7, 1000, 49152, 128256};
     static const uint32_t ks[] = {0, 1, 40, 128};
     const bool flags[3] = {true, false, true};
-    for (int run = 0; run <= VK_TIER_COUNT; run++) {
+    for (int run = VT_FIRST_TIER; run <= VK_TIER_COUNT; run++) {
         const int tier = run < VK_TIER_COUNT ? run : 0;
         const bool gpu_way = run == VK_TIER_COUNT;
         vk_dev *d = vt_dev(tier, 0);

@@ -190,7 +190,7 @@ static void check_type(vk_dev *d, vk_mm *m, uint32_t type, int tier, int layout)
 
 static void test_sparse_matmul(void **state) {
     (void)state;
-    for (int tier = 0; tier < VK_TIER_COUNT; tier++)
+    for (int tier = VT_FIRST_TIER; tier < VK_TIER_COUNT; tier++)
         for (int layout = 0; layout < 2; layout++) {
             vk_dev *d = vt_dev(tier, 0);
             core_err err = {{0}};

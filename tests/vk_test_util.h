@@ -33,6 +33,16 @@ static inline void vt_log(void *user, vkllm_log_level level, const char *msg) {
     if (level >= VKLLM_LOG_WARN) fprintf(stderr, "vk: %s\n", msg);
 }
 
+/* The lowest tier the op tests run. Under the sanitizers what they check is host code
+ * (recording, buffers, parameters), the same at every tier: the tiers differ in their shaders,
+ * which lavapipe runs uninstrumented and the release pass compares at every tier. So those
+ * builds run the best tier only, and the sanitizer pass stays short. */
+#ifdef VKLLM_TEST_SANITIZED
+#define VT_FIRST_TIER (VK_TIER_COUNT - 1)
+#else
+#define VT_FIRST_TIER 0
+#endif
+
 /* A device limited to tier `tier`; fails the test if the device cannot offer that tier (on
  * lavapipe every tier exists) or validation was asked for and is not available. */
 static inline vk_dev *vt_dev(int tier, uint64_t max_buffer) {
