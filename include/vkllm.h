@@ -33,9 +33,13 @@
  *    nothing. Once vkllm_request_free returns, the request's on_token is not called again
  *    (it waits for a call in progress on another thread: do not free a request where its
  *    callback could be waiting for you, e.g. while holding a lock the callback takes).
+ *  - vkllm_request_desc.on_logprobs: as its on_token (the same thread, one at a time per
+ *    engine, no lock held, the same calls allowed, never after vkllm_request_free returns),
+ *    just before the on_token of the same token.
  *  - vkllm_generate_desc.on_token: on the thread in vkllm_generate, with no vkllm lock held.
  *    It may call anything but vkllm_generate, vkllm_session_eval, vkllm_session_reset and
- *    vkllm_session_destroy on the same session (vkllm_session_cancel is fine).
+ *    vkllm_session_destroy on the same session (vkllm_session_cancel is fine). Its
+ *    on_logprobs: the same, just before the on_token of the same token.
  *  - The log callback and the allocator: from any thread vkllm works on (the caller's, an
  *    engine thread, the CPU backend's workers), from several at once, possibly while vkllm
  *    holds a lock of its own: they must be thread-safe and must not call into vkllm. (The
@@ -71,7 +75,8 @@ extern "C" {
  * the first struct_size bytes. 0, the value of a zero-initialised struct, means the struct as
  * this major version first defined it; a host that sets a field
  * added later sets struct_size = sizeof(the struct). Nested structs (vkllm_allocator,
- * vkllm_sampling, vkllm_chat_message, vkllm_vulkan_device's enabled features) never grow. */
+ * vkllm_sampling, vkllm_chat_message, vkllm_token_logprob, vkllm_vulkan_device's enabled
+ * features) never grow. */
 #define VKLLM_VERSION_MAJOR 0
 #define VKLLM_VERSION_MINOR 2
 #define VKLLM_VERSION_PATCH 0
@@ -375,6 +380,26 @@ typedef struct vkllm_sampling {
  * (special tokens not rendered); it may be an incomplete UTF-8 sequence. */
 typedef bool (*vkllm_token_fn)(void *user, int32_t token, const char *piece, size_t piece_len);
 
+/* Log-probabilities, as OpenAI's `logprobs` (vkllm_generate_desc / vkllm_request_desc
+ * on_logprobs). The distribution is the model's own at that position: the log-softmax of its
+ * raw logits, log p(t) = l_t - log sum_j exp(l_j) (natural log, summed in double), before
+ * anything the sampler does to them: the repetition, presence and frequency penalties, the
+ * banned ids of ignore_eog (they may appear among the most likely), temperature, top-k, top-p
+ * and min-p. So the figures do not depend on the sampling settings, as OpenAI's do not
+ * (llama-server's n_probs reports the probabilities after its sampler chain instead). */
+#define VKLLM_TOP_LOGPROBS_MAX 20
+typedef struct vkllm_token_logprob {
+    int32_t token;
+    float logprob; /* <= 0; -INFINITY for a token the model gives no chance */
+} vkllm_token_logprob;
+/* Called once per sampled token (n_generated calls), before that token's on_token, and also
+ * for a token that gets no on_token because it ends the request: an end-of-generation token,
+ * or the one that completes a stop string. token and logprob: the sampled token; top: the
+ * top_logprobs most likely tokens, most likely first (equal ones: the lower id first), fewer
+ * only where fewer have a finite logit; valid during the call only. */
+typedef void (*vkllm_logprobs_fn)(void *user, int32_t token, float logprob,
+                                  const vkllm_token_logprob *top, uint32_t n_top);
+
 typedef enum vkllm_stop_reason {
     VKLLM_STOP_NONE = 0,
     VKLLM_STOP_EOG,        /* the model produced an end-of-generation token */
@@ -403,6 +428,20 @@ typedef struct vkllm_generate_desc {
     vkllm_sampling sampling;
     vkllm_token_fn on_token;
     void *user;
+    /* -- appended: set struct_size = sizeof(vkllm_generate_desc) to use these -- */
+    /* OpenAI's presence and frequency penalties, each in [-2, 2] (0: off; outside, or NaN:
+     * VKLLM_ERR_INVALID_ARG): before sampling, each token's logit becomes
+     *   logit - frequency_penalty * count - presence_penalty * (count > 0),
+     * count = how often this call has generated the token so far. The prompt (and an earlier
+     * call's text) does not count, as OpenAI's; llama-server's count the last 64 tokens of the
+     * sequence instead (that window is sampling.repeat_penalty's here, applied first). */
+    float presence_penalty;
+    float frequency_penalty;
+    /* Non-NULL: called with each sampled token's log-probability and the top_logprobs (0 to
+     * VKLLM_TOP_LOGPROBS_MAX; more: VKLLM_ERR_INVALID_ARG) most likely tokens, with `user`.
+     * Reads every logit of each step back from the device (no sampling there). */
+    vkllm_logprobs_fn on_logprobs;
+    uint32_t top_logprobs;
 } vkllm_generate_desc;
 
 typedef struct vkllm_generate_result {
@@ -503,6 +542,15 @@ typedef struct vkllm_request_desc {
      * vkllm lock held (see "Threads" at the top); return false to stop this request. */
     vkllm_token_fn on_token;
     void *user;
+    /* -- appended: set struct_size = sizeof(vkllm_request_desc) to use these -- */
+    /* OpenAI's penalties and log-probabilities, as in vkllm_generate_desc: the count is of
+     * the tokens this request generated; on_logprobs is called with `user`, on the engine's
+     * thread (see "Threads" at the top). A request with on_logprobs reads its full logits back
+     * each step, so its steps sample on the host (the others' tokens stay the same). */
+    float presence_penalty;
+    float frequency_penalty;
+    vkllm_logprobs_fn on_logprobs;
+    uint32_t top_logprobs;
 } vkllm_request_desc;
 
 typedef struct vkllm_request_result {

@@ -34,7 +34,7 @@ struct vkllm_engine {
     sched_req *in_head, *in_tail; /* submitted, not yet taken by the driving thread */
     sched_req *all;               /* every request not yet freed */
     vkllm_engine_stats stats;     /* the scheduler's, as of the last step (under mu) */
-    const sched_req *in_cb;       /* whose on_token the driving thread is in (under mu) */
+    const sched_req *in_cb;       /* whose callback the driving thread is in (under mu) */
     core_err err;                 /* written under mu */
 };
 
@@ -85,17 +85,18 @@ static void reap(vkllm_engine *e, sched_req *f) {
     pthread_cond_broadcast(&e->cv_done);
 }
 
-/* Calls a request's on_token for the scheduler, unless the user has freed the request; while
- * it runs, in_cb names the request, so that vkllm_request_free on another thread waits for it
- * to return: after vkllm_request_free, a request's callback is never called again. */
-static bool call_token(void *ctx, sched_req *r, int32_t tok, const char *piece, size_t len) {
+/* Runs a request's callback for the scheduler (fn calls its on_token or on_logprobs), unless
+ * the user has freed the request; while it runs, in_cb names the request, so that
+ * vkllm_request_free on another thread waits for it to return: after vkllm_request_free, a
+ * request's callbacks are never called again. */
+static bool call_cb(void *ctx, sched_req *r, bool (*fn)(sched_req *, void *), void *arg) {
     vkllm_engine *e = ctx;
     pthread_mutex_lock(&e->mu);
     const bool freed = r->released;
     if (!freed) e->in_cb = r;
     pthread_mutex_unlock(&e->mu);
     if (freed) return true; /* it is cancelled at the next step */
-    const bool go = r->on_token(r->user, tok, piece, len);
+    const bool go = fn(r, arg);
     pthread_mutex_lock(&e->mu);
     e->in_cb = NULL;
     pthread_cond_broadcast(&e->cv_done);
@@ -264,7 +265,7 @@ vkllm_status vkllm_engine_create(vkllm_model *m, const vkllm_engine_desc *user_d
                            .overlap = !desc->no_overlap,
                            .paced = desc->manual,
                            .warmup = desc->warmup,
-                           .call_token = call_token,
+                           .call = call_cb,
                            .call_ctx = e};
     pthread_mutex_lock(&rt->be_mu); /* its backend context: an engine may be stepping */
     vkllm_status st = sched_create(&sd, &e->s, &m->err);

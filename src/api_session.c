@@ -7,6 +7,7 @@
  * exactly where generation stopped. */
 #include "api_abi.h"
 #include "api_internal.h"
+#include "sched/logprobs.h"
 
 #include <string.h>
 
@@ -178,6 +179,9 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
         return core_errf(&s->err, VKLLM_ERR_INVALID_ARG,
                          "generate: give prompt or tokens, "
                          "not both");
+    const vkllm_status cst = sched_sampler_check_openai(d->presence_penalty, d->frequency_penalty,
+                                                        d->top_logprobs, "generate", &s->err);
+    if (cst != VKLLM_OK) return cst;
 
     /* 1. the input: the pending token, then the prompt */
     size_t n = 0, room = (size_t)s->n_ctx + 1;
@@ -222,7 +226,11 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
     /* ignore_eog: never sampled; left out of the candidates by the backend where it can */
     const bool ban = n_eog && s->ctx_bans;
     sched_sampler_set_banned(s->sampler, eog_ids, n_eog, ban);
-    const uint32_t top = sched_sampler_top_needed(s->sampler, ENG_TOP_K_MAX);
+    if (sched_sampler_set_penalties(s->sampler, d->presence_penalty, d->frequency_penalty) !=
+        VKLLM_OK)
+        return core_errf(&s->err, VKLLM_ERR_OUT_OF_MEMORY, "generate: out of memory");
+    /* log-probabilities are over every logit: then no sampling on the device */
+    const uint32_t top = d->on_logprobs ? 0 : sched_sampler_top_needed(s->sampler, ENG_TOP_K_MAX);
     double t0 = core_time_s();
     vkllm_status st = eval_tokens(s, s->tokbuf, n, top, ban);
     if (st != VKLLM_OK) return st;
@@ -242,9 +250,16 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
         }
         int32_t tok = top ? sched_sampler_sample_top(s->sampler, s->cand_ids, s->cand_vals, top)
                           : sched_sampler_sample(s->sampler, s->logits);
-        sched_sampler_accept(s->sampler, tok);
+        sched_sampler_accept_output(s->sampler, tok);
         s->pending = tok;
         r.n_generated++;
+        if (d->on_logprobs) {
+            vkllm_token_logprob tl[VKLLM_TOP_LOGPROBS_MAX];
+            float lp;
+            const uint32_t nt =
+                sched_logprobs(s->logits, m->cfg.n_vocab, tok, d->top_logprobs, &lp, tl);
+            d->on_logprobs(d->user, tok, lp, tl, nt);
+        }
         bool eog = tok_is_eog(m->vocab, tok) && !d->ignore_eog;
         if (eog) {
             r.stop = VKLLM_STOP_EOG;

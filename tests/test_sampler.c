@@ -1,5 +1,6 @@
 /* src/sched/sampler.c: greedy, top-k (checked against a full sort), top-p, min-p,
- * repetition penalty, and seeds. Random logits; no model needed. */
+ * repetition penalty, presence and frequency penalties, and seeds. Random and hand-made
+ * logits; no model needed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,6 +108,100 @@ static void test_repeat_penalty(void **state) {
     int32_t second = sched_sampler_sample(s, g_logits);
     assert_int_not_equal(first, second); /* the penalised best loses to the runner-up */
     assert_int_equal(g_rank[second], 1);
+    sched_sampler_free(s);
+}
+
+/* OpenAI's penalties: logit - frequency * count - presence * (count > 0), count over the
+ * tokens accepted as generated (sched_sampler_accept_output) since the last reset, after the
+ * repetition penalty. Checked exactly: the values are multiples of 1/8, so every penalised
+ * logit is exact in float, and a greedy draw against a probe token just above and just below
+ * the expected value tells which side of it the penalised logit is on. */
+#define PV 16
+#define PROBE 15
+
+/* The penalised logit of `id` (base value v) is above x: the greedy pick between it and the
+ * probe at x (every other logit far below). */
+static bool pen_above(sched_sampler *s, int32_t id, float v, float x) {
+    float l[PV];
+    for (int i = 0; i < PV; i++)
+        l[i] = -50.0f;
+    l[id] = v;
+    l[PROBE] = x;
+    const int32_t t = sched_sampler_sample(s, l);
+    assert_true(t == id || t == PROBE);
+    return t == id;
+}
+
+static void expect_pen(sched_sampler *s, int32_t id, float v, float want) {
+    if (!pen_above(s, id, v, want - 1.0f / 64) || pen_above(s, id, v, want + 1.0f / 64))
+        fail_msg("token %d (logit %g): penalised logit is not %g", id, (double)v, (double)want);
+}
+
+static void test_presence_frequency(void **state) {
+    (void)state;
+    sched_sampler *s;
+    assert_int_equal(sched_sampler_create(NULL, PV, &(vkllm_sampling){0}, &s), VKLLM_OK);
+    assert_int_equal(sched_sampler_top_needed(s, ENG_TOP_K_MAX), 1); /* greedy: the argmax */
+    assert_int_equal(sched_sampler_set_penalties(s, 0.5f, 0.25f), VKLLM_OK);
+    assert_int_equal(sched_sampler_top_needed(s, ENG_TOP_K_MAX), 0); /* every logit */
+    sched_sampler_accept(s, 5); /* a prompt token: never counted */
+    for (int i = 0; i < 3; i++)
+        sched_sampler_accept_output(s, 3);
+    sched_sampler_accept_output(s, 7);
+    expect_pen(s, 3, 2.0f, 2.0f - 3 * 0.25f - 0.5f);
+    expect_pen(s, 7, 1.5f, 1.5f - 0.25f - 0.5f);
+    expect_pen(s, 7, -1.0f, -1.0f - 0.25f - 0.5f); /* negative logits: the same subtraction */
+    expect_pen(s, 5, 1.0f, 1.0f);                  /* the prompt's */
+    expect_pen(s, 9, 1.0f, 1.0f);                  /* never seen */
+    /* negative penalties raise the logits of what was generated */
+    assert_int_equal(sched_sampler_set_penalties(s, -0.5f, -0.25f), VKLLM_OK);
+    expect_pen(s, 3, 2.0f, 2.0f + 3 * 0.25f + 0.5f);
+    /* presence alone, frequency alone */
+    assert_int_equal(sched_sampler_set_penalties(s, 2.0f, 0.0f), VKLLM_OK);
+    expect_pen(s, 3, 2.0f, 0.0f);
+    assert_int_equal(sched_sampler_set_penalties(s, 0.0f, 2.0f), VKLLM_OK);
+    expect_pen(s, 3, 2.0f, -4.0f);
+    /* a reset forgets the counts, not the penalties */
+    sched_sampler_reset(s, &(vkllm_sampling){0});
+    expect_pen(s, 3, 2.0f, 2.0f);
+    assert_int_equal(sched_sampler_top_needed(s, ENG_TOP_K_MAX), 0);
+    sched_sampler_accept_output(s, 3);
+    expect_pen(s, 3, 2.0f, 0.0f);
+    /* off again: no penalty, the device's argmax suffices */
+    assert_int_equal(sched_sampler_set_penalties(s, 0.0f, 0.0f), VKLLM_OK);
+    expect_pen(s, 3, 2.0f, 2.0f);
+    assert_int_equal(sched_sampler_top_needed(s, ENG_TOP_K_MAX), 1);
+    sched_sampler_free(s);
+
+    /* after the repetition penalty (which sees prompt and output alike): 2 / 2 - 0.25 - 0.5 */
+    const vkllm_sampling rp = {.repeat_penalty = 2.0f};
+    assert_int_equal(sched_sampler_create(NULL, PV, &rp, &s), VKLLM_OK);
+    assert_int_equal(sched_sampler_set_penalties(s, 0.5f, 0.25f), VKLLM_OK);
+    sched_sampler_accept(s, 5);
+    sched_sampler_accept_output(s, 3);
+    expect_pen(s, 3, 2.0f, 2.0f / 2 - 0.25f - 0.5f);
+    expect_pen(s, 5, 1.0f, 1.0f / 2);
+    expect_pen(s, 5, -1.0f, -1.0f * 2);
+    sched_sampler_free(s);
+
+    /* sampled (temperature 1): a presence penalty of 2 on the two best, each generated once,
+     * leaves the third best ahead of them; drawn from the penalised logits, the third and
+     * fourth come up far more often than the two penalised ones */
+    const vkllm_sampling t1 = {.temperature = 1.0f, .seed = 11};
+    assert_int_equal(sched_sampler_create(NULL, PV, &t1, &s), VKLLM_OK);
+    assert_int_equal(sched_sampler_set_penalties(s, 2.0f, 0.0f), VKLLM_OK);
+    sched_sampler_accept_output(s, 0);
+    sched_sampler_accept_output(s, 1);
+    float l[PV];
+    for (int i = 0; i < PV; i++)
+        l[i] = -50.0f;
+    l[0] = 1.0f, l[1] = 1.0f, l[2] = 0.5f, l[3] = 0.5f; /* penalised: -1, -1, 0.5, 0.5 */
+    int hits[PV] = {0};
+    for (int i = 0; i < 2000; i++)
+        hits[sched_sampler_sample(s, l)]++;
+    /* p(0) = p(1) = e^-1.5 / (2 + 2 e^-1.5) ~ 0.09 */
+    assert_true(hits[0] + hits[1] > 200 && hits[0] + hits[1] < 540);
+    assert_int_equal(hits[0] + hits[1] + hits[2] + hits[3], 2000);
     sched_sampler_free(s);
 }
 
@@ -240,6 +335,7 @@ int main(void) {
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_top_candidates_equal_full),
         cmocka_unit_test(test_banned_candidates_equal_full),
+        cmocka_unit_test(test_presence_frequency),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

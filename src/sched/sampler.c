@@ -24,6 +24,10 @@ struct sched_sampler {
     const int32_t *ban; /* never sampled (ascending), n_ban of them */
     uint32_t n_ban;
     bool ban_selected; /* the candidates come without them (sched_sampler_set_banned) */
+    /* presence and frequency penalties (sched_sampler_set_penalties); count: per-vocabulary
+     * generated-token counts, allocated when a penalty is first set */
+    float presence, frequency;
+    uint32_t *count;
 };
 
 /* splitmix64 (Steele et al. 2014): small, fast, and good enough for sampling */
@@ -68,6 +72,7 @@ void sched_sampler_free(sched_sampler *s) {
     core_free(s->alloc, s->c);
     core_free(s->alloc, s->seen);
     core_free(s->alloc, s->hist);
+    core_free(s->alloc, s->count);
     core_free(s->alloc, s);
 }
 
@@ -78,6 +83,7 @@ void sched_sampler_reset(sched_sampler *s, const vkllm_sampling *params) {
     if ((uint32_t)s->p.repeat_last_n > s->hist_cap) s->p.repeat_last_n = (int32_t)s->hist_cap;
     s->rng = s->p.seed;
     s->hist_n = s->hist_head = 0;
+    if (s->count) memset(s->count, 0, (size_t)s->n_vocab * sizeof *s->count);
 }
 
 void sched_sampler_set_banned(sched_sampler *s, const int32_t *ids, uint32_t n,
@@ -110,9 +116,14 @@ static bool has_penalty(const vkllm_sampling *p) {
     return p->repeat_penalty > 0.0f && p->repeat_penalty != 1.0f;
 }
 
+static bool has_oai_penalty(const sched_sampler *s) {
+    return s->count && (s->presence != 0.0f || s->frequency != 0.0f);
+}
+
 uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max) {
     const vkllm_sampling *p = &s->p;
-    if (has_penalty(p)) return 0; /* the penalty can reorder anything: all logits */
+    /* a penalty can reorder anything: all logits */
+    if (has_penalty(p) || has_oai_penalty(s)) return 0;
     uint32_t k = 0;
     if (!(p->temperature > 0.0f))
         k = 1;
@@ -154,6 +165,8 @@ int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
     return sample_cands(s, c, nv, true);
 }
 
+static void apply_oai_penalties(const sched_sampler *s, cand *c, uint32_t nv);
+
 /* c[0..nv): every logit (full_vocab, c[i].id == i) or the best candidates. */
 static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vocab) {
     const vkllm_sampling *p = &s->p;
@@ -174,6 +187,7 @@ static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vo
                 }
             }
     }
+    if (full_vocab && has_oai_penalty(s)) apply_oai_penalties(s, c, nv);
 
     uint32_t best = 0;
     for (uint32_t i = 1; i < nv; i++)
@@ -242,4 +256,43 @@ static int32_t sample_cands(sched_sampler *s, cand *c, uint32_t nv, bool full_vo
         if (r < cum) return c[i].id;
     }
     return c[n - 1].id;
+}
+
+/* ---- OpenAI's presence and frequency penalties ---- */
+
+vkllm_status sched_sampler_set_penalties(sched_sampler *s, float presence, float frequency) {
+    s->presence = s->frequency = 0.0f;
+    if (presence == 0.0f && frequency == 0.0f) return VKLLM_OK;
+    if (!s->count) {
+        s->count = core_calloc(s->alloc, s->n_vocab, sizeof *s->count);
+        if (!s->count) return VKLLM_ERR_OUT_OF_MEMORY;
+    }
+    s->presence = presence;
+    s->frequency = frequency;
+    return VKLLM_OK;
+}
+
+void sched_sampler_accept_output(sched_sampler *s, int32_t token) {
+    sched_sampler_accept(s, token);
+    if (s->count && token >= 0 && (uint32_t)token < s->n_vocab && s->count[token] < UINT32_MAX)
+        s->count[token]++;
+}
+
+vkllm_status sched_sampler_check_openai(float presence, float frequency, uint32_t top_logprobs,
+                                        const char *who, core_err *err) {
+    if (!(presence >= -2.0f && presence <= 2.0f) || !(frequency >= -2.0f && frequency <= 2.0f))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "%s: presence_penalty %g and frequency_penalty %g must be in [-2, 2]", who,
+                         (double)presence, (double)frequency);
+    if (top_logprobs > VKLLM_TOP_LOGPROBS_MAX)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: top_logprobs %u is over %u", who,
+                         top_logprobs, VKLLM_TOP_LOGPROBS_MAX);
+    return VKLLM_OK;
+}
+
+/* c: every logit, c[i].id == i. One pass over the counts: the penalties already read every
+ * logit back, so a pass over the vocabulary is the cost of the step's sampling anyway. */
+static void apply_oai_penalties(const sched_sampler *s, cand *c, uint32_t nv) {
+    for (uint32_t i = 0; i < nv; i++)
+        if (s->count[i]) c[i].logit -= s->frequency * (float)s->count[i] + s->presence;
 }

@@ -3,6 +3,8 @@
  * eviction of unused ones), admission, preemption, step planning and commit. */
 #include "sched/sched.h"
 
+#include "sched/logprobs.h"
+
 #include <string.h>
 
 #define NO_PAGE UINT32_MAX
@@ -189,6 +191,9 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
     if (d->n_stop && !d->stop)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "request: %zu stop strings, no array",
                          d->n_stop);
+    vkllm_status st = sched_sampler_check_openai(d->presence_penalty, d->frequency_penalty,
+                                                 d->top_logprobs, "request", err);
+    if (st != VKLLM_OK) return st;
     const uint32_t nv = s->d.m->cfg.n_vocab;
     for (uint32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= nv)
@@ -219,6 +224,9 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
         }
     }
     if (ok) ok = sched_sampler_create(a, nv, &d->sampling, &r->smp) == VKLLM_OK;
+    if (ok)
+        ok = sched_sampler_set_penalties(r->smp, d->presence_penalty, d->frequency_penalty) ==
+             VKLLM_OK;
     if (!ok) {
         sched_req_free(r);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "request: out of memory");
@@ -236,7 +244,10 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
         r->ban = n_eog && s->ctx_bans;
         sched_sampler_set_banned(r->smp, eog, n_eog, r->ban);
     }
-    r->top_need = sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
+    r->on_logprobs = d->on_logprobs;
+    r->top_logprobs = d->top_logprobs;
+    /* log-probabilities are over every logit: no device sampling for this one */
+    r->top_need = r->on_logprobs ? 0 : sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
     r->max_tokens = d->max_tokens;
     r->ignore_eog = d->ignore_eog;
     r->on_token = d->on_token;
@@ -534,13 +545,50 @@ static void register_pages(sched *s, sched_req *r) {
     }
 }
 
-/* Appends a sampled token; finishes the request when a stop condition holds. */
-static void take_token(sched *s, sched_req *r, int32_t tok) {
-    sched_sampler_accept(r->smp, tok);
+/* ---- the requests' callbacks, through sched_desc.call ---- */
+
+typedef struct token_call {
+    int32_t tok;
+    const char *piece;
+    size_t len;
+} token_call;
+
+static bool call_on_token(sched_req *r, void *arg) {
+    const token_call *t = arg;
+    return r->on_token(r->user, t->tok, t->piece, t->len);
+}
+
+typedef struct logprobs_call {
+    int32_t tok;
+    float lp;
+    const vkllm_token_logprob *top;
+    uint32_t n_top;
+} logprobs_call;
+
+static bool call_on_logprobs(sched_req *r, void *arg) {
+    const logprobs_call *l = arg;
+    r->on_logprobs(r->user, l->tok, l->lp, l->top, l->n_top);
+    return true;
+}
+
+static bool call_user(sched *s, sched_req *r, bool (*fn)(sched_req *, void *), void *arg) {
+    return s->d.call ? s->d.call(s->d.call_ctx, r, fn, arg) : fn(r, arg);
+}
+
+/* Appends a sampled token; finishes the request when a stop condition holds. logits: the
+ * row it was sampled from (NULL: only candidates; never so for a request with on_logprobs). */
+static void take_token(sched *s, sched_req *r, int32_t tok, const float *logits) {
+    sched_sampler_accept_output(r->smp, tok);
     r->toks[r->n_toks++] = tok;
     r->res.n_generated++;
     s->st.tokens_decoded++;
     if (r->res.n_generated == 1) r->res.ttft_seconds = core_time_s() - r->t_submit;
+    if (r->on_logprobs && logits) {
+        vkllm_token_logprob top[VKLLM_TOP_LOGPROBS_MAX];
+        logprobs_call l = {.tok = tok, .top = top};
+        l.n_top = sched_logprobs(logits, s->d.m->cfg.n_vocab, tok, r->top_logprobs, &l.lp, top);
+        call_user(s, r, call_on_logprobs, &l);
+    }
     if (tok_is_eog(s->d.vocab, tok) && !r->ignore_eog) {
         finish(s, r, VKLLM_STOP_EOG, VKLLM_OK);
         return;
@@ -577,9 +625,7 @@ static void take_token(sched *s, sched_req *r, int32_t tok) {
             }
     }
     bool go = true;
-    if (r->on_token)
-        go = s->d.call_token ? s->d.call_token(s->d.call_ctx, r, tok, piece, pl)
-                             : r->on_token(r->user, tok, piece, pl);
+    if (r->on_token) go = call_user(s, r, call_on_token, &(token_call){tok, piece, pl});
     if (!go) {
         finish(s, r, VKLLM_STOP_CALLBACK, VKLLM_OK);
         return;
@@ -610,11 +656,12 @@ static void commit(sched *s, sched_step *st) {
         sched_req *r = st->req[e];
         const uint32_t row = o++;
         if (!r || r->state != SR_RUNNING) continue; /* ended while the step ran */
+        const float *logits = top ? NULL : s->logits + (uint64_t)row * nv;
         const int32_t tok =
             top ? sched_sampler_sample_top(r->smp, st->cand_ids + (uint64_t)row * top,
                                            st->cand_vals + (uint64_t)row * top, r->top_need)
-                : sched_sampler_sample(r->smp, s->logits + (uint64_t)row * nv);
-        take_token(s, r, tok);
+                : sched_sampler_sample(r->smp, logits);
+        take_token(s, r, tok, logits);
     }
 }
 

@@ -62,6 +62,8 @@ struct vkllm_request {
     size_t n_stop, stop_max;
     vkllm_token_fn on_token;
     void *user;
+    vkllm_logprobs_fn on_logprobs; /* non-NULL: its steps read full logits (top_need 0) */
+    uint32_t top_logprobs;
     /* output */
     char *text;
     size_t text_len, text_cap;
@@ -88,9 +90,10 @@ typedef struct sched_desc {
     bool overlap; /* plan and submit the next step while one runs, where the backend feeds */
     bool paced;   /* steps are driven with deadlines (eng_ctx_desc.paced) */
     bool warmup;  /* prepare every step shape's kernels at creation (backend warmup) */
-    /* calls a request's on_token (NULL: called directly); api_engine.c's wrapper skips the
-     * callbacks of freed requests and lets vkllm_request_free wait for one in progress */
-    bool (*call_token)(void *ctx, sched_req *r, int32_t tok, const char *piece, size_t len);
+    /* runs one of a request's callbacks, fn(r, arg), which calls its on_token or on_logprobs
+     * (NULL: called directly); api_engine.c's wrapper skips the callbacks of freed requests
+     * and lets vkllm_request_free wait for one in progress */
+    bool (*call)(void *ctx, sched_req *r, bool (*fn)(sched_req *r, void *arg), void *arg);
     void *call_ctx;
 } sched_desc;
 
@@ -120,9 +123,9 @@ void sched_add(sched *s, sched_req *r);
  * besides sched_create, sched_cancel_all and sched_destroy.
  *
  * sched_commit commits the ready step: each output samples its token, requests take their
- * tokens (on_token is called here), full pages enter the prefix cache, finished requests join
- * the finished list (sched_take_finished). It never calls the backend: a step in flight
- * (overlap) keeps running on the device meanwhile. */
+ * tokens (on_logprobs and on_token are called here), full pages enter the prefix cache,
+ * finished requests join the finished list (sched_take_finished). It never calls the
+ * backend: a step in flight (overlap) keeps running on the device meanwhile. */
 vkllm_status sched_advance(sched *s, double deadline, bool *ready, core_err *err);
 void sched_commit(sched *s);
 /* Requests queued or running, and whether a step is in progress (in flight or waiting for
