@@ -3,6 +3,8 @@
 Starts `vkllm serve --device cpu --port 0` servers on loopback and checks: chat and text
 completions, streamed and not, n = 2, stop strings, seed reproducibility, greedy answers equal
 to `vkllm run --temp 0`, usage in streams, cached_tokens on a repeated prompt, ignore_eos,
+log-probabilities (chat and completions, streamed equal to not streamed), presence and
+frequency penalties,
 tokenize/detokenize, every error path's status and error object, 429 when full, a client that
 disconnects mid-stream (its sequence is freed), 8 concurrent clients x 2 requests each equal
 to the same request alone, 503 while loading, and a clean exit (0) on SIGTERM with a stream in
@@ -177,13 +179,22 @@ def test_main(srv):
     cut = full[len(full) // 2: len(full) // 2 + 3]
     want = full[:full.index(cut)]
     for stop in (cut, ["zzqq", cut]):
+        lp = {"logprobs": 1} if isinstance(stop, list) else {}
         c = cl.completions.create(model="smol", prompt=prompt, temperature=0, max_tokens=NGEN,
-                                  stop=stop)
-        texts, fins, _, _ = stream_text(cl.completions.create(
-            model="smol", prompt=prompt, temperature=0, max_tokens=NGEN, stop=stop, stream=True))
+                                  stop=stop, **lp)
+        chunks = list(cl.completions.create(model="smol", prompt=prompt, temperature=0,
+                                            max_tokens=NGEN, stop=stop, stream=True, **lp))
+        texts, fins, _, _ = stream_text(chunks)
         check("stop %r: the text ends before it, streamed too" % (stop,),
               c.choices[0].text == want and c.choices[0].finish_reason == "stop"
               and texts.get(0) == want and fins.get(0) == "stop", (c.choices[0].text, texts, want))
+        if lp:  # the tokens that start in the answer, streamed or not
+            toks = c.choices[0].logprobs.tokens
+            s_toks = [t for ch in chunks for x in ch.choices if x.logprobs
+                      for t in x.logprobs.tokens]
+            check("stop with logprobs: the tokens that start before the stop string, streamed "
+                  "too", "".join(toks).startswith(want) and len("".join(toks[:-1])) < len(want)
+                  and s_toks == toks, (toks, s_toks, want))
 
     # n = 2; seeds
     c = cl.completions.create(model="smol", prompt="Once upon a time", temperature=0.8, seed=7,
@@ -207,6 +218,8 @@ def test_main(srv):
         stream_options={"include_usage": True}))
     check("n = 2 streamed: both choices, both finished", texts == {0: text, 1: text}
           and len(fins) == 2 and usage.completion_tokens == 2 * u.completion_tokens, texts)
+
+    test_logprobs(cl, text)
 
     # the prefix cache: a long prompt again
     long_sys = [{"role": "system", "content": "You answer questions about the sea. " * 12},
@@ -257,8 +270,16 @@ def test_main(srv):
         ("wrong method", u_chat, "GET", None, 405, None, "method_not_allowed"),
         ("prompt over the context", srv.url + "/v1/completions", "POST",
          {"prompt": "hello " * 3000, "max_tokens": 4}, 400, "prompt", "context_length_exceeded"),
-        ("logprobs (not supported yet)", u_chat, "POST", {"messages": msgs, "logprobs": True},
-         400, "logprobs", "unsupported_parameter"),
+        ("logit_bias (not supported yet)", u_chat, "POST",
+         {"messages": msgs, "logit_bias": {"1": 5}}, 400, "logit_bias", "unsupported_parameter"),
+        ("presence_penalty over 2", u_chat, "POST", {"messages": msgs, "presence_penalty": 2.5},
+         400, "presence_penalty", None),
+        ("frequency_penalty under -2", srv.url + "/v1/completions", "POST",
+         {"prompt": "x", "frequency_penalty": -3}, 400, "frequency_penalty", None),
+        ("top_logprobs over 20", u_chat, "POST",
+         {"messages": msgs, "logprobs": True, "top_logprobs": 21}, 400, "top_logprobs", None),
+        ("completions logprobs over 20", srv.url + "/v1/completions", "POST",
+         {"prompt": "x", "logprobs": 21}, 400, "logprobs", None),
         ("response_format json_schema (not supported yet)", u_chat, "POST",
          {"messages": msgs, "response_format": {"type": "json_schema"}}, 400, "response_format",
          "unsupported_parameter"),
@@ -270,10 +291,16 @@ def test_main(srv):
         check("error: %s -> %d" % (name, want), st == want and is_error_object(j, param, code),
               (st, j))
     try:
-        cl.chat.completions.create(model="smol", messages=msgs, logprobs=True)
-        check("openai client: BadRequestError for logprobs", False)
+        cl.chat.completions.create(model="smol", messages=msgs, logit_bias={"1": 5})
+        check("openai client: BadRequestError for logit_bias", False)
     except openai.BadRequestError as e:
-        check("openai client: BadRequestError for logprobs", e.code == "unsupported_parameter")
+        check("openai client: BadRequestError for logit_bias", e.code == "unsupported_parameter")
+    try:
+        cl.chat.completions.create(model="smol", messages=msgs, frequency_penalty=-2.5)
+        check("openai client: BadRequestError for frequency_penalty -2.5", False)
+    except openai.BadRequestError as e:
+        check("openai client: BadRequestError for frequency_penalty -2.5",
+              e.param == "frequency_penalty", e)
     try:
         cl.completions.create(model="smol", prompt="hello " * 3000, max_tokens=2)
         check("openai client: context_length_exceeded", False)
@@ -344,6 +371,77 @@ def test_main(srv):
           "request alone (%.1f s)" % (time.time() - t0),
           not errors and len(results) == 16 and same, errors or
           [(i, t) for i, t in results.values() if alone[i] != t])
+
+
+def lp_entries(content):
+    """(token, logprob, bytes, [(token, logprob)]) of chat logprobs content entries"""
+    return [(t.token, t.logprob, t.bytes, [(a.token, a.logprob) for a in t.top_logprobs])
+            for t in content]
+
+
+def test_logprobs(cl, text):
+    """log-probabilities (greedy: the chosen token heads its list) and penalties"""
+    r = cl.chat.completions.create(model="smol", messages=CHAT, temperature=0, max_tokens=NGEN,
+                                   logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    joined = b"".join(bytes(t.bytes) for t in content).decode("utf-8", "replace")
+    tops_ok = all(len(t.top_logprobs) == 3 and t.logprob <= 0
+                  and all(a.logprob <= b.logprob for a, b in zip(t.top_logprobs[1:],
+                                                                 t.top_logprobs))
+                  and t.top_logprobs[0].token == t.token
+                  and t.top_logprobs[0].logprob == t.logprob for t in content)
+    check("chat logprobs, top_logprobs 3: 3 sorted entries a token, the greedy one first, "
+          "logprob <= 0, the bytes make the text",
+          r.choices[0].message.content == text and content and tops_ok and joined == text
+          and len(content) == r.usage.completion_tokens
+          - (r.choices[0].finish_reason == "stop"), [(t.token, t.logprob) for t in content[:4]])
+    got = []
+    for ch in cl.chat.completions.create(model="smol", messages=CHAT, temperature=0,
+                                         max_tokens=NGEN, logprobs=True, top_logprobs=3,
+                                         stream=True):
+        for c in ch.choices:
+            if c.logprobs and c.logprobs.content:
+                got += c.logprobs.content
+    check("chat logprobs streamed: the same entries as not streamed",
+          lp_entries(got) == lp_entries(content), (len(got), len(content)))
+
+    prompt = "The capital of France is"
+    c = cl.completions.create(model="smol", prompt=prompt, temperature=0, max_tokens=NGEN,
+                              logprobs=3)
+    lp = c.choices[0].logprobs
+    n = len(lp.tokens)
+    check("completions logprobs 3: tokens, token_logprobs, top_logprobs (dicts), text_offset",
+          n == NGEN == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
+          and "".join(lp.tokens) == c.choices[0].text and lp.text_offset[0] == 0
+          and all(lp.text_offset[i + 1] == lp.text_offset[i] + len(lp.tokens[i])
+                  for i in range(n - 1))
+          and all(len(d) == 3 and max(d.values()) == v and v <= 0
+                  for d, v in zip(lp.top_logprobs, lp.token_logprobs)), lp)
+    s_toks, s_lps, s_offs = [], [], []
+    for ch in cl.completions.create(model="smol", prompt=prompt, temperature=0, max_tokens=NGEN,
+                                    logprobs=3, stream=True):
+        for x in ch.choices:
+            if x.logprobs:
+                s_toks += x.logprobs.tokens
+                s_lps += x.logprobs.token_logprobs
+                s_offs += x.logprobs.text_offset
+    check("completions logprobs streamed: the same as not streamed",
+          (s_toks, s_lps, s_offs) == (lp.tokens, lp.token_logprobs, lp.text_offset), s_toks)
+
+    # penalties: a prompt the model repeats; OpenAI's penalties on the answer's tokens
+    rep_prompt = "Repeat after me: hello hello hello hello hello hello"
+    n_pen = 16
+    plain = cl.completions.create(model="smol", prompt=rep_prompt, temperature=0,
+                                  max_tokens=n_pen).choices[0].text
+    freq = cl.completions.create(model="smol", prompt=rep_prompt, temperature=0,
+                                 max_tokens=n_pen, frequency_penalty=2).choices[0].text
+    both = cl.chat.completions.create(
+        model="smol", messages=[{"role": "user", "content": rep_prompt}], temperature=0,
+        max_tokens=n_pen, presence_penalty=2, frequency_penalty=0.5,
+        extra_body={"ignore_eos": True}).choices[0].message.content
+    check("penalties: frequency_penalty 2 changes a repeating answer; chat takes them too",
+          plain.count("hello") > 8 and freq != plain and freq.count("hello") < 4 and both,
+          (plain, freq, both))
 
 
 def test_key_and_limits():

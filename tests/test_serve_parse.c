@@ -1,6 +1,7 @@
 /* apps/vkllm/serve_parse.c: vkllm serve's request bodies into srv_request (every field, wrong
  * types, missing fields, bad and huge values, bodies that are not objects, messages without
- * role or content, stop as a string and a list, fields refused as not supported yet),
+ * role or content, stop as a string and a list, log-probabilities and penalties, fields
+ * refused as not supported yet),
  * tokenize/detokenize bodies, OpenAI's error object, and the stream's text helpers (UTF-8
  * boundaries, stop-string hold-back, cleaning). */
 #include <setjmp.h>
@@ -104,6 +105,9 @@ static void test_chat_every_field(void **state) {
     assert_string_equal(r.stop[1], "yz");
     assert_int_equal(r.n, 3);
     assert_true(r.stream && r.include_usage && r.ignore_eos);
+    assert_true(r.presence_penalty == 0.0f && r.frequency_penalty == 0.0f);
+    assert_false(r.logprobs);
+    assert_int_equal(r.top_logprobs, 0);
     srv_request_free(&r);
 
     /* null is "not given"; max_tokens alone; n_predict (llama-server) when neither */
@@ -168,6 +172,75 @@ static void test_completion_prompts(void **state) {
     expect_fail(SRV_COMPLETION, "{\"prompt\":null}", "prompt", "required", NULL);
     /* messages belong to chat: a completion needs its prompt */
     expect_fail(SRV_COMPLETION, "{" CHAT_MSG "}", "prompt", "required", NULL);
+}
+
+/* chat: logprobs (bool) with top_logprobs 0..20; completions: logprobs N 0..20; presence and
+ * frequency penalties in [-2, 2] on both. */
+static void test_logprobs_and_penalties(void **state) {
+    (void)state;
+    srv_request r;
+    srv_error e;
+    assert_true(parse(SRV_CHAT,
+                      "{" CHAT_MSG ",\"logprobs\":true,\"top_logprobs\":3,"
+                      "\"presence_penalty\":0.5,\"frequency_penalty\":-2}",
+                      &r, &e));
+    assert_true(r.logprobs);
+    assert_int_equal(r.top_logprobs, 3);
+    assert_true(r.presence_penalty == 0.5f && r.frequency_penalty == -2.0f);
+    srv_request_free(&r);
+    assert_true(parse(SRV_CHAT, "{" CHAT_MSG ",\"logprobs\":true,\"top_logprobs\":20}", &r, &e));
+    assert_true(r.logprobs && r.top_logprobs == 20);
+    srv_request_free(&r);
+    assert_true(parse(SRV_CHAT, "{" CHAT_MSG ",\"logprobs\":true}", &r, &e));
+    assert_true(r.logprobs && r.top_logprobs == 0);
+    srv_request_free(&r);
+    /* top_logprobs 0 or null without logprobs: nothing asked */
+    assert_true(parse(SRV_CHAT, "{" CHAT_MSG ",\"top_logprobs\":0,\"logprobs\":null}", &r, &e));
+    assert_false(r.logprobs);
+    srv_request_free(&r);
+    assert_true(parse(SRV_COMPLETION,
+                      "{\"prompt\":\"x\",\"logprobs\":5,\"presence_penalty\":2,"
+                      "\"frequency_penalty\":1.5}",
+                      &r, &e));
+    assert_true(r.logprobs && r.top_logprobs == 5);
+    assert_true(r.presence_penalty == 2.0f && r.frequency_penalty == 1.5f);
+    srv_request_free(&r);
+    assert_true(parse(SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":0}", &r, &e));
+    assert_true(r.logprobs && r.top_logprobs == 0); /* the chosen tokens' only */
+    srv_request_free(&r);
+    assert_true(parse(SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":20}", &r, &e));
+    assert_true(r.logprobs && r.top_logprobs == 20);
+    srv_request_free(&r);
+    /* top_logprobs is not a field of OpenAI's completions: ignored there */
+    assert_true(parse(SRV_COMPLETION, "{\"prompt\":\"x\",\"top_logprobs\":30}", &r, &e));
+    assert_false(r.logprobs);
+    srv_request_free(&r);
+    static const struct {
+        srv_kind kind;
+        const char *field, *param, *msg;
+    } bad[] = {
+        {SRV_CHAT, "\"top_logprobs\":3", "top_logprobs", "needs 'logprobs' set to true"},
+        {SRV_CHAT, "\"logprobs\":false,\"top_logprobs\":1", "top_logprobs", "needs 'logprobs'"},
+        {SRV_CHAT, "\"logprobs\":true,\"top_logprobs\":21", "top_logprobs", "between 0 and 20"},
+        {SRV_CHAT, "\"logprobs\":true,\"top_logprobs\":-1", "top_logprobs", "between 0 and 20"},
+        {SRV_CHAT, "\"logprobs\":true,\"top_logprobs\":2.5", "top_logprobs", "integer"},
+        {SRV_CHAT, "\"logprobs\":3", "logprobs", "must be a boolean"},
+        {SRV_COMPLETION, "\"logprobs\":21", "logprobs", "between 0 and 20"},
+        {SRV_COMPLETION, "\"logprobs\":-1", "logprobs", "between 0 and 20"},
+        {SRV_COMPLETION, "\"logprobs\":true", "logprobs", "must be an integer"},
+        {SRV_CHAT, "\"presence_penalty\":2.5", "presence_penalty", "between -2 and 2"},
+        {SRV_CHAT, "\"presence_penalty\":-2.01", "presence_penalty", "between -2 and 2"},
+        {SRV_CHAT, "\"frequency_penalty\":-3", "frequency_penalty", "between -2 and 2"},
+        {SRV_CHAT, "\"frequency_penalty\":1e400", "frequency_penalty", "between -2 and 2"},
+        {SRV_COMPLETION, "\"frequency_penalty\":2.1", "frequency_penalty", "between -2 and 2"},
+        {SRV_COMPLETION, "\"presence_penalty\":\"1\"", "presence_penalty", "must be a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{%s,%s}",
+                 bad[i].kind == SRV_CHAT ? CHAT_MSG : "\"prompt\":\"x\"", bad[i].field);
+        expect_fail(bad[i].kind, body, bad[i].param, bad[i].msg, NULL);
+    }
 }
 
 static void test_wrong_types(void **state) {
@@ -344,10 +417,6 @@ static void test_refused(void **state) {
         srv_kind kind;
         const char *field, *param;
     } cases[] = {
-        {SRV_CHAT, "\"logprobs\":true", "logprobs"},
-        {SRV_CHAT, "\"top_logprobs\":3", "top_logprobs"},
-        {SRV_CHAT, "\"presence_penalty\":0.5", "presence_penalty"},
-        {SRV_CHAT, "\"frequency_penalty\":-1", "frequency_penalty"},
         {SRV_CHAT, "\"logit_bias\":{\"50256\":-100}", "logit_bias"},
         {SRV_CHAT, "\"response_format\":{\"type\":\"json_object\"}", "response_format"},
         {SRV_CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}",
@@ -362,7 +431,7 @@ static void test_refused(void **state) {
         {SRV_CHAT, "\"json_schema\":{}", "json_schema"},
         {SRV_CHAT, "\"mirostat\":2", "mirostat"},
         {SRV_CHAT, "\"typical_p\":0.5", "typical_p"},
-        {SRV_COMPLETION, "\"logprobs\":0", "logprobs"},
+        {SRV_CHAT, "\"n_probs\":3", "n_probs"}, /* llama-server's post-sampling figures */
         {SRV_COMPLETION, "\"echo\":true", "echo"},
         {SRV_COMPLETION, "\"suffix\":\"end\"", "suffix"},
         {SRV_COMPLETION, "\"best_of\":3", "best_of"},
@@ -486,7 +555,7 @@ int main(void) {
         cmocka_unit_test(test_messages),           cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_not_objects),        cmocka_unit_test(test_refused),
         cmocka_unit_test(test_tokenize_bodies),    cmocka_unit_test(test_error_json),
-        cmocka_unit_test(test_text_helpers),
+        cmocka_unit_test(test_text_helpers),       cmocka_unit_test(test_logprobs_and_penalties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,14 @@
  * only text that cannot be the start of a stop string and ends on a UTF-8 boundary; at a
  * choice's end the rest of the engine's final text (a stop string already cut off) follows.
  * A client that disconnects cancels its requests at once; they are freed when MHD lets go of
- * the response (its free callback), or here for answers that are not streamed. */
+ * the response (its free callback), or here for answers that are not streamed.
+ *
+ * Log-probabilities: on_logprobs records each sampled token's figures with the offset where
+ * its text starts in the choice's pieces (it runs just before that token's on_token). A token
+ * is reported with the text it starts in: a delta carries the tokens that start before its
+ * end; the whole answer, those that start inside its final text, and at its very end those of
+ * an answer cut by length (an end-of-generation token, or one past a stop string, is not part
+ * of the answer). So a stream reports the same tokens as the answer that is not streamed. */
 #include "serve.h"
 
 #include <cjson/cJSON.h>
@@ -24,14 +31,28 @@
 
 typedef struct gen_job gen_job;
 
+/* One sampled token's log-probabilities (on_logprobs). */
+typedef struct gen_lp {
+    int32_t token;
+    float logprob;
+    uint32_t n_top;
+    size_t offset; /* where its text starts in the choice's pieces: bytes, and characters */
+    size_t char_offset;
+    vkllm_token_logprob top[VKLLM_TOP_LOGPROBS_MAX];
+} gen_lp;
+
 typedef struct gen_choice {
     gen_job *job;
     uint32_t index;
     vkllm_request *req; /* NULL until submitted */
     char *got;          /* the pieces on_token gave (under job->mu) */
     size_t n_got, cap_got;
-    size_t sent;   /* bytes of the text already streamed */
-    bool finished; /* its last chunk is written (streams) */
+    size_t n_chars; /* characters (UTF-8 sequences begun) in got */
+    size_t sent;    /* bytes of the text already streamed */
+    bool finished;  /* its last chunk is written (streams) */
+    gen_lp *lp;     /* what on_logprobs gave (under job->mu), n_lp_sent of them streamed */
+    size_t n_lp, cap_lp, n_lp_sent;
+    bool lp_oom; /* on_logprobs could not keep one: the request stops, the answer is a 500 */
 } gen_choice;
 
 struct gen_job {
@@ -64,6 +85,7 @@ static void job_free(gen_job *j) {
     for (uint32_t i = 0; j->ch && i < j->rq.n; i++) {
         vkllm_request_free(j->ch[i].req); /* cancels it if it still runs */
         free(j->ch[i].got);
+        free(j->ch[i].lp);
     }
     atomic_fetch_sub(&j->s->inflight, (int)j->rq.n);
     free(j->ch);
@@ -99,16 +121,44 @@ static bool on_token(void *user, int32_t tok, const char *piece, size_t len) {
     }
     memcpy(c->got + c->n_got, piece, len);
     c->n_got += len;
-    const bool go = !j->gone;
+    for (size_t k = 0; k < len; k++) /* lead bytes: text_offset counts characters */
+        c->n_chars += ((unsigned char)piece[k] & 0xC0) != 0x80;
+    const bool go = !j->gone && !c->lp_oom;
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
     return go;
+}
+
+static void on_logprobs(void *user, int32_t tok, float logprob, const vkllm_token_logprob *top,
+                        uint32_t n_top) {
+    gen_choice *c = user;
+    pthread_mutex_lock(&c->job->mu);
+    if (c->n_lp == c->cap_lp) {
+        const size_t cap = c->cap_lp ? c->cap_lp * 2 : 64;
+        gen_lp *g = realloc(c->lp, cap * sizeof *g);
+        if (!g) {
+            c->lp_oom = true; /* its on_token stops the request */
+            pthread_mutex_unlock(&c->job->mu);
+            return;
+        }
+        c->lp = g;
+        c->cap_lp = cap;
+    }
+    gen_lp *e = &c->lp[c->n_lp++];
+    *e = (gen_lp){.token = tok,
+                  .logprob = logprob,
+                  .n_top = n_top,
+                  .offset = c->n_got,
+                  .char_offset = c->n_chars};
+    memcpy(e->top, top, n_top * sizeof *top);
+    pthread_mutex_unlock(&c->job->mu);
 }
 
 /* Submits choice i (without the job's lock: tokenizing takes a while). */
 static vkllm_status submit(gen_job *j, uint32_t i, srv_error *err) {
     const srv_request *q = &j->rq;
     vkllm_request_desc d = {
+        .struct_size = sizeof d,
         .prompt = q->prompt,
         .prompt_len = q->prompt_len,
         .tokens = q->tokens,
@@ -122,6 +172,10 @@ static vkllm_status submit(gen_job *j, uint32_t i, srv_error *err) {
         .n_stop = q->n_stop,
         .on_token = on_token,
         .user = &j->ch[i],
+        .presence_penalty = q->presence_penalty,
+        .frequency_penalty = q->frequency_penalty,
+        .on_logprobs = q->logprobs ? on_logprobs : NULL,
+        .top_logprobs = q->top_logprobs,
     };
     d.sampling.seed = j->seed + i; /* n > 1: different answers, reproducible from one seed */
     vkllm_request *r = NULL;
@@ -211,6 +265,95 @@ static cJSON *text_json(const char *t, size_t n) {
     return v;
 }
 
+/* ---- log-probabilities as JSON ---- */
+
+/* A token's text (special tokens rendered: an alternative <|im_end|> says the answer could
+ * end there) into buf; its length. */
+static size_t token_text(const gen_job *j, int32_t tok, char *buf, size_t cap) {
+    size_t n = 0;
+    if (vkllm_token_to_piece(j->s->model, tok, true, buf, cap, &n) != VKLLM_OK && n <= cap) n = 0;
+    return n < cap ? n : cap;
+}
+
+/* OpenAI's figure: -9999 stands for -inf (JSON has no infinities) */
+static double lp_value(float lp) {
+    return lp > -9999.0f ? (double)lp : -9999.0;
+}
+
+/* chat: {"token", "logprob", "bytes"} (the exact bytes, where token is not valid UTF-8) */
+static cJSON *chat_token_json(const gen_job *j, int32_t tok, float lp) {
+    char buf[512];
+    const size_t n = token_text(j, tok, buf, sizeof buf);
+    cJSON *o = cJSON_CreateObject(), *b = cJSON_CreateArray();
+    cJSON_AddItemToObject(o, "token", text_json(buf, n));
+    cJSON_AddNumberToObject(o, "logprob", lp_value(lp));
+    for (size_t k = 0; k < n; k++)
+        cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)buf[k]));
+    cJSON_AddItemToObject(o, "bytes", b);
+    return o;
+}
+
+/* choices[].logprobs for entries [from, to) of a choice: chat's {"content": [...],
+ * "refusal": null}, completions' {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+ * NULL (JSON null) when the request did not ask for them. */
+static cJSON *lp_json(const gen_job *j, const gen_choice *c, size_t from, size_t to) {
+    if (!j->rq.logprobs) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (j->rq.kind == SRV_CHAT) {
+        cJSON *content = cJSON_AddArrayToObject(o, "content");
+        for (size_t i = from; i < to; i++) {
+            const gen_lp *e = &c->lp[i];
+            cJSON *t = chat_token_json(j, e->token, e->logprob);
+            cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
+            for (uint32_t k = 0; k < e->n_top; k++)
+                cJSON_AddItemToArray(top, chat_token_json(j, e->top[k].token, e->top[k].logprob));
+            cJSON_AddItemToArray(content, t);
+        }
+        cJSON_AddNullToObject(o, "refusal");
+        return o;
+    }
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
+    cJSON *lps = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+    cJSON *offs = cJSON_AddArrayToObject(o, "text_offset");
+    for (size_t i = from; i < to; i++) {
+        const gen_lp *e = &c->lp[i];
+        char buf[512];
+        size_t n = token_text(j, e->token, buf, sizeof buf);
+        cJSON_AddItemToArray(toks, text_json(buf, n));
+        cJSON_AddItemToArray(lps, cJSON_CreateNumber(lp_value(e->logprob)));
+        cJSON *d = cJSON_CreateObject();
+        for (uint32_t k = 0; k < e->n_top; k++) {
+            n = token_text(j, e->top[k].token, buf, sizeof buf);
+            char *key = srv_utf8_clean(buf, n, NULL);
+            /* two ids with one text: the more likely one stands for both */
+            if (key && !cJSON_GetObjectItemCaseSensitive(d, key))
+                cJSON_AddNumberToObject(d, key, lp_value(e->top[k].logprob));
+            free(key);
+        }
+        cJSON_AddItemToArray(tops, d);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)e->char_offset));
+    }
+    return o;
+}
+
+/* The entries reported with a choice's final text of len bytes (see the top of the file). */
+static size_t lp_final(const gen_choice *c, size_t len, vkllm_stop_reason stop) {
+    const bool cut = stop == VKLLM_STOP_EOG || stop == VKLLM_STOP_STRING;
+    size_t n = 0;
+    while (n < c->n_lp && (c->lp[n].offset < len || (c->lp[n].offset == len && !cut)))
+        n++;
+    return n;
+}
+
+/* The entries whose text starts before byte `safe` of the pieces, from n_lp_sent on. */
+static size_t lp_before(const gen_choice *c, size_t safe) {
+    size_t n = c->n_lp_sent;
+    while (n < c->n_lp && c->lp[n].offset < safe)
+        n++;
+    return n;
+}
+
 static void add_usage(cJSON *o, const gen_job *j) {
     vkllm_request_result r0 = {.struct_size = sizeof r0};
     uint64_t gen = 0;
@@ -228,9 +371,10 @@ static void add_usage(cJSON *o, const gen_job *j) {
     cJSON_AddNumberToObject(pd, "cached_tokens", r0.n_cached);
 }
 
-/* One choice of a chunk: delta text (NULL: none), finish reason (NULL: null). */
+/* One choice of a chunk: delta text (NULL: none), finish reason (NULL: null), logprobs
+ * (taken; NULL: null). */
 static char *chunk(const gen_job *j, uint32_t index, const char *text, size_t n, bool role,
-                   const char *finish) {
+                   const char *finish, cJSON *logprobs) {
     cJSON *o = head(j, true), *cs = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(cs, c);
     cJSON_AddNumberToObject(c, "index", index);
@@ -241,7 +385,10 @@ static char *chunk(const gen_job *j, uint32_t index, const char *text, size_t n,
     } else {
         cJSON_AddItemToObject(c, "text", text_json(text, text ? n : 0));
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    if (logprobs)
+        cJSON_AddItemToObject(c, "logprobs", logprobs);
+    else
+        cJSON_AddNullToObject(c, "logprobs");
     if (finish)
         cJSON_AddStringToObject(c, "finish_reason", finish);
     else
@@ -283,7 +430,7 @@ static void stream_fill(gen_job *j) {
         j->started = true;
         if (j->rq.kind == SRV_CHAT)
             for (uint32_t i = 0; i < j->rq.n; i++)
-                out_event(j, chunk(j, i, "", 0, true, NULL));
+                out_event(j, chunk(j, i, "", 0, true, NULL, NULL));
     }
     bool all = j->n_submitted == j->rq.n;
     for (uint32_t i = 0; i < j->n_submitted; i++) {
@@ -294,18 +441,22 @@ static void stream_fill(gen_job *j) {
             vkllm_request_wait(c->req, &r);
             size_t len = 0;
             const char *t = vkllm_request_text(c->req, &len);
-            if (r.status != VKLLM_OK) {
+            if (r.status != VKLLM_OK || c->lp_oom) {
                 srv_error e;
                 srv_fail(&e, 500, "server_error", NULL, NULL, "the request failed: %s",
-                         vkllm_status_str(r.status));
+                         vkllm_status_str(c->lp_oom ? VKLLM_ERR_OUT_OF_MEMORY : r.status));
                 out_event(j, srv_error_json(&e));
                 j->ended = true;
                 return;
             }
-            if (len > c->sent) out_event(j, chunk(j, i, t + c->sent, len - c->sent, false, NULL));
+            const size_t n_lp = lp_final(c, len, r.stop);
+            if (len > c->sent || n_lp > c->n_lp_sent)
+                out_event(j, chunk(j, i, t + c->sent, len > c->sent ? len - c->sent : 0, false,
+                                   NULL, lp_json(j, c, c->n_lp_sent, n_lp)));
             c->sent = len > c->sent ? len : c->sent;
+            c->n_lp_sent = n_lp;
             out_event(j, chunk(j, i, j->rq.kind == SRV_CHAT ? NULL : "", 0, false,
-                               finish_reason(r.stop)));
+                               finish_reason(r.stop), NULL));
             c->finished = true;
             continue;
         }
@@ -313,8 +464,11 @@ static void stream_fill(gen_job *j) {
         size_t safe = c->n_got - srv_stop_holdback(c->got, c->n_got, j->rq.stop, j->rq.n_stop);
         safe = srv_utf8_complete(c->got, safe);
         if (safe > c->sent) {
-            out_event(j, chunk(j, i, c->got + c->sent, safe - c->sent, false, NULL));
+            const size_t n_lp = lp_before(c, safe);
+            out_event(j, chunk(j, i, c->got + c->sent, safe - c->sent, false, NULL,
+                               lp_json(j, c, c->n_lp_sent, n_lp)));
             c->sent = safe;
+            c->n_lp_sent = n_lp;
         }
     }
     if (all && !j->ended) {
@@ -388,7 +542,11 @@ static char *answer_json(gen_job *j) {
         } else {
             cJSON_AddItemToObject(c, "text", text_json(t, len));
         }
-        cJSON_AddNullToObject(c, "logprobs");
+        cJSON *lp = lp_json(j, &j->ch[i], 0, lp_final(&j->ch[i], len, r.stop));
+        if (lp)
+            cJSON_AddItemToObject(c, "logprobs", lp);
+        else
+            cJSON_AddNullToObject(c, "logprobs");
         cJSON_AddStringToObject(c, "finish_reason", finish_reason(r.stop));
     }
     add_usage(o, j);
@@ -402,6 +560,7 @@ static vkllm_status failed(const gen_job *j) {
     for (uint32_t i = 0; i < j->rq.n; i++) {
         vkllm_request_result r = {.struct_size = sizeof r};
         if (vkllm_request_wait(j->ch[i].req, &r) != VKLLM_OK) return r.status;
+        if (j->ch[i].lp_oom) return VKLLM_ERR_OUT_OF_MEMORY;
     }
     return VKLLM_OK;
 }

@@ -140,22 +140,7 @@ static bool nonzero_number(const cJSON *o, const char *name, double lo, double h
 }
 
 static bool check_refused(const cJSON *o, srv_kind kind, srv_error *e) {
-    const char *pen = "no repetition penalties but repeat_penalty";
-    if (!nonzero_number(o, "presence_penalty", -2.0, 2.0, e, pen) ||
-        !nonzero_number(o, "frequency_penalty", -2.0, 2.0, e, pen))
-        return false;
     const cJSON *v;
-    if (kind == SRV_CHAT) {
-        bool lp = false;
-        if (!get_bool(o, "logprobs", &lp, e)) return false;
-        if (lp) return unsupported(e, "logprobs", "no log-probabilities");
-    } else if ((v = field(o, "logprobs"))) {
-        if (!cJSON_IsNumber(v)) return bad(e, "logprobs", "'%s' must be an integer%s", "");
-        return unsupported(e, "logprobs", "no log-probabilities");
-    }
-    long long top_lp = 0;
-    if (!get_int(o, "top_logprobs", 0, 20, &top_lp, NULL, e)) return false;
-    if (top_lp > 0) return unsupported(e, "top_logprobs", "no log-probabilities");
     if ((v = field(o, "logit_bias"))) {
         if (!cJSON_IsObject(v)) return bad(e, "logit_bias", "'%s' must be an object%s", "");
         if (v->child) return unsupported(e, "logit_bias", "no logit biases");
@@ -211,7 +196,8 @@ static bool check_refused(const cJSON *o, srv_kind kind, srv_error *e) {
         return unsupported(e, "grammar", "no constrained sampling");
     if (field(o, "json_schema")) return unsupported(e, "json_schema", "no constrained sampling");
     if (!nonzero_number(o, "mirostat", 0, 2, e, "top-k, top-p, min-p and temperature only") ||
-        !nonzero_number(o, "n_probs", 0, 1e9, e, "no log-probabilities"))
+        !nonzero_number(o, "n_probs", 0, 1e9, e,
+                        "post-sampling probabilities; logprobs gives OpenAI's"))
         return false;
     float typical = 1.0f;
     if (!get_float(o, "typical_p", 0, 1, &typical, NULL, e)) return false;
@@ -423,6 +409,29 @@ static bool parse_sampling(const cJSON *o, const srv_limits *lim, srv_request *r
         s->seed = (uint64_t)v;
         r->seed_set = true;
     }
+    return get_float(o, "presence_penalty", -2.0, 2.0, &r->presence_penalty, NULL, e) &&
+           get_float(o, "frequency_penalty", -2.0, 2.0, &r->frequency_penalty, NULL, e);
+}
+
+/* chat: logprobs (bool) and top_logprobs (0..20, with logprobs only, as OpenAI); completions:
+ * logprobs, the number of alternatives (OpenAI's legacy API takes 0..5; 0..20 here, as
+ * vLLM's). */
+static bool parse_logprobs(const cJSON *o, srv_kind kind, srv_request *r, srv_error *e) {
+    long long k = 0;
+    bool set = false;
+    if (kind == SRV_COMPLETION) {
+        if (!get_int(o, "logprobs", 0, VKLLM_TOP_LOGPROBS_MAX, &k, &set, e)) return false;
+        r->logprobs = set;
+        r->top_logprobs = (uint32_t)k;
+        return true;
+    }
+    if (!get_bool(o, "logprobs", &r->logprobs, e) ||
+        !get_int(o, "top_logprobs", 0, VKLLM_TOP_LOGPROBS_MAX, &k, &set, e))
+        return false;
+    if (k > 0 && !r->logprobs)
+        return srv_fail(e, 400, INVALID, NULL, "top_logprobs",
+                        "'top_logprobs' needs 'logprobs' set to true");
+    r->top_logprobs = (uint32_t)k;
     return true;
 }
 
@@ -449,7 +458,7 @@ bool srv_parse_request(srv_kind kind, const char *body, size_t len, const srv_li
         ok = oom(e);
     ok = ok && (kind == SRV_CHAT ? parse_messages(o, &lim, r, e) : parse_prompt(o, r, e));
     ok = ok && check_refused(o, kind, e) && parse_sampling(o, &lim, r, e) &&
-         parse_stop(o, &lim, r, e);
+         parse_logprobs(o, kind, r, e) && parse_stop(o, &lim, r, e);
     long long n = 1;
     ok = ok && get_int(o, "n", 1, lim.max_n, &n, NULL, e);
     r->n = (uint32_t)n;

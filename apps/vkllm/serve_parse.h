@@ -65,6 +65,12 @@ typedef struct srv_request {
     bool stream;
     bool include_usage; /* stream_options.include_usage */
     bool ignore_eos;
+    /* OpenAI's penalties, [-2, 2] */
+    float presence_penalty, frequency_penalty;
+    /* log-probabilities: chat's logprobs: true with top_logprobs (0..20), or completions'
+     * logprobs: N (0..20; OpenAI's legacy API allows 5) */
+    bool logprobs;
+    uint32_t top_logprobs;
 } srv_request;
 
 /* The sampling of a request that sets none of its fields (llama-server's defaults). */
