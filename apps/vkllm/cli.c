@@ -42,6 +42,11 @@ static const char *k_gen_help =
     "      --min-p P          min-p (default 0.05; 0 = off)\n"
     "      --repeat-penalty R repetition penalty (default 1.0 = off)\n"
     "      --repeat-last-n N  tokens the penalty looks back over (default 64)\n"
+    "      --presence-penalty P  OpenAI's presence penalty in [-2, 2] (default 0 = off):\n"
+    "                         P off the logit of every token already generated\n"
+    "      --frequency-penalty F OpenAI's frequency penalty in [-2, 2] (default 0 = off):\n"
+    "                         F times its count off the logit of each generated token\n"
+    "                         (both count the answer's tokens, not the prompt's)\n"
     "      --seed N           random seed (default: random, printed with -v)\n"
     "      --ignore-eos       never sample end-of-generation tokens (run to -n)\n"
     "  -v, --verbose          log what the runtime does\n";
@@ -73,6 +78,13 @@ void cli_usage(FILE *f, const char *cmd) {
                 "usage: vkllm run [options]\n\nGenerates text from a prompt; the text goes "
                 "to stdout as it is made, a speed summary to stderr.\n\n%s%s"
                 "      --no-echo          do not print the prompt before the output\n"
+                "      --logprobs N       print each generated token's log-probability and\n"
+                "                         the N (0-20) most likely tokens at its place, one\n"
+                "                         JSON line per token on stderr: {\"token\": id,\n"
+                "                         \"piece\", \"logprob\", \"top_logprobs\": [{\"token\",\n"
+                "                         \"piece\", \"logprob\"}]}; natural logs of the\n"
+                "                         model's own distribution (before penalties and\n"
+                "                         temperature: OpenAI's logprobs)\n"
                 "\nMany prompts at once (continuous batching):\n"
                 "      --parallel N       with -f: every non-empty line of the file is a\n"
                 "                         request (\\n in a line is a newline), N run at once;\n"
@@ -146,6 +158,9 @@ enum {
     OPT_MIN_P,
     OPT_REPEAT_PENALTY,
     OPT_REPEAT_LAST_N,
+    OPT_PRESENCE_PENALTY,
+    OPT_FREQUENCY_PENALTY,
+    OPT_LOGPROBS,
     OPT_SEED,
     OPT_PARALLEL,
     OPT_KV_MIB,
@@ -183,6 +198,9 @@ static const struct option k_long[] = {
     {"min-p", required_argument, NULL, OPT_MIN_P},
     {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},
     {"repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N},
+    {"presence-penalty", required_argument, NULL, OPT_PRESENCE_PENALTY},
+    {"frequency-penalty", required_argument, NULL, OPT_FREQUENCY_PENALTY},
+    {"logprobs", required_argument, NULL, OPT_LOGPROBS},
     {"seed", required_argument, NULL, OPT_SEED},
     {"parallel", required_argument, NULL, OPT_PARALLEL},
     {"kv-mib", required_argument, NULL, OPT_KV_MIB},
@@ -236,6 +254,7 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     o->sampling.min_p = 0.05f;
     o->sampling.repeat_penalty = 1.0f;
     o->sampling.repeat_last_n = 64;
+    o->logprobs = -1;
     optind = 1;
     opterr = 0;
     int c, li;
@@ -308,6 +327,15 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             break;
         case OPT_REPEAT_LAST_N:
             INT(0, 4096, "a count in [0, 4096]", &o->sampling.repeat_last_n);
+            break;
+        case OPT_PRESENCE_PENALTY:
+            FLT(-2.0f, 2.0f, "a penalty in [-2, 2]", &o->presence_penalty);
+            break;
+        case OPT_FREQUENCY_PENALTY:
+            FLT(-2.0f, 2.0f, "a penalty in [-2, 2]", &o->frequency_penalty);
+            break;
+        case OPT_LOGPROBS:
+            INT(0, VKLLM_TOP_LOGPROBS_MAX, "a count in [0, 20]", &o->logprobs);
             break;
         case OPT_SEED: {
             char *end;

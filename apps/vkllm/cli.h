@@ -27,6 +27,8 @@ typedef struct cli_opts {
      * options, as cli_error lists them ("a smaller context (-c); another device (--device)") */
     const char *oom_tips;
     vkllm_sampling sampling;
+    float presence_penalty, frequency_penalty; /* OpenAI's, [-2, 2] */
+    int logprobs;                              /* run: -1 off, else alternatives per token */
     bool seed_set;
     bool ignore_eos;
     bool no_echo;

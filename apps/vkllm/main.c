@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "serve.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 
@@ -31,14 +32,49 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* user: NULL, or a double that gets the time of the first token if it is still 0 */
+/* what run's callbacks share */
+typedef struct run_ctx {
+    double t_first; /* the time of the first token, once there is one */
+    vkllm_model *model;
+} run_ctx;
+
+/* user: NULL, or a run_ctx */
 static bool print_piece(void *user, int32_t tok, const char *piece, size_t len) {
     (void)tok;
-    double *first = user;
-    if (first && *first == 0.0) *first = now_s();
+    run_ctx *rc = user;
+    if (rc && rc->t_first == 0.0) rc->t_first = now_s();
     fwrite(piece, 1, len, stdout);
     fflush(stdout);
     return true;
+}
+
+/* {"token": id, "piece": its text (special tokens rendered; invalid UTF-8 as U+FFFD),
+ * "logprob": x} */
+static cJSON *logprob_json(vkllm_model *m, int32_t tok, float lp) {
+    char buf[512];
+    size_t n = 0, len = 0;
+    if (vkllm_token_to_piece(m, tok, true, buf, sizeof buf, &n) != VKLLM_OK) n = 0;
+    char *clean = srv_utf8_clean(buf, n, &len);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "token", tok);
+    cJSON_AddStringToObject(o, "piece", clean ? clean : "");
+    cJSON_AddNumberToObject(o, "logprob",
+                            lp > -9999.0f ? (double)lp : -9999.0); /* -inf: OpenAI's */
+    free(clean);
+    return o;
+}
+
+/* --logprobs N: one JSON line per generated token on stderr */
+static void print_logprobs(void *user, int32_t tok, float lp, const vkllm_token_logprob *top,
+                           uint32_t n_top) {
+    const run_ctx *rc = user;
+    cJSON *o = logprob_json(rc->model, tok, lp), *arr = cJSON_AddArrayToObject(o, "top_logprobs");
+    for (uint32_t i = 0; i < n_top; i++)
+        cJSON_AddItemToArray(arr, logprob_json(rc->model, top[i].token, top[i].logprob));
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) fprintf(stderr, "%s\n", s);
+    free(s);
+    cJSON_Delete(o);
 }
 
 const char *cli_stop_name(vkllm_stop_reason r) {
@@ -91,10 +127,14 @@ static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s
 
 int cmd_run(int argc, char **argv) {
     const double t_start = now_s();
-    double t_first = 0.0;
+    run_ctx ctx = {0};
     cli_opts o;
     int pr = cli_begin(argc, argv, "run", &o);
     if (pr >= 0) return pr;
+    if (o.parallel && o.logprobs >= 0) {
+        fprintf(stderr, "error: --logprobs goes without --parallel (one prompt at a time)\n");
+        return 1;
+    }
     if (o.parallel) return cmd_run_parallel(&o);
     if (o.chat || o.kv_mib || o.no_prefix_cache || o.kv_type) {
         fprintf(stderr, "error: --chat, --kv-mib, --kv-type and --no-prefix-cache go with "
@@ -120,14 +160,20 @@ int cmd_run(int argc, char **argv) {
             fwrite(prompt, 1, plen, stdout);
             fflush(stdout);
         }
+        ctx.model = model;
         vkllm_generate_desc gd = {
+            .struct_size = sizeof gd,
             .prompt = prompt,
             .prompt_len = plen,
             .max_tokens = o.n_predict,
             .ignore_eog = o.ignore_eos,
             .sampling = o.sampling,
             .on_token = print_piece,
-            .user = &t_first,
+            .user = &ctx,
+            .presence_penalty = o.presence_penalty,
+            .frequency_penalty = o.frequency_penalty,
+            .on_logprobs = o.logprobs >= 0 ? print_logprobs : NULL,
+            .top_logprobs = o.logprobs >= 0 ? (uint32_t)o.logprobs : 0,
         };
         vkllm_generate_result r = {0};
         vkllm_status st = vkllm_generate(s, &gd, &r);
@@ -137,7 +183,7 @@ int cmd_run(int argc, char **argv) {
             rc = 1;
         } else {
             fputc('\n', stdout);
-            print_summary(rt, &r, t_first > 0 ? t_first - t_start : 0);
+            print_summary(rt, &r, ctx.t_first > 0 ? ctx.t_first - t_start : 0);
         }
     }
     vkllm_session_destroy(s);
@@ -280,12 +326,15 @@ int cmd_chat(int argc, char **argv) {
         if (o.verbose) fprintf(stderr, "vkllm: turn text: [%s]\n", turn);
         reply.n = 0;
         vkllm_generate_desc gd = {
+            .struct_size = sizeof gd,
             .prompt = turn,
             .prompt_len = tl,
             .max_tokens = o.n_predict,
             .sampling = o.sampling,
             .on_token = collect_piece,
             .user = &reply,
+            .presence_penalty = o.presence_penalty,
+            .frequency_penalty = o.frequency_penalty,
         };
         vkllm_generate_result r = {0};
         vkllm_status st = vkllm_generate(s, &gd, &r);

@@ -118,8 +118,12 @@ int cmd_run_parallel(const cli_opts *o) {
     for (size_t i = 0; ready && i < n; i++) {
         vkllm_chat_message msgs[2] = {{"system", o->system}, {"user", lines[i]}};
         const size_t nm = o->system ? 2 : 1;
-        vkllm_request_desc d = {
-            .max_tokens = o->n_predict, .ignore_eog = o->ignore_eos, .sampling = o->sampling};
+        vkllm_request_desc d = {.struct_size = sizeof d,
+                                .max_tokens = o->n_predict,
+                                .ignore_eog = o->ignore_eos,
+                                .sampling = o->sampling,
+                                .presence_penalty = o->presence_penalty,
+                                .frequency_penalty = o->frequency_penalty};
         if (o->chat) {
             d.messages = o->system ? msgs : msgs + 1;
             d.n_messages = nm;
