@@ -60,6 +60,10 @@ expect_error "unknown option" "unknown option '--frob'" -- run --frob
 expect_error "bad number" "not a token count" -- run -m "$model" -p hi -n lots
 expect_error "option without value" "needs a value" -- run -m "$model" -p
 expect_error "bad temperature" "temperature" -- run -m "$model" -p hi --temp -1
+expect_error "penalty over 2" "not a penalty in \[-2, 2\]" -- run -m "$model" -p hi --frequency-penalty 3
+expect_error "penalty under -2" "not a penalty in \[-2, 2\]" -- run -m "$model" -p hi --presence-penalty -2.5
+expect_error "logprobs over 20" "not a count in \[0, 20\]" -- run -m "$model" -p hi --logprobs 21
+expect_error "logprobs with --parallel" "logprobs goes without --parallel" -- run -m "$model" -f "$tmp/x" --parallel 2 --logprobs 1
 head -c 1000000 "$model" >"$tmp/truncated.gguf"
 expect_error "truncated model" "truncated\.gguf" -- run -m "$tmp/truncated.gguf" -p hi
 printf 'not a gguf file at all' >"$tmp/garbage.gguf"
@@ -90,6 +94,22 @@ if ls "$tmp/no" >/dev/null 2>&1; then
     echo "FAIL perplexity: KL base unwritable left something behind"
 fi
 expect_ok "info: model as a plain argument" -- info --no-tensors "$model"
+# run --logprobs N: one JSON line per generated token on stderr, N alternatives each, the
+# greedy token first among them
+expect_ok "run --logprobs 3" -- run -m "$model" --device cpu --temp 0 -n 4 --ignore-eos \
+    --logprobs 3 -p "The capital of France is"
+lines=$(grep -c '^{"token":' "$tmp/err")
+tops=$(grep -cE '"top_logprobs":\[(\{"token":[0-9]+,"piece":"[^"]*","logprob":-?[0-9.e-]+\},?){3}\]\}$' "$tmp/err")
+greedy=$(sed -nE 's/^\{"token":([0-9]+),.*"top_logprobs":\[\{"token":([0-9]+),.*/\1 \2/p' "$tmp/err" |
+    awk '$1 == $2' | wc -l)
+if [ "$lines" = 4 ] && [ "$tops" = 4 ] && [ "$greedy" = 4 ]; then
+    pass=$((pass + 1))
+    echo "ok   run --logprobs 3: 4 lines of 3 alternatives"
+else
+    fail=$((fail + 1))
+    echo "FAIL run --logprobs 3: $lines lines, $tops with 3 alternatives, $greedy greedy first:"
+    sed 's/^/     /' "$tmp/err" | head -6
+fi
 
 expect_ok "top-level help" -- --help
 for c in run chat tokenize info devices bench synth perplexity quantize imatrix prune; do
