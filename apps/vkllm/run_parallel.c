@@ -83,9 +83,11 @@ int cmd_run_parallel(const cli_opts *o) {
         free(lines);
         return 1;
     }
+    char *schema = NULL;
     vkllm_runtime *rt;
     vkllm_model *model;
-    if (cli_open(o, false, &rt, &model)) {
+    if (cli_json_schema(o, &schema) || cli_open(o, false, &rt, &model)) {
+        free(schema);
         free(text);
         free(lines);
         return 1;
@@ -118,8 +120,11 @@ int cmd_run_parallel(const cli_opts *o) {
     for (size_t i = 0; ready && i < n; i++) {
         vkllm_chat_message msgs[2] = {{"system", o->system}, {"user", lines[i]}};
         const size_t nm = o->system ? 2 : 1;
-        vkllm_request_desc d = {
-            .max_tokens = o->n_predict, .ignore_eog = o->ignore_eos, .sampling = o->sampling};
+        vkllm_request_desc d = {.struct_size = sizeof(vkllm_request_desc),
+                                .max_tokens = o->n_predict,
+                                .ignore_eog = o->ignore_eos,
+                                .sampling = o->sampling,
+                                .json_schema = schema};
         if (o->chat) {
             d.messages = o->system ? msgs : msgs + 1;
             d.n_messages = nm;
@@ -201,5 +206,6 @@ int cmd_run_parallel(const cli_opts *o) {
     free(ttft);
     free(lines);
     free(text);
+    free(schema);
     return rc;
 }

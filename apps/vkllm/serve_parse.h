@@ -65,6 +65,9 @@ typedef struct srv_request {
     bool stream;
     bool include_usage; /* stream_options.include_usage */
     bool ignore_eos;
+    /* response_format json_object / json_schema: the schema's text (vkllm_request_desc
+     * .json_schema); NULL: plain text. */
+    char *json_schema;
 } srv_request;
 
 /* The sampling of a request that sets none of its fields (llama-server's defaults). */
