@@ -297,6 +297,53 @@ static void test_mask_agrees(void **state) {
     jsc_run_free(run);
 }
 
+/* A top-level integer with the EOG ids banned (ignore_eog): once no digit may follow, nothing
+ * may be sampled and the sampler says so (-1) instead of returning a banned token. */
+static void test_banned_end(void **state) {
+    const uint32_t nv = tok_n_vocab(g_m->vocab);
+    float *logits = malloc(nv * sizeof *logits);
+    uint32_t n_eog = 0;
+    const int32_t *eog = tok_eog_ids(g_m->vocab, &n_eog);
+    for (int seed = 0; seed < 6; seed++) {
+        jsc_run *run = NULL;
+        assert_int_equal(jsc_run_create(NULL, g_v, compile_ok("{\"type\":\"integer\"}"), &run),
+                         VKLLM_OK);
+        vkllm_sampling p = {.temperature = seed ? 1.0f : 0.0f, .seed = (uint64_t)seed};
+        sched_sampler *smp = NULL;
+        assert_int_equal(sched_sampler_create(NULL, nv, &p, &smp), VKLLM_OK);
+        sched_sampler_set_json(smp, run);
+        sched_sampler_set_banned(smp, eog, n_eog, false);
+        uint64_t r = (uint64_t)seed + 99;
+        char text[64];
+        size_t len = 0;
+        int32_t tok = 0;
+        for (int step = 0; step < 40 && tok >= 0; step++) {
+            for (uint32_t i = 0; i < nv; i++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                logits[i] = (float)((r >> 40) % 1000) / 100.0f;
+            }
+            tok = sched_sampler_sample(smp, logits);
+            if (tok < 0) break;
+            assert_false(tok_is_eog(g_m->vocab, tok));
+            char piece[512];
+            const size_t pl = tok_piece(g_m->vocab, tok, false, piece, sizeof piece);
+            assert_true(len + pl < sizeof text);
+            memcpy(text + len, piece, pl);
+            len += pl;
+            jsc_run_accept(run, tok);
+        }
+        text[len] = '\0';
+        assert_int_equal(tok, -1);
+        assert_true(len >= 1 && len <= 16);
+        jsc_schema *check = compile_ok("{\"type\":\"integer\"}");
+        assert_int_equal(run_text(check, text), 1);
+        jsc_free(check);
+        sched_sampler_free(smp);
+        jsc_run_free(run);
+    }
+    free(logits);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_object),
@@ -307,6 +354,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test_setup_teardown(test_sampled_documents, setup_vocab, teardown_vocab),
         cmocka_unit_test_setup_teardown(test_mask_agrees, setup_vocab, teardown_vocab),
+        cmocka_unit_test_setup_teardown(test_banned_end, setup_vocab, teardown_vocab),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

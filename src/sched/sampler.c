@@ -162,15 +162,16 @@ static int32_t sample_json(sched_sampler *s, cand *c, uint32_t nv) {
     }
     uint8_t *allow = jsc_run_allow_buf(s->json);
     if (jsc_run_mask(s->json, allow) == 0) return -1; /* nothing can follow (sched.h) */
-    uint32_t first = nv;
+    bool any = false;
     for (uint32_t i = 0; i < nv; i++)
         if (!allow[i])
             c[i].logit = -INFINITY;
-        else if (first == nv)
-            first = i;
+        else if (c[i].logit > -INFINITY)
+            any = true;
+    /* every allowed token banned (only EOG may follow, with ignore_eog): nothing to sample */
+    if (!any) return -1;
     const int32_t t = sample_cands(s, c, nv, true);
-    /* the allowed ones may all be -inf (banned, or the model's own -inf logits) */
-    return allow[t] ? t : (int32_t)first;
+    return allow[t] ? t : -1;
 }
 
 int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {

@@ -40,8 +40,9 @@ void sched_sampler_accept(sched_sampler *s, int32_t token);
  * vocabulary only when that token is not allowed (the argmax of the allowed ones is then the
  * same token). With a run, sched_sampler_top_needed is 0: every logit is needed. The caller
  * moves the run past each sampled token (jsc_run_accept); run (NULL: off) must outlive the
- * sampler's use of it. sched_sampler_sample returns -1 when the schema allows no token at all
- * (a vocabulary without some single byte's token): the caller ends the generation. */
+ * sampler's use of it. sched_sampler_sample returns -1 when the schema allows no token that
+ * is not banned (only end of generation may follow, and ignore_eog bans it; or a vocabulary
+ * without some byte's token): the caller ends the generation. */
 struct jsc_run;
 void sched_sampler_set_json(sched_sampler *s, struct jsc_run *run);
 
