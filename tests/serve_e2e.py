@@ -356,11 +356,11 @@ def test_main(srv):
 PERSON = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "maxLength": 30},
+        "name": {"type": "string", "maxLength": 20},
         "age": {"type": "integer"},
         "colour": {"enum": ["red", "green", "blue"]},
-        "hobbies": {"type": "array", "items": {"type": "string", "maxLength": 20},
-                    "maxItems": 3},
+        "hobbies": {"type": "array", "items": {"type": "string", "maxLength": 12},
+                    "maxItems": 2},
         "pet": {"type": ["boolean", "null"]},
     },
     "required": ["name", "age", "colour", "hobbies", "pet"],
@@ -380,18 +380,17 @@ def test_json(srv, cl):
 
     def chat(stream, **kw):
         if not stream:
-            r = cl.chat.completions.create(model="smol", messages=ask, max_tokens=200, **kw)
+            r = cl.chat.completions.create(model="smol", messages=ask, max_tokens=160, **kw)
             return r.choices[0].message.content, r.choices[0].finish_reason
         texts, finishes, _, _ = stream_text(cl.chat.completions.create(
-            model="smol", messages=ask, max_tokens=200, stream=True, **kw))
+            model="smol", messages=ask, max_tokens=160, stream=True, **kw))
         return texts.get(0, ""), finishes.get(0)
 
     def completion():
-        st, j = http(srv.url + "/v1/completions", "POST", {
-            "prompt": "A JSON object describing a person:", "max_tokens": 200,
-            "temperature": 0, "response_format": fmt})
-        return (j["choices"][0]["text"], j["choices"][0]["finish_reason"]) if st == 200 \
-            else (str(j), None)
+        r = cl.completions.create(model="smol", prompt="A JSON object describing a person:",
+                                  max_tokens=160, temperature=0,
+                                  extra_body={"response_format": fmt})
+        return r.choices[0].text, r.choices[0].finish_reason
 
     jobs = {
         "json_schema, greedy": lambda: chat(False, temperature=0, response_format=fmt),
@@ -400,6 +399,8 @@ def test_json(srv, cl):
                                              response_format={"type": "json_object"}),
         "json_schema, completions": completion,
     }
+    if SANITIZED:  # the server under ASan: two answers
+        jobs = {k: v for k, v in jobs.items() if k.startswith("json_schema, ") and "comp" not in k}
     t0 = time.time()
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as ex:
         futs = {name: ex.submit(f) for name, f in jobs.items()}
