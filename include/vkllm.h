@@ -442,7 +442,25 @@ typedef struct vkllm_generate_desc {
      * Reads every logit of each step back from the device (no sampling there). */
     vkllm_logprobs_fn on_logprobs;
     uint32_t top_logprobs;
+    /* Structured output (appended: set struct_size): NULL, or a JSON Schema the text
+     * must follow. Only tokens that keep the text a prefix of a document the schema accepts
+     * are sampled (greedy or not), end of generation only once it is whole, and generation
+     * ends (VKLLM_STOP_EOG) when the document closes; max_tokens may still cut it short
+     * (VKLLM_STOP_MAX_TOKENS). VKLLM_JSON_ANY_OBJECT: any JSON object. The subset:
+     * type (object, array, string, number, integer, boolean, null, or a list), properties
+     * (in their order; those not in required may be left out; no other keys), required,
+     * additionalProperties (an object without properties: any keys), items, minItems,
+     * maxItems, minLength, maxLength, enum, const, anyOf (branches that start differently),
+     * annotations (title, description, ...); any other keyword ($ref, minimum, pattern, ...)
+     * is an error that names it (VKLLM_ERR_INVALID_ARG, see the last error). No whitespace
+     * around the document, at most 20 bytes in a gap inside it (docs/serve.md, "Structured
+     * output"). */
+    const char *json_schema;
 } vkllm_generate_desc;
+
+/* vkllm_generate_desc.json_schema / vkllm_request_desc.json_schema: any JSON object (what
+ * OpenAI's response_format json_object asks for). "{}" or "true": any JSON value. */
+#define VKLLM_JSON_ANY_OBJECT "{\"type\":\"object\"}"
 
 typedef struct vkllm_generate_result {
     uint32_t struct_size; /* sizeof(vkllm_generate_result), or 0 (see "versions and the ABI") */
@@ -551,6 +569,8 @@ typedef struct vkllm_request_desc {
     float frequency_penalty;
     vkllm_logprobs_fn on_logprobs;
     uint32_t top_logprobs;
+    /* Structured output (appended: set struct_size): as vkllm_generate_desc's. */
+    const char *json_schema;
 } vkllm_request_desc;
 
 typedef struct vkllm_request_result {

@@ -30,11 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The Python packages of the tests (tests/requirements-serve.txt: the openai client) in a
-# virtual environment of their own, remade when the list changes.
+# The Python packages of the tests (tests/requirements-serve.txt: the openai client and
+# jsonschema) in a virtual environment of their own, remade when the list changes.
 pyenv="${VKLLM_PYENV:-${VKLLM_CACHE:-$HOME/.cache/vkllm}/pyenv}"
 req="$(cd "$(dirname "$0")/.." && pwd)/tests/requirements-serve.txt"
-if ! cmp -s "$req" "$pyenv/requirements-serve.txt" || ! "$pyenv/bin/python" -c 'import openai' 2>/dev/null; then
+if ! cmp -s "$req" "$pyenv/requirements-serve.txt" || ! "$pyenv/bin/python" -c 'import openai, jsonschema' 2>/dev/null; then
     echo "deps: Python packages into $pyenv"
     python3 -m venv "$pyenv"
     "$pyenv/bin/pip" install -q --disable-pip-version-check -r "$req"

@@ -436,6 +436,14 @@ vkllm_status vkllm_submit(vkllm_engine *e, const vkllm_request_desc *user_desc,
     sched_req *r = NULL;
     if (st == VKLLM_OK) st = sched_req_create(e->s, toks, n, d, &r, &err);
     core_free(e->m->rt->alloc, toks);
+    if (st == VKLLM_OK && d->json_schema) { /* structured output */
+        struct jsc_run *run = NULL;
+        st = api_json_run(e->m, d->json_schema, &run, &err);
+        if (st == VKLLM_OK)
+            sched_req_set_json(r, run);
+        else
+            sched_req_free(r), r = NULL;
+    }
     pthread_mutex_lock(&e->mu);
     if (st == VKLLM_OK) {
         r->owner = e;

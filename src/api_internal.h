@@ -11,6 +11,12 @@
 #include "sched/sampler.h"
 
 #include <pthread.h>
+
+struct jsc_run;
+/* Structured output: compiles schema (vkllm_request_desc.json_schema) for a generation on m;
+ * the token table is made on first use (under m->mu). Errors VKLLM_ERR_INVALID_ARG with the
+ * schema's problem in err. src/api_json.c. */
+vkllm_status api_json_run(vkllm_model *m, const char *schema, struct jsc_run **out, core_err *err);
 #include <stdatomic.h>
 
 struct vkllm_runtime {
@@ -41,7 +47,8 @@ struct vkllm_model {
     gguf_str chat_tmpl;
     char **tensor_names; /* NUL-terminated copies for vkllm_model_tensor, made under mu */
     pthread_mutex_t mu;
-    char type_name[16]; /* vkllm_model_info.type */
+    char type_name[16];           /* vkllm_model_info.type */
+    struct jsc_vocab *json_vocab; /* structured output's token table, made when first needed */
     core_err err;
 };
 

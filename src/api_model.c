@@ -2,6 +2,7 @@
  * attached to the runtime's backend; plus tokens, chat templates, metadata and tensor tables. */
 #include "api_abi.h"
 #include "api_internal.h"
+#include "sched/json_schema.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -107,6 +108,7 @@ void vkllm_model_free(vkllm_model *m) {
     m->rt->backend->vt->model_detach(m->rt->backend, &m->em); /* no-op if never attached */
     pthread_mutex_unlock(&m->rt->be_mu);
     eng_model_free(&m->em);
+    jsc_vocab_free(m->json_vocab);
     tok_free(m->vocab);
     if (m->tensor_names) {
         for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++)

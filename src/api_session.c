@@ -8,6 +8,7 @@
 #include "api_abi.h"
 #include "api_internal.h"
 #include "sched/logprobs.h"
+#include "sched/json_schema.h"
 
 #include <string.h>
 
@@ -219,8 +220,16 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
                          "generate: empty prompt and empty "
                          "context (nothing to continue from)");
 
+    /* structured output: the run's mask applies from the first generated token */
+    struct jsc_run *json = NULL;
+    if (d->json_schema) {
+        vkllm_status jst = api_json_run(m, d->json_schema, &json, &s->err);
+        if (jst != VKLLM_OK) return jst;
+    }
+
     /* 2. prefill */
     sched_sampler_reset(s->sampler, &d->sampling);
+    sched_sampler_set_json(s->sampler, json);
     uint32_t n_eog = 0;
     const int32_t *eog_ids = d->ignore_eog ? tok_eog_ids(m->vocab, &n_eog) : NULL;
     /* ignore_eog: never sampled; left out of the candidates by the backend where it can */
@@ -233,7 +242,11 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
     const uint32_t top = d->on_logprobs ? 0 : sched_sampler_top_needed(s->sampler, ENG_TOP_K_MAX);
     double t0 = core_time_s();
     vkllm_status st = eval_tokens(s, s->tokbuf, n, top, ban);
-    if (st != VKLLM_OK) return st;
+    if (st != VKLLM_OK) {
+        sched_sampler_set_json(s->sampler, NULL);
+        jsc_run_free(json);
+        return st;
+    }
     s->pending = -1;
     r.n_prompt = (uint32_t)n;
     for (size_t i = 0; i < n; i++)
@@ -250,7 +263,12 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
         }
         int32_t tok = top ? sched_sampler_sample_top(s->sampler, s->cand_ids, s->cand_vals, top)
                           : sched_sampler_sample(s->sampler, s->logits);
+        if (tok < 0) { /* the schema allows no token (sched_sampler_set_json) */
+            r.stop = VKLLM_STOP_EOG;
+            break;
+        }
         sched_sampler_accept_output(s->sampler, tok);
+        if (json) jsc_run_accept(json, tok);
         s->pending = tok;
         r.n_generated++;
         if (d->on_logprobs) {
@@ -273,6 +291,10 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
                 break;
             }
         }
+        if (json && jsc_run_done(json)) { /* the document is closed */
+            r.stop = VKLLM_STOP_EOG;
+            break;
+        }
         if (d->max_tokens > 0 && r.n_generated >= (uint32_t)d->max_tokens) {
             r.stop = VKLLM_STOP_MAX_TOKENS;
             break;
@@ -286,6 +308,8 @@ vkllm_status vkllm_generate(vkllm_session *s, const vkllm_generate_desc *user_de
         s->pending = -1;
     }
     r.decode_seconds = core_time_s() - t1;
+    sched_sampler_set_json(s->sampler, NULL);
+    jsc_run_free(json);
     if (res) API_OUT(vkllm_generate_result, res, &r);
     return st;
 }

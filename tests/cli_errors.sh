@@ -79,6 +79,23 @@ expect_error "run: plain argument" "unexpected argument" -- run -m "$model" hell
 expect_error "short option without value" "needs a value" -- run -m "$model" -n
 expect_error "unknown short option" "unknown option '-Z'" -- run -Z
 
+# structured output: bad schemas are named, and an answer under a schema is that JSON
+printf '{"type":"object","properties":{"n":{"type":"integer","minimum":1}}}' >"$tmp/min.json"
+expect_error "run: unsupported schema keyword" "unsupported keyword 'minimum' at /properties/n" \
+    -- run -m "$model" -p hi -n 4 --device cpu --json-schema "$tmp/min.json"
+expect_error "run: schema file missing" "cannot open schema file" -- run -m "$model" -p hi --json-schema "$tmp/none.json"
+expect_error "run: --json and --json-schema" "not both" -- run -m "$model" -p hi --json --json-schema "$tmp/min.json"
+printf '{"type":"object","properties":{"city":{"type":"string","maxLength":20},"people":{"type":"integer"}},"required":["city","people"]}' >"$tmp/city.json"
+expect_ok "run --json-schema" -- run -m "$model" --device cpu --temp 0 -n 64 --no-echo \
+    -p "A JSON object about Paris:" --json-schema "$tmp/city.json"
+if python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); assert set(d)=={"city","people"} and isinstance(d["people"], int) and len(d["city"]) <= 20' <"$tmp/out"; then
+    pass=$((pass + 1))
+    echo "ok   run --json-schema: $(cat "$tmp/out")"
+else
+    fail=$((fail + 1))
+    echo "FAIL run --json-schema: not the schema's JSON: $(cat "$tmp/out")"
+fi
+
 # perplexity
 printf 'In the beginning God created the heaven and the earth.\n' >"$tmp/short.txt"
 expect_error "perplexity: text too short" "at least 1024" -- perplexity -m "$model" -f "$tmp/short.txt" --device cpu

@@ -270,6 +270,16 @@ static void test_wrong_types(void **state) {
         {"\"logit_bias\":[]", "logit_bias", "must be an object"},
         {"\"response_format\":\"json\"", "response_format", "string 'type'"},
         {"\"response_format\":{\"type\":\"yaml\"}", "response_format", "must be 'text'"},
+        {"\"response_format\":{\"type\":\"json_schema\"}", "response_format.json_schema",
+         "must be an object"},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}",
+         "response_format.json_schema.name", "1 to 64 characters"},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\","
+         "\"strict\":1}}",
+         "response_format.json_schema.strict", "must be a boolean"},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\","
+         "\"schema\":[]}}",
+         "response_format.json_schema.schema", "must be an object"},
         {"\"tools\":{}", "tools", "must be an array"},
         {"\"presence_penalty\":\"0\"", "presence_penalty", "must be a number"},
         {"\"repeat_last_n\":\"8\"", "repeat_last_n", "must be an integer"},
@@ -418,9 +428,6 @@ static void test_refused(void **state) {
         const char *field, *param;
     } cases[] = {
         {SRV_CHAT, "\"logit_bias\":{\"50256\":-100}", "logit_bias"},
-        {SRV_CHAT, "\"response_format\":{\"type\":\"json_object\"}", "response_format"},
-        {SRV_CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}",
-         "response_format"},
         {SRV_CHAT, "\"tools\":[{\"type\":\"function\"}]", "tools"},
         {SRV_CHAT, "\"functions\":[{\"name\":\"f\"}]", "functions"},
         {SRV_CHAT, "\"tool_choice\":\"required\"", "tool_choice"},
@@ -442,6 +449,35 @@ static void test_refused(void **state) {
                  cases[i].kind == SRV_CHAT ? CHAT_MSG : "\"prompt\":\"x\"", cases[i].field);
         expect_fail(cases[i].kind, body, cases[i].param, "not supported yet",
                     "unsupported_parameter");
+    }
+}
+
+/* response_format: the schema's compact text for the engine (which checks it) */
+static void test_response_format(void **state) {
+    (void)state;
+    static const struct {
+        const char *field, *schema;
+    } cases[] = {
+        {"\"response_format\":{\"type\":\"text\"}", NULL},
+        {"\"response_format\":{\"type\":\"json_object\"}", VKLLM_JSON_ANY_OBJECT},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"a\"}}",
+         VKLLM_JSON_ANY_OBJECT},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"a\","
+         "\"strict\":true,\"schema\":{ \"type\" : \"object\", \"properties\": {\"x\": "
+         "{\"$ref\":\"#\"}}}}}",
+         "{\"type\":\"object\",\"properties\":{\"x\":{\"$ref\":\"#\"}}}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{" CHAT_MSG ",%s}", cases[i].field);
+        srv_request r;
+        srv_error e;
+        assert_true(srv_parse_request(SRV_CHAT, body, strlen(body), &k_lim, &r, &e));
+        if (cases[i].schema)
+            assert_string_equal(r.json_schema, cases[i].schema);
+        else
+            assert_null(r.json_schema);
+        srv_request_free(&r);
     }
 }
 
@@ -554,8 +590,9 @@ int main(void) {
         cmocka_unit_test(test_completion_prompts), cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_messages),           cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_not_objects),        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_tokenize_bodies),    cmocka_unit_test(test_error_json),
-        cmocka_unit_test(test_text_helpers),       cmocka_unit_test(test_logprobs_and_penalties),
+        cmocka_unit_test(test_response_format),    cmocka_unit_test(test_tokenize_bodies),
+        cmocka_unit_test(test_error_json),         cmocka_unit_test(test_text_helpers),
+        cmocka_unit_test(test_logprobs_and_penalties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,9 @@ static const char *k_gen_help =
     "                         (both count the answer's tokens, not the prompt's)\n"
     "      --seed N           random seed (default: random, printed with -v)\n"
     "      --ignore-eos       never sample end-of-generation tokens (run to -n)\n"
+    "      --json             the answer is a JSON object (constrained sampling)\n"
+    "      --json-schema FILE the answer is JSON that FILE's JSON Schema accepts (the subset\n"
+    "                         of docs/serve.md, \"Structured output\"; others: an error)\n"
     "  -v, --verbose          log what the runtime does\n";
 
 void cli_usage(FILE *f, const char *cmd) {
@@ -168,6 +171,8 @@ enum {
     OPT_CHAT,
     OPT_NO_PREFIX_CACHE,
     OPT_IGNORE_EOS,
+    OPT_JSON,
+    OPT_JSON_SCHEMA,
     OPT_NO_ECHO,
     OPT_IDS,
     OPT_NO_BOS,
@@ -208,6 +213,8 @@ static const struct option k_long[] = {
     {"chat", no_argument, NULL, OPT_CHAT},
     {"no-prefix-cache", no_argument, NULL, OPT_NO_PREFIX_CACHE},
     {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"json-schema", required_argument, NULL, OPT_JSON_SCHEMA},
     {"no-echo", no_argument, NULL, OPT_NO_ECHO},
     {"ids", no_argument, NULL, OPT_IDS},
     {"no-bos", no_argument, NULL, OPT_NO_BOS},
@@ -371,6 +378,12 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             break;
         case OPT_IGNORE_EOS:
             o->ignore_eos = true;
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_JSON_SCHEMA:
+            o->json_schema_file = optarg;
             break;
         case OPT_NO_ECHO:
             o->no_echo = true;
@@ -563,4 +576,46 @@ char *cli_read_prompt(const cli_opts *o, size_t *len) {
     p[n] = '\0';
     *len = n;
     return p;
+}
+
+int cli_json_schema(const cli_opts *o, char **out) {
+    *out = NULL;
+    if (o->json && o->json_schema_file) {
+        fprintf(stderr, "error: give --json or --json-schema, not both\n");
+        return 1;
+    }
+    if (o->json) {
+        *out = strdup(VKLLM_JSON_ANY_OBJECT);
+        return *out ? 0 : 1;
+    }
+    if (!o->json_schema_file) return 0;
+    FILE *f = fopen(o->json_schema_file, "rb");
+    if (!f) {
+        fprintf(stderr, "error: cannot open schema file %s: %s\n", o->json_schema_file,
+                strerror(errno));
+        return 1;
+    }
+    size_t cap = 4096, n = 0;
+    char *p = malloc(cap);
+    while (p) {
+        if (n + 1 >= cap) {
+            char *q = realloc(p, cap *= 2);
+            if (!q) free(p);
+            p = q;
+            continue;
+        }
+        const size_t got = fread(p + n, 1, cap - n - 1, f);
+        if (got == 0) break;
+        n += got;
+    }
+    const bool bad = ferror(f);
+    fclose(f);
+    if (!p || bad) {
+        fprintf(stderr, "error: cannot read schema file %s\n", o->json_schema_file);
+        free(p);
+        return 1;
+    }
+    p[n] = '\0';
+    *out = p;
+    return 0;
 }

@@ -31,6 +31,8 @@ typedef struct cli_opts {
     int logprobs;                              /* run: -1 off, else alternatives per token */
     bool seed_set;
     bool ignore_eos;
+    bool json;                    /* --json: any JSON object */
+    const char *json_schema_file; /* --json-schema FILE */
     bool no_echo;
     bool verbose;
     /* run -f FILE --parallel N */
@@ -47,6 +49,10 @@ typedef struct cli_opts {
     /* info */
     bool no_tensors;
 } cli_opts;
+
+/* The schema --json or --json-schema asks for (malloc'd; NULL: neither). 0 ok, 1 error
+ * (printed). */
+int cli_json_schema(const cli_opts *o, char **out);
 
 /* Parses argv[1..] (argv[0] is the subcommand) with getopt_long. Returns 0 ok, 1 error
  * (message printed), 2 help. */

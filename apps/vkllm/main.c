@@ -142,12 +142,18 @@ int cmd_run(int argc, char **argv) {
         return 1;
     }
     size_t plen;
+    char *schema = NULL;
+    if (cli_json_schema(&o, &schema)) return 1;
     char *prompt = cli_read_prompt(&o, &plen);
-    if (!prompt) return 1;
+    if (!prompt) {
+        free(schema);
+        return 1;
+    }
     vkllm_runtime *rt;
     vkllm_model *model;
     if (cli_open(&o, false, &rt, &model)) {
         free(prompt);
+        free(schema);
         return 1;
     }
     vkllm_session *s = NULL;
@@ -163,6 +169,7 @@ int cmd_run(int argc, char **argv) {
         ctx.model = model;
         vkllm_generate_desc gd = {
             .struct_size = sizeof gd,
+            .json_schema = schema,
             .prompt = prompt,
             .prompt_len = plen,
             .max_tokens = o.n_predict,
@@ -190,6 +197,7 @@ int cmd_run(int argc, char **argv) {
     vkllm_model_free(model);
     vkllm_runtime_destroy(rt);
     free(prompt);
+    free(schema);
     return rc;
 }
 

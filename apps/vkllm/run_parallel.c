@@ -83,9 +83,11 @@ int cmd_run_parallel(const cli_opts *o) {
         free(lines);
         return 1;
     }
+    char *schema = NULL;
     vkllm_runtime *rt;
     vkllm_model *model;
-    if (cli_open(o, false, &rt, &model)) {
+    if (cli_json_schema(o, &schema) || cli_open(o, false, &rt, &model)) {
+        free(schema);
         free(text);
         free(lines);
         return 1;
@@ -123,7 +125,8 @@ int cmd_run_parallel(const cli_opts *o) {
                                 .ignore_eog = o->ignore_eos,
                                 .sampling = o->sampling,
                                 .presence_penalty = o->presence_penalty,
-                                .frequency_penalty = o->frequency_penalty};
+                                .frequency_penalty = o->frequency_penalty,
+                                .json_schema = schema};
         if (o->chat) {
             d.messages = o->system ? msgs : msgs + 1;
             d.n_messages = nm;
@@ -205,5 +208,6 @@ int cmd_run_parallel(const cli_opts *o) {
     free(ttft);
     free(lines);
     free(text);
+    free(schema);
     return rc;
 }

@@ -159,6 +159,7 @@ static vkllm_status submit(gen_job *j, uint32_t i, srv_error *err) {
     const srv_request *q = &j->rq;
     vkllm_request_desc d = {
         .struct_size = sizeof d,
+        .json_schema = q->json_schema,
         .prompt = q->prompt,
         .prompt_len = q->prompt_len,
         .tokens = q->tokens,
@@ -181,6 +182,10 @@ static vkllm_status submit(gen_job *j, uint32_t i, srv_error *err) {
     vkllm_request *r = NULL;
     const vkllm_status st = vkllm_submit(j->s->engine, &d, &r);
     const char *param = q->kind == SRV_CHAT ? "messages" : "prompt";
+    /* the library checks the schema (vkllm_request_desc.json_schema) and says so */
+    if (st == VKLLM_ERR_INVALID_ARG && q->json_schema &&
+        strncmp(vkllm_engine_last_error(j->s->engine), "json schema:", 12) == 0)
+        param = "response_format";
     if (st == VKLLM_ERR_CONTEXT_FULL)
         srv_fail(err, 400, "invalid_request_error", "context_length_exceeded", param,
                  "This model's maximum context length is %u tokens; your prompt is longer "

@@ -145,19 +145,6 @@ static bool check_refused(const cJSON *o, srv_kind kind, srv_error *e) {
         if (!cJSON_IsObject(v)) return bad(e, "logit_bias", "'%s' must be an object%s", "");
         if (v->child) return unsupported(e, "logit_bias", "no logit biases");
     }
-    if ((v = field(o, "response_format"))) {
-        const cJSON *t = cJSON_IsObject(v) ? field(v, "type") : NULL;
-        if (!cJSON_IsString(t))
-            return bad(e, "response_format", "'%s' must be an object with a string 'type'%s", "");
-        if (strcmp(t->valuestring, "json_object") == 0 ||
-            strcmp(t->valuestring, "json_schema") == 0)
-            return unsupported(e, "response_format", "no constrained JSON output");
-        if (strcmp(t->valuestring, "text") != 0)
-            return srv_fail(e, 400, INVALID, NULL, "response_format",
-                            "'response_format.type' must be 'text', 'json_object' or "
-                            "'json_schema' (got '%.100s')",
-                            t->valuestring);
-    }
     static const char *const lists[] = {"tools", "functions"};
     for (size_t i = 0; i < 2; i++)
         if ((v = field(o, lists[i]))) {
@@ -203,6 +190,49 @@ static bool check_refused(const cJSON *o, srv_kind kind, srv_error *e) {
     if (!get_float(o, "typical_p", 0, 1, &typical, NULL, e)) return false;
     if (typical != 1.0f) return unsupported(e, "typical_p", "no locally typical sampling");
     return true;
+}
+
+/* response_format (openai-python's shared_params/response_format_*.py): "text", "json_object"
+ * (any JSON object) or "json_schema" with {"name", "schema", "strict", "description"}: the
+ * schema's compact text goes to the engine, which checks it (serve_gen.c names
+ * response_format in its errors). Without "schema": any JSON object. */
+static bool parse_response_format(const cJSON *o, srv_request *r, srv_error *e) {
+    const cJSON *v = field(o, "response_format");
+    if (!v) return true;
+    const cJSON *t = cJSON_IsObject(v) ? field(v, "type") : NULL;
+    if (!cJSON_IsString(t))
+        return bad(e, "response_format", "'%s' must be an object with a string 'type'%s", "");
+    if (strcmp(t->valuestring, "text") == 0) return true;
+    if (strcmp(t->valuestring, "json_object") == 0) {
+        r->json_schema = dup_n(VKLLM_JSON_ANY_OBJECT, strlen(VKLLM_JSON_ANY_OBJECT));
+        return r->json_schema ? true : oom(e);
+    }
+    if (strcmp(t->valuestring, "json_schema") != 0)
+        return srv_fail(e, 400, INVALID, NULL, "response_format",
+                        "'response_format.type' must be 'text', 'json_object' or "
+                        "'json_schema' (got '%.100s')",
+                        t->valuestring);
+    const char *p = "response_format.json_schema";
+    const cJSON *js = field(v, "json_schema");
+    if (!cJSON_IsObject(js)) return bad(e, p, "'%s' must be an object%s", "");
+    const cJSON *name = field(js, "name"), *strict = field(js, "strict");
+    if (!cJSON_IsString(name) || !name->valuestring[0] || strlen(name->valuestring) > 64)
+        return bad(e, "response_format.json_schema.name",
+                   "'%s' must be a string of 1 to 64 characters%s", "");
+    if (strict && !cJSON_IsBool(strict))
+        return bad(e, "response_format.json_schema.strict", "'%s' must be a boolean%s", "");
+    /* strict or not, the answer follows the schema: sampling is constrained either way */
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    if (!schema) {
+        r->json_schema = dup_n(VKLLM_JSON_ANY_OBJECT, strlen(VKLLM_JSON_ANY_OBJECT));
+        return r->json_schema ? true : oom(e);
+    }
+    if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
+        return bad(e, "response_format.json_schema.schema", "'%s' must be an object%s", "");
+    char *text = cJSON_PrintUnformatted(schema);
+    r->json_schema = text ? dup_n(text, strlen(text)) : NULL;
+    cJSON_free(text);
+    return r->json_schema ? true : oom(e);
 }
 
 /* ---- prompts ---- */
@@ -457,8 +487,9 @@ bool srv_parse_request(srv_kind kind, const char *body, size_t len, const srv_li
     else if (m && !(r->model = dup_n(m->valuestring, strlen(m->valuestring))))
         ok = oom(e);
     ok = ok && (kind == SRV_CHAT ? parse_messages(o, &lim, r, e) : parse_prompt(o, r, e));
-    ok = ok && check_refused(o, kind, e) && parse_sampling(o, &lim, r, e) &&
-         parse_logprobs(o, kind, r, e) && parse_stop(o, &lim, r, e);
+    ok = ok && check_refused(o, kind, e) && parse_response_format(o, r, e) &&
+         parse_sampling(o, &lim, r, e) && parse_logprobs(o, kind, r, e) &&
+         parse_stop(o, &lim, r, e);
     long long n = 1;
     ok = ok && get_int(o, "n", 1, lim.max_n, &n, NULL, e);
     r->n = (uint32_t)n;
@@ -483,6 +514,7 @@ void srv_request_free(srv_request *r) {
     free(r->tokens);
     for (size_t i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
+    free(r->json_schema);
     memset(r, 0, sizeof *r);
 }
 

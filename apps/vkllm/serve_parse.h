@@ -71,6 +71,9 @@ typedef struct srv_request {
      * logprobs: N (0..20; OpenAI's legacy API allows 5) */
     bool logprobs;
     uint32_t top_logprobs;
+    /* response_format json_object / json_schema: the schema's text (vkllm_request_desc
+     * .json_schema); NULL: plain text. */
+    char *json_schema;
 } srv_request;
 
 /* The sampling of a request that sets none of its fields (llama-server's defaults). */

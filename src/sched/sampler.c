@@ -2,6 +2,7 @@
  * temperature) are dropped before sorting, which makes top-k/top-p cheap on a 50k-128k vocab
  * without changing any probability that matters. No allocation per token. */
 #include "sched/sampler.h"
+#include "sched/json_schema.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct sched_sampler {
      * generated-token counts, allocated when a penalty is first set */
     float presence, frequency;
     uint32_t *count;
+    jsc_run *json;     /* structured output: the allowed tokens (sched_sampler_set_json) */
 };
 
 /* splitmix64 (Steele et al. 2014): small, fast, and good enough for sampling */
@@ -122,6 +124,7 @@ static bool has_oai_penalty(const sched_sampler *s) {
 
 uint32_t sched_sampler_top_needed(const sched_sampler *s, uint32_t k_max) {
     const vkllm_sampling *p = &s->p;
+    if (s->json) return 0; /* the mask can leave out any of the best */
     /* a penalty can reorder anything: all logits */
     if (has_penalty(p) || has_oai_penalty(s)) return 0;
     uint32_t k = 0;
@@ -155,6 +158,33 @@ int32_t sched_sampler_sample_top(sched_sampler *s, const int32_t *ids, const flo
     return sample_cands(s, s->c, n, false);
 }
 
+/* ---- structured output ---- */
+
+void sched_sampler_set_json(sched_sampler *s, jsc_run *run) {
+    s->json = run;
+}
+
+static int32_t sample_json(sched_sampler *s, cand *c, uint32_t nv) {
+    if (!(s->p.temperature > 0.0f) && !has_penalty(&s->p)) { /* the argmax, if allowed */
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < nv; i++)
+            if (c[i].logit > c[best].logit) best = i;
+        if (jsc_run_allows(s->json, (int32_t)best)) return (int32_t)best;
+    }
+    uint8_t *allow = jsc_run_allow_buf(s->json);
+    if (jsc_run_mask(s->json, allow) == 0) return -1; /* nothing can follow (sched.h) */
+    bool any = false;
+    for (uint32_t i = 0; i < nv; i++)
+        if (!allow[i])
+            c[i].logit = -INFINITY;
+        else if (c[i].logit > -INFINITY)
+            any = true;
+    /* every allowed token banned (only EOG may follow, with ignore_eog): nothing to sample */
+    if (!any) return -1;
+    const int32_t t = sample_cands(s, c, nv, true);
+    return allow[t] ? t : -1;
+}
+
 int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
     const uint32_t nv = s->n_vocab;
     cand *c = s->c;
@@ -162,6 +192,7 @@ int32_t sched_sampler_sample(sched_sampler *s, const float *logits) {
         c[i] = (cand){logits[i], (int32_t)i};
     for (uint32_t i = 0; i < s->n_ban; i++)
         if (s->ban[i] >= 0 && (uint32_t)s->ban[i] < nv) c[s->ban[i]].logit = -INFINITY;
+    if (s->json) return sample_json(s, c, nv);
     return sample_cands(s, c, nv, true);
 }
 

@@ -53,4 +53,17 @@ void sched_sampler_accept_output(sched_sampler *s, int32_t token);
 vkllm_status sched_sampler_check_openai(float presence, float frequency, uint32_t top_logprobs,
                                         const char *who, core_err *err);
 
+/* ---- structured output (json_schema.h) ----
+ * Only tokens the run's schema allows next may be sampled: the rest get logit -inf before
+ * the penalty, top-k, top-p, min-p and temperature, so the draw is from the constrained
+ * distribution exactly. A greedy sampler first checks the unconstrained argmax and masks the
+ * vocabulary only when that token is not allowed (the argmax of the allowed ones is then the
+ * same token). With a run, sched_sampler_top_needed is 0: every logit is needed. The caller
+ * moves the run past each sampled token (jsc_run_accept); run (NULL: off) must outlive the
+ * sampler's use of it. sched_sampler_sample returns -1 when the schema allows no token that
+ * is not banned (only end of generation may follow, and ignore_eog bans it; or a vocabulary
+ * without some byte's token): the caller ends the generation. */
+struct jsc_run;
+void sched_sampler_set_json(sched_sampler *s, struct jsc_run *run);
+
 #endif

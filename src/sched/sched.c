@@ -2,6 +2,7 @@
  * keyed by a hash chain of their tokens and attention modes, verified token by token, LRU
  * eviction of unused ones), admission, preemption, step planning and commit. */
 #include "sched/sched.h"
+#include "sched/json_schema.h"
 
 #include "sched/logprobs.h"
 
@@ -258,6 +259,12 @@ vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt
     return VKLLM_OK;
 }
 
+void sched_req_set_json(sched_req *r, jsc_run *run) {
+    r->json = run;
+    sched_sampler_set_json(r->smp, run);
+    r->top_need = sched_sampler_top_needed(r->smp, ENG_TOP_K_MAX);
+}
+
 void sched_req_free(sched_req *r) {
     if (!r) return;
     const vkllm_allocator *a = r->a;
@@ -265,6 +272,7 @@ void sched_req_free(sched_req *r) {
         core_free(a, r->stop[i]);
     core_free(a, r->stop);
     sched_sampler_free(r->smp);
+    jsc_run_free(r->json);
     core_free(a, r->toks);
     core_free(a, r->pages);
     core_free(a, r->keys);
@@ -578,7 +586,12 @@ static bool call_user(sched *s, sched_req *r, bool (*fn)(sched_req *, void *), v
 /* Appends a sampled token; finishes the request when a stop condition holds. logits: the
  * row it was sampled from (NULL: only candidates; never so for a request with on_logprobs). */
 static void take_token(sched *s, sched_req *r, int32_t tok, const float *logits) {
+    if (tok < 0) { /* the schema allows nothing more (sched_sampler_sample) */
+        finish(s, r, VKLLM_STOP_EOG, VKLLM_OK);
+        return;
+    }
     sched_sampler_accept_output(r->smp, tok);
+    if (r->json) jsc_run_accept(r->json, tok);
     r->toks[r->n_toks++] = tok;
     r->res.n_generated++;
     s->st.tokens_decoded++;
@@ -628,6 +641,10 @@ static void take_token(sched *s, sched_req *r, int32_t tok, const float *logits)
     if (r->on_token) go = call_user(s, r, call_on_token, &(token_call){tok, piece, pl});
     if (!go) {
         finish(s, r, VKLLM_STOP_CALLBACK, VKLLM_OK);
+        return;
+    }
+    if (r->json && jsc_run_done(r->json)) { /* the document is closed: nothing may follow */
+        finish(s, r, VKLLM_STOP_EOG, VKLLM_OK);
         return;
     }
     if (r->max_tokens > 0 && r->res.n_generated >= (uint32_t)r->max_tokens) {

@@ -58,6 +58,7 @@ struct vkllm_request {
     bool ban;          /* its entries' candidates leave out the EOG ids (ignore_eog, eng_seq.ban) */
     int32_t max_tokens;
     bool ignore_eog;
+    struct jsc_run *json; /* structured output (sched_req_set_json), owned */
     char **stop;
     size_t n_stop, stop_max;
     vkllm_token_fn on_token;
@@ -109,6 +110,10 @@ void sched_destroy(sched *s);
 vkllm_status sched_req_create(sched *s, const int32_t *prompt, uint32_t n_prompt,
                               const vkllm_request_desc *d, sched_req **out, core_err *err);
 void sched_req_free(sched_req *r);
+/* Structured output: the request's tokens follow run's schema (json_schema.h), and it ends
+ * (VKLLM_STOP_EOG) once the document is closed. The request owns run from here on. Call
+ * before sched_add. */
+void sched_req_set_json(sched_req *r, struct jsc_run *run);
 /* Hands a request to the scheduler (the caller's thread owns the scheduler now). */
 void sched_add(sched *s, sched_req *r);
 
