@@ -35,11 +35,11 @@ cmake --build build-asan -j "$jobs"
 # LeakSanitizer's verdict. test_generate (the golden greedy runs once per SIMD kernel set, the
 # longest end-to-end test under ASan) runs in the release pass only: the same forward pass runs
 # under the sanitizers in test_api, test_sched, test_eval and the CLI tests. cli_serve_load
-# (bench/serve_load.py scaled down) runs in the release pass only: the server code it drives
-# runs under the sanitizers in cli_serve.
-echo "ASan+UBSan pass: every test except test_vk_greedy, test_sched_vulkan(_relaxed), test_threads_vulkan, test_vk_sparse_model, test_vk_sparse_lp128/512, test_generate, cli_install and cli_serve_load"
+# (bench/serve_load.py scaled down) and cli_serve_nginx (two servers behind nginx) run in the
+# release pass only: the server code they drive runs under the sanitizers in cli_serve.
+echo "ASan+UBSan pass: every test except test_vk_greedy, test_sched_vulkan(_relaxed), test_threads_vulkan, test_vk_sparse_model, test_vk_sparse_lp128/512, test_generate, cli_install and cli_serve_load/nginx"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^(test_vk_greedy|test_sched_vulkan|test_sched_vulkan_relaxed|cli_install|test_threads_vulkan|test_vk_sparse_model|test_vk_sparse_lp128|test_vk_sparse_lp512|test_generate|cli_serve_load)$'
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^(test_vk_greedy|test_sched_vulkan|test_sched_vulkan_relaxed|cli_install|test_threads_vulkan|test_vk_sparse_model|test_vk_sparse_lp128|test_vk_sparse_lp512|test_generate|cli_serve_load|cli_serve_nginx)$'
 
 echo "== ThreadSanitizer build =="
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null
