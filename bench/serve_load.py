@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import socket
 import statistics
@@ -195,7 +196,8 @@ class Server:
 
 def start_vkllm(a):
     argv = [vkllm_bin(), "serve", "-m", a.model, "--device", "cpu", "-t", str(a.threads),
-            "--parallel", str(a.parallel), "-c", str(a.ctx), "--port", "0"]
+            "--parallel", str(a.parallel), "-c", str(a.ctx), "--port", "0",
+            *shlex.split(a.vkllm_args)]
     s = Server("vkllm serve", argv)
     s.wait_ready(120)
     return s
@@ -207,7 +209,8 @@ def start_llama(a):
     # tokens, as vkllm's -c per sequence (--no-kv-unified: one fixed share per slot).
     argv = [llama_server_bin(), "-m", a.model, "--host", "127.0.0.1", "--port", str(port),
             "-t", str(a.threads), "-tb", str(a.threads), "-np", str(a.parallel),
-            "-c", str(a.parallel * a.ctx), "--no-kv-unified", "--no-webui", "-ngl", "0"]
+            "-c", str(a.parallel * a.ctx), "--no-kv-unified", "--no-webui", "-ngl", "0",
+            *shlex.split(a.llama_args)]
     s = Server("llama-server", argv, port)
     s.wait_ready(180)
     m = re.search(r"n_ctx_slot = (\d+)", s.log_text())
@@ -255,7 +258,10 @@ async def one(client, a, prompt, stream):
             rec["tokens"] = usage.completion_tokens if usage else len(chunks)
         rec["ok"] = True
     except Exception as e:  # a failure is counted and shown, never retried
-        rec["error"] = f"{type(e).__name__}: {e}"
+        cause = e.__cause__ or e.__context__
+        rec["error"] = f"{type(e).__name__}: {e}" + (
+            f" ({type(cause).__name__}: {cause})" if cause else "") + (
+            f" after {time.perf_counter() - t0:.1f} s, {'streamed' if stream else 'not streamed'}")
     rec["latency"] = time.perf_counter() - t0
     return rec
 
@@ -357,7 +363,9 @@ def run_server(name, start, a):
         rc = s.stop()
     if rc not in (0, None) and name.startswith("vkllm"):
         die(f"{name} exited {rc} after SIGTERM:\n{s.log_text()[-3000:]}")
-    return summarize(name, recs, wall, ref)
+    row = summarize(name, recs, wall, ref)
+    row["argv"] = " ".join(os.path.basename(x) if k == 0 else x for k, x in enumerate(s.argv))
+    return row
 
 
 def main():
@@ -373,6 +381,9 @@ def main():
     ap.add_argument("--prompts", type=int, default=len(PROMPTS),
                     help=f"distinct prompts used (default all {len(PROMPTS)})")
     ap.add_argument("--only", choices=["vkllm", "llama"], help="one server only")
+    ap.add_argument("--vkllm-args", default="", help="more options for vkllm serve (one string)")
+    ap.add_argument("--llama-args", default="",
+                    help="more options for llama-server (one string, e.g. '--poll 0')")
     a = ap.parse_args()
     for k in ("threads", "parallel", "ctx", "clients", "requests", "max_tokens", "prompts"):
         if getattr(a, k) < 1:
@@ -393,7 +404,12 @@ def main():
     print(f"{os.path.basename(a.model)}, CPU, {a.threads} threads, {a.parallel} sequences of "
           f"{a.ctx} tokens; {a.clients} clients x {a.requests} requests (every other one "
           f"streamed), {a.prompts} distinct prompts, greedy, max_tokens {a.max_tokens}")
+    for name, extra in (("vkllm serve", a.vkllm_args), ("llama-server", a.llama_args)):
+        if extra:
+            print(f"{name} also ran with: {extra}")
     print(table(rows))
+    for r in rows:
+        print(f"{r['name']}: {r['argv']}")
     status = 0
     for r in rows:
         for e in r["errors"][:5]:
