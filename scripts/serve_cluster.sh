@@ -77,7 +77,8 @@ trap 'say "stopping"; stop_all; exit 0' INT TERM
 
 # ---- the instances ----
 for ((i = 0; i < n; i++)); do
-    "$vkllm" serve --host 127.0.0.1 --port 0 "${serve_args[@]}" >/dev/null 2>"$tmp/instance-$i.log" &
+    "$vkllm" serve --host 127.0.0.1 --port 0 "${serve_args[@]}" \
+        >/dev/null 2>"$tmp/instance-$i.log" &
     pids+=("$!")
     ports+=("")
     gone+=(0)
@@ -89,11 +90,12 @@ for ((i = 0; i < n; i++)); do
         kill -0 "${pids[$i]}" 2>/dev/null ||
             die "instance $i exited while starting: $(tail -n 5 "$tmp/instance-$i.log")"
         if [ -z "${ports[$i]}" ]; then
-            ports[$i]=$(sed -nE 's|^vkllm serve: listening on http://127\.0\.0\.1:([0-9]+)/.*|\1|p' \
-                            "$tmp/instance-$i.log" | head -n 1)
+            ports[i]=$(sed -nE 's|^vkllm serve: listening on http://127\.0\.0\.1:([0-9]+)/.*|\1|p' \
+                           "$tmp/instance-$i.log" | head -n 1)
         fi
         grep -q '^vkllm serve: ready' "$tmp/instance-$i.log" && [ -n "${ports[$i]}" ] && break
-        [ "$t" -lt 3000 ] || die "instance $i not ready after 300 s: $(tail -n 5 "$tmp/instance-$i.log")"
+        [ "$t" -lt 3000 ] ||
+            die "instance $i not ready after 300 s: $(tail -n 5 "$tmp/instance-$i.log")"
         sleep 0.1
     done
 done
@@ -168,11 +170,11 @@ $upstreams        keepalive 16;
 EOF
 "$nginx" -t -q -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log" 2>"$tmp/nginx-t.log" ||
     die "nginx rejected the configuration: $(cat "$tmp/nginx-t.log")"
-"$nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log" 2>>"$tmp/error.log" &
+"$nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log" 2>"$tmp/nginx.stderr" &
 nginx_pid=$!
 for ((t = 0; ; t++)); do
     kill -0 "$nginx_pid" 2>/dev/null ||
-        die "nginx exited while starting: $(tail -n 5 "$tmp/error.log")"
+        die "nginx exited while starting: $(tail -n 5 "$tmp/error.log" "$tmp/nginx.stderr")"
     (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && break
     [ "$t" -lt 100 ] || die "nginx does not listen on $host:$port after 10 s"
     sleep 0.1
@@ -192,7 +194,7 @@ while :; do
     left=0
     for ((i = 0; i < n; i++)); do
         if [ "${gone[$i]}" -eq 0 ] && ! kill -0 "${pids[$i]}" 2>/dev/null; then
-            gone[$i]=1
+            gone[i]=1
             say "instance $i (port ${ports[$i]}) exited; nginx sends its sessions to the others"
         fi
         [ "${gone[$i]}" -eq 1 ] || left=$((left + 1))

@@ -156,7 +156,8 @@ class Conversation:
         text = ""
         try:
             raw = self.client.chat.completions.with_raw_response.create(
-                model=os.path.basename(MODEL), messages=msgs, temperature=0, max_tokens=MAX_TOKENS, stream=stream,
+                model=os.path.basename(MODEL), messages=msgs, temperature=0,
+                max_tokens=MAX_TOKENS, stream=stream,
                 **({"stream_options": {"include_usage": True}} if stream else {}))
             rec["tried"] = raw.headers.get("x-vkllm-upstream", "")
             rec["upstream"] = last_upstream(raw.headers)
