@@ -7,6 +7,9 @@
 # The Vulkan build needs Vulkan headers 1.3.272 or newer (vk::LayerSettingEXT); where the
 # system's are older (Debian 12 has 1.3.239) it uses those of Debian 13's libvulkan-dev,
 # unpacked (not installed) into $VKLLM_CACHE/vulkan-headers/ (see vk_headers below).
+# The CPU build also makes llama-server (bench/serve_load.py runs it beside `vkllm serve`); its web
+# UI is left out (LLAMA_BUILD_UI and LLAMA_USE_PREBUILT_UI off): the prebuilt one would be
+# downloaded at build time, and the build needs no network (LLAMA_CURL off as well).
 # --reference builds (only) the reference for golden data, into $VKLLM_CACHE/build-cpu-avx2:
 # llama.cpp for x86-64 with AVX2, FMA and F16C and nothing wider, whatever the processor.
 # llama.cpp's floats depend on the instruction set it is compiled for (its AVX-512 build sums
@@ -31,8 +34,10 @@ binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so
           llama-completion llama-bench llama-tokenize llama-simple test-backend-ops
           llama-quantize llama-perplexity llama-imatrix)
 common_flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
-              -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
-              -DLLAMA_BUILD_SERVER=OFF)
+              -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON)
+# Only the CPU build has the server; the others leave it (and its UI target) out.
+no_server=(-DLLAMA_BUILD_SERVER=OFF)
+server_flags=(-DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF)
 
 me=build_llama_cpp
 . "$(dirname "$0")/lib.sh"
@@ -182,7 +187,12 @@ build() {
 }
 
 if [ "$want_cpu" -eq 1 ]; then
-    build "$cache/build-cpu" "${x86_flags[@]}"
+    base_targets=("${targets[@]}")
+    targets+=(llama-server)
+    extra_bins=(llama-server)
+    build "$cache/build-cpu" "${server_flags[@]}" "${x86_flags[@]}"
+    targets=("${base_targets[@]}")
+    extra_bins=()
 fi
 if [ "$want_ref" -eq 1 ]; then
     [ "$(uname -m)" = x86_64 ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo ||
@@ -190,7 +200,7 @@ if [ "$want_ref" -eq 1 ]; then
     targets=(llama llama-completion llama-tokenize llama-simple llama-perplexity llama-imatrix)
     binaries=(libllama.so libggml.so libggml-base.so libggml-cpu.so llama-completion
               llama-tokenize llama-simple llama-perplexity llama-imatrix)
-    build "$cache/build-cpu-avx2" -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON \
+    build "$cache/build-cpu-avx2" "${no_server[@]}" -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON \
         -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF \
         -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
         -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
@@ -213,5 +223,5 @@ if [ "$want_vk" -eq 1 ]; then
         vk_flags=(-DVulkan_INCLUDE_DIR="$vk_inc")
     fi
     extra_bins=(libggml-vulkan.so)
-    build "$cache/build-vulkan" -DGGML_VULKAN=ON "${x86_flags[@]}" "${vk_flags[@]}"
+    build "$cache/build-vulkan" "${no_server[@]}" -DGGML_VULKAN=ON "${x86_flags[@]}" "${vk_flags[@]}"
 fi

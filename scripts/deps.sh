@@ -12,12 +12,14 @@ set -euo pipefail
 # James Bible, whose books are the texts perplexity is measured on (scripts/fetch_texts.sh).
 # vkllm serve: libmicrohttpd (HTTP) and cJSON; its end-to-end test drives it with the official
 # openai client (PyPI), which scripts/test.sh installs into a virtual environment (python3-venv).
+# nginx: the scale-out front (scripts/serve_cluster.sh, tests/cli_serve_nginx.sh), run as the
+# user with a configuration of its own (the package's system service is not used).
 pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
       python3 python3-pip unzip ca-certificates
       libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers
       vulkan-validationlayers vulkan-tools libcjson-dev pkgconf libmicrohttpd-dev python3-venv
       libglfw3-dev libpng-dev console-setup-linux xvfb xauth python3-matplotlib
-      bible-kjv)
+      bible-kjv nginx)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
