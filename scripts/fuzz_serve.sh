@@ -4,7 +4,8 @@
 # libclang-rt-dev) and runs it for RUNS executions (default 1,000,000), starting from the
 # committed seeds (tests/data/serve_corpus) with the JSON-key dictionary
 # (tests/fuzz/serve_parse.dict). New inputs go to a scratch corpus (build-fuzz-serve/corpus),
-# never into the committed seeds. A crash or a broken check stops it (exit 1) and leaves the
+# never into the committed seeds. A crash or a broken check stops it (non-zero exit, libFuzzer's
+# 77 for a crash) and leaves the
 # input in build-fuzz-serve/crash-*: add it to tests/data/serve_corpus (the CI replay,
 # test_serve_parse_corpus) and its case to tests/test_serve_parse.c.
 # Usage: scripts/fuzz_serve.sh [RUNS] [extra libFuzzer flags]; e.g. -max_total_time=600.
