@@ -584,6 +584,21 @@ static void test_text_helpers(void **state) {
     free(c);
 }
 
+/* top_p 0 and min_p 1 mean "the likeliest token only", which vkllm_sampling spells as values
+ * inside (0, 1): 0 and 1 themselves turn those filters off there. */
+static void test_sampling_edges(void **state) {
+    (void)state;
+    srv_request r;
+    srv_error e;
+    assert_true(parse(SRV_COMPLETION, "{\"prompt\":\"x\",\"top_p\":0,\"min_p\":1}", &r, &e));
+    assert_true(r.sampling.top_p > 0.0f && r.sampling.top_p <= 1e-6f);
+    assert_true(r.sampling.min_p < 1.0f && r.sampling.min_p > 0.9999f);
+    srv_request_free(&r);
+    assert_true(parse(SRV_COMPLETION, "{\"prompt\":\"x\",\"top_p\":1,\"min_p\":0}", &r, &e));
+    assert_true(r.sampling.top_p == 1.0f && r.sampling.min_p == 0.0f); /* off, as asked */
+    srv_request_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat_minimal),       cmocka_unit_test(test_chat_every_field),
@@ -593,6 +608,7 @@ int main(void) {
         cmocka_unit_test(test_response_format),    cmocka_unit_test(test_tokenize_bodies),
         cmocka_unit_test(test_error_json),         cmocka_unit_test(test_text_helpers),
         cmocka_unit_test(test_logprobs_and_penalties),
+        cmocka_unit_test(test_sampling_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -428,6 +428,10 @@ static bool parse_sampling(const cJSON *o, const srv_limits *lim, srv_request *r
         !get_float(o, "min_p", 0.0, 1.0, &s->min_p, NULL, e) ||
         !get_float(o, "repeat_penalty", 0.0, 10.0, &s->repeat_penalty, NULL, e))
         return false;
+    /* top_p 0 (OpenAI) and min_p 1 (llama.cpp) keep only the likeliest token, but
+     * vkllm_sampling reads those values as "off": the nearest values it does not */
+    if (s->top_p == 0.0f) s->top_p = 1e-6f;
+    if (s->min_p == 1.0f) s->min_p = nextafterf(1.0f, 0.0f);
     if (!get_int(o, "top_k", 0, INT32_MAX, &v, &set, e)) return false;
     if (set) s->top_k = (int32_t)v;
     if (!get_int(o, "repeat_last_n", 0, 4096, &v, &set, e)) return false;
