@@ -35,9 +35,11 @@ cmake --build build-asan -j "$jobs"
 # LeakSanitizer's verdict. test_generate (the golden greedy runs once per SIMD kernel set, the
 # longest end-to-end test under ASan) runs in the release pass only: the same forward pass runs
 # under the sanitizers in test_api, test_sched, test_eval and the CLI tests.
-echo "ASan+UBSan pass: every test except test_vk_greedy, test_sched_vulkan(_relaxed), test_threads_vulkan, test_vk_sparse_model, test_vk_sparse_lp128/512, test_generate and cli_install"
+# cli_serve_page (the chat page in headless Chromium) runs in the release pass only: what it
+# drives on the server (the page's bytes, streams, disconnects) runs under ASan in cli_serve.
+echo "ASan+UBSan pass: every test except test_vk_greedy, test_sched_vulkan(_relaxed), test_threads_vulkan, test_vk_sparse_model, test_vk_sparse_lp128/512, test_generate, cli_install and cli_serve_page"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^(test_vk_greedy|test_sched_vulkan|test_sched_vulkan_relaxed|cli_install|test_threads_vulkan|test_vk_sparse_model|test_vk_sparse_lp128|test_vk_sparse_lp512|test_generate)$'
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^(test_vk_greedy|test_sched_vulkan|test_sched_vulkan_relaxed|cli_install|test_threads_vulkan|test_vk_sparse_model|test_vk_sparse_lp128|test_vk_sparse_lp512|test_generate|cli_serve_page)$'
 
 echo "== ThreadSanitizer build =="
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null
