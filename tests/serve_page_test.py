@@ -6,7 +6,8 @@ a message sent streams its answer in several updates, equal to the same request 
 (greedy), and the send button comes back; a second turn carries the conversation; Stop during
 a long answer (ignore_eos) aborts the fetch, the page marks the answer stopped, and the
 server's /metrics counts the disconnect and frees the sequence; a bad request (the server's
-400) and bad extra JSON (the page's own check) show as errors in the page. Saves screenshots
+400) and bad extra JSON (the page's own check) show as errors in the page; New chat empties
+it. Saves screenshots
 next to the vkllm binary (paths printed). Without Chromium, chromedriver or selenium it fails
 and says why. Prints one line per check; exits 1 on any failure. Env: VKLLM_BIN, VKLLM_MODEL.
 """
@@ -234,6 +235,9 @@ def run(d, srv, shots):
     check("extra fields that are not JSON: an error in the page, nothing sent",
           len(st["errors"]) == 2 and "Extra request fields" in st["errors"][1], st["errors"])
     d.save_screenshot(shots[2])
+    d.find_element("id", "clear").click()
+    st = page_state(d)
+    check("New chat: the conversation is gone", not st["roles"] and st["send"], st)
     # the 401 before the key was typed and the 400 above are logged as failed loads: expected
     expected = ("/v1/models - Failed to load resource: the server responded with a status of "
                 "401", "/v1/chat/completions - Failed to load resource: the server responded "
