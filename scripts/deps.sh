@@ -20,6 +20,9 @@ pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
       vulkan-validationlayers vulkan-tools libcjson-dev pkgconf libmicrohttpd-dev python3-venv
       libglfw3-dev libpng-dev console-setup-linux xvfb xauth python3-matplotlib
       bible-kjv nginx)
+# vkllm serve's chat page is tested in a real browser: Debian's Chromium, headless, and its
+# chromedriver (tests/cli_serve_page.sh; selenium comes from tests/requirements-serve.txt)
+pkgs+=(chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,14 +39,15 @@ cmake --build build-asan -j "$jobs"
 # test_logprobs's, which runs under the sanitizers on the CPU. And test_json_generate_vulkan
 # (structured output through the engine on lavapipe): its host code (the token mask, the
 # sampler) runs under the sanitizers in test_json_generate and test_json_schema. cli_serve_load
-# (bench/serve_load.py scaled down) and cli_serve_nginx (two servers behind nginx) too: the
-# server code they drive runs under the sanitizers in cli_serve. cli_serve_schema (schemathesis
-# against the server, docs/openapi.yaml): its hundreds of requests under ASan would take
-# minutes, and the parser they reach runs under the sanitizers in test_serve_parse,
+# (bench/serve_load.py scaled down), cli_serve_nginx (two servers behind nginx) and
+# cli_serve_page (the chat page in headless Chromium) too: the server code they drive (streams,
+# disconnects, the page's bytes) runs under the sanitizers in cli_serve. cli_serve_schema
+# (schemathesis against the server, docs/openapi.yaml): its hundreds of requests under ASan
+# would take minutes, and the parser they reach runs under the sanitizers in test_serve_parse,
 # test_serve_parse_corpus and cli_serve.
-echo "ASan+UBSan pass: every test except test_vk_greedy, test_sched_vulkan(_relaxed), test_threads_vulkan, test_vk_sparse_model, test_vk_sparse_lp128/512, test_generate, test_logprobs_vulkan, test_json_generate_vulkan, cli_install and cli_serve_load/nginx/schema"
+echo "ASan+UBSan pass: every test except test_vk_greedy, test_sched_vulkan(_relaxed), test_threads_vulkan, test_vk_sparse_model, test_vk_sparse_lp128/512, test_generate, test_logprobs_vulkan, test_json_generate_vulkan, cli_install and cli_serve_load/nginx/schema/page"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^(test_vk_greedy|test_sched_vulkan|test_sched_vulkan_relaxed|cli_install|test_threads_vulkan|test_vk_sparse_model|test_vk_sparse_lp128|test_vk_sparse_lp512|test_generate|test_logprobs_vulkan|test_json_generate_vulkan|cli_serve_load|cli_serve_nginx|cli_serve_schema)$'
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^(test_vk_greedy|test_sched_vulkan|test_sched_vulkan_relaxed|cli_install|test_threads_vulkan|test_vk_sparse_model|test_vk_sparse_lp128|test_vk_sparse_lp512|test_generate|test_logprobs_vulkan|test_json_generate_vulkan|cli_serve_load|cli_serve_nginx|cli_serve_schema|cli_serve_page)$'
 
 echo "== ThreadSanitizer build =="
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null

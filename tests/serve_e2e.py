@@ -9,7 +9,8 @@ validated with jsonschema), tokenize/detokenize, every error path's status and e
 429 when full, a client that
 disconnects mid-stream (its sequence is freed), 8 concurrent clients x 2 requests each equal
 to the same request alone, 503 while loading, and a clean exit (0) on SIGTERM with a stream in
-flight. Prints one line per check; exits 1 on any failure. Env: VKLLM_BIN, VKLLM_MODEL.
+flight; /metrics' latency histograms (parsed by prometheus_client) and the chat page at /.
+Prints one line per check; exits 1 on any failure. Env: VKLLM_BIN, VKLLM_MODEL.
 """
 import json
 import os
@@ -536,6 +537,7 @@ def test_key_and_limits():
     check("api key: wrong -> 401", st == 401 and is_error_object(j, None, "invalid_api_key"), j)
     st, j = http(srv.url + "/health")
     check("api key: /health needs none", st == 200, (st, j))
+    test_metrics_and_page(srv, key="sekrit-123")
     try:
         srv.client("wrong").models.list()
         check("openai client: AuthenticationError", False)
@@ -609,6 +611,91 @@ def test_loading():
     check("bad option: exit 1", r.returncode == 1 and "error:" in r.stderr, r.stderr)
 
 
+def test_metrics_and_page(srv, key=None):
+    """The latency histograms and the cache gauge of /metrics, parsed by prometheus_client's
+    text parser; the chat page at / (with a key configured, / needs none)."""
+    hdr = {"Authorization": "Bearer " + key} if key else {}
+    page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "apps", "vkllm",
+                        "serve_page.html")
+    with open(page, "rb") as f:
+        want = f.read()
+    for path in ("/", "/index.html"):
+        with urllib.request.urlopen(srv.url + path, timeout=60) as r:
+            h, body = r.headers, r.read()
+        csp = h.get("Content-Security-Policy", "")
+        check("GET %s%s: the chat page, its CSP and Cache-Control" % (
+              path, " (no key needed)" if key else ""), r.status == 200 and body == want
+              and h.get("Content-Type", "").startswith("text/html")
+              and "default-src 'none'" in csp and "connect-src 'self'" in csp
+              and h.get("Cache-Control") == "no-cache", dict(h))
+    if key:
+        return
+    st, _ = http(srv.url + "/", method="POST", body={})
+    check("POST /: 405", st == 405, st)
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError as e:
+        check("prometheus_client installed (tests/requirements-serve.txt)", False, e)
+        return
+    names = ("vkllm_time_to_first_token_seconds", "vkllm_time_per_output_token_seconds",
+             "vkllm_queue_time_seconds", "vkllm_request_duration_seconds")
+
+    def settled():
+        """/metrics parsed, once every admitted request has ended (a stream's end is seen by
+        the server a moment after its client has read it)."""
+        fams = {}
+        for _ in range(100):
+            _, text = http(srv.url + "/metrics")
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            dur = [x.value for x in fams[names[3]].samples if x.name.endswith("_count")]
+            if metric(srv, "vkllm_requests_inflight") == 0 and dur and \
+                    dur[0] == fams["vkllm_requests"].samples[0].value:
+                break
+            time.sleep(0.05)
+        return fams
+
+    def hist(fams, name):
+        f = fams.get(name)
+        if not f or f.type != "histogram":
+            return None
+        b = [(float(x.labels["le"]), x.value) for x in f.samples if x.name == name + "_bucket"]
+        one = {x.name[len(name):]: x.value for x in f.samples if x.name != name + "_bucket"}
+        return b, one.get("_sum"), one.get("_count")
+
+    fams = settled()
+    before = {}
+    for name in names:
+        h = hist(fams, name)
+        ok = h is not None and h[2] is not None and h[1] is not None
+        if ok:
+            b, total, count = h
+            ok = (b == sorted(b) and b[-1][0] == float("inf") and b[-1][1] == count
+                  and all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1))
+                  and len({le for le, _ in b}) == len(b) and total >= 0)
+        check("/metrics %s: a histogram, cumulative buckets ending at +Inf = _count" % name,
+              ok, h)
+        before[name] = h
+    admitted = fams["vkllm_requests"].samples[0].value
+    check("/metrics: request_duration_seconds_count = requests admitted (%d)" % admitted,
+          before[names[3]] and before[names[3]][2] == admitted)
+    ratio = fams.get("vkllm_prefix_cache_hit_ratio")
+    check("/metrics: prefix_cache_hit_ratio, a gauge in (0, 1] after repeated prompts",
+          ratio is not None and ratio.type == "gauge" and 0 < ratio.samples[0].value <= 1, ratio)
+
+    # three more requests, one streamed: every histogram counts each once
+    cl = srv.client()
+    for stream in (False, True, False):
+        r = cl.chat.completions.create(model="smol", messages=CHAT, temperature=0, max_tokens=8,
+                                       stream=stream)
+        if stream:
+            stream_text(r)
+    fams = settled()
+    grown = {n: (hist(fams, n)[2] - before[n][2], hist(fams, n)[1] - before[n][1])
+             for n in names if before[n]}
+    check("/metrics: 3 requests more, each histogram's _count grew by 3 and its _sum by > 0",
+          len(grown) == 4 and all(c == 3 and t > 0 for c, t in grown.values()), grown)
+
+
 def main():
     if not MODEL or not os.path.exists(MODEL):
         print("FAIL: no model at VKLLM_MODEL=%r (scripts/fetch_model.sh)" % MODEL)
@@ -617,6 +704,7 @@ def main():
     srv = Server("--alias", "smol", "--parallel", "4", "-c", "1024")
     try:
         test_main(srv)
+        test_metrics_and_page(srv)
     finally:
         rc = srv.stop()
         check("SIGTERM: exit 0", rc == 0, rc)

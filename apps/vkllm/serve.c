@@ -22,7 +22,8 @@ static void serve_usage(FILE *f) {
         f,
         "usage: vkllm serve [options]\n\n"
         "An OpenAI-compatible HTTP server (POST /v1/chat/completions, /v1/completions,\n"
-        "GET /v1/models, /health, /metrics, POST /tokenize, /detokenize; docs/serve.md).\n"
+        "GET /v1/models, /health, /metrics, POST /tokenize, /detokenize; docs/serve.md)\n"
+        "and a chat page at http://HOST:PORT/.\n"
         "One engine serves every request with continuous batching and a prefix cache.\n\n"
         "  -m, --model FILE       GGUF model (default: $VKLLM_MODEL, else the default model)\n"
         "      --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -308,6 +309,7 @@ int cmd_serve(int argc, char **argv) {
     }
     s->lim = (srv_limits){.max_n = (uint32_t)s->o.max_n, .max_tokens = s->o.max_tokens};
     s->created = (long long)time(NULL);
+    srv_metrics_init(&s->metrics);
     /* "0.2.0 (git abc1234)" -> "vkllm-0.2.0-abc1234" */
     size_t fn = (size_t)snprintf(s->fingerprint, sizeof s->fingerprint, "vkllm-");
     for (const char *v = vkllm_version_string(); *v && fn + 1 < sizeof s->fingerprint; v++) {
@@ -330,6 +332,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "error: model file not found: %s%s\n", path,
                 s->o.cli.model ? ""
                                : " (run scripts/fetch_model.sh to download the default model)");
+        srv_metrics_destroy(&s->metrics);
         free(s->o.api_key);
         free(s);
         return 1;
@@ -373,6 +376,7 @@ int cmd_serve(int argc, char **argv) {
     vkllm_engine_destroy(s->engine);
     vkllm_model_free(s->model);
     vkllm_runtime_destroy(s->rt);
+    srv_metrics_destroy(&s->metrics);
     free(s->o.api_key);
     free(s);
     if (rc == 0) fprintf(stderr, "vkllm serve: stopped\n");

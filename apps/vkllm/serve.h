@@ -9,6 +9,7 @@
 #include "serve_parse.h"
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 typedef enum srv_state { SRV_LOADING, SRV_READY, SRV_STOPPING } srv_state;
@@ -27,6 +28,29 @@ typedef struct srv_opts {
     int max_tokens;  /* a request's max_tokens at most (0: the context) */
 } srv_opts;
 
+/* serve_metrics.c: latency histograms for /metrics */
+#define SRV_HIST_BOUNDS 16
+typedef struct srv_hist {
+    unsigned long long bucket[SRV_HIST_BOUNDS + 1]; /* per bucket, not cumulative; last: +Inf */
+    unsigned long long count;
+    double sum;
+} srv_hist;
+typedef struct srv_hists {
+    srv_hist ttft, tpot, queue, duration;
+} srv_hists;
+typedef struct srv_metrics {
+    pthread_mutex_t mu;
+    srv_hists h;
+} srv_metrics;
+/* One finished completion request's times, gathered over its choices. */
+typedef struct srv_timing {
+    double duration; /* admitted to its end */
+    bool has_first;  /* choice 0 generated a token: queue and ttft hold its times */
+    double queue, ttft;
+    double decode_seconds; /* first token to finish, summed over choices */
+    unsigned long long decode_tokens;
+} srv_timing;
+
 typedef struct srv_server {
     srv_opts o;
     atomic_int state;
@@ -43,7 +67,19 @@ typedef struct srv_server {
     int max_inflight;    /* parallel + queue */
     /* counters for /metrics */
     atomic_ullong n_http, n_completions, n_rejected, n_disconnected, n_prompt_tokens, n_gen_tokens;
+    /* prompt tokens of finished engine requests (every choice), and of those the cached */
+    atomic_ullong n_prompt_seen, n_prompt_cached;
+    srv_metrics metrics;
 } srv_server;
+
+/* serve_metrics.c */
+double srv_now(void); /* monotonic seconds */
+void srv_metrics_init(srv_metrics *m);
+void srv_metrics_destroy(srv_metrics *m);
+void srv_timing_add(srv_timing *t, uint32_t choice, const vkllm_request_result *r);
+void srv_metrics_observe(srv_metrics *m, const srv_timing *t);
+/* Appends the histograms to t (cap bytes, n used); returns the new length (>= cap: cut). */
+size_t srv_metrics_text(srv_metrics *m, char *t, size_t cap, size_t n);
 
 /* serve_http.c */
 struct MHD_Daemon *srv_http_start(srv_server *s, int *port_out);

@@ -71,17 +71,23 @@ struct gen_job {
     char *out;
     size_t out_len, out_off, out_cap;
     bool started, ended;
+    double t_admit; /* srv_now() at admission: /metrics' request duration */
 };
 
 static void job_free(gen_job *j) {
     if (!j) return;
+    srv_timing tm = {.duration = srv_now() - j->t_admit};
     for (uint32_t i = 0; j->ch && i < j->rq.n; i++) { /* the token counters of /metrics */
         vkllm_request_result r = {.struct_size = sizeof r};
         if (!j->ch[i].req || !vkllm_request_done(j->ch[i].req)) continue;
         vkllm_request_wait(j->ch[i].req, &r);
         atomic_fetch_add(&j->s->n_prompt_tokens, i == 0 ? r.n_prompt - r.n_cached : 0);
         atomic_fetch_add(&j->s->n_gen_tokens, r.n_generated);
+        atomic_fetch_add(&j->s->n_prompt_seen, r.n_prompt);
+        atomic_fetch_add(&j->s->n_prompt_cached, r.n_cached);
+        srv_timing_add(&tm, i, &r);
     }
+    srv_metrics_observe(&j->s->metrics, &tm);
     for (uint32_t i = 0; j->ch && i < j->rq.n; i++) {
         vkllm_request_free(j->ch[i].req); /* cancels it if it still runs */
         free(j->ch[i].got);
@@ -522,7 +528,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     gen_job *j = cls;
     pthread_mutex_lock(&j->mu);
-    if (!j->ended) job_cancel(j); /* the connection ended before the stream did */
+    if (!j->ended && !j->gone) { /* the connection ended before the stream did */
+        atomic_fetch_add(&j->s->n_disconnected, 1);
+        job_cancel(j);
+    }
     pthread_mutex_unlock(&j->mu);
     job_free(j);
 }
@@ -600,6 +609,7 @@ enum MHD_Result srv_completions(srv_server *s, struct MHD_Connection *conn, srv_
         return srv_reply_error(conn, &err);
     }
     atomic_fetch_add(&s->n_completions, 1);
+    j->t_admit = srv_now();
     j->s = s;
     j->conn = conn;
     j->created = (long long)time(NULL);

@@ -32,7 +32,8 @@ enum {
     EP_COMPLETIONS,
     EP_TOKENIZE,
     EP_DETOKENIZE,
-    EP_METRICS
+    EP_METRICS,
+    EP_PAGE
 };
 
 static const struct {
@@ -46,7 +47,12 @@ static const struct {
     {"/chat/completions", true, EP_CHAT},   {"/v1/completions", true, EP_COMPLETIONS},
     {"/completions", true, EP_COMPLETIONS}, {"/tokenize", true, EP_TOKENIZE},
     {"/detokenize", true, EP_DETOKENIZE},   {"/metrics", false, EP_METRICS},
+    {"/index.html", false, EP_PAGE},
 };
+
+/* The chat page (apps/vkllm/serve_page.html, embedded by cmake/embed.cmake). */
+extern const unsigned char srv_page_html[];
+extern const size_t srv_page_html_len;
 
 /* ---- replies ---- */
 
@@ -230,11 +236,12 @@ static enum MHD_Result ep_detokenize(srv_server *s, struct MHD_Connection *c, co
 static enum MHD_Result ep_metrics(srv_server *s, struct MHD_Connection *c) {
     vkllm_engine_stats st = {.struct_size = sizeof st};
     vkllm_engine_get_stats(s->engine, &st);
-    char *t = malloc(4096);
+    enum { CAP = 16384 }; /* the counters and four histograms fit with room to spare */
+    char *t = malloc(CAP);
     if (!t) return MHD_NO;
     size_t n = 0;
 #define METRIC(name, kind, help, v)                                                                \
-    n += (size_t)snprintf(t + n, 4096 - n,                                                         \
+    n += (size_t)snprintf(t + n, CAP - n,                                                          \
                           "# HELP vkllm_" name " " help "\n# TYPE vkllm_" name " " kind            \
                           "\nvkllm_" name " %llu\n",                                               \
                           (unsigned long long)(v))
@@ -263,7 +270,43 @@ static enum MHD_Result ep_metrics(srv_server *s, struct MHD_Connection *c) {
     METRIC("kv_pages_used", "gauge", "KV cache pages in use", st.pages_used);
     METRIC("kv_pages_cached", "gauge", "unused KV pages kept in the prefix cache", st.pages_cached);
 #undef METRIC
+    /* both counts over finished engine requests (every choice), so the ratio never passes 1 */
+    const unsigned long long seen = atomic_load(&s->n_prompt_seen),
+                             cached = atomic_load(&s->n_prompt_cached);
+    n += (size_t)snprintf(t + n, CAP - n,
+                          "# HELP vkllm_prefix_cache_hit_ratio prompt tokens the prefix cache "
+                          "held, of all prompt tokens of finished requests\n"
+                          "# TYPE vkllm_prefix_cache_hit_ratio gauge\n"
+                          "vkllm_prefix_cache_hit_ratio %.6f\n",
+                          seen ? (double)cached / (double)seen : 0.0);
+    n = srv_metrics_text(&s->metrics, t, CAP, n);
+    if (n >= CAP) { /* never with these metrics; a cut reply would parse wrongly */
+        free(t);
+        srv_error e;
+        srv_fail(&e, 500, "server_error", NULL, NULL, "the metrics do not fit %d bytes", CAP);
+        return srv_reply_error(c, &e);
+    }
     return reply_text(c, "text/plain; version=0.0.4", t);
+}
+
+/* The chat page: one file, its CSS and JS inline, nothing loaded from elsewhere (the CSP says
+ * so to the browser); it talks to this server's own /v1 endpoints. no-cache: the browser asks
+ * again each time, so a new binary's page is never hidden behind an old copy. */
+static enum MHD_Result ep_page(struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        srv_page_html_len, (void *)srv_page_html, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'unsafe-inline'; style-src "
+                            "'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+                            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    const enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 /* ---- routing ---- */
@@ -282,7 +325,7 @@ static bool key_ok(const char *want, const char *auth) {
 static enum MHD_Result route(srv_server *s, struct MHD_Connection *c, const char *url,
                              const char *method, srv_conn *sc) {
     srv_error e;
-    int ep = -1;
+    int ep = strcmp(url, "/") == 0 ? EP_PAGE : -1; /* "/" would be a prefix in k_routes */
     bool post = false;
     for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0] && ep < 0; i++) {
         const size_t pl = strlen(k_routes[i].path);
@@ -316,6 +359,9 @@ static enum MHD_Result route(srv_server *s, struct MHD_Connection *c, const char
         return ret;
     }
     const int state = atomic_load(&s->state);
+    /* the page needs no key (it has a field for it, and sends it with its API calls) and is
+     * there while the model loads */
+    if (ep == EP_PAGE) return ep_page(c);
     if (ep == EP_HEALTH) {
         if (state == SRV_READY) {
             char *ok = malloc(16);
