@@ -78,7 +78,7 @@ extern "C" {
  * vkllm_sampling, vkllm_chat_message, vkllm_token_logprob, vkllm_vulkan_device's enabled
  * features) never grow. */
 #define VKLLM_VERSION_MAJOR 0
-#define VKLLM_VERSION_MINOR 2
+#define VKLLM_VERSION_MINOR 3
 #define VKLLM_VERSION_PATCH 0
 #define VKLLM_MAKE_VERSION(major, minor, patch)                                                    \
     (((uint32_t)(major) << 22) | ((uint32_t)(minor) << 12) | (uint32_t)(patch))
