@@ -696,6 +696,92 @@ def test_metrics_and_page(srv, key=None):
           len(grown) == 4 and all(c == 3 and t > 0 for c, t in grown.values()), grown)
 
 
+def test_stalled_clients():
+    """Clients that send half a request and stall: the others are still served, the server
+    closes a stalled connection after --timeout, and connections beyond --max-conns are
+    refused at once while the server goes on serving once they are gone."""
+    import socket
+    srv = Server("--timeout", "2", "--max-conns", "3", "--parallel", "1", "-c", "256")
+
+    def stalled(data):
+        k = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        k.sendall(data)
+        return k
+
+    def closed_within(k, limit):
+        """(closed, seconds, the bytes it sent before closing)"""
+        t0 = time.time()
+        k.settimeout(limit)
+        data = b""
+        try:
+            got = k.recv(4096)
+            while got and time.time() - t0 < limit:
+                data += got
+                got = k.recv(4096)
+            ok = not got
+        except (ConnectionResetError, BrokenPipeError):
+            ok = True
+        except socket.timeout:
+            ok = False
+        k.close()
+        return ok, time.time() - t0, data
+
+    def still_open(k):
+        k.setblocking(False)
+        try:
+            return k.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            k.setblocking(True)
+
+    try:
+        head = stalled(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        body = stalled(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+                       b'{"prompt": "x", ')
+        t0 = time.time()
+        r = srv.client().completions.create(model=os.path.basename(MODEL), prompt="Hello",
+                                            max_tokens=2, temperature=0)
+        check("half a header and half a body stalled: another client is served meanwhile "
+              "(%.2f s)" % (time.time() - t0), r.usage.completion_tokens == 2
+              and still_open(head) and still_open(body), r)
+        third = stalled(b"GET /health HTTP/1.1\r\nHo")
+        over = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            over.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        ok, dt, data = closed_within(over, 5)
+        check("a connection over --max-conns 3 is refused: closed in %.2f s, no answer" % dt,
+              ok and dt < 1.5 and not data, data[:80])
+        t_stall = time.time()
+        for name, k in (("half a header", head), ("half a body", body),
+                        ("a third half header", third)):
+            ok, dt, data = closed_within(k, 10)
+            check("%s: closed after --timeout 2 (%.1f s from the first check)"
+                  % (name, time.time() - t_stall), ok, data[:80])
+        # a closed connection counts against --max-conns until its thread has ended: a moment
+        import urllib.error
+        t0 = time.time()
+        while True:
+            try:
+                st, j = http(srv.url + "/health")
+                break
+            except (ConnectionError, urllib.error.URLError) as e:
+                st, j = None, repr(e)
+                if time.time() - t0 > 3:
+                    break
+                time.sleep(0.1)
+        check("after the stalled clients: the server answers (in %.2f s)" % (time.time() - t0),
+              st == 200, (st, j))
+    finally:
+        rc = srv.stop()
+        check("stalled clients: exit 0 on SIGTERM", rc == 0, rc)
+
+
 def main():
     if not MODEL or not os.path.exists(MODEL):
         print("FAIL: no model at VKLLM_MODEL=%r (scripts/fetch_model.sh)" % MODEL)
@@ -709,6 +795,7 @@ def main():
         rc = srv.stop()
         check("SIGTERM: exit 0", rc == 0, rc)
     test_key_and_limits()
+    test_stalled_clients()
     test_loading()
     print("serve_e2e: %.1f s" % (time.time() - t0))
     print("%d passed, %d failed" % (len(passes), len(failures)))
