@@ -7,8 +7,8 @@
  * exactly where generation stopped. */
 #include "api_abi.h"
 #include "api_internal.h"
-#include "sched/logprobs.h"
 #include "sched/json_schema.h"
+#include "sched/logprobs.h"
 
 #include <string.h>
 

@@ -1,11 +1,11 @@
 /* src/sched/sampler.c: greedy, top-k (checked against a full sort), top-p, min-p,
  * repetition penalty, presence and frequency penalties, and seeds. Random and hand-made
  * logits; no model needed. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +33,8 @@ static int setup(void **state) {
         order[i] = i;
     }
     qsort(order, NV, sizeof order[0], by_logit_desc);
-    for (int i = 0; i < NV; i++) g_rank[order[i]] = i;
+    for (int i = 0; i < NV; i++)
+        g_rank[order[i]] = i;
     return 0;
 }
 
@@ -61,7 +62,8 @@ static void test_top_k_exact(void **state) {
             assert_true(g_rank[t] < k); /* only the k best are ever drawn */
             seen[g_rank[t]] = 1;
         }
-        for (int r = 0; r < k; r++) assert_true(seen[r]); /* and all of them are */
+        for (int r = 0; r < k; r++)
+            assert_true(seen[r]); /* and all of them are */
         sched_sampler_free(s);
     }
 }
@@ -81,7 +83,8 @@ static void test_min_p_and_top_p(void **state) {
     /* a tiny top_p keeps only the best */
     vkllm_sampling q = {.temperature = 1.0f, .top_p = 1e-6f, .seed = 3};
     s = make(&q);
-    for (int i = 0; i < 100; i++) assert_int_equal(g_rank[sched_sampler_sample(s, g_logits)], 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(g_rank[sched_sampler_sample(s, g_logits)], 0);
     sched_sampler_free(s);
 }
 

@@ -601,12 +601,18 @@ static void test_sampling_edges(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chat_minimal),       cmocka_unit_test(test_chat_every_field),
-        cmocka_unit_test(test_completion_prompts), cmocka_unit_test(test_wrong_types),
-        cmocka_unit_test(test_messages),           cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_not_objects),        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_response_format),    cmocka_unit_test(test_tokenize_bodies),
-        cmocka_unit_test(test_error_json),         cmocka_unit_test(test_text_helpers),
+        cmocka_unit_test(test_chat_minimal),
+        cmocka_unit_test(test_chat_every_field),
+        cmocka_unit_test(test_completion_prompts),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_not_objects),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_response_format),
+        cmocka_unit_test(test_tokenize_bodies),
+        cmocka_unit_test(test_error_json),
+        cmocka_unit_test(test_text_helpers),
         cmocka_unit_test(test_logprobs_and_penalties),
         cmocka_unit_test(test_sampling_edges),
     };

@@ -5,9 +5,10 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
                              const char *who, core_err *err) {
     if (b->n_tokens == 0 || b->n_tokens > cd->n_batch || b->n_seqs == 0 || !b->seqs ||
         b->n_seqs > (cd->n_seqs ? cd->n_seqs : 1) || !b->tokens)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: batch of %u tokens in %u entries, "
-                         "limits %u and %u", who, b->n_tokens, b->n_seqs, cd->n_batch,
-                         cd->n_seqs ? cd->n_seqs : 1);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "%s: batch of %u tokens in %u entries, "
+                         "limits %u and %u",
+                         who, b->n_tokens, b->n_seqs, cd->n_batch, cd->n_seqs ? cd->n_seqs : 1);
     const uint64_t slots = (uint64_t)cd->n_pages * ENG_PAGE;
     uint32_t rows = 0, outs = 0;
     for (uint32_t i = 0; i < b->n_seqs; i++) {
@@ -16,8 +17,10 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
             return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u has %u tokens, mode %u%s",
                              who, i, s->n_tokens, s->mode, s->pages ? "" : ", no block table");
         if (s->feed && s->n_tokens != 1)
-            return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u of %u tokens is fed "
-                             "from the step before", who, i, s->n_tokens);
+            return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                             "%s: entry %u of %u tokens is fed "
+                             "from the step before",
+                             who, i, s->n_tokens);
         if ((uint64_t)s->pos0 + s->n_tokens > cd->n_ctx)
             return core_errf(err, VKLLM_ERR_CONTEXT_FULL, "%s: positions %u..%u past context %u",
                              who, s->pos0, s->pos0 + s->n_tokens - 1, cd->n_ctx);
@@ -28,14 +31,17 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
                                  who, i, s->pages[p], cd->n_pages);
         rows += s->n_tokens;
         if (eng_seq_outs(s) > s->n_tokens)
-            return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u wants %u output rows of "
-                             "%u tokens", who, i, eng_seq_outs(s), s->n_tokens);
+            return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                             "%s: entry %u wants %u output rows of "
+                             "%u tokens",
+                             who, i, eng_seq_outs(s), s->n_tokens);
         outs += eng_seq_outs(s);
     }
     if (rows != b->n_tokens || outs != b->n_out)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entries cover %u tokens and %u "
-                         "outputs, the batch says %u and %u", who, rows, outs, b->n_tokens,
-                         b->n_out);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "%s: entries cover %u tokens and %u "
+                         "outputs, the batch says %u and %u",
+                         who, rows, outs, b->n_tokens, b->n_out);
     for (uint32_t t = 0; t < b->n_tokens; t++)
         if (b->tokens[t] < 0 || (uint32_t)b->tokens[t] >= n_vocab)
             return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: token id %d out of range [0, %u)",
@@ -62,6 +68,7 @@ vkllm_status eng_ban_check(const eng_ctx_desc *cd, uint32_t n_vocab, const char 
 uint32_t *eng_ident_pages(const vkllm_allocator *a, uint32_t n_ctx) {
     const uint32_t n = (n_ctx + ENG_PAGE - 1) / ENG_PAGE;
     uint32_t *p = core_calloc(a, n ? n : 1, sizeof *p);
-    for (uint32_t i = 0; p && i < n; i++) p[i] = i;
+    for (uint32_t i = 0; p && i < n; i++)
+        p[i] = i;
     return p;
 }

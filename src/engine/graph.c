@@ -46,13 +46,20 @@ void eng_select_top_ban(const float *logits, uint32_t n, uint32_t k, const int32
 
 const char *eng_op_name(eng_op_kind k) {
     switch (k) {
-    case EOP_EMBED: return "embed";
-    case EOP_RMS_NORM: return "rms_norm";
-    case EOP_MATMUL: return "matmul";
-    case EOP_ROPE: return "rope";
-    case EOP_KV_STORE: return "kv_store";
-    case EOP_ATTENTION: return "attention";
-    case EOP_SWIGLU: return "swiglu";
+    case EOP_EMBED:
+        return "embed";
+    case EOP_RMS_NORM:
+        return "rms_norm";
+    case EOP_MATMUL:
+        return "matmul";
+    case EOP_ROPE:
+        return "rope";
+    case EOP_KV_STORE:
+        return "kv_store";
+    case EOP_ATTENTION:
+        return "attention";
+    case EOP_SWIGLU:
+        return "swiglu";
     }
     return "?";
 }

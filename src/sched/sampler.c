@@ -29,7 +29,7 @@ struct sched_sampler {
      * generated-token counts, allocated when a penalty is first set */
     float presence, frequency;
     uint32_t *count;
-    jsc_run *json;     /* structured output: the allowed tokens (sched_sampler_set_json) */
+    jsc_run *json; /* structured output: the allowed tokens (sched_sampler_set_json) */
 };
 
 /* splitmix64 (Steele et al. 2014): small, fast, and good enough for sampling */

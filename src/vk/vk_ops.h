@@ -85,8 +85,8 @@ typedef struct vk_weight {
 /* Uploads a [n_out x n_in] matrix (rows row_bytes apart in data) from arena a, split by rows
  * when it does not fit one buffer. name is for error messages. */
 vkllm_status vk_weight_upload(vk_dev *d, vk_arena *a, const char *name, uint32_t type,
-                              uint32_t n_in, uint32_t n_out, uint64_t row_bytes,
-                              const void *data, vk_weight *out, core_err *err);
+                              uint32_t n_in, uint32_t n_out, uint64_t row_bytes, const void *data,
+                              vk_weight *out, core_err *err);
 
 /* Activation view: a slice of F32 rows. */
 typedef struct vk_act {
@@ -104,18 +104,18 @@ void vk_mm_destroy(vk_mm *m);
 /* Kernel shapes. vk_mm_create picks them for the device; tests and benchmarks may set others
  * (pipelines already built are dropped: set before recording). */
 typedef struct vk_mm_tuning {
-    uint32_t mv_threads;  /* matrix-vector workgroup size, a power of two >= 8 */
-    uint32_t mv_rows;     /* rows per workgroup (mv_lane_rows: per thread), at most 16 */
-    uint32_t mv_acc;      /* rows x tokens per thread at most, <= 256 (fewer rows for more
-                           * tokens) */
-    uint32_t mv_tokens;   /* tokens per matrix-vector tile, 1..16 */
-    bool mv_lane_rows;    /* a thread per row, no reduction: for CPU drivers */
-    bool tiled;           /* n_tok > mv_tokens: the shared-memory tiled kernel, else
-                           * matrix-vector kernels over tiles of mv_tokens */
-    uint32_t tile[4];     /* tiled kernel: rows and tokens per workgroup, per thread */
-    bool plain_fma;       /* relaxed products: the kernels' fma() is the device's own even
-                           * where it is not fused (vk_dev.fma_exact: a multiply and an add
-                           * there), instead of the emulation that gives the CPU path's bits */
+    uint32_t mv_threads; /* matrix-vector workgroup size, a power of two >= 8 */
+    uint32_t mv_rows;    /* rows per workgroup (mv_lane_rows: per thread), at most 16 */
+    uint32_t mv_acc;     /* rows x tokens per thread at most, <= 256 (fewer rows for more
+                          * tokens) */
+    uint32_t mv_tokens;  /* tokens per matrix-vector tile, 1..16 */
+    bool mv_lane_rows;   /* a thread per row, no reduction: for CPU drivers */
+    bool tiled;          /* n_tok > mv_tokens: the shared-memory tiled kernel, else
+                          * matrix-vector kernels over tiles of mv_tokens */
+    uint32_t tile[4];    /* tiled kernel: rows and tokens per workgroup, per thread */
+    bool plain_fma;      /* relaxed products: the kernels' fma() is the device's own even
+                          * where it is not fused (vk_dev.fma_exact: a multiply and an add
+                          * there), instead of the emulation that gives the CPU path's bits */
 } vk_mm_tuning;
 vk_mm_tuning vk_mm_get_tuning(const vk_mm *m);
 vkllm_status vk_mm_set_tuning(vk_mm *m, const vk_mm_tuning *t, core_err *err);
@@ -226,8 +226,8 @@ void vk_misc_set_lane(vk_misc *m, bool lane);
 /* dst[i] = src[j] / sqrt(mean(src[j]^2) + eps) * w, i < n, for row j = src_row0 + i, or with
  * gather (a vk_step_params slice) j = the step's output row i. */
 vkllm_status vk_rms_norm(vk_rec *r, vk_misc *m, vk_act src, uint32_t src_row0,
-                         const vk_slice *gather, vk_slice w, vk_act dst, uint32_t n,
-                         uint32_t width, float eps, core_err *err);
+                         const vk_slice *gather, vk_slice w, vk_act dst, uint32_t n, uint32_t width,
+                         float eps, core_err *err);
 /* dst = silu(gate) * up, n rows of width. */
 vkllm_status vk_swiglu(vk_rec *r, vk_misc *m, vk_act gate, vk_act up, vk_act dst, uint32_t n,
                        uint32_t width, core_err *err);
