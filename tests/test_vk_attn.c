@@ -501,25 +501,49 @@ static float f16_value(float v) {
 static void value_triple(uint32_t i, float *t) {
     float w;
     switch (i % 16) {
-    case 0: w = 1.0f; break;
-    case 1: w = 0.0f; break;
-    case 2: w = expf(vt_uniform(-104.0f, -40.0f)); break;
-    case 3: w = 0x1p-70f * (1.0f + (float)((int)(i % 5) - 2) * 0x1p-23f); break;
-    case 4: w = ldexpf(1.0f, -(int)(i % 40)); break; /* exact products: zero sums */
-    default: w = expf(vt_uniform(-20.0f, 0.0f)); break;
+    case 0:
+        w = 1.0f;
+        break;
+    case 1:
+        w = 0.0f;
+        break;
+    case 2:
+        w = expf(vt_uniform(-104.0f, -40.0f));
+        break;
+    case 3:
+        w = 0x1p-70f * (1.0f + (float)((int)(i % 5) - 2) * 0x1p-23f);
+        break;
+    case 4:
+        w = ldexpf(1.0f, -(int)(i % 40));
+        break; /* exact products: zero sums */
+    default:
+        w = expf(vt_uniform(-20.0f, 0.0f));
+        break;
     }
     float v = f16_value(vt_uniform(-4.0f, 4.0f) * ldexpf(1.0f, (int)(i % 23) - 14));
     if (i % 7 == 3) v = core_fp16_to_fp32((uint16_t)(vt_uniform(0.0f, 65536.0f)));
     if (i % 29 == 5) v = (i & 32) ? -0.0f : 0.0f;
     float c;
     switch ((i / 16) % 8) {
-    case 0: c = -w * v; break;
-    case 1: c = -(w * v); break; /* cancels where the product is an F16 value */
-    case 2: c = (i & 256) ? -0.0f : 0.0f; break;
-    case 3: c = core_fp16_to_fp32((uint16_t)(vt_uniform(0.0f, 65536.0f))); break;
+    case 0:
+        c = -w * v;
+        break;
+    case 1:
+        c = -(w * v);
+        break; /* cancels where the product is an F16 value */
+    case 2:
+        c = (i & 256) ? -0.0f : 0.0f;
+        break;
+    case 3:
+        c = core_fp16_to_fp32((uint16_t)(vt_uniform(0.0f, 65536.0f)));
+        break;
     case 4:
-    case 5: c = tie_addend(w, v); break;
-    default: c = vt_uniform(-8.0f, 8.0f) * ldexpf(1.0f, (int)(i % 19) - 12); break;
+    case 5:
+        c = tie_addend(w, v);
+        break;
+    default:
+        c = vt_uniform(-8.0f, 8.0f) * ldexpf(1.0f, (int)(i % 19) - 12);
+        break;
     }
     t[0] = w, t[1] = v, t[2] = f16_value(c); /* the accumulator is an F16 value */
 }
@@ -532,16 +556,27 @@ static float f16_rounding_case(uint32_t i) {
     float m = (float)(((double)lo + hi) / 2); /* exact: 12 significant bits */
     uint32_t bits;
     switch (i % 8) {
-    case 1: m = nextafterf(m, 0.0f); break;
-    case 2: m = nextafterf(m, INFINITY); break;
-    case 3: m = 0x1p-25f * (1.0f + (float)((int)(i % 3) - 1) * 0x1p-23f); break;
-    case 4: m = ldexpf(vt_uniform(1.0f, 2.0f), -127 - (int)(i % 20)); break;
-    case 5: m = 65520.0f + (float)((int)(i % 3) - 1) * 0.0078125f; break;
+    case 1:
+        m = nextafterf(m, 0.0f);
+        break;
+    case 2:
+        m = nextafterf(m, INFINITY);
+        break;
+    case 3:
+        m = 0x1p-25f * (1.0f + (float)((int)(i % 3) - 1) * 0x1p-23f);
+        break;
+    case 4:
+        m = ldexpf(vt_uniform(1.0f, 2.0f), -127 - (int)(i % 20));
+        break;
+    case 5:
+        m = 65520.0f + (float)((int)(i % 3) - 1) * 0.0078125f;
+        break;
     case 6: /* NaNs, some with only low payload bits; inf */
         bits = (i & 16) ? 0x7f800001u + (i % 4096) : 0x7f800000u | (i << 10);
         memcpy(&m, &bits, 4);
         break;
-    default: break;
+    default:
+        break;
     }
     return (i & 8) ? -m : m;
 }
@@ -551,13 +586,16 @@ static float f16_rounding_case(uint32_t i) {
  * ulps of a half-integer (n decided by the fma's rounding), results near and below 2^-126,
  * tiny, huge and special arguments. */
 static float exp_case(uint32_t i) {
-    static const float edge[] = {-87.33f, -86.64f, 87.33f, 88.03f, -88.03f,
+    static const float edge[] = {-87.33f, -86.64f,  87.33f,  88.03f,  -88.03f,
                                  133.08f, -133.08f, 133.77f, -133.77f};
-    static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN,
+    static const float sp[] = {0.0f,      -0.0f,      INFINITY,        -INFINITY,       NAN,
                                0x1p-149f, -0x1p-149f, 0x1.fffffep127f, -0x1.fffffep127f};
     float x;
     switch (i % 8) {
-    case 0: case 1: x = vt_uniform(-110.0f, 95.0f); break;
+    case 0:
+    case 1:
+        x = vt_uniform(-110.0f, 95.0f);
+        break;
     case 2: { /* (k + 1/2) ln 2, moved by up to 8 ulps */
         const int k = (int)vt_uniform(-200.0f, 200.0f);
         x = (float)(((double)k + 0.5) * 0.69314718055994530942);
@@ -566,11 +604,21 @@ static float exp_case(uint32_t i) {
         break;
     }
     /* around the branch edges: n = -126, -125, 126, +-127, +-192, +-193 */
-    case 3: x = edge[i / 8 % 9] + vt_uniform(-0.4f, 0.4f); break;
-    case 4: x = ldexpf(vt_uniform(-1.0f, 1.0f), -(int)(i / 8 % 160)); break; /* tiny */
-    case 5: x = ldexpf(vt_uniform(-1.0f, 1.0f), (int)(i / 8 % 128)); break;  /* to huge */
-    case 6: x = sp[i / 8 % 9]; break;
-    default: x = vt_uniform(-16.0f, 16.0f); break;
+    case 3:
+        x = edge[i / 8 % 9] + vt_uniform(-0.4f, 0.4f);
+        break;
+    case 4:
+        x = ldexpf(vt_uniform(-1.0f, 1.0f), -(int)(i / 8 % 160));
+        break; /* tiny */
+    case 5:
+        x = ldexpf(vt_uniform(-1.0f, 1.0f), (int)(i / 8 % 128));
+        break; /* to huge */
+    case 6:
+        x = sp[i / 8 % 9];
+        break;
+    default:
+        x = vt_uniform(-16.0f, 16.0f);
+        break;
     }
     return x;
 }
@@ -640,9 +688,15 @@ static void test_fma_exp(void **state) {
         case 0:
             c = tie_addend(a, b);
             break;
-        case 1: c = -(float)pr; break; /* cancellation (-0 for a zero product) */
-        case 2: c = (float)(pr * ldexp(vt_uniform(-1.0f, 1.0f), (int)(i % 61) - 30)); break;
-        default: c = (float)(-pr * vt_uniform(0.99f, 1.01f)); break;
+        case 1:
+            c = -(float)pr;
+            break; /* cancellation (-0 for a zero product) */
+        case 2:
+            c = (float)(pr * ldexp(vt_uniform(-1.0f, 1.0f), (int)(i % 61) - 30));
+            break;
+        default:
+            c = (float)(-pr * vt_uniform(0.99f, 1.01f));
+            break;
         }
         x[3 * i] = a, x[3 * i + 1] = b, x[3 * i + 2] = c;
     }
@@ -688,9 +742,8 @@ static void test_fma_exp(void **state) {
                                i >= N && !(t[2] == 0 && signbit(t[2])) ? 4 : -1};
         for (int k = 0; k < 3; k++)
             if (checks[k] >= 0 && memcmp(&oi[checks[k]], &want, 4) != 0 && bad++ < 5)
-                printf("fma(%a, %a, %a) = %a, emulation %d gives %a\n", (double)t[0],
-                       (double)t[1], (double)t[2], (double)want, checks[k],
-                       (double)oi[checks[k]]);
+                printf("fma(%a, %a, %a) = %a, emulation %d gives %a\n", (double)t[0], (double)t[1],
+                       (double)t[2], (double)want, checks[k], (double)oi[checks[k]]);
         unfused += oi[0] != want;
         if (i >= N) { /* where an unfused multiply and add differs: the hard cases */
             volatile float prod = t[0] * t[1];

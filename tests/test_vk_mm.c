@@ -22,9 +22,8 @@
 #include <math.h>
 #include <time.h>
 
-static const uint32_t k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1,
-                                   QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q2_K, QT_Q3_K,
-                                   QT_Q4_K, QT_Q5_K, QT_Q6_K};
+static const uint32_t k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+                                   QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
 #define N_TYPES (sizeof k_types / sizeof k_types[0])
 static const uint32_t k_ntok[] = {1, 2, 5, 8, 9, 33, 70};
 #define N_NTOK (sizeof k_ntok / sizeof k_ntok[0])
@@ -36,12 +35,23 @@ static const int *half_fields(uint32_t type) {
     static const int none[] = {-1}, d0[] = {0, -1}, d0m2[] = {0, 2, -1}, q2k[] = {80, 82, -1},
                      q3k[] = {108, -1}, q6k[] = {208, -1};
     switch (type) {
-    case QT_Q4_0: case QT_Q5_0: case QT_Q8_0: return d0;
-    case QT_Q4_1: case QT_Q5_1: case QT_Q4_K: case QT_Q5_K: return d0m2;
-    case QT_Q2_K: return q2k;
-    case QT_Q3_K: return q3k;
-    case QT_Q6_K: return q6k;
-    default: return none;
+    case QT_Q4_0:
+    case QT_Q5_0:
+    case QT_Q8_0:
+        return d0;
+    case QT_Q4_1:
+    case QT_Q5_1:
+    case QT_Q4_K:
+    case QT_Q5_K:
+        return d0m2;
+    case QT_Q2_K:
+        return q2k;
+    case QT_Q3_K:
+        return q3k;
+    case QT_Q6_K:
+        return q6k;
+    default:
+        return none;
     }
 }
 
@@ -68,7 +78,8 @@ static uint8_t *random_rows(uint32_t type, uint32_t n_in, uint32_t n_rows, bool 
     assert_true(quant_row_bytes(type, n_in, row_bytes));
     const uint64_t bytes = *row_bytes * n_rows;
     uint8_t *p = malloc(bytes);
-    for (uint64_t i = 0; i < bytes; i++) p[i] = (uint8_t)rnd32();
+    for (uint64_t i = 0; i < bytes; i++)
+        p[i] = (uint8_t)rnd32();
     if (type == QT_F32) {
         for (uint64_t i = 0; i < bytes / 4; i++) {
             const float v = vt_uniform(-2.0f, 2.0f);
@@ -76,8 +87,8 @@ static uint8_t *random_rows(uint32_t type, uint32_t n_in, uint32_t n_rows, bool 
         }
     } else if (type == QT_F16) {
         for (uint64_t i = 0; i < bytes / 2; i++) {
-            const uint16_t h = moderate ? core_fp32_to_fp16(vt_uniform(-2.0f, 2.0f))
-                                        : rnd_half(false);
+            const uint16_t h =
+                moderate ? core_fp32_to_fp16(vt_uniform(-2.0f, 2.0f)) : rnd_half(false);
             memcpy(p + 2 * i, &h, 2);
         }
     } else if (type == QT_BF16) {
@@ -122,10 +133,12 @@ static void act_rows(float *x, uint32_t n_in, uint32_t n_tok, uint32_t stride) {
     for (uint32_t t = 0; t < n_tok; t++) {
         float *r = x + (uint64_t)t * stride;
         const float scale = t % 3 == 0 ? 1.0f : t % 3 == 1 ? 1e-3f : 300.0f;
-        for (uint32_t i = 0; i < n_in; i++) r[i] = scale * vt_uniform(-1.0f, 1.0f);
+        for (uint32_t i = 0; i < n_in; i++)
+            r[i] = scale * vt_uniform(-1.0f, 1.0f);
         if (t == 1) memset(r, 0, 32 * sizeof(float));
         if (t == 2 && n_in >= 64) {
-            for (uint32_t i = 32; i < 64; i++) r[i] = (float)((int)(i % 16) - 8) + 0.5f;
+            for (uint32_t i = 32; i < 64; i++)
+                r[i] = (float)((int)(i % 16) - 8) + 0.5f;
             r[40] = 127.0f;
             r[50] = -127.0f;
         }
@@ -144,7 +157,8 @@ static void check_act(uint32_t w_type, const uint8_t *cpu, const uint32_t *gpu, 
             memcpy(&d, c, 2);
             if (vdt == QT_Q8_1) memcpy(&s, c + 2, 2);
             int sum = 0;
-            for (int j = 0; j < 32; j++) sum += (int8_t)c[qo + j];
+            for (int j = 0; j < 32; j++)
+                sum += (int8_t)c[qo + j];
             if (memcmp(c + qo, g, 32) != 0) fail_msg("%s: block %u codes differ", what, b);
             if (g[8] != f32_bits(core_fp16_to_fp32(d)))
                 fail_msg("%s: block %u d %08x, cpu %08x", what, b, g[8],
@@ -172,7 +186,8 @@ static void check_act(uint32_t w_type, const uint8_t *cpu, const uint32_t *gpu, 
     } else {
         for (uint32_t i = 0; i < n_in; i++) {
             float v;
-            if (vdt == QT_F32) memcpy(&v, cpu + 4 * i, 4);
+            if (vdt == QT_F32)
+                memcpy(&v, cpu + 4 * i, 4);
             else {
                 uint16_t h;
                 memcpy(&h, cpu + 2 * i, 2);
@@ -203,7 +218,8 @@ static void test_quantize(void **state) {
                 act_rows(x, n_in, n_tok, stride);
                 uint8_t *cpu = malloc(crb * n_tok);
                 uint32_t *gpu = malloc(grb * n_tok);
-                for (uint32_t t = 0; t < n_tok; t++) vt->quant(x + t * stride, cpu + t * crb, n_in);
+                for (uint32_t t = 0; t < n_tok; t++)
+                    vt->quant(x + t * stride, cpu + t * crb, n_in);
                 vk_arena a;
                 vk_arena_init(&a, d, false, ARENA_BLOCK, "test");
                 vk_act xa = {vt_slice(&a, x, (uint64_t)n_tok * stride * 4), stride};
@@ -243,9 +259,9 @@ static uint32_t width_of(uint32_t type, int k) {
 }
 
 /* CPU reference: y[t][r] = vec_dot(w[r], quant(x[t])). */
-static void reference(uint32_t type, const uint8_t *w, uint64_t wrb, uint32_t n_in,
-                      uint32_t n_out, const float *x, uint32_t stride, uint32_t n_tok,
-                      float *y, uint32_t y_stride) {
+static void reference(uint32_t type, const uint8_t *w, uint64_t wrb, uint32_t n_in, uint32_t n_out,
+                      const float *x, uint32_t stride, uint32_t n_tok, float *y,
+                      uint32_t y_stride) {
     const quant_traits *tr = quant_traits_of(type), *vt = quant_traits_of(tr->vec_dot_type);
     uint64_t rb;
     assert_true(quant_row_bytes(tr->vec_dot_type, n_in, &rb));
@@ -263,18 +279,27 @@ static void reference(uint32_t type, const uint8_t *w, uint64_t wrb, uint32_t n_
  * the CPU backend runs wherever the processor has it. false: no such table here (the NMSE
  * check still runs; the bits are then unchecked, and the test says so). */
 static bool cpu_order_reference(uint32_t type, const uint8_t *w, uint64_t wrb, uint32_t n_in,
-                                uint32_t n_out, const float *x, uint32_t stride,
-                                uint32_t n_tok, float *y, uint32_t y_stride) {
+                                uint32_t n_out, const float *x, uint32_t stride, uint32_t n_tok,
+                                float *y, uint32_t y_stride) {
     const cpu_kernels *k = cpu_kernels_get(CPU_KERN_AVX2);
     if (!k || quant_traits_of(type)->block_size != 32) return false;
     const quant_type vdt = quant_traits_of(type)->vec_dot_type;
     uint64_t rb;
     assert_true(quant_row_bytes(vdt, n_in, &rb));
     uint8_t *q = malloc(rb * n_tok);
-    for (uint32_t t = 0; t < n_tok; t++) k->quantize_row(vdt, x + (uint64_t)t * stride, q + t * rb, n_in);
-    const cpu_matmul_args a = {.w_type = type, .w = w, .w_row_bytes = wrb, .n_in = n_in,
-                               .r0 = 0, .r1 = n_out, .x = q, .x_row_bytes = rb,
-                               .n_tokens = n_tok, .y = y, .y_stride = y_stride};
+    for (uint32_t t = 0; t < n_tok; t++)
+        k->quantize_row(vdt, x + (uint64_t)t * stride, q + t * rb, n_in);
+    const cpu_matmul_args a = {.w_type = type,
+                               .w = w,
+                               .w_row_bytes = wrb,
+                               .n_in = n_in,
+                               .r0 = 0,
+                               .r1 = n_out,
+                               .x = q,
+                               .x_row_bytes = rb,
+                               .n_tokens = n_tok,
+                               .y = y,
+                               .y_stride = y_stride};
     k->matmul(&a);
     free(q);
     return true;
@@ -282,8 +307,8 @@ static bool cpu_order_reference(uint32_t type, const uint8_t *w, uint64_t wrb, u
 
 /* A weight in `parts` row ranges, each uploaded on its own: what vk_weight_upload makes on a
  * device with a small buffer limit, without a second device (and its pipelines). */
-static vk_weight upload_parts(vk_dev *d, vk_arena *a, uint32_t type, uint32_t n_in,
-                              uint32_t n_out, uint64_t wrb, const uint8_t *w, uint32_t parts) {
+static vk_weight upload_parts(vk_dev *d, vk_arena *a, uint32_t type, uint32_t n_in, uint32_t n_out,
+                              uint64_t wrb, const uint8_t *w, uint32_t parts) {
     vk_weight wt = upload(d, a, type, n_in, n_out, wrb, w);
     wt.n_parts = parts;
     for (uint32_t p = 0; p < parts; p++) {
@@ -302,8 +327,7 @@ static void run_matmul(vk_dev *d, vk_mm *m, uint32_t type, const uint8_t *w, uin
                        uint32_t n_tok, const float *y0, float *y, uint32_t y_stride,
                        bool accumulate, uint32_t parts, uint32_t *n_parts) {
     vk_arena a;
-    vk_arena_init(&a, d, false, d->max_buffer < ARENA_BLOCK ? d->max_buffer : ARENA_BLOCK,
-                  "test");
+    vk_arena_init(&a, d, false, d->max_buffer < ARENA_BLOCK ? d->max_buffer : ARENA_BLOCK, "test");
     vk_weight wt = parts ? upload_parts(d, &a, type, n_in, n_out, wrb, w, parts)
                          : upload(d, &a, type, n_in, n_out, wrb, w);
     if (n_parts) *n_parts = wt.n_parts;
@@ -315,8 +339,7 @@ static void run_matmul(vk_dev *d, vk_mm *m, uint32_t type, const uint8_t *w, uin
     core_err err = {{0}};
     vk_rec r;
     vt_begin(d, &r);
-    if (vk_mm_quantize(&r, m, type, xa, n_in, n_tok, xq, &err) != VKLLM_OK)
-        fail_msg("%s", err.msg);
+    if (vk_mm_quantize(&r, m, type, xa, n_in, n_tok, xq, &err) != VKLLM_OK) fail_msg("%s", err.msg);
     vk_rec_barrier(&r);
     if (vk_mm_matmul(&r, m, &wt, xq, n_tok, ya, accumulate, &err) != VKLLM_OK)
         fail_msg("%s", err.msg);
@@ -351,13 +374,11 @@ static void split_identical(vk_dev *d, vk_mm *m, uint32_t type, int tier, int la
         vt_fill(x, (size_t)n_tok * n_in, -1.0f, 1.0f);
         const size_t ny = (size_t)n_tok * n_out;
         float *a = malloc(ny * 4), *b = malloc(ny * 4);
-        run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, n_tok, NULL, a, n_out, false, 0,
-                   NULL);
-        run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, n_tok, NULL, b, n_out, false, 3,
-                   NULL);
+        run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, n_tok, NULL, a, n_out, false, 0, NULL);
+        run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, n_tok, NULL, b, n_out, false, 3, NULL);
         if (memcmp(a, b, ny * 4) != 0)
-            fail_msg("split %s tier %d layout %d n_tok %u: results differ",
-                     quant_type_name(type), tier, layout, n_tok);
+            fail_msg("split %s tier %d layout %d n_tok %u: results differ", quant_type_name(type),
+                     tier, layout, n_tok);
         free(w), free(x), free(a), free(b);
     }
 }
@@ -403,8 +424,8 @@ static void test_matmul(void **state) {
                     reference(type, w, wrb, n_in, n_out, x, stride, n_tok, ref, ys);
                     const bool acc = ni % 2 == 1; /* every other shape accumulates */
                     vt_fill(y0, ny, -1.0f, 1.0f);
-                    run_matmul(d, m, type, w, wrb, n_in, n_out, x, stride, n_tok, y0, got, ys,
-                               acc, 0, NULL);
+                    run_matmul(d, m, type, w, wrb, n_in, n_out, x, stride, n_tok, y0, got, ys, acc,
+                               0, NULL);
                     float *exact = calloc(ny, 4);
                     if (cpu_order_reference(type, w, wrb, n_in, n_out, x, stride, n_tok, exact,
                                             ys)) {
@@ -416,8 +437,8 @@ static void test_matmul(void **state) {
                                 if (f32_bits(got[j]) != f32_bits(want))
                                     fail_msg("matmul %s tier %d layout %d n_in %u n_tok %u acc "
                                              "%d: y[%u][%u] %a, the CPU path's %a",
-                                             quant_type_name(type), tier, run % 2, n_in, n_tok,
-                                             acc, t, i, got[j], want);
+                                             quant_type_name(type), tier, run % 2, n_in, n_tok, acc,
+                                             t, i, got[j], want);
                             }
                     }
                     free(exact);
@@ -480,8 +501,8 @@ static double abs_terms(uint32_t type, const uint8_t *row, uint32_t n_in, const 
     for (uint32_t b = 0; b < n_in / 32; b++) {
         memcpy(blk, row + (size_t)b * tr->type_size, tr->type_size);
         const float d = fabsf(core_fp16_to_fp32((uint16_t)(blk[0] | blk[1] << 8)));
-        const float m = hf[1] == 2 ? fabsf(core_fp16_to_fp32((uint16_t)(blk[2] | blk[3] << 8)))
-                                   : 0.0f;
+        const float m =
+            hf[1] == 2 ? fabsf(core_fp16_to_fp32((uint16_t)(blk[2] | blk[3] << 8))) : 0.0f;
         blk[0] = 0x00, blk[1] = 0x3c; /* d = 1, m = 0: the dequantized values are the codes */
         if (hf[1] == 2) blk[2] = blk[3] = 0;
         tr->dequant(blk, q, 32);
@@ -522,8 +543,8 @@ static void test_matmul_relaxed(void **state) {
             run_matmul(d, m, type, w, wrb, n_in, n_out, x + (size_t)i * n_in, n_in, 1, NULL,
                        alone + (size_t)i * n_out, n_out, false, 0, NULL);
         for (size_t k = 1; k < 3; k++) {
-            run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, ntok[k], NULL, got, n_out,
-                       false, 0, NULL);
+            run_matmul(d, m, type, w, wrb, n_in, n_out, x, n_in, ntok[k], NULL, got, n_out, false,
+                       0, NULL);
             if (memcmp(got, alone, (size_t)ntok[k] * n_out * 4) != 0)
                 fail_msg("relaxed %s: a token of %u gets other outputs than alone",
                          quant_type_name(type), ntok[k]);
@@ -538,13 +559,13 @@ static void test_matmul_relaxed(void **state) {
                 vt->dequant(xq, xd, n_in);
                 for (uint32_t r = 0; r < n_out; r++) {
                     const size_t j = (size_t)i * n_out + r;
-                    const double tol = (4.0 * nb + 16.0) * 0x1p-24 *
-                                       abs_terms(type, w + r * wrb, n_in, xd);
+                    const double tol =
+                        (4.0 * nb + 16.0) * 0x1p-24 * abs_terms(type, w + r * wrb, n_in, xd);
                     const double dev = fabs((double)alone[j] - (double)cpu[j]);
                     if (!(dev <= tol))
                         fail_msg("relaxed %s: y[%u][%u] %a, the CPU path's %a: off by %g, "
-                                 "bound %g", quant_type_name(type), i, r, alone[j], cpu[j],
-                                 dev, tol);
+                                 "bound %g",
+                                 quant_type_name(type), i, r, alone[j], cpu[j], dev, tol);
                     if (tol > 0 && dev / tol > worst) worst = dev / tol;
                     differ += f32_bits(alone[j]) != f32_bits(cpu[j]);
                     compared++;
@@ -601,8 +622,8 @@ static void test_matmul_split(void **state) {
                            false, 0, &parts);
                 if (parts < 3) fail_msg("%s: %u parts", quant_type_name(type), parts);
                 if (memcmp(a, b, ny * 4) != 0)
-                    fail_msg("split %s tier %d n_tok %u: results differ",
-                             quant_type_name(type), tier, n_tok);
+                    fail_msg("split %s tier %d n_tok %u: results differ", quant_type_name(type),
+                             tier, n_tok);
                 free(w), free(x), free(a), free(b);
             }
         }
@@ -646,7 +667,8 @@ static void test_embed(void **state) {
                 if (sp && wt.n_parts < 3) fail_msg("%s: %u parts", tr->name, wt.n_parts);
                 vk_slice ps = vt_slice(&a, pbuf, pbytes);
                 float *junk = malloc((size_t)n_tok * stride * 4);
-                for (size_t i = 0; i < (size_t)n_tok * stride; i++) junk[i] = 12345.0f;
+                for (size_t i = 0; i < (size_t)n_tok * stride; i++)
+                    junk[i] = 12345.0f;
                 vk_act da = {vt_slice(&a, junk, (uint64_t)n_tok * stride * 4), stride};
                 core_err err = {{0}};
                 vk_rec r;
@@ -660,8 +682,9 @@ static void test_embed(void **state) {
                         if (f32_bits(got[j]) != f32_bits(ref[j]) &&
                             !(isnan(got[j]) && isnan(ref[j])))
                             fail_msg("embed %s tier %d split %d: token %d element %u: %08x, "
-                                     "cpu %08x", tr->name, tier, sp, ids[t], i,
-                                     f32_bits(got[j]), f32_bits(ref[j]));
+                                     "cpu %08x",
+                                     tr->name, tier, sp, ids[t], i, f32_bits(got[j]),
+                                     f32_bits(ref[j]));
                     }
                 vk_arena_free(&a);
                 free(w), free(ref), free(got), free(junk), free(pbuf);
@@ -773,10 +796,8 @@ static int bench(void) {
 int main(void) {
     if (getenv("VKLLM_MM_BENCH")) return bench();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quantize),
-        cmocka_unit_test(test_embed),
-        cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_matmul_split),
+        cmocka_unit_test(test_quantize),       cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_matmul_split),
         cmocka_unit_test(test_matmul_relaxed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

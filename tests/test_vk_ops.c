@@ -29,8 +29,8 @@ static void test_swiglu(void **state) {
                 for (uint32_t t = 0; t < n; t++)
                     for (uint32_t i = 0; i < w; i++) {
                         const float x = g[t * stride + i];
-                        ref[t * stride + i] = (x / (1.0f + cpu_vec_expf(0.0f - x))) *
-                                              u[t * stride + i];
+                        ref[t * stride + i] =
+                            (x / (1.0f + cpu_vec_expf(0.0f - x))) * u[t * stride + i];
                     }
                 vk_arena a;
                 vk_arena_init(&a, d, false, 0, "test");
@@ -61,12 +61,23 @@ static void rms_row_kind(float *x, uint32_t w, uint32_t t) {
         s = s * 1664525u + 1013904223u;
         const float u = (float)(s >> 8) / 16777216.0f; /* [0, 1) */
         switch (t % 6) {
-        case 1: x[j] = ldexpf(1.0f + u, (int)(s % 101) - 80) * (s & 1 ? -1.0f : 1.0f); break;
-        case 2: x[j] = 0.0f; break;
-        case 3: x[j] = j % 97 == 5 ? 1.5f + u : 0.0f; break;
-        case 4: x[j] = ldexpf(1.0f + u, 62) * (s & 1 ? -1.0f : 1.0f); break;
-        case 5: if (j == w / 2) x[j] = 3e19f; break;
-        default: break;
+        case 1:
+            x[j] = ldexpf(1.0f + u, (int)(s % 101) - 80) * (s & 1 ? -1.0f : 1.0f);
+            break;
+        case 2:
+            x[j] = 0.0f;
+            break;
+        case 3:
+            x[j] = j % 97 == 5 ? 1.5f + u : 0.0f;
+            break;
+        case 4:
+            x[j] = ldexpf(1.0f + u, 62) * (s & 1 ? -1.0f : 1.0f);
+            break;
+        case 5:
+            if (j == w / 2) x[j] = 3e19f;
+            break;
+        default:
+            break;
         }
     }
 }
@@ -79,9 +90,11 @@ static void rms_check(vk_dev *d, vk_misc *m, int tier, const float *x, uint32_t 
     vt_fill(wt, w, 0.5f, 1.5f);
     for (uint32_t t = 0; t < n; t++) { /* as src/cpu/cpu_backend.c op_rms_norm */
         double sum = 0.0;
-        for (uint32_t j = 0; j < w; j++) sum += (double)(x[t * ss + j] * x[t * ss + j]);
+        for (uint32_t j = 0; j < w; j++)
+            sum += (double)(x[t * ss + j] * x[t * ss + j]);
         const float scale = 1.0f / sqrtf((float)(sum / w) + eps);
-        for (uint32_t j = 0; j < w; j++) ref[t * sd + j] = (x[t * ss + j] * scale) * wt[j];
+        for (uint32_t j = 0; j < w; j++)
+            ref[t * sd + j] = (x[t * ss + j] * scale) * wt[j];
     }
     core_err err = {{0}};
     vk_arena a;
@@ -98,8 +111,8 @@ static void rms_check(vk_dev *d, vk_misc *m, int tier, const float *x, uint32_t 
         for (uint32_t j = 0; j < w; j++) {
             const float g = got[t * sd + j], f = ref[t * sd + j];
             if (f32_bits(g) != f32_bits(f) && !(isnan(g) && isnan(f)))
-                fail_msg("rms_norm tier %d w %u row %u [%u]: %a, the CPU path's %a", tier, w, t,
-                         j, g, f);
+                fail_msg("rms_norm tier %d w %u row %u [%u]: %a, the CPU path's %a", tier, w, t, j,
+                         g, f);
         }
     vk_arena_free(&a);
     free(wt), free(ref), free(got);
@@ -151,7 +164,8 @@ static void test_rms_norm(void **state) {
                     const uint32_t w = k_widths[wi], n = k_rows[ri], ss = w + 5;
                     float *x = malloc((size_t)n * ss * 4);
                     vt_fill(x, (size_t)n * ss, -3.0f, 3.0f);
-                    for (uint32_t t = 0; t < n; t++) rms_row_kind(x + (size_t)t * ss, w, t);
+                    for (uint32_t t = 0; t < n; t++)
+                        rms_row_kind(x + (size_t)t * ss, w, t);
                     rms_check(d, m, tier, x, n, w, ss, 1e-5f);
                     free(x);
                 }
@@ -173,10 +187,11 @@ static void test_rms_norm_row0(void **state) {
     const uint32_t w = 64, n = 5, row0 = 3;
     float x[5 * 64], wt[64], got[3 * 64];
     vt_fill(x, n * w, -1.0f, 1.0f);
-    for (uint32_t i = 0; i < w; i++) wt[i] = 1.0f;
+    for (uint32_t i = 0; i < w; i++)
+        wt[i] = 1.0f;
     /* entries of 2, 1 and 2 rows, outputs from the first and the last: rows 1 and 4 */
-    const vk_step_seq seqs[3] = {{.n_tokens = 2, .n_out = 1}, {.n_tokens = 1},
-                                 {.n_tokens = 2, .pos0 = 7, .n_out = 1}};
+    const vk_step_seq seqs[3] = {
+        {.n_tokens = 2, .n_out = 1}, {.n_tokens = 1}, {.n_tokens = 2, .pos0 = 7, .n_out = 1}};
     const uint64_t pb = vk_step_params_bytes(n, 3, 16, 0);
     vk_step_params *p = calloc(1, pb);
     vk_step_params_init(p, n, 3, NULL, 0);
@@ -194,20 +209,22 @@ static void test_rms_norm_row0(void **state) {
         vk_act da = {vt_slice(&a, NULL, sizeof got), w};
         vk_rec r;
         vt_begin(d, &r);
-        assert_int_equal(vk_rms_norm(&r, m, xa, row0, gather ? &ps : NULL, ws, da, rows, w, 1e-5f,
-                                     &err),
-                         VKLLM_OK);
+        assert_int_equal(
+            vk_rms_norm(&r, m, xa, row0, gather ? &ps : NULL, ws, da, rows, w, 1e-5f, &err),
+            VKLLM_OK);
         vt_submit(&r);
         vt_read(d, &da.s, got, sizeof got);
         for (uint32_t t = 0; t < rows; t++) {
             const float *xr = x + src[t] * w;
             double sum = 0.0;
-            for (uint32_t j = 0; j < w; j++) sum += (double)(xr[j] * xr[j]);
+            for (uint32_t j = 0; j < w; j++)
+                sum += (double)(xr[j] * xr[j]);
             const float scale = 1.0f / sqrtf((float)(sum / w) + 1e-5f);
             for (uint32_t j = 0; j < w; j++)
                 assert_true(fabsf(got[t * w + j] - xr[j] * scale) < 1e-5f);
         }
-        for (uint32_t j = rows * w; j < 3 * w; j++) assert_true(got[j] == 0.0f);
+        for (uint32_t j = rows * w; j < 3 * w; j++)
+            assert_true(got[j] == 0.0f);
     }
     vk_arena_free(&a);
     free(p);
@@ -225,8 +242,10 @@ static void test_validation_catches(void **state) {
         fail_msg("run with VKLLM_VK_VALIDATION=1 (ctest does): this test checks the layer");
     vk_dev *d = vt_dev(0, 0);
     assert_true(d->val.enabled);
-    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = 256,
-                             .usage = 0, .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                             .size = 256,
+                             .usage = 0,
+                             .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
     VkBuffer b = VK_NULL_HANDLE;
     if (d->t.vkCreateBuffer(d->dev, &bi, NULL, &b) == VK_SUCCESS)
         d->t.vkDestroyBuffer(d->dev, b, NULL);
@@ -301,10 +320,8 @@ static void test_pipeline_cache(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_swiglu),
-        cmocka_unit_test(test_rms_norm),
-        cmocka_unit_test(test_rms_norm_row0),
-        cmocka_unit_test(test_validation_catches),
+        cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_rms_norm),
+        cmocka_unit_test(test_rms_norm_row0),  cmocka_unit_test(test_validation_catches),
         cmocka_unit_test(test_pipeline_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

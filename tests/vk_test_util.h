@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka.h needs the four above first */
 #include <cmocka.h>
 
 #include <math.h>
@@ -49,13 +50,14 @@ static inline vk_dev *vt_dev(int tier, uint64_t max_buffer) {
     const char *v = getenv("VKLLM_VK_VALIDATION");
     if (!v || strcmp(v, "1") != 0)
         fprintf(stderr, "note: VKLLM_VK_VALIDATION is not 1: validation layer off\n");
-    vk_dev_desc dd = {.log = vt_log, .select = "vulkan", .max_tier = tier,
-                      .max_buffer = max_buffer};
+    vk_dev_desc dd = {
+        .log = vt_log, .select = "vulkan", .max_tier = tier, .max_buffer = max_buffer};
     core_err err = {{0}};
     vk_dev *d = NULL;
     vkllm_status st = vk_dev_create(&dd, &d, &err);
     if (st != VKLLM_OK) fail_msg("vk_dev_create: %s", err.msg);
-    if (d->tier != tier) fail_msg("device %s has tier %d, test needs %d", d->info.name, d->tier, tier);
+    if (d->tier != tier)
+        fail_msg("device %s has tier %d, test needs %d", d->info.name, d->tier, tier);
     return d;
 }
 
@@ -121,7 +123,8 @@ static inline float vt_uniform(float lo, float hi) {
     return lo + (hi - lo) * (float)((vt_rng >> 40) / (double)(1ull << 24));
 }
 static inline void vt_fill(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = vt_uniform(lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = vt_uniform(lo, hi);
 }
 
 #endif
