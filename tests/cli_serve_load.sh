@@ -6,13 +6,8 @@
 # bench/serve_load.sh. Without the openai client (scripts/deps.sh's virtual environment) the
 # test fails. Env: VKLLM_BIN, VKLLM_MODEL, VKLLM_PYENV.
 set -euo pipefail
-pyenv="${VKLLM_PYENV:-${VKLLM_CACHE:-$HOME/.cache/vkllm}/pyenv}"
-py="$pyenv/bin/python"
-if ! "$py" -c 'import openai' 2>/dev/null; then
-    echo "FAIL: no openai client in $pyenv: run scripts/deps.sh (it makes that virtual" \
-         "environment from tests/requirements-serve.txt; needs PyPI)"
-    exit 1
-fi
+. "$(dirname "$0")/serve_pyenv.sh"
+need_py_module openai
 [ -n "${VKLLM_MODEL:-}" ] || { echo "FAIL: VKLLM_MODEL is not set (ctest sets it)"; exit 1; }
 # bench/serve_load.py builds vkllm itself when VKLLM_BIN is unset; under ctest it is the
 # binary of this build

@@ -5,17 +5,12 @@
 # test fails with the reason (scripts/deps.sh installs both). Env: VKLLM_BIN, VKLLM_MODEL,
 # VKLLM_PYENV.
 set -euo pipefail
-pyenv="${VKLLM_PYENV:-${VKLLM_CACHE:-$HOME/.cache/vkllm}/pyenv}"
-py="$pyenv/bin/python"
+. "$(dirname "$0")/serve_pyenv.sh"
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     echo "FAIL: nginx not found (Debian: apt-get install nginx; scripts/deps.sh installs it)"
     exit 1
 fi
-if ! "$py" -c 'import openai' 2>/dev/null; then
-    echo "FAIL: no openai client in $pyenv: run scripts/deps.sh (it makes that virtual" \
-         "environment from tests/requirements-serve.txt; needs PyPI)"
-    exit 1
-fi
+need_py_module openai
 [ -n "${VKLLM_MODEL:-}" ] || { echo "FAIL: VKLLM_MODEL is not set (ctest sets it)"; exit 1; }
 [ -n "${VKLLM_BIN:-}" ] || { echo "FAIL: VKLLM_BIN is not set (ctest sets it)"; exit 1; }
 exec "$py" "$(dirname "$0")/serve_nginx.py"
