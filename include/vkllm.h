@@ -191,14 +191,22 @@ typedef struct vkllm_runtime_desc {
     /* Worker threads for the CPU backend; 0 = one per online core. */
     int n_threads;
     /* Which backend: NULL or "auto" (best available), "cpu", "vulkan", "vulkan:N" (Nth Vulkan
-     * device) or "vulkan:NAME" (first device whose name contains NAME). */
+     * device) or "vulkan:NAME" (first device whose name contains NAME); or a comma-separated
+     * list of them for a model split over several devices ("vulkan:0,vulkan:1",
+     * "vulkan,cpu"): each model's layers are then placed on the listed devices in order
+     * (vkllm_model_desc.split, gpu_layers_plus1). A device may be listed twice (two logical
+     * devices on one physical one); "auto" only alone. */
     const char *device;
     /* Highest Vulkan capability tier to use; 0 = the best the device has, N+1 = tier N. */
     int vk_tier_plus1;
     /* Upper bound on the memory the runtime's backend may hold, bytes; 0 = no cap. On Vulkan
-     * the device memory it allocates; on the CPU the models' weights (used in place from the
-     * file mapping, but counted) and the contexts' KV caches and activations. Past it, the
-     * load or context creation fails with VKLLM_ERR_OUT_OF_MEMORY and a message. */
+     * the device memory it allocates (each Vulkan device's, with several); on the CPU the
+     * models' weights (used in place from the file mapping, but counted) and the contexts' KV
+     * caches and activations, where the CPU is the only device (beside a Vulkan device it is
+     * the fallback and has no cap). A model larger than a Vulkan device's cap (or, without a
+     * cap, its memory budget) is placed in part on the CPU (vkllm_model_placement says
+     * where); past it, a context's creation fails with VKLLM_ERR_OUT_OF_MEMORY and a
+     * message. */
     uint64_t memory_cap;
     /* The CPU backend's kernels: NULL or "auto" (the best the processor has), "scalar",
      * "avx2", "avx512" or "avx512vnni". Every SIMD set gives the same bits as "avx2"; this is
@@ -259,6 +267,22 @@ typedef struct vkllm_model_desc {
     uint32_t struct_size; /* sizeof(vkllm_model_desc), or 0 (see "versions and the ABI") */
     const char *path;     /* GGUF file */
     bool vocab_only;      /* load metadata and tokenizer only (no weights needed in the file) */
+    /* Partial offload, as llama.cpp's -ngl counts: the number of layers on the runtime's
+     * Vulkan device(s), plus one. 0 (the default): every layer and the output head, as far as
+     * the devices' memory allows. N + 1: the last N layers on the GPU(s); the token embedding
+     * and the other layers on the CPU backend, and the output head there too unless every
+     * layer is on the GPU. N above the layer count means all (the log says so). No effect on
+     * a CPU runtime. */
+    int gpu_layers_plus1;
+    /* Shares of the layers for the runtime's listed devices (vkllm_runtime_desc.device), in
+     * order, e.g. {3, 1}: three quarters on the first. NULL: equal shares. n_split must be
+     * the number of listed devices; every share >= 0, their sum > 0. */
+    const float *split;
+    uint32_t n_split;
+    /* Tokens of KV cache the placement keeps room for on each device beside its layers
+     * (contexts larger than that may not fit where the layers went); 0: the training
+     * context, at most 4096. */
+    uint32_t n_ctx_hint;
 } vkllm_model_desc;
 
 VKLLM_API vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *desc,
@@ -284,6 +308,24 @@ typedef struct vkllm_model_info {
 } vkllm_model_info;
 
 VKLLM_API void vkllm_model_get_info(const vkllm_model *model, vkllm_model_info *out);
+
+/* Where a model's parts run: one entry per stage of consecutive layers, in layer order (one
+ * entry for a model on a single device). */
+typedef struct vkllm_placement {
+    uint32_t struct_size;  /* sizeof(vkllm_placement), or 0 (see "versions and the ABI") */
+    char device[32];       /* as vkllm_runtime_desc.device names it: "cpu", "vulkan:0" */
+    char name[256];        /* the device's own name */
+    uint32_t layer0;       /* first layer */
+    uint32_t n_layers;     /* 0: a stage holding only the output head */
+    bool embedding;        /* holds the token embedding */
+    bool output;           /* holds the final norm and the output head */
+    uint64_t weight_bytes; /* the model's weights this stage holds (file bytes) */
+} vkllm_placement;
+
+/* Fills up to cap entries (an array of the caller's struct: the stride is out[0]'s
+ * struct_size); *n_out gets the number of stages. */
+VKLLM_API vkllm_status vkllm_model_placement(const vkllm_model *model, vkllm_placement *out,
+                                             size_t cap, size_t *n_out);
 
 /* Metadata, for `vkllm info`: key i and its value rendered as text (arrays are shortened). */
 VKLLM_API size_t vkllm_model_meta_count(const vkllm_model *model);

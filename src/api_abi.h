@@ -21,6 +21,7 @@
 #define API_V0_vkllm_device_info API_V0_SIZE(vkllm_device_info, relaxed_products)
 #define API_V0_vkllm_model_desc API_V0_SIZE(vkllm_model_desc, vocab_only)
 #define API_V0_vkllm_model_info API_V0_SIZE(vkllm_model_info, file_bytes)
+#define API_V0_vkllm_placement API_V0_SIZE(vkllm_placement, weight_bytes)
 #define API_V0_vkllm_tensor_info API_V0_SIZE(vkllm_tensor_info, nbytes)
 #define API_V0_vkllm_session_desc API_V0_SIZE(vkllm_session_desc, n_batch)
 #define API_V0_vkllm_generate_desc API_V0_SIZE(vkllm_generate_desc, user)

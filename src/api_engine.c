@@ -252,7 +252,7 @@ vkllm_status vkllm_engine_create(vkllm_model *m, const vkllm_engine_desc *user_d
     e->n_ctx = n_ctx;
     e->manual = desc->manual;
     const sched_desc sd = {.alloc = rt->alloc,
-                           .be = rt->backend,
+                           .be = m->be,
                            .m = &m->em,
                            .g = &m->graph,
                            .vocab = m->vocab,

@@ -130,7 +130,7 @@ vkllm_status eval_open(vkllm_model *m, uint32_t n_ctx, uint32_t n_batch, eval_ou
                          "evaluation: out of memory for the logits of %u rows (%.1f MiB)", rows,
                          mib);
     }
-    eng_backend *be = m->rt->backend;
+    eng_backend *be = m->be;
     const eng_ctx_desc cd = {
         .n_ctx = n_ctx, .n_batch = r->n_batch, .n_seqs = 1, .max_out = max_out ? max_out : 1};
     pthread_mutex_lock(&m->rt->be_mu);
@@ -145,7 +145,7 @@ void eval_close(eval_run *r) {
     const vkllm_allocator *a = r->m->rt->alloc;
     if (r->ctx) {
         pthread_mutex_lock(&r->m->rt->be_mu);
-        r->m->rt->backend->vt->ctx_destroy(r->ctx);
+        r->m->be->vt->ctx_destroy(r->ctx);
         pthread_mutex_unlock(&r->m->rt->be_mu);
     }
     core_free(a, r->pages);
@@ -159,7 +159,7 @@ static vkllm_status eval_step(eval_run *r, const int32_t *toks, uint32_t n_tok, 
                               uint32_t n_out) {
     const eng_batch b = {
         .tokens = toks, .n_tokens = n_tok, .seqs = r->seqs, .n_seqs = n_seqs, .n_out = n_out};
-    eng_backend *be = r->m->rt->backend;
+    eng_backend *be = r->m->be;
     pthread_mutex_lock(&r->m->rt->be_mu);
     vkllm_status st = be->vt->run(r->ctx, &b, r->logits, &r->m->err);
     pthread_mutex_unlock(&r->m->rt->be_mu);

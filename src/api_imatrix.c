@@ -96,7 +96,7 @@ vkllm_status vkllm_imatrix(vkllm_model *m, const vkllm_imatrix_desc *user_desc) 
         return core_errf(&m->err, VKLLM_ERR_INVALID_ARG,
                          "imatrix: a text and an output path "
                          "are needed");
-    eng_backend *be = m->rt->backend;
+    eng_backend *be = m->be;
     if (!be->vt->observe)
         return core_errf(&m->err, VKLLM_ERR_UNSUPPORTED,
                          "imatrix: the %s backend cannot show the products' inputs; collect on "

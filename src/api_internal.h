@@ -12,6 +12,10 @@
 
 #include <pthread.h>
 
+#include "cpu/cpu_backend.h"
+
+#define RT_MAX_DEVS 8
+
 struct jsc_run;
 /* Structured output: compiles schema (vkllm_request_desc.json_schema) for a generation on m;
  * the token table is made on first use (under m->mu). Errors VKLLM_ERR_INVALID_ARG with the
@@ -26,7 +30,18 @@ struct vkllm_runtime {
     void *log_user;
     vkllm_log_level log_level;
     int n_threads;
+    /* The devices vkllm_runtime_desc.device lists, in order (one unless it is a list), and
+     * how it names each ("cpu", "vulkan:0"). backend is the first: the runtime's device for
+     * vkllm_runtime_device and the measurements. */
+    eng_backend *devs[RT_MAX_DEVS];
+    char dev_names[RT_MAX_DEVS][32];
+    uint32_t n_devs;
     eng_backend *backend;
+    /* The CPU backend a partial offload needs beside Vulkan devices: the listed one, or one
+     * made when a model first needs it (under be_mu, with cpu_desc) and owned here. */
+    eng_backend *cpu;
+    bool cpu_owned;
+    cpu_backend_desc cpu_desc;
     /* held around every call into the backend (a step, an upload, a context made or freed,
      * a measurement): sessions, engines and models of one runtime take turns (the CPU thread
      * pool and a Vulkan queue serve one step at a time). Held only for that call: never
@@ -43,6 +58,10 @@ struct vkllm_model {
     model_config cfg;
     eng_model em;
     eng_graph graph;
+    /* What runs the model: one of the runtime's devices, or `split` (owned) when the model is
+     * placed over several (api_place.c). */
+    eng_backend *be;
+    eng_backend *split;
     chat_format chat;
     gguf_str chat_tmpl;
     char **tensor_names; /* NUL-terminated copies for vkllm_model_tensor, made under mu */
@@ -70,5 +89,11 @@ struct vkllm_session {
 };
 
 void rt_log(const vkllm_runtime *rt, vkllm_log_level level, const char *fmt, ...) CORE_PRINTF(3, 4);
+
+/* api_place.c: decides where m's layers run (the runtime's devices, desc's gpu_layers and
+ * split, the devices' memory) and attaches m there, setting m->be. Called under rt->be_mu. */
+vkllm_status api_place(vkllm_model *m, const vkllm_model_desc *desc, core_err *err);
+/* The runtime's CPU backend, made on first need (under rt->be_mu). */
+vkllm_status rt_cpu_backend(vkllm_runtime *rt, eng_backend **out, core_err *err);
 
 #endif

@@ -83,7 +83,7 @@ vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *user_de
         if ((st = eng_model_init(&m->em, m->file, &m->cfg, rt->alloc, err)) != VKLLM_OK) goto fail;
         if ((st = eng_graph_build(&m->em, &m->graph, err)) != VKLLM_OK) goto fail;
         pthread_mutex_lock(&rt->be_mu); /* an engine of the runtime may be stepping */
-        st = rt->backend->vt->model_attach(rt->backend, &m->em, err);
+        st = api_place(m, desc, err);
         pthread_mutex_unlock(&rt->be_mu);
         if (st != VKLLM_OK) goto fail;
         rt_log(rt, VKLLM_LOG_INFO, "model: %s, %u layers, %.1f M params, %.1f MiB of weights",
@@ -105,7 +105,8 @@ void vkllm_model_free(vkllm_model *m) {
     const vkllm_allocator *a = m->rt->alloc;
     eng_graph_free(&m->graph, a);
     pthread_mutex_lock(&m->rt->be_mu);
-    m->rt->backend->vt->model_detach(m->rt->backend, &m->em); /* no-op if never attached */
+    if (m->be) m->be->vt->model_detach(m->be, &m->em); /* no-op if never attached */
+    if (m->split) m->split->vt->destroy(m->split);
     pthread_mutex_unlock(&m->rt->be_mu);
     eng_model_free(&m->em);
     jsc_vocab_free(m->json_vocab);

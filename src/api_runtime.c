@@ -60,12 +60,12 @@ static void rt_log_cb(void *user, vkllm_log_level level, const char *msg) {
     rt_log(user, level, "%s", msg);
 }
 
-/* Parses the device string: "auto", "cpu", "vulkan", "vulkan:N", "vulkan:NAME".
- * auto takes the best Vulkan GPU; with none, or when the only Vulkan device is a CPU
- * implementation (lavapipe: our CPU path is faster on the same cores), the CPU backend. */
-static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *desc, core_err *err) {
-    const char *dev = desc->device;
-    if (!dev || !*dev) dev = desc->vk_device ? "vulkan" : "auto";
+/* One device of the device string: "auto", "cpu", "vulkan", "vulkan:N", "vulkan:NAME" (alone:
+ * the only one listed). auto takes the best Vulkan GPU; with none, or when the only Vulkan
+ * device is a CPU implementation (lavapipe: our CPU path is faster on the same cores), the CPU
+ * backend. Sets the name the runtime gives it. */
+static vkllm_status make_device(vkllm_runtime *rt, const vkllm_runtime_desc *desc, const char *dev,
+                                bool alone, eng_backend **out, char *name, core_err *err) {
     bool want_vk = strncmp(dev, "vulkan", 6) == 0 && (dev[6] == '\0' || dev[6] == ':');
     bool is_auto = strcmp(dev, "auto") == 0;
     vkllm_vulkan_device host_local;
@@ -82,15 +82,9 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
                          "unknown device '%s' (expected auto, cpu, vulkan, vulkan:N or "
                          "vulkan:NAME)",
                          dev);
-    if (desc->vk_tier_plus1 < 0 || desc->vk_tier_plus1 > VK_TIER_COUNT)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk tier %d out of range [0, %d]",
-                         desc->vk_tier_plus1 - 1, VK_TIER_COUNT - 1);
-    cpu_kern_isa isa;
-    if (!cpu_kern_isa_parse(desc->cpu_isa ? desc->cpu_isa : "auto", &isa))
+    if (is_auto && !alone)
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
-                         "unknown CPU kernel set '%s' (expected auto, scalar, avx2, avx512 or "
-                         "avx512vnni)",
-                         desc->cpu_isa);
+                         "device 'auto' in a list: name each device (cpu, vulkan:N)");
     if (want_vk || is_auto) {
         vk_backend_desc vd = {
             .alloc = rt->alloc,
@@ -105,14 +99,92 @@ static vkllm_status pick_backend(vkllm_runtime *rt, const vkllm_runtime_desc *de
             .host = host,
             .vkac = desc->vk_allocation_callbacks,
         };
-        vkllm_status st = vk_backend_create(&vd, &rt->backend, err);
+        vkllm_status st = vk_backend_create(&vd, out, err);
+        if (st == VKLLM_OK) snprintf(name, 32, "vulkan:%d", (*out)->info.index);
         if (st == VKLLM_OK || want_vk) return st;
         rt_log(rt, VKLLM_LOG_INFO, "device auto: %s; using the CPU backend", err->msg);
         core_err_clear(err);
     }
-    cpu_backend_desc cd = {
+    cpu_backend_desc cd = rt->cpu_desc;
+    if (!alone) cd.memory_cap = 0; /* beside Vulkan devices the CPU is the fallback */
+    snprintf(name, 32, "cpu");
+    return cpu_backend_create(&cd, out, err);
+}
+
+/* The device string, one device or a comma-separated list of them. */
+static vkllm_status pick_backends(vkllm_runtime *rt, const vkllm_runtime_desc *desc,
+                                  core_err *err) {
+    const char *dev = desc->device;
+    if (!dev || !*dev) dev = desc->vk_device ? "vulkan" : "auto";
+    if (desc->vk_tier_plus1 < 0 || desc->vk_tier_plus1 > VK_TIER_COUNT)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "vk tier %d out of range [0, %d]",
+                         desc->vk_tier_plus1 - 1, VK_TIER_COUNT - 1);
+    cpu_kern_isa isa;
+    if (!cpu_kern_isa_parse(desc->cpu_isa ? desc->cpu_isa : "auto", &isa))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "unknown CPU kernel set '%s' (expected auto, scalar, avx2, avx512 or "
+                         "avx512vnni)",
+                         desc->cpu_isa);
+    rt->cpu_desc = (cpu_backend_desc){
         .alloc = rt->alloc, .n_threads = rt->n_threads, .isa = isa, .memory_cap = desc->memory_cap};
-    return cpu_backend_create(&cd, &rt->backend, err);
+    const bool list = strchr(dev, ',') != NULL;
+    uint32_t n_vk = 0;
+    for (const char *p = dev;;) {
+        const char *comma = strchr(p, ',');
+        const size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char one[128];
+        if (len == 0 || len >= sizeof one)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                             "device list '%s': %s entry (expected e.g. vulkan:0,vulkan:1,cpu)",
+                             dev, len ? "an over-long" : "an empty");
+        if (rt->n_devs == RT_MAX_DEVS)
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "device list '%s': more than %d devices",
+                             dev, RT_MAX_DEVS);
+        memcpy(one, p, len);
+        one[len] = '\0';
+        const uint32_t i = rt->n_devs;
+        vkllm_status st = make_device(rt, desc, one, !list, &rt->devs[i], rt->dev_names[i], err);
+        if (st != VKLLM_OK) {
+            if (list) {
+                char msg[CORE_ERR_LEN];
+                snprintf(msg, sizeof msg, "%s", err->msg);
+                core_errf(err, st, "device %u of '%s' (%s): %s", i, dev, one, msg);
+            }
+            return st;
+        }
+        rt->n_devs++;
+        if (strcmp(rt->dev_names[i], "cpu") == 0) {
+            if (rt->cpu)
+                return core_errf(err, VKLLM_ERR_INVALID_ARG, "device list '%s': cpu listed twice",
+                                 dev);
+            rt->cpu = rt->devs[i];
+        } else {
+            n_vk++;
+        }
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (list && desc->vk_device && n_vk > 1)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "device list '%s' with vk_device: the host's device is the only Vulkan "
+                         "device",
+                         dev);
+    rt->backend = rt->devs[0];
+    return VKLLM_OK;
+}
+
+vkllm_status rt_cpu_backend(vkllm_runtime *rt, eng_backend **out, core_err *err) {
+    if (!rt->cpu) {
+        cpu_backend_desc cd = rt->cpu_desc;
+        cd.memory_cap = 0; /* the fallback of a Vulkan runtime */
+        vkllm_status st = cpu_backend_create(&cd, &rt->cpu, err);
+        if (st != VKLLM_OK) return st;
+        rt->cpu_owned = true;
+        rt_log(rt, VKLLM_LOG_INFO, "partial offload: %s beside %s", rt->cpu->name,
+               rt->backend->name);
+    }
+    *out = rt->cpu;
+    return VKLLM_OK;
 }
 
 vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *user_desc, vkllm_runtime **out) {
@@ -135,8 +207,10 @@ vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *user_desc, vkllm_run
     rt->log_user = desc->log_user;
     rt->log_level = desc->log_level == VKLLM_LOG_DEFAULT ? VKLLM_LOG_WARN : desc->log_level;
     rt->n_threads = desc->n_threads ? desc->n_threads : cpu_info_n_cores();
-    vkllm_status st = pick_backend(rt, desc, &t_create_err);
+    vkllm_status st = pick_backends(rt, desc, &t_create_err);
     if (st != VKLLM_OK) {
+        for (uint32_t i = 0; i < rt->n_devs; i++)
+            rt->devs[i]->vt->destroy(rt->devs[i]);
         core_free(rt->alloc, rt);
         return st;
     }
@@ -148,7 +222,9 @@ vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *user_desc, vkllm_run
 
 void vkllm_runtime_destroy(vkllm_runtime *rt) {
     if (!rt) return;
-    if (rt->backend) rt->backend->vt->destroy(rt->backend);
+    for (uint32_t i = 0; i < rt->n_devs; i++)
+        rt->devs[i]->vt->destroy(rt->devs[i]);
+    if (rt->cpu_owned) rt->cpu->vt->destroy(rt->cpu);
     pthread_mutex_destroy(&rt->be_mu);
     core_free(rt->alloc, rt);
 }

@@ -53,7 +53,7 @@ vkllm_status vkllm_session_create(vkllm_model *m, const vkllm_session_desc *user
         st = core_errf(&m->err, VKLLM_ERR_OUT_OF_MEMORY, "session: out of memory");
         goto fail;
     }
-    eng_backend *be = m->rt->backend;
+    eng_backend *be = m->be;
     /* the EOG ids, for vkllm_generate with ignore_eog, where the backend selects without them */
     uint32_t n_eog = 0;
     const int32_t *eog = be->bans ? tok_eog_ids(m->vocab, &n_eog) : NULL;
@@ -80,7 +80,7 @@ void vkllm_session_destroy(vkllm_session *s) {
     if (s->ctx) {
         vkllm_runtime *rt = s->model->rt;
         pthread_mutex_lock(&rt->be_mu);
-        rt->backend->vt->ctx_destroy(s->ctx);
+        s->model->be->vt->ctx_destroy(s->ctx);
         pthread_mutex_unlock(&rt->be_mu);
     }
     sched_sampler_free(s->sampler);
@@ -123,7 +123,7 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n,
         return core_errf(&s->err, VKLLM_ERR_CONTEXT_FULL,
                          "%zu tokens do not fit in the context: %u of %u already used", n,
                          s->n_past, s->n_ctx);
-    eng_backend *be = s->model->rt->backend;
+    eng_backend *be = s->model->be;
     for (size_t i = 0; i < n;) {
         uint32_t chunk = (uint32_t)(n - i < s->n_batch ? n - i : s->n_batch);
         const bool last = i + chunk == n;

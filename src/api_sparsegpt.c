@@ -128,7 +128,7 @@ static vkllm_status run_chunk(sgpt_run *s, uint32_t l, uint32_t c) {
     const eng_seq seq = {
         .n_tokens = n_ctx, .pos0 = 0, .mode = (uint8_t)eng_attn_mode_for(n_ctx), .pages = s->pages};
     const eng_batch b = {.tokens = s->toks, .n_tokens = n_ctx, .seqs = &seq, .n_seqs = 1};
-    eng_backend *be = m->rt->backend;
+    eng_backend *be = m->be;
     pthread_mutex_lock(&m->rt->be_mu);
     vkllm_status st = be->vt->run(s->ctx, &b, NULL, &m->err);
     pthread_mutex_unlock(&m->rt->be_mu);
@@ -285,7 +285,7 @@ static vkllm_status setup(sgpt_run *s) {
         return core_errf(s->err, VKLLM_ERR_UNSUPPORTED,
                          "prune: sparsegpt: the model's op list is not the one this was written "
                          "for");
-    eng_backend *be = m->rt->backend;
+    eng_backend *be = m->be;
     const eng_ctx_desc cd = {.n_ctx = n_ctx, .n_batch = n_ctx, .n_seqs = 1, .max_out = 1};
     pthread_mutex_lock(&m->rt->be_mu);
     vkllm_status st = be->vt->ctx_create(be, &m->em, &s->g, &cd, &s->ctx, &m->err);
@@ -324,9 +324,9 @@ static vkllm_status gather_round(sgpt_run *s, uint32_t l) {
 static void close_run(sgpt_run *s) {
     free_hessians(s);
     if (s->ctx) {
-        s->m->rt->backend->vt->observe(s->ctx, NULL, NULL);
+        s->m->be->vt->observe(s->ctx, NULL, NULL);
         pthread_mutex_lock(&s->m->rt->be_mu);
-        s->m->rt->backend->vt->ctx_destroy(s->ctx);
+        s->m->be->vt->ctx_destroy(s->ctx);
         pthread_mutex_unlock(&s->m->rt->be_mu);
     }
     if (s->m) core_free(s->m->rt->alloc, s->tokens);

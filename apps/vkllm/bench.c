@@ -181,8 +181,11 @@ void device_label(const vkllm_device_info *d, char *buf, size_t cap) {
 
 static void print_model_row(const bench_env *e, const model_ctx *mc, const char *test, double mean,
                             double sd, double roof) {
-    char dev[96], roof_s[16] = "";
+    char dev[160], roof_s[16] = "";
     device_label(&e->dev, dev, sizeof dev);
+    if (mc->ngl >= 0 || e->split) /* a partial offload or a split: where the layers went */
+        snprintf(dev + strlen(dev), sizeof dev - strlen(dev), " ngl %u%s%s", mc->gpu_layers,
+                 e->split ? " split " : "", e->split ? e->split : "");
     if (roof >= 0) snprintf(roof_s, sizeof roof_s, "%.0f %%", roof * 100.0);
     printf("| %s | %s | %.1f MiB | %.1f M | %s | %d | %s | %.2f ± %.2f | %s |\n",
            mc->mi.name && *mc->mi.name ? mc->mi.name : short_name(mc->path), mc->mi.type,
@@ -243,6 +246,9 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
     cJSON *r = record_new(e);
     add_model(r, mc->path, &mc->mi, mc->mi.type);
     add_test(r, pp ? "prefill" : "decode", name, pp ? n : 0, pp ? 0 : n, depth, n_batch);
+    cJSON_AddNumberToObject(r, "gpu_layers", mc->gpu_layers);
+    cJSON_AddStringToObject(r, "split", e->split ? e->split : "");
+    cJSON_AddStringToObject(r, "placement", mc->placement);
     add_samples(r, x, e->reps, true);
     double mean, sdev, roof = -1.0;
     mean_sd(x, e->reps, &mean, &sdev);
@@ -262,10 +268,45 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
     return 0;
 }
 
+/* Where the model's layers went, for records and rows. */
+static void placement_text(model_ctx *mc) {
+    vkllm_placement p[8] = {{.struct_size = sizeof(vkllm_placement)}};
+    size_t n = 0, len = 0;
+    mc->placement[0] = '\0';
+    mc->gpu_layers = 0;
+    if (vkllm_model_placement(mc->model, p, 8, &n) != VKLLM_OK) return;
+    for (size_t i = 0; i < n && i < 8 && len < sizeof mc->placement; i++) {
+        if (strncmp(p[i].device, "vulkan", 6) == 0) mc->gpu_layers += p[i].n_layers;
+        char layers[32] = "";
+        if (p[i].n_layers)
+            snprintf(layers, sizeof layers, " %u-%u", p[i].layer0, p[i].layer0 + p[i].n_layers - 1);
+        int k = snprintf(mc->placement + len, sizeof mc->placement - len, "%s%s%s%s%s",
+                         i ? " | " : "", p[i].device, layers, p[i].embedding ? "+embd" : "",
+                         p[i].output ? "+head" : "");
+        if (k < 0) break;
+        len += (size_t)k;
+    }
+}
+
+static int bench_model_ngl(bench_env *e, const bench_opts *o, const char *path, int ngl,
+                           int *test_no, int n_tests);
+
 static int bench_model(bench_env *e, const bench_opts *o, const char *path, int *test_no,
                        int n_tests) {
-    model_ctx mc = {.path = path};
-    vkllm_model_desc md = {.path = path};
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < o->ngl.n; i++)
+        rc = bench_model_ngl(e, o, path, o->ngl.v[i], test_no, n_tests);
+    return rc;
+}
+
+static int bench_model_ngl(bench_env *e, const bench_opts *o, const char *path, int ngl,
+                           int *test_no, int n_tests) {
+    model_ctx mc = {.path = path, .ngl = ngl};
+    vkllm_model_desc md = {.struct_size = sizeof md,
+                           .path = path,
+                           .gpu_layers_plus1 = ngl + 1,
+                           .split = o->n_split ? o->split : NULL,
+                           .n_split = (uint32_t)o->n_split};
     progress(e, "bench: loading %s", short_name(path));
     if (vkllm_model_load(e->rt, &md, &mc.model) != VKLLM_OK) {
         progress_clear(e);
@@ -273,6 +314,14 @@ static int bench_model(bench_env *e, const bench_opts *o, const char *path, int 
         return 1;
     }
     vkllm_model_get_info(mc.model, &mc.mi);
+    placement_text(&mc);
+    if (o->ngl.n > 1 || ngl >= 0 || o->n_split) {
+        progress_clear(e);
+        char n[16] = "all";
+        if (ngl >= 0) snprintf(n, sizeof n, "%d", ngl);
+        fprintf(stderr, "bench: %s, -ngl %s%s%s: %s\n", short_name(path), n,
+                o->n_split ? ", --split " : "", o->n_split ? o->split_text : "", mc.placement);
+    }
     int max_ctx = 0;
     for (int d = 0; d < o->depth.n; d++)
         for (int i = 0; i < o->prompt.n + o->gen.n; i++) {
@@ -534,7 +583,8 @@ static int count_tests(const bench_opts *o) {
         n += o->prompt.v[i] > 0 ? o->batch.n : 0;
     for (int i = 0; i < o->gen.n; i++)
         n += o->gen.v[i] > 0;
-    return n * o->depth.n * o->models.n * o->devices.n * o->cpu_isas.n * o->tiers.n * o->threads.n;
+    return n * o->depth.n * o->models.n * o->devices.n * o->cpu_isas.n * o->tiers.n * o->threads.n *
+           o->ngl.n;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -586,6 +636,7 @@ int cmd_bench(int argc, char **argv) {
                         .cpu_isa = o.cpu_isas.v[ci],
                         .vk_relaxed_products = o.vk_relaxed,
                     };
+                    e.split = strchr(o.devices.v[d], ',') && o.n_split ? o.split_text : NULL;
                     if (vkllm_runtime_create(&rd, &e.rt) != VKLLM_OK) {
                         fprintf(stderr, "error: %s\n", vkllm_runtime_last_error(NULL));
                         rc = 1;

@@ -23,6 +23,10 @@ typedef struct bench_opts {
     slist models, devices, cpu_isas, op_shapes, op_types;
     ilist prompt, gen, depth, batch, threads, tiers, op_tokens;
     ilist parallel, prefix, step_ms; /* serving tests (engine) */
+    ilist ngl;                       /* -ngl: GPU layers per test; -1 all (empty: default) */
+    float split[CLI_MAX_SPLIT];      /* --split: shares of a split runtime's devices */
+    int n_split;
+    const char *split_text;
     int reps, op_ctx;
     double op_seconds;
     const char *json, *csv;
@@ -46,6 +50,7 @@ typedef struct bench_env {
     bool progress;  /* stderr is a terminal */
     int reps;
     char host_cpu[256];
+    const char *split; /* --split of a split runtime, or NULL */
 } bench_env;
 
 /* A loaded model and the pseudo-random prompt tokens of the model tests. */
@@ -55,6 +60,9 @@ typedef struct model_ctx {
     const char *path;
     int32_t *toks; /* pseudo-random ids: speed does not depend on them */
     uint32_t n_toks;
+    int ngl;             /* -ngl of this load: -1 the default (all) */
+    uint32_t gpu_layers; /* layers the placement put on Vulkan devices */
+    char placement[256]; /* "cpu 0-14+embd | vulkan:0 15-29+head" */
 } model_ctx;
 
 double now_s(void);

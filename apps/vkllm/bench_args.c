@@ -22,7 +22,12 @@ void bench_usage(FILE *f) {
         "  -b, --batch-size N,...   prompt tokens per step (default 512)\n"
         "  -t, --threads N,...      CPU threads (default: all cores)\n"
         "  -r, --repetitions N      measured runs per test (default 3)\n"
-        "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME\n"
+        "      --device DEV,...     auto (default), cpu, vulkan, vulkan:N, vulkan:NAME; a\n"
+        "                           model split over several devices joins them with +\n"
+        "                           (vulkan:0+vulkan:1, vulkan+cpu)\n"
+        "  -ngl, --gpu-layers N,... layers on the GPU(s), as llama-bench's -ngl (default\n"
+        "                           all; 'all'); the rest and the embedding on the CPU\n"
+        "      --split R1,R2,...    shares of the layers for a +-joined device list\n"
         "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
         "      --vk-relaxed         matrix products in the device's own multiply-add where\n"
         "                           it has no fused one (lavapipe): faster, not the CPU's\n"
@@ -98,6 +103,8 @@ enum {
     B_OPS_TYPE,
     B_JSON,
     B_CSV,
+    B_GPU_LAYERS,
+    B_SPLIT,
 };
 
 static const struct option k_bench_long[] = {
@@ -127,6 +134,9 @@ static const struct option k_bench_long[] = {
     {"ops-type", required_argument, NULL, B_OPS_TYPE},
     {"json", required_argument, NULL, B_JSON},
     {"csv", required_argument, NULL, B_CSV},
+    {"gpu-layers", required_argument, NULL, B_GPU_LAYERS},
+    {"n-gpu-layers", required_argument, NULL, B_GPU_LAYERS},
+    {"split", required_argument, NULL, B_SPLIT},
     {NULL, 0, NULL, 0},
 };
 
@@ -135,6 +145,7 @@ int bench_parse(int argc, char **argv, bench_opts *o) {
     o->reps = 3;
     o->op_ctx = 512;
     o->op_seconds = 0.5;
+    cli_argv_ngl(argc, argv);
     optind = 1;
     opterr = 0;
     int c;
@@ -206,6 +217,31 @@ int bench_parse(int argc, char **argv, bench_opts *o) {
         }
         case B_DEVICE:
             ok = add_strs(&o->devices, v);
+            for (int i = 0; ok && i < o->devices.n; i++) /* a split runtime: + joins */
+                for (char *p = (char *)o->devices.v[i]; *p; p++)
+                    if (*p == '+') *p = ',';
+            break;
+        case B_GPU_LAYERS: {
+            char one[32];
+            if (!*v) ok = cli_gpu_layers("-ngl", v, &(int){0}); /* says what is wanted */
+            for (const char *p = v; ok && *p;) {
+                const size_t len = strcspn(p, ",");
+                int n;
+                ok = len < sizeof one && o->ngl.n < LIST_MAX;
+                if (ok) {
+                    memcpy(one, p, len);
+                    one[len] = '\0';
+                    ok = cli_gpu_layers("-ngl", one, &n);
+                }
+                if (ok) o->ngl.v[o->ngl.n++] = n;
+                p += len + (p[len] == ',');
+            }
+            if (!ok) return 1; /* cli_gpu_layers said why */
+            break;
+        }
+        case B_SPLIT:
+            if (!cli_split("--split", v, o->split, &o->n_split)) return 1;
+            o->split_text = v;
             break;
         case B_CPU_ISA:
             ok = add_strs(&o->cpu_isas, v);
@@ -246,6 +282,7 @@ int bench_parse(int argc, char **argv, bench_opts *o) {
     if (!o->tiers.n) o->tiers.v[o->tiers.n++] = -1;
     if (!o->devices.n) o->devices.v[o->devices.n++] = "auto";
     if (!o->cpu_isas.n) o->cpu_isas.v[o->cpu_isas.n++] = "auto";
+    if (!o->ngl.n) o->ngl.v[o->ngl.n++] = -1;
     if (!o->op_tokens.n) {
         o->op_tokens.v[o->op_tokens.n++] = 1;
         o->op_tokens.v[o->op_tokens.n++] = 512;

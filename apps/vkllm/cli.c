@@ -35,7 +35,12 @@ static const char *k_gen_help =
     "                         scalar, avx2, avx512, avx512vnni (all SIMD sets give the\n"
     "                         same bits; for benchmarks)\n"
     "      --memory-cap MIB   most memory the weights and the context may take, in MiB\n"
-    "                         (device memory on Vulkan; default: no cap)\n"
+    "                         (device memory on Vulkan; default: no cap); a model larger\n"
+    "                         than a GPU's cap or memory runs in part on the CPU\n"
+    "  -ngl, --gpu-layers N   layers on the GPU (default all); the rest and the embedding\n"
+    "                         on the CPU, the output head too unless N is all\n"
+    "      --split R1,R2,...  shares of the layers for the devices --device lists\n"
+    "                         (e.g. --device vulkan:0,vulkan:1 --split 3,1; default equal)\n"
     "      --temp T           temperature (default 0.8; 0 = greedy)\n"
     "      --top-k N          top-k (default 40; 0 = off)\n"
     "      --top-p P          top-p (default 0.95; 1 = off)\n"
@@ -179,6 +184,8 @@ enum {
     OPT_NO_PARSE_SPECIAL,
     OPT_SHOW_COUNT,
     OPT_NO_TENSORS,
+    OPT_GPU_LAYERS,
+    OPT_SPLIT,
 };
 
 static const struct option k_long[] = {
@@ -197,6 +204,9 @@ static const struct option k_long[] = {
     {"vk-relaxed", no_argument, NULL, OPT_VK_RELAXED},
     {"cpu-isa", required_argument, NULL, OPT_CPU_ISA},
     {"memory-cap", required_argument, NULL, OPT_MEMORY_CAP},
+    {"gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
+    {"n-gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
+    {"split", required_argument, NULL, OPT_SPLIT},
     {"temp", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOP_K},
     {"top-p", required_argument, NULL, OPT_TOP_P},
@@ -262,6 +272,7 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
     o->sampling.repeat_penalty = 1.0f;
     o->sampling.repeat_last_n = 64;
     o->logprobs = -1;
+    cli_argv_ngl(argc, argv);
     optind = 1;
     opterr = 0;
     int c, li;
@@ -316,6 +327,13 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             break;
         case OPT_MEMORY_CAP:
             INT(1, 1 << 24, "a size in MiB in [1, 16777216]", &o->memory_cap_mib);
+            break;
+        case OPT_GPU_LAYERS:
+            if (!cli_gpu_layers(OPT, optarg, &o->gpu_layers)) return 1;
+            o->gpu_layers++; /* plus one: 0 stays the default */
+            break;
+        case OPT_SPLIT:
+            if (!cli_split(OPT, optarg, o->split, &o->n_split)) return 1;
             break;
         case OPT_TEMP:
             FLT(0.0f, 100.0f, "a temperature in [0, 100]", &o->sampling.temperature);
@@ -516,6 +534,7 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         return 1;
     }
     vkllm_model_desc md = {.path = path, .vocab_only = vocab_only};
+    cli_model_place(o, &md);
     s = vkllm_model_load(*rt, &md, model);
     if (s != VKLLM_OK) {
         char msg[4600];
@@ -525,7 +544,75 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         *rt = NULL;
         return 1;
     }
+    if (!vocab_only) cli_print_placement(*model);
     return 0;
+}
+
+void cli_argv_ngl(int argc, char **argv) {
+    static char ngl[] = "--gpu-layers";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
+        if (strcmp(argv[i], "-ngl") == 0) argv[i] = ngl;
+    }
+}
+
+bool cli_gpu_layers(const char *opt, const char *v, int *out) {
+    if (strcmp(v, "all") == 0) {
+        *out = -1;
+        return true;
+    }
+    return cli_int(opt, v, 0, 1 << 20, "a layer count >= 0 or 'all'", out);
+}
+
+bool cli_split(const char *opt, const char *v, float *out, int *n) {
+    *n = 0;
+    double sum = 0;
+    for (const char *p = v;;) {
+        char *end;
+        errno = 0;
+        const double x = strtod(p, &end);
+        if (end == p || errno || !(x >= 0 && x <= 1e6) || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "error: %s '%s': shares are numbers >= 0 separated by commas (3,1)\n",
+                    opt, v);
+            return false;
+        }
+        if (*n == CLI_MAX_SPLIT) {
+            fprintf(stderr, "error: %s '%s': more than %d shares\n", opt, v, CLI_MAX_SPLIT);
+            return false;
+        }
+        out[(*n)++] = (float)x;
+        sum += x;
+        if (*end == '\0') break;
+        p = end + 1;
+    }
+    if (!(sum > 0)) {
+        fprintf(stderr, "error: %s '%s': the shares sum to zero\n", opt, v);
+        return false;
+    }
+    return true;
+}
+
+void cli_model_place(const cli_opts *o, vkllm_model_desc *md) {
+    md->struct_size = sizeof *md;
+    md->gpu_layers_plus1 = o->gpu_layers;
+    md->split = o->n_split ? o->split : NULL;
+    md->n_split = (uint32_t)o->n_split;
+    md->n_ctx_hint = o->n_ctx > 0 ? (uint32_t)o->n_ctx : 0;
+}
+
+void cli_print_placement(const vkllm_model *m) {
+    vkllm_placement p[8] = {{.struct_size = sizeof(vkllm_placement)}};
+    size_t n = 0;
+    if (vkllm_model_placement(m, p, 8, &n) != VKLLM_OK || n < 2) return;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        char layers[48] = "no layer";
+        if (p[i].n_layers)
+            snprintf(layers, sizeof layers, "layers %u-%u", p[i].layer0,
+                     p[i].layer0 + p[i].n_layers - 1);
+        fprintf(stderr, "placement: %-9s %-15s%s%s %8.1f MiB  %s\n", p[i].device, layers,
+                p[i].embedding ? " +embedding" : "", p[i].output ? " +head" : "",
+                (double)p[i].weight_bytes / 1048576.0, p[i].name);
+    }
 }
 
 char *cli_read_prompt(const cli_opts *o, size_t *len) {

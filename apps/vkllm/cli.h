@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define CLI_MAX_SPLIT 8
+
 typedef struct cli_opts {
     const char *model;
     const char *prompt;
@@ -19,10 +21,13 @@ typedef struct cli_opts {
     int n_threads;
     int n_ctx;
     int n_batch;
-    int vk_tier;         /* -1 = best */
-    bool vk_relaxed;     /* vkllm_runtime_desc.vk_relaxed_products */
-    const char *cpu_isa; /* NULL = auto */
-    int memory_cap_mib;  /* vkllm_runtime_desc.memory_cap in MiB; 0 = none */
+    int vk_tier;                /* -1 = best */
+    bool vk_relaxed;            /* vkllm_runtime_desc.vk_relaxed_products */
+    const char *cpu_isa;        /* NULL = auto */
+    int memory_cap_mib;         /* vkllm_runtime_desc.memory_cap in MiB; 0 = none */
+    int gpu_layers;             /* -ngl plus one (vkllm_model_desc.gpu_layers_plus1): 0 = all */
+    float split[CLI_MAX_SPLIT]; /* --split: shares of the listed devices */
+    int n_split;
     /* what may help when the model or its context does not fit in memory: the command's own
      * options, as cli_error lists them ("a smaller context (-c); another device (--device)") */
     const char *oom_tips;
@@ -69,6 +74,17 @@ void cli_error(vkllm_status st, const char *msg, const char *tips);
 /* cli_opts.oom_tips of the commands that run a model with a context */
 #define CLI_OOM_TIPS                                                                               \
     "a smaller context (-c) or batch (-b); another device (--device); a smaller model"
+/* -ngl N|all (llama.cpp's spelling) into --gpu-layers before getopt_long sees argv. */
+void cli_argv_ngl(int argc, char **argv);
+/* --gpu-layers / -ngl's value: a count >= 0 or "all" (-1). */
+bool cli_gpu_layers(const char *opt, const char *v, int *out);
+/* --split R1,R2,...: up to CLI_MAX_SPLIT shares >= 0, summing to more than 0. */
+bool cli_split(const char *opt, const char *v, float *out, int *n);
+/* The model desc's placement fields from the options. */
+void cli_model_place(const cli_opts *o, vkllm_model_desc *md);
+/* Prints the model's placement (vkllm_model_placement) to stderr, one line a stage, when it
+ * is on more than one device. */
+void cli_print_placement(const vkllm_model *m);
 /* The model path: -m, else $VKLLM_MODEL, else the default model in the user's cache. */
 const char *cli_model_path(const cli_opts *o, char *buf, size_t cap);
 /* Creates the runtime and loads the model, printing "error: ..." on failure. */

@@ -28,11 +28,23 @@ static void usage(FILE *f) {
             "      --cpu-isa ISA      CPU kernels: auto, scalar, avx2, avx512, avx512vnni\n"
             "      --memory-cap MIB   most memory the weights and the context may take, in MiB\n"
             "                         (device memory on Vulkan; default: no cap)\n"
+            "  -ngl, --gpu-layers N   layers on the GPU (default all); the rest on the CPU\n"
+            "      --split R1,R2,...  shares of the layers for the devices --device lists\n"
             "  -v, --verbose          log what the runtime does\n");
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    enum { O_CHUNKS = 256, O_KL_BASE, O_KL, O_DEVICE, O_VK_TIER, O_CPU_ISA, O_MEMORY_CAP };
+    enum {
+        O_CHUNKS = 256,
+        O_KL_BASE,
+        O_KL,
+        O_DEVICE,
+        O_VK_TIER,
+        O_CPU_ISA,
+        O_MEMORY_CAP,
+        O_GPU_LAYERS,
+        O_SPLIT
+    };
     static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
                                        {"model", required_argument, NULL, 'm'},
                                        {"file", required_argument, NULL, 'f'},
@@ -47,10 +59,14 @@ int cmd_perplexity(int argc, char **argv) {
                                        {"vk-tier", required_argument, NULL, O_VK_TIER},
                                        {"cpu-isa", required_argument, NULL, O_CPU_ISA},
                                        {"memory-cap", required_argument, NULL, O_MEMORY_CAP},
+                                       {"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+                                       {"n-gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+                                       {"split", required_argument, NULL, O_SPLIT},
                                        {NULL, 0, NULL, 0}};
     cli_opts o = {.vk_tier = -1, .oom_tips = CLI_OOM_TIPS};
     vkllm_perplexity_desc d = {.struct_size = sizeof d};
     int n_ctx = 512, n_batch = 0, chunks = 0, c;
+    cli_argv_ngl(argc, argv);
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":hm:f:c:b:t:v", lo, NULL)) != -1) {
@@ -98,6 +114,13 @@ int cmd_perplexity(int argc, char **argv) {
         case O_MEMORY_CAP:
             ok = cli_int("--memory-cap", optarg, 1, 1 << 24, "a size in MiB in [1, 16777216]",
                          &o.memory_cap_mib);
+            break;
+        case O_GPU_LAYERS:
+            ok = cli_gpu_layers("--gpu-layers", optarg, &o.gpu_layers);
+            o.gpu_layers++; /* plus one: 0 stays the default */
+            break;
+        case O_SPLIT:
+            ok = cli_split("--split", optarg, o.split, &o.n_split);
             break;
         default:
             return cli_getopt_error(c, argc, argv, "perplexity");

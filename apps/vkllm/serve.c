@@ -47,7 +47,12 @@ static void serve_usage(FILE *f) {
         "      --timeout S        close a connection idle this long (default 600)\n"
         "      --max-conns N      connections at once (default 128)\n"
         "  -t, --threads N        CPU threads (default: all cores)\n"
-        "      --device DEV       auto (default), cpu, vulkan, vulkan:N or vulkan:NAME\n"
+        "      --device DEV       auto (default), cpu, vulkan, vulkan:N or vulkan:NAME; or a\n"
+        "                         list over which the model is split (vulkan:0,vulkan:1)\n"
+        "  -ngl, --gpu-layers N   layers on the GPU (default all); the rest on the CPU\n"
+        "      --split R1,R2,...  shares of the layers for the listed devices\n"
+        "      --memory-cap MIB   most device memory to use (a larger model runs in part\n"
+        "                         on the CPU)\n"
         "      --vk-tier N        highest Vulkan capability tier to use (0, 1, 2)\n"
         "      --vk-relaxed       the device's own multiply-add in matrix products (lavapipe)\n"
         "      --cpu-isa ISA      CPU kernels: auto (default), scalar, avx2, avx512, avx512vnni\n"
@@ -74,6 +79,9 @@ enum {
     O_VK_TIER,
     O_VK_RELAXED,
     O_CPU_ISA,
+    O_MEMORY_CAP,
+    O_GPU_LAYERS,
+    O_SPLIT,
 };
 
 static char *read_key_file(const char *path) {
@@ -123,6 +131,10 @@ static int parse(int argc, char **argv, srv_opts *o) {
         {"vk-tier", required_argument, NULL, O_VK_TIER},
         {"vk-relaxed", no_argument, NULL, O_VK_RELAXED},
         {"cpu-isa", required_argument, NULL, O_CPU_ISA},
+        {"memory-cap", required_argument, NULL, O_MEMORY_CAP},
+        {"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+        {"n-gpu-layers", required_argument, NULL, O_GPU_LAYERS},
+        {"split", required_argument, NULL, O_SPLIT},
         {NULL, 0, NULL, 0},
     };
     cli_opts *c = &o->cli;
@@ -137,6 +149,7 @@ static int parse(int argc, char **argv, srv_opts *o) {
     o->max_n = 8;
     const char *key_file = NULL;
     int body = 0, opt;
+    cli_argv_ngl(argc, argv);
     optind = 1;
     opterr = 0;
 #define OPT (optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1])
@@ -221,6 +234,16 @@ static int parse(int argc, char **argv, srv_opts *o) {
             break;
         case O_VK_RELAXED:
             c->vk_relaxed = true;
+            break;
+        case O_MEMORY_CAP:
+            INT(1, 1 << 24, "a size in MiB in [1, 16777216]", &c->memory_cap_mib);
+            break;
+        case O_GPU_LAYERS:
+            if (!cli_gpu_layers(OPT, optarg, &c->gpu_layers)) return 2;
+            c->gpu_layers++; /* plus one: 0 stays the default */
+            break;
+        case O_SPLIT:
+            if (!cli_split(OPT, optarg, c->split, &c->n_split)) return 2;
             break;
         case O_CPU_ISA:
             c->cpu_isa = optarg;

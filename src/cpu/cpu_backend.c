@@ -601,6 +601,15 @@ static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, cor
                              "cpu: entry %u is fed from a step in "
                              "flight (one step at a time here)",
                              e);
+    if (c->m->no_embed != (b->x_in != NULL) || c->m->no_head != (b->x_out != NULL) ||
+        (c->m->no_head && b->n_out))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "cpu: a stage %s the embedding and %s the head takes %s and gives %s",
+                         c->m->no_embed ? "without" : "with", c->m->no_head ? "without" : "with",
+                         c->m->no_embed ? "x_in" : "tokens",
+                         c->m->no_head ? "x_out, no outputs" : "outputs, no x_out");
+    if (b->x_in)
+        memcpy(c->buf[EB_X], b->x_in, (size_t)b->n_tokens * c->m->cfg.n_embd * sizeof(float));
     uint32_t row = 0, outs = 0;
     c->item0[0] = 0;
     for (uint32_t e = 0; e < b->n_seqs; e++) {
@@ -630,6 +639,8 @@ static vkllm_status cpu_advance(eng_ctx *c, double deadline, bool *done, core_er
     c->next_op = c->stop_op;
     if (c->next_op < c->g->n_ops) return VKLLM_OK;
     c->b = NULL;
+    if (b->x_out)
+        memcpy(b->x_out, c->buf[EB_X], (size_t)b->n_tokens * c->m->cfg.n_embd * sizeof(float));
     const uint32_t nv = c->m->cfg.n_vocab;
     for (uint32_t r = 0; b->top_k && r < b->n_out; r++) {
         const bool ban = b->seqs[c->tok_seq[c->out_row[r]]].ban; /* its entry's */
@@ -684,6 +695,7 @@ static void *ctx_alloc(eng_ctx *c, uint64_t n, uint64_t size, int flags) {
         bytes = SIZE_MAX / 2; /* cannot be allocated; the message says how much at least */
         c->failed = true;
     }
+    if (bytes == 0) bytes = 64; /* a stage without a head or a layer: no NULL buffers */
     *(flags & CTX_KV ? &c->want_kv : &c->want) += bytes;
     if (c->failed) return NULL;
     if (!mem_reserve(c->be, bytes)) {

@@ -42,12 +42,32 @@ typedef struct eng_model {
     uint64_t weight_bytes;
     const vkllm_allocator *alloc;
     char *names; /* storage for weight names */
+    /* A stage of a model split over several backends (eng_model_stage): layers [layer0,
+     * layer0 + cfg.n_layer) of the whole model, without the token embedding (no_embed: the
+     * residual stream comes in through eng_batch.x_in) and/or without the final norm and
+     * output head (no_head: it goes out through eng_batch.x_out). A stage shares the whole
+     * model's layer array and names and is never passed to eng_model_free. */
+    uint32_t layer0;
+    bool no_embed, no_head;
 } eng_model;
 
 /* Finds and checks every tensor the llama graph needs (shape, type supported, data present). */
 vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config *cfg,
                             const vkllm_allocator *a, core_err *err);
 void eng_model_free(eng_model *m);
+
+/* A view of layers [l0, l1) of m as a model of its own, for one backend of a split: the
+ * embedding only with embed, the final norm and head only with head (a stage may hold no
+ * layer, only the head). weight_bytes and n_params count what the stage holds. */
+void eng_model_stage(const eng_model *m, uint32_t l0, uint32_t l1, bool embed, bool head,
+                     eng_model *out);
+
+/* Bytes of one weight's data. */
+static inline uint64_t eng_weight_bytes(const eng_weight *w) {
+    return w->row_bytes * w->n_out;
+}
+/* Bytes of layer l's weights. */
+uint64_t eng_layer_bytes(const eng_layer *l);
 
 /* ---- the op list ---- */
 
@@ -160,6 +180,12 @@ typedef struct eng_batch {
     uint32_t top_k;
     int32_t *out_ids;
     float *out_vals;
+    /* The residual stream of a stage of a split model (eng_model.no_embed, no_head): n_tokens
+     * rows of n_embd floats. x_in (a stage without the embedding) is read instead of
+     * embedding the tokens; x_out (a stage without the head, whose entries then have no
+     * outputs) gets the stream after the stage's last layer. NULL for a whole model. */
+    const float *x_in;
+    float *x_out;
 } eng_batch;
 
 /* What a context holds, and the largest step it takes. */

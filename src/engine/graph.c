@@ -86,11 +86,14 @@ vkllm_status eng_graph_build(const eng_model *m, eng_graph *g, core_err *err) {
     g->buf_width[EB_ATT] = c->n_head * c->head_dim;
     g->buf_width[EB_GATE] = c->n_ff;
     g->buf_width[EB_UP] = c->n_ff;
-    g->buf_width[EB_LOGITS] = c->n_vocab;
+    g->buf_width[EB_LOGITS] = m->no_head ? 0 : c->n_vocab;
 
-    eng_op *op = push(g, EOP_EMBED, 0);
-    op->dst[0] = EB_X;
-    op->w[0] = &m->tok_embd;
+    eng_op *op;
+    if (!m->no_embed) {
+        op = push(g, EOP_EMBED, 0);
+        op->dst[0] = EB_X;
+        op->w[0] = &m->tok_embd;
+    }
     for (uint32_t il = 0; il < c->n_layer; il++) {
         const eng_layer *L = &m->layers[il];
         op = push(g, EOP_RMS_NORM, il);
@@ -126,6 +129,7 @@ vkllm_status eng_graph_build(const eng_model *m, eng_graph *g, core_err *err) {
         op->src = EB_GATE, op->n_w = 1, op->w[0] = &L->w_down, op->dst[0] = EB_X;
         op->accumulate = true;
     }
+    if (m->no_head) return VKLLM_OK;
     op = push(g, EOP_RMS_NORM, 0);
     op->src = EB_X, op->dst[0] = EB_XN, op->w[0] = &m->output_norm, op->last_rows = true;
     op = push(g, EOP_MATMUL, 0);

@@ -30,19 +30,18 @@ static vkllm_status bind(bind_ctx *bc, eng_weight *w, const char *name, uint32_t
     }
     bool vec = n_out == 1;
     bool shape_ok = vec ? (t->ne[0] == n_in && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1)
-                        : (t->ne[0] == n_in && t->ne[1] == n_out && t->ne[2] == 1 &&
-                           t->ne[3] == 1);
+                        : (t->ne[0] == n_in && t->ne[1] == n_out && t->ne[2] == 1 && t->ne[3] == 1);
     if (!shape_ok)
         return core_errf(bc->err, VKLLM_ERR_BAD_FILE,
                          "model: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected "
-                         "[%u, %u]", name, (unsigned long long)t->ne[0],
-                         (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
-                         (unsigned long long)t->ne[3], n_in, n_out);
+                         "[%u, %u]",
+                         name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                         (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], n_in, n_out);
     const quant_traits *qt = quant_traits_of(t->type);
     if (!qt || !qt->supported || (vec && t->type != QT_F32))
         return core_errf(bc->err, VKLLM_ERR_UNSUPPORTED,
-                         "model: tensor '%s' has type %s, which vkllm cannot compute with%s",
-                         name, quant_type_name(t->type), vec ? " (norms must be f32)" : "");
+                         "model: tensor '%s' has type %s, which vkllm cannot compute with%s", name,
+                         quant_type_name(t->type), vec ? " (norms must be f32)" : "");
     if (quant_is_s24(t->type) && !sparse_ok)
         return core_errf(bc->err, VKLLM_ERR_UNSUPPORTED,
                          "model: tensor '%s' has type %s: the 2:4 sparse formats are for the "
@@ -118,8 +117,10 @@ vkllm_status eng_model_init(eng_model *m, const gguf_file *f, const model_config
     const gguf_tensor *rf = gguf_find_tensor(f, "rope_freqs.weight");
     if (rf) {
         if (rf->type != QT_F32 || rf->ne[0] != cfg->n_rot / 2 || rf->ne[1] != 1 || !rf->data) {
-            st = core_errf(err, VKLLM_ERR_BAD_FILE, "model: tensor 'rope_freqs.weight' must be "
-                           "f32 [%u]", cfg->n_rot / 2);
+            st = core_errf(err, VKLLM_ERR_BAD_FILE,
+                           "model: tensor 'rope_freqs.weight' must be "
+                           "f32 [%u]",
+                           cfg->n_rot / 2);
             goto fail;
         }
         m->rope_freqs = rf->data;
@@ -137,4 +138,40 @@ void eng_model_free(eng_model *m) {
     core_free(m->alloc, m->names);
     m->layers = NULL;
     m->names = NULL;
+}
+
+uint64_t eng_layer_bytes(const eng_layer *l) {
+    const eng_weight *w = &l->attn_norm;
+    uint64_t bytes = 0;
+    for (size_t f = 0; f < sizeof(eng_layer) / sizeof(eng_weight); f++)
+        bytes += eng_weight_bytes(&w[f]);
+    return bytes;
+}
+
+void eng_model_stage(const eng_model *m, uint32_t l0, uint32_t l1, bool embed, bool head,
+                     eng_model *out) {
+    *out = *m;
+    out->layers = m->layers + l0;
+    out->cfg.n_layer = l1 - l0;
+    out->layer0 = m->layer0 + l0;
+    out->no_embed = m->no_embed || !embed;
+    out->no_head = m->no_head || !head;
+    /* a tied head is the embedding's data: one copy where the stage has both */
+    out->tied_output = m->tied_output && !out->no_embed && !out->no_head;
+    out->weight_bytes = 0;
+    out->n_params = 0;
+    const eng_weight *ws[3] = {out->no_embed ? NULL : &m->tok_embd,
+                               out->no_head ? NULL : &m->output_norm,
+                               out->no_head || out->tied_output ? NULL : &m->output};
+    for (int i = 0; i < 3; i++)
+        if (ws[i]) {
+            out->weight_bytes += eng_weight_bytes(ws[i]);
+            out->n_params += (uint64_t)ws[i]->n_in * ws[i]->n_out;
+        }
+    for (uint32_t l = l0; l < l1; l++) {
+        const eng_weight *w = &m->layers[l].attn_norm;
+        for (size_t f = 0; f < sizeof(eng_layer) / sizeof(eng_weight); f++)
+            out->n_params += (uint64_t)w[f].n_in * w[f].n_out;
+        out->weight_bytes += eng_layer_bytes(&m->layers[l]);
+    }
 }

@@ -119,6 +119,12 @@ vkllm_status vk_dev_finish(vk_dev *d, core_err *err);
 vkllm_status vk_host_attach(vk_dev *d, const vkllm_vulkan_device *h, core_err *err);
 void vk_dev_destroy(vk_dev *d);
 void vk_log(const vk_dev *d, vkllm_log_level level, const char *fmt, ...) CORE_PRINTF(3, 4);
+/* Device memory this runtime may still allocate on d: under its memory cap when it has one,
+ * else the budget VK_EXT_memory_budget reports for the heap of its device-local memory type
+ * (where the device has the extension), else that heap's size less a margin of a tenth (at
+ * least 256 MiB: other programs, the driver) less what this runtime holds. *how names the
+ * source, for the log. */
+uint64_t vk_dev_room(vk_dev *d, const char **how);
 /* VKLLM_ERR_DEVICE with the first validation message if any arrived since creation. */
 vkllm_status vk_check_validation(vk_dev *d, core_err *err);
 /* A VkResult as text. */

@@ -65,17 +65,20 @@ static vkllm_status vk_model_attach(eng_backend *b, const eng_model *em, core_er
     /* blocks as large as a buffer may be, but no larger than the weights need */
     vk_arena_init(&vm->arena, be->d, false, em->weight_bytes + em->weight_bytes / 16 + (1u << 20),
                   "model weights");
-    vm->layers = core_calloc(be->alloc, em->cfg.n_layer, sizeof *vm->layers);
+    vm->layers = core_calloc(be->alloc, em->cfg.n_layer + 1u, sizeof *vm->layers);
     vkllm_status st =
         vm->layers ? VKLLM_OK : core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     const double t0 = core_time_s();
-    if (st == VKLLM_OK && !vk_embed_supports(em->tok_embd.type))
+    /* a stage of a split model holds only its part (eng_model_stage) */
+    if (st == VKLLM_OK && !em->no_embed && !vk_embed_supports(em->tok_embd.type))
         st = core_errf(err, VKLLM_ERR_UNSUPPORTED,
                        "tensor %s: type %s has no Vulkan embedding kernel; use --device cpu",
                        em->tok_embd.name, quant_type_name(em->tok_embd.type));
-    if (st == VKLLM_OK) st = upload(be, vm, &em->tok_embd, &vm->tok_embd, true, err);
-    if (st == VKLLM_OK) st = upload(be, vm, &em->output_norm, &vm->output_norm, false, err);
-    if (st == VKLLM_OK && !em->tied_output)
+    if (st == VKLLM_OK && !em->no_embed)
+        st = upload(be, vm, &em->tok_embd, &vm->tok_embd, true, err);
+    if (st == VKLLM_OK && !em->no_head)
+        st = upload(be, vm, &em->output_norm, &vm->output_norm, false, err);
+    if (st == VKLLM_OK && !em->no_head && !em->tied_output)
         st = upload(be, vm, &em->output, &vm->output, true, err);
     for (uint32_t l = 0; st == VKLLM_OK && l < em->cfg.n_layer; l++) {
         const eng_weight *src = &em->layers[l].attn_norm;
@@ -158,6 +161,9 @@ static vkllm_status slot_init(eng_ctx *c, vk_slot *sl, core_err *err) {
         st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_ids, err);
     if (st == VKLLM_OK)
         st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_vals, err);
+    /* a stage of a split model: its residual stream in and out (eng_batch.x_in, x_out) */
+    if (st == VKLLM_OK && (c->m->no_embed || c->m->no_head))
+        st = vk_arena_alloc(&c->host, (uint64_t)cd->n_batch * c->m->cfg.n_embd * 4, &sl->xio, err);
     for (int i = 0; i < VK_SLOT_RECS && st == VKLLM_OK; i++) {
         sl->recs[i].key = core_calloc(c->be->alloc, c->key_words, sizeof(uint32_t));
         if (!sl->recs[i].key) st = core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
@@ -211,8 +217,8 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     const uint32_t n_batch = c->cd.n_batch, n_seqs = c->cd.n_seqs;
     vk_arena_init(&c->dev, d, false, 64u << 20, "KV cache and activations");
     vk_arena_init(&c->host, d, true, 4u << 20, "step parameters and results");
-    c->kc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->kc);
-    c->vc = core_calloc(be->alloc, cfg->n_layer, sizeof *c->vc);
+    c->kc = core_calloc(be->alloc, cfg->n_layer + 1u, sizeof *c->kc); /* + 1: a head-only stage */
+    c->vc = core_calloc(be->alloc, cfg->n_layer + 1u, sizeof *c->vc);
     c->key_words = 4 + 3 * n_seqs;
     c->key = core_calloc(be->alloc, c->key_words, sizeof *c->key);
     c->runs = core_calloc(be->alloc, n_seqs, sizeof *c->runs);
@@ -259,7 +265,8 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     for (int i = 0; i < EB_COUNT && st == VKLLM_OK; i++) {
         const uint32_t rows = i == EB_LOGITS ? c->max_out : n_batch;
         c->buf[i].stride = g->buf_width[i];
-        st = vk_arena_alloc(&c->dev, (uint64_t)rows * g->buf_width[i] * 4, &c->buf[i].s, err);
+        const uint64_t bytes = (uint64_t)rows * g->buf_width[i] * 4; /* 0: a stage's no head */
+        st = vk_arena_alloc(&c->dev, bytes ? bytes : 256, &c->buf[i].s, err);
     }
     /* quantized activations: the largest row any matmul input needs */
     uint64_t xq_row = 0;

@@ -70,6 +70,7 @@ typedef struct vk_step_rec {
 typedef struct vk_slot {
     vk_slice params;                     /* host-visible vk_step_params */
     vk_slice rb_logits, rb_ids, rb_vals; /* host-visible results */
+    vk_slice xio;                        /* a split's stage: residual stream in and out */
     VkFence fence;
     vk_step_rec recs[VK_SLOT_RECS];
     /* paced contexts: the step's segments, each submitted with its own fence (the last one's
@@ -83,6 +84,8 @@ typedef struct vk_slot {
     float *logits;
     int32_t *out_ids;
     float *out_vals;
+    float *x_out;
+    uint32_t n_tokens;
 } vk_slot;
 
 struct eng_ctx {

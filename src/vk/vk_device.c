@@ -410,6 +410,36 @@ static uint32_t find_mem_type(const VkPhysicalDeviceMemoryProperties *mp,
     return UINT32_MAX;
 }
 
+uint64_t vk_dev_room(vk_dev *d, const char **how) {
+    const uint64_t used = atomic_load(&d->allocated);
+    if (d->memory_cap) {
+        *how = "the memory cap";
+        return d->memory_cap > used ? d->memory_cap - used : 0;
+    }
+    VkPhysicalDeviceMemoryBudgetPropertiesEXT bud = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+    VkPhysicalDeviceMemoryProperties2 mp2 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2};
+    const bool budget = dev_has_ext(&d->fn, d->pdev, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    if (budget) mp2.pNext = &bud;
+    d->fn.vkGetPhysicalDeviceMemoryProperties2(d->pdev, &mp2);
+    const VkPhysicalDeviceMemoryProperties *mp = &mp2.memoryProperties;
+    const uint32_t heap = d->mem_type_device < mp->memoryTypeCount
+                              ? mp->memoryTypes[d->mem_type_device].heapIndex
+                              : 0;
+    if (budget) { /* heapUsage counts this runtime's memory too */
+        *how = "VK_EXT_memory_budget";
+        return bud.heapBudget[heap] > bud.heapUsage[heap]
+                   ? bud.heapBudget[heap] - bud.heapUsage[heap]
+                   : 0;
+    }
+    *how = "the heap size less a tenth";
+    const uint64_t size = mp->memoryHeaps[heap].size;
+    uint64_t margin = size / 10;
+    if (margin < (256ull << 20)) margin = 256ull << 20;
+    return size > margin + used ? size - margin - used : 0;
+}
+
 /* Memory types and the command pool for one-shot work, on a device of either origin. */
 vkllm_status vk_dev_finish(vk_dev *d, core_err *err) {
     const vk_dev_info *in = &d->info;

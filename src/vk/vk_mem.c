@@ -121,6 +121,12 @@ vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err 
         }
         const uint64_t bsize = size > a->block ? size : a->block;
         vkllm_status st = vk_buffer_create(d, bsize, a->host, &a->bufs[a->n_bufs], a->what, err);
+        if (st == VKLLM_ERR_OUT_OF_MEMORY && bsize > size) {
+            /* a whole block would pass the cap or the device's memory: this range alone may
+             * not (a model placed to fill a device to its cap) */
+            core_err_clear(err);
+            st = vk_buffer_create(d, size, a->host, &a->bufs[a->n_bufs], a->what, err);
+        }
         if (st != VKLLM_OK) return st;
         a->n_bufs++;
         off = 0;
@@ -159,8 +165,13 @@ static vkllm_status staged(vk_dev *d, const vk_slice *s, void *host, uint64_t si
         return VKLLM_OK;
     }
     vk_buffer st;
-    const uint64_t chunk = size < VK_STAGING_BYTES ? size : VK_STAGING_BYTES;
+    uint64_t chunk = size < VK_STAGING_BYTES ? size : VK_STAGING_BYTES;
     vkllm_status rc = vk_buffer_create(d, chunk, true, &st, "staging buffer", err);
+    while (rc == VKLLM_ERR_OUT_OF_MEMORY && chunk > (1u << 20)) { /* near the cap: smaller */
+        core_err_clear(err);
+        chunk /= 2;
+        rc = vk_buffer_create(d, chunk, true, &st, "staging buffer", err);
+    }
     if (rc != VKLLM_OK) return rc;
     for (uint64_t done = 0; done < size && rc == VKLLM_OK;) {
         uint64_t n = size - done < chunk ? size - done : chunk;

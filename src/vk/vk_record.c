@@ -221,12 +221,8 @@ static vkllm_status seg_split(eng_ctx *c, vk_step_rec *sr, core_err *err) {
 static vkllm_status rec_head_paced(eng_ctx *c, vk_step_rec *sr, const eng_op *op, uint32_t n,
                                    core_err *err) {
     const vk_weight *w = vk_lookup(c->vm, op->w[0]);
-    const eng_layer *l0 = &c->m->layers[0];
-    const eng_weight *lw[] = {&l0->wq,     &l0->wk,   &l0->wv,    &l0->wo,
-                              &l0->w_gate, &l0->w_up, &l0->w_down};
-    uint64_t layer_bytes = 0;
-    for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
-        layer_bytes += (uint64_t)lw[i]->row_bytes * lw[i]->n_out;
+    /* a head-only stage of a split model has no layer to size chunks by: one chunk */
+    const uint64_t layer_bytes = c->m->cfg.n_layer ? eng_layer_bytes(&c->m->layers[0]) : 0;
     const uint64_t head_bytes = w->row_bytes * w->n_out;
     uint32_t chunks = layer_bytes ? (uint32_t)((head_bytes + layer_bytes - 1) / layer_bytes) : 1;
     const uint32_t room = VK_REC_MAX_SEGS - sr->rec.n_seg; /* segments left */
@@ -285,6 +281,13 @@ vkllm_status vk_record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_key,
     /* after whatever the queue ran before: the activations and the cache are shared */
     vk_rec_barrier(r);
     rec_feeds(c, sl, r);
+    if (c->m->no_embed) { /* a split's stage: the residual stream from the stage before */
+        VkBufferCopy reg = {.srcOffset = sl->xio.offset,
+                            .dstOffset = c->buf[EB_X].s.offset,
+                            .size = (uint64_t)n * cfg->n_embd * 4};
+        be->d->t.vkCmdCopyBuffer(r->cb, sl->xio.buf, c->buf[EB_X].s.buf, 1, &reg);
+        vk_rec_barrier(r);
+    }
     const uint32_t n_q = c->g->n_ops + 4;
     if (c->prof.on && !sr->qp) {
         VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
@@ -304,7 +307,8 @@ vkllm_status vk_record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_key,
     }
     /* paced: a segment per group of layers (one layer where there are few), the output head
      * one more */
-    const uint32_t lps = (cfg->n_layer + VK_REC_MAX_SEGS - 3) / (VK_REC_MAX_SEGS - 2);
+    uint32_t lps = (cfg->n_layer + VK_REC_MAX_SEGS - 3) / (VK_REC_MAX_SEGS - 2);
+    if (lps == 0) lps = 1; /* a head-only stage of a split model */
     uint32_t group = 0;
     if (c->cd.paced && c->stamps && !sr->seg_qp) {
         VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
@@ -377,7 +381,13 @@ vkllm_status vk_record(eng_ctx *c, vk_slot *sl, vk_step_rec *sr, uint32_t n_key,
             snprintf(pname, sizeof pname, "%s %s", phase, eng_op_name(op->kind));
         vk_prof_mark(c, sr, pname);
     }
-    if (st == VKLLM_OK && n_out) {
+    if (st == VKLLM_OK && c->m->no_head) { /* the residual stream to the stage after */
+        VkBufferCopy reg = {.srcOffset = c->buf[EB_X].s.offset,
+                            .dstOffset = sl->xio.offset,
+                            .size = (uint64_t)n * cfg->n_embd * 4};
+        be->d->t.vkCmdCopyBuffer(r->cb, c->buf[EB_X].s.buf, sl->xio.buf, 1, &reg);
+    }
+    if (st == VKLLM_OK && n_out && !c->m->no_head) {
         st = rec_results(c, sl, r, n_out, top_k, err);
         snprintf(pname, sizeof pname, "%s sample/copy-out", phase);
         if (st == VKLLM_OK) vk_prof_mark(c, sr, pname);

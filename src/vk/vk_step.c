@@ -21,6 +21,13 @@ vkllm_status vk_step_begin(eng_ctx *c, const eng_batch *b, float *logits, core_e
                          "vulkan: %u rows of logits asked for, "
                          "the device keeps at most %u",
                          b->n_out, c->max_out);
+    if (c->m->no_embed != (b->x_in != NULL) || c->m->no_head != (b->x_out != NULL) ||
+        (c->m->no_head && b->n_out))
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "vulkan: a stage %s the embedding and %s the head takes %s and gives %s",
+                         c->m->no_embed ? "without" : "with", c->m->no_head ? "without" : "with",
+                         c->m->no_embed ? "x_in" : "tokens",
+                         c->m->no_head ? "x_out, no outputs" : "outputs, no x_out");
     vk_slot *sl = &c->slot[c->next];
     if (sl->busy)
         return core_errf(err, VKLLM_ERR_INVALID_ARG,
@@ -46,6 +53,7 @@ vkllm_status vk_step_begin(eng_ctx *c, const eng_batch *b, float *logits, core_e
                                    .pages = b->seqs[e].pages,
                                    .ban = b->seqs[e].ban};
     vk_step_params_write(sl->params.map, b->tokens, c->pseq, b->n_seqs);
+    if (b->x_in) memcpy(sl->xio.map, b->x_in, (size_t)b->n_tokens * c->m->cfg.n_embd * 4);
     sl->n_submitted = sl->n_complete = 0;
     if (!c->cd.paced) { /* the whole step now; paced steps go out in advance (pace_submit) */
         vk_dev *d = c->be->d;
@@ -67,6 +75,8 @@ vkllm_status vk_step_begin(eng_ctx *c, const eng_batch *b, float *logits, core_e
     sl->logits = logits;
     sl->out_ids = b->out_ids;
     sl->out_vals = b->out_vals;
+    sl->x_out = b->x_out;
+    sl->n_tokens = b->n_tokens;
     c->next ^= 1;
     c->n_busy++;
     return VKLLM_OK;
@@ -87,6 +97,7 @@ static void collect(eng_ctx *c, vk_slot *sl) {
             const float ms = (float)((double)(t[2 * i + 1] - t[2 * i]) * c->ns_per_tick * 1e-6);
             sr->seg_ms[i] = sr->seg_ms[i] > 0 ? 0.5f * (sr->seg_ms[i] + ms) : ms;
         }
+    if (sl->x_out) memcpy(sl->x_out, sl->xio.map, (size_t)sl->n_tokens * c->m->cfg.n_embd * 4);
     if (sl->n_out && k == 0) memcpy(sl->logits, sl->rb_logits.map, (size_t)sl->n_out * nv * 4);
     const uint32_t *ids = sl->rb_ids.map;
     for (uint32_t i = 0; k && i < sl->n_out * k; i++)
