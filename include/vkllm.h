@@ -320,6 +320,9 @@ typedef struct vkllm_placement {
     bool embedding;        /* holds the token embedding */
     bool output;           /* holds the final norm and the output head */
     uint64_t weight_bytes; /* the model's weights this stage holds (file bytes) */
+    /* Memory the runtime holds on this stage's device at the call, for every model and
+     * context on it: device memory allocated (Vulkan), weights and context buffers (CPU). */
+    uint64_t device_bytes;
 } vkllm_placement;
 
 /* Fills up to cap entries (an array of the caller's struct: the stride is out[0]'s

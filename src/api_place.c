@@ -324,6 +324,7 @@ vkllm_status vkllm_model_placement(const vkllm_model *m, vkllm_placement *out, s
         p.embedding = st[i].embed;
         p.output = st[i].head;
         p.weight_bytes = views[i].weight_bytes;
+        p.device_bytes = st[i].be->vt->held(st[i].be);
         char *dst = (char *)out + i * stride;
         memcpy(dst, &want, sizeof want);
         API_OUT(vkllm_placement, dst, &p);

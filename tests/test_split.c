@@ -224,9 +224,11 @@ typedef struct seq_out {
     size_t n;
 } seq_out;
 
-/* n greedy requests of different prompt lengths batched in one engine. */
-static void run_engine(vkllm_model *m, int n, seq_out *out) {
-    vkllm_engine_desc d = {.n_ctx = 512, .max_seqs = 16, .no_prefix_cache = true};
+/* n greedy requests of different prompt lengths batched in one engine; budget > 0: a manual
+ * engine stepped with that budget (a split's steps resumed across calls). */
+static void run_engine_ex(vkllm_model *m, int n, seq_out *out, double budget) {
+    vkllm_engine_desc d = {
+        .n_ctx = 512, .max_seqs = 16, .no_prefix_cache = true, .manual = budget > 0};
     vkllm_engine *e = NULL;
     if (vkllm_engine_create(m, &d, &e) != VKLLM_OK)
         fail_msg("engine: %s", vkllm_model_last_error(m));
@@ -241,6 +243,11 @@ static void run_engine(vkllm_model *m, int n, seq_out *out) {
         if (vkllm_submit(e, &rd, &r[i]) != VKLLM_OK)
             fail_msg("submit: %s", vkllm_engine_last_error(e));
     }
+    uint32_t active = 1;
+    for (long calls = 0; budget > 0 && active; calls++) {
+        assert_int_equal(vkllm_step(e, budget, &active), VKLLM_OK);
+        assert_true(calls < 1000000);
+    }
     for (int i = 0; i < n; i++) {
         vkllm_request_result res = {0};
         assert_int_equal(vkllm_request_wait(r[i], &res), VKLLM_OK);
@@ -253,7 +260,12 @@ static void run_engine(vkllm_model *m, int n, seq_out *out) {
     vkllm_engine_destroy(e);
 }
 
-/* 15 sequences at once on a split model: each one's tokens are the CPU engine's. */
+static void run_engine(vkllm_model *m, int n, seq_out *out) {
+    run_engine_ex(m, n, out, 0.0);
+}
+
+/* 15 sequences at once on a split model: each one's tokens are the CPU engine's; the first
+ * split again as a manual engine stepped with a 2 ms budget. */
 static void test_batched(void **state) {
     (void)state;
     const int n = g_small ? 5 : 15;
@@ -278,11 +290,13 @@ static void test_batched(void **state) {
             fail_msg("%s: %s", cases[c].device, vkllm_runtime_last_error(rt));
         vkllm_placement p[MAX_STAGES];
         assert_true(placement(m, p) >= 2);
-        run_engine(m, n, got);
-        for (int i = 0; i < n; i++)
-            if (got[i].n != ref[i].n || memcmp(got[i].ids, ref[i].ids, ref[i].n * 4) != 0)
-                fail_msg("%s: sequence %d of %d differs from the CPU engine's", cases[c].device, i,
-                         n);
+        for (int pass = 0; pass < (c == 0 ? 2 : 1); pass++) {
+            run_engine_ex(m, n, got, pass ? 0.002 : 0.0);
+            for (int i = 0; i < n; i++)
+                if (got[i].n != ref[i].n || memcmp(got[i].ids, ref[i].ids, ref[i].n * 4) != 0)
+                    fail_msg("%s%s: sequence %d of %d differs from the CPU engine's",
+                             cases[c].device, pass ? " (stepped)" : "", i, n);
+        }
         vkllm_model_free(m);
         vkllm_runtime_destroy(rt);
     }

@@ -609,9 +609,11 @@ void cli_print_placement(const vkllm_model *m) {
         if (p[i].n_layers)
             snprintf(layers, sizeof layers, "layers %u-%u", p[i].layer0,
                      p[i].layer0 + p[i].n_layers - 1);
-        fprintf(stderr, "placement: %-9s %-15s%s%s %8.1f MiB  %s\n", p[i].device, layers,
-                p[i].embedding ? " +embedding" : "", p[i].output ? " +head" : "",
-                (double)p[i].weight_bytes / 1048576.0, p[i].name);
+        fprintf(stderr,
+                "placement: %-9s %-15s%s%s %8.1f MiB of weights (%.1f MiB on the device)  %s\n",
+                p[i].device, layers, p[i].embedding ? " +embedding" : "",
+                p[i].output ? " +head" : "", (double)p[i].weight_bytes / 1048576.0,
+                (double)p[i].device_bytes / 1048576.0, p[i].name);
     }
 }
 

@@ -828,6 +828,10 @@ static void cpu_model_detach(eng_backend *base, const eng_model *m) {
         }
 }
 
+static uint64_t cpu_held(const eng_backend *base) {
+    return atomic_load(&((cpu_backend *)base)->held);
+}
+
 static void cpu_destroy(eng_backend *base) {
     cpu_backend *be = (cpu_backend *)base;
     if (!be) return;
@@ -872,6 +876,7 @@ static const eng_backend_vtbl k_cpu_vtbl = {
     .advance = cpu_advance,
     .bandwidth = cpu_bench_bandwidth,
     .bench_op = cpu_bench_op,
+    .held = cpu_held,
 };
 
 vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out, core_err *err) {

@@ -287,6 +287,9 @@ typedef struct eng_backend_vtbl {
                               core_err *err);
     vkllm_status (*bench_op)(eng_backend *be, const vkllm_bench_op_desc *d, uint32_t w_type,
                              vkllm_bench_op_result *out, core_err *err);
+    /* Memory the backend holds now: device memory allocated (Vulkan), weights and context
+     * buffers counted (CPU). */
+    uint64_t (*held)(const eng_backend *be);
 } eng_backend_vtbl;
 
 /* Inputs for bench_op (engine/bench.c), the same on every backend. */

@@ -6,6 +6,7 @@
 #include "engine/split.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct split_backend {
@@ -21,16 +22,32 @@ typedef struct split_backend {
     uint32_t main; /* the stage with the most layers: device info, measurements */
 } split_backend;
 
+/* A step is cut into micro-batches of consecutive entries; stage s works on micro-batch
+ * t - s at tick t, so while one device runs a micro-batch the next device runs the one before
+ * (a Vulkan stage's begin returns while its device works; the CPU stage then runs on the
+ * host). One micro-batch: the stages one after the other. */
+typedef struct split_mb {
+    uint32_t e0, e1; /* entries */
+    uint32_t t0;     /* first token row */
+    uint32_t o0;     /* first output row */
+} split_mb;
+
 struct eng_ctx {
     split_backend *sb;
     eng_ctx *sub[ENG_SPLIT_MAX];
     eng_ctx_desc cd;
-    float *x[2];  /* residual streams between stages, n_batch x n_embd each */
+    uint32_t n_embd, n_vocab;
+    float *x[ENG_SPLIT_MAX - 1]; /* residual stream after stage s, n_batch x n_embd */
     eng_seq *mid; /* the batch's entries without outputs, for the stages before the last */
-    eng_batch bs; /* the batch as the current stage sees it */
+    eng_batch bs[ENG_SPLIT_MAX]; /* each stage's micro-batch in progress */
+    split_mb mb[ENG_SPLIT_MAX];
+    uint32_t n_mb, max_mb; /* micro-batches of this step; at most (VKLLM_SPLIT_MICRO) */
     const eng_batch *b;
     float *logits;
-    uint32_t cur; /* the stage in progress */
+    uint32_t tick;
+    bool begun;          /* this tick's stages have begun */
+    uint32_t begun_mask; /* stages begun in this tick, and done */
+    uint32_t done_mask;
     bool busy;
 };
 
@@ -88,8 +105,8 @@ static void split_ctx_destroy(eng_ctx *c) {
     split_backend *sb = c->sb;
     for (uint32_t s = 0; s < sb->n; s++)
         if (c->sub[s]) sb->st[s].be->vt->ctx_destroy(c->sub[s]);
-    core_free(sb->alloc, c->x[0]);
-    core_free(sb->alloc, c->x[1]);
+    for (uint32_t s = 0; s + 1 < ENG_SPLIT_MAX; s++)
+        core_free(sb->alloc, c->x[s]);
     core_free(sb->alloc, c->mid);
     core_free(sb->alloc, c);
 }
@@ -105,11 +122,22 @@ static vkllm_status split_ctx_create(eng_backend *base, const eng_model *m, cons
     c->sb = sb;
     c->cd = *cd;
     if (!c->cd.n_seqs) c->cd.n_seqs = 1;
+    c->n_embd = m->cfg.n_embd;
+    c->n_vocab = m->cfg.n_vocab;
+    /* micro-batches a step is cut into, at most: one per stage (every device busy once the
+     * pipeline is full); VKLLM_SPLIT_MICRO overrides (1: the stages one after the other) */
+    c->max_mb = sb->n;
+    const char *env = getenv("VKLLM_SPLIT_MICRO");
+    if (env && *env) {
+        const long v = strtol(env, NULL, 10);
+        c->max_mb = v < 1 ? 1 : v > 64 ? 64 : (uint32_t)v;
+    }
     const uint64_t x_floats = (uint64_t)cd->n_batch * m->cfg.n_embd;
-    c->x[0] = core_calloc(sb->alloc, x_floats, sizeof(float));
-    c->x[1] = core_calloc(sb->alloc, x_floats, sizeof(float));
+    bool ok = true;
+    for (uint32_t s = 0; s + 1 < sb->n; s++)
+        ok = ok && (c->x[s] = core_calloc(sb->alloc, x_floats, sizeof(float))) != NULL;
     c->mid = core_calloc(sb->alloc, c->cd.n_seqs, sizeof *c->mid);
-    if (!c->x[0] || !c->x[1] || !c->mid) {
+    if (!ok || !c->mid) {
         split_ctx_destroy(c);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
                          "split: out of memory for the residual streams of %u-token batches",
@@ -133,30 +161,69 @@ static vkllm_status split_ctx_create(eng_backend *base, const eng_model *m, cons
     return VKLLM_OK;
 }
 
-static vkllm_status stage_begin(eng_ctx *c, core_err *err) {
+/* Micro-batch k of the step as stage s sees it, begun. */
+static vkllm_status stage_begin(eng_ctx *c, uint32_t s, uint32_t k, core_err *err) {
     split_backend *sb = c->sb;
-    const uint32_t s = c->cur;
-    c->bs = *c->b;
-    c->bs.x_in = s > 0 ? c->x[(s - 1) & 1] : NULL;
-    c->bs.x_out = NULL;
-    float *logits = c->logits;
+    const eng_batch *b = c->b;
+    const split_mb *mb = &c->mb[k];
+    eng_batch *bs = &c->bs[s];
+    *bs = *b;
+    bs->n_seqs = mb->e1 - mb->e0;
+    bs->n_tokens = (k + 1 < c->n_mb ? c->mb[k + 1].t0 : b->n_tokens) - mb->t0;
+    bs->tokens = b->tokens + mb->t0;
+    bs->n_out = (k + 1 < c->n_mb ? c->mb[k + 1].o0 : b->n_out) - mb->o0;
+    bs->x_in = s > 0 ? c->x[s - 1] + (uint64_t)mb->t0 * c->n_embd : NULL;
+    bs->x_out = NULL;
+    float *logits = NULL;
     if (s + 1 < sb->n) {
-        c->bs.x_out = c->x[s & 1];
-        c->bs.seqs = c->mid;
-        c->bs.n_out = 0;
-        c->bs.top_k = 0;
-        c->bs.out_ids = NULL;
-        c->bs.out_vals = NULL;
-        logits = NULL;
+        bs->x_out = c->x[s] + (uint64_t)mb->t0 * c->n_embd;
+        bs->seqs = c->mid + mb->e0;
+        bs->n_out = 0;
+        bs->top_k = 0;
+        bs->out_ids = NULL;
+        bs->out_vals = NULL;
+    } else {
+        bs->seqs = b->seqs + mb->e0;
+        if (b->top_k) {
+            bs->out_ids = b->out_ids + (uint64_t)mb->o0 * b->top_k;
+            bs->out_vals = b->out_vals ? b->out_vals + (uint64_t)mb->o0 * b->top_k : NULL;
+        } else if (c->logits) {
+            logits = c->logits + (uint64_t)mb->o0 * c->n_vocab;
+        }
+        if (b->top_k) logits = c->logits; /* scratch the backend may ignore */
     }
-    return sb->st[s].be->vt->begin(c->sub[s], &c->bs, logits, err);
+    return sb->st[s].be->vt->begin(c->sub[s], bs, logits, err);
+}
+
+/* Cuts the batch into up to max_mb micro-batches of about equal tokens, whole entries each
+ * (an entry's tokens attend in one pass; a sequence split over two entries keeps its order:
+ * every stage runs the micro-batches in order). */
+static void plan(eng_ctx *c) {
+    const eng_batch *b = c->b;
+    const uint32_t want = c->max_mb < b->n_seqs ? c->max_mb : b->n_seqs;
+    uint32_t t = 0, o = 0, e = 0;
+    c->n_mb = 0;
+    for (uint32_t k = 0; k < want; k++) {
+        const uint64_t until = (uint64_t)b->n_tokens * (k + 1) / want;
+        const uint32_t after = want - k - 1; /* micro-batches still to come: an entry each */
+        split_mb *mb = &c->mb[c->n_mb++];
+        mb->e0 = e;
+        mb->t0 = t;
+        mb->o0 = o;
+        do {
+            t += b->seqs[e].n_tokens;
+            o += eng_seq_outs(&b->seqs[e]);
+            e++;
+        } while (e < b->n_seqs && b->n_seqs - e > after && (after == 0 || t < until));
+        mb->e1 = e;
+    }
 }
 
 static vkllm_status split_begin(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
     if (c->busy)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "split: a step is in progress already");
-    if (b->n_seqs > c->cd.n_seqs)
-        return core_errf(err, VKLLM_ERR_INVALID_ARG, "split: %u entries, the context takes %u",
+    if (b->n_seqs == 0 || b->n_seqs > c->cd.n_seqs)
+        return core_errf(err, VKLLM_ERR_INVALID_ARG, "split: %u entries, the context takes 1 to %u",
                          b->n_seqs, c->cd.n_seqs);
     for (uint32_t e = 0; e < b->n_seqs; e++) {
         if (b->seqs[e].feed)
@@ -171,36 +238,60 @@ static vkllm_status split_begin(eng_ctx *c, const eng_batch *b, float *logits, c
     }
     c->b = b;
     c->logits = logits;
-    c->cur = 0;
-    vkllm_status st = stage_begin(c, err);
-    c->busy = st == VKLLM_OK;
-    return st;
+    plan(c);
+    c->tick = 0;
+    c->begun = false;
+    c->begun_mask = c->done_mask = 0;
+    c->busy = true;
+    return VKLLM_OK;
 }
 
+/* Ticks until the step is done or the deadline passes: at tick t, stage s runs micro-batch
+ * t - s. Every stage's part of a tick is begun before any is waited for, so the devices of a
+ * tick work at once (a stage's begin takes its input then: the tick before produced it). */
 static vkllm_status split_advance(eng_ctx *c, double deadline, bool *done, core_err *err) {
     *done = false;
     if (!c->busy) return core_errf(err, VKLLM_ERR_INVALID_ARG, "split: no step in progress");
     split_backend *sb = c->sb;
-    for (;;) {
-        bool stage_done = false;
-        const uint32_t s = c->cur;
-        vkllm_status st = sb->st[s].be->vt->advance(c->sub[s], deadline, &stage_done, err);
-        if (st != VKLLM_OK) {
-            c->busy = false;
-            return st;
+    const uint32_t n_ticks = c->n_mb + sb->n - 1;
+    vkllm_status st = VKLLM_OK;
+    while (st == VKLLM_OK && c->tick < n_ticks) {
+        const uint32_t t = c->tick;
+        const uint32_t s0 = t >= c->n_mb ? t - c->n_mb + 1 : 0, s1 = t < sb->n ? t : sb->n - 1;
+        for (uint32_t s = s0; !c->begun && s <= s1 && st == VKLLM_OK; s++) {
+            st = stage_begin(c, s, t - s, err);
+            if (st == VKLLM_OK) c->begun_mask |= 1u << s;
         }
-        if (!stage_done) return VKLLM_OK; /* the deadline came first */
-        if (++c->cur == sb->n) {
-            c->busy = false;
-            *done = true;
-            return VKLLM_OK;
+        c->begun = true;
+        for (uint32_t s = s0; s <= s1 && st == VKLLM_OK; s++) {
+            if (c->done_mask >> s & 1) continue;
+            bool d = false;
+            st = sb->st[s].be->vt->advance(c->sub[s], deadline, &d, err);
+            if (st == VKLLM_OK && !d) return VKLLM_OK; /* the deadline came first */
+            c->done_mask |= 1u << s;
         }
-        if ((st = stage_begin(c, err)) != VKLLM_OK) {
-            c->busy = false;
-            return st;
-        }
-        if (deadline > 0 && core_time_s() >= deadline) return VKLLM_OK;
+        if (st != VKLLM_OK) break;
+        c->tick++;
+        c->begun = false;
+        c->begun_mask = c->done_mask = 0;
+        if (deadline > 0 && c->tick < n_ticks && core_time_s() >= deadline) return VKLLM_OK;
     }
+    if (st != VKLLM_OK) {
+        /* the tick's other stages finish before the error goes up: no device keeps working on
+         * buffers the caller may free */
+        for (uint32_t s = 0; s < sb->n; s++) {
+            if (!(c->begun_mask >> s & 1) || (c->done_mask >> s & 1)) continue;
+            bool d = false;
+            core_err ignore;
+            while (sb->st[s].be->vt->advance(c->sub[s], 0.0, &d, &ignore) == VKLLM_OK && !d)
+                ;
+        }
+        c->busy = false;
+        return st;
+    }
+    c->busy = false;
+    *done = true;
+    return VKLLM_OK;
 }
 
 static vkllm_status split_run(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
@@ -240,6 +331,18 @@ static vkllm_status split_bench_op(eng_backend *base, const vkllm_bench_op_desc 
     split_backend *sb = (split_backend *)base;
     eng_backend *be = sb->st[sb->main].be;
     return be->vt->bench_op(be, d, w_type, out, err);
+}
+
+static uint64_t split_held(const eng_backend *base) {
+    const split_backend *sb = (const split_backend *)base;
+    uint64_t sum = 0;
+    for (uint32_t s = 0; s < sb->n; s++) {
+        bool seen = false; /* a backend with two stages counts once */
+        for (uint32_t q = 0; q < s; q++)
+            seen = seen || sb->st[q].be == sb->st[s].be;
+        if (!seen) sum += sb->st[s].be->vt->held(sb->st[s].be);
+    }
+    return sum;
 }
 
 void eng_split_describe(const eng_split_stage *stages, uint32_t n, uint32_t n_layer, char *buf,
@@ -314,6 +417,7 @@ vkllm_status eng_split_create(const vkllm_allocator *a, const eng_model *m,
         .observe = observe ? split_observe : NULL,
         .bandwidth = split_bandwidth,
         .bench_op = split_bench_op,
+        .held = split_held,
     };
     sb->base.vt = &sb->vt;
     sb->base.feeds = false;

@@ -369,6 +369,10 @@ static vkllm_status vk_be_bench_op(eng_backend *b, const vkllm_bench_op_desc *de
                        desc, w_type, out, err);
 }
 
+static uint64_t vk_be_held(const eng_backend *b) {
+    return atomic_load(&((const vk_backend *)b)->d->allocated);
+}
+
 static const eng_backend_vtbl k_vk_vtbl = {
     .destroy = vk_destroy,
     .model_attach = vk_model_attach,
@@ -381,6 +385,7 @@ static const eng_backend_vtbl k_vk_vtbl = {
     .advance = vk_step_advance,
     .bandwidth = vk_be_bandwidth,
     .bench_op = vk_be_bench_op,
+    .held = vk_be_held,
 };
 
 struct vk_dev *vk_backend_dev(eng_backend *be) {
