@@ -156,11 +156,11 @@ static vkllm_status slot_init(eng_ctx *c, vk_slot *sl, core_err *err) {
         err);
     if (st == VKLLM_OK)
         vk_step_params_init(sl->params.map, cd->n_batch, cd->n_seqs, cd->ban, cd->n_ban);
-    if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, nv * 4 * c->max_out, &sl->rb_logits, err);
-    if (st == VKLLM_OK)
-        st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_ids, err);
-    if (st == VKLLM_OK)
-        st = vk_arena_alloc(&c->host, (uint64_t)c->max_out * ENG_TOP_K_MAX * 4, &sl->rb_vals, err);
+    /* a split's stage without the head has no results to read back */
+    const uint64_t outs = c->m->no_head ? 1 : c->max_out;
+    if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, nv * 4 * outs, &sl->rb_logits, err);
+    if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, outs * ENG_TOP_K_MAX * 4, &sl->rb_ids, err);
+    if (st == VKLLM_OK) st = vk_arena_alloc(&c->host, outs * ENG_TOP_K_MAX * 4, &sl->rb_vals, err);
     /* a stage of a split model: its residual stream in and out (eng_batch.x_in, x_out) */
     if (st == VKLLM_OK && (c->m->no_embed || c->m->no_head))
         st = vk_arena_alloc(&c->host, (uint64_t)cd->n_batch * c->m->cfg.n_embd * 4, &sl->xio, err);
@@ -297,8 +297,10 @@ static vkllm_status vk_ctx_create(eng_backend *b, const eng_model *m, const eng_
     if (st == VKLLM_OK)
         st = vk_arena_alloc(&c->dev, vk_attn_scratch_bytes(&c->ash, n_seqs), &c->scratch, err);
     if (st == VKLLM_OK)
-        st = vk_arena_alloc(&c->dev, vk_topk_scratch_bytes(c->max_out, cfg->n_vocab, ENG_TOP_K_MAX),
-                            &c->topk_scratch, err);
+        st = vk_arena_alloc(
+            &c->dev,
+            m->no_head ? 256 : vk_topk_scratch_bytes(c->max_out, cfg->n_vocab, ENG_TOP_K_MAX),
+            &c->topk_scratch, err);
     /* RoPE table: [n_ctx][n_rot] (cos, sin) pairs, computed once on the host */
     if (st == VKLLM_OK) {
         const uint64_t bytes = (uint64_t)c->cd.n_ctx * cfg->n_rot * 4;
