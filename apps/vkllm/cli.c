@@ -597,7 +597,12 @@ void cli_model_place(const cli_opts *o, vkllm_model_desc *md) {
     md->gpu_layers_plus1 = o->gpu_layers;
     md->split = o->n_split ? o->split : NULL;
     md->n_split = (uint32_t)o->n_split;
-    md->n_ctx_hint = o->n_ctx > 0 ? (uint32_t)o->n_ctx : 0;
+    /* the KV room to keep beside the layers: the engine's sequences when it runs several
+     * (run --parallel, serve), each of the context's length */
+    const uint64_t per = o->n_ctx > 0 ? (uint64_t)o->n_ctx : (o->parallel > 1 ? 4096 : 0);
+    uint64_t hint = per * (uint64_t)(o->parallel > 1 ? o->parallel : 1);
+    if (o->kv_mib > 0) hint = 0; /* the engine's budget is in MiB: the default hint */
+    md->n_ctx_hint = hint > UINT32_MAX ? UINT32_MAX : (uint32_t)hint;
 }
 
 void cli_print_placement(const vkllm_model *m) {
