@@ -1,180 +1,11 @@
-/* The scheduler (sched.h): page allocator with reference counts, the prefix cache (full pages
- * keyed by a hash chain of their tokens and attention modes, verified token by token, LRU
- * eviction of unused ones), admission, preemption, step planning and commit. */
-#include "sched/sched.h"
+/* The scheduler (sched.h): requests, admission, preemption, step planning, commit and the
+ * steps' driving; the pages and the prefix cache are in sched_pages.c. */
 #include "sched/json_schema.h"
+#include "sched/sched_int.h"
 
 #include "sched/logprobs.h"
 
 #include <string.h>
-
-#define NO_PAGE UINT32_MAX
-
-/* A planned step: its batch, and per entry its request (NULL once the request ended while the
- * step was in flight: that entry's result is dropped). */
-typedef struct sched_step {
-    eng_batch batch;
-    int32_t *tokens;
-    eng_seq *seqs;
-    sched_req **req;
-    int32_t *cand_ids;
-    float *cand_vals;
-} sched_step;
-
-struct sched {
-    sched_desc d;
-    const vkllm_allocator *a;
-    eng_ctx *ctx;
-    uint32_t pages_per_seq, max_entries;
-    /* pages: reference counts, the free stack, and for the prefix cache per page its key
-     * (0: not in the cache), its parent's key, its tokens and modes, hash chains, and the LRU
-     * list of cached pages nobody uses (head: least recently released) */
-    uint32_t *ref, *free_stack, n_free;
-    uint64_t *pkey, *pparent;
-    int32_t *ptok;
-    uint8_t *pmode;
-    uint32_t *bucket, n_buckets, *hnext;
-    uint32_t *lru_prev, *lru_next, lru_head, lru_tail, n_lru;
-    /* requests */
-    sched_req *wait_head, *wait_tail;
-    sched_req **run;
-    uint32_t n_run;
-    uint64_t admit_counter;
-    sched_req *finished;
-    /* the steps: n_flight of them in flight, step[head] the oldest */
-    sched_step step[2];
-    uint32_t head, n_flight;
-    sched_step *to_commit; /* done on the device, waiting for sched_commit */
-    float *logits;         /* full logits of a step with top_k 0 (never one that overlaps) */
-    bool ctx_bans;         /* EOG ids left out of eng_seq.ban entries' candidates */
-    vkllm_engine_stats st;
-};
-
-/* ---- pages and the prefix cache ---- */
-
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Attention mode of token i of a request (sched.h: fixed by its place in the sequence). */
-static uint8_t tok_mode(const sched *s, const sched_req *r, uint32_t i) {
-    if (i >= r->n_prompt) return ENG_ATTN_SPLIT;
-    const uint32_t C = s->d.n_batch, k0 = i / C * C;
-    return (uint8_t)eng_attn_mode_for(r->n_prompt - k0 < C ? r->n_prompt - k0 : C);
-}
-
-/* Key of page `pi` of a request: its parent's key, its tokens and their modes. Never 0. */
-static uint64_t page_key(const sched *s, const sched_req *r, uint32_t pi, uint64_t parent) {
-    uint64_t h = mix64(parent + 0x9e3779b97f4a7c15ull);
-    for (uint32_t j = 0; j < ENG_PAGE; j++) {
-        const uint32_t i = pi * ENG_PAGE + j;
-        h = mix64(h ^ ((uint64_t)(uint32_t)r->toks[i] | (uint64_t)tok_mode(s, r, i) << 32));
-    }
-    return h ? h : 1;
-}
-
-static bool page_matches(const sched *s, uint32_t p, const sched_req *r, uint32_t pi, uint64_t key,
-                         uint64_t parent) {
-    if (s->pkey[p] != key || s->pparent[p] != parent) return false;
-    for (uint32_t j = 0; j < ENG_PAGE; j++) {
-        const uint32_t i = pi * ENG_PAGE + j;
-        if (s->ptok[(uint64_t)p * ENG_PAGE + j] != r->toks[i] ||
-            s->pmode[(uint64_t)p * ENG_PAGE + j] != tok_mode(s, r, i))
-            return false;
-    }
-    return true;
-}
-
-static uint32_t cache_find(const sched *s, const sched_req *r, uint32_t pi, uint64_t key,
-                           uint64_t parent) {
-    for (uint32_t p = s->bucket[key & (s->n_buckets - 1)]; p != NO_PAGE; p = s->hnext[p])
-        if (page_matches(s, p, r, pi, key, parent)) return p;
-    return NO_PAGE;
-}
-
-static void cache_insert(sched *s, uint32_t p, const sched_req *r, uint32_t pi, uint64_t key,
-                         uint64_t parent) {
-    s->pkey[p] = key;
-    s->pparent[p] = parent;
-    for (uint32_t j = 0; j < ENG_PAGE; j++) {
-        s->ptok[(uint64_t)p * ENG_PAGE + j] = r->toks[pi * ENG_PAGE + j];
-        s->pmode[(uint64_t)p * ENG_PAGE + j] = tok_mode(s, r, pi * ENG_PAGE + j);
-    }
-    uint32_t *b = &s->bucket[key & (s->n_buckets - 1)];
-    s->hnext[p] = *b;
-    *b = p;
-}
-
-static void cache_remove(sched *s, uint32_t p) {
-    for (uint32_t *q = &s->bucket[s->pkey[p] & (s->n_buckets - 1)]; *q != NO_PAGE;
-         q = &s->hnext[*q])
-        if (*q == p) {
-            *q = s->hnext[p];
-            break;
-        }
-    s->pkey[p] = 0;
-}
-
-static void lru_unlink(sched *s, uint32_t p) {
-    if (s->lru_prev[p] != NO_PAGE)
-        s->lru_next[s->lru_prev[p]] = s->lru_next[p];
-    else
-        s->lru_head = s->lru_next[p];
-    if (s->lru_next[p] != NO_PAGE)
-        s->lru_prev[s->lru_next[p]] = s->lru_prev[p];
-    else
-        s->lru_tail = s->lru_prev[p];
-    s->n_lru--;
-}
-
-static void lru_push(sched *s, uint32_t p) {
-    s->lru_prev[p] = s->lru_tail;
-    s->lru_next[p] = NO_PAGE;
-    if (s->lru_tail != NO_PAGE)
-        s->lru_next[s->lru_tail] = p;
-    else
-        s->lru_head = p;
-    s->lru_tail = p;
-    s->n_lru++;
-}
-
-/* A page for a sequence: a free one, else the least recently used cached one. */
-static uint32_t page_alloc(sched *s) {
-    uint32_t p = NO_PAGE;
-    if (s->n_free) {
-        p = s->free_stack[--s->n_free];
-    } else if (s->lru_head != NO_PAGE) {
-        p = s->lru_head;
-        lru_unlink(s, p);
-        cache_remove(s, p);
-        s->st.pages_evicted++;
-    }
-    if (p != NO_PAGE) s->ref[p] = 1;
-    return p;
-}
-
-static void page_take(sched *s, uint32_t p) {
-    if (s->ref[p]++ == 0) lru_unlink(s, p); /* only cached pages are found with ref 0 */
-}
-
-static void page_release(sched *s, uint32_t p) {
-    if (--s->ref[p]) return;
-    if (s->pkey[p])
-        lru_push(s, p);
-    else
-        s->free_stack[s->n_free++] = p;
-}
-
-static void req_release_pages(sched *s, sched_req *r) {
-    for (uint32_t i = 0; i < r->n_pages; i++)
-        page_release(s, r->pages[i]);
-    r->n_pages = 0;
-    r->n_keys = 0;
-    r->n_done = 0;
-    r->n_sched = 0;
-}
 
 /* ---- requests ---- */
 
@@ -328,7 +159,7 @@ static void finish(sched *s, sched_req *r, vkllm_stop_reason why, vkllm_status s
                 break;
             }
     }
-    req_release_pages(s, r);
+    sched_req_release_pages(s, r);
     for (uint32_t k = 0; k < s->n_flight; k++) { /* its entries in flight are dropped */
         sched_step *st = &s->step[(s->head + k) & 1];
         for (uint32_t e = 0; e < st->batch.n_seqs; e++)
@@ -345,7 +176,7 @@ static void finish(sched *s, sched_req *r, vkllm_stop_reason why, vkllm_status s
 static void preempt(sched *s, uint32_t i) {
     sched_req *r = s->run[i];
     run_remove(s, i);
-    req_release_pages(s, r);
+    sched_req_release_pages(s, r);
     r->state = SR_WAITING;
     r->res.n_preempted++;
     s->st.preemptions++;
@@ -360,7 +191,7 @@ static void preempt(sched *s, uint32_t i) {
 static bool ensure_pages(sched *s, uint32_t i, uint32_t n_pos, bool may_preempt) {
     sched_req *r = s->run[i];
     while (r->n_pages * ENG_PAGE < n_pos) {
-        uint32_t p = page_alloc(s);
+        uint32_t p = sched_page_alloc(s);
         if (p == NO_PAGE) {
             const uint32_t y = s->n_run - 1;
             if (!may_preempt || y == i || s->run[y]->n_sched) return false;
@@ -407,7 +238,7 @@ static uint32_t plan_seq(sched *s, sched_step *st, uint32_t i, uint32_t avail) {
             n = end - pos < avail - added ? end - pos : avail - added;
         }
         if (!ensure_pages(s, i, pos + n, true)) break;
-        add_entry(st, r, pos, n, tok_mode(s, r, pos), 0);
+        add_entry(st, r, pos, n, sched_tok_mode(s, r, pos), 0);
         added += n;
     }
     return added;
@@ -420,8 +251,8 @@ static bool admit(sched *s, sched_req *r) {
     uint64_t parent = 0;
     const uint32_t max_hit = (r->n_toks - 1) / ENG_PAGE; /* leave a token to compute */
     while (s->d.prefix_cache && hits < max_hit) {
-        const uint64_t key = page_key(s, r, hits, parent);
-        const uint32_t p = cache_find(s, r, hits, key, parent);
+        const uint64_t key = sched_page_key(s, r, hits, parent);
+        const uint32_t p = sched_cache_find(s, r, hits, key, parent);
         if (p == NO_PAGE) break;
         r->pages[hits] = p;
         r->keys[hits] = key;
@@ -434,7 +265,7 @@ static bool admit(sched *s, sched_req *r) {
     /* with others running, keep a page for each of them to grow into */
     if (need > avail || (s->n_run && need + s->n_run > avail)) return false;
     for (uint32_t i = 0; i < hits; i++)
-        page_take(s, r->pages[i]);
+        sched_page_take(s, r->pages[i]);
     r->n_pages = r->n_keys = hits;
     r->n_done = hits * ENG_PAGE;
     const uint32_t cached_prompt = r->n_done < r->n_prompt ? r->n_done : r->n_prompt;
@@ -533,7 +364,7 @@ static bool plan_fed(sched *s, const sched_step *cur, sched_step *nx) {
             b->n_seqs = 0;
             return false;
         }
-        add_entry(nx, r, r->n_toks, 1, tok_mode(s, r, r->n_toks), e + 1);
+        add_entry(nx, r, r->n_toks, 1, sched_tok_mode(s, r, r->n_toks), e + 1);
     }
     b->top_k = 1;
     return b->n_seqs > 0;
@@ -546,9 +377,9 @@ static void register_pages(sched *s, sched_req *r) {
     while ((r->n_keys + 1) * ENG_PAGE <= r->n_done && r->n_keys < r->n_pages) {
         const uint32_t pi = r->n_keys, p = r->pages[pi];
         const uint64_t parent = pi ? r->keys[pi - 1] : 0;
-        const uint64_t key = page_key(s, r, pi, parent);
-        if (!s->pkey[p] && cache_find(s, r, pi, key, parent) == NO_PAGE)
-            cache_insert(s, p, r, pi, key, parent);
+        const uint64_t key = sched_page_key(s, r, pi, parent);
+        if (!s->pkey[p] && sched_cache_find(s, r, pi, key, parent) == NO_PAGE)
+            sched_cache_insert(s, p, r, pi, key, parent);
         r->keys[r->n_keys++] = key;
     }
 }
