@@ -28,9 +28,11 @@ static bool is_vulkan(const eng_backend *be) {
     return strcmp(be->info.backend, "vulkan") == 0;
 }
 
-/* Device bytes a weight takes on a Vulkan device: its bytes and the arena's slack. */
+/* Device bytes weights take on a Vulkan device: their bytes, and the arena's slack (the tail
+ * of each buffer that the next tensor did not fit, buffers being at most
+ * maxStorageBufferRange: 128 MiB on some devices). */
 static uint64_t dev_bytes(uint64_t bytes) {
-    return bytes + bytes / 16;
+    return bytes + bytes / 8;
 }
 
 /* What every placement works from. */

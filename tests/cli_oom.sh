@@ -138,10 +138,14 @@ cap_small=$((model_mib / 4 + 1))
 cap_big=$((model_mib * 5 / 4 + 64))
 cap="over the memory cap|pass the memory cap.*try: a larger --memory-cap"
 for dev in cpu vulkan; do
-    expect_oom "--memory-cap $cap_small on $dev: perplexity" 0 "weights.*$cap" -- \
+    # on Vulkan a model over the cap is placed in part on the CPU (docs/offload.md): a quarter
+    # of the model is too little for even one layer and a context there
+    small="weights.*$cap"
+    [ $dev = vulkan ] && small="room \(the memory cap\) holds no layer.*try: a larger --memory-cap"
+    expect_oom "--memory-cap $cap_small on $dev: perplexity" 0 "$small" -- \
         perplexity -m "$model" -f "$text" -c 128 --chunks 1 --device $dev \
         --memory-cap $cap_small --kl-base "$tmp/out.kl"
-    expect_oom "--memory-cap $cap_small on $dev: run" 0 "weights.*$cap" -- \
+    expect_oom "--memory-cap $cap_small on $dev: run" 0 "$small" -- \
         run -m "$model" -p "In the beginning" -n 4 --device $dev --memory-cap $cap_small
     expect_oom "--memory-cap $cap_big on $dev: perplexity -c 8192" 0 "$cap" -- \
         perplexity -m "$model" -f "$text" -c 8192 --chunks 1 --device $dev \

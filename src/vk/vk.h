@@ -163,6 +163,10 @@ typedef struct vk_arena {
     uint32_t n_bufs, cap_bufs;
     uint64_t used; /* in the last buffer */
     const char *what;
+    /* what the owner expects to allocate in all (0: unknown), and what it has: a new block is
+     * no larger than what is still expected (the last one of a model's weights is not a whole
+     * block of mostly nothing) */
+    uint64_t expect, placed;
 } vk_arena;
 
 vkllm_status vk_buffer_create(vk_dev *d, uint64_t size, bool host, vk_buffer *out, const char *what,

@@ -63,8 +63,9 @@ static vkllm_status vk_model_attach(eng_backend *b, const eng_model *em, core_er
     if (!vm) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
     vm->em = em;
     /* blocks as large as a buffer may be, but no larger than the weights need */
-    vk_arena_init(&vm->arena, be->d, false, em->weight_bytes + em->weight_bytes / 16 + (1u << 20),
-                  "model weights");
+    const uint64_t expect = em->weight_bytes + em->weight_bytes / 16 + (1u << 20);
+    vk_arena_init(&vm->arena, be->d, false, expect, "model weights");
+    vm->arena.expect = expect;
     vm->layers = core_calloc(be->alloc, em->cfg.n_layer + 1u, sizeof *vm->layers);
     vkllm_status st =
         vm->layers ? VKLLM_OK : core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "vulkan: out of memory");

@@ -119,7 +119,11 @@ vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err 
             a->bufs = nb;
             a->cap_bufs = nc;
         }
-        const uint64_t bsize = size > a->block ? size : a->block;
+        uint64_t bsize = size > a->block ? size : a->block;
+        if (a->expect) {
+            const uint64_t left = a->expect > a->placed ? a->expect - a->placed : 0;
+            if (left < bsize) bsize = left > size ? left : size;
+        }
         vkllm_status st = vk_buffer_create(d, bsize, a->host, &a->bufs[a->n_bufs], a->what, err);
         if (st == VKLLM_ERR_OUT_OF_MEMORY && bsize > size) {
             /* a whole block would pass the cap or the device's memory: this range alone may
@@ -137,6 +141,7 @@ vkllm_status vk_arena_alloc(vk_arena *a, uint64_t size, vk_slice *out, core_err 
     out->size = size;
     out->map = b->map ? (uint8_t *)b->map + off : NULL;
     a->used = off + size;
+    a->placed += size;
     return VKLLM_OK;
 }
 
@@ -147,7 +152,7 @@ void vk_arena_free(vk_arena *a) {
     core_free(a->d->alloc, a->bufs);
     a->bufs = NULL;
     a->n_bufs = a->cap_bufs = 0;
-    a->used = 0;
+    a->used = a->placed = 0;
 }
 
 /* Transfers through one staging buffer in chunks; each chunk is a submit-and-wait. Load
