@@ -232,7 +232,8 @@ VKLLM_API void vkllm_runtime_destroy(vkllm_runtime *rt);
 /* Message of the last error on this runtime (or on a create that failed: pass NULL to get the
  * message of the last failed vkllm_runtime_create in this thread). Never NULL. */
 VKLLM_API const char *vkllm_runtime_last_error(const vkllm_runtime *rt);
-/* Name of the backend in use, e.g. "cpu (avx2, 2 threads)". */
+/* Name of the backend in use, e.g. "cpu (avx2, 2 threads)"; a device list: each device's, " + "
+ * between them. */
 VKLLM_API const char *vkllm_runtime_backend_name(const vkllm_runtime *rt);
 
 /* Devices a runtime could use. */

@@ -36,6 +36,7 @@ struct vkllm_runtime {
     eng_backend *devs[RT_MAX_DEVS];
     char dev_names[RT_MAX_DEVS][32];
     uint32_t n_devs;
+    char name[512]; /* vkllm_runtime_backend_name: the devices' names, " + " between */
     eng_backend *backend;
     /* The CPU backend a partial offload needs beside Vulkan devices: the listed one, or one
      * made when a model first needs it (under be_mu, with cpu_desc) and owned here. */

@@ -170,6 +170,13 @@ static vkllm_status pick_backends(vkllm_runtime *rt, const vkllm_runtime_desc *d
                          "device",
                          dev);
     rt->backend = rt->devs[0];
+    size_t len = 0;
+    for (uint32_t i = 0; i < rt->n_devs && len < sizeof rt->name; i++) {
+        const int k = snprintf(rt->name + len, sizeof rt->name - len, "%s%s", i ? " + " : "",
+                               rt->devs[i]->name);
+        if (k < 0) break;
+        len += (size_t)k;
+    }
     return VKLLM_OK;
 }
 
@@ -215,7 +222,7 @@ vkllm_status vkllm_runtime_create(const vkllm_runtime_desc *user_desc, vkllm_run
         return st;
     }
     pthread_mutex_init(&rt->be_mu, NULL);
-    rt_log(rt, VKLLM_LOG_INFO, "backend: %s", rt->backend->name);
+    rt_log(rt, VKLLM_LOG_INFO, "backend: %s", rt->name);
     *out = rt;
     return VKLLM_OK;
 }
@@ -234,7 +241,7 @@ const char *vkllm_runtime_last_error(const vkllm_runtime *rt) {
 }
 
 const char *vkllm_runtime_backend_name(const vkllm_runtime *rt) {
-    return rt && rt->backend ? rt->backend->name : "";
+    return rt && rt->backend ? rt->name : "";
 }
 
 void vkllm_runtime_device(const vkllm_runtime *rt, vkllm_device_info *out) {
