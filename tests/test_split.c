@@ -302,6 +302,49 @@ static void test_batched(void **state) {
     }
 }
 
+/* The prefix cache across a split: a prompt of 3+ pages run twice on one engine; the second
+ * run takes its full pages from the cache (the K and V of every stage's layers) and answers as
+ * the first, which is the CPU engine's answer. */
+static void test_prefix_cache(void **state) {
+    (void)state;
+    static const char *devices[] = {"cpu", "vulkan:0,vulkan:0"};
+    static seq_out out[2][2];
+    uint32_t cached[2] = {0, 0};
+    for (int d = 0; d < 2; d++) {
+        vkllm_runtime *rt = runtime(devices[d], 0);
+        vkllm_model *m = NULL;
+        assert_int_equal(load(rt, -1, NULL, 0, &m), VKLLM_OK);
+        vkllm_engine_desc ed = {.n_ctx = 512, .max_seqs = 4};
+        vkllm_engine *e = NULL;
+        if (vkllm_engine_create(m, &ed, &e) != VKLLM_OK)
+            fail_msg("engine: %s", vkllm_model_last_error(m));
+        for (int run = 0; run < 2; run++) {
+            vkllm_request_desc rd = {
+                .prompt = k_prompts[1], .max_tokens = N_TOK, .ignore_eog = true};
+            vkllm_request *r = NULL;
+            assert_int_equal(vkllm_submit(e, &rd, &r), VKLLM_OK);
+            vkllm_request_result res = {.struct_size = sizeof res};
+            assert_int_equal(vkllm_request_wait(r, &res), VKLLM_OK);
+            const int32_t *ids = vkllm_request_tokens(r, &out[d][run].n);
+            assert_non_null(ids);
+            memcpy(out[d][run].ids, ids, out[d][run].n * sizeof *ids);
+            if (run == 1) cached[d] = res.n_cached;
+            vkllm_request_free(r);
+        }
+        vkllm_engine_destroy(e);
+        vkllm_model_free(m);
+        vkllm_runtime_destroy(rt);
+    }
+    for (int d = 0; d < 2; d++) {
+        if (cached[d] < 32) fail_msg("%s: %u prompt tokens from the cache", devices[d], cached[d]);
+        for (int run = 0; run < 2; run++)
+            if (out[d][run].n != out[0][0].n ||
+                memcmp(out[d][run].ids, out[0][0].ids, out[0][0].n * 4) != 0)
+                fail_msg("%s, run %d: not the CPU's first answer", devices[d], run);
+    }
+    assert_int_equal(cached[0], cached[1]);
+}
+
 /* A Vulkan memory cap below the model's size: part of it on the CPU, same tokens; a cap that
  * holds no layer: a clear error. */
 static void test_memory_cap(void **state) {
@@ -430,9 +473,10 @@ static void test_placement_abi(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_placement_abi),
-        cmocka_unit_test(test_gpu_layers), cmocka_unit_test(test_device_lists),
-        cmocka_unit_test(test_memory_cap), cmocka_unit_test(test_batched),
+        cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_placement_abi),
+        cmocka_unit_test(test_gpu_layers),   cmocka_unit_test(test_device_lists),
+        cmocka_unit_test(test_memory_cap),   cmocka_unit_test(test_batched),
+        cmocka_unit_test(test_prefix_cache),
     };
     return api_test_run_group("split", tests, sizeof tests / sizeof tests[0], setup, NULL);
 }
