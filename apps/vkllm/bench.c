@@ -305,8 +305,9 @@ static int bench_model_ngl(bench_env *e, const bench_opts *o, const char *path, 
     vkllm_model_desc md = {.struct_size = sizeof md,
                            .path = path,
                            .gpu_layers_plus1 = ngl + 1,
-                           .split = o->n_split ? o->split : NULL,
-                           .n_split = (uint32_t)o->n_split};
+                           /* the shares are for a +-joined list's devices */
+                           .split = e->split ? o->split : NULL,
+                           .n_split = e->split ? (uint32_t)o->n_split : 0};
     progress(e, "bench: loading %s", short_name(path));
     if (vkllm_model_load(e->rt, &md, &mc.model) != VKLLM_OK) {
         progress_clear(e);
@@ -315,12 +316,12 @@ static int bench_model_ngl(bench_env *e, const bench_opts *o, const char *path, 
     }
     vkllm_model_get_info(mc.model, &mc.mi);
     placement_text(&mc);
-    if (o->ngl.n > 1 || ngl >= 0 || o->n_split) {
+    if (o->ngl.n > 1 || ngl >= 0 || e->split) {
         progress_clear(e);
         char n[16] = "all";
         if (ngl >= 0) snprintf(n, sizeof n, "%d", ngl);
         fprintf(stderr, "bench: %s, -ngl %s%s%s: %s\n", short_name(path), n,
-                o->n_split ? ", --split " : "", o->n_split ? o->split_text : "", mc.placement);
+                e->split ? ", --split " : "", e->split ? e->split : "", mc.placement);
     }
     int max_ctx = 0;
     for (int d = 0; d < o->depth.n; d++)
