@@ -31,7 +31,7 @@ static const bool g_small = true;
 static const bool g_small = false;
 #endif
 
-#define N_TOK (g_small ? 6 : 16)
+#define N_TOK (g_small ? 6 : 10)
 #define MAX_STAGES 8
 
 /* A short prompt (a serial attention prefill) and one of 70+ tokens (tiled attention). */
@@ -265,7 +265,7 @@ static void run_engine(vkllm_model *m, int n, seq_out *out) {
 }
 
 /* 15 sequences at once on a split model: each one's tokens are the CPU engine's; the first
- * split again as a manual engine stepped with a 2 ms budget. */
+ * split again as a manual engine stepped with a 5 ms budget. */
 static void test_batched(void **state) {
     (void)state;
     const int n = g_small ? 5 : 15;
@@ -291,7 +291,7 @@ static void test_batched(void **state) {
         vkllm_placement p[MAX_STAGES];
         assert_true(placement(m, p) >= 2);
         for (int pass = 0; pass < (c == 0 ? 2 : 1); pass++) {
-            run_engine_ex(m, n, got, pass ? 0.002 : 0.0);
+            run_engine_ex(m, n, got, pass ? 0.005 : 0.0);
             for (int i = 0; i < n; i++)
                 if (got[i].n != ref[i].n || memcmp(got[i].ids, ref[i].ids, ref[i].n * 4) != 0)
                     fail_msg("%s%s: sequence %d of %d differs from the CPU engine's",
