@@ -14,12 +14,14 @@ set -euo pipefail
 # openai client (PyPI), which scripts/test.sh installs into a virtual environment (python3-venv).
 # nginx: the scale-out front (scripts/serve_cluster.sh, tests/cli_serve_nginx.sh), run as the
 # user with a configuration of its own (the package's system service is not used).
+# glslc and spirv-headers: llama.cpp's Vulkan build (scripts/build_llama_cpp.sh --vulkan), the
+# peer bench/side_by_side.py and bench/offload.py measure vkllm's Vulkan backend against.
 pkgs=(build-essential cmake ninja-build clang libclang-rt-14-dev libcmocka-dev
       python3 python3-pip unzip ca-certificates
       libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers
       vulkan-validationlayers vulkan-tools libcjson-dev pkgconf libmicrohttpd-dev python3-venv
       libglfw3-dev libpng-dev console-setup-linux xvfb xauth python3-matplotlib
-      bible-kjv nginx)
+      bible-kjv nginx glslc spirv-headers)
 # vkllm serve's chat page is tested in a real browser: Debian's Chromium, headless, and its
 # chromedriver (tests/cli_serve_page.sh; selenium comes from tests/requirements-serve.txt)
 pkgs+=(chromium chromium-driver)
