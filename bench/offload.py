@@ -94,7 +94,8 @@ def field(rec, name):
 # ---- vkllm ---------------------------------------------------------------------------------
 
 def run_vkllm(args, vk, model, ngl, split):
-    device = args.split_device if split else args.device
+    # bench's --device lists separate runs; the devices of one split runtime join with +
+    device = args.split_device.replace(",", "+") if split else args.device
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
         cmd = [vk, "bench", "-m", model, "--device", device, "-ngl", ngl, "-p", args.p,
                "-n", args.n, "-r", str(args.r), "-t", str(args.t), "--no-probe",
@@ -234,19 +235,35 @@ def where(recs, asked=True):
     return text.replace("|", "/")
 
 
-def tables(args, results, device_name):
-    pp, tg = f"pp{args.p}", f"tg{args.n}"
-    over = f"splits over {args.split_device}; " if args.split else ""
-    lines = [f"{len(results)} configurations; device {args.device} ({device_name}); {over}"
-             f"-p {args.p} -n {args.n} -r {args.r} -t {args.t}"
-             f"{' --vk-relaxed' if args.vk_relaxed else ''}; load average {args.load} at the "
-             f"start ({args.when}; vkllm {args.vk_version}, llama.cpp {args.ll_version}).", ""]
+def header(runs, records, n_configs):
+    """The line above the tables: what ran, where, and how loaded the machine was (one part
+    per run when several runs' records are shown together)."""
+    dev = next((r["device"]["name"] for r in records if r.get("device")),
+               next((r["offload"].get("gpu_info") for r in records
+                     if r["offload"].get("gpu_info")), "?"))
+    vers = {e: sorted({r["engine_version"] for r in records if r["engine"] == e})
+            for e in ("vkllm", "llama.cpp")}
+    parts = []
+    for m in runs:
+        over = f", splits over {m['split_device']}" if m.get("splits") else ""
+        parts.append(f"`{m.get('command', '?')}` on {m.get('device', '?')}{over}, load average "
+                     f"{m.get('load', '?')} at its start ({m.get('when', '?')})")
+    return (f"{n_configs} configurations on {dev}; vkllm {', '.join(vers['vkllm']) or '-'}, "
+            f"llama.cpp {', '.join(vers['llama.cpp']) or '-'}; " + "; ".join(parts) + ".")
+
+
+def tables(results, p, n, asked, head):
+    """Markdown: the placement and rate table, and with splits the step-cost table.
+    results: {(model, ngl, split): (vkllm records, llama.cpp records)}; asked: which
+    engines were to run (one not asked shows '-', one that failed 'not run')."""
+    pp, tg = f"pp{p}", f"tg{n}"
+    lines = [head, ""]
     lines += [f"| model | -ngl | split | vkllm placement | llama.cpp placement | vkllm {pp} | "
               f"llama.cpp {pp} | ratio | vkllm {tg} | llama.cpp {tg} | ratio |",
               "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    av, al = asked
     for (model, ngl, split), (vk, ll) in results.items():
         vp, lp, vt, lt = rate(vk, "prefill"), rate(ll, "prefill"), rate(vk, "decode"), rate(ll, "decode")
-        av, al = not args.no_vkllm, not args.no_llama
         lines.append(f"| {os.path.basename(model)} | {ngl} | {split or '-'} | {where(vk, av)} | "
                      f"{where(ll, al)} | {fmt(vp, av)} | {fmt(lp, al)} | {ratio(vp, lp)} | "
                      f"{fmt(vt, av)} | {fmt(lt, al)} | {ratio(vt, lt)} |")
@@ -258,8 +275,8 @@ def tables(args, results, device_name):
         embd = next((r["model"].get("n_embd") for r in vk + base[0]
                      if (r.get("model") or {}).get("n_embd")), None)
         # a prompt longer than a step (512 tokens, both engines' default) takes several
-        steps = -(-int(args.p) // 512)
-        for kind, tokens in (("prefill", int(args.p)), ("decode", 1)):
+        steps = -(-int(p) // 512)
+        for kind, tokens in (("prefill", int(p)), ("decode", 1)):
             if tokens == 0:
                 continue
             per_step = tokens / steps if kind == "prefill" else 1
@@ -268,12 +285,15 @@ def tables(args, results, device_name):
             for with_split, alone in ((vk, base[0]), (ll, base[1])):
                 a, s = rate(alone, kind), rate(with_split, kind)
                 ms = lambda x: per_step / x[0] * 1e3  # noqa: E731  (step time, ms)
+                # its spread from the rates' (first order), so that noise reads as noise
+                sd = lambda x: per_step * x[1] / x[0] ** 2 * 1e3  # noqa: E731
                 row += [f"{ms(a):.2f}" if a else "-", f"{ms(s):.2f}" if s else "-",
-                        f"{ms(s) - ms(a):+.2f}" if a and s else "-"]
+                        f"{ms(s) - ms(a):+.2f} ± {(sd(a) ** 2 + sd(s) ** 2) ** 0.5:.2f}"
+                        if a and s else "-"]
             split_rows.append("| " + " | ".join(row) + " |")
     if split_rows:
         lines += ["", "Step time with and without the split at the same -ngl (ms per step: one "
-                  f"{min(int(args.p), 512)}-token prefill step, one decode token), and the activations one "
+                  f"{min(int(p), 512)}-token prefill step, one decode token), and the activations one "
                   "device boundary passes per step (n_tokens x n_embd x 4 bytes):", "",
                   "| model | -ngl | split | step | bytes per boundary | vkllm alone | vkllm split "
                   "| vkllm cost | llama.cpp alone | llama.cpp split | llama.cpp cost |",
@@ -293,6 +313,43 @@ def fill_doc(path, text):
     say(f"filled the measured section of {path}")
 
 
+def show(results, records, runs, asked, p, n, failed, doc):
+    text = tables(results, p, n, asked, header(runs, records, len(results)))
+    if failed:
+        text += "\n\nNot run (failed; see the messages above): " + "; ".join(failed)
+    print(text)
+    if doc:
+        fill_doc(doc, text)
+
+
+def from_json(paths, doc):
+    """The tables again from --json files of earlier runs (several: one table), without
+    running anything."""
+    results, records, runs = {}, [], []
+    for path in paths:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError) as e:
+            die(f"{path}: {e}")
+        runs.append(d.get("offload_run") or {"command": path})
+        for r in d.get("records", []):
+            o = r.get("offload")
+            if not o:
+                continue  # not an offload.py record
+            vk, ll = results.setdefault((r["model"].get("path"), o["ngl"], o["split"]), ([], []))
+            (vk if r["engine"] == "vkllm" else ll).append(r)
+            records.append(r)
+    if not records:
+        die("no bench/offload.py records in " + ", ".join(paths))
+    test = lambda kind, k: next((r["test"][k] for r in records  # noqa: E731
+                                 if r["test"]["kind"] == kind), 0)
+    asked = (any(r["engine"] == "vkllm" for r in records),
+             any(r["engine"] != "vkllm" for r in records))
+    show(results, records, runs, asked, test("prefill", "n_prompt"), test("decode", "n_gen"), [],
+         doc)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,9 +365,9 @@ def main():
                     help="layer shares over --split-device, e.g. 3,1 (repeatable)")
     ap.add_argument("--device", default="vulkan", help="the GPU of the -ngl runs (vulkan[:N])")
     ap.add_argument("--split-device", default=None,
-                    help="the devices of the --split runs, as vkllm names them (default "
-                         "vulkan:0,vulkan:1; vulkan:0,vulkan:0 where there is one Vulkan "
-                         "device: two logical devices on it)")
+                    help="the devices of the --split runs, as vkllm run names them, comma "
+                         "(or +) separated (default vulkan:0,vulkan:1; vulkan:0,vulkan:0 where "
+                         "there is one Vulkan device: two logical devices on it)")
     ap.add_argument("-p", default="512", help="prompt tokens (default 512)")
     ap.add_argument("-n", default="128", help="generated tokens (default 128)")
     ap.add_argument("-r", type=int, default=3, help="repetitions (default 3)")
@@ -325,7 +382,12 @@ def main():
     ap.add_argument("--no-vkllm", action="store_true", help="llama.cpp only")
     ap.add_argument("--json", help="write every record (both engines) here")
     ap.add_argument("--doc", help="also write the tables into this file's measured section")
+    ap.add_argument("--from-json", nargs="+", metavar="FILE",
+                    help="run nothing: print the tables of earlier --json files (and --doc)")
     args = ap.parse_args()
+    if args.from_json:
+        from_json(args.from_json, args.doc)
+        return
 
     for part in args.ngl.split(","):
         if part != "all" and not part.isdigit():
@@ -343,7 +405,9 @@ def main():
         die("--no-llama and --no-vkllm: nothing to run")
 
     vk = sbs.vkllm_bin()
-    if args.split_device is None:
+    if args.split_device:
+        args.split_device = args.split_device.replace("+", ",")
+    else:
         args.split_device = "vulkan:0,vulkan:1" if len(vulkan_devices(vk)) >= 2 \
             else "vulkan:0,vulkan:0"
     for s in args.split:
@@ -382,21 +446,16 @@ def main():
                     failed.append(f"llama.cpp: {name}")
                 results[(model, ngl, split)] = (vkr, llr)
                 records += vkr + llr
-    dev_name = next((r["device"]["name"] for r in records if r.get("device")),
-                    next((r["offload"].get("gpu_info") for r in records
-                          if r["offload"].get("gpu_info")), "?"))
-    args.vk_version = next((r["engine_version"] for r in records if r["engine"] == "vkllm"), "?")
-    args.ll_version = next((r["engine_version"] for r in records if r["engine"] != "vkllm"), "?")
-    text = tables(args, results, dev_name)
-    print(text)
-    if failed:
-        print("\nNot run (failed; see the messages above): " + "; ".join(failed))
+    run_meta = {"command": " ".join(["bench/offload.py"] + [shlex.quote(x) for x in sys.argv[1:]]),
+                "device": args.device, "splits": args.split, "split_device": args.split_device,
+                "load": args.load, "when": args.when}
+    show(results, records, [run_meta], (not args.no_vkllm, not args.no_llama), args.p, args.n,
+         failed, args.doc)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"schema": "vkllm-bench/1", "records": records}, f, indent=1)
+            json.dump({"schema": "vkllm-bench/1", "records": records, "offload_run": run_meta},
+                      f, indent=1)
         say(f"wrote {len(records)} records to {args.json}")
-    if args.doc:
-        fill_doc(args.doc, text + ("\n\nNot run: " + "; ".join(failed) if failed else ""))
     sys.exit(1 if failed or not records else 0)
 
 
