@@ -212,12 +212,18 @@ def run_llama(args, model, ngl, split, vk_recs):
 # ---- tables --------------------------------------------------------------------------------
 
 def rate(recs, kind):
+    """(mean, stddev) tok/s; stddev None after a single run (it has none)."""
     r = next((r for r in recs if r["test"]["kind"] == kind), None)
-    return (r["tps_mean"], r.get("tps_stddev") or 0.0) if r and r.get("tps_mean") else None
+    if not r or not r.get("tps_mean"):
+        return None
+    one = len(r.get("samples") or []) < 2
+    return r["tps_mean"], None if one else (r.get("tps_stddev") or 0.0)
 
 
 def fmt(x, asked=True):
-    return f"{x[0]:.2f} ± {x[1]:.2f}" if x else ("not run" if asked else "-")
+    if not x:
+        return "not run" if asked else "-"
+    return f"{x[0]:.2f} (1 run)" if x[1] is None else f"{x[0]:.2f} ± {x[1]:.2f}"
 
 
 def ratio(a, b):
@@ -287,9 +293,12 @@ def tables(results, p, n, asked, head):
                 ms = lambda x: per_step / x[0] * 1e3  # noqa: E731  (step time, ms)
                 # its spread from the rates' (first order), so that noise reads as noise
                 sd = lambda x: per_step * x[1] / x[0] ** 2 * 1e3  # noqa: E731
-                row += [f"{ms(a):.2f}" if a else "-", f"{ms(s):.2f}" if s else "-",
-                        f"{ms(s) - ms(a):+.2f} ± {(sd(a) ** 2 + sd(s) ** 2) ** 0.5:.2f}"
-                        if a and s else "-"]
+                cost = "-"
+                if a and s:
+                    cost = f"{ms(s) - ms(a):+.2f}"
+                    if a[1] is not None and s[1] is not None:
+                        cost += f" ± {(sd(a) ** 2 + sd(s) ** 2) ** 0.5:.2f}"
+                row += [f"{ms(a):.2f}" if a else "-", f"{ms(s):.2f}" if s else "-", cost]
             split_rows.append("| " + " | ".join(row) + " |")
     if split_rows:
         lines += ["", "Step time with and without the split at the same -ngl (ms per step: one "
