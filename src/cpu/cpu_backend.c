@@ -2,7 +2,8 @@
  *
  * Every thread walks the whole op list and does its share of each op (rows of a matmul,
  * tokens of a norm, (token, head) pairs of attention), with a barrier between ops that
- * depend on each other. Weights are read in place from the file mapping; activations are
+ * depend on each other. Weights are read in place from the file mapping (S24_Q4 matrices
+ * repacked once at attach where the kernels read cpu_s24.h's quads); activations are
  * quantized to the weight format's activation type before a matmul, as llama.cpp does, so
  * results match it. The KV cache is F16. All scratch is allocated at context creation:
  * nothing is allocated per token. A memory cap (vkllm_runtime_desc.memory_cap) counts the
@@ -15,6 +16,7 @@
 #include "cpu/cpu_info.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_pool.h"
+#include "cpu/cpu_s24.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -25,10 +27,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* An attached model and the bytes it holds under the memory cap. */
+/* An attached model and the bytes it holds under the memory cap (its weights and quads). */
 typedef struct cpu_model_ref {
     const eng_model *m;
     uint64_t bytes;
+    cpu_s24_model_quads *quads; /* its S24_Q4 layer matrices repacked, or NULL */
     struct cpu_model_ref *next;
 } cpu_model_ref;
 
@@ -45,6 +48,7 @@ typedef struct cpu_backend {
 struct eng_ctx {
     cpu_backend *be;
     const eng_model *m;
+    const cpu_model_ref *ref; /* m's attachment (its quads), NULL if not attached */
     const eng_graph *g;
     eng_ctx_desc cd;
     uint32_t n_ctx, n_batch;
@@ -200,10 +204,12 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
             const uint32_t wd = c->g->buf_width[op->dst[i]];
             float *dst = c->buf[op->dst[i]];
             if (op->dst[i] == EB_LOGITS) dst = c->logits_out;
+            const void *quads = c->ref ? cpu_s24_quads_of(c->ref->quads, c->m, w) : NULL;
             cpu_matmul_desc md = {
                 .w_type = w->type,
-                .w = w->data,
+                .w = quads ? quads : w->data,
                 .w_row_bytes = w->row_bytes,
+                .w_quads = quads != NULL,
                 .n_in = n_in,
                 .r0 = r0,
                 .r1 = r1,
@@ -710,6 +716,8 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
     c->be = be;
     c->m = m;
+    for (const cpu_model_ref *r = be->models; r; r = r->next)
+        if (r->m == m) c->ref = r;
     c->g = g;
     c->cd = *cd;
     if (!c->cd.n_seqs) c->cd.n_seqs = 1;
@@ -787,7 +795,8 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     return VKLLM_OK;
 }
 
-/* The weights are used in place; attaching only counts them against the memory cap. */
+/* The weights are used in place (S24_Q4 ones repacked, cpu_s24.h); attaching counts them
+ * against the memory cap. */
 static vkllm_status cpu_model_attach(eng_backend *base, const eng_model *m, core_err *err) {
     cpu_backend *be = (cpu_backend *)base;
     cpu_model_ref *r = core_calloc(be->alloc, 1, sizeof *r);
@@ -800,6 +809,21 @@ static vkllm_status cpu_model_attach(eng_backend *base, const eng_model *m, core
                          mib(m->weight_bytes), mib(be->memory_cap), mib(atomic_load(&be->held)));
     }
     *r = (cpu_model_ref){.m = m, .bytes = m->weight_bytes, .next = be->models};
+    const uint64_t qb = be->k.kt->s24_quads ? cpu_s24_model_quads_bytes(m) : 0;
+    if (qb && !mem_reserve(be, qb)) {
+        atomic_fetch_sub(&be->held, r->bytes);
+        core_free(be->alloc, r);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "cpu: S24_Q4 weights repacked for the kernels: %.1f MiB more would pass "
+                         "the memory cap of %.1f MiB",
+                         mib(qb), mib(be->memory_cap));
+    }
+    r->bytes += qb;
+    if (qb && !(r->quads = cpu_s24_model_quads_make(m, be->alloc))) {
+        atomic_fetch_sub(&be->held, r->bytes);
+        core_free(be->alloc, r);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory (S24_Q4 repacking)");
+    }
     be->models = r;
     return VKLLM_OK;
 }
@@ -811,6 +835,7 @@ static void cpu_model_detach(eng_backend *base, const eng_model *m) {
             cpu_model_ref *r = *p;
             *p = r->next;
             atomic_fetch_sub(&be->held, r->bytes);
+            cpu_s24_model_quads_free(r->quads, be->alloc);
             core_free(be->alloc, r);
             return;
         }

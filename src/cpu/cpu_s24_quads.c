@@ -1,0 +1,156 @@
+/* The quad layout of S24_Q4 weights (cpu_s24.h): a repacking at load, in plain C.
+ *
+ * Positions. The AVX-512 kernels gather the kept activations of a row pair with one pshufb
+ * whose index word w (0..31 of the 512-bit register: row w / 16, lane (w % 16) / 8, word
+ * j = w % 8 in it) holds the bytes (4 (j / 2) + p0, 4 (j / 2) + p1) of group
+ * 8 (j % 2) + 4 lane + j / 2 (cpu_s24_simd.h). The kernel broadcasts the pair's 16 position
+ * bytes (qwords A, B) to all four 128-bit lanes and shifts each word right by
+ * 2 * (w / 8): qword k of the register sees A (k even) or B (k odd), so word w reads the
+ * 16-bit word w % 4 of A or B, and four words (w / 8 = 0..3) share it at shifts 0, 2, 4, 6.
+ * Each keeps p0 at bits s, s+1 and p1 at bits 8+s, 9+s, so after the shift, bits 0-1 of the
+ * low byte are p0 and of the high byte p1; the kernel masks them and adds 4 (j / 2).
+ *
+ * A model's quads: one per S24_Q4 layer matrix (wq, wk, wv, wo, w_gate, w_up, w_down of each
+ * layer), found again from the weight's address in the model's layer array.
+ */
+#include "cpu/cpu_s24.h"
+
+#include "core/common.h"
+#include "core/quant_blocks.h"
+#include "engine/engine.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+uint64_t cpu_s24_quads_bytes(int64_t rows, int64_t n_in) {
+    if (rows <= 0 || n_in <= 0 || n_in % QUANT_S24_COLS || n_in > CPU_S24_QUADS_MAX_IN) return 0;
+    return (uint64_t)((rows + 3) / 4) * (uint64_t)(n_in / QUANT_S24_COLS) * CPU_S24_QUAD_BYTES;
+}
+
+/* Kept value k (0..31) at byte i (0..31) of a row's 256 bits in cpu_s24_simd.h's layout:
+ * lane i / 16, word (i % 16) / 2, byte i % 2. */
+static int value_at(int i) {
+    const int lane = i / 16, word = (i % 16) / 2;
+    return 16 * (word % 2) + 8 * lane + 2 * (word / 2) + i % 2;
+}
+
+/* Group (0..15) whose kept columns index word j of lane `lane` gathers. */
+static int group_at(int lane, int j) {
+    return 8 * (j % 2) + 4 * lane + j / 2;
+}
+
+static void pack_block(const quant_block_s24_q4 *const blk[4], uint8_t *sb) {
+    memset(sb, 0, CPU_S24_QUAD_BYTES);
+    for (int r = 0; r < 4; r++) {
+        memcpy(sb + 2 * r, &blk[r]->d, 2);
+        const int pair = r / 2, half = r % 2; /* the row's 256-bit half of its pair */
+        uint8_t *pos = sb + 8 + 16 * pair;
+        for (int w = 16 * half; w < 16 * half + 16; w++) {
+            const int g = group_at((w % 16) / 8, w % 8);
+            const int nib = (blk[r]->pos[g / 2] >> (4 * (g % 2))) & 15;
+            const int k = w / 4, s = 2 * (k / 2);
+            uint8_t *src = pos + 8 * (k % 2) + 2 * (w % 4); /* word w % 4 of A or B */
+            src[0] |= (uint8_t)((nib & 3) << s);
+            src[1] |= (uint8_t)((nib >> 2) << s);
+        }
+        for (int i = 0; i < 32; i++) {
+            const int k = value_at(i);
+            const int q = k < 16 ? blk[r]->qs[k] & 15 : blk[r]->qs[k - 16] >> 4;
+            sb[40 + 32 * half + i] |= (uint8_t)(q << (4 * pair));
+        }
+    }
+}
+
+void cpu_s24_quads_pack(const void *w, size_t w_row_bytes, int64_t rows, int64_t n_in, void *dst) {
+    const int64_t nb = n_in / QUANT_S24_COLS;
+    uint8_t *out = dst;
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+        const uint8_t *row[4];
+        for (int r = 0; r < 4; r++)
+            row[r] = (const uint8_t *)w + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * w_row_bytes;
+        for (int64_t b = 0; b < nb; b++, out += CPU_S24_QUAD_BYTES) {
+            const quant_block_s24_q4 *blk[4];
+            for (int r = 0; r < 4; r++)
+                blk[r] = (const quant_block_s24_q4 *)row[r] + b;
+            pack_block(blk, out);
+        }
+    }
+}
+
+#define LAYER_MATS 7
+
+struct cpu_s24_model_quads {
+    uint32_t n;   /* n_layer * LAYER_MATS */
+    void *mats[]; /* the repacked matrix, or NULL */
+};
+
+static const eng_weight *layer_mat(const eng_model *m, uint32_t i) {
+    const eng_layer *L = &m->layers[i / LAYER_MATS];
+    const eng_weight *mats[LAYER_MATS] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                          &L->w_gate, &L->w_up, &L->w_down};
+    return mats[i % LAYER_MATS];
+}
+
+static uint64_t mat_quads_bytes(const eng_weight *w) {
+    return w->type == QT_S24_Q4 ? cpu_s24_quads_bytes(w->n_out, w->n_in) : 0;
+}
+
+uint64_t cpu_s24_model_quads_bytes(const eng_model *m) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; m->layers && i < m->cfg.n_layer * LAYER_MATS; i++)
+        total += mat_quads_bytes(layer_mat(m, i));
+    return total;
+}
+
+/* The pages wholly inside a repacked matrix's file bytes are no longer read: MADV_PAGEOUT lets
+ * the kernel reclaim them, so the model's resident memory stays its weights' size. It is a
+ * hint that never changes what the memory holds (a file mapping or not). */
+static void release_pages(const void *data, uint64_t bytes) {
+#ifdef MADV_PAGEOUT
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1);
+    const uintptr_t b = ((uintptr_t)data + bytes) & ~(page - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_PAGEOUT);
+#else
+    (void)data;
+    (void)bytes;
+#endif
+}
+
+cpu_s24_model_quads *cpu_s24_model_quads_make(const eng_model *m, const vkllm_allocator *a) {
+    const uint32_t n = m->layers ? m->cfg.n_layer * LAYER_MATS : 0;
+    cpu_s24_model_quads *q = core_calloc(a, 1, sizeof *q + (size_t)n * sizeof(void *));
+    if (!q) return NULL;
+    q->n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        const eng_weight *w = layer_mat(m, i);
+        const uint64_t bytes = mat_quads_bytes(w);
+        if (!bytes) continue;
+        if (!(q->mats[i] = core_alloc(a, (size_t)bytes, 64))) {
+            cpu_s24_model_quads_free(q, a);
+            return NULL;
+        }
+        cpu_s24_quads_pack(w->data, w->row_bytes, w->n_out, w->n_in, q->mats[i]);
+        release_pages(w->data, w->row_bytes * w->n_out);
+    }
+    return q;
+}
+
+void cpu_s24_model_quads_free(cpu_s24_model_quads *q, const vkllm_allocator *a) {
+    if (!q) return;
+    for (uint32_t i = 0; i < q->n; i++)
+        core_free(a, q->mats[i]);
+    core_free(a, q);
+}
+
+const void *cpu_s24_quads_of(const cpu_s24_model_quads *q, const eng_model *m,
+                             const eng_weight *w) {
+    if (!q || w->type != QT_S24_Q4) return NULL;
+    const uintptr_t p = (uintptr_t)w, l0 = (uintptr_t)m->layers;
+    if (p < l0 || p >= l0 + (uintptr_t)q->n / LAYER_MATS * sizeof(eng_layer)) return NULL;
+    const uint32_t l = (uint32_t)((p - l0) / sizeof(eng_layer));
+    for (uint32_t j = 0; j < LAYER_MATS; j++)
+        if (layer_mat(m, l * LAYER_MATS + j) == w) return q->mats[l * LAYER_MATS + j];
+    return NULL;
+}
