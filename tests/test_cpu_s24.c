@@ -139,7 +139,7 @@ static void test_s24_tables_match_reference(void **state) {
             }
     }
     assert_true(tables >= 2); /* scalar and at least AVX2 on any x86-64 test machine */
-    if (!quad_tables) print_message("S24_Q4 quads: not run (no AVX-512 kernel table here)\n");
+    if (!quad_tables) print_message("S24_Q4 quads: not run (no kernel table here reads them)\n");
 }
 
 /* Rows longer than the SIMD kernels' scale buffers (32768 columns) take the reference path. */

@@ -8,7 +8,7 @@
 
 #include "cpu/cpu_kernels.h"
 
-/* S24_Q4 weights in quads: the layout the AVX-512 kernels read, built once from the file's by
+/* S24_Q4 weights in quads: the layout the SIMD kernels read, built once from the file's by
  * cpu_s24_quads_pack (the CPU backend does it when a model is attached), the same bytes per
  * weight, so decode reads no more; only the unpacking work changes, never the bits. Rows go
  * in groups of 4 (a last group short of 4 repeats its last row); group q's 64-column block b

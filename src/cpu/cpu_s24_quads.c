@@ -8,7 +8,9 @@
  * 2 * (w / 8): qword k of the register sees A (k even) or B (k odd), so word w reads the
  * 16-bit word w % 4 of A or B, and four words (w / 8 = 0..3) share it at shifts 0, 2, 4, 6.
  * Each keeps p0 at bits s, s+1 and p1 at bits 8+s, 9+s, so after the shift, bits 0-1 of the
- * low byte are p0 and of the high byte p1; the kernel masks them and adds 4 (j / 2).
+ * low byte are p0 and of the high byte p1; the kernel masks them and adds 4 (j / 2). The AVX2
+ * kernel takes one row's 256 bits of that register (its shifts: 4 half, 4 half + 2) and
+ * shifts dwords instead of words, which gives the same bits 0-1 of both bytes (s <= 6).
  *
  * A model's quads: one per S24_Q4 layer matrix (wq, wk, wv, wo, w_gate, w_up, w_down of each
  * layer), found again from the weight's address in the model's layer array.
