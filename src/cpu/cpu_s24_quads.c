@@ -30,41 +30,59 @@ uint64_t cpu_s24_quads_bytes(int64_t rows, int64_t n_in) {
     return (uint64_t)((rows + 3) / 4) * (uint64_t)(n_in / QUANT_S24_COLS) * CPU_S24_QUAD_BYTES;
 }
 
-/* Kept value k (0..31) at byte i (0..31) of a row's 256 bits in cpu_s24_simd.h's layout:
- * lane i / 16, word (i % 16) / 2, byte i % 2. */
-static int value_at(int i) {
-    const int lane = i / 16, word = (i % 16) / 2;
-    return 16 * (word % 2) + 8 * lane + 2 * (word / 2) + i % 2;
-}
+/* Where each byte of a quad block comes from, the same for every block: built once per
+ * matrix, so the packing is table lookups. */
+typedef struct quad_map {
+    uint8_t code_byte[32], code_shift[32];    /* row byte i: (qs[code_byte] >> code_shift) & 15 */
+    uint8_t pos_off[2][16], pos_shift[2][16]; /* row half h, group word: where p0 goes */
+    uint8_t pos_group[16];
+} quad_map;
 
-/* Group (0..15) whose kept columns index word j of lane `lane` gathers. */
-static int group_at(int lane, int j) {
-    return 8 * (j % 2) + 4 * lane + j / 2;
-}
-
-static void pack_block(const quant_block_s24_q4 *const blk[4], uint8_t *sb) {
-    memset(sb, 0, CPU_S24_QUAD_BYTES);
-    for (int r = 0; r < 4; r++) {
-        memcpy(sb + 2 * r, &blk[r]->d, 2);
-        const int pair = r / 2, half = r % 2; /* the row's 256-bit half of its pair */
-        uint8_t *pos = sb + 8 + 16 * pair;
-        for (int w = 16 * half; w < 16 * half + 16; w++) {
-            const int g = group_at((w % 16) / 8, w % 8);
-            const int nib = (blk[r]->pos[g / 2] >> (4 * (g % 2))) & 15;
-            const int k = w / 4, s = 2 * (k / 2);
-            uint8_t *src = pos + 8 * (k % 2) + 2 * (w % 4); /* word w % 4 of A or B */
-            src[0] |= (uint8_t)((nib & 3) << s);
-            src[1] |= (uint8_t)((nib >> 2) << s);
-        }
-        for (int i = 0; i < 32; i++) {
-            const int k = value_at(i);
-            const int q = k < 16 ? blk[r]->qs[k] & 15 : blk[r]->qs[k - 16] >> 4;
-            sb[40 + 32 * half + i] |= (uint8_t)(q << (4 * pair));
-        }
+static void make_map(quad_map *m) {
+    for (int i = 0; i < 32; i++) { /* lane i / 16, word (i % 16) / 2, byte i % 2 */
+        const int lane = i / 16, word = (i % 16) / 2;
+        const int k = 16 * (word % 2) + 8 * lane + 2 * (word / 2) + i % 2;
+        m->code_byte[i] = (uint8_t)(k % 16);
+        m->code_shift[i] = (uint8_t)(k < 16 ? 0 : 4);
     }
+    for (int h = 0; h < 2; h++)
+        for (int v = 0; v < 16; v++) { /* word w = 16 h + v of the pair's 512 bits */
+            const int w = 16 * h + v, k = w / 4;
+            m->pos_off[h][v] = (uint8_t)(8 * (k % 2) + 2 * (w % 4)); /* word w % 4 of A or B */
+            m->pos_shift[h][v] = (uint8_t)(2 * (k / 2));
+            const int lane = v / 8, j = v % 8;
+            m->pos_group[v] = (uint8_t)(8 * (j % 2) + 4 * lane + j / 2);
+        }
+}
+
+static void pack_block(const quad_map *m, const quant_block_s24_q4 *const blk[4], uint8_t *sb) {
+    for (int r = 0; r < 4; r++)
+        memcpy(sb + 2 * r, &blk[r]->d, 2);
+    for (int pair = 0; pair < 2; pair++) {
+        uint8_t pos[16] = {0};
+        for (int h = 0; h < 2; h++) {
+            uint64_t p;
+            memcpy(&p, blk[2 * pair + h]->pos, 8);
+            for (int v = 0; v < 16; v++) {
+                const unsigned nib = (unsigned)(p >> (4 * m->pos_group[v])) & 15;
+                uint8_t *src = pos + m->pos_off[h][v];
+                src[0] |= (uint8_t)((nib & 3) << m->pos_shift[h][v]);
+                src[1] |= (uint8_t)((nib >> 2) << m->pos_shift[h][v]);
+            }
+        }
+        memcpy(sb + 8 + 16 * pair, pos, 16);
+    }
+    for (int h = 0; h < 2; h++) /* byte 32 h + i: row h's code (low), row 2 + h's (high) */
+        for (int i = 0; i < 32; i++) {
+            const int lo = (blk[h]->qs[m->code_byte[i]] >> m->code_shift[i]) & 15;
+            const int hi = (blk[2 + h]->qs[m->code_byte[i]] >> m->code_shift[i]) & 15;
+            sb[40 + 32 * h + i] = (uint8_t)(lo | hi << 4);
+        }
 }
 
 void cpu_s24_quads_pack(const void *w, size_t w_row_bytes, int64_t rows, int64_t n_in, void *dst) {
+    quad_map map;
+    make_map(&map);
     const int64_t nb = n_in / QUANT_S24_COLS;
     uint8_t *out = dst;
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
@@ -75,7 +93,7 @@ void cpu_s24_quads_pack(const void *w, size_t w_row_bytes, int64_t rows, int64_t
             const quant_block_s24_q4 *blk[4];
             for (int r = 0; r < 4; r++)
                 blk[r] = (const quant_block_s24_q4 *)row[r] + b;
-            pack_block(blk, out);
+            pack_block(&map, blk, out);
         }
     }
 }
