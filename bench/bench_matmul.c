@@ -8,7 +8,9 @@
  * by wall clock and, on one thread, by the thread's CPU time.
  *
  * Then the packed 2:4 formats (docs/sparse.md) against Q4_0 at larger shapes (attention and
- * FFN matrices of 7B / 1B models), the dense twin a 2:4 model is compared with.
+ * FFN matrices of 7B / 1B models), the dense twin a 2:4 model is compared with; S24_Q4 both
+ * in the file layout and, on tables that read them, in the quads the CPU backend repacks it
+ * into (cpu/cpu_s24.h).
  *
  *   bench_matmul [seconds per case, default 1] [only this table: scalar, avx2, ...]
  *                [only cases whose name contains this: "s24", "4096", ...]
