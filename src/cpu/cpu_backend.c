@@ -19,6 +19,7 @@
 #include "cpu/cpu_s24.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 /* Up to this many rows, each thread quantizes a matmul's input itself instead of sharing
@@ -43,6 +44,8 @@ typedef struct cpu_backend {
     uint64_t memory_cap;   /* bytes, 0 = none */
     _Atomic uint64_t held; /* weights of attached models and context buffers */
     cpu_model_ref *models; /* attach and detach run under the runtime's backend lock */
+    /* the list itself: a scheduler's context creation looks its model up outside that lock */
+    pthread_mutex_t models_mu;
 } cpu_backend;
 
 struct eng_ctx {
@@ -716,8 +719,10 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
     c->be = be;
     c->m = m;
+    pthread_mutex_lock(&be->models_mu);
     for (const cpu_model_ref *r = be->models; r; r = r->next)
         if (r->m == m) c->ref = r;
+    pthread_mutex_unlock(&be->models_mu);
     c->g = g;
     c->cd = *cd;
     if (!c->cd.n_seqs) c->cd.n_seqs = 1;
@@ -824,7 +829,9 @@ static vkllm_status cpu_model_attach(eng_backend *base, const eng_model *m, core
         core_free(be->alloc, r);
         return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory (S24_Q4 repacking)");
     }
+    pthread_mutex_lock(&be->models_mu);
     be->models = r;
+    pthread_mutex_unlock(&be->models_mu);
     return VKLLM_OK;
 }
 
@@ -833,7 +840,9 @@ static void cpu_model_detach(eng_backend *base, const eng_model *m) {
     for (cpu_model_ref **p = &be->models; *p; p = &(*p)->next)
         if ((*p)->m == m) {
             cpu_model_ref *r = *p;
+            pthread_mutex_lock(&be->models_mu);
             *p = r->next;
+            pthread_mutex_unlock(&be->models_mu);
             atomic_fetch_sub(&be->held, r->bytes);
             cpu_s24_model_quads_free(r->quads, be->alloc);
             core_free(be->alloc, r);
@@ -847,6 +856,7 @@ static void cpu_destroy(eng_backend *base) {
     while (be->models) /* models the caller never freed */
         cpu_model_detach(base, be->models->m);
     cpu_pool_destroy(be->pool);
+    pthread_mutex_destroy(&be->models_mu);
     core_free(be->alloc, be);
 }
 
@@ -894,13 +904,16 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
     be->memory_cap = desc->memory_cap;
     be->base.vt = &k_cpu_vtbl;
     be->base.bans = true;
+    pthread_mutex_init(&be->models_mu, NULL);
     vkllm_status st = cpu_pool_create(desc->alloc, desc->n_threads, &be->pool, err);
     if (st != VKLLM_OK) {
+        pthread_mutex_destroy(&be->models_mu);
         core_free(desc->alloc, be);
         return st;
     }
     if (!cpu_kernels_get(desc->isa)) {
         cpu_pool_destroy(be->pool);
+        pthread_mutex_destroy(&be->models_mu);
         core_free(desc->alloc, be);
         return core_errf(err, VKLLM_ERR_NO_DEVICE, "cpu: this processor has no %s kernels",
                          cpu_kern_isa_name(desc->isa));
