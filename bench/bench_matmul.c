@@ -8,7 +8,9 @@
  * by wall clock and, on one thread, by the thread's CPU time.
  *
  * Then the packed 2:4 formats (docs/sparse.md) against Q4_0 at larger shapes (attention and
- * FFN matrices of 7B / 1B models), the dense twin a 2:4 model is compared with.
+ * FFN matrices of 7B / 1B models), the dense twin a 2:4 model is compared with; S24_Q4 both
+ * in the file layout and, on tables that read them, in the quads the CPU backend repacks it
+ * into (cpu/cpu_s24.h).
  *
  *   bench_matmul [seconds per case, default 1] [only this table: scalar, avx2, ...]
  *                [only cases whose name contains this: "s24", "4096", ...]
@@ -19,6 +21,7 @@
 #include "core/common.h"
 #include "core/quant.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/cpu_s24.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +33,7 @@ typedef struct bcase {
     const char *name;
     quant_type type;
     int64_t rows, cols, tokens;
+    bool quads; /* S24_Q4 repacked in quads (cpu_s24.h), as the CPU backend runs it */
 } bcase;
 
 typedef struct job {
@@ -70,6 +74,7 @@ static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uin
                         const uint8_t *xq, uint64_t xrb, float *y, int reps, double *cpu) {
     uint64_t wrb;
     quant_row_bytes(c->type, (uint64_t)c->cols, &wrb);
+    const size_t mat = c->quads ? cpu_s24_quads_bytes(c->rows, c->cols) : wrb * (size_t)c->rows;
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, (unsigned)nth);
     job jobs[8];
@@ -77,7 +82,7 @@ static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uin
     for (int i = 0; i < nth; i++) {
         jobs[i] = (job){.k = k,
                         .w = w,
-                        .mat_bytes = wrb * (size_t)c->rows,
+                        .mat_bytes = mat,
                         .n_mats = n_mats,
                         .reps = reps,
                         .ith = i,
@@ -92,7 +97,8 @@ static double time_case(const cpu_kernels *k, const bcase *c, int nth, const uin
                               .x_row_bytes = xrb,
                               .n_tokens = c->tokens,
                               .y = y,
-                              .y_stride = c->rows}};
+                              .y_stride = c->rows,
+                              .w_quads = c->quads}};
     }
     const double t0 = core_time_s(), c0 = thread_cpu_s();
     for (int i = 1; i < nth; i++)
@@ -117,19 +123,22 @@ int main(int argc, char **argv) {
     const char *only = argc > 2 && *argv[2] ? argv[2] : NULL;
     const char *only_case = argc > 3 ? argv[3] : NULL;
     const bcase cases[] = {
-        {"decode  q4_1 1536x576 ", QT_Q4_1, 1536, 576, 1},
-        {"decode  q4_1 576x1536 ", QT_Q4_1, 576, 1536, 1},
-        {"decode  q8_0 49152x576", QT_Q8_0, 49152, 576, 1},
-        {"prefill q4_1 1536x576 ", QT_Q4_1, 1536, 576, 512},
-        {"prefill q4_1 576x1536 ", QT_Q4_1, 576, 1536, 512},
-        {"prefill q8_0 49152x576", QT_Q8_0, 49152, 576, 512},
-        {"decode  q4_0   4096x4096", QT_Q4_0, 4096, 4096, 1},
-        {"decode  s24_q4 4096x4096", QT_S24_Q4, 4096, 4096, 1},
-        {"decode  s24_q8 4096x4096", QT_S24_Q8, 4096, 4096, 1},
-        {"decode  q4_0   2048x8192", QT_Q4_0, 2048, 8192, 1},
-        {"decode  s24_q4 2048x8192", QT_S24_Q4, 2048, 8192, 1},
-        {"prefill q4_0   4096x4096", QT_Q4_0, 4096, 4096, 64},
-        {"prefill s24_q4 4096x4096", QT_S24_Q4, 4096, 4096, 64},
+        {"decode  q4_1 1536x576 ", QT_Q4_1, 1536, 576, 1, false},
+        {"decode  q4_1 576x1536 ", QT_Q4_1, 576, 1536, 1, false},
+        {"decode  q8_0 49152x576", QT_Q8_0, 49152, 576, 1, false},
+        {"prefill q4_1 1536x576 ", QT_Q4_1, 1536, 576, 512, false},
+        {"prefill q4_1 576x1536 ", QT_Q4_1, 576, 1536, 512, false},
+        {"prefill q8_0 49152x576", QT_Q8_0, 49152, 576, 512, false},
+        {"decode  q4_0   4096x4096", QT_Q4_0, 4096, 4096, 1, false},
+        {"decode  s24_q4 4096x4096", QT_S24_Q4, 4096, 4096, 1, false},
+        {"decode  s24_q4 quads 4096x4096", QT_S24_Q4, 4096, 4096, 1, true},
+        {"decode  s24_q8 4096x4096", QT_S24_Q8, 4096, 4096, 1, false},
+        {"decode  q4_0   2048x8192", QT_Q4_0, 2048, 8192, 1, false},
+        {"decode  s24_q4 2048x8192", QT_S24_Q4, 2048, 8192, 1, false},
+        {"decode  s24_q4 quads 2048x8192", QT_S24_Q4, 2048, 8192, 1, true},
+        {"prefill q4_0   4096x4096", QT_Q4_0, 4096, 4096, 64, false},
+        {"prefill s24_q4 4096x4096", QT_S24_Q4, 4096, 4096, 64, false},
+        {"prefill s24_q4 quads 4096x4096", QT_S24_Q4, 4096, 4096, 64, true},
     };
     uint64_t seed = 1;
     for (int isa = CPU_KERN_SCALAR; isa < CPU_KERN_COUNT; isa++) {
@@ -138,22 +147,33 @@ int main(int argc, char **argv) {
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const bcase *c = &cases[ci];
             if (only_case && !strstr(c->name, only_case)) continue;
+            if (c->quads && !k->s24_quads) continue;
             uint64_t wrb, xrb;
             const quant_traits *qt = quant_traits_of(c->type);
             quant_row_bytes(c->type, (uint64_t)c->cols, &wrb);
             quant_row_bytes(qt->vec_dot_type, (uint64_t)c->cols, &xrb);
-            const size_t mat = wrb * (size_t)c->rows;
+            const size_t mat =
+                c->quads ? cpu_s24_quads_bytes(c->rows, c->cols) : wrb * (size_t)c->rows;
             /* decode: >= 64 MB of distinct weights so they come from memory, as in a model */
             const int n_mats = c->tokens == 1 ? (int)((64u << 20) / mat + 1) : 1;
             uint8_t *w = malloc(mat * (size_t)n_mats);
             uint8_t *xq = malloc(xrb * (size_t)c->tokens);
             float *y = malloc(sizeof(float) * (size_t)(c->rows * c->tokens));
             float *row = malloc(sizeof(float) * (size_t)c->cols);
+            uint8_t *file = c->quads ? malloc(wrb * (size_t)c->rows) : NULL;
             for (int64_t r = 0; r < c->rows * n_mats; r++) {
                 for (int64_t i = 0; i < c->cols; i++)
                     row[i] = frand(&seed);
-                qt->quant(row, w + (size_t)r * wrb, c->cols);
+                if (!c->quads) {
+                    qt->quant(row, w + (size_t)r * wrb, c->cols);
+                    continue;
+                }
+                qt->quant(row, file + (size_t)(r % c->rows) * wrb, c->cols);
+                if (r % c->rows == c->rows - 1)
+                    cpu_s24_quads_pack(file, wrb, c->rows, c->cols,
+                                       w + (size_t)(r / c->rows) * mat);
             }
+            free(file);
             for (int64_t t = 0; t < c->tokens; t++) {
                 for (int64_t i = 0; i < c->cols; i++)
                     row[i] = frand(&seed);

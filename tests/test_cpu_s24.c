@@ -17,6 +17,7 @@
 
 #include "core/quant_s24.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/cpu_s24.h"
 
 #include <stdio.h>
 
@@ -60,16 +61,23 @@ static void free_case(s24_case *c) {
 }
 
 /* One table's matmul over rows [r0, r1) and all tokens against the reference, bit for bit;
- * the outputs around the range must keep their sentinel. */
+ * the outputs around the range must keep their sentinel. quads: the weights go to the kernel
+ * repacked in cpu_s24.h's quads (S24_Q4, tables with s24_quads). */
 static void check_table(const cpu_kernels *k, quant_type wt, int64_t n, int64_t rows,
-                        int64_t tokens, int64_t r0, int64_t r1, const s24_case *c) {
+                        int64_t tokens, int64_t r0, int64_t r1, const s24_case *c, bool quads) {
     const int64_t ys = rows + 3;
     float *y = malloc(sizeof(float) * (size_t)(ys * tokens));
     assert_non_null(y);
     for (int64_t i = 0; i < ys * tokens; i++)
         y[i] = -12345.0f;
+    uint8_t *packed = NULL;
+    if (quads) {
+        packed = malloc(cpu_s24_quads_bytes(rows, n));
+        assert_non_null(packed);
+        cpu_s24_quads_pack(c->w, c->wrb, rows, n, packed);
+    }
     const cpu_matmul_args a = {.w_type = wt,
-                               .w = c->w,
+                               .w = quads ? (const void *)packed : c->w,
                                .w_row_bytes = c->wrb,
                                .n_in = n,
                                .r0 = r0,
@@ -78,7 +86,8 @@ static void check_table(const cpu_kernels *k, quant_type wt, int64_t n, int64_t 
                                .x_row_bytes = c->xrb,
                                .n_tokens = tokens,
                                .y = y,
-                               .y_stride = ys};
+                               .y_stride = ys,
+                               .w_quads = quads};
     k->matmul(&a);
     const quant_dot_fn dot = quant_traits_of(wt)->vec_dot;
     for (int64_t t = 0; t < tokens; t++)
@@ -88,12 +97,14 @@ static void check_table(const cpu_kernels *k, quant_type wt, int64_t n, int64_t 
                                    ? dot(n, c->w + (size_t)r * c->wrb, c->x + (size_t)t * c->xrb)
                                    : -12345.0f;
             if (memcmp(&got, &want, sizeof got) != 0)
-                fail_msg("%s %s n=%lld rows [%lld, %lld) tokens %lld: y[%lld][%lld] = %.9g, "
+                fail_msg("%s %s%s n=%lld rows [%lld, %lld) tokens %lld: y[%lld][%lld] = %.9g, "
                          "reference %.9g",
-                         k->name, quant_type_name(wt), (long long)n, (long long)r0, (long long)r1,
-                         (long long)tokens, (long long)t, (long long)r, got, want);
+                         k->name, quant_type_name(wt), quads ? " quads" : "", (long long)n,
+                         (long long)r0, (long long)r1, (long long)tokens, (long long)t,
+                         (long long)r, got, want);
         }
     free(y);
+    free(packed);
 }
 
 static void test_s24_tables_match_reference(void **state) {
@@ -101,12 +112,14 @@ static void test_s24_tables_match_reference(void **state) {
     static const int64_t lens[] = {64, 576, 1536, 4096};
     static const int64_t token_counts[] = {1, 2, 3, 4, 5, 7, 9};
     uint64_t seed = 21;
-    int tables = 0;
+    int tables = 0, quad_tables = 0;
     for (int isa = 0; isa < CPU_KERN_COUNT; isa++) {
         const cpu_kernels *k = cpu_kernels_get((cpu_kern_isa)isa);
         if (!k) continue;
         tables++;
-        print_message("S24 matmul on kernel table %s\n", k->name);
+        quad_tables += k->s24_quads;
+        print_message("S24 matmul on kernel table %s%s\n", k->name,
+                      k->s24_quads ? " (file layout and S24_Q4 quads)" : "");
         for (size_t ti = 0; ti < 2; ti++)
             for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
                 const int64_t n = lens[li], rows = 13;
@@ -114,15 +127,19 @@ static void test_s24_tables_match_reference(void **state) {
                     const int64_t tokens = token_counts[tc];
                     for (int extreme = 0; extreme < 2; extreme++) {
                         s24_case c = make_case(k_s24[ti], n, rows, tokens, extreme, &seed);
-                        check_table(k, k_s24[ti], n, rows, tokens, 0, rows, &c);
-                        check_table(k, k_s24[ti], n, rows, tokens, 1, 10, &c); /* off-grid */
-                        check_table(k, k_s24[ti], n, rows, tokens, 5, 6, &c);  /* one row */
+                        for (int q = 0; q < 1 + (k->s24_quads && ti == 0); q++) {
+                            check_table(k, k_s24[ti], n, rows, tokens, 0, rows, &c, q);
+                            check_table(k, k_s24[ti], n, rows, tokens, 1, 10, &c, q); /* off-grid */
+                            check_table(k, k_s24[ti], n, rows, tokens, 5, 6, &c, q);  /* one row */
+                            check_table(k, k_s24[ti], n, rows, tokens, 8, 13, &c, q); /* padded */
+                        }
                         free_case(&c);
                     }
                 }
             }
     }
     assert_true(tables >= 2); /* scalar and at least AVX2 on any x86-64 test machine */
+    if (!quad_tables) print_message("S24_Q4 quads: not run (no kernel table here reads them)\n");
 }
 
 /* Rows longer than the SIMD kernels' scale buffers (32768 columns) take the reference path. */
@@ -135,11 +152,22 @@ static void test_s24_long_rows(void **state) {
         if (!k) continue;
         for (size_t ti = 0; ti < 2; ti++) {
             s24_case c = make_case(k_s24[ti], n, 5, 2, false, &seed);
-            check_table(k, k_s24[ti], n, 5, 1, 0, 5, &c);
-            check_table(k, k_s24[ti], n, 5, 2, 0, 5, &c);
+            check_table(k, k_s24[ti], n, 5, 1, 0, 5, &c, false);
+            check_table(k, k_s24[ti], n, 5, 2, 0, 5, &c, false);
             free_case(&c);
         }
     }
+}
+
+/* The quad layout's size, and rows it does not take (those stay in the file layout). */
+static void test_s24_quads_bytes(void **state) {
+    (void)state;
+    assert_int_equal(cpu_s24_quads_bytes(13, 576), 4 * 9 * CPU_S24_QUAD_BYTES);
+    assert_int_equal(cpu_s24_quads_bytes(4096, 4096), 4096 / 4 * 64 * 26 * 4);
+    assert_int_equal(cpu_s24_quads_bytes(4, CPU_S24_QUADS_MAX_IN), CPU_S24_QUADS_MAX_IN / 64 * 104);
+    assert_int_equal(cpu_s24_quads_bytes(4, CPU_S24_QUADS_MAX_IN + 64), 0);
+    assert_int_equal(cpu_s24_quads_bytes(4, 96), 0);
+    assert_int_equal(cpu_s24_quads_bytes(0, 64), 0);
 }
 
 /* The reference itself against the dense product of the same weights, zeros included. */
@@ -182,6 +210,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_s24_tables_match_reference),
         cmocka_unit_test(test_s24_long_rows),
+        cmocka_unit_test(test_s24_quads_bytes),
         cmocka_unit_test(test_s24_vs_dense_double),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

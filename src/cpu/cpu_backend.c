@@ -2,7 +2,8 @@
  *
  * Every thread walks the whole op list and does its share of each op (rows of a matmul,
  * tokens of a norm, (token, head) pairs of attention), with a barrier between ops that
- * depend on each other. Weights are read in place from the file mapping; activations are
+ * depend on each other. Weights are read in place from the file mapping (S24_Q4 matrices
+ * repacked once at attach where the kernels read cpu_s24.h's quads); activations are
  * quantized to the weight format's activation type before a matmul, as llama.cpp does, so
  * results match it. The KV cache is F16. All scratch is allocated at context creation:
  * nothing is allocated per token. A memory cap (vkllm_runtime_desc.memory_cap) counts the
@@ -15,8 +16,10 @@
 #include "cpu/cpu_info.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_pool.h"
+#include "cpu/cpu_s24.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 /* Up to this many rows, each thread quantizes a matmul's input itself instead of sharing
@@ -25,10 +28,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* An attached model and the bytes it holds under the memory cap. */
+/* An attached model and the bytes it holds under the memory cap (its weights and quads). */
 typedef struct cpu_model_ref {
     const eng_model *m;
     uint64_t bytes;
+    cpu_s24_model_quads *quads; /* its S24_Q4 layer matrices repacked, or NULL */
     struct cpu_model_ref *next;
 } cpu_model_ref;
 
@@ -40,11 +44,14 @@ typedef struct cpu_backend {
     uint64_t memory_cap;   /* bytes, 0 = none */
     _Atomic uint64_t held; /* weights of attached models and context buffers */
     cpu_model_ref *models; /* attach and detach run under the runtime's backend lock */
+    /* the list itself: a scheduler's context creation looks its model up outside that lock */
+    pthread_mutex_t models_mu;
 } cpu_backend;
 
 struct eng_ctx {
     cpu_backend *be;
     const eng_model *m;
+    const cpu_model_ref *ref; /* m's attachment (its quads), NULL if not attached */
     const eng_graph *g;
     eng_ctx_desc cd;
     uint32_t n_ctx, n_batch;
@@ -200,10 +207,12 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
             const uint32_t wd = c->g->buf_width[op->dst[i]];
             float *dst = c->buf[op->dst[i]];
             if (op->dst[i] == EB_LOGITS) dst = c->logits_out;
+            const void *quads = c->ref ? cpu_s24_quads_of(c->ref->quads, c->m, w) : NULL;
             cpu_matmul_desc md = {
                 .w_type = w->type,
-                .w = w->data,
+                .w = quads ? quads : w->data,
                 .w_row_bytes = w->row_bytes,
+                .w_quads = quads != NULL,
                 .n_in = n_in,
                 .r0 = r0,
                 .r1 = r1,
@@ -722,6 +731,10 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     if (!c) return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory");
     c->be = be;
     c->m = m;
+    pthread_mutex_lock(&be->models_mu);
+    for (const cpu_model_ref *r = be->models; r; r = r->next)
+        if (r->m == m) c->ref = r;
+    pthread_mutex_unlock(&be->models_mu);
     c->g = g;
     c->cd = *cd;
     if (!c->cd.n_seqs) c->cd.n_seqs = 1;
@@ -799,7 +812,8 @@ static vkllm_status cpu_ctx_create(eng_backend *base, const eng_model *m, const 
     return VKLLM_OK;
 }
 
-/* The weights are used in place; attaching only counts them against the memory cap. */
+/* The weights are used in place (S24_Q4 ones repacked, cpu_s24.h); attaching counts them
+ * against the memory cap. */
 static vkllm_status cpu_model_attach(eng_backend *base, const eng_model *m, core_err *err) {
     cpu_backend *be = (cpu_backend *)base;
     cpu_model_ref *r = core_calloc(be->alloc, 1, sizeof *r);
@@ -812,7 +826,24 @@ static vkllm_status cpu_model_attach(eng_backend *base, const eng_model *m, core
                          mib(m->weight_bytes), mib(be->memory_cap), mib(atomic_load(&be->held)));
     }
     *r = (cpu_model_ref){.m = m, .bytes = m->weight_bytes, .next = be->models};
+    const uint64_t qb = be->k.kt->s24_quads ? cpu_s24_model_quads_bytes(m) : 0;
+    if (qb && !mem_reserve(be, qb)) {
+        atomic_fetch_sub(&be->held, r->bytes);
+        core_free(be->alloc, r);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY,
+                         "cpu: S24_Q4 weights repacked for the kernels: %.1f MiB more would pass "
+                         "the memory cap of %.1f MiB",
+                         mib(qb), mib(be->memory_cap));
+    }
+    r->bytes += qb;
+    if (qb && !(r->quads = cpu_s24_model_quads_make(m, be->alloc))) {
+        atomic_fetch_sub(&be->held, r->bytes);
+        core_free(be->alloc, r);
+        return core_errf(err, VKLLM_ERR_OUT_OF_MEMORY, "cpu: out of memory (S24_Q4 repacking)");
+    }
+    pthread_mutex_lock(&be->models_mu);
     be->models = r;
+    pthread_mutex_unlock(&be->models_mu);
     return VKLLM_OK;
 }
 
@@ -821,8 +852,11 @@ static void cpu_model_detach(eng_backend *base, const eng_model *m) {
     for (cpu_model_ref **p = &be->models; *p; p = &(*p)->next)
         if ((*p)->m == m) {
             cpu_model_ref *r = *p;
+            pthread_mutex_lock(&be->models_mu);
             *p = r->next;
+            pthread_mutex_unlock(&be->models_mu);
             atomic_fetch_sub(&be->held, r->bytes);
+            cpu_s24_model_quads_free(r->quads, be->alloc);
             core_free(be->alloc, r);
             return;
         }
@@ -838,6 +872,7 @@ static void cpu_destroy(eng_backend *base) {
     while (be->models) /* models the caller never freed */
         cpu_model_detach(base, be->models->m);
     cpu_pool_destroy(be->pool);
+    pthread_mutex_destroy(&be->models_mu);
     core_free(be->alloc, be);
 }
 
@@ -886,13 +921,16 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
     be->memory_cap = desc->memory_cap;
     be->base.vt = &k_cpu_vtbl;
     be->base.bans = true;
+    pthread_mutex_init(&be->models_mu, NULL);
     vkllm_status st = cpu_pool_create(desc->alloc, desc->n_threads, &be->pool, err);
     if (st != VKLLM_OK) {
+        pthread_mutex_destroy(&be->models_mu);
         core_free(desc->alloc, be);
         return st;
     }
     if (!cpu_kernels_get(desc->isa)) {
         cpu_pool_destroy(be->pool);
+        pthread_mutex_destroy(&be->models_mu);
         core_free(desc->alloc, be);
         return core_errf(err, VKLLM_ERR_NO_DEVICE, "cpu: this processor has no %s kernels",
                          cpu_kern_isa_name(desc->isa));

@@ -53,6 +53,9 @@ typedef struct cpu_matmul_args {
     int64_t n_tokens;
     float *y;         /* y[t * y_stride + r] */
     int64_t y_stride; /* floats from one token's outputs to the next */
+    /* W is S24_Q4 in cpu_s24.h's quad layout (w_row_bytes unused): only for tables with
+     * s24_quads set */
+    bool w_quads;
 } cpu_matmul_args;
 
 #define CPU_KERN_ROW_BLOCK 4
@@ -64,6 +67,9 @@ typedef struct cpu_kernels {
      * BF16, F32) or any type with a reference quantizer. n a multiple of its block size. */
     void (*quantize_row)(quant_type type, const float *x, void *y, int64_t n);
     void (*matmul)(const cpu_matmul_args *a);
+    /* matmul takes S24_Q4 weights in cpu_s24.h's quad layout (cpu_matmul_args.w_quads), the
+     * layout these kernels read fastest */
+    bool s24_quads;
     /* sum a[i] * b[i] over f16 rows, f32 accumulation (the KV cache's q.k). */
     float (*dot_f16)(const uint16_t *a, const uint16_t *b, int64_t n);
     /* y[i] += s * x[i], x f16 (attention's weighted sum of V rows). */

@@ -261,6 +261,7 @@ static const cpu_kernels k_avx2 = {
     .name = "avx2",
     .quantize_row = cpu_avx2_quantize_row,
     .matmul = cpu_avx2_matmul,
+    .s24_quads = true,
     .dot_f16 = cpu_avx2_dot_f16,
     .axpy_f16 = avx2_axpy_f16,
     .fp32_to_fp16 = fp32_to_fp16_row,

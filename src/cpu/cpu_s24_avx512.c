@@ -110,10 +110,9 @@ INLINE __m512i gather_idx_pair(const uint8_t *pos0, const uint8_t *pos1) {
     return _mm512_ternarylogic_epi32(u, _mm512_set1_epi8(3), base, 0xEA);
 }
 
-INLINE void unpack_pair(quant_type T, const uint8_t *b0, const uint8_t *b1, s24_pair *p) {
-    p->w = wcodes_pair(T, b0, b1);
-    p->idx = gather_idx_pair(b0 + offsetof(quant_block_s24_q4, pos),
-                             b1 + offsetof(quant_block_s24_q4, pos));
+/* What unpack_pair and unpack_quad share: the integer sums' starting values (VNNI) or |w|
+ * and its signs, from the codes. */
+INLINE void finish_pair(s24_pair *p) {
 #if CPU_AVX512_VNNI
     /* the activations come unsigned (x + 128), so each sum starts at -128 * (its group's two
      * codes): maddubs leaves 128 * (sum of a word's two codes) in each word (exact: within
@@ -125,6 +124,13 @@ INLINE void unpack_pair(quant_type T, const uint8_t *b0, const uint8_t *b1, s24_
     p->neg = _mm512_movepi8_mask(p->w);
     p->uw = _mm512_abs_epi8(p->w);
 #endif
+}
+
+INLINE void unpack_pair(quant_type T, const uint8_t *b0, const uint8_t *b1, s24_pair *p) {
+    p->w = wcodes_pair(T, b0, b1);
+    p->idx = gather_idx_pair(b0 + offsetof(quant_block_s24_q4, pos),
+                             b1 + offsetof(quant_block_s24_q4, pos));
+    finish_pair(p);
     /* [d0 x 8 | d1 x 8]: both scales in one conversion */
     uint16_t h0, h1;
     memcpy(&h0, b0, 2);
@@ -132,6 +138,35 @@ INLINE void unpack_pair(quant_type T, const uint8_t *b0, const uint8_t *b1, s24_
     const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
     p->dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
                                   _mm512_castps128_ps512(d));
+}
+
+/* Both pairs of a quad block (cpu_s24.h's layout, S24_Q4): the same registers as unpack_pair
+ * makes from the file layout, in fewer instructions. */
+INLINE void unpack_quad(const uint8_t *sb, s24_pair p[2]) {
+    const __m512i v = _mm512_loadu_si512((const void *)(sb + 40));
+    const __m512i m15 = _mm512_set1_epi8(15), e8 = _mm512_set1_epi8(8);
+    p[0].w = _mm512_sub_epi8(_mm512_and_si512(v, m15), e8);
+    p[1].w = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m15), e8);
+    /* word w shifts by 2 * (w / 8); (bits & 3) | 4 * (its group's index within the lane) */
+    const __m512i sh =
+        _mm512_setr_epi64(0, 0, 0x0002000200020002ll, 0x0002000200020002ll, 0x0004000400040004ll,
+                          0x0004000400040004ll, 0x0006000600060006ll, 0x0006000600060006ll);
+    const __m512i base =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+    const __m512 d = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)sb)));
+    UNROLL
+    for (int i = 0; i < 2; i++) {
+        const __m512i src =
+            _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(sb + 8 + 16 * i)));
+        p[i].idx =
+            _mm512_ternarylogic_epi32(_mm512_srlv_epi16(src, sh), _mm512_set1_epi8(3), base, 0xEA);
+        finish_pair(&p[i]);
+        p[i].dw = _mm512_permutexvar_ps(_mm512_setr_epi32(2 * i, 2 * i, 2 * i, 2 * i, 2 * i, 2 * i,
+                                                          2 * i, 2 * i, 2 * i + 1, 2 * i + 1,
+                                                          2 * i + 1, 2 * i + 1, 2 * i + 1,
+                                                          2 * i + 1, 2 * i + 1, 2 * i + 1),
+                                        d);
+    }
 }
 
 /* The two halves' int32 lane sums of a pair against activation blocks x0, x1 (with VNNI
@@ -155,6 +190,7 @@ typedef struct s24_tile_args {
     const uint8_t *w;
     size_t w_row_bytes;
     int64_t rows; /* rows of the tile: 2 * RP, or fewer at the edge (the last repeated) */
+    int64_t row0; /* rows below it are not written (a quad's rows before r0) */
     const uint8_t *x;
     size_t x_row_bytes;
     int64_t nb;
@@ -163,7 +199,9 @@ typedef struct s24_tile_args {
     int64_t y_stride;
 } s24_tile_args;
 
-INLINE void tile(quant_type T, int RP, int TT, const s24_tile_args *a) {
+/* Q: the weights are quads (cpu_s24.h; RP 2, one quad); else the file layout. */
+INLINE void tile(quant_type T, bool Q, int RP, int TT, const s24_tile_args *a) {
+    /* per row and block (a quad block holds 4 rows' bytes) */
     const size_t wb = T == QT_S24_Q4 ? sizeof(quant_block_s24_q4) : sizeof(quant_block_s24_q8);
     const size_t xb = sizeof(quant_block_q8_0);
     const int64_t last = a->rows - 1;
@@ -185,9 +223,13 @@ INLINE void tile(quant_type T, int RP, int TT, const s24_tile_args *a) {
             _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
         }
         s24_pair pr[4];
-        UNROLL
-        for (int p = 0; p < RP; p++)
-            unpack_pair(T, wr[2 * p] + b * wb, wr[2 * p + 1] + b * wb, &pr[p]);
+        if (Q) {
+            unpack_quad(a->w + b * CPU_S24_QUAD_BYTES, pr);
+        } else {
+            UNROLL
+            for (int p = 0; p < RP; p++)
+                unpack_pair(T, wr[2 * p] + b * wb, wr[2 * p + 1] + b * wb, &pr[p]);
+        }
         UNROLL
         for (int t = 0; t < TT; t++) {
             const uint8_t *xp =
@@ -216,8 +258,9 @@ INLINE void tile(quant_type T, int RP, int TT, const s24_tile_args *a) {
         UNROLL
         for (int t = 0; t < TT; t++) {
             float *y = a->y + t * a->y_stride + 2 * p;
-            y[0] = hsum8(_mm512_castps512_ps256(acc[p][t]));
-            if (2 * p + 1 <= last) y[1] = hsum8(_mm512_extractf32x8_ps(acc[p][t], 1));
+            if (2 * p <= last && 2 * p >= a->row0) y[0] = hsum8(_mm512_castps512_ps256(acc[p][t]));
+            if (2 * p + 1 <= last && 2 * p + 1 >= a->row0)
+                y[1] = hsum8(_mm512_extractf32x8_ps(acc[p][t], 1));
         }
     }
 }
@@ -225,28 +268,28 @@ INLINE void tile(quant_type T, int RP, int TT, const s24_tile_args *a) {
 INLINE void run_tile(quant_type T, int rp, int tt, const s24_tile_args *a) {
     switch (rp * 8 + tt) {
     case 2 * 8 + 1:
-        tile(T, 2, 1, a);
+        tile(T, false, 2, 1, a);
         break;
     case 2 * 8 + 2:
-        tile(T, 2, 2, a);
+        tile(T, false, 2, 2, a);
         break;
     case 2 * 8 + 3:
-        tile(T, 2, 3, a);
+        tile(T, false, 2, 3, a);
         break;
     case 2 * 8 + 4:
-        tile(T, 2, 4, a);
+        tile(T, false, 2, 4, a);
         break;
     case 1 * 8 + 1:
-        tile(T, 1, 1, a);
+        tile(T, false, 1, 1, a);
         break;
     case 1 * 8 + 2:
-        tile(T, 1, 2, a);
+        tile(T, false, 1, 2, a);
         break;
     case 1 * 8 + 3:
-        tile(T, 1, 3, a);
+        tile(T, false, 1, 3, a);
         break;
     default:
-        tile(T, 1, 4, a);
+        tile(T, false, 1, 4, a);
         break;
     }
 }
@@ -254,6 +297,7 @@ INLINE void run_tile(quant_type T, int rp, int tt, const s24_tile_args *a) {
 /* Rows [r, r1) in tiles of RP pairs, then single pairs, then a lone row. */
 INLINE void run_rows(quant_type T, int RP, int tt, int64_t r, int64_t r1, s24_tile_args *ta,
                      const uint8_t *w, float *y) {
+    ta->row0 = 0;
     for (; r + 2 * RP <= r1; r += 2 * RP) {
         ta->w = w + (size_t)r * ta->w_row_bytes;
         ta->y = y + r;
@@ -265,6 +309,32 @@ INLINE void run_rows(quant_type T, int RP, int tt, int64_t r, int64_t r1, s24_ti
         ta->y = y + r;
         ta->rows = r + 1 < r1 ? 2 : 1;
         run_tile(T, 1, tt, ta);
+    }
+}
+
+/* Rows [r, r1) of S24_Q4 quads (w the matrix's first quad): the quads they touch, each
+ * writing only its rows in the range. */
+static void run_quads(int tt, int64_t r, int64_t r1, s24_tile_args *ta, const uint8_t *w,
+                      float *y) {
+    for (int64_t q = r / 4; 4 * q < r1; q++) {
+        ta->w = w + (size_t)(q * ta->nb) * CPU_S24_QUAD_BYTES;
+        ta->y = y + 4 * q;
+        ta->row0 = r > 4 * q ? r - 4 * q : 0;
+        ta->rows = r1 - 4 * q < 4 ? r1 - 4 * q : 4;
+        switch (tt) {
+        case 1:
+            tile(QT_S24_Q4, true, 2, 1, ta);
+            break;
+        case 2:
+            tile(QT_S24_Q4, true, 2, 2, ta);
+            break;
+        case 3:
+            tile(QT_S24_Q4, true, 2, 3, ta);
+            break;
+        default:
+            tile(QT_S24_Q4, true, 2, 4, ta);
+            break;
+        }
     }
 }
 
@@ -281,13 +351,18 @@ INLINE void matmul_s24(quant_type T, const cpu_matmul_args *a) {
                         .nb = a->n_in / QUANT_S24_COLS,
                         .ds = ds,
                         .y_stride = a->y_stride};
+    const bool quads = T == QT_S24_Q4 && a->w_quads;
     if (a->n_tokens == 1) {
         cpu_mm_prep_scales(false, x, a->x_row_bytes, 1, nxb, ds, NULL);
         ta.x = x;
-        run_rows(T, DECODE_RP, 1, a->r0, a->r1, &ta, w, a->y);
+        if (quads)
+            run_quads(1, a->r0, a->r1, &ta, w, a->y);
+        else
+            run_rows(T, DECODE_RP, 1, a->r0, a->r1, &ta, w, a->y);
         return;
     }
-    int64_t panel = (int64_t)(PANEL_BYTES / (a->w_row_bytes ? a->w_row_bytes : 1));
+    const size_t row_bytes = quads ? (size_t)ta.nb * CPU_S24_QUAD_BYTES / 4 : a->w_row_bytes;
+    int64_t panel = (int64_t)(PANEL_BYTES / (row_bytes ? row_bytes : 1));
     panel -= panel % (2 * PREFILL_RP);
     if (panel < 2 * PREFILL_RP) panel = 2 * PREFILL_RP;
     for (int64_t p0 = a->r0; p0 < a->r1; p0 += panel) {
@@ -296,7 +371,10 @@ INLINE void matmul_s24(quant_type T, const cpu_matmul_args *a) {
             const int tt = a->n_tokens - t0 < TT_MAX ? (int)(a->n_tokens - t0) : TT_MAX;
             ta.x = x + (size_t)t0 * a->x_row_bytes;
             cpu_mm_prep_scales(false, ta.x, a->x_row_bytes, tt, nxb, ds, NULL);
-            run_rows(T, PREFILL_RP, tt, p0, p1, &ta, w, a->y + t0 * a->y_stride);
+            if (quads)
+                run_quads(tt, p0, p1, &ta, w, a->y + t0 * a->y_stride);
+            else
+                run_rows(T, PREFILL_RP, tt, p0, p1, &ta, w, a->y + t0 * a->y_stride);
         }
     }
 }
