@@ -2,7 +2,7 @@
  * API on the default model: the CPU backend and lavapipe, and two logical lavapipe devices.
  *  - partial offload: greedy tokens of every gpu_layers from 0 to all the layers equal the
  *    CPU backend's (every stage does its backend's arithmetic, and the Vulkan kernels give
- *    the CPU's bits), with the placement llama.cpp's -ngl gives;
+ *    the CPU's bits), with the placement -ngl gives (docs/offload.md);
  *  - a split over two logical devices on one physical device, and over Vulkan and the CPU,
  *    alone and with 15 sequences batched in the engine;
  *  - a memory cap below the model's size places the model in part on the CPU and still
@@ -149,8 +149,8 @@ static int setup(void **state) {
     return 0;
 }
 
-/* Every gpu_layers from 0 to all (the short set: a few): the placement llama.cpp's -ngl
- * gives, and the CPU's tokens. */
+/* Every gpu_layers from 0 to all (the short set: a few): the placement -ngl gives
+ * (docs/offload.md), and the CPU's tokens. */
 static void test_gpu_layers(void **state) {
     (void)state;
     vkllm_runtime *rt = runtime("vulkan", 0);
@@ -169,7 +169,7 @@ static void test_gpu_layers(void **state) {
         if (want == 0 || want == L) {
             assert_int_equal(n, 1); /* one device: no split at all */
         } else {
-            /* the CPU's layers and embedding, the GPU's, then the head on the CPU (llama.cpp) */
+            /* the CPU's layers and embedding, the GPU's, then the head on the CPU */
             assert_int_equal(n, 3);
             assert_string_equal(p[0].device, "cpu");
             assert_int_equal(p[0].n_layers, (uint32_t)(L - want));
