@@ -13,6 +13,7 @@
  * message fails the step that saw it. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,17 +22,17 @@
 
 #include <cmocka.h>
 
-#define API_TEST_N_GEN 24
+#ifdef VKLLM_TEST_SANITIZED
+#define API_TEST_N_GEN 6
+static const bool g_small = true;
+#else
+#define API_TEST_N_GEN 10
+static const bool g_small = false;
+#endif
 #include "api_test_util.h"
 #include "vkllm.h"
 
-#ifdef VKLLM_TEST_SANITIZED
-static const bool g_small = true;
-#else
-static const bool g_small = false;
-#endif
-
-#define N_TOK (g_small ? 6 : 10)
+#define N_TOK API_TEST_N_GEN
 #define MAX_STAGES 8
 
 /* A short prompt (a serial attention prefill) and one of 70+ tokens (tiled attention). */
@@ -93,19 +94,7 @@ static uint32_t gpu_layers(const vkllm_placement *p, size_t n) {
 }
 
 static void generate_n(vkllm_model *m, const char *prompt, run_out *o) {
-    vkllm_session_desc sd = {.n_ctx = 1024};
-    vkllm_session *s = NULL;
-    if (vkllm_session_create(m, &sd, &s) != VKLLM_OK)
-        fail_msg("session: %s", vkllm_model_last_error(m));
-    memset(o, 0, sizeof *o);
-    vkllm_generate_desc gd = {.prompt = prompt,
-                              .max_tokens = N_TOK,
-                              .ignore_eog = true,
-                              .on_token = api_test_on_token,
-                              .user = o};
-    if (vkllm_generate(s, &gd, NULL) != VKLLM_OK)
-        fail_msg("generate: %s", vkllm_session_last_error(s));
-    vkllm_session_destroy(s);
+    api_test_generate(m, prompt, &(vkllm_sampling){0}, o); /* greedy, N_TOK tokens */
 }
 
 /* The CPU's tokens for the prompts in mask (bit p: prompt p). */
