@@ -26,6 +26,8 @@ typedef struct split_backend {
  * t - s at tick t, so while one device runs a micro-batch the next device runs the one before
  * (a Vulkan stage's begin returns while its device works; the CPU stage then runs on the
  * host). One micro-batch: the stages one after the other. */
+#define SPLIT_MB_TOKENS 64 /* tokens a micro-batch needs, at least (plan) */
+
 typedef struct split_mb {
     uint32_t e0, e1; /* entries */
     uint32_t t0;     /* first token row */
@@ -42,6 +44,7 @@ struct eng_ctx {
     eng_batch bs[ENG_SPLIT_MAX]; /* each stage's micro-batch in progress */
     split_mb mb[ENG_SPLIT_MAX];
     uint32_t n_mb, max_mb; /* micro-batches of this step; at most (VKLLM_SPLIT_MICRO) */
+    bool forced;           /* VKLLM_SPLIT_MICRO set: max_mb whatever the step's size */
     const eng_batch *b;
     float *logits;
     uint32_t tick;
@@ -125,12 +128,14 @@ static vkllm_status split_ctx_create(eng_backend *base, const eng_model *m, cons
     c->n_embd = m->cfg.n_embd;
     c->n_vocab = m->cfg.n_vocab;
     /* micro-batches a step is cut into, at most: one per stage (every device busy once the
-     * pipeline is full); VKLLM_SPLIT_MICRO overrides (1: the stages one after the other) */
+     * pipeline is full), and only where they are large enough (plan); VKLLM_SPLIT_MICRO
+     * forces a count (1: the stages one after the other) */
     c->max_mb = sb->n;
     const char *env = getenv("VKLLM_SPLIT_MICRO");
     if (env && *env) {
         const long v = strtol(env, NULL, 10);
         c->max_mb = v < 1 ? 1 : v > 64 ? 64 : (uint32_t)v;
+        c->forced = true;
     }
     const uint64_t x_floats = (uint64_t)cd->n_batch * m->cfg.n_embd;
     bool ok = true;
@@ -200,7 +205,13 @@ static vkllm_status stage_begin(eng_ctx *c, uint32_t s, uint32_t k, core_err *er
  * every stage runs the micro-batches in order). */
 static void plan(eng_ctx *c) {
     const eng_batch *b = c->b;
-    const uint32_t want = c->max_mb < b->n_seqs ? c->max_mb : b->n_seqs;
+    uint32_t want = c->max_mb < b->n_seqs ? c->max_mb : b->n_seqs;
+    /* A stage reads all its weights for each micro-batch: where a step's time is the weights'
+     * reading (decode, small batches), M micro-batches over S stages take longer than none
+     * (t_1 + ... + t_S plus the overlap ticks), so only steps of SPLIT_MB_TOKENS tokens a
+     * micro-batch or more, whose products are compute-bound, are pipelined. */
+    if (!c->forced && want > b->n_tokens / SPLIT_MB_TOKENS) want = b->n_tokens / SPLIT_MB_TOKENS;
+    if (want < 1) want = 1;
     uint32_t t = 0, o = 0, e = 0;
     c->n_mb = 0;
     for (uint32_t k = 0; k < want; k++) {
