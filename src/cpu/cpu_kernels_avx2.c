@@ -18,8 +18,8 @@
  * This file holds the quantizers, the float-row helpers and the table; the matmul is in
  * cpu_matmul_avx2.c (32-element formats, floats) and cpu_matmul_k_avx2.c (K formats).
  */
-#include "cpu/cpu_kernels.h"
 #include "cpu/cpu_kernels_avx2.h"
+#include "cpu/cpu_kernels.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
@@ -129,14 +129,16 @@ static void fp32_to_fp16_row(const float *x, uint16_t *y, int64_t n) {
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) y[i] = f2h(x[i]);
+    for (; i < n; i++)
+        y[i] = f2h(x[i]);
 }
 
 static void fp16_to_fp32_row(const uint16_t *x, float *y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-    for (; i < n; i++) y[i] = h2f(x[i]);
+    for (; i < n; i++)
+        y[i] = h2f(x[i]);
 }
 
 /* Same bits as core_fp32_to_bf16: round to nearest even, NaN kept quiet. */
@@ -150,25 +152,41 @@ static void fp32_to_bf16_row(const float *x, uint16_t *y, int64_t n) {
             const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i + 8 * k));
             const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
             const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
-            const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, lsb)), 16);
+            const __m256i rounded =
+                _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, lsb)), 16);
             const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
             r[k] = _mm256_blendv_epi8(rounded, quiet, nan);
         }
         const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
         _mm256_storeu_si256((__m256i *)(y + i), p);
     }
-    for (; i < n; i++) y[i] = core_fp32_to_bf16(x[i]);
+    for (; i < n; i++)
+        y[i] = core_fp32_to_bf16(x[i]);
 }
 
 void cpu_avx2_quantize_row(quant_type type, const float *x, void *y, int64_t n) {
     switch (type) {
-    case QT_Q8_0: quant_row_q8_0(x, y, n); break;
-    case QT_Q8_1: quant_row_q8_1(x, y, n); break;
-    case QT_Q8_K: quant_row_q8_K(x, y, n); break;
-    case QT_F16: fp32_to_fp16_row(x, y, n); break;
-    case QT_BF16: fp32_to_bf16_row(x, y, n); break;
-    case QT_F32: memcpy(y, x, (size_t)n * sizeof(float)); break;
-    default: quant_traits_of(type)->quant(x, y, n); break;
+    case QT_Q8_0:
+        quant_row_q8_0(x, y, n);
+        break;
+    case QT_Q8_1:
+        quant_row_q8_1(x, y, n);
+        break;
+    case QT_Q8_K:
+        quant_row_q8_K(x, y, n);
+        break;
+    case QT_F16:
+        fp32_to_fp16_row(x, y, n);
+        break;
+    case QT_BF16:
+        fp32_to_bf16_row(x, y, n);
+        break;
+    case QT_F32:
+        memcpy(y, x, (size_t)n * sizeof(float));
+        break;
+    default:
+        quant_traits_of(type)->quant(x, y, n);
+        break;
     }
 }
 
@@ -196,7 +214,8 @@ float cpu_avx2_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
             s[k] = _mm256_fmadd_ps(x, y, s[k]);
         }
     double sum = reduce4(s[0], s[1], s[2], s[3]); /* ggml keeps the tail sum in double */
-    for (int64_t i = np; i < n; i++) sum += (double)(h2f(a[i]) * h2f(b[i]));
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(h2f(a[i]) * h2f(b[i]));
     return (float)sum;
 }
 
@@ -209,7 +228,8 @@ float cpu_avx2_dot_f32(const float *a, const float *b, int64_t n) {
             s[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k),
                                    s[k]);
     float sum = reduce4(s[0], s[1], s[2], s[3]);
-    for (int64_t i = np; i < n; i++) sum = fmaf(a[i], b[i], sum); /* ggml's tail, contracted */
+    for (int64_t i = np; i < n; i++)
+        sum = fmaf(a[i], b[i], sum); /* ggml's tail, contracted */
     return sum;
 }
 
@@ -246,13 +266,16 @@ float cpu_avx2_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         for (int k = 0; k < 2; k++) {
-            const __m256i xa = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(a + i + 8 * k)));
-            const __m256i xb = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + i + 8 * k)));
+            const __m256i xa =
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(a + i + 8 * k)));
+            const __m256i xb =
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + i + 8 * k)));
             s[k] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(xa, 16)),
                                    _mm256_castsi256_ps(_mm256_slli_epi32(xb, 16)), s[k]);
         }
     double sum = hsum8(_mm256_add_ps(s[0], s[1]));
-    for (; i < n; i++) sum += (double)(core_bf16_to_fp32(a[i]) * core_bf16_to_fp32(b[i]));
+    for (; i < n; i++)
+        sum += (double)(core_bf16_to_fp32(a[i]) * core_bf16_to_fp32(b[i]));
     return (float)sum;
 }
 
@@ -271,11 +294,15 @@ static const cpu_kernels k_avx2 = {
 };
 
 const cpu_kernels *cpu_kernels_avx2_table(void);
-const cpu_kernels *cpu_kernels_avx2_table(void) { return &k_avx2; }
+const cpu_kernels *cpu_kernels_avx2_table(void) {
+    return &k_avx2;
+}
 
 #else /* built without AVX2: the table does not exist */
 
 const cpu_kernels *cpu_kernels_avx2_table(void);
-const cpu_kernels *cpu_kernels_avx2_table(void) { return NULL; }
+const cpu_kernels *cpu_kernels_avx2_table(void) {
+    return NULL;
+}
 
 #endif

@@ -12,7 +12,7 @@
  */
 #include "cpu/cpu_kernels_avx512.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&                      \
     defined(__AVX512DQ__) && defined(__FMA__) && defined(__F16C__)
 
 #include <math.h>
@@ -26,7 +26,8 @@ static float avx512_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
         s23 = _mm512_fmadd_ps(load_f16x16(a + i + 16), load_f16x16(b + i + 16), s23);
     }
     double sum = reduce_pairs(s01, s23); /* ggml keeps the tail sum in double */
-    for (int64_t i = np; i < n; i++) sum += (double)(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
     return (float)sum;
 }
 
@@ -38,7 +39,8 @@ static float avx512_dot_f32(const float *a, const float *b, int64_t n) {
         s23 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s23);
     }
     float sum = reduce_pairs(s01, s23);
-    for (int64_t i = np; i < n; i++) sum = fmaf(a[i], b[i], sum); /* ggml's tail, contracted */
+    for (int64_t i = np; i < n; i++)
+        sum = fmaf(a[i], b[i], sum); /* ggml's tail, contracted */
     return sum;
 }
 
@@ -64,14 +66,16 @@ static void avx512_axpy_f32(float *y, const float *x, float s, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = lanes(n - i);
         const __m512 yv = _mm512_maskz_loadu_ps(k, y + i);
-        _mm512_mask_storeu_ps(y + i, k, _mm512_add_ps(yv, _mm512_mul_ps(sv, _mm512_maskz_loadu_ps(k, x + i))));
+        _mm512_mask_storeu_ps(
+            y + i, k, _mm512_add_ps(yv, _mm512_mul_ps(sv, _mm512_maskz_loadu_ps(k, x + i))));
     }
 }
 
 static void avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = lanes(n - i);
-        const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, x + i), _MM_FROUND_TO_NEAREST_INT);
+        const __m256i h =
+            _mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, x + i), _MM_FROUND_TO_NEAREST_INT);
         _mm256_mask_storeu_epi16(y + i, k, h);
     }
 }
@@ -84,13 +88,12 @@ static void avx512_fp16_to_fp32(const uint16_t *x, float *y, int64_t n) {
 }
 
 /* The two tables differ only in their matmul. */
-#define AVX512_TABLE(ISA, NAME, MATMUL)                                                        \
-    {                                                                                          \
-        .isa = ISA, .name = NAME, .quantize_row = cpu_avx2_quantize_row, .matmul = MATMUL,     \
-        .s24_quads = true,                                                                     \
-        .dot_f16 = avx512_dot_f16, .axpy_f16 = avx512_axpy_f16,                                \
-        .fp32_to_fp16 = avx512_fp32_to_fp16, .fp16_to_fp32 = avx512_fp16_to_fp32,              \
-        .dot_f32 = avx512_dot_f32, .axpy_f32 = avx512_axpy_f32,                                \
+#define AVX512_TABLE(ISA, NAME, MATMUL)                                                            \
+    {                                                                                              \
+        .isa = ISA, .name = NAME, .quantize_row = cpu_avx2_quantize_row, .matmul = MATMUL,         \
+        .s24_quads = true, .dot_f16 = avx512_dot_f16, .axpy_f16 = avx512_axpy_f16,                 \
+        .fp32_to_fp16 = avx512_fp32_to_fp16, .fp16_to_fp32 = avx512_fp16_to_fp32,                  \
+        .dot_f32 = avx512_dot_f32, .axpy_f32 = avx512_axpy_f32,                                    \
     }
 
 static const cpu_kernels k_avx512 = AVX512_TABLE(CPU_KERN_AVX512, "avx512", cpu_avx512_matmul);
@@ -98,7 +101,9 @@ static const cpu_kernels k_avx512vnni =
     AVX512_TABLE(CPU_KERN_AVX512VNNI, "avx512vnni", cpu_avx512vnni_matmul);
 
 const cpu_kernels *cpu_kernels_avx512_table(bool vnni);
-const cpu_kernels *cpu_kernels_avx512_table(bool vnni) { return vnni ? &k_avx512vnni : &k_avx512; }
+const cpu_kernels *cpu_kernels_avx512_table(bool vnni) {
+    return vnni ? &k_avx512vnni : &k_avx512;
+}
 
 #else /* built without AVX-512 (another architecture): no table */
 
