@@ -265,7 +265,7 @@ vkllm_status api_place(vkllm_model *m, const vkllm_model_desc *desc, core_err *e
     const uint32_t n = make_stages(&p, cpu_front, embed_cpu, count, cpu_tail, cpu, st);
 
     char where[512];
-    eng_split_describe(st, n, L, where, sizeof where);
+    eng_split_describe(st, n, where, sizeof where);
     if (n == 1) {
         m->be = st[0].be;
         vkllm_status s = m->be->vt->model_attach(m->be, em, err);

@@ -356,9 +356,7 @@ static uint64_t split_held(const eng_backend *base) {
     return sum;
 }
 
-void eng_split_describe(const eng_split_stage *stages, uint32_t n, uint32_t n_layer, char *buf,
-                        size_t cap) {
-    (void)n_layer;
+void eng_split_describe(const eng_split_stage *stages, uint32_t n, char *buf, size_t cap) {
     size_t len = 0;
     buf[0] = '\0';
     for (uint32_t s = 0; s < n && len < cap; s++) {
@@ -434,7 +432,7 @@ vkllm_status eng_split_create(const vkllm_allocator *a, const eng_model *m,
     sb->base.feeds = false;
     sb->base.bans = stages[n - 1].be->bans;
     sb->base.info = stages[sb->main].be->info;
-    eng_split_describe(stages, n, m->cfg.n_layer, sb->base.name, sizeof sb->base.name);
+    eng_split_describe(stages, n, sb->base.name, sizeof sb->base.name);
     *out = &sb->base;
     return VKLLM_OK;
 }

@@ -29,7 +29,6 @@ uint32_t eng_split_stages(const eng_backend *be, const eng_split_stage **stages,
                           const eng_model **views);
 
 /* One line: "cpu [embd, 0-14] + vulkan:0 [15-29, head]" */
-void eng_split_describe(const eng_split_stage *stages, uint32_t n, uint32_t n_layer, char *buf,
-                        size_t cap);
+void eng_split_describe(const eng_split_stage *stages, uint32_t n, char *buf, size_t cap);
 
 #endif
