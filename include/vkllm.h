@@ -11,7 +11,8 @@
  *    models, sessions and engines of one runtime may be used from different threads at once
  *    (they take turns on its device: one step, upload or context creation at a time).
  *  - One model: every call but vkllm_model_free, from several threads at once (tokens, chat
- *    templates, info, metadata, tensors; making sessions and engines).
+ *    templates, info, metadata, tensors; making sessions and engines; loading and freeing
+ *    adapters, also while its engines run).
  *  - One session, one vkllm_sampler: one thread at a time; vkllm_session_cancel from any
  *    thread or a signal handler.
  *  - One engine: vkllm_submit, vkllm_engine_get_stats and the vkllm_request_* calls from any
@@ -386,6 +387,44 @@ VKLLM_API vkllm_status vkllm_chat_apply(vkllm_model *model, const vkllm_chat_mes
 /* Message of the last error on this model. Never NULL. */
 VKLLM_API const char *vkllm_model_last_error(const vkllm_model *model);
 
+/* ---- LoRA adapters ------------------------------------------------------------------------ */
+
+/* A LoRA adapter (Hu et al. 2021) for a model, in llama.cpp's GGUF format (general.type
+ * "adapter", adapter.type "lora", adapter.lora.alpha, "<tensor>.lora_a" / ".lora_b" in F32 or
+ * F16). A product W x of an adapted tensor becomes W x + s * B (A x), s = scale * alpha /
+ * rank (scale when alpha is 0), as llama.cpp computes it. Any number may be loaded; sessions
+ * and requests name the ones they use, and requests on different adapters share the engine's
+ * steps. */
+typedef struct vkllm_adapter vkllm_adapter;
+
+typedef struct vkllm_adapter_desc {
+    uint32_t struct_size; /* sizeof(vkllm_adapter_desc), or 0 (see "versions and the ABI") */
+    const char *path;
+    const char *name; /* NULL: the file's general.name, else its base name */
+} vkllm_adapter_desc;
+
+/* Loads an adapter for model (checked against its architecture and shapes; an error names
+ * the tensor and the reason, in vkllm_model_last_error). Thread-safe, also while the model's
+ * engines run. */
+VKLLM_API vkllm_status vkllm_adapter_load(vkllm_model *model, const vkllm_adapter_desc *desc,
+                                          vkllm_adapter **out);
+/* Lets the adapter go: sessions and requests that use it keep it until they are done with it
+ * (a session until its adapters change or it is destroyed, a request until it is freed). Any
+ * thread. Free adapters before their model. */
+VKLLM_API void vkllm_adapter_free(vkllm_adapter *a);
+VKLLM_API const char *vkllm_adapter_name(const vkllm_adapter *a);
+/* Rank (the largest over its tensors) and number of adapted tensors. */
+VKLLM_API uint32_t vkllm_adapter_rank(const vkllm_adapter *a);
+VKLLM_API uint32_t vkllm_adapter_n_tensors(const vkllm_adapter *a);
+
+/* An adapter in use, with its scale (1 = as trained). */
+typedef struct vkllm_lora {
+    vkllm_adapter *adapter;
+    float scale;
+} vkllm_lora;
+
+#define VKLLM_MAX_LORA 8 /* adapters one session or request uses at once */
+
 /* ---- sessions and generation -------------------------------------------------------------- */
 
 typedef struct vkllm_session_desc {
@@ -400,6 +439,10 @@ VKLLM_API void vkllm_session_destroy(vkllm_session *s);
 VKLLM_API const char *vkllm_session_last_error(const vkllm_session *s);
 /* Forget the KV cache. */
 VKLLM_API void vkllm_session_reset(vkllm_session *s);
+/* The adapters the session's evaluations use from now on (n = 0: none), each of the
+ * session's model. A set that differs from the current one forgets the KV cache, which was
+ * computed with the old one. */
+VKLLM_API vkllm_status vkllm_session_set_lora(vkllm_session *s, const vkllm_lora *lora, size_t n);
 /* Tokens in the KV cache, and the context size. */
 VKLLM_API uint32_t vkllm_session_n_past(const vkllm_session *s);
 VKLLM_API uint32_t vkllm_session_n_ctx(const vkllm_session *s);
@@ -617,6 +660,11 @@ typedef struct vkllm_request_desc {
     uint32_t top_logprobs;
     /* Structured output (appended: set struct_size): as vkllm_generate_desc's. */
     const char *json_schema;
+    /* LoRA adapters of the engine's model (appended: set struct_size), at most
+     * VKLLM_MAX_LORA: the request holds them until it is freed. Prefix-cache pages are shared
+     * only between requests with the same adapters and scales. */
+    const vkllm_lora *lora;
+    size_t n_lora;
 } vkllm_request_desc;
 
 typedef struct vkllm_request_result {

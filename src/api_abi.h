@@ -39,6 +39,7 @@
 #define API_V0_vkllm_prune_desc API_V0_SIZE(vkllm_prune_desc, result)
 #define API_V0_vkllm_prune_result API_V0_SIZE(vkllm_prune_result, bytes_out)
 #define API_V0_vkllm_quantize_desc API_V0_SIZE(vkllm_quantize_desc, result)
+#define API_V0_vkllm_adapter_desc API_V0_SIZE(vkllm_adapter_desc, name)
 #define API_V0_vkllm_quantize_result API_V0_SIZE(vkllm_quantize_result, bytes_out)
 
 /* The bytes of a caller's struct this library reads or writes: its struct_size (0: the v0

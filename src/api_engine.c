@@ -120,6 +120,7 @@ static vkllm_status work(vkllm_engine *e, double deadline, bool *stepped) {
     if (st != VKLLM_OK) e->err = err;
     reap(e, f);
     pthread_mutex_unlock(&e->mu);
+    api_lora_collect(e->m); /* adapters the freed requests were the last users of */
     if (st != VKLLM_OK) rt_log(rt, VKLLM_LOG_ERROR, "engine: %s", err.msg);
     return st;
 }
@@ -325,6 +326,7 @@ void vkllm_engine_destroy(vkllm_engine *e) {
     pthread_mutex_lock(&rt->be_mu);
     sched_destroy(e->s);
     pthread_mutex_unlock(&rt->be_mu);
+    api_lora_collect(e->m);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv_work);
     pthread_cond_destroy(&e->cv_done);
@@ -436,6 +438,15 @@ vkllm_status vkllm_submit(vkllm_engine *e, const vkllm_request_desc *user_desc,
     sched_req *r = NULL;
     if (st == VKLLM_OK) st = sched_req_create(e->s, toks, n, d, &r, &err);
     core_free(e->m->rt->alloc, toks);
+    if (st == VKLLM_OK && d->n_lora) {
+        eng_lora_use use[ENG_LORA_MAX_PER_SEQ];
+        uint64_t ids[ENG_LORA_MAX_PER_SEQ];
+        st = api_lora_take(e->m, d->lora, d->n_lora, use, ids, &err);
+        if (st == VKLLM_OK)
+            sched_req_set_lora(r, use, ids, (uint32_t)d->n_lora, api_lora_release);
+        else
+            sched_req_free(r), r = NULL;
+    }
     if (st == VKLLM_OK && d->json_schema) { /* structured output */
         struct jsc_run *run = NULL;
         st = api_json_run(e->m, d->json_schema, &run, &err);
@@ -525,8 +536,12 @@ const char *vkllm_request_text(const vkllm_request *r, size_t *len) {
 void vkllm_request_free(vkllm_request *r) {
     if (!r) return;
     vkllm_engine *e = r->owner;
+    /* its adapters' model (they live while r holds them), to let go the ones it was the last
+     * user of */
+    vkllm_model *lm = r->n_lora ? api_adapter_of(r->lora[0].lora)->model : NULL;
     if (!e) { /* finished, and the engine is gone */
         sched_req_free(r);
+        if (lm) api_lora_collect(lm);
         return;
     }
     pthread_mutex_lock(&e->mu);
@@ -545,4 +560,5 @@ void vkllm_request_free(vkllm_request *r) {
     }
     pthread_mutex_unlock(&e->mu);
     if (done) sched_req_free(r);
+    if (done && lm) api_lora_collect(lm);
 }

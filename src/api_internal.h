@@ -4,6 +4,7 @@
 
 #include "core/common.h"
 #include "engine/engine.h"
+#include "engine/lora.h"
 #include "loader/chat_template.h"
 #include "loader/gguf.h"
 #include "loader/model_config.h"
@@ -69,8 +70,39 @@ struct vkllm_model {
     pthread_mutex_t mu;
     char type_name[16];           /* vkllm_model_info.type */
     struct jsc_vocab *json_vocab; /* structured output's token table, made when first needed */
+    /* adapters loaded and not yet released (live), and released ones whose backend copy is
+     * still to be let go (dead: api_lora_collect), under lora_mu */
+    pthread_mutex_t lora_mu;
+    struct vkllm_adapter *lora_live, *lora_dead;
     core_err err;
 };
+
+/* A loaded LoRA adapter (api_adapter.c). l comes first: the engine's eng_lora_use names
+ * &l, and api_adapter_of finds the handle from it. refs: the user's handle, and each session
+ * and request that uses it; the last one moves it to the model's dead list. */
+struct vkllm_adapter {
+    eng_lora l;
+    vkllm_model *model;
+    uint64_t serial; /* never reused: the prefix cache's key for it */
+    atomic_uint refs;
+    bool attached; /* lora_attach has run on the model's backend */
+    struct vkllm_adapter *prev, *next;
+};
+
+static inline vkllm_adapter *api_adapter_of(const eng_lora *l) {
+    return (vkllm_adapter *)(void *)l;
+}
+/* A use of the adapters (a session's, a request's): checks them (the model's, at most
+ * VKLLM_MAX_LORA, finite scales), takes a reference on each and fills use and ids (the
+ * prefix-cache serials). Errors name the problem in err. */
+vkllm_status api_lora_take(vkllm_model *m, const vkllm_lora *lora, size_t n, eng_lora_use *use,
+                           uint64_t *ids, core_err *err);
+/* Drops a reference (any thread; takes only the model's lora_mu). */
+void api_lora_release(const eng_lora *l);
+/* Lets the backend copies of released adapters go (takes rt->be_mu): call with no lock held. */
+void api_lora_collect(vkllm_model *m);
+/* Frees every adapter of m, released or not (vkllm_model_free). */
+void api_lora_free_all(vkllm_model *m);
 
 struct vkllm_session {
     vkllm_model *model;
@@ -84,6 +116,9 @@ struct vkllm_session {
     int32_t *tokbuf; /* prompt tokens, n_ctx + 1 */
     uint32_t *pages; /* the block table: the session owns its context's pages in order */
     sched_sampler *sampler;
+    eng_lora_use lora[ENG_LORA_MAX_PER_SEQ]; /* its adapters (vkllm_session_set_lora) */
+    uint64_t lora_ids[ENG_LORA_MAX_PER_SEQ];
+    uint32_t n_lora;
     bool ctx_bans; /* its context leaves the EOG ids out of eng_seq.ban candidates */
     atomic_int cancel;
     core_err err;

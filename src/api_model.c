@@ -51,6 +51,7 @@ vkllm_status vkllm_model_load(vkllm_runtime *rt, const vkllm_model_desc *user_de
     m->rt = rt;
     m->vocab_only = desc->vocab_only;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->lora_mu, NULL);
     gguf_open_desc od = {.allocator = rt->alloc, .vocab_only = desc->vocab_only};
     /* models may be loaded on several threads at once: the message goes to the runtime only
      * on failure */
@@ -104,6 +105,7 @@ void vkllm_model_free(vkllm_model *m) {
     if (!m) return;
     const vkllm_allocator *a = m->rt->alloc;
     eng_graph_free(&m->graph, a);
+    api_lora_free_all(m);
     pthread_mutex_lock(&m->rt->be_mu);
     if (m->be) m->be->vt->model_detach(m->be, &m->em); /* no-op if never attached */
     if (m->split) m->split->vt->destroy(m->split);
@@ -118,6 +120,7 @@ void vkllm_model_free(vkllm_model *m) {
     }
     gguf_close(m->file);
     pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->lora_mu);
     core_free(a, m);
 }
 

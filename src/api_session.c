@@ -87,7 +87,12 @@ void vkllm_session_destroy(vkllm_session *s) {
     core_free(a, s->logits);
     core_free(a, s->tokbuf);
     core_free(a, s->pages);
+    vkllm_model *m = s->model;
+    for (uint32_t j = 0; j < s->n_lora; j++)
+        api_lora_release(s->lora[j].lora);
+    const bool had_lora = s->n_lora > 0;
     core_free(a, s);
+    if (had_lora) api_lora_collect(m);
 }
 
 const char *vkllm_session_last_error(const vkllm_session *s) {
@@ -97,6 +102,25 @@ const char *vkllm_session_last_error(const vkllm_session *s) {
 void vkllm_session_reset(vkllm_session *s) {
     s->n_past = 0;
     s->pending = -1;
+}
+
+vkllm_status vkllm_session_set_lora(vkllm_session *s, const vkllm_lora *lora, size_t n) {
+    if (!s) return VKLLM_ERR_INVALID_ARG;
+    eng_lora_use use[ENG_LORA_MAX_PER_SEQ];
+    uint64_t ids[ENG_LORA_MAX_PER_SEQ];
+    vkllm_status st = api_lora_take(s->model, lora, n, use, ids, &s->err);
+    if (st != VKLLM_OK) return st;
+    bool same = n == s->n_lora;
+    for (size_t j = 0; same && j < n; j++)
+        same = ids[j] == s->lora_ids[j] && use[j].scale == s->lora[j].scale;
+    if (!same) vkllm_session_reset(s); /* its cache was computed with the old adapters */
+    for (uint32_t j = 0; j < s->n_lora; j++)
+        api_lora_release(s->lora[j].lora);
+    memcpy(s->lora, use, n * sizeof *use);
+    memcpy(s->lora_ids, ids, n * sizeof *ids);
+    s->n_lora = (uint32_t)n;
+    api_lora_collect(s->model);
+    return VKLLM_OK;
 }
 
 uint32_t vkllm_session_n_past(const vkllm_session *s) {
@@ -133,7 +157,9 @@ static vkllm_status eval_tokens(vkllm_session *s, const int32_t *toks, size_t n,
                              .out = last,
                              .mode = eng_attn_mode_for(chunk),
                              .pages = s->pages,
-                             .ban = ban};
+                             .ban = ban,
+                             .lora = s->n_lora ? s->lora : NULL,
+                             .n_lora = (uint8_t)s->n_lora};
         eng_batch b = {.tokens = toks + i,
                        .n_tokens = chunk,
                        .seqs = &seq,

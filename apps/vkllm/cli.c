@@ -41,6 +41,8 @@ static const char *k_gen_help =
     "                         on the CPU, the output head too unless N is all\n"
     "      --split R1,R2,...  shares of the layers for the devices --device lists\n"
     "                         (e.g. --device vulkan:0,vulkan:1 --split 3,1; default equal)\n"
+    "      --lora FILE[:S]    a LoRA adapter (llama.cpp's GGUF format) with scale S\n"
+    "                         (default 1); repeat for several, used together\n"
     "      --temp T           temperature (default 0.8; 0 = greedy)\n"
     "      --top-k N          top-k (default 40; 0 = off)\n"
     "      --top-p P          top-p (default 0.95; 1 = off)\n"
@@ -186,6 +188,7 @@ enum {
     OPT_NO_TENSORS,
     OPT_GPU_LAYERS,
     OPT_SPLIT,
+    OPT_LORA,
 };
 
 static const struct option k_long[] = {
@@ -207,6 +210,7 @@ static const struct option k_long[] = {
     {"gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
     {"n-gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
     {"split", required_argument, NULL, OPT_SPLIT},
+    {"lora", required_argument, NULL, OPT_LORA},
     {"temp", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOP_K},
     {"top-p", required_argument, NULL, OPT_TOP_P},
@@ -258,6 +262,39 @@ bool cli_float(const char *opt, const char *v, float lo, float hi, const char *w
     if (parse_float(v, lo, hi, out)) return true;
     fprintf(stderr, "error: option %s: '%s' is not %s\n", opt, v, what);
     return false;
+}
+
+/* FILE or FILE:SCALE (a path may hold ':' itself: only a number after the last one is a
+ * scale). */
+static bool cli_lora_arg(const char *opt, const char *v, cli_opts *o) {
+    if (o->n_lora == VKLLM_MAX_LORA) {
+        fprintf(stderr, "error: %s: at most %d adapters\n", opt, VKLLM_MAX_LORA);
+        return false;
+    }
+    float scale = 1.0f;
+    const char *colon = strrchr(v, ':');
+    static char paths[VKLLM_MAX_LORA][4096];
+    char *path = paths[o->n_lora];
+    snprintf(path, sizeof paths[0], "%s", v);
+    if (colon && colon[1] && parse_float(colon + 1, -1e6f, 1e6f, &scale))
+        path[colon - v] = '\0';
+    else
+        scale = 1.0f;
+    if (!path[0]) {
+        fprintf(stderr, "error: %s '%s': no file\n", opt, v);
+        return false;
+    }
+    o->lora_path[o->n_lora] = path;
+    o->lora_scale[o->n_lora++] = scale;
+    return true;
+}
+
+static vkllm_lora g_lora[VKLLM_MAX_LORA];
+static size_t g_n_lora;
+
+size_t cli_lora(const vkllm_lora **out) {
+    *out = g_lora;
+    return g_n_lora;
 }
 
 int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
@@ -334,6 +371,9 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             break;
         case OPT_SPLIT:
             if (!cli_split(OPT, optarg, o->split, &o->n_split)) return 1;
+            break;
+        case OPT_LORA:
+            if (!cli_lora_arg(OPT, optarg, o)) return 1;
             break;
         case OPT_TEMP:
             FLT(0.0f, 100.0f, "a temperature in [0, 100]", &o->sampling.temperature);
@@ -545,6 +585,25 @@ int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model
         return 1;
     }
     if (!vocab_only) cli_print_placement(*model);
+    g_n_lora = 0;
+    for (int i = 0; i < o->n_lora && !vocab_only; i++) {
+        vkllm_adapter_desc ad = {.struct_size = sizeof ad, .path = o->lora_path[i]};
+        s = vkllm_adapter_load(*model, &ad, &g_lora[i].adapter);
+        if (s != VKLLM_OK) {
+            cli_error(s, vkllm_model_last_error(*model), NULL);
+            vkllm_model_free(*model);
+            vkllm_runtime_destroy(*rt);
+            *model = NULL;
+            *rt = NULL;
+            g_n_lora = 0;
+            return 1;
+        }
+        g_lora[i].scale = o->lora_scale[i];
+        g_n_lora++;
+        fprintf(stderr, "adapter: %s (rank %u, %u tensors), scale %g\n",
+                vkllm_adapter_name(g_lora[i].adapter), vkllm_adapter_rank(g_lora[i].adapter),
+                vkllm_adapter_n_tensors(g_lora[i].adapter), (double)g_lora[i].scale);
+    }
     return 0;
 }
 

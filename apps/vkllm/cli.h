@@ -28,6 +28,10 @@ typedef struct cli_opts {
     int gpu_layers;             /* -ngl plus one (vkllm_model_desc.gpu_layers_plus1): 0 = all */
     float split[CLI_MAX_SPLIT]; /* --split: shares of the listed devices */
     int n_split;
+    /* --lora FILE[:SCALE], repeatable: adapters cli_open loads (cli_lora) */
+    const char *lora_path[VKLLM_MAX_LORA];
+    float lora_scale[VKLLM_MAX_LORA];
+    int n_lora;
     /* what may help when the model or its context does not fit in memory: the command's own
      * options, as cli_error lists them ("a smaller context (-c); another device (--device)") */
     const char *oom_tips;
@@ -87,8 +91,11 @@ void cli_model_place(const cli_opts *o, vkllm_model_desc *md);
 void cli_print_placement(const vkllm_model *m);
 /* The model path: -m, else $VKLLM_MODEL, else the default model in the user's cache. */
 const char *cli_model_path(const cli_opts *o, char *buf, size_t cap);
-/* Creates the runtime and loads the model, printing "error: ..." on failure. */
+/* Creates the runtime and loads the model and the --lora adapters, printing "error: ..." on
+ * failure. */
 int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model **model);
+/* The adapters cli_open loaded (--lora), with their scales; vkllm_model_free frees them. */
+size_t cli_lora(const vkllm_lora **out);
 /* Reads the prompt from -p or -f into a malloc'd string (or NULL with an error printed). */
 char *cli_read_prompt(const cli_opts *o, size_t *len);
 void cli_usage(FILE *f, const char *cmd);

@@ -117,9 +117,17 @@ static void print_summary(const vkllm_runtime *rt, const vkllm_generate_result *
 
 static int open_session(const cli_opts *o, vkllm_model *model, vkllm_session **s) {
     vkllm_session_desc sd = {.n_ctx = (uint32_t)o->n_ctx, .n_batch = (uint32_t)o->n_batch};
-    const vkllm_status st = vkllm_session_create(model, &sd, s);
+    vkllm_status st = vkllm_session_create(model, &sd, s);
     if (st != VKLLM_OK) {
         cli_error(st, vkllm_model_last_error(model), o->oom_tips);
+        return 1;
+    }
+    const vkllm_lora *lora;
+    const size_t n_lora = cli_lora(&lora);
+    if (n_lora && (st = vkllm_session_set_lora(*s, lora, n_lora)) != VKLLM_OK) {
+        cli_error(st, vkllm_session_last_error(*s), NULL);
+        vkllm_session_destroy(*s);
+        *s = NULL;
         return 1;
     }
     return 0;

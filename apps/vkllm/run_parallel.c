@@ -127,6 +127,7 @@ int cmd_run_parallel(const cli_opts *o) {
                                 .presence_penalty = o->presence_penalty,
                                 .frequency_penalty = o->frequency_penalty,
                                 .json_schema = schema};
+        d.n_lora = cli_lora(&d.lora);
         if (o->chat) {
             d.messages = o->system ? msgs : msgs + 1;
             d.n_messages = nm;

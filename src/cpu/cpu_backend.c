@@ -53,6 +53,7 @@ static void op_embed(eng_ctx *c, const eng_op *op, int ith, int nth) {
     for (uint32_t t = lo; t < hi; t++) {
         const uint8_t *row = (const uint8_t *)w->data + (uint64_t)c->b->tokens[t] * w->row_bytes;
         qt->dequant(row, dst + (uint64_t)t * width, w->n_in);
+        cpu_lora_embed(c, op, t, dst + (uint64_t)t * width, ith);
     }
 }
 
@@ -116,7 +117,10 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
         xq[i] = q;
         xq_stride[i] = rb;
     }
-    if (!private_q) cpu_pool_barrier(c->be->pool);
+    /* adapters: A x of every adapted product first (it reads the float input) */
+    const bool lora = cpu_lora_op(c, op);
+    if (lora) cpu_lora_down(c, op, ith, nth);
+    if (!private_q || lora) cpu_pool_barrier(c->be->pool);
     /* 2. rows of all fused weights, concatenated, split evenly over threads */
     uint32_t total = 0;
     for (int i = 0; i < op->n_w; i++)
@@ -147,6 +151,7 @@ static void op_matmul(eng_ctx *c, const eng_op *op, int ith, int nth) {
                 .y_stride = wd,
             };
             cpu_matmul(&c->be->k, &md);
+            if (lora) cpu_lora_up(c, op, i, op->accumulate ? c->tmp : dst, wd, r0, r1);
             if (op->accumulate)
                 for (uint32_t t = 0; t < n_tok; t++)
                     for (uint32_t r = r0; r < r1; r++)
@@ -254,6 +259,7 @@ static void run_job(void *arg, int ith, int nth) {
 static vkllm_status cpu_begin(eng_ctx *c, const eng_batch *b, float *logits, core_err *err) {
     vkllm_status st = eng_batch_check(b, &c->cd, c->m->cfg.n_vocab, "cpu", err);
     if (st != VKLLM_OK) return st;
+    if ((st = cpu_lora_prepare(c, b, err)) != VKLLM_OK) return st;
     if (b->n_out && !logits)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "cpu: outputs need a logits buffer");
     for (uint32_t e = 0; e < b->n_seqs; e++)
@@ -323,6 +329,7 @@ static vkllm_status cpu_run(eng_ctx *c, const eng_batch *b, float *logits, core_
 static void cpu_ctx_destroy(eng_ctx *c) {
     if (!c) return;
     const vkllm_allocator *a = c->be->alloc;
+    cpu_lora_free(c);
     for (int i = 0; i < EB_COUNT; i++)
         core_free(a, c->buf[i]);
     for (int i = 0; i < ENG_MAX_FUSED; i++)
@@ -573,6 +580,7 @@ vkllm_status cpu_backend_create(const cpu_backend_desc *desc, eng_backend **out,
     be->memory_cap = desc->memory_cap;
     be->base.vt = &k_cpu_vtbl;
     be->base.bans = true;
+    be->base.loras = true;
     pthread_mutex_init(&be->models_mu, NULL);
     vkllm_status st = cpu_pool_create(desc->alloc, desc->n_threads, &be->pool, err);
     if (st != VKLLM_OK) {

@@ -73,6 +73,16 @@ struct eng_ctx {
     uint32_t next_op; /* begin/advance: the first op not yet run */
     uint32_t stop_op; /* ops [next_op, stop_op) this pool job runs, at most */
     double deadline;
+    /* LoRA (cpu_lora.c): the current step's adapters. lora_u holds, per row and fused weight,
+     * A x of each adapter of the row's entry (lora_stride floats a row and weight), and its
+     * F16 copy for F16 B; th_lora per thread: an input row in F16, or an embedding's A row. */
+    bool lora_on;
+    uint32_t lora_stride;
+    float *lora_u;
+    uint16_t *lora_u16;
+    uint64_t lora_cap; /* values lora_u holds */
+    uint16_t *th_lora;
+    uint64_t th_lora_cap; /* uint16 per thread */
     /* creation: bytes its buffers need (KV cache apart) and hold under the cap; whether one
      * could not be allocated, or would have passed the cap */
     uint64_t want, want_kv, held;
@@ -88,6 +98,17 @@ static inline void split(uint32_t n, int ith, int nth, uint32_t align, uint32_t 
     *lo = g0 * align < n ? g0 * align : n;
     *hi = g1 * align < n ? g1 * align : n;
 }
+
+/* cpu_lora.c: entries' LoRA adapters. prepare (at begin) sizes the scratch; down computes
+ * A x of every adapted product of op (all threads, a barrier after); up adds s * B (A x) to
+ * rows [r0, r1) of fused weight i's output y; embed adds the embedding's adapters to row t. */
+vkllm_status cpu_lora_prepare(eng_ctx *c, const eng_batch *b, core_err *err);
+bool cpu_lora_op(const eng_ctx *c, const eng_op *op);
+void cpu_lora_down(eng_ctx *c, const eng_op *op, int ith, int nth);
+void cpu_lora_up(eng_ctx *c, const eng_op *op, int i, float *y, uint32_t wd, uint32_t r0,
+                 uint32_t r1);
+void cpu_lora_embed(eng_ctx *c, const eng_op *op, uint32_t t, float *dst, int ith);
+void cpu_lora_free(eng_ctx *c);
 
 /* cpu_attn.c: the attention op, and its work items of one entry */
 void cpu_op_attention(eng_ctx *c, const eng_op *op, int ith, int nth);

@@ -5,6 +5,8 @@
  */
 #include "cpu/cpu_kernels.h"
 
+#include <math.h>
+
 #include "core/common.h"
 
 #include <string.h>
@@ -48,11 +50,13 @@ static void ref_axpy_f16(float *y, const uint16_t *x, float s, int64_t n) {
 }
 
 static void ref_fp32_to_fp16(const float *x, uint16_t *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = core_fp32_to_fp16(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = core_fp32_to_fp16(x[i]);
 }
 
 static void ref_fp16_to_fp32(const uint16_t *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = core_fp16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = core_fp16_to_fp32(x[i]);
 }
 
 static float ref_dot_f32(const float *a, const float *b, int64_t n) {
@@ -71,6 +75,31 @@ static void ref_axpy_f32(float *y, const float *x, float s, int64_t n) {
     }
 }
 
+/* tinyBLAS's horizontal sum of its 8 lanes: halves, then pairs, then the last two. */
+static float tb_hsum8(const float *v) {
+    float s[4];
+    for (int i = 0; i < 4; i++)
+        s[i] = v[i + 4] + v[i];
+    const float a = s[0] + s[2], b = s[1] + s[3];
+    return a + b;
+}
+
+static float ref_dot_f32_tb(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    for (int64_t i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(a[i + l], b[i + l], acc[l]);
+    return tb_hsum8(acc);
+}
+
+static float ref_dot_f16_tb(const uint16_t *a, const uint16_t *b, int64_t n) {
+    float acc[8] = {0};
+    for (int64_t i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(core_fp16_to_fp32(a[i + l]), core_fp16_to_fp32(b[i + l]), acc[l]);
+    return tb_hsum8(acc);
+}
+
 static const cpu_kernels k_scalar = {
     .isa = CPU_KERN_SCALAR,
     .name = "scalar",
@@ -81,6 +110,8 @@ static const cpu_kernels k_scalar = {
     .fp32_to_fp16 = ref_fp32_to_fp16,
     .fp16_to_fp32 = ref_fp16_to_fp32,
     .dot_f32 = ref_dot_f32,
+    .dot_f32_tb = ref_dot_f32_tb,
+    .dot_f16_tb = ref_dot_f16_tb,
     .axpy_f32 = ref_axpy_f32,
 };
 
@@ -118,17 +149,22 @@ static bool has_avx512vnni(void) {
 
 const cpu_kernels *cpu_kernels_get(cpu_kern_isa isa) {
     switch (isa) {
-    case CPU_KERN_SCALAR: return &k_scalar;
-    case CPU_KERN_AVX2: return has_avx2() ? cpu_kernels_avx2_table() : NULL;
-    case CPU_KERN_AVX512: return has_avx512() ? cpu_kernels_avx512_table(false) : NULL;
-    case CPU_KERN_AVX512VNNI: return has_avx512vnni() ? cpu_kernels_avx512_table(true) : NULL;
+    case CPU_KERN_SCALAR:
+        return &k_scalar;
+    case CPU_KERN_AVX2:
+        return has_avx2() ? cpu_kernels_avx2_table() : NULL;
+    case CPU_KERN_AVX512:
+        return has_avx512() ? cpu_kernels_avx512_table(false) : NULL;
+    case CPU_KERN_AVX512VNNI:
+        return has_avx512vnni() ? cpu_kernels_avx512_table(true) : NULL;
     case CPU_KERN_BEST:
         for (int i = CPU_KERN_COUNT - 1; i > CPU_KERN_SCALAR; i--) {
             const cpu_kernels *k = cpu_kernels_get((cpu_kern_isa)i);
             if (k) return k;
         }
         return &k_scalar;
-    default: return NULL;
+    default:
+        return NULL;
     }
 }
 

@@ -78,6 +78,11 @@ typedef struct cpu_kernels {
     void (*fp16_to_fp32)(const uint16_t *x, float *y, int64_t n);
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     void (*axpy_f32)(float *y, const float *x, float s, int64_t n);
+    /* The dot products of llama.cpp's tinyBLAS (its F32 and F16 matrix products over two or
+     * more tokens): one 8-lane FMA accumulator over n (a multiple of 8), then its horizontal
+     * sum, so that LoRA products give llama.cpp's floats. The same bits on every table. */
+    float (*dot_f32_tb)(const float *a, const float *b, int64_t n);
+    float (*dot_f16_tb)(const uint16_t *a, const uint16_t *b, int64_t n);
 } cpu_kernels;
 
 /* The table for `isa`, or NULL if this processor (or build) lacks it. CPU_KERN_BEST never

@@ -233,6 +233,28 @@ float cpu_avx2_dot_f32(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
+static float tb_hsum(__m256 x) {
+    __m128 v = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+float cpu_avx2_dot_f32_tb(const float *a, const float *b, int64_t n) {
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8)
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s);
+    return tb_hsum(s);
+}
+
+float cpu_avx2_dot_f16_tb(const uint16_t *a, const uint16_t *b, int64_t n) {
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8)
+        s = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i))),
+                            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), s);
+    return tb_hsum(s);
+}
+
 /* axpy rounds the product before the add, like the scalar reference, so every ISA and
  * compiler gives the same bits (clang contracts a*b+c within one expression by default, so
  * the scalar tails keep the product in its own statement). */
@@ -290,6 +312,8 @@ static const cpu_kernels k_avx2 = {
     .fp32_to_fp16 = fp32_to_fp16_row,
     .fp16_to_fp32 = fp16_to_fp32_row,
     .dot_f32 = cpu_avx2_dot_f32,
+    .dot_f32_tb = cpu_avx2_dot_f32_tb,
+    .dot_f16_tb = cpu_avx2_dot_f16_tb,
     .axpy_f32 = avx2_axpy_f32,
 };
 

@@ -14,8 +14,12 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
-INLINE uint16_t f2h(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+INLINE float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+INLINE uint16_t f2h(float f) {
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
 
 /* (hi + lo), then pairs, then the last two: the order of ggml's hsum_float_8. */
 INLINE float hsum8(__m256 v) {
@@ -44,8 +48,8 @@ INLINE __m256i nibbles32(const uint8_t *qs) {
 INLINE __m256i bits32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
-    const __m256i pick = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
-                                            0x0303030303030303LL);
+    const __m256i pick =
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
     const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), pick);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
@@ -53,6 +57,9 @@ INLINE __m256i bits32(const uint8_t *p) {
 
 float cpu_avx2_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n);
 float cpu_avx2_dot_f32(const float *a, const float *b, int64_t n);
+/* tinyBLAS order (cpu_kernels.dot_f32_tb, dot_f16_tb): n a multiple of 8 */
+float cpu_avx2_dot_f32_tb(const float *a, const float *b, int64_t n);
+float cpu_avx2_dot_f16_tb(const uint16_t *a, const uint16_t *b, int64_t n);
 float cpu_avx2_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n);
 void cpu_avx2_matmul(const cpu_matmul_args *a);
 void cpu_avx2_quantize_row(quant_type type, const float *x, void *y, int64_t n);

@@ -93,7 +93,8 @@ static void avx512_fp16_to_fp32(const uint16_t *x, float *y, int64_t n) {
         .isa = ISA, .name = NAME, .quantize_row = cpu_avx2_quantize_row, .matmul = MATMUL,         \
         .s24_quads = true, .dot_f16 = avx512_dot_f16, .axpy_f16 = avx512_axpy_f16,                 \
         .fp32_to_fp16 = avx512_fp32_to_fp16, .fp16_to_fp32 = avx512_fp16_to_fp32,                  \
-        .dot_f32 = avx512_dot_f32, .axpy_f32 = avx512_axpy_f32,                                    \
+        .dot_f32 = avx512_dot_f32, .axpy_f32 = avx512_axpy_f32, .dot_f32_tb = cpu_avx2_dot_f32_tb, \
+        .dot_f16_tb = cpu_avx2_dot_f16_tb,                                                         \
     }
 
 static const cpu_kernels k_avx512 = AVX512_TABLE(CPU_KERN_AVX512, "avx512", cpu_avx512_matmul);

@@ -1,5 +1,8 @@
 /* Batch checks shared by the backends, and the block table of a lone sequence. */
 #include "engine/engine.h"
+#include "engine/lora.h"
+
+#include <math.h>
 
 vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_t n_vocab,
                              const char *who, core_err *err) {
@@ -29,6 +32,14 @@ vkllm_status eng_batch_check(const eng_batch *b, const eng_ctx_desc *cd, uint32_
             if ((uint64_t)s->pages[p] * ENG_PAGE >= slots)
                 return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u names page %u of %u",
                                  who, i, s->pages[p], cd->n_pages);
+        if (s->n_lora > ENG_LORA_MAX_PER_SEQ || (s->n_lora && !s->lora))
+            return core_errf(err, VKLLM_ERR_INVALID_ARG, "%s: entry %u names %u adapters (max %d)",
+                             who, i, s->n_lora, ENG_LORA_MAX_PER_SEQ);
+        for (uint32_t j = 0; j < s->n_lora; j++)
+            if (!s->lora[j].lora || !isfinite(s->lora[j].scale))
+                return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                                 "%s: entry %u: adapter %u is missing or its scale is not finite",
+                                 who, i, j);
         rows += s->n_tokens;
         if (eng_seq_outs(s) > s->n_tokens)
             return core_errf(err, VKLLM_ERR_INVALID_ARG,

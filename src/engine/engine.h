@@ -14,6 +14,9 @@
 #include "loader/gguf.h"
 #include "loader/model_config.h"
 
+struct eng_lora;     /* lora.h */
+struct eng_lora_use; /* lora.h */
+
 /* A weight matrix [n_out rows x n_in columns], rows contiguous, in a GGUF block format.
  * A vector (norm weight) has n_out = 1 and type F32. */
 typedef struct eng_weight {
@@ -159,6 +162,10 @@ typedef struct eng_seq {
      * -inf (ignore_eog). Logits (top_k 0) are written as they are. Only backends with
      * eng_backend.bans take it. */
     bool ban;
+    /* LoRA adapters this entry's products add (lora.h), each with its scale; only backends
+     * with eng_backend.loras take them. The adapters must be attached to the backend. */
+    const struct eng_lora_use *lora;
+    uint8_t n_lora;
 } eng_seq;
 
 /* Output rows of an entry. */
@@ -290,6 +297,11 @@ typedef struct eng_backend_vtbl {
     /* Memory the backend holds now: device memory allocated (Vulkan), weights and context
      * buffers counted (CPU). */
     uint64_t (*held)(const eng_backend *be);
+    /* Optional: makes a LoRA adapter (lora.h) usable in this backend's steps (a GPU backend
+     * uploads its tensors), and releases it once no step in flight uses it. NULL: the backend
+     * reads adapters from host memory as they are. */
+    vkllm_status (*lora_attach)(eng_backend *be, const struct eng_lora *l, core_err *err);
+    void (*lora_detach)(eng_backend *be, const struct eng_lora *l);
 } eng_backend_vtbl;
 
 /* Inputs for bench_op (engine/bench.c), the same on every backend. */
@@ -307,6 +319,7 @@ struct eng_backend {
     const eng_backend_vtbl *vt;
     bool feeds; /* takes a second step while one is in flight, with eng_seq.feed entries */
     bool bans;  /* leaves the banned ids out of candidates (eng_seq.ban, eng_ctx_desc.ban) */
+    bool loras; /* adds entries' LoRA adapters (eng_seq.lora) */
     char name[128];
     vkllm_device_info info; /* the device in use (tier: the tier in use), set at creation */
 };

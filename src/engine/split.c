@@ -356,6 +356,41 @@ static uint64_t split_held(const eng_backend *base) {
     return sum;
 }
 
+/* Every distinct backend of the stages gets the adapter (a backend with two stages once). */
+static vkllm_status split_lora_attach(eng_backend *base, const struct eng_lora *l, core_err *err) {
+    split_backend *sb = (split_backend *)base;
+    for (uint32_t s = 0; s < sb->n; s++) {
+        eng_backend *be = sb->st[s].be;
+        bool seen = false;
+        for (uint32_t q = 0; q < s; q++)
+            seen = seen || sb->st[q].be == be;
+        if (seen || !be->vt->lora_attach) continue;
+        vkllm_status st = be->vt->lora_attach(be, l, err);
+        if (st != VKLLM_OK) {
+            for (uint32_t q = 0; q < s; q++) {
+                bool dup = false;
+                for (uint32_t r = 0; r < q; r++)
+                    dup = dup || sb->st[r].be == sb->st[q].be;
+                if (!dup && sb->st[q].be->vt->lora_detach)
+                    sb->st[q].be->vt->lora_detach(sb->st[q].be, l);
+            }
+            stage_err(sb, s, st, err);
+            return st;
+        }
+    }
+    return VKLLM_OK;
+}
+
+static void split_lora_detach(eng_backend *base, const struct eng_lora *l) {
+    split_backend *sb = (split_backend *)base;
+    for (uint32_t s = 0; s < sb->n; s++) {
+        bool seen = false;
+        for (uint32_t q = 0; q < s; q++)
+            seen = seen || sb->st[q].be == sb->st[s].be;
+        if (!seen && sb->st[s].be->vt->lora_detach) sb->st[s].be->vt->lora_detach(sb->st[s].be, l);
+    }
+}
+
 void eng_split_describe(const eng_split_stage *stages, uint32_t n, char *buf, size_t cap) {
     size_t len = 0;
     buf[0] = '\0';
@@ -400,8 +435,9 @@ vkllm_status eng_split_create(const vkllm_allocator *a, const eng_model *m,
     sb->alloc = a;
     sb->whole = m;
     sb->n = n;
-    bool observe = true;
+    bool observe = true, loras = true;
     for (uint32_t s = 0; s < n; s++) {
+        loras = loras && stages[s].be->loras;
         sb->st[s] = stages[s];
         eng_model_stage(m, stages[s].l0, stages[s].l1, stages[s].embed, stages[s].head,
                         &sb->view[s]);
@@ -427,10 +463,13 @@ vkllm_status eng_split_create(const vkllm_allocator *a, const eng_model *m,
         .bandwidth = split_bandwidth,
         .bench_op = split_bench_op,
         .held = split_held,
+        .lora_attach = split_lora_attach,
+        .lora_detach = split_lora_detach,
     };
     sb->base.vt = &sb->vt;
     sb->base.feeds = false;
     sb->base.bans = stages[n - 1].be->bans;
+    sb->base.loras = loras;
     sb->base.info = stages[sb->main].be->info;
     eng_split_describe(stages, n, sb->base.name, sizeof sb->base.name);
     *out = &sb->base;

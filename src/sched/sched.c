@@ -108,6 +108,8 @@ void sched_req_free(sched_req *r) {
     core_free(a, r->pages);
     core_free(a, r->keys);
     core_free(a, r->text);
+    for (uint32_t j = 0; j < r->n_lora; j++)
+        if (r->lora_release) r->lora_release(r->lora[j].lora);
     core_free(a, r);
 }
 
@@ -216,7 +218,13 @@ static void add_entry(sched_step *st, sched_req *r, uint32_t pos, uint32_t n, ui
                    .pages = r->pages,
                    .out = feed || pos + n == r->n_toks,
                    .feed = feed,
-                   .ban = r->ban};
+                   .ban = r->ban,
+                   .n_lora = r->n_lora};
+    if (r->n_lora) { /* the step's own copy: it may outlive the request (overlap) */
+        eng_lora_use *u = st->lora + (uint64_t)b->n_seqs * ENG_LORA_MAX_PER_SEQ;
+        memcpy(u, r->lora, r->n_lora * sizeof *u);
+        e->lora = u;
+    }
     st->req[b->n_seqs++] = r;
     b->n_tokens += n;
     b->n_out += e->out ? 1u : 0u;
@@ -248,7 +256,7 @@ static uint32_t plan_seq(sched *s, sched_step *st, uint32_t i, uint32_t avail) {
  * known tokens need are available (admission waits otherwise). */
 static bool admit(sched *s, sched_req *r) {
     uint32_t hits = 0, hits_idle = 0;
-    uint64_t parent = 0;
+    uint64_t parent = r->lora_root;
     const uint32_t max_hit = (r->n_toks - 1) / ENG_PAGE; /* leave a token to compute */
     while (s->d.prefix_cache && hits < max_hit) {
         const uint64_t key = sched_page_key(s, r, hits, parent);
@@ -376,7 +384,7 @@ static bool plan_fed(sched *s, const sched_step *cur, sched_step *nx) {
 static void register_pages(sched *s, sched_req *r) {
     while ((r->n_keys + 1) * ENG_PAGE <= r->n_done && r->n_keys < r->n_pages) {
         const uint32_t pi = r->n_keys, p = r->pages[pi];
-        const uint64_t parent = pi ? r->keys[pi - 1] : 0;
+        const uint64_t parent = pi ? r->keys[pi - 1] : r->lora_root;
         const uint64_t key = sched_page_key(s, r, pi, parent);
         if (!s->pkey[p] && sched_cache_find(s, r, pi, key, parent) == NO_PAGE)
             sched_cache_insert(s, p, r, pi, key, parent);
@@ -638,7 +646,7 @@ void sched_destroy(sched *s) {
         core_free(a, bufs[i]);
     for (int k = 0; k < 2; k++) {
         sched_step *p = &s->step[k];
-        void *sb[] = {p->tokens, p->seqs, p->req, p->cand_ids, p->cand_vals};
+        void *sb[] = {p->tokens, p->seqs, p->req, p->cand_ids, p->cand_vals, p->lora};
         for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
             core_free(a, sb[i]);
     }
@@ -679,7 +687,8 @@ vkllm_status sched_create(const sched_desc *d, sched **out, core_err *err) {
         p->req = core_calloc(a, s->max_entries, sizeof *p->req);
         p->cand_ids = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *p->cand_ids);
         p->cand_vals = core_calloc(a, (size_t)d->max_seqs * ENG_TOP_K_MAX, sizeof *p->cand_vals);
-        ok = ok && p->tokens && p->seqs && p->req && p->cand_ids && p->cand_vals;
+        p->lora = core_calloc(a, (size_t)s->max_entries * ENG_LORA_MAX_PER_SEQ, sizeof *p->lora);
+        ok = ok && p->tokens && p->seqs && p->req && p->cand_ids && p->cand_vals && p->lora;
         p->batch = (eng_batch){
             .tokens = p->tokens, .seqs = p->seqs, .out_ids = p->cand_ids, .out_vals = p->cand_vals};
     }

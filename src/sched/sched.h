@@ -31,6 +31,7 @@
 
 #include "core/common.h"
 #include "engine/engine.h"
+#include "engine/lora.h"
 #include "loader/tokenizer.h"
 #include "sched/sampler.h"
 
@@ -64,6 +65,12 @@ struct vkllm_request {
     vkllm_token_fn on_token;
     void *user;
     vkllm_logprobs_fn on_logprobs; /* non-NULL: its steps read full logits (top_need 0) */
+    /* its LoRA adapters (sched_req_set_lora); lora_root: the prefix-cache key its page chain
+     * starts from (0 without adapters), so pages computed with other adapters never match */
+    eng_lora_use lora[ENG_LORA_MAX_PER_SEQ];
+    uint8_t n_lora;
+    uint64_t lora_root;
+    void (*lora_release)(const eng_lora *l); /* called for each adapter when it is freed */
     uint32_t top_logprobs;
     /* output */
     char *text;
@@ -114,6 +121,10 @@ void sched_req_free(sched_req *r);
  * (VKLLM_STOP_EOG) once the document is closed. The request owns run from here on. Call
  * before sched_add. */
 void sched_req_set_json(sched_req *r, struct jsc_run *run);
+/* The request's adapters; ids: a number per adapter that no other adapter ever had (its load
+ * serial), for the prefix-cache key. Call before sched_add. */
+void sched_req_set_lora(sched_req *r, const eng_lora_use *use, const uint64_t *ids, uint32_t n,
+                        void (*release)(const eng_lora *l));
 /* Hands a request to the scheduler (the caller's thread owns the scheduler now). */
 void sched_add(sched *s, sched_req *r);
 

@@ -16,6 +16,7 @@ typedef struct sched_step {
     sched_req **req;
     int32_t *cand_ids;
     float *cand_vals;
+    eng_lora_use *lora; /* ENG_LORA_MAX_PER_SEQ per entry: its adapters (eng_seq.lora) */
 } sched_step;
 
 struct sched {

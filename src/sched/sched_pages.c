@@ -20,6 +20,22 @@ uint8_t sched_tok_mode(const sched *s, const sched_req *r, uint32_t i) {
     return (uint8_t)eng_attn_mode_for(r->n_prompt - k0 < C ? r->n_prompt - k0 : C);
 }
 
+void sched_req_set_lora(sched_req *r, const eng_lora_use *use, const uint64_t *ids, uint32_t n,
+                        void (*release)(const eng_lora *l)) {
+    r->n_lora = (uint8_t)n;
+    r->lora_release = release;
+    r->lora_root = 0;
+    uint64_t h = 0x2545f4914f6cdd1dull;
+    for (uint32_t j = 0; j < n; j++) {
+        r->lora[j] = use[j];
+        uint32_t bits;
+        memcpy(&bits, &use[j].scale, sizeof bits);
+        h = mix64(h ^ ids[j]);
+        h = mix64(h ^ bits);
+    }
+    if (n) r->lora_root = h ? h : 1;
+}
+
 /* Key of page `pi` of a request: its parent's key, its tokens and their modes. Never 0. */
 uint64_t sched_page_key(const sched *s, const sched_req *r, uint32_t pi, uint64_t parent) {
     uint64_t h = mix64(parent + 0x9e3779b97f4a7c15ull);

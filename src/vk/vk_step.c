@@ -16,6 +16,10 @@ vkllm_status vk_step_begin(eng_ctx *c, const eng_batch *b, float *logits, core_e
     if (st != VKLLM_OK) return st;
     if (b->n_out && !b->top_k && !logits)
         return core_errf(err, VKLLM_ERR_INVALID_ARG, "vulkan: outputs need a logits buffer");
+    for (uint32_t e = 0; e < b->n_seqs; e++)
+        if (b->seqs[e].n_lora)
+            return core_errf(err, VKLLM_ERR_UNSUPPORTED,
+                             "vulkan: LoRA adapters do not run on this backend yet (use the CPU)");
     if (b->n_out > c->max_out)
         return core_errf(err, VKLLM_ERR_UNSUPPORTED,
                          "vulkan: %u rows of logits asked for, "
