@@ -279,6 +279,53 @@ static void test_model_zero_b(void **state) {
     tiny_free(&m);
 }
 
+/* LoRA's start (B = 0, A random), then AdamW steps on the warm-up + cosine schedule with the
+ * float reference's gradients: the adapters learn the five counted targets, and the loss falls
+ * by more than 40% (the ops, the model's backward pass, the optimizer and the schedule working
+ * together, as the trainer will use them). */
+static void test_model_train_steps(void **state) {
+    (void)state;
+    tiny m;
+    tiny_make(&m);
+    float *mom[N_AD][4]; /* first and second moments of A, then of B */
+    for (int i = 0; i < N_AD; i++) {
+        memset(m.adf[i].b, 0, m.nb[i] * sizeof(float));
+        for (int j = 0; j < 4; j++) {
+            mom[i][j] = calloc(j < 2 ? m.na[i] : m.nb[i], sizeof(float));
+            assert_non_null(mom[i][j]);
+        }
+    }
+    const tr_lr_sched sched = {.lr_max = 2e-2, .lr_min = 2e-3, .n_warmup = 3, .n_total = 30};
+    tr_adamw_hp hp = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
+    tr_ref_step s = {
+        .tokens = k_tokens, .n_tokens = TINY_T, .targets = k_targets, .backward = true};
+    float first = 0, loss = 0;
+    for (uint32_t step = 0; step < sched.n_total; step++) {
+        zero_grads(&m);
+        assert_int_equal(tr_ref_run(&m.wf, &m.setf, &s, &loss, NULL), VKLLM_OK);
+        if (step == 0) first = loss;
+        hp.lr = tr_lr_at(&sched, step);
+        for (int i = 0; i < N_AD; i++) {
+            tr_lora *a = &m.adf[i];
+            assert_int_equal(
+                tr_adamw_step(a->a, a->da, mom[i][0], mom[i][1], m.na[i], step + 1, &hp, NULL),
+                VKLLM_OK);
+            assert_int_equal(
+                tr_adamw_step(a->b, a->db, mom[i][2], mom[i][3], m.nb[i], step + 1, &hp, NULL),
+                VKLLM_OK);
+        }
+    }
+    s.backward = false;
+    assert_int_equal(tr_ref_run(&m.wf, &m.setf, &s, &loss, NULL), VKLLM_OK);
+    print_message("  cross-entropy %.4f before, %.4f after %u steps\n", first, loss,
+                  (unsigned)sched.n_total);
+    assert_true(loss < 0.6f * first);
+    for (int i = 0; i < N_AD; i++)
+        for (int j = 0; j < 4; j++)
+            free(mom[i][j]);
+    tiny_free(&m);
+}
+
 static void test_model_errors(void **state) {
     (void)state;
     tiny m;
@@ -571,6 +618,7 @@ int main(void) {
         cmocka_unit_test(test_model_grad_kl),
         cmocka_unit_test(test_model_float_matches_double),
         cmocka_unit_test(test_model_zero_b),
+        cmocka_unit_test(test_model_train_steps),
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_model_vs_cpu_backend),
         cmocka_unit_test(test_model_vs_inference),

@@ -6,12 +6,15 @@
 #define TRN(name) tr_##name
 #include "train/train_ops_impl.h"
 
+/* M_PI is POSIX, not C11 */
+#define TR_PI 3.14159265358979323846
+
 double tr_lr_at(const tr_lr_sched *s, uint64_t step) {
     if (step < s->n_warmup) return s->lr_max * (double)(step + 1) / (double)s->n_warmup;
     const uint64_t span = s->n_total > s->n_warmup ? s->n_total - s->n_warmup : 0;
     double p = span ? (double)(step - s->n_warmup) / (double)span : 1.0;
     if (p > 1.0) p = 1.0;
-    return s->lr_min + (s->lr_max - s->lr_min) * 0.5 * (1.0 + cos(M_PI * p));
+    return s->lr_min + (s->lr_max - s->lr_min) * 0.5 * (1.0 + cos(TR_PI * p));
 }
 
 vkllm_status tr_adamw_check(const tr_adamw_hp *hp, core_err *err) {
