@@ -326,6 +326,27 @@ static void test_model_train_steps(void **state) {
     tiny_free(&m);
 }
 
+/* An allocator that fails once `left` allocations have succeeded (and counts what is live). */
+typedef struct fail_alloc {
+    int left, live;
+} fail_alloc;
+
+static void *fa_alloc(void *user, size_t size, size_t alignment) {
+    fail_alloc *f = user;
+    if (f->left-- <= 0) return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size))
+        return NULL;
+    f->live++;
+    return p;
+}
+
+static void fa_free(void *user, void *p) {
+    fail_alloc *f = user;
+    if (p) f->live--;
+    free(p);
+}
+
 static void test_model_errors(void **state) {
     (void)state;
     tiny m;
@@ -380,6 +401,34 @@ static void test_model_errors(void **state) {
     c = tiny_cfg(), c.rope_scaling = MODEL_ROPE_SCALING_YARN;
     assert_int_equal(tr64_ref_weights_alloc(&w, &c, false, false, NULL, &err),
                      VKLLM_ERR_UNSUPPORTED);
+    /* a tied head shares the embedding, in the widened copy too */
+    tr_ref_weights tf;
+    c = tiny_cfg();
+    assert_int_equal(tr_ref_weights_alloc(&tf, &c, true, false, NULL, &err), VKLLM_OK);
+    assert_ptr_equal(tf.output, tf.tok_embd);
+    assert_null(tf.rope_freqs);
+    assert_int_equal(tr64_ref_weights_widen(&w, &tf, NULL, &err), VKLLM_OK);
+    assert_ptr_equal(w.output, w.tok_embd);
+    tr64_ref_weights_free(&w);
+    tr_ref_weights_free(&tf);
+    /* out of memory: for the weights, and for a run's two blocks; a message, and nothing left
+     * allocated */
+    fail_alloc fa = {.left = 0};
+    const vkllm_allocator al = {.alloc = fa_alloc, .free = fa_free, .user = &fa};
+    assert_int_equal(tr64_ref_weights_alloc(&w, &c, false, false, &al, &err),
+                     VKLLM_ERR_OUT_OF_MEMORY);
+    assert_non_null(strstr(err.msg, "MiB of dense weights"));
+    fa.left = 1;
+    assert_int_equal(tr64_ref_weights_alloc(&w, &c, false, false, &al, &err), VKLLM_OK);
+    s.targets = k_targets;
+    assert_int_equal(tr64_ref_run(&w, NULL, &s, &loss, &err), VKLLM_ERR_OUT_OF_MEMORY);
+    assert_non_null(strstr(err.msg, "MiB of activations"));
+    fa.left = 1; /* the activations, and not the RoPE table */
+    assert_int_equal(tr64_ref_run(&w, NULL, &s, &loss, &err), VKLLM_ERR_OUT_OF_MEMORY);
+    fa.left = 2;
+    assert_int_equal(tr64_ref_run(&w, NULL, &s, &loss, &err), VKLLM_OK);
+    tr64_ref_weights_free(&w);
+    assert_int_equal(fa.live, 0);
     tiny_free(&m);
 }
 
