@@ -165,6 +165,11 @@ static void check_model_grads(tiny *m, tr64_ref_step step) {
     fd_ctx c = {.m = m, .step = step};
     c.step.backward = false;
     for (int i = 0; i < N_AD; i++) {
+        if (!m->add[i].rank) { /* no adapter here: its buffers are not touched */
+            for (uint64_t j = 0; j < m->na[i]; j++)
+                assert_true(m->add[i].da[j] == 0);
+            continue;
+        }
         char what[64];
         snprintf(what, sizeof what, "layer %d %s A", i / TR_N_TARGETS,
                  tr_target_name((tr_target)(i % TR_N_TARGETS)));
@@ -193,6 +198,25 @@ static void test_model_grad_kl(void **state) {
     check_model_grads(
         &m, (tr64_ref_step){
                 .tokens = k_tokens, .n_tokens = TINY_T, .top_ids = ids, .top_p = p, .top_k = 4});
+    tiny_free(&m);
+}
+
+/* Adapters on a subset only, of ranks 1 and 2 (the layout of A [r x n_in] and B [n_out x r]
+ * follows the rank): the same check. */
+static void test_model_grad_subset(void **state) {
+    (void)state;
+    tiny m;
+    tiny_make(&m);
+    const model_config c = tiny_cfg();
+    for (int i = 0; i < N_AD; i++) {
+        uint32_t n_out, n_in;
+        tr_target_shape(&c, (tr_target)(i % TR_N_TARGETS), &n_out, &n_in);
+        m.add[i].rank = (uint32_t)(i % 3); /* 0: none, 1 or 2 */
+        m.na[i] = (uint64_t)m.add[i].rank * n_in, m.nb[i] = (uint64_t)n_out * m.add[i].rank;
+        if (!m.add[i].rank) m.na[i] = n_in; /* what check_model_grads sees stay 0 */
+    }
+    check_model_grads(
+        &m, (tr64_ref_step){.tokens = k_tokens, .n_tokens = TINY_T, .targets = k_targets});
     tiny_free(&m);
 }
 
@@ -665,6 +689,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_grad_ce),
         cmocka_unit_test(test_model_grad_kl),
+        cmocka_unit_test(test_model_grad_subset),
         cmocka_unit_test(test_model_float_matches_double),
         cmocka_unit_test(test_model_zero_b),
         cmocka_unit_test(test_model_train_steps),
