@@ -1,9 +1,10 @@
-/* The whole-model training reference (src/train/train_ref.c): on a tiny random llama model,
- * every adapter parameter's gradient against central finite differences of the loss in
- * double, for cross-entropy with masked targets and for the distillation KL; the float model
- * against the double one; bad input. On the default model: the reference forward's logits
- * against the CPU backend's inference, and an adapter that changes the loss exactly when its
- * B is nonzero. The op-level checks are test_train_grad.c. */
+/* The whole-model training reference (src/train/train_ref.c). On a tiny random llama model:
+ * every adapter parameter's gradient against central finite differences of the loss in double,
+ * for cross-entropy with masked targets, for the distillation KL and with adapters on a subset;
+ * the float model against the double one; B = 0 changes nothing; AdamW steps lower the loss;
+ * bad input and out of memory. Forward: the tiny model as F32 weights on the CPU backend, and
+ * the default model against the CPU backend's inference, with an adapter that changes the loss
+ * exactly when its B is nonzero. The op-level checks are test_train_grad.c's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
