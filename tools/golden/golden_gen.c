@@ -37,6 +37,9 @@ typedef struct {
     enum ggml_type kv_type;
     const char *meta[MAX_META]; /* "key=value", copied into the header as given */
     int n_meta;
+    const char *lora[MAX_META]; /* --lora FILE[:SCALE], applied together */
+    float lora_scale[MAX_META];
+    int n_lora;
     bool verbose;
 } gg_opts;
 
@@ -257,7 +260,7 @@ out:
 static void gg_usage(void) {
     fputs("usage: golden_gen -m MODEL -f PROMPTS -o OUT [-t THREADS] [-n N_GEN] [-c N_CTX]\n"
           "                  [-b N_BATCH] [--fa auto|on|off] [--kv-type f16|f32]\n"
-          "                  [--meta KEY=VALUE]... [-v]\n",
+          "                  [--meta KEY=VALUE]... [--lora FILE[:SCALE]]... [-v]\n",
           stderr);
 }
 
@@ -319,6 +322,24 @@ static int gg_parse_args(int argc, char **argv, gg_opts *o) {
                 o->kv_type = GGML_TYPE_F32;
             else
                 ok = false;
+        } else if (!strcmp(a, "--lora")) {
+            ok = o->n_lora < MAX_META;
+            if (ok) {
+                static char paths[MAX_META][4096];
+                char *p = paths[o->n_lora], *colon;
+                snprintf(p, sizeof paths[0], "%s", v);
+                float sc = 1.0f;
+                if ((colon = strrchr(p, ':')) && colon[1]) {
+                    char *end;
+                    sc = strtof(colon + 1, &end);
+                    if (*end == '\0')
+                        *colon = '\0';
+                    else
+                        sc = 1.0f;
+                }
+                o->lora[o->n_lora] = p;
+                o->lora_scale[o->n_lora++] = sc;
+            }
         } else if (!strcmp(a, "--meta")) {
             ok = o->n_meta < MAX_META && strchr(v, '=') && !strpbrk(v, "\t\n");
             if (ok) o->meta[o->n_meta++] = v;
@@ -412,6 +433,18 @@ int main(int argc, char **argv) {
     if (!ctx) {
         fprintf(stderr, "golden_gen: cannot create a llama.cpp context\n");
         goto done;
+    }
+    if (o.n_lora) {
+        struct llama_adapter_lora *ads[MAX_META];
+        for (int i = 0; i < o.n_lora; i++)
+            if (!(ads[i] = llama_adapter_lora_init(model, o.lora[i]))) {
+                fprintf(stderr, "golden_gen: cannot load adapter %s\n", o.lora[i]);
+                goto done;
+            }
+        if (llama_set_adapters_lora(ctx, ads, (size_t)o.n_lora, o.lora_scale) != 0) {
+            fprintf(stderr, "golden_gen: cannot set the adapters\n");
+            goto done;
+        }
     }
     if (o.fa != LLAMA_FLASH_ATTN_TYPE_AUTO) {
         log_state.fa_enabled = o.fa == LLAMA_FLASH_ATTN_TYPE_ENABLED;
