@@ -29,7 +29,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 echo "== ThreadSanitizer build =="
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null
-cmake --build build-tsan -j "$jobs" --target test_threads test_sched test_api
+cmake --build build-tsan -j "$jobs" --target test_threads test_sched test_api test_lora
 # test_threads: one engine used from several threads (submit, wait, cancel, free), callbacks
 # that call back into their engine while another thread reads its stats, a manual engine
 # stepped on one thread while others submit, two runtimes from two threads at once; on the
@@ -38,8 +38,9 @@ cmake --build build-tsan -j "$jobs" --target test_threads test_sched test_api
 # test (TSAN_OPTIONS: tests/CMakeLists.txt). The only suppressions (tests/tsan.supp) are for
 # the Khronos validation layer's own threads; Mesa's lavapipe and LLVM report nothing. The
 # CPU's SIMD kernels are not instrumented (CMakeLists.txt: arithmetic only, ~60x slower).
-echo "ThreadSanitizer pass: test_threads, test_threads_vulkan, test_api, test_sched (engine-thread tests)"
+echo "ThreadSanitizer pass: test_threads, test_threads_vulkan, test_api, test_sched (engine-thread tests), test_lora (adapters freed and loaded while an engine runs)"
 VKLLM_TEST_ONLY=test_step_budget,test_overlap,test_requests \
     ctest --test-dir build-tsan --output-on-failure -j "$jobs" \
     -R '^(test_threads|test_threads_vulkan|test_api|test_sched)$'
+VKLLM_TEST_ONLY=test_free_while_used ctest --test-dir build-tsan --output-on-failure -R '^test_lora$'
 echo "all tests passed (release, ASan+UBSan, and TSan)"
