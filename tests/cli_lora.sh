@@ -71,8 +71,8 @@ for set in $sets; do
     # for two is the reverse of the order given; vkllm adds them in the order given
     for ((q = ${#parts[@]} - 1; q >= 0; q--)); do
         p=${parts[q]}
-        f="$tmp/${p%%:*}.gguf"
-        [ "$p" != "${p%%:*}" ] && f="$f:${p#*:}"
+        f="$tmp/${p%%@*}.gguf"
+        [ "$p" != "${p%%@*}" ] && f="$f:${p#*@}"
         args+=(--lora "$f")
     done
     n=$(grep -c '^prompt	' "$g")

@@ -5,7 +5,7 @@
 # reference build, as tools/golden/make_golden.sh does for the base model).
 #   adapters.txt           NAME<TAB>lora_make.py options<TAB>sha256 of the file it writes
 #   generate_SET.txt       golden_gen's records for every prompt of tests/data/golden/
-#                          prompts.txt with the adapter set SET (NAME or NAME:SCALE joined
+#                          prompts.txt with the adapter set SET (NAME or NAME@SCALE joined
 #                          by '+') applied
 # tests/cli_lora.sh writes the same adapters again (checking their sha256) and compares
 # vkllm's tokens with these.
@@ -28,7 +28,7 @@ adapters=(
     "c32r4|--rank 4 --alpha 0 --seed 3 --targets o,gate,up --amp 3"
     "d16r6|--rank 6 --alpha 12 --seed 4 --type f16 --targets k,down --amp 3"
 )
-sets=("a32" "b16" "c32r4" "d16r6" "a32:0.5+d16r6:2")
+sets=("a32" "b16" "c32r4" "d16r6" "a32@0.5+d16r6@2")
 
 die() { echo "make_lora_golden: error: $*" >&2; exit 1; }
 threads=2
@@ -70,8 +70,8 @@ for s in "${sets[@]}"; do
     args=()
     IFS='+' read -ra parts <<<"$s"
     for p in "${parts[@]}"; do
-        f="$tmp/${p%%:*}.gguf"
-        [ "$p" != "${p%%:*}" ] && f="$f:${p#*:}"
+        f="$tmp/${p%%@*}.gguf"
+        [ "$p" != "${p%%@*}" ] && f="$f:${p#*@}"
         args+=(--lora "$f")
     done
     "$gen" -m "$model" -f "$prompts" -o "$tmp/generate_$s.txt" -t "$threads" "${args[@]}" \
