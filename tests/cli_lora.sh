@@ -117,6 +117,59 @@ if [ $((ties * 4)) -gt "$prompts" ]; then
     bad "$ties of $prompts prompts ended at a near tie: more than one in four"
 fi
 
+# serve: each adapter is a model of its own; a request's model picks it (or the base model)
+"$bin" serve -m "$model" --device cpu --port 0 --parallel 4 --lora "$tmp/a32.gguf" \
+    --lora "$tmp/b16.gguf:0.5" 2>"$tmp/serve.log" &
+spid=$!
+port=""
+for _ in $(seq 1 300); do
+    port=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$tmp/serve.log" | grep -o '[0-9]*$')
+    [ -n "$port" ] && break
+    kill -0 "$spid" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$port" ]; then
+    bad "serve --lora did not start: $(tail -2 "$tmp/serve.log")"
+else
+    http() { # METHOD PATH [BODY] -> status and body on stdout
+        "$pyenv/bin/python" - "$port" "$@" <<'PY'
+import sys, urllib.request, urllib.error
+port, method, path = sys.argv[1], sys.argv[2], sys.argv[3]
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+rq = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), data=body, method=method,
+                            headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(rq, timeout=120) as r:
+        print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+PY
+    }
+    models=$(http GET /v1/models)
+    for want in a32 b16; do
+        if echo "$models" | grep -q "\"id\":\"$want\""; then ok; else bad "/v1/models lacks $want"; fi
+    done
+    prompt="The three rules of a good story are"
+    for m in a32 b16 base; do
+        case $m in
+            a32) la=(--lora "$tmp/a32.gguf") ;;
+            b16) la=(--lora "$tmp/b16.gguf:0.5") ;;
+            base) la=() ;;
+        esac
+        want=$("$bin" run -m "$model" -p "$prompt" -n 12 --temp 0 --ignore-eos --no-echo \
+            --device cpu "${la[@]}" 2>/dev/null)
+        name=$m
+        [ "$m" = base ] && name=$(basename "$model")
+        got=$(http POST /v1/completions "{\"model\":\"$name\",\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0,\"ignore_eos\":true}" |
+            "$pyenv/bin/python" -c 'import sys, json; l = sys.stdin.read().split("\n", 1); print(json.loads(l[1])["choices"][0]["text"] if l[0] == "200" else "HTTP " + l[0], end="")')
+        if [ "$got" = "$want" ]; then ok; else bad "serve model $m: '$got', run --lora gave '$want'"; fi
+    done
+    st=$(http POST /v1/completions '{"model":"nope","prompt":"hi","max_tokens":2}' | head -1)
+    if [ "$st" = 404 ]; then ok; else bad "an unknown model: HTTP $st, expected 404"; fi
+    kill "$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null
+fi
+
 # bad input: exit 1, one error line naming the problem
 expect_error() { # WHAT NEEDLE ARGS...
     local what="$1" needle="$2"

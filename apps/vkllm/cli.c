@@ -266,7 +266,7 @@ bool cli_float(const char *opt, const char *v, float lo, float hi, const char *w
 
 /* FILE or FILE:SCALE (a path may hold ':' itself: only a number after the last one is a
  * scale). */
-static bool cli_lora_arg(const char *opt, const char *v, cli_opts *o) {
+bool cli_lora_opt(const char *opt, const char *v, cli_opts *o) {
     if (o->n_lora == VKLLM_MAX_LORA) {
         fprintf(stderr, "error: %s: at most %d adapters\n", opt, VKLLM_MAX_LORA);
         return false;
@@ -373,7 +373,7 @@ int cli_parse(int argc, char **argv, const char *cmd, cli_opts *o) {
             if (!cli_split(OPT, optarg, o->split, &o->n_split)) return 1;
             break;
         case OPT_LORA:
-            if (!cli_lora_arg(OPT, optarg, o)) return 1;
+            if (!cli_lora_opt(OPT, optarg, o)) return 1;
             break;
         case OPT_TEMP:
             FLT(0.0f, 100.0f, "a temperature in [0, 100]", &o->sampling.temperature);

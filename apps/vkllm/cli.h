@@ -94,6 +94,9 @@ const char *cli_model_path(const cli_opts *o, char *buf, size_t cap);
 /* Creates the runtime and loads the model and the --lora adapters, printing "error: ..." on
  * failure. */
 int cli_open(const cli_opts *o, bool vocab_only, vkllm_runtime **rt, vkllm_model **model);
+/* --lora FILE[:SCALE] into o (a path may hold ':' itself: only a number after the last one is
+ * a scale); false with a message printed. */
+bool cli_lora_opt(const char *opt, const char *v, cli_opts *o);
 /* The adapters cli_open loaded (--lora), with their scales; vkllm_model_free frees them. */
 size_t cli_lora(const vkllm_lora **out);
 /* Reads the prompt from -p or -f into a malloc'd string (or NULL with an error printed). */

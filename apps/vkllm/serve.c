@@ -51,6 +51,9 @@ static void serve_usage(FILE *f) {
         "                         list over which the model is split (vulkan:0,vulkan:1)\n"
         "  -ngl, --gpu-layers N   layers on the GPU (default all); the rest on the CPU\n"
         "      --split R1,R2,...  shares of the layers for the listed devices\n"
+        "      --lora FILE[:S]    a LoRA adapter (llama.cpp's GGUF format), scale S (default\n"
+        "                         1), served as a model of its own: a request whose model is\n"
+        "                         the adapter's name uses it (repeat for several; /v1/models)\n"
         "      --memory-cap MIB   most device memory to use (a larger model runs in part\n"
         "                         on the CPU)\n"
         "      --vk-tier N        highest Vulkan capability tier to use (0, 1, 2)\n"
@@ -82,6 +85,7 @@ enum {
     O_MEMORY_CAP,
     O_GPU_LAYERS,
     O_SPLIT,
+    O_LORA,
 };
 
 static char *read_key_file(const char *path) {
@@ -135,6 +139,7 @@ static int parse(int argc, char **argv, srv_opts *o) {
         {"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
         {"n-gpu-layers", required_argument, NULL, O_GPU_LAYERS},
         {"split", required_argument, NULL, O_SPLIT},
+        {"lora", required_argument, NULL, O_LORA},
         {NULL, 0, NULL, 0},
     };
     cli_opts *c = &o->cli;
@@ -244,6 +249,9 @@ static int parse(int argc, char **argv, srv_opts *o) {
             break;
         case O_SPLIT:
             if (!cli_split(OPT, optarg, c->split, &c->n_split)) return 2;
+            break;
+        case O_LORA:
+            if (!cli_lora_opt(OPT, optarg, c)) return 2;
             break;
         case O_CPU_ISA:
             c->cpu_isa = optarg;

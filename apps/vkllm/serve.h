@@ -88,8 +88,12 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *c, unsigned status, char *
 enum MHD_Result srv_reply_error(struct MHD_Connection *c, const srv_error *e);
 /* True once the client has closed its side of the connection (or it failed). */
 bool srv_client_gone(struct MHD_Connection *c);
-/* true when name is the served model's id, its file name or its alias */
+/* true when name is the served model's id, its file name or its alias, or the name of one of
+ * its --lora adapters */
 bool srv_model_known(const srv_server *s, const char *name);
+/* The --lora adapter a request's model names (index into cli_lora's list), or -1: the base
+ * model (or an unknown name). */
+int srv_model_adapter(const char *name);
 
 /* serve_gen.c: POST /v1/chat/completions and /v1/completions with a complete body */
 enum MHD_Result srv_completions(srv_server *s, struct MHD_Connection *c, srv_kind kind,

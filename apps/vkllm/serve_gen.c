@@ -185,6 +185,13 @@ static vkllm_status submit(gen_job *j, uint32_t i, srv_error *err) {
         .top_logprobs = q->top_logprobs,
     };
     d.sampling.seed = j->seed + i; /* n > 1: different answers, reproducible from one seed */
+    const int ad = q->model ? srv_model_adapter(q->model) : -1;
+    if (ad >= 0) { /* the model field names one of the --lora adapters */
+        const vkllm_lora *l;
+        cli_lora(&l);
+        d.lora = &l[ad];
+        d.n_lora = 1;
+    }
     vkllm_request *r = NULL;
     const vkllm_status st = vkllm_submit(j->s->engine, &d, &r);
     const char *param = q->kind == SRV_CHAT ? "messages" : "prompt";

@@ -110,9 +110,17 @@ bool srv_client_gone(struct MHD_Connection *c) {
     return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+int srv_model_adapter(const char *name) {
+    const vkllm_lora *l;
+    const size_t n = cli_lora(&l);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, vkllm_adapter_name(l[i].adapter)) == 0) return (int)i;
+    return -1;
+}
+
 bool srv_model_known(const srv_server *s, const char *name) {
     return strcmp(name, s->name) == 0 || strcmp(name, s->file_name) == 0 ||
-           (s->o.alias && strcmp(name, s->o.alias) == 0);
+           (s->o.alias && strcmp(name, s->o.alias) == 0) || srv_model_adapter(name) >= 0;
 }
 
 /* ---- the small endpoints ---- */
@@ -132,6 +140,15 @@ static cJSON *model_entry(const srv_server *s, const char *id) {
     cJSON_AddNumberToObject(meta, "n_params", (double)mi.n_params);
     cJSON_AddNumberToObject(meta, "size", (double)mi.file_bytes);
     cJSON_AddStringToObject(meta, "type", mi.type ? mi.type : "");
+    const int k = srv_model_adapter(id);
+    if (k >= 0) { /* a LoRA adapter of the served model: the model field picks it */
+        const vkllm_lora *l;
+        cli_lora(&l);
+        cJSON *ad = cJSON_AddObjectToObject(meta, "lora");
+        cJSON_AddStringToObject(ad, "base", s->name);
+        cJSON_AddNumberToObject(ad, "rank", vkllm_adapter_rank(l[k].adapter));
+        cJSON_AddNumberToObject(ad, "scale", l[k].scale);
+    }
     return m;
 }
 
@@ -142,6 +159,10 @@ static enum MHD_Result ep_models(srv_server *s, struct MHD_Connection *c) {
     cJSON_AddItemToArray(d, model_entry(s, s->file_name));
     if (s->o.alias && strcmp(s->o.alias, s->file_name) != 0)
         cJSON_AddItemToArray(d, model_entry(s, s->o.alias));
+    const vkllm_lora *l;
+    const size_t n = cli_lora(&l);
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(d, model_entry(s, vkllm_adapter_name(l[i].adapter)));
     return reply_cjson(c, o);
 }
 
