@@ -216,6 +216,12 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
                 vkllm_model_last_error(mc->model));
         return 1;
     }
+    if (mc->n_lora && vkllm_session_set_lora(s, mc->lora, mc->n_lora) != VKLLM_OK) {
+        progress_clear(e);
+        fprintf(stderr, "error: %s: %s\n", name, vkllm_session_last_error(s));
+        vkllm_session_destroy(s);
+        return 1;
+    }
     double x[1000];
     int rc = 0;
     /* rep -1 warms up (pipelines, caches); a decode warm-up needs only a few steps */
@@ -249,6 +255,7 @@ static int run_test(bench_env *e, model_ctx *mc, int n_prompt, int n_gen, int de
     cJSON_AddNumberToObject(r, "gpu_layers", mc->gpu_layers);
     cJSON_AddStringToObject(r, "split", e->split ? e->split : "");
     cJSON_AddStringToObject(r, "placement", mc->placement);
+    cJSON_AddStringToObject(r, "lora", mc->lora_text);
     add_samples(r, x, e->reps, true);
     double mean, sdev, roof = -1.0;
     mean_sd(x, e->reps, &mean, &sdev);
@@ -316,6 +323,20 @@ static int bench_model_ngl(bench_env *e, const bench_opts *o, const char *path, 
     }
     vkllm_model_get_info(mc.model, &mc.mi);
     placement_text(&mc);
+    for (int i = 0; i < o->lora.n_lora; i++) {
+        vkllm_adapter_desc ad = {.struct_size = sizeof ad, .path = o->lora.lora_path[i]};
+        if (vkllm_adapter_load(mc.model, &ad, &mc.lora[i].adapter) != VKLLM_OK) {
+            progress_clear(e);
+            fprintf(stderr, "error: %s\n", vkllm_model_last_error(mc.model));
+            vkllm_model_free(mc.model);
+            return 1;
+        }
+        mc.lora[i].scale = o->lora.lora_scale[i];
+        mc.n_lora++;
+        const size_t len = strlen(mc.lora_text);
+        snprintf(mc.lora_text + len, sizeof mc.lora_text - len, "%s%s:%g", i ? "+" : "",
+                 vkllm_adapter_name(mc.lora[i].adapter), (double)mc.lora[i].scale);
+    }
     if (o->ngl.n > 1 || ngl >= 0 || e->split) {
         progress_clear(e);
         char n[16] = "all";

@@ -33,6 +33,7 @@ typedef struct bench_opts {
     bool ops, no_probe, verbose;
     bool no_overlap; /* serving tests: one engine step at a time */
     bool vk_relaxed; /* --vk-relaxed: vkllm_runtime_desc.vk_relaxed_products */
+    cli_opts lora;   /* --lora FILE[:SCALE]: lora.lora_path, lora_scale, n_lora */
 } bench_opts;
 
 /* bench_args.c: the help text, and argv (argv[0] "bench") into o: 0 ok, 1 error (printed),
@@ -60,9 +61,12 @@ typedef struct model_ctx {
     const char *path;
     int32_t *toks; /* pseudo-random ids: speed does not depend on them */
     uint32_t n_toks;
-    int ngl;             /* -ngl of this load: -1 the default (all) */
-    uint32_t gpu_layers; /* layers the placement put on Vulkan devices */
-    char placement[256]; /* "cpu 0-14+embd | vulkan:0 15-29+head" */
+    int ngl;                         /* -ngl of this load: -1 the default (all) */
+    uint32_t gpu_layers;             /* layers the placement put on Vulkan devices */
+    char placement[256];             /* "cpu 0-14+embd | vulkan:0 15-29+head" */
+    vkllm_lora lora[VKLLM_MAX_LORA]; /* --lora adapters, on every test's session */
+    size_t n_lora;
+    char lora_text[512]; /* "name:scale+name:scale" for the records */
 } model_ctx;
 
 double now_s(void);

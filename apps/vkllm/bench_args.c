@@ -28,6 +28,7 @@ void bench_usage(FILE *f) {
         "  -ngl, --gpu-layers N,... layers on the GPU(s), as llama-bench's -ngl (default\n"
         "                           all; 'all'); the rest and the embedding on the CPU\n"
         "      --split R1,R2,...    shares of the layers for a +-joined device list\n"
+        "      --lora FILE[:S]      a LoRA adapter on every model test (repeat for several)\n"
         "      --vk-tier N,...      Vulkan capability tiers to run at (default: the best)\n"
         "      --vk-relaxed         matrix products in the device's own multiply-add where\n"
         "                           it has no fused one (lavapipe): faster, not the CPU's\n"
@@ -105,6 +106,7 @@ enum {
     B_CSV,
     B_GPU_LAYERS,
     B_SPLIT,
+    B_LORA,
 };
 
 static const struct option k_bench_long[] = {
@@ -137,6 +139,7 @@ static const struct option k_bench_long[] = {
     {"gpu-layers", required_argument, NULL, B_GPU_LAYERS},
     {"n-gpu-layers", required_argument, NULL, B_GPU_LAYERS},
     {"split", required_argument, NULL, B_SPLIT},
+    {"lora", required_argument, NULL, B_LORA},
     {NULL, 0, NULL, 0},
 };
 
@@ -242,6 +245,9 @@ int bench_parse(int argc, char **argv, bench_opts *o) {
         case B_SPLIT:
             if (!cli_split("--split", v, o->split, &o->n_split)) return 1;
             o->split_text = v;
+            break;
+        case B_LORA:
+            if (!cli_lora_opt("--lora", v, &o->lora)) return 1;
             break;
         case B_CPU_ISA:
             ok = add_strs(&o->cpu_isas, v);
