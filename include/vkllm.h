@@ -819,6 +819,9 @@ typedef struct vkllm_perplexity_desc {
     const char *kl_base_in;
     vkllm_progress_fn progress; /* per chunk; may be NULL */
     void *progress_user;
+    /* LoRA adapters of the model (appended: set struct_size): the figure with them applied */
+    const vkllm_lora *lora;
+    size_t n_lora;
 } vkllm_perplexity_desc;
 typedef struct vkllm_perplexity_result {
     uint32_t struct_size; /* sizeof(vkllm_perplexity_result), or 0 (see "versions and the ABI") */

@@ -188,7 +188,9 @@ vkllm_status eval_chunk(eval_run *r, const int32_t *chunk, bool bos, eval_rows_f
                                    .out = n_out > 0,
                                    .out_rows = (uint16_t)n_out,
                                    .mode = mode,
-                                   .pages = r->pages};
+                                   .pages = r->pages,
+                                   .lora = r->n_lora ? r->lora : NULL,
+                                   .n_lora = r->n_lora};
             vkllm_status st = eval_step(r, r->toks + p, q - p, 1, n_out);
             if (st != VKLLM_OK) return st;
             if (n_out && on_rows) {
@@ -444,6 +446,12 @@ vkllm_status vkllm_perplexity(vkllm_model *m, const vkllm_perplexity_desc *user_
     }
     st = eval_open(m, n_ctx, n_batch, EVAL_OUT_SCORED, &r);
     if (st != VKLLM_OK) goto done;
+    if (d->n_lora) {
+        uint64_t ids[ENG_LORA_MAX_PER_SEQ];
+        st = api_lora_take(m, d->lora, d->n_lora, r.lora, ids, &m->err);
+        if (st != VKLLM_OK) goto done;
+        r.n_lora = (uint8_t)d->n_lora;
+    }
     s.r = &r;
     s.kl_out = kl_out;
     const bool bos = tok_add_bos(m->vocab) && tok_bos(m->vocab) >= 0;
@@ -486,7 +494,11 @@ vkllm_status vkllm_perplexity(vkllm_model *m, const vkllm_perplexity_desc *user_
     }
     API_OUT(vkllm_perplexity_result, user_out, &res);
 done:
+    for (uint32_t j = 0; j < r.n_lora; j++) /* eval_close clears r */
+        api_lora_release(r.lora[j].lora);
+    const bool had_lora = r.n_lora > 0;
     eval_close(&r);
+    if (had_lora) api_lora_collect(m);
     if (kl_out) fclose(kl_out);
     if (tmp[0]) remove(tmp);
     if (kl_in) fclose(kl_in);

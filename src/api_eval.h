@@ -17,6 +17,9 @@ typedef struct eval_run {
     int32_t *toks;
     eng_seq *seqs;
     float *logits;
+    /* adapters every step uses (held by the caller) */
+    eng_lora_use lora[ENG_LORA_MAX_PER_SEQ];
+    uint8_t n_lora;
 } eval_run;
 
 /* rows of logits (n x n_vocab) for positions pos0 .. pos0 + n - 1 of the chunk */

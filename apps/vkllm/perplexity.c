@@ -30,6 +30,7 @@ static void usage(FILE *f) {
             "                         (device memory on Vulkan; default: no cap)\n"
             "  -ngl, --gpu-layers N   layers on the GPU (default all); the rest on the CPU\n"
             "      --split R1,R2,...  shares of the layers for the devices --device lists\n"
+            "      --lora FILE[:S]    a LoRA adapter applied, scale S (repeat for several)\n"
             "  -v, --verbose          log what the runtime does\n");
 }
 
@@ -43,7 +44,8 @@ int cmd_perplexity(int argc, char **argv) {
         O_CPU_ISA,
         O_MEMORY_CAP,
         O_GPU_LAYERS,
-        O_SPLIT
+        O_SPLIT,
+        O_LORA
     };
     static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
                                        {"model", required_argument, NULL, 'm'},
@@ -62,6 +64,7 @@ int cmd_perplexity(int argc, char **argv) {
                                        {"gpu-layers", required_argument, NULL, O_GPU_LAYERS},
                                        {"n-gpu-layers", required_argument, NULL, O_GPU_LAYERS},
                                        {"split", required_argument, NULL, O_SPLIT},
+                                       {"lora", required_argument, NULL, O_LORA},
                                        {NULL, 0, NULL, 0}};
     cli_opts o = {.vk_tier = -1, .oom_tips = CLI_OOM_TIPS};
     vkllm_perplexity_desc d = {.struct_size = sizeof d};
@@ -122,6 +125,9 @@ int cmd_perplexity(int argc, char **argv) {
         case O_SPLIT:
             ok = cli_split("--split", optarg, o.split, &o.n_split);
             break;
+        case O_LORA:
+            ok = cli_lora_opt("--lora", optarg, &o);
+            break;
         default:
             return cli_getopt_error(c, argc, argv, "perplexity");
         }
@@ -158,6 +164,7 @@ int cmd_perplexity(int argc, char **argv) {
     d.n_chunks = (uint32_t)chunks;
     d.progress = cli_bar_update;
     d.progress_user = &b;
+    d.n_lora = cli_lora(&d.lora);
     vkllm_perplexity_result r = {.struct_size = sizeof r};
     vkllm_status s = vkllm_perplexity(model, &d, &r);
     int rc = 0;
