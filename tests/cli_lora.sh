@@ -4,10 +4,12 @@
 # which scripts/fetch_vocabs.sh keeps in the cache), each checked against the sha256 that
 # tools/golden/make_lora_golden.sh recorded; then `vkllm run --lora` on the CPU must generate
 # the token ids llama.cpp generated with the same adapters (tests/data/lora/generate_*.txt),
-# for every golden prompt, 32 greedy tokens each. Then the CLI's bad input: a missing file, a
+# for every golden prompt, 32 greedy tokens each; `vkllm perplexity --lora` must give
+# llama-perplexity's figure. Then the CLI's bad input: a missing file, a
 # model given as an adapter, a damaged adapter, a bad scale, too many adapters: exit 1 with
 # one clear "error:" line. Under the sanitizers: the first two sets.
-# Needs VKLLM_BIN, VKLLM_MODEL, VKLLM_TEST_DATA, VKLLM_PYENV, VKLLM_VOCAB_DIR (ctest sets them).
+# Needs VKLLM_BIN, VKLLM_MODEL, VKLLM_TEST_DATA, VKLLM_PYENV, VKLLM_VOCAB_DIR, VKLLM_TEXTS
+# (ctest sets them).
 set -u
 bin="${VKLLM_BIN:?VKLLM_BIN not set}"
 model="${VKLLM_MODEL:?VKLLM_MODEL not set}"
@@ -115,6 +117,17 @@ done
 
 if [ $((ties * 4)) -gt "$prompts" ]; then
     bad "$ties of $prompts prompts ended at a near tie: more than one in four"
+fi
+
+# perplexity with an adapter: llama-perplexity's figure
+texts="${VKLLM_TEXTS:-$cache/texts}"
+if [ ! -f "$texts/kjv-genesis.txt" ]; then
+    bad "$texts/kjv-genesis.txt missing (scripts/fetch_texts.sh)"
+else
+    want=$(cat "$data/perplexity_a32.txt")
+    got=$("$bin" perplexity -m "$model" -f "$texts/kjv-genesis.txt" --chunks 4 --device cpu \
+        --lora "$tmp/a32.gguf" 2>&1 | grep -o 'Final estimate: PPL = .*')
+    if [ "$got" = "$want" ]; then ok; else bad "perplexity --lora: '$got', llama.cpp: '$want'"; fi
 fi
 
 # serve: each adapter is a model of its own; a request's model picks it (or the base model)

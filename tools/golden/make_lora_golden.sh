@@ -4,6 +4,7 @@
 # llama.cpp's greedy generations with them (tools/golden/golden_gen.c --lora, against the AVX2
 # reference build, as tools/golden/make_golden.sh does for the base model).
 #   adapters.txt           NAME<TAB>lora_make.py options<TAB>sha256 of the file it writes
+#   perplexity_a32.txt     llama-perplexity's final estimate with a32 (kjv-genesis.txt, 4 chunks)
 #   generate_SET.txt       golden_gen's records for every prompt of tests/data/golden/
 #                          prompts.txt with the adapter set SET (NAME or NAME@SCALE joined
 #                          by '+') applied
@@ -79,5 +80,10 @@ for s in "${sets[@]}"; do
         --meta "model_sha256=$model_sha256" --meta "lora=$s"
     echo "make_lora_golden: set $s done" >&2
 done
-cp "$tmp"/adapters.txt "$tmp"/generate_*.txt "$out_dir/"
+# llama-perplexity with an adapter: its final estimate, for `vkllm perplexity --lora`
+texts="$("$root/scripts/fetch_texts.sh" | tail -n 1)"
+"$bin/llama-perplexity" -m "$model" -f "$texts/kjv-genesis.txt" --chunks 4 -t "$threads" \
+    --lora "$tmp/a32.gguf" 2>&1 | grep -o 'Final estimate: PPL = .*' >"$tmp/perplexity_a32.txt" ||
+    die "llama-perplexity --lora failed"
+cp "$tmp"/adapters.txt "$tmp"/generate_*.txt "$tmp/perplexity_a32.txt" "$out_dir/"
 echo "make_lora_golden: wrote $out_dir" >&2
