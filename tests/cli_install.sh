@@ -43,6 +43,7 @@ echo "== cmake --install $VKLLM_BUILD_DIR --prefix $prefix"
 quiet cmake --install "$VKLLM_BUILD_DIR" --prefix "$prefix"
 hdr=$prefix/include/vkllm.h
 [ -f "$hdr" ] || fail "no include/vkllm.h in the prefix"
+[ -f "$prefix/include/vkllm_tools.h" ] || fail "no include/vkllm_tools.h in the prefix"
 major=$(sed -n 's/^#define VKLLM_VERSION_MAJOR \([0-9][0-9]*\).*/\1/p' "$hdr")
 [ -n "$major" ] || fail "no VKLLM_VERSION_MAJOR in vkllm.h"
 pc=$(find "$prefix" -name vkllm.pc)
@@ -101,7 +102,7 @@ bad=$(grep -v '^vkllm_' "$tmp/dyn_names.txt" || true)
 [ -z "$bad" ] || fail "$(basename "$so") exports symbols other than vkllm_*:
 $bad"
 # and every function vkllm.h marks VKLLM_API is exported
-grep -o 'VKLLM_API [^(]*(' "$hdr" | sed 's/($//; s/.*[ *]//' | grep '^vkllm_' | sort -u >"$tmp/api.txt"
+grep -ho 'VKLLM_API [^(]*(' "$hdr" "$prefix/include/vkllm_tools.h" | sed 's/($//; s/.*[ *]//' | grep '^vkllm_' | sort -u >"$tmp/api.txt"
 [ -s "$tmp/api.txt" ] || fail "no VKLLM_API functions found in vkllm.h"
 missing=$(comm -23 "$tmp/api.txt" "$tmp/dyn_names.txt")
 [ -z "$missing" ] || fail "$(basename "$so") does not export these vkllm.h functions:
