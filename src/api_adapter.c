@@ -109,27 +109,25 @@ void api_lora_release(const eng_lora *l) {
     pthread_mutex_unlock(&m->lora_mu);
 }
 
-void api_lora_collect(vkllm_model *m) {
+/* Takes the list at *head (under the model's lora_mu) and destroys its adapters. */
+static void destroy_list(vkllm_model *m, vkllm_adapter **head) {
     pthread_mutex_lock(&m->lora_mu);
-    vkllm_adapter *dead = m->lora_dead;
-    m->lora_dead = NULL;
+    vkllm_adapter *l = *head;
+    *head = NULL;
     pthread_mutex_unlock(&m->lora_mu);
-    for (vkllm_adapter *nx; dead; dead = nx) {
-        nx = dead->next;
-        adapter_destroy(dead);
+    for (vkllm_adapter *nx; l; l = nx) {
+        nx = l->next;
+        adapter_destroy(l);
     }
 }
 
+void api_lora_collect(vkllm_model *m) {
+    destroy_list(m, &m->lora_dead);
+}
+
 void api_lora_free_all(vkllm_model *m) {
-    api_lora_collect(m);
-    pthread_mutex_lock(&m->lora_mu);
-    vkllm_adapter *live = m->lora_live;
-    m->lora_live = NULL;
-    pthread_mutex_unlock(&m->lora_mu);
-    for (vkllm_adapter *nx; live; live = nx) {
-        nx = live->next;
-        adapter_destroy(live);
-    }
+    destroy_list(m, &m->lora_dead);
+    destroy_list(m, &m->lora_live);
 }
 
 void vkllm_adapter_free(vkllm_adapter *ad) {

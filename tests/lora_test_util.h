@@ -127,8 +127,8 @@ static inline int lora_write(const char *model_path, const char *path, const lor
         lora_fill(a, na, sp->f16, is_embd ? 1.0f : 1.0f / sqrtf((float)n_in), &seed);
         lora_fill(b, nb, sp->f16, (is_embd ? 0.002f : 0.05f) * amp, &seed);
         char an[160], bn[160];
-        snprintf(an, sizeof an, "%s%s.lora_a",
-                 fault_here && sp->fault == LORA_NO_TARGET ? "blk.999.attn_q.weight" : name, "");
+        snprintf(an, sizeof an, "%s.lora_a",
+                 fault_here && sp->fault == LORA_NO_TARGET ? "blk.999.attn_q.weight" : name);
         if (fault_here && sp->fault == LORA_NO_TARGET)
             snprintf(bn, sizeof bn, "blk.999.attn_q.weight.lora_b");
         else

@@ -69,19 +69,17 @@ vkllm_status eng_lora_init(eng_lora *l, const gguf_file *f, const eng_model *m,
                            const vkllm_allocator *a, core_err *err) {
     memset(l, 0, sizeof *l);
     l->alloc = a;
-    gguf_str s;
+    gguf_str s = {"", 0};
     if (!gguf_get_str(f, "general.type", &s) || !str_is(s, "adapter"))
         return core_errf(err, VKLLM_ERR_BAD_FILE,
                          "lora: expect general.type to be 'adapter', but got: %.*s",
-                         gguf_get_str(f, "general.type", &s) ? (int)(s.len < 64 ? s.len : 64) : 0,
-                         gguf_get_str(f, "general.type", &s) ? s.ptr : "");
+                         (int)(s.len < 64 ? s.len : 64), s.ptr);
+    s = (gguf_str){"", 0};
     if (!gguf_get_str(f, "general.architecture", &s) || !str_is(s, m->cfg.arch))
-        return core_errf(
-            err, VKLLM_ERR_INVALID_ARG,
-            "lora: the adapter is for architecture '%.*s', the model is '%s' (model "
-            "arch and LoRA arch mismatch)",
-            gguf_get_str(f, "general.architecture", &s) ? (int)(s.len < 32 ? s.len : 32) : 0,
-            gguf_get_str(f, "general.architecture", &s) ? s.ptr : "", m->cfg.arch);
+        return core_errf(err, VKLLM_ERR_INVALID_ARG,
+                         "lora: the adapter is for architecture '%.*s', the model is '%s' (model "
+                         "arch and LoRA arch mismatch)",
+                         (int)(s.len < 32 ? s.len : 32), s.ptr, m->cfg.arch);
     if (!gguf_get_str(f, "adapter.type", &s) || !str_is(s, "lora"))
         return core_errf(err, VKLLM_ERR_UNSUPPORTED,
                          "lora: expect adapter.type to be 'lora' (other adapter types are not "
